@@ -1,0 +1,37 @@
+# Kubenova's developer entry points. `make up` and `make test` work on a fresh machine.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+VENV := .venv
+PY := $(VENV)/bin/python
+
+.PHONY: help venv up down test test-unit test-integration test-e2e lint format
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml hack/bootstrap.sh
+	hack/bootstrap.sh
+	@touch $@
+
+venv: $(VENV)/.installed ## create .venv with kubenova and its dev tools
+
+up: venv ## bring up the local stack and boot a demo instance
+	hack/up.sh
+
+down: ## stop what `make up` started
+	hack/down.sh
+
+test: venv ## bring up what the tests need and run every test (unit, integration, e2e)
+	hack/test.sh
+
+test-unit: venv ## unit tests only (no services)
+	$(VENV)/bin/pytest -q tests/unit
+
+lint: venv ## ruff check, ruff format --check, mypy --strict, import-linter
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy operator/kubenova node-agent/kubenova_agent hack/kube/pki.py
+	$(VENV)/bin/lint-imports
+
+format: venv ## apply ruff's fixes and formatting
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .

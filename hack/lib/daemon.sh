@@ -1,0 +1,113 @@
+# shellcheck shell=bash disable=SC2034  # variables are used by the scripts that source this
+# Helpers for running daemons on a machine without an init system. Source after env.sh.
+#
+# Convention: $KUBENOVA_STATE/run/<name>.pid exists only for a daemon that a hack/ script
+# started itself, so "stop what we started" never touches a daemon that was already there.
+# Logs go to $KUBENOVA_STATE/logs/<name>.log.
+
+KN_RUN_DIR="$KUBENOVA_STATE/run"
+KN_LOG_DIR="$KUBENOVA_STATE/logs"
+
+kn_log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+kn_die() { kn_log "error: $*"; exit 1; }
+
+# kn_pid_alive PID: true when PID is a running process. A zombie counts as gone: PID 1 on these
+# machines does not reap orphans, so `kill -0` would call a daemon that exited still alive.
+kn_pid_alive() {
+  local pid="${1:-}" stat
+  [[ $pid =~ ^[0-9]+$ ]] || return 1
+  stat=$(cat "/proc/$pid/stat" 2>/dev/null) || return 1
+  # The state follows the command name, which is in parentheses and may contain spaces.
+  stat="${stat##*) }"
+  [[ ${stat%% *} != [ZX] ]]
+}
+
+# kn_pidfile_pid FILE: print the pid stored in FILE when that process is alive.
+kn_pidfile_pid() {
+  local pid
+  pid=$(head -n1 "$1" 2>/dev/null) || return 1
+  kn_pid_alive "$pid" || return 1
+  printf '%s\n' "$pid"
+}
+
+# kn_pgrep PGREP-ARGS...: like pgrep, without the zombies pgrep also lists.
+kn_pgrep() {
+  local pid
+  for pid in $(pgrep "$@"); do
+    if kn_pid_alive "$pid"; then printf '%s\n' "$pid"; fi
+  done
+}
+
+# kn_pid_comm PID: the process's command name (as in /proc/PID/comm).
+kn_pid_comm() { cat "/proc/$1/comm" 2>/dev/null; }
+
+# Markers: which daemons this state dir started.
+kn_marker() { printf '%s/%s.pid\n' "$KN_RUN_DIR" "$1"; }
+kn_mark_started() { printf '%s\n' "$2" >"$(kn_marker "$1")"; }
+kn_unmark() { rm -f "$(kn_marker "$1")"; }
+# kn_started_pid NAME [COMM]: print the pid of NAME when we started it and it still runs (as a
+# process called COMM, when given, so that a recycled pid is not taken for the daemon).
+kn_started_pid() {
+  local pid
+  pid=$(kn_pidfile_pid "$(kn_marker "$1")") || return 1
+  [[ -z ${2:-} || $(kn_pid_comm "$pid") == "$2" ]] || return 1
+  printf '%s\n' "$pid"
+}
+kn_is_marked() { [[ -e $(kn_marker "$1") ]]; }
+
+# kn_wait_until SECONDS WHAT COMMAND...: poll COMMAND every half second until it succeeds.
+# Returns 1 after SECONDS. Set KN_WAIT_PID to give up early when that process dies.
+kn_wait_until() {
+  local timeout=$1 what=$2
+  shift 2
+  local deadline=$((SECONDS + timeout))
+  until "$@" >/dev/null 2>&1; do
+    if [[ -n ${KN_WAIT_PID:-} ]] && ! kn_pid_alive "$KN_WAIT_PID"; then
+      kn_log "$what: process $KN_WAIT_PID exited"
+      return 1
+    fi
+    if ((SECONDS >= deadline)); then
+      kn_log "$what: still not ready after ${timeout}s"
+      return 1
+    fi
+    sleep 0.5
+  done
+}
+
+# kn_wait_gone PID SECONDS: wait for PID to exit; true when it did.
+kn_wait_gone() {
+  local pid=$1 deadline=$((SECONDS + $2))
+  while kn_pid_alive "$pid"; do
+    ((SECONDS < deadline)) || return 1
+    sleep 0.2
+  done
+}
+
+# kn_terminate PID SECONDS: SIGTERM, then SIGKILL if it has not gone after SECONDS.
+kn_terminate() {
+  local pid=$1 grace=$2
+  kn_pid_alive "$pid" || return 0
+  kill -TERM "$pid" 2>/dev/null || true
+  if ! kn_wait_gone "$pid" "$grace"; then
+    kn_log "process $pid ignored SIGTERM for ${grace}s; killing it"
+    kill -KILL "$pid" 2>/dev/null || true
+    kn_wait_gone "$pid" 10
+  fi
+}
+
+# kn_spawn LOGFILE COMMAND...: start COMMAND in its own session with its output appended to
+# LOGFILE, and print its pid. The new session keeps it alive when the caller's terminal or
+# process group goes; fds above 2 are closed so it does not inherit the caller's lock.
+kn_spawn() {
+  local logfile=$1
+  shift
+  (
+    exec </dev/null >>"$logfile" 2>&1
+    for fd in /proc/self/fd/*; do
+      fd=${fd##*/}
+      if ((fd > 2)); then eval "exec $fd>&-" 2>/dev/null || true; fi
+    done
+    exec setsid "$@"
+  ) &
+  printf '%s\n' "$!"
+}

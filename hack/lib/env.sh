@@ -1,0 +1,32 @@
+# Shared settings for the local stack. Source it: `. hack/lib/env.sh`.
+# Every script under hack/ uses these names, so the stack has one definition.
+KUBENOVA_ROOT="${KUBENOVA_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}"
+KUBENOVA_STATE="${KUBENOVA_STATE:-$KUBENOVA_ROOT/.kubenova}"
+export KUBENOVA_ROOT KUBENOVA_STATE
+export KUBECONFIG="${KUBECONFIG:-$KUBENOVA_STATE/kubeconfig}"
+
+# Kubernetes release the local control plane and kubectl are built from.
+export KUBENOVA_K8S_VERSION="${KUBENOVA_K8S_VERSION:-v1.37.2}"
+export KUBENOVA_APISERVER_PORT="${KUBENOVA_APISERVER_PORT:-6443}"
+
+# MariaDB: the `nova` database, reached over loopback TCP.
+export KUBENOVA_DB_NAME="${KUBENOVA_DB_NAME:-nova}"
+export KUBENOVA_DB_USER="${KUBENOVA_DB_USER:-kubenova}"
+export KUBENOVA_DB_PASSWORD="${KUBENOVA_DB_PASSWORD:-kubenova-dev}"
+export KUBENOVA_DB_URL="${KUBENOVA_DB_URL:-mysql+pymysql://$KUBENOVA_DB_USER:$KUBENOVA_DB_PASSWORD@127.0.0.1:3306/$KUBENOVA_DB_NAME?charset=utf8mb4}"
+
+# RabbitMQ: vhost `kubenova`; the operator has the whole vhost, each agent its own queue.
+export KUBENOVA_AMQP_VHOST="${KUBENOVA_AMQP_VHOST:-kubenova}"
+export KUBENOVA_AMQP_OPERATOR_USER="${KUBENOVA_AMQP_OPERATOR_USER:-kubenova-operator}"
+export KUBENOVA_AMQP_OPERATOR_PASSWORD="${KUBENOVA_AMQP_OPERATOR_PASSWORD:-kubenova-dev}"
+export KUBENOVA_AMQP_URL="${KUBENOVA_AMQP_URL:-amqp://$KUBENOVA_AMQP_OPERATOR_USER:$KUBENOVA_AMQP_OPERATOR_PASSWORD@127.0.0.1:5672/$KUBENOVA_AMQP_VHOST}"
+
+# The tiny guest image, served over loopback HTTP.
+export KUBENOVA_IMAGE_PORT="${KUBENOVA_IMAGE_PORT:-8089}"
+export KUBENOVA_IMAGES_DIR="${KUBENOVA_IMAGES_DIR:-$KUBENOVA_STATE/images}"
+
+# Where the agent keeps instance files and its image cache (as the issue asks).
+export KUBENOVA_INSTANCES_PATH="${KUBENOVA_INSTANCES_PATH:-/var/lib/kubenova/instances}"
+export KUBENOVA_IMAGE_CACHE_PATH="${KUBENOVA_IMAGE_CACHE_PATH:-/var/lib/kubenova/_base}"
+
+mkdir -p "$KUBENOVA_STATE/logs" "$KUBENOVA_STATE/run"

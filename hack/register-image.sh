@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Register the tiny guest, served over loopback HTTP, as the Image `kubenova-tiny`.
+set -euo pipefail
+. "$(dirname "$0")/lib/env.sh"
+SHA256="$(cat "$KUBENOVA_IMAGES_DIR/kubenova-tiny.qcow2.sha256")"
+"$KUBENOVA_STATE/bin/kubectl" apply -f - <<YAML
+apiVersion: compute.kubenova.io/v1alpha1
+kind: Image
+metadata:
+  name: kubenova-tiny
+spec:
+  source:
+    url: http://127.0.0.1:$KUBENOVA_IMAGE_PORT/kubenova-tiny.qcow2
+  sha256: $SHA256
+  diskFormat: qcow2
+  minDiskGiB: 1
+  minMemoryMiB: 96
+YAML

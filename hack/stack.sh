@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The Kubenova processes of the local stack: the operator and this host's agent.
+#   hack/stack.sh start   start both (idempotent)
+#   hack/stack.sh stop    stop both
+set -euo pipefail
+. "$(dirname "$0")/lib/env.sh"
+. "$KUBENOVA_ROOT/hack/lib/proc.sh"
+
+HOST="${KUBENOVA_HOST:-$(hostname -s)}"
+
+case "${1:-}" in
+  start)
+    "$KUBENOVA_ROOT/hack/rabbitmq-agent-user.sh" "$HOST" >/dev/null
+    proc_start operator "$KUBENOVA_ROOT/.venv/bin/kubenova-operator"
+    proc_start "agent-$HOST" "$KUBENOVA_ROOT/.venv/bin/kubenova-agent" --host "$HOST" \
+      --amqp-url-file "$KUBENOVA_STATE/agents/$HOST.amqp-url"
+    ;;
+  stop)
+    proc_stop "agent-$HOST"
+    proc_stop operator
+    ;;
+  *) echo "usage: $0 start|stop" >&2; exit 2 ;;
+esac

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# `make up`: the whole local stack and a demo instance, from a fresh machine.
+set -euo pipefail
+. "$(dirname "$0")/lib/env.sh"
+cd "$KUBENOVA_ROOT"
+KUBECTL="$KUBENOVA_STATE/bin/kubectl"
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "services: MariaDB, RabbitMQ, libvirtd, virtlogd, network default"
+hack/services.sh up
+step "Kubernetes: kube-apiserver with embedded etcd"
+hack/kube/up.sh
+step "CRDs"
+"$KUBECTL" apply -f crds/
+"$KUBECTL" wait --for=condition=Established --timeout=60s crd --all >/dev/null
+step "database: kubenova-manage db sync"
+.venv/bin/kubenova-manage db sync
+step "test guest image"
+hack/guest/build.sh
+hack/guest/serve.sh start
+step "operator and agent"
+hack/stack.sh start
+step "flavors, image and the demo instance"
+hack/register-image.sh
+"$KUBECTL" apply -f examples/01-flavors.yaml
+"$KUBECTL" apply -f examples/02-demo-instance.yaml
+
+cat <<MSG
+
+Kubenova is up. Watch the demo instance boot:
+
+  export KUBECONFIG=$KUBECONFIG
+  $KUBECTL get instances -w
+  $KUBECTL get hypervisors
+  tail -f $KUBENOVA_INSTANCES_PATH/\$($KUBECTL get instance demo -o jsonpath='{.metadata.uid}')/console.log
+
+Logs: $KUBENOVA_STATE/logs/   Stop everything: make down
+MSG

@@ -1,0 +1,98 @@
+"""``kubenova-agent``: run the node-agent for one host."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import types
+
+from kubenova import log
+from kubenova.config import AgentSettings
+from kubenova_agent import service
+from kubenova_agent.virt import driver as virt_driver
+
+LOG = logging.getLogger(__name__)
+
+
+def _label(raw: str) -> tuple[str, str]:
+    key, sep, value = raw.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"--label wants KEY=VALUE, got {raw!r}")
+    return key, value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kubenova-agent", description="Run the Kubenova node-agent (nova-compute) for a host."
+    )
+    parser.add_argument("--host", help="host name (default: $KUBENOVA_HOST or the short hostname)")
+    parser.add_argument(
+        "--driver",
+        choices=("libvirt", "test"),
+        default="libvirt",
+        help="libvirt drives qemu:///system; test simulates a host on libvirt's test:///default",
+    )
+    parser.add_argument(
+        "--amqp-url-file",
+        help="file holding this agent's AMQP URL (its own RabbitMQ user); "
+        "default: $KUBENOVA_AMQP_URL",
+    )
+    parser.add_argument("--vcpus", type=int, default=8, help="test driver: simulated vCPUs")
+    parser.add_argument("--memory-mib", type=int, default=16384, help="test driver: memory")
+    parser.add_argument("--disk-gib", type=int, default=200, help="test driver: disk")
+    parser.add_argument(
+        "--label", type=_label, action="append", default=[], help="KEY=VALUE host label"
+    )
+    parser.add_argument("--log-level", default=os.environ.get("KUBENOVA_LOG_LEVEL", "INFO"))
+    return parser
+
+
+def make_driver(args: argparse.Namespace, settings: AgentSettings) -> virt_driver.ComputeDriver:
+    if args.driver == "test":
+        from kubenova_agent.virt import testdriver
+
+        return testdriver.TestDriver(
+            hostname=settings.host,
+            vcpus=args.vcpus,
+            memory_mib=args.memory_mib,
+            disk_gib=args.disk_gib,
+        )
+    from kubenova_agent.virt.libvirt import driver as libvirt_driver
+
+    return libvirt_driver.LibvirtDriver(
+        uri=settings.libvirt_uri,
+        instances_path=settings.instances_path,
+        image_cache_path=settings.image_cache_path,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    log.setup("kubenova-agent", args.log_level)
+    amqp_url = None
+    if args.amqp_url_file:
+        with open(args.amqp_url_file, encoding="utf-8") as handle:
+            amqp_url = handle.read().strip()
+    settings = AgentSettings.from_env(host=args.host, amqp_url=amqp_url)
+    agent = service.AgentService(settings, make_driver(args, settings), dict(args.label))
+
+    def _terminate(signum: int, frame: types.FrameType | None) -> None:
+        del frame
+        LOG.info("signal %d: stopping", signum)
+        agent.consumer.stop()
+
+    signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGINT, _terminate)
+    LOG.info("agent for host %s starting with the %s driver", settings.host, args.driver)
+    try:
+        agent.run()
+    finally:
+        agent.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

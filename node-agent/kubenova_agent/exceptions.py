@@ -1,0 +1,104 @@
+"""Exceptions raised by the node-agent's virt layer and its helpers.
+
+Two families matter to the manager:
+
+- :class:`BuildError` and its two subclasses are what ``ComputeDriver.spawn`` raises. The manager
+  reschedules a :class:`RescheduledBuildError` to an alternate host (the failure belongs to this
+  host) and puts the instance in error on a :class:`BuildAbortedError` (the request itself is bad,
+  so another host would fail the same way). This is Nova's ``RescheduledException`` versus
+  ``BuildAbortedException`` split.
+- :class:`InstanceNotFound` says the hypervisor has no domain for the uuid.
+
+The others are raised by the helpers (image cache, hypervisor adapter) and are translated into a
+build error by the driver; their messages are written for an operator reading an instance fault.
+"""
+
+from __future__ import annotations
+
+
+class AgentError(Exception):
+    """Base class of every exception the node-agent raises on purpose."""
+
+
+class InstanceNotFound(AgentError):
+    """The hypervisor has no domain for ``instance_uuid`` (or not one this driver manages)."""
+
+    def __init__(self, instance_uuid: str) -> None:
+        super().__init__(f"instance {instance_uuid} is not on this host")
+        self.instance_uuid = instance_uuid
+
+
+class HypervisorError(AgentError):
+    """A call to libvirt failed; ``code`` is libvirt's error number (``VIR_ERR_*``)."""
+
+    def __init__(self, message: str, *, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class ImageError(AgentError):
+    """Base class of image cache failures."""
+
+
+class ImageDownloadError(ImageError):
+    """The image could not be fetched.
+
+    ``permanent`` is true when asking again cannot help (an HTTP 4xx answer: the image is not
+    there, or we may not read it); transient failures (connection refused, 5xx, a short read)
+    leave it false.
+    """
+
+    def __init__(self, url: str, reason: str, *, permanent: bool = False) -> None:
+        super().__init__(f"cannot download image {url}: {reason}")
+        self.url = url
+        self.reason = reason
+        self.permanent = permanent
+
+
+class ImageChecksumMismatch(ImageError):
+    """The downloaded bytes do not hash to the sha256 the Image declares."""
+
+    def __init__(self, url: str, *, expected: str, actual: str) -> None:
+        super().__init__(f"image {url} has sha256 {actual}, expected {expected}")
+        self.url = url
+        self.expected = expected
+        self.actual = actual
+
+
+class InvalidImage(ImageError):
+    """The image's content is unusable as declared (wrong format, or a backing file of its own)."""
+
+
+class ImageTooLarge(ImageError):
+    """The image's virtual size exceeds the root disk the flavor gives."""
+
+    def __init__(self, image: str, *, virtual_size: int, disk_bytes: int) -> None:
+        super().__init__(
+            f"image {image} has a virtual size of {virtual_size} bytes, "
+            f"larger than the flavor's root disk of {disk_bytes} bytes"
+        )
+        self.virtual_size = virtual_size
+        self.disk_bytes = disk_bytes
+
+
+class BuildError(AgentError):
+    """``spawn`` failed and has removed everything it made; ``reason`` says why."""
+
+    def __init__(self, instance_uuid: str, reason: str) -> None:
+        super().__init__(f"build of instance {instance_uuid} failed: {reason}")
+        self.instance_uuid = instance_uuid
+        self.reason = reason
+
+
+class RescheduledBuildError(BuildError):
+    """A host-side build failure (libvirt or qemu error, disk full, image server down).
+
+    Another host may well succeed: the manager should reschedule to an alternate.
+    """
+
+
+class BuildAbortedError(BuildError):
+    """A build failure caused by the request (bad image checksum, image too big, bad image).
+
+    Every host would fail the same way: the manager should not reschedule.
+    """

@@ -1,0 +1,229 @@
+"""The hypervisor adapter: the only module of the agent that imports ``libvirt``.
+
+Everything else talks to libvirt through :class:`Connection` and :class:`Domain`, which give a
+small typed surface, turn ``libvirt.libvirtError`` into
+:class:`~kubenova_agent.exceptions.HypervisorError` (carrying libvirt's error code) and reopen a
+connection that libvirtd dropped (a restarted daemon must not take the agent down with it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import libvirt
+
+from kubenova_agent import exceptions
+
+LOG = logging.getLogger(__name__)
+
+# Error codes the drivers act on (``virErrorNumber``).
+ERR_NO_DOMAIN: int = libvirt.VIR_ERR_NO_DOMAIN
+ERR_OPERATION_INVALID: int = libvirt.VIR_ERR_OPERATION_INVALID
+ERR_NO_DOMAIN_METADATA: int = libvirt.VIR_ERR_NO_DOMAIN_METADATA
+ERR_NO_NETWORK: int = libvirt.VIR_ERR_NO_NETWORK
+
+# What undefine removes besides the definition. The QEMU driver knows all four; libvirt's test
+# driver refuses NVRAM and CHECKPOINTS_METADATA, so drivers choose.
+UNDEFINE_MANAGED_SAVE: int = libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE
+UNDEFINE_SNAPSHOTS_METADATA: int = libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA
+UNDEFINE_NVRAM: int = libvirt.VIR_DOMAIN_UNDEFINE_NVRAM
+UNDEFINE_CHECKPOINTS_METADATA: int = libvirt.VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA
+
+
+def _ignore_error(_context: object, _error: object) -> None:
+    """libvirt's default handler prints every error to stderr, even the ones we expect
+    (a lookup of an unknown uuid); errors reach us as exceptions and are logged there."""
+
+
+libvirt.registerErrorHandler(_ignore_error, None)
+
+
+@contextlib.contextmanager
+def _translated() -> Iterator[None]:
+    try:
+        yield
+    except libvirt.libvirtError as exc:
+        code = exc.get_error_code()
+        raise exceptions.HypervisorError(
+            str(exc.get_error_message() or exc), code=int(code) if code is not None else -1
+        ) from exc
+
+
+def version_string(encoded: int) -> str:
+    """libvirt encodes versions as ``major * 1_000_000 + minor * 1_000 + release``."""
+    major, rest = divmod(int(encoded), 1_000_000)
+    minor, release = divmod(rest, 1_000)
+    return f"{major}.{minor}.{release}"
+
+
+class Domain:
+    """One libvirt domain."""
+
+    def __init__(self, handle: Any) -> None:
+        self._handle = handle
+
+    @property
+    def uuid(self) -> str:
+        with _translated():
+            return str(self._handle.UUIDString())
+
+    @property
+    def name(self) -> str:
+        with _translated():
+            return str(self._handle.name())
+
+    def state(self) -> int:
+        """The ``virDomainState`` the domain is in."""
+        with _translated():
+            return int(self._handle.state()[0])
+
+    def is_active(self) -> bool:
+        with _translated():
+            return bool(self._handle.isActive())
+
+    def start(self) -> None:
+        with _translated():
+            self._handle.create()
+
+    def destroy(self) -> None:
+        """Power the domain off at once; a domain that is not running is left as it is."""
+        try:
+            with _translated():
+                self._handle.destroy()
+        except exceptions.HypervisorError as exc:
+            # It stopped between our look and the call: the effect wanted is already there.
+            if exc.code != ERR_OPERATION_INVALID:
+                raise
+
+    def undefine(self, flags: int) -> None:
+        with _translated():
+            self._handle.undefineFlags(flags)
+
+    def metadata_element(self, namespace: str) -> str | None:
+        """The domain's ``<metadata>`` element in ``namespace`` as XML text, or None."""
+        try:
+            with _translated():
+                return str(
+                    self._handle.metadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, namespace, 0)
+                )
+        except exceptions.HypervisorError as exc:
+            if exc.code == ERR_NO_DOMAIN_METADATA:
+                return None
+            raise
+
+    def lease_ipv4_addresses(self) -> list[str]:
+        """IPv4 addresses the guest holds a DHCP lease for; [] when it is not running."""
+        try:
+            with _translated():
+                interfaces = self._handle.interfaceAddresses(
+                    libvirt.VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_LEASE, 0
+                )
+        except exceptions.HypervisorError as exc:
+            if exc.code == ERR_OPERATION_INVALID:
+                return []
+            raise
+        addresses: list[str] = []
+        for interface in (interfaces or {}).values():
+            for address in interface.get("addrs") or []:
+                if address.get("type") == libvirt.VIR_IP_ADDR_TYPE_IPV4 and address.get("addr"):
+                    addresses.append(str(address["addr"]))
+        return addresses
+
+    def xml_desc(self) -> str:
+        with _translated():
+            return str(self._handle.XMLDesc(0))
+
+
+class NodeInfo:
+    """The host facts ``virNodeGetInfo`` gives."""
+
+    def __init__(self, raw: Any) -> None:
+        self.cpu_arch = str(raw[0])
+        self.memory_mib = int(raw[1])
+        self.cpus = int(raw[2])
+
+
+class Connection:
+    """A connection to one libvirt URI, opened on first use and reopened when it dies."""
+
+    def __init__(self, uri: str) -> None:
+        self.uri = uri
+        self._handle: Any = None
+        self._lock = threading.Lock()
+
+    def _conn(self) -> Any:
+        with self._lock:
+            if self._handle is not None:
+                try:
+                    alive = bool(self._handle.isAlive())
+                except libvirt.libvirtError:
+                    alive = False
+                if alive:
+                    return self._handle
+                LOG.warning("connection to %s lost; reconnecting", self.uri)
+                with contextlib.suppress(libvirt.libvirtError):
+                    self._handle.close()
+                self._handle = None
+            with _translated():
+                self._handle = libvirt.open(self.uri)
+            return self._handle
+
+    def open(self) -> None:
+        """Connect now rather than on first use, so that a bad URI fails early."""
+        self._conn()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._handle is not None:
+                with contextlib.suppress(libvirt.libvirtError):
+                    self._handle.close()
+                self._handle = None
+
+    def define_domain(self, xml: str) -> Domain:
+        with _translated():
+            return Domain(self._conn().defineXML(xml))
+
+    def lookup_by_uuid(self, uuid: str) -> Domain | None:
+        try:
+            with _translated():
+                return Domain(self._conn().lookupByUUIDString(uuid))
+        except exceptions.HypervisorError as exc:
+            if exc.code == ERR_NO_DOMAIN:
+                return None
+            raise
+
+    def list_domains(self) -> list[Domain]:
+        """All domains, running or not."""
+        with _translated():
+            return [Domain(handle) for handle in self._conn().listAllDomains(0)]
+
+    def node_info(self) -> NodeInfo:
+        with _translated():
+            return NodeInfo(self._conn().getInfo())
+
+    def hypervisor_type(self) -> str:
+        """``"QEMU"`` for qemu:///system, ``"TEST"`` for test:///default."""
+        with _translated():
+            return str(self._conn().getType())
+
+    def hypervisor_version(self) -> str:
+        with _translated():
+            return version_string(self._conn().getVersion())
+
+    def library_version(self) -> str:
+        with _translated():
+            return version_string(self._conn().getLibVersion())
+
+    def network_is_active(self, name: str) -> bool | None:
+        """Whether the virtual network ``name`` is up; None when it is not defined."""
+        try:
+            with _translated():
+                return bool(self._conn().networkLookupByName(name).isActive())
+        except exceptions.HypervisorError as exc:
+            if exc.code == ERR_NO_NETWORK:
+                return None
+            raise

@@ -1,0 +1,189 @@
+"""Builds an instance's libvirt domain XML with ElementTree.
+
+User-controlled values (the instance's name, the image's name) reach the XML only as element
+text or attribute values set through ElementTree, which escapes them; characters XML 1.0 cannot
+carry at all (most control characters) are replaced, so a hostile name can neither change the
+document's structure nor make libvirt reject it.
+
+The device layout, for every instance:
+
+- ``vda``: the root disk, a qcow2 overlay on the cached image (virtio);
+- ``vdb``: the config drive, a read-only raw ISO (virtio);
+- one virtio NIC on a libvirt network (``default``: NAT with DHCP);
+- the first serial port written to a file (``console.log``), which is also the console;
+- VNC on 127.0.0.1 with a port libvirt chooses, for the console proxy to come.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import xml.etree.ElementTree as ET
+
+from kubenova_agent.virt import driver
+
+#: Namespace of Kubenova's ``<metadata>`` element in a domain's XML; a domain carrying it was
+#: made by Kubenova.
+NAMESPACE = "https://kubenova.io/xmlns/instance/1.0"
+NAMESPACE_PREFIX = "kubenova"
+
+# libvirt keeps the prefix it is given; registering it makes ElementTree write "kubenova:"
+# instead of "ns0:" (the registry is process-wide, and this prefix is ours alone).
+ET.register_namespace(NAMESPACE_PREFIX, NAMESPACE)
+
+#: Domain types: "kvm" (hardware virtualisation), "qemu" (TCG software emulation), "test"
+#: (libvirt's test driver).
+DOMAIN_TYPES = frozenset({"kvm", "qemu", "test"})
+
+# What XML 1.0 allows in a document (its "Char" production), negated.
+_NOT_XML_CHAR = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+@dataclasses.dataclass(frozen=True)
+class DomainFiles:
+    """Where an instance's files are (or, for the test driver, would be)."""
+
+    disk: str
+    config_drive: str
+    console_log: str
+
+
+@dataclasses.dataclass(frozen=True)
+class InstanceMetadata:
+    """What a domain's Kubenova metadata element records."""
+
+    name: str
+    host: str
+    image_name: str
+
+
+def xml_text(value: str) -> str:
+    """``value`` with the characters XML 1.0 cannot represent replaced by U+FFFD."""
+    return _NOT_XML_CHAR.sub("\ufffd", value)
+
+
+def _q(tag: str) -> str:
+    return f"{{{NAMESPACE}}}{tag}"
+
+
+def _sub(parent: ET.Element, tag: str, text: str | None = None, **attrs: str) -> ET.Element:
+    element = ET.SubElement(parent, tag, {key: xml_text(val) for key, val in attrs.items()})
+    if text is not None:
+        element.text = xml_text(text)
+    return element
+
+
+def _metadata(parent: ET.Element, instance: driver.InstanceSpec, host: str) -> None:
+    root = _sub(_sub(parent, "metadata"), _q("instance"))
+    _sub(root, _q("name"), instance.name)
+    _sub(root, _q("host"), host)
+    _sub(
+        root,
+        _q("flavor"),
+        vcpus=str(instance.vcpus),
+        memory_mib=str(instance.memory_mib),
+        disk_gib=str(instance.disk_gib),
+    )
+    _sub(
+        root,
+        _q("image"),
+        name=instance.image.name,
+        sha256=instance.image.sha256,
+        disk_format=instance.image.disk_format,
+    )
+
+
+def _disk(devices: ET.Element, path: str, fmt: str, target: str, *, readonly: bool) -> None:
+    disk = _sub(devices, "disk", type="file", device="disk")
+    _sub(disk, "driver", name="qemu", type=fmt)
+    _sub(disk, "source", file=path)
+    _sub(disk, "target", dev=target, bus="virtio")
+    if readonly:
+        _sub(disk, "readonly")
+
+
+def build(
+    instance: driver.InstanceSpec,
+    *,
+    domain_type: str,
+    files: DomainFiles,
+    network: str,
+    host: str,
+    vnc: bool = True,
+) -> str:
+    """Return the domain XML for ``instance``.
+
+    ``host`` is recorded in the metadata: it names the agent host that made the domain, which
+    lets simulated hosts sharing one libvirt tell their domains apart.
+    """
+    if domain_type not in DOMAIN_TYPES:
+        raise ValueError(f"domain type {domain_type!r} is not one of {sorted(DOMAIN_TYPES)}")
+    domain = ET.Element("domain", type=domain_type)
+    _sub(domain, "name", driver.domain_name(instance.uuid))
+    _sub(domain, "uuid", instance.uuid)
+    _metadata(domain, instance, host)
+    _sub(domain, "memory", str(instance.memory_mib), unit="MiB")
+    _sub(domain, "currentMemory", str(instance.memory_mib), unit="MiB")
+    _sub(domain, "vcpu", str(instance.vcpus), placement="static")
+
+    os_element = _sub(domain, "os")
+    _sub(os_element, "type", "hvm", arch="x86_64")
+    _sub(os_element, "boot", dev="hd")
+    features = _sub(domain, "features")
+    # Without ACPI a guest's poweroff halts the CPU instead of ending the domain.
+    _sub(features, "acpi")
+    _sub(features, "apic")
+    if domain_type in ("kvm", "qemu"):
+        # A named model rather than host-passthrough or host-model: on the hosts we run on,
+        # "-cpu host" aborts on an MSR, and a fixed model keeps guests movable between hosts.
+        # check='none' because libvirt's host-feature check compares against a host CPU that
+        # may itself be virtual and incomplete (a nested hypervisor).
+        cpu = _sub(domain, "cpu", mode="custom", match="exact", check="none")
+        _sub(cpu, "model", "qemu64", fallback="forbid")
+
+    _sub(domain, "on_poweroff", "destroy")
+    _sub(domain, "on_reboot", "restart")
+    _sub(domain, "on_crash", "destroy")
+
+    devices = _sub(domain, "devices")
+    _disk(devices, files.disk, "qcow2", "vda", readonly=False)
+    _disk(devices, files.config_drive, "raw", "vdb", readonly=True)
+
+    interface = _sub(devices, "interface", type="network")
+    _sub(interface, "source", network=network)
+    _sub(interface, "model", type="virtio")
+
+    # append='on': a guest started again after a shutdown (spawn's idempotent path, or a
+    # restart) adds to its console log instead of erasing what the last boot printed.
+    serial = _sub(devices, "serial", type="file")
+    _sub(serial, "source", path=files.console_log, append="on")
+    _sub(serial, "target", port="0")
+    # The console is the first serial port, the same device: libvirt pairs them.
+    console = _sub(devices, "console", type="file")
+    _sub(console, "source", path=files.console_log, append="on")
+    _sub(console, "target", type="serial", port="0")
+
+    if vnc:
+        _sub(devices, "graphics", type="vnc", autoport="yes", listen="127.0.0.1")
+
+    ET.indent(domain)
+    return ET.tostring(domain, encoding="unicode")
+
+
+def parse_metadata(element_xml: str) -> InstanceMetadata | None:
+    """Read the metadata element libvirt hands back (``virDomainGetMetadata``).
+
+    Returns None when the text is not a Kubenova instance element.
+    """
+    try:
+        root = ET.fromstring(element_xml)
+    except ET.ParseError:
+        return None
+    if root.tag != _q("instance"):
+        return None
+    image = root.find(_q("image"))
+    return InstanceMetadata(
+        name=root.findtext(_q("name"), ""),
+        host=root.findtext(_q("host"), ""),
+        image_name=image.get("name", "") if image is not None else "",
+    )

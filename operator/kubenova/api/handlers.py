@@ -1,0 +1,88 @@
+"""The kopf handlers: thin adapters from Kubernetes events to the api layer.
+
+This is the only module that imports kopf. Each handler reads the object, calls
+the api layer and turns its answer into status or a retry.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import kopf
+
+from kubenova import log
+from kubenova.api import instance_api
+from kubenova.api.runtime import Runtime
+from kubenova.k8s import resources
+from kubenova.rpc import envelope
+
+LOG = logging.getLogger(__name__)
+
+# A retry interval short enough that a Flavor applied after its Instance is noticed
+# quickly, long enough not to busy-loop on a cluster with no room.
+NOT_READY_RETRY_S = 5
+
+
+def _request(body: kopf.Body) -> instance_api.InstanceRequest:
+    meta, status = body.get("metadata", {}), body.get("status", {}) or {}
+    return instance_api.InstanceRequest(
+        uid=meta["uid"],
+        name=meta["name"],
+        namespace=meta["namespace"],
+        generation=int(meta.get("generation", 1)),
+        spec=dict(body.get("spec", {})),
+        conditions=status.get("conditions"),
+    )
+
+
+@kopf.on.startup()
+def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    """Wire the runtime (database, bus, conductor consumer) once per process."""
+    settings.persistence.finalizer = resources.FINALIZER
+    settings.posting.level = logging.WARNING
+    settings.watching.server_timeout = 300
+    settings.execution.max_workers = 16
+    runtime = Runtime.from_env()
+    runtime.start()
+    memo["runtime"] = runtime
+
+
+@kopf.on.cleanup()
+def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    runtime: Runtime | None = memo.get("runtime")
+    if runtime is not None:
+        runtime.stop()
+
+
+@kopf.on.resume(resources.GROUP, resources.VERSION, resources.INSTANCES)
+@kopf.on.create(resources.GROUP, resources.VERSION, resources.INSTANCES)
+def create_instance(body: kopf.Body, memo: kopf.Memo, patch: kopf.Patch, **_: Any) -> None:
+    """Schedule and build; stay Pending (and retry) while something is missing."""
+    runtime: Runtime = memo["runtime"]
+    request = _request(body)
+    request_id = (body.get("status") or {}).get("requestId") or envelope.new_request_id()
+    with log.request_context(request_id):
+        try:
+            runtime.instances.create(request, request_id)
+        except instance_api.NotReady as exc:
+            patch.status.update(runtime.instances.pending_status(request, exc))
+            patch.status["requestId"] = request_id
+            raise kopf.TemporaryError(str(exc), delay=NOT_READY_RETRY_S) from exc
+
+
+@kopf.on.delete(resources.GROUP, resources.VERSION, resources.INSTANCES)
+def delete_instance(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """Terminate on the host; the finalizer stays until the record is gone."""
+    runtime: Runtime = memo["runtime"]
+    request_id = envelope.new_request_id()
+    with log.request_context(request_id):
+        if not runtime.instances.delete(_request(body), request_id):
+            raise kopf.TemporaryError("waiting for the host to terminate the instance", delay=1)
+
+
+@kopf.timer(resources.GROUP, resources.VERSION, resources.HYPERVISORS, interval=10, idle=0)
+def check_hypervisor(name: str, memo: kopf.Memo, **_: Any) -> None:
+    """Mark a hypervisor down once its heartbeat is older than service_down_time."""
+    runtime: Runtime = memo["runtime"]
+    runtime.conductor.check_hypervisor(name)

@@ -1,0 +1,210 @@
+"""nova-api for instances: create and delete, called by the thin kopf handlers.
+
+Create walks Nova's road: record the instance (vm_state building, task_state
+scheduling, action ``create``), let the scheduler claim a host, project the record
+into status, then cast ``build_and_run_instance`` to that host. Every step is
+idempotent, because kopf retries a handler that raised.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import logging
+from typing import Any
+
+from kubenova.compute import states
+from kubenova.conductor import status as status_mod
+from kubenova.conductor.manager import ConductorManager, host_is_up
+from kubenova.config import OperatorSettings
+from kubenova.db import api as db_api
+from kubenova.db import engine as db_engine
+from kubenova.k8s.client import KubeClient
+from kubenova.rpc import compute_rpcapi, payloads
+from kubenova.scheduler.host_state import RequestSpec
+from kubenova.scheduler.manager import NoValidHost, SchedulerManager
+
+LOG = logging.getLogger(__name__)
+
+
+class NotReady(Exception):
+    """The instance cannot move on yet; ``reason`` and the message go into its conditions."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclasses.dataclass(frozen=True)
+class InstanceRequest:
+    """One Instance object, as the handlers see it."""
+
+    uid: str
+    name: str
+    namespace: str
+    generation: int
+    spec: dict[str, Any]
+    conditions: list[dict[str, Any]] | None = None
+
+
+class InstanceAPI:
+    """Create and delete instances."""
+
+    def __init__(
+        self,
+        settings: OperatorSettings,
+        session_factory: db_engine.SessionFactory,
+        kube: KubeClient,
+        scheduler: SchedulerManager,
+        compute: compute_rpcapi.ComputeAPI,
+        conductor: ConductorManager,
+    ) -> None:
+        self.settings = settings
+        self.session_factory = session_factory
+        self.kube = kube
+        self.scheduler = scheduler
+        self.compute = compute
+        self.conductor = conductor
+
+    def create(self, request: InstanceRequest, request_id: str) -> None:
+        """Record, schedule and cast the build; raise NotReady to be retried later."""
+        flavor, image = self._resolve(request)
+        with db_engine.transaction(self.session_factory) as session:
+            record = db_api.instance_create(
+                session,
+                uuid=request.uid,
+                name=request.name,
+                namespace=request.namespace,
+                hostname=request.spec.get("hostname") or request.name,
+                flavor=flavor,
+                image=image,
+                user_data_b64=_encode_user_data(request.spec.get("userData")),
+                ssh_keys=list(request.spec.get("sshAuthorizedKeys") or []),
+                request_id=request_id,
+                generation=request.generation,
+            )
+            if record.vm_state != states.BUILDING:
+                LOG.info("instance %s is already %s", request.uid, record.vm_state)
+                return
+            host = record.host
+            if host is None and record.task_state == states.SCHEDULING:
+                db_api.action_start(session, request.uid, "create", request_id)
+        if host is None:
+            spec = RequestSpec(
+                instance_uuid=request.uid,
+                vcpus=flavor["vcpus"],
+                memory_mib=flavor["memory_mib"],
+                disk_gib=flavor["disk_gib"],
+            )
+            try:
+                host = self.scheduler.schedule(spec).host
+            except NoValidHost as exc:
+                raise NotReady("NoValidHost", str(exc)) from exc
+        # A retry after the claim (say the broker was down for the cast) casts again;
+        # the agent's build is idempotent, so that has one effect.
+        with db_engine.transaction(self.session_factory) as session:
+            record = db_api.instance_update(
+                session, request.uid, task_state=states.SPAWNING, request_id=request_id
+            )
+            instance = _instance_payload(record, flavor, image, request.spec.get("userData"))
+        # Status first, then the cast: the conductor's later projections must win.
+        self.conductor.project_instance(request.uid, request.namespace, request.name)
+        self.compute.build_and_run_instance(host, instance, request_id)
+
+    def pending_status(self, request: InstanceRequest, error: NotReady) -> dict[str, Any]:
+        return status_mod.pending(
+            error.reason,
+            str(error),
+            previous_conditions=request.conditions,
+            generation=request.generation,
+        )
+
+    def delete(self, request: InstanceRequest, request_id: str) -> bool:
+        """Terminate on the host behind the finalizer; True once the record is gone.
+
+        A host that is down does not block a delete: the record is deleted here and the
+        terminate stays in the host's durable queue, so its agent reaps the domain when
+        it comes back.
+        """
+        with db_engine.transaction(self.session_factory) as session:
+            record = db_api.instance_get(session, request.uid)
+            if record is None:
+                return True
+            host = record.host
+            first_time = record.task_state != states.DELETING
+            if first_time:
+                db_api.instance_update(session, request.uid, task_state=states.DELETING)
+                db_api.action_start(session, request.uid, "delete", request_id)
+            host_up = host is not None and host_is_up(
+                session, host, self.settings.service_down_time_s
+            )
+        if host is not None and first_time:
+            self.compute.terminate_instance(host, request.uid, request_id)
+            self.conductor.project_instance(request.uid, request.namespace, request.name)
+        if host is not None and host_up:
+            return False  # the conductor finishes the delete when the agent reports back
+        LOG.info("deleting instance %s locally (host %s is down or none)", request.uid, host)
+        db_api.release_resources(self.session_factory, request.uid)
+        with db_engine.transaction(self.session_factory) as session:
+            db_api.instance_soft_delete(session, request.uid)
+        return True
+
+    def _resolve(self, request: InstanceRequest) -> tuple[dict[str, Any], dict[str, Any]]:
+        flavor_name = request.spec["flavor"]
+        image_name = request.spec["image"]
+        flavor_obj = self.kube.get_flavor(flavor_name)
+        if flavor_obj is None:
+            raise NotReady("FlavorNotFound", f"spec.flavor: Flavor {flavor_name!r} does not exist")
+        image_obj = self.kube.get_image(image_name)
+        if image_obj is None:
+            raise NotReady("ImageNotFound", f"spec.image: Image {image_name!r} does not exist")
+        fspec, ispec = flavor_obj["spec"], image_obj["spec"]
+        flavor = {
+            "name": flavor_name,
+            "vcpus": int(fspec["vcpus"]),
+            "memory_mib": int(fspec["memoryMiB"]),
+            "disk_gib": int(fspec["diskGiB"]),
+        }
+        image = {
+            "name": image_name,
+            "url": ispec["source"]["url"],
+            "sha256": ispec["sha256"],
+            "disk_format": ispec["diskFormat"],
+        }
+        if int(ispec.get("minDiskGiB", 0)) > flavor["disk_gib"]:
+            raise NotReady(
+                "FlavorDiskTooSmall",
+                f"spec.flavor: {flavor_name} has {flavor['disk_gib']} GiB of disk; "
+                f"image {image_name} needs {ispec['minDiskGiB']} GiB",
+            )
+        if int(ispec.get("minMemoryMiB", 0)) > flavor["memory_mib"]:
+            raise NotReady(
+                "FlavorMemoryTooSmall",
+                f"spec.flavor: {flavor_name} has {flavor['memory_mib']} MiB of memory; "
+                f"image {image_name} needs {ispec['minMemoryMiB']} MiB",
+            )
+        user_data = request.spec.get("userData")
+        if user_data is not None and len(user_data.encode()) > payloads.MAX_USER_DATA_BYTES:
+            raise NotReady("UserDataTooLarge", "spec.userData: more than 64 KiB once encoded")
+        return flavor, image
+
+
+def _encode_user_data(user_data: str | None) -> str | None:
+    return base64.b64encode(user_data.encode()).decode() if user_data is not None else None
+
+
+def _instance_payload(
+    record: Any, flavor: dict[str, Any], image: dict[str, Any], user_data: str | None
+) -> payloads.InstancePayload:
+    return payloads.InstancePayload(
+        uuid=record.uuid,
+        name=record.name,
+        namespace=record.namespace,
+        hostname=record.hostname or record.name,
+        vcpus=flavor["vcpus"],
+        memory_mib=flavor["memory_mib"],
+        disk_gib=flavor["disk_gib"],
+        image=payloads.ImagePayload(**image),
+        user_data=user_data,
+        ssh_authorized_keys=tuple(record.ssh_authorized_keys or ()),
+    )

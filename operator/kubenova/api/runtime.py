@@ -1,0 +1,74 @@
+"""The operator's long-lived objects, wired once at start-up."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+
+from kubenova.api import instance_api
+from kubenova.conductor.manager import ConductorManager
+from kubenova.config import OperatorSettings
+from kubenova.db import api as db_api
+from kubenova.db import engine as db_engine
+from kubenova.k8s import client as k8s
+from kubenova.rpc import amqp, compute_rpcapi
+from kubenova.scheduler import filters, host_state, weighers
+from kubenova.scheduler.manager import SchedulerManager
+
+LOG = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class Runtime:
+    settings: OperatorSettings
+    session_factory: db_engine.SessionFactory
+    publisher: amqp.Publisher
+    conductor: ConductorManager
+    instances: instance_api.InstanceAPI
+    consumer: amqp.Consumer
+    _thread: threading.Thread | None = None
+
+    @classmethod
+    def from_env(cls) -> Runtime:
+        settings = OperatorSettings.from_env()
+        k8s.load_config()
+        kube = k8s.KubeClient()
+        session_factory = db_engine.make_session_factory(db_engine.create_engine(settings.db_url))
+        publisher = amqp.Publisher(settings.messaging, sender="kubenova-operator")
+        conductor = ConductorManager(settings, session_factory, kube)
+        scheduler = SchedulerManager(
+            lambda: host_state.load_host_states(session_factory),
+            lambda uuid, host, vcpus, mem, disk: db_api.claim_resources(
+                session_factory, uuid, host, vcpus, mem, disk
+            ),
+            filters=filters.load_filters(settings.enabled_filters),
+            weighers=weighers.load_weighers(
+                settings.weighers, {"RAMWeigher": settings.ram_weight_multiplier}
+            ),
+            max_attempts=settings.max_attempts,
+            service_down_time_s=settings.service_down_time_s,
+        )
+        instances = instance_api.InstanceAPI(
+            settings,
+            session_factory,
+            kube,
+            scheduler,
+            compute_rpcapi.ComputeAPI(publisher),
+            conductor,
+        )
+        consumer = amqp.Consumer(
+            settings.messaging, settings.messaging.conductor_topic, conductor.handle
+        )
+        return cls(settings, session_factory, publisher, conductor, instances, consumer)
+
+    def start(self) -> None:
+        amqp.declare_topology(self.settings.messaging)
+        self._thread = threading.Thread(target=self.consumer.run, name="conductor", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self.consumer.stop()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        self.publisher.close()

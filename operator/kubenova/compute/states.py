@@ -1,0 +1,56 @@
+"""Nova's three states and the one phase ``kubectl get`` shows.
+
+vm_state says what the instance is (building, active, stopped...), task_state what
+is being done to it (scheduling, spawning, deleting...), power_state what the
+hypervisor last reported. The phase is derived from all three plus whether its host
+is up; it is never stored on its own, so it cannot disagree with them.
+"""
+
+from __future__ import annotations
+
+# vm_state
+BUILDING = "building"
+ACTIVE = "active"
+STOPPED = "stopped"
+PAUSED = "paused"
+SUSPENDED = "suspended"
+ERROR = "error"
+DELETED = "deleted"
+
+# task_state
+SCHEDULING = "scheduling"
+SPAWNING = "spawning"
+DELETING = "deleting"
+
+# power_state
+RUNNING = "running"
+SHUTDOWN = "shutdown"
+NOSTATE = "nostate"
+
+
+def phase(
+    vm_state: str,
+    task_state: str | None,
+    power_state: str | None,
+    *,
+    host: str | None,
+    host_up: bool = True,
+) -> str:
+    """The phase for ``kubectl get`` (Pending, Building, Running, ... Unknown)."""
+    if task_state == DELETING or vm_state == DELETED:
+        return "Deleting"
+    if vm_state == ERROR:
+        return "Error"
+    if host is None:
+        return "Pending"
+    if not host_up:
+        return "Unknown"
+    if vm_state == BUILDING:
+        return "Building"
+    if vm_state == ACTIVE:
+        return "Running" if power_state == RUNNING else "Building"
+    return {
+        STOPPED: "Stopped",
+        PAUSED: "Paused",
+        SUSPENDED: "Suspended",
+    }.get(vm_state, "Unknown")

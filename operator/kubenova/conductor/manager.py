@@ -1,0 +1,261 @@
+"""The conductor: writes what agents report, and nothing else writes for them.
+
+Agents hold no database credentials. Each report arrives here as a message whose
+``user_id`` RabbitMQ has verified, so the conductor can refuse a report about an
+instance that is not assigned to the sender's host before it writes anything.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+from typing import Any
+
+from kubenova.compute import states
+from kubenova.conductor import status as status_mod
+from kubenova.config import MessagingSettings, OperatorSettings
+from kubenova.db import api as db_api
+from kubenova.db import engine as db_engine
+from kubenova.db import models
+from kubenova.k8s.client import KubeClient
+from kubenova.rpc import envelope, payloads
+from kubenova.rpc.amqp import PermanentFailure
+
+LOG = logging.getLogger(__name__)
+
+
+def utcnow() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+class ConductorManager:
+    """Handles the ``conductor`` queue and keeps Kubernetes status true to the database."""
+
+    def __init__(
+        self,
+        settings: OperatorSettings,
+        session_factory: db_engine.SessionFactory,
+        kube: KubeClient,
+    ) -> None:
+        self.settings = settings
+        self.session_factory = session_factory
+        self.kube = kube
+
+    # -- dispatch -----------------------------------------------------------------------
+
+    def handle(self, message: envelope.Envelope, user_id: str | None) -> None:
+        """Dispatch one agent report after checking who sent it."""
+        args = message.args
+        if message.method == "compute_node_report":
+            report = payloads.ComputeNodeReport.model_validate(args)
+            self._check_sender(user_id, report.host, message.method)
+            self.compute_node_report(report)
+        elif message.method == "instance_update":
+            update = payloads.InstanceUpdate.model_validate(args)
+            self._check_sender(user_id, update.host, message.method)
+            self.instance_update(update)
+        elif message.method == "instance_build_failed":
+            failure = payloads.InstanceBuildFailed.model_validate(args)
+            self._check_sender(user_id, failure.host, message.method)
+            self.instance_build_failed(failure)
+        elif message.method == "instance_terminated":
+            event = payloads.InstanceTerminated.model_validate(args)
+            self._check_sender(user_id, event.host, message.method)
+            self.instance_terminated(event)
+        else:
+            raise PermanentFailure(f"the conductor has no method {message.method!r}")
+
+    @staticmethod
+    def _check_sender(user_id: str | None, host: str, method: str) -> None:
+        expected = MessagingSettings.agent_user(host)
+        if user_id != expected:
+            raise PermanentFailure(
+                f"{method} about host {host!r} was sent by {user_id!r}, not {expected!r}"
+            )
+
+    # -- reports ------------------------------------------------------------------------
+
+    def compute_node_report(self, report: payloads.ComputeNodeReport) -> None:
+        """Registration and heartbeat: record the node, then project it as a Hypervisor."""
+        with db_engine.transaction(self.session_factory) as session:
+            db_api.service_update_heartbeat(
+                session, report.host, models.AGENT_BINARY, f"compute.{report.host}", "1.0"
+            )
+            node = db_api.compute_node_update_from_report(
+                session,
+                report.host,
+                vcpus=report.vcpus,
+                memory_mib=report.memory_mib,
+                local_gb=report.disk_gib,
+                hypervisor_type=report.hypervisor_type,
+                hypervisor_version=report.qemu_version,
+                libvirt_version=report.libvirt_version,
+                virt_type=report.virt_type,
+                cpu_arch=report.cpu_arch,
+                running_vms=len(report.instance_uuids),
+                labels=report.labels,
+            )
+            hypervisor_status = _hypervisor_status(node, utcnow(), up=True)
+        self.kube.ensure_hypervisor(report.host, report.labels)
+        self.kube.patch_hypervisor_status(report.host, hypervisor_status)
+
+    def instance_update(self, update: payloads.InstanceUpdate) -> None:
+        """Record the host's view of one instance and project it into status."""
+        with db_engine.transaction(self.session_factory) as session:
+            record = db_api.instance_get(session, update.instance_uuid)
+            if record is None:
+                # A domain with no record: the audit reports it; a queued terminate reaps it.
+                LOG.warning(
+                    "host %s reports instance %s, which has no record",
+                    update.host,
+                    update.instance_uuid,
+                )
+                return
+            if record.host != update.host:
+                raise PermanentFailure(
+                    f"host {update.host!r} reported instance {update.instance_uuid}, "
+                    f"which is assigned to {record.host!r}"
+                )
+            values: dict[str, Any] = {
+                "power_state": update.power_state,
+                "addresses": list(update.addresses),
+            }
+            # A delete in progress owns the states; the agent's view only adds power.
+            if record.task_state != states.DELETING and record.vm_state != states.ERROR:
+                values["vm_state"] = update.vm_state
+                values["task_state"] = update.task_state
+            if update.launched_at is not None and record.launched_at is None:
+                values["launched_at"] = update.launched_at
+            record = db_api.instance_update(session, update.instance_uuid, **values)
+            namespace, name = record.namespace, record.name
+        self.project_instance(update.instance_uuid, namespace, name)
+
+    def instance_build_failed(self, failure: payloads.InstanceBuildFailed) -> None:
+        """A build failed on its host: free the claim, record the fault, go to Error."""
+        with db_engine.transaction(self.session_factory) as session:
+            record = db_api.instance_get(session, failure.instance_uuid)
+            if record is None or record.host != failure.host:
+                LOG.warning(
+                    "ignoring a build failure of %s from %s", failure.instance_uuid, failure.host
+                )
+                return
+            db_api.fault_create(
+                session, failure.instance_uuid, 500, failure.message, failure.reason, failure.host
+            )
+            db_api.instance_update(
+                session,
+                failure.instance_uuid,
+                vm_state=states.ERROR,
+                task_state=None,
+            )
+            namespace, name = record.namespace, record.name
+        db_api.release_resources(self.session_factory, failure.instance_uuid)
+        self.project_instance(
+            failure.instance_uuid,
+            namespace,
+            name,
+            fault={"reason": failure.reason, "message": f"{failure.host}: {failure.message}"},
+        )
+
+    def instance_terminated(self, event: payloads.InstanceTerminated) -> None:
+        """The host destroyed the domain: free the claim and soft-delete the record."""
+        with db_engine.transaction(self.session_factory) as session:
+            record = db_api.instance_get(session, event.instance_uuid)
+            if record is None:
+                return
+            if record.host not in (None, event.host):
+                raise PermanentFailure(
+                    f"host {event.host!r} terminated {event.instance_uuid}, "
+                    f"which is assigned to {record.host!r}"
+                )
+        db_api.release_resources(self.session_factory, event.instance_uuid)
+        with db_engine.transaction(self.session_factory) as session:
+            db_api.instance_update(session, event.instance_uuid, power_state=states.NOSTATE)
+            db_api.instance_soft_delete(session, event.instance_uuid)
+
+    # -- projection ---------------------------------------------------------------------
+
+    def project_instance(
+        self,
+        instance_uuid: str,
+        namespace: str,
+        name: str,
+        *,
+        fault: dict[str, str] | None = None,
+    ) -> None:
+        """Write the record's projection into the Instance's status."""
+        with db_engine.transaction(self.session_factory) as session:
+            record = db_api.instance_get(session, instance_uuid)
+            if record is None:
+                return
+            host_up = record.host is None or host_is_up(
+                session, record.host, self.settings.service_down_time_s
+            )
+            if fault is None and record.vm_state == states.ERROR:
+                latest = db_api.fault_get_latest(session, instance_uuid)
+                if latest is not None:
+                    fault = {"reason": latest.details or "Error", "message": latest.message}
+            current = self.kube.get_instance(namespace, name)
+            previous = (current or {}).get("status", {}).get("conditions")
+            new_status = status_mod.project(
+                record, previous_conditions=previous, host_up=host_up, fault=fault
+            )
+        if current is not None:
+            self.kube.patch_instance_status(namespace, name, new_status)
+
+    def check_hypervisor(self, host: str) -> str:
+        """Mark a Hypervisor down after service_down_time without a heartbeat; returns the state."""
+        with db_engine.transaction(self.session_factory) as session:
+            node = db_api.compute_node_get(session, host)
+            if node is None:
+                return "down"
+            up = host_is_up(session, host, self.settings.service_down_time_s)
+            hypervisor_status = _hypervisor_status(node, utcnow(), up=up)
+        self.kube.patch_hypervisor_status(host, {"state": hypervisor_status["state"]})
+        return str(hypervisor_status["state"])
+
+
+def host_is_up(session: Any, host: str, down_time_s: int) -> bool:
+    """Whether ``host``'s agent reported within ``down_time_s`` (Nova's servicegroup rule)."""
+    for service in db_api.service_get_all(session, binary=models.AGENT_BINARY):
+        if service.host == host:
+            return db_api.service_is_up(service.last_seen_up, down_time=down_time_s)
+    return False
+
+
+def _usage(capacity: int, ratio: float, reserved: int, used: int) -> dict[str, Any]:
+    allocatable = int((capacity - reserved) * ratio)
+    return {
+        "capacity": capacity,
+        "allocatable": allocatable,
+        "used": used,
+        "display": f"{used}/{allocatable}",
+    }
+
+
+def _hypervisor_status(
+    node: models.ComputeNode, now: datetime.datetime, *, up: bool
+) -> dict[str, Any]:
+    return {
+        "state": "up" if up else "down",
+        "lastHeartbeat": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "virtType": node.virt_type,
+        "hypervisorType": node.hypervisor_type,
+        "cpuArch": node.cpu_arch,
+        "libvirtVersion": node.libvirt_version,
+        "qemuVersion": node.hypervisor_version,
+        "runningInstances": node.running_vms,
+        "vcpus": _usage(node.vcpus, node.cpu_allocation_ratio, 0, node.vcpus_used),
+        "memoryMiB": _usage(
+            node.memory_mib,
+            node.ram_allocation_ratio,
+            node.reserved_host_memory_mib,
+            node.memory_mib_used,
+        ),
+        "diskGiB": _usage(
+            node.local_gb,
+            node.disk_allocation_ratio,
+            node.reserved_host_disk_gib,
+            node.local_gb_used,
+        ),
+    }

@@ -1,0 +1,151 @@
+"""The Instance status as a projection of its database record.
+
+Only this module turns a record into status, and both the api layer and the
+conductor write status through it, so the object can never say something the
+database does not.
+"""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any, Protocol
+
+from kubenova.compute import states
+
+
+class InstanceRecord(Protocol):
+    """The fields of an ``instances`` row the projection reads."""
+
+    host: str | None
+    vm_state: str
+    task_state: str | None
+    power_state: str
+    addresses: list[Any] | None
+    launched_at: datetime.datetime | None
+    generation: int
+    request_id: str | None
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _timestamp(value: datetime.datetime | None) -> str | None:
+    if value is None:
+        return None
+    return value.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def condition(
+    type_: str,
+    status: bool | None,
+    reason: str,
+    message: str,
+    previous: list[dict[str, Any]] | None,
+    generation: int | None = None,
+) -> dict[str, Any]:
+    """A Kubernetes condition; keeps lastTransitionTime when the status did not change."""
+    status_text = "Unknown" if status is None else ("True" if status else "False")
+    transition = _now()
+    for old in previous or []:
+        if old.get("type") == type_ and old.get("status") == status_text:
+            transition = old.get("lastTransitionTime", transition)
+    result: dict[str, Any] = {
+        "type": type_,
+        "status": status_text,
+        "reason": reason,
+        "message": message,
+        "lastTransitionTime": transition,
+    }
+    if generation is not None:
+        result["observedGeneration"] = generation
+    return result
+
+
+def merge_conditions(
+    previous: list[dict[str, Any]] | None, updates: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """``previous`` with each condition in ``updates`` replacing the one of its type."""
+    by_type = {c["type"]: c for c in previous or [] if "type" in c}
+    for update in updates:
+        by_type[update["type"]] = update
+    return [by_type[key] for key in sorted(by_type)]
+
+
+def project(
+    record: InstanceRecord,
+    *,
+    previous_conditions: list[dict[str, Any]] | None = None,
+    host_up: bool = True,
+    fault: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """The status block for an Instance whose record is ``record``."""
+    phase = states.phase(
+        record.vm_state,
+        record.task_state,
+        record.power_state,
+        host=record.host,
+        host_up=host_up,
+    )
+    generation = record.generation
+    updates = []
+    if record.host is not None:
+        updates.append(
+            condition(
+                "Scheduled",
+                True,
+                "Scheduled",
+                f"claimed on host {record.host}",
+                previous_conditions,
+                generation,
+            )
+        )
+    ready = phase == "Running"
+    updates.append(
+        condition(
+            "Ready",
+            ready,
+            "Running" if ready else phase,
+            "the guest is running" if ready else f"the instance is {phase.lower()}",
+            previous_conditions,
+            generation,
+        )
+    )
+    status: dict[str, Any] = {
+        "phase": phase,
+        "vmState": record.vm_state,
+        "taskState": record.task_state,
+        "powerState": record.power_state,
+        "host": record.host,
+        "addresses": list(record.addresses or []),
+        "launchedAt": _timestamp(record.launched_at),
+        "observedGeneration": generation,
+        "requestId": record.request_id,
+        "conditions": merge_conditions(previous_conditions, updates),
+    }
+    if fault is not None:
+        status["fault"] = fault
+    return status
+
+
+def pending(
+    reason: str,
+    message: str,
+    *,
+    previous_conditions: list[dict[str, Any]] | None,
+    generation: int,
+) -> dict[str, Any]:
+    """Status of an instance that cannot be scheduled yet, and why."""
+    return {
+        "phase": "Pending",
+        "vmState": states.BUILDING,
+        "taskState": states.SCHEDULING,
+        "observedGeneration": generation,
+        "conditions": merge_conditions(
+            previous_conditions,
+            [
+                condition("Scheduled", False, reason, message, previous_conditions, generation),
+                condition("Ready", False, "Pending", message, previous_conditions, generation),
+            ],
+        ),
+    }

@@ -1,0 +1,123 @@
+"""Process configuration, read from the environment.
+
+Both the operator and the node-agent import this module; it must stay free of any
+control-plane dependency (no database, no kopf) because the agent imports it.
+The variable names match hack/lib/env.sh, so the local stack and the processes agree.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import socket
+
+DEFAULT_AMQP_URL = "amqp://kubenova-operator:kubenova-dev@127.0.0.1:5672/kubenova"
+DEFAULT_DB_URL = "mysql+pymysql://kubenova:kubenova-dev@127.0.0.1:3306/nova?charset=utf8mb4"
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ValueError(f"environment variable {name} must be an integer, got {raw!r}") from exc
+
+
+def _env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError as exc:
+        raise ValueError(f"environment variable {name} must be a number, got {raw!r}") from exc
+
+
+@dataclasses.dataclass(frozen=True)
+class MessagingSettings:
+    """Where the message bus is and how the contract's names are spelled."""
+
+    url: str = DEFAULT_AMQP_URL
+    exchange: str = "kubenova"
+    dead_letter_exchange: str = "kubenova-dlx"
+    dead_letter_queue: str = "kubenova-dead-letters"
+    conductor_topic: str = "conductor"
+    heartbeat_s: int = 60
+
+    @staticmethod
+    def compute_topic(host: str) -> str:
+        """The routing key and queue name of one host's agent."""
+        return f"compute.{host}"
+
+    @staticmethod
+    def agent_user(host: str) -> str:
+        """The RabbitMQ user an agent connects as; the conductor checks it on every report."""
+        return f"agent-{host}"
+
+    @classmethod
+    def from_env(cls, url: str | None = None) -> MessagingSettings:
+        return cls(
+            url=url or os.environ.get("KUBENOVA_AMQP_URL", DEFAULT_AMQP_URL),
+            heartbeat_s=_env_int("KUBENOVA_AMQP_HEARTBEAT", 60),
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class OperatorSettings:
+    """Settings of the control plane (api, scheduler, conductor)."""
+
+    db_url: str = DEFAULT_DB_URL
+    messaging: MessagingSettings = dataclasses.field(default_factory=MessagingSettings)
+    # Nova's service_down_time: a host whose last heartbeat is older is down.
+    service_down_time_s: int = 60
+    # Nova's scheduler max_attempts: the first host plus alternates.
+    max_attempts: int = 3
+    enabled_filters: tuple[str, ...] = ("ComputeFilter", "ResourceFilter")
+    weighers: tuple[str, ...] = ("RAMWeigher",)
+    ram_weight_multiplier: float = 1.0
+
+    @classmethod
+    def from_env(cls) -> OperatorSettings:
+        filters = os.environ.get("KUBENOVA_SCHEDULER_FILTERS")
+        weighers = os.environ.get("KUBENOVA_SCHEDULER_WEIGHERS")
+        return cls(
+            db_url=os.environ.get("KUBENOVA_DB_URL", DEFAULT_DB_URL),
+            messaging=MessagingSettings.from_env(),
+            service_down_time_s=_env_int("KUBENOVA_SERVICE_DOWN_TIME", 60),
+            max_attempts=_env_int("KUBENOVA_SCHEDULER_MAX_ATTEMPTS", 3),
+            enabled_filters=tuple(_split(filters)) if filters else cls.enabled_filters,
+            weighers=tuple(_split(weighers)) if weighers else cls.weighers,
+            ram_weight_multiplier=_env_float("KUBENOVA_RAM_WEIGHT_MULTIPLIER", 1.0),
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class AgentSettings:
+    """Settings of one node-agent."""
+
+    host: str
+    messaging: MessagingSettings
+    heartbeat_interval_s: float = 10.0
+    # How often the agent compares libvirt's view with what it last reported.
+    sync_interval_s: float = 2.0
+    instances_path: str = "/var/lib/kubenova/instances"
+    image_cache_path: str = "/var/lib/kubenova/_base"
+    libvirt_uri: str = "qemu:///system"
+
+    @classmethod
+    def from_env(cls, host: str | None = None, amqp_url: str | None = None) -> AgentSettings:
+        return cls(
+            host=host or os.environ.get("KUBENOVA_HOST") or socket.gethostname().split(".")[0],
+            messaging=MessagingSettings.from_env(amqp_url),
+            heartbeat_interval_s=_env_float("KUBENOVA_HEARTBEAT_INTERVAL", 10.0),
+            sync_interval_s=_env_float("KUBENOVA_SYNC_INTERVAL", 2.0),
+            instances_path=os.environ.get("KUBENOVA_INSTANCES_PATH", "/var/lib/kubenova/instances"),
+            image_cache_path=os.environ.get("KUBENOVA_IMAGE_CACHE_PATH", "/var/lib/kubenova/_base"),
+            libvirt_uri=os.environ.get("KUBENOVA_LIBVIRT_URI", "qemu:///system"),
+        )
+
+
+def _split(raw: str) -> list[str]:
+    return [part.strip() for part in raw.split(",") if part.strip()]

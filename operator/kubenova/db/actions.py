@@ -1,0 +1,211 @@
+"""Instance action history (actions and their events) and instance faults.
+
+Every function runs in the caller's transaction (see :mod:`kubenova.db.api`). Writers are
+idempotent where a retried handler or a duplicated message would otherwise write twice.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import sqlalchemy as sa
+from sqlalchemy import orm
+
+from kubenova.db import exceptions, instances, models
+
+EVENT_RESULT_SUCCESS: Final = "Success"
+EVENT_RESULT_ERROR: Final = "Error"
+
+# Nova truncates fault messages to the column's size rather than failing the fault write.
+MAX_FAULT_MESSAGE: Final = 255
+
+
+def action_start(
+    session: orm.Session,
+    uuid: str,
+    action: str,
+    request_id: str,
+    message: str | None = None,
+) -> models.InstanceAction:
+    """Record that ``action`` began for an instance on behalf of ``request_id``.
+
+    Idempotent on (instance, action, request id), since handlers are retried: the existing
+    action is returned rather than a duplicate written.
+    """
+    existing = session.scalars(
+        sa.select(models.InstanceAction)
+        .where(
+            models.InstanceAction.instance_uuid == uuid,
+            models.InstanceAction.request_id == request_id,
+            models.InstanceAction.action == action,
+            models.live(models.InstanceAction),
+        )
+        .order_by(models.InstanceAction.id.desc())
+        .limit(1)
+    ).first()
+    if existing is not None:
+        return existing
+    instance = instances.instance_get(session, uuid)
+    if instance is None:
+        raise exceptions.InstanceNotFoundError(uuid)
+    record = models.InstanceAction(
+        instance_uuid=uuid,
+        action=action,
+        request_id=request_id,
+        project_id=instance.project_id,
+        start_time=models.utcnow(),
+        message=message,
+    )
+    session.add(record)
+    session.flush()
+    return record
+
+
+def _action_get(session: orm.Session, uuid: str, request_id: str) -> models.InstanceAction:
+    action = session.scalars(
+        sa.select(models.InstanceAction)
+        .where(
+            models.InstanceAction.instance_uuid == uuid,
+            models.InstanceAction.request_id == request_id,
+            models.live(models.InstanceAction),
+        )
+        .order_by(models.InstanceAction.id.desc())
+        .limit(1)
+    ).first()
+    if action is None:
+        raise exceptions.InstanceActionNotFoundError(uuid, request_id)
+    return action
+
+
+def action_finish(
+    session: orm.Session, uuid: str, request_id: str, message: str | None = None
+) -> models.InstanceAction:
+    """Set the finish time of the newest action of ``request_id``.
+
+    An ``Error`` message set by a failed event is kept unless ``message`` is given. Raises
+    :class:`InstanceActionNotFoundError`.
+    """
+    action = _action_get(session, uuid, request_id)
+    if action.finish_time is None:
+        action.finish_time = models.utcnow()
+    if message is not None:
+        action.message = message
+    session.flush()
+    return action
+
+
+def action_event_start(
+    session: orm.Session, uuid: str, request_id: str, event: str, host: str | None = None
+) -> models.InstanceActionEvent:
+    """Record that ``event`` began on ``host`` as part of the action of ``request_id``.
+
+    A reschedule runs the same event again on another host, so a new row is written unless an
+    unfinished one for the same event and host exists (a duplicated message), which is returned.
+    """
+    action = _action_get(session, uuid, request_id)
+    existing = session.scalars(
+        sa.select(models.InstanceActionEvent)
+        .where(
+            models.InstanceActionEvent.action_id == action.id,
+            models.InstanceActionEvent.event == event,
+            models.InstanceActionEvent.finish_time.is_(None),
+            _host_is(models.InstanceActionEvent.host, host),
+        )
+        .order_by(models.InstanceActionEvent.id.desc())
+        .limit(1)
+    ).first()
+    if existing is not None:
+        return existing
+    record = models.InstanceActionEvent(
+        action_id=action.id, event=event, host=host, start_time=models.utcnow()
+    )
+    session.add(record)
+    session.flush()
+    return record
+
+
+def action_event_finish(
+    session: orm.Session,
+    uuid: str,
+    request_id: str,
+    event: str,
+    result: str,
+    *,
+    host: str | None = None,
+    traceback: str | None = None,
+    details: str | None = None,
+) -> models.InstanceActionEvent:
+    """Finish the newest ``event`` of the action of ``request_id`` with ``result``.
+
+    ``result`` is ``Success`` or ``Error``; an ``Error`` also sets the action's message to
+    ``"Error"``, as Nova does. Finishing an event that is already finished returns it unchanged
+    (duplicated messages). Raises :class:`InstanceActionEventNotFoundError` when it never started.
+    """
+    if result not in (EVENT_RESULT_SUCCESS, EVENT_RESULT_ERROR):
+        raise ValueError(f"event result must be {EVENT_RESULT_SUCCESS} or {EVENT_RESULT_ERROR}")
+    action = _action_get(session, uuid, request_id)
+    stmt = sa.select(models.InstanceActionEvent).where(
+        models.InstanceActionEvent.action_id == action.id,
+        models.InstanceActionEvent.event == event,
+    )
+    if host is not None:
+        stmt = stmt.where(models.InstanceActionEvent.host == host)
+    record = session.scalars(
+        stmt.order_by(
+            # The unfinished one first, then the newest.
+            models.InstanceActionEvent.finish_time.is_(None).desc(),
+            models.InstanceActionEvent.id.desc(),
+        ).limit(1)
+    ).first()
+    if record is None:
+        raise exceptions.InstanceActionEventNotFoundError(action.id, event)
+    if record.finish_time is not None:
+        return record
+    record.finish_time = models.utcnow()
+    record.result = result
+    record.traceback = traceback
+    record.details = details
+    if result == EVENT_RESULT_ERROR:
+        action.message = EVENT_RESULT_ERROR
+    session.flush()
+    return record
+
+
+def _host_is(
+    column: orm.InstrumentedAttribute[str | None], host: str | None
+) -> sa.ColumnElement[bool]:
+    return column.is_(None) if host is None else column == host
+
+
+def fault_create(
+    session: orm.Session,
+    uuid: str,
+    code: int,
+    message: str,
+    details: str | None,
+    host: str | None,
+) -> models.InstanceFault:
+    """Record why an instance failed. ``message`` is cut to 255 characters (the full text
+    belongs in ``details``). Raises :class:`InstanceNotFoundError` for an unknown uuid."""
+    if instances.instance_get(session, uuid, read_deleted=True) is None:
+        raise exceptions.InstanceNotFoundError(uuid)
+    fault = models.InstanceFault(
+        instance_uuid=uuid,
+        code=code,
+        message=message[:MAX_FAULT_MESSAGE],
+        details=details,
+        host=host,
+    )
+    session.add(fault)
+    session.flush()
+    return fault
+
+
+def fault_get_latest(session: orm.Session, uuid: str) -> models.InstanceFault | None:
+    """The newest fault of an instance (what the status shows), or None."""
+    return session.scalars(
+        sa.select(models.InstanceFault)
+        .where(models.InstanceFault.instance_uuid == uuid, models.live(models.InstanceFault))
+        .order_by(models.InstanceFault.id.desc())
+        .limit(1)
+    ).first()

@@ -1,0 +1,193 @@
+"""Services (heartbeats) and compute nodes (inventory reported by each host's agent).
+
+Every function runs in the caller's transaction (see :mod:`kubenova.db.api`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import uuid as uuidlib
+
+import sqlalchemy as sa
+from sqlalchemy import orm
+from sqlalchemy.dialects import mysql
+
+from kubenova.db import exceptions, models
+
+
+def service_update_heartbeat(
+    session: orm.Session, host: str, binary: str, topic: str | None, version: str | None
+) -> models.Service:
+    """Record a heartbeat: create the service on its first report, then set ``last_seen_up``
+    to now and add one to ``report_count``.
+
+    One ``INSERT ... ON DUPLICATE KEY UPDATE`` on the (host, binary, deleted) key, so two
+    replicas recording heartbeats at once cannot both insert, and the count cannot lose an
+    increment. ``disabled`` is left as an operator set it.
+    """
+    now = models.utcnow()
+    stmt = mysql.insert(models.Service).values(
+        host=host,
+        binary=binary,
+        topic=topic,
+        version=version,
+        report_count=1,
+        last_seen_up=now,
+        created_at=now,
+        deleted=0,
+        disabled=False,
+    )
+    stmt = stmt.on_duplicate_key_update(
+        report_count=models.Service.report_count + 1,
+        last_seen_up=stmt.inserted.last_seen_up,
+        topic=stmt.inserted.topic,
+        version=stmt.inserted.version,
+        updated_at=stmt.inserted.created_at,
+    )
+    session.execute(stmt)
+    service = session.scalars(
+        sa.select(models.Service)
+        .where(
+            models.Service.host == host,
+            models.Service.binary == binary,
+            models.live(models.Service),
+        )
+        .execution_options(populate_existing=True)
+    ).one()
+    return service
+
+
+def service_get_all(session: orm.Session, *, binary: str | None = None) -> list[models.Service]:
+    """Live services, optionally of one binary."""
+    stmt = sa.select(models.Service).where(models.live(models.Service)).order_by(models.Service.id)
+    if binary is not None:
+        stmt = stmt.where(models.Service.binary == binary)
+    return list(session.scalars(stmt))
+
+
+def service_is_up(
+    last_seen_up: dt.datetime | None, *, down_time: float = 60.0, now: dt.datetime | None = None
+) -> bool:
+    """Nova's rule: a service is up if it reported within ``down_time`` seconds (Nova's
+    ``service_down_time``, 60 by default)."""
+    if last_seen_up is None:
+        return False
+    now = models.utcnow() if now is None else now
+    return (now - last_seen_up).total_seconds() <= down_time
+
+
+def compute_node_update_from_report(
+    session: orm.Session,
+    host: str,
+    *,
+    vcpus: int,
+    memory_mib: int,
+    local_gb: int,
+    hypervisor_type: str | None,
+    hypervisor_version: str | None,
+    libvirt_version: str | None,
+    virt_type: str | None,
+    cpu_arch: str | None,
+    running_vms: int,
+    labels: dict[str, str] | None,
+    hypervisor_hostname: str | None = None,
+    uuid: str | None = None,
+) -> models.ComputeNode:
+    """Create or update the compute node of ``host`` from what its agent reported.
+
+    Never touches the ``*_used`` columns (claims own them), the allocation ratios, the
+    reservations or ``disabled``. ``generation`` moves when the inventory (vcpus, memory,
+    disk) changes, so a claim racing an inventory change is noticed by anyone comparing it.
+
+    The row is made to exist with ``INSERT ... ON DUPLICATE KEY UPDATE id = id`` on the
+    (host, deleted) key, then locked and updated: concurrent first reports cannot create two
+    nodes for one host.
+    """
+    new_uuid = uuid or str(uuidlib.uuid4())
+    now = models.utcnow()
+    ensure = mysql.insert(models.ComputeNode).values(
+        uuid=new_uuid,
+        host=host,
+        hypervisor_hostname=hypervisor_hostname or host,
+        created_at=now,
+        deleted=0,
+    )
+    session.execute(ensure.on_duplicate_key_update(id=models.ComputeNode.id))
+    node = session.scalars(
+        sa.select(models.ComputeNode)
+        .where(models.ComputeNode.host == host, models.live(models.ComputeNode))
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).one_or_none()
+    if node is None:
+        raise exceptions.ComputeNodeConflictError(
+            f"compute node uuid {new_uuid} already belongs to a deleted record, not to {host}"
+        )
+    if uuid is not None and node.uuid != uuid:
+        raise exceptions.ComputeNodeConflictError(
+            f"host {host} is recorded with compute node uuid {node.uuid}, not {uuid}"
+        )
+    if (node.vcpus, node.memory_mib, node.local_gb) != (vcpus, memory_mib, local_gb):
+        node.generation += 1
+    node.vcpus = vcpus
+    node.memory_mib = memory_mib
+    node.local_gb = local_gb
+    node.hypervisor_type = hypervisor_type
+    node.hypervisor_version = hypervisor_version
+    node.libvirt_version = libvirt_version
+    node.virt_type = virt_type
+    node.cpu_arch = cpu_arch
+    node.running_vms = running_vms
+    node.labels = dict(labels) if labels is not None else None
+    if hypervisor_hostname is not None:
+        node.hypervisor_hostname = hypervisor_hostname
+    session.flush()
+    return node
+
+
+def compute_node_get(session: orm.Session, host: str) -> models.ComputeNode | None:
+    """The live compute node of ``host``, or None."""
+    return session.scalars(
+        sa.select(models.ComputeNode).where(
+            models.ComputeNode.host == host, models.live(models.ComputeNode)
+        )
+    ).one_or_none()
+
+
+@dataclasses.dataclass(frozen=True)
+class HostRecord:
+    """A compute node with the heartbeat of its host's agent service (None if it never
+    reported). What the scheduler builds its host states from."""
+
+    node: models.ComputeNode
+    service: models.Service | None
+
+    @property
+    def last_seen_up(self) -> dt.datetime | None:
+        """When the host's agent last reported, or None."""
+        return self.service.last_seen_up if self.service is not None else None
+
+    @property
+    def disabled(self) -> bool:
+        """True when either the node or its agent service is disabled."""
+        return self.node.disabled or (self.service is not None and self.service.disabled)
+
+
+def compute_nodes_list(session: orm.Session) -> list[HostRecord]:
+    """Every live compute node with its agent's service record, ordered by host."""
+    service = orm.aliased(models.Service)
+    stmt = (
+        sa.select(models.ComputeNode, service)
+        .outerjoin(
+            service,
+            sa.and_(
+                service.host == models.ComputeNode.host,
+                service.binary == models.AGENT_BINARY,
+                service.deleted == 0,
+            ),
+        )
+        .where(models.live(models.ComputeNode))
+        .order_by(models.ComputeNode.host)
+    )
+    return [HostRecord(node=row[0], service=row[1]) for row in session.execute(stmt)]

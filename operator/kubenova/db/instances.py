@@ -1,0 +1,180 @@
+"""Instance records: create, read, update (optionally compare-and-swap), soft delete.
+
+Every function runs in the caller's transaction (see :mod:`kubenova.db.api`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from typing import Any, Final
+
+import sqlalchemy as sa
+from sqlalchemy import exc as sa_exc
+from sqlalchemy import orm
+
+from kubenova.db import exceptions, models
+
+# States written by this module (the full sets belong to the state model).
+VM_STATE_BUILDING: Final = "building"
+VM_STATE_DELETED: Final = "deleted"
+TASK_STATE_SCHEDULING: Final = "scheduling"
+POWER_STATE_NOSTATE: Final = "nostate"
+
+# 64 KiB of raw user data is 87,384 characters once base64-encoded (with padding).
+MAX_USER_DATA_B64: Final = 4 * ((64 * 1024 + 2) // 3)
+
+_INSTANCE_IMMUTABLE: Final = frozenset({"id", "uuid", "created_at", "deleted", "deleted_at"})
+_INSTANCE_UPDATABLE: Final = (
+    frozenset(c.key for c in sa.inspect(models.Instance).column_attrs) - _INSTANCE_IMMUTABLE
+)
+
+_UNSET: Any = object()
+
+
+def instance_create(
+    session: orm.Session,
+    *,
+    uuid: str,
+    name: str,
+    namespace: str,
+    hostname: str | None,
+    flavor: dict[str, Any],
+    image: dict[str, Any],
+    user_data_b64: str | None,
+    ssh_keys: Sequence[str] | None,
+    request_id: str | None,
+    generation: int,
+) -> models.Instance:
+    """Record a new instance in ``building``/``scheduling``, or return the live record.
+
+    Idempotent: a handler that runs twice for one object gets the first record back unchanged.
+    Two concurrent creates of one uuid are settled by the unique key; the loser returns the
+    winner's row. A uuid whose record was soft-deleted raises :class:`InstanceDeletedError`
+    (Kubernetes never reuses a uid, so that object is gone).
+    """
+    if user_data_b64 is not None and len(user_data_b64) > MAX_USER_DATA_B64:
+        raise ValueError(
+            f"user data is {len(user_data_b64)} base64 characters, more than the "
+            f"{MAX_USER_DATA_B64} that 64 KiB encode to"
+        )
+    existing = instance_get(session, uuid, read_deleted=True)
+    if existing is None:
+        instance = models.Instance(
+            uuid=uuid,
+            name=name,
+            namespace=namespace,
+            project_id=namespace,
+            hostname=hostname,
+            flavor=dict(flavor),
+            image=dict(image),
+            vm_state=VM_STATE_BUILDING,
+            task_state=TASK_STATE_SCHEDULING,
+            power_state=POWER_STATE_NOSTATE,
+            user_data=user_data_b64,
+            ssh_authorized_keys=list(ssh_keys) if ssh_keys is not None else None,
+            addresses=[],
+            request_id=request_id,
+            generation=generation,
+        )
+        try:
+            # A savepoint, so losing the race does not roll back the caller's transaction.
+            with session.begin_nested():
+                session.add(instance)
+        except sa_exc.IntegrityError:
+            # A locking read sees the row the other transaction committed, which this
+            # transaction's REPEATABLE READ snapshot would hide.
+            existing = instance_get(session, uuid, read_deleted=True, for_update=True)
+            if existing is None:
+                raise
+        else:
+            return instance
+    if existing.deleted:
+        raise exceptions.InstanceDeletedError(uuid)
+    return existing
+
+
+def instance_get(
+    session: orm.Session, uuid: str, *, read_deleted: bool = False, for_update: bool = False
+) -> models.Instance | None:
+    """The instance with this uuid, or None. Soft-deleted records only with ``read_deleted``.
+
+    ``for_update`` locks the row until the caller's transaction ends.
+    """
+    stmt = sa.select(models.Instance).where(models.Instance.uuid == uuid)
+    if not read_deleted:
+        stmt = stmt.where(models.live(models.Instance))
+    if for_update:
+        stmt = stmt.with_for_update()
+    return session.scalars(stmt).one_or_none()
+
+
+def instance_get_all(
+    session: orm.Session, *, host: str | None = None, read_deleted: bool = False
+) -> list[models.Instance]:
+    """All instances, or those on ``host``; for audits and for an agent's resync."""
+    stmt = sa.select(models.Instance).order_by(models.Instance.id)
+    if host is not None:
+        stmt = stmt.where(models.Instance.host == host)
+    if not read_deleted:
+        stmt = stmt.where(models.live(models.Instance))
+    return list(session.scalars(stmt))
+
+
+def instance_update(
+    session: orm.Session,
+    uuid: str,
+    *,
+    expected_vm_state: str | Collection[str | None] | None = _UNSET,
+    expected_task_state: str | Collection[str | None] | None = _UNSET,
+    **values: Any,
+) -> models.Instance:
+    """Set columns of a live instance and return it; raises :class:`InstanceNotFoundError`.
+
+    ``expected_task_state`` / ``expected_vm_state`` make the update a compare-and-swap, as in
+    Nova: the row is locked, and if the state is not one of those given,
+    :class:`UnexpectedStateError` is raised and nothing changes. ``id``, ``uuid`` and the
+    soft-delete columns cannot be set here.
+    """
+    unknown = set(values) - _INSTANCE_UPDATABLE
+    if unknown:
+        raise ValueError(f"cannot update instance field(s): {', '.join(sorted(unknown))}")
+    instance = instance_get(session, uuid, for_update=True)
+    if instance is None:
+        raise exceptions.InstanceNotFoundError(uuid)
+    for field, expected in (
+        ("vm_state", expected_vm_state),
+        ("task_state", expected_task_state),
+    ):
+        if expected is _UNSET:
+            continue
+        allowed = {expected} if expected is None or isinstance(expected, str) else set(expected)
+        actual = getattr(instance, field)
+        if actual not in allowed:
+            raise exceptions.UnexpectedStateError(uuid, field, sorted(map(str, allowed)), actual)
+    for key, value in values.items():
+        setattr(instance, key, value)
+    session.flush()
+    return instance
+
+
+def instance_soft_delete(session: orm.Session, uuid: str) -> models.Instance:
+    """Soft-delete an instance: ``deleted = id``, ``deleted_at`` now, vm_state ``deleted``.
+
+    Idempotent: an already deleted record is returned unchanged. A uuid that was never recorded
+    raises :class:`InstanceNotFoundError`. Allocations are not touched: release them first with
+    :func:`release_resources` (the delete flow does both, in that order).
+    """
+    instance = instance_get(session, uuid, read_deleted=True, for_update=True)
+    if instance is None:
+        raise exceptions.InstanceNotFoundError(uuid)
+    if instance.deleted:
+        return instance
+    now = models.utcnow()
+    instance.deleted = instance.id
+    instance.deleted_at = now
+    instance.vm_state = VM_STATE_DELETED
+    instance.task_state = None
+    if instance.terminated_at is None:
+        instance.terminated_at = now
+    session.flush()
+    return instance

@@ -1,0 +1,246 @@
+"""Claims: the resources instances hold on compute nodes, kept from ever overcommitting.
+
+:func:`claim_resources` and :func:`release_resources` own their transaction (they take the
+session factory): their correctness depends on what they lock, in which order, and on running
+the whole transaction again after a deadlock.
+
+Lock order, the same in both, so claims and releases cannot deadlock on each other: the
+``instances`` row, then ``compute_nodes`` rows (by id), then ``allocations`` rows by primary
+key. No range locks are taken on ``allocations``. ``compute_nodes.*_used`` always equals the
+sum of the node's allocations, because both change in the same transaction.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+from typing import Any, cast
+
+import sqlalchemy as sa
+from sqlalchemy import orm
+
+from kubenova.db import engine as db_engine
+from kubenova.db import exceptions, instances, models
+
+
+@dataclasses.dataclass(frozen=True)
+class Usage:
+    """Amounts of the three resource classes."""
+
+    vcpus: int = 0
+    memory_mib: int = 0
+    disk_gib: int = 0
+
+    def as_resources(self) -> dict[str, int]:
+        """Keyed by placement resource class."""
+        return {
+            models.VCPU: self.vcpus,
+            models.MEMORY_MB: self.memory_mib,
+            models.DISK_GB: self.disk_gib,
+        }
+
+
+@db_engine.retry_on_deadlock
+def claim_resources(
+    session_factory: db_engine.SessionFactory,
+    instance_uuid: str,
+    host: str,
+    vcpus: int,
+    memory_mib: int,
+    disk_gib: int,
+) -> bool:
+    """Claim resources for an instance on ``host``; True if claimed, False if they do not fit.
+
+    One transaction, which the database keeps from overcommitting however many claims race, in
+    this process or any other:
+
+    1. The instance row is locked, so claims and releases of one instance run one at a time.
+       Already holding the same allocations on this host returns True (idempotent); holding
+       others raises :class:`AllocationConflictError`.
+    2. One conditional ``UPDATE compute_nodes SET *_used = *_used + amount ... WHERE host = h
+       AND <every *_used + amount fits (total - reserved) * ratio>``. InnoDB evaluates the
+       condition on the latest committed row under an exclusive row lock, so concurrent claims
+       on one host are serialized and each sees the others' usage: no check-then-act gap. One
+       row changed means the claim fits; none means it does not (or the host is unknown).
+    3. Three allocation rows are inserted and ``instances.host``/``node`` set, then commit.
+
+    Deadlocks and lock wait timeouts re-run the whole transaction (``retry_on_deadlock``).
+    Raises :class:`InstanceNotFoundError` when the instance has no live record.
+    """
+    wanted = Usage(vcpus=vcpus, memory_mib=memory_mib, disk_gib=disk_gib)
+    if min(vcpus, memory_mib, disk_gib) < 0:
+        raise ValueError(f"cannot claim negative amounts: {wanted}")
+    node_t = models.ComputeNode
+    with db_engine.transaction(session_factory) as session:
+        instance = instances.instance_get(session, instance_uuid, for_update=True)
+        if instance is None:
+            raise exceptions.InstanceNotFoundError(instance_uuid)
+        held = _held_allocations(session, instance_uuid)
+        if held:
+            if set(held) == {host} and held[host] == wanted:
+                return True
+            raise exceptions.AllocationConflictError(
+                instance_uuid, f"holds {held}, asked for {wanted} on {host}"
+            )
+        claimed = session.execute(
+            sa.update(node_t)
+            .where(
+                node_t.host == host,
+                node_t.deleted == 0,
+                node_t.vcpus_used + vcpus <= node_t.vcpus * node_t.cpu_allocation_ratio,
+                node_t.memory_mib_used + memory_mib
+                <= (node_t.memory_mib - node_t.reserved_host_memory_mib)
+                * node_t.ram_allocation_ratio,
+                node_t.local_gb_used + disk_gib
+                <= (node_t.local_gb - node_t.reserved_host_disk_gib) * node_t.disk_allocation_ratio,
+            )
+            .values(
+                vcpus_used=node_t.vcpus_used + vcpus,
+                memory_mib_used=node_t.memory_mib_used + memory_mib,
+                local_gb_used=node_t.local_gb_used + disk_gib,
+                generation=node_t.generation + 1,
+            )
+            .execution_options(synchronize_session=False)
+        )
+        if cast(sa.CursorResult[Any], claimed).rowcount != 1:
+            return False
+        node_id, node_name = session.execute(
+            sa.select(node_t.id, node_t.hypervisor_hostname).where(
+                node_t.host == host, node_t.deleted == 0
+            )
+        ).one()
+        session.add_all(
+            models.Allocation(
+                instance_uuid=instance_uuid,
+                compute_node_id=node_id,
+                resource_class=resource_class,
+                used=amount,
+            )
+            for resource_class, amount in wanted.as_resources().items()
+        )
+        instance.host = host
+        instance.node = node_name or host
+    return True
+
+
+def _held_allocations(session: orm.Session, instance_uuid: str) -> dict[str, Usage]:
+    # A plain read is enough: the caller holds the instance row lock, and every writer of this
+    # instance's allocations takes it first, so nothing can change them under us.
+    rows = session.execute(
+        sa.select(models.ComputeNode.host, models.Allocation.resource_class, models.Allocation.used)
+        .join(models.ComputeNode, models.ComputeNode.id == models.Allocation.compute_node_id)
+        .where(models.Allocation.instance_uuid == instance_uuid)
+    ).all()
+    return _sum_by_host(row.tuple() for row in rows)
+
+
+def _sum_by_host(rows: Iterable[tuple[str, str, Any]]) -> dict[str, Usage]:
+    amounts: dict[str, dict[str, int]] = {}
+    for host, resource_class, used in rows:
+        per_class = amounts.setdefault(host, {})
+        per_class[resource_class] = per_class.get(resource_class, 0) + int(used or 0)
+    return {
+        host: Usage(
+            vcpus=c.get(models.VCPU, 0),
+            memory_mib=c.get(models.MEMORY_MB, 0),
+            disk_gib=c.get(models.DISK_GB, 0),
+        )
+        for host, c in amounts.items()
+    }
+
+
+@db_engine.retry_on_deadlock
+def release_resources(
+    session_factory: db_engine.SessionFactory,
+    instance_uuid: str,
+    *,
+    clear_host: bool = False,
+) -> bool:
+    """Free every allocation of an instance and take it off its node's ``*_used`` counters.
+
+    One transaction: the instance row is locked (deleted or not, so a release after the soft
+    delete still works), its allocations read, each node's counters decremented with
+    ``UPDATE ... SET *_used = *_used - amount`` (nodes in id order), and the allocation rows
+    deleted by primary key. Idempotent: an instance holding nothing returns False and changes
+    nothing; True means something was freed. ``clear_host`` also sets ``instances.host`` and
+    ``node`` to NULL, as Nova does before a reschedule.
+    """
+    node_t = models.ComputeNode
+    alloc_t = models.Allocation
+    with db_engine.transaction(session_factory) as session:
+        instance = instances.instance_get(
+            session, instance_uuid, read_deleted=True, for_update=True
+        )
+        # Safe without a locking read: see _held_allocations.
+        allocations = session.execute(
+            sa.select(alloc_t.id, alloc_t.compute_node_id, alloc_t.resource_class, alloc_t.used)
+            .where(alloc_t.instance_uuid == instance_uuid)
+            .order_by(alloc_t.compute_node_id, alloc_t.id)
+        ).all()
+        if clear_host and instance is not None:
+            instance.host = None
+            instance.node = None
+        if not allocations:
+            return False
+        per_node: dict[int, dict[str, int]] = {}
+        for _id, node_id, resource_class, used in allocations:
+            per_class = per_node.setdefault(node_id, {})
+            per_class[resource_class] = per_class.get(resource_class, 0) + used
+        for node_id in sorted(per_node):
+            amounts = per_node[node_id]
+            session.execute(
+                sa.update(node_t)
+                .where(node_t.id == node_id)
+                .values(
+                    vcpus_used=node_t.vcpus_used - amounts.get(models.VCPU, 0),
+                    memory_mib_used=node_t.memory_mib_used - amounts.get(models.MEMORY_MB, 0),
+                    local_gb_used=node_t.local_gb_used - amounts.get(models.DISK_GB, 0),
+                    generation=node_t.generation + 1,
+                )
+                .execution_options(synchronize_session=False)
+            )
+        ids = [row[0] for row in allocations]
+        deleted = session.execute(
+            sa.delete(alloc_t)
+            .where(alloc_t.id.in_(ids))
+            .execution_options(synchronize_session=False)
+        )
+        if cast(sa.CursorResult[Any], deleted).rowcount != len(ids):
+            # Someone freed these rows without the instance lock: undo rather than
+            # decrement twice.
+            raise RuntimeError(f"allocations of {instance_uuid} changed during release")
+    return True
+
+
+def allocations_for_instance(session: orm.Session, uuid: str) -> list[models.Allocation]:
+    """The allocation rows an instance holds (empty when it holds none)."""
+    return list(
+        session.scalars(
+            sa.select(models.Allocation)
+            .where(models.Allocation.instance_uuid == uuid)
+            .order_by(models.Allocation.id)
+        )
+    )
+
+
+def usage_by_host(session: orm.Session) -> dict[str, Usage]:
+    """The sum of allocations per live compute node, keyed by host (zero for empty hosts).
+
+    For audits: compare with each node's ``*_used`` counters, which claims and releases keep
+    equal to this sum.
+    """
+    rows = session.execute(
+        sa.select(
+            models.ComputeNode.host,
+            models.Allocation.resource_class,
+            sa.func.sum(models.Allocation.used),
+        )
+        .join(models.Allocation, models.Allocation.compute_node_id == models.ComputeNode.id)
+        .where(models.live(models.ComputeNode))
+        .group_by(models.ComputeNode.host, models.Allocation.resource_class)
+    ).all()
+    usage = _sum_by_host(row.tuple() for row in rows)
+    hosts = session.scalars(
+        sa.select(models.ComputeNode.host).where(models.live(models.ComputeNode))
+    )
+    return {host: usage.get(host, Usage()) for host in hosts}

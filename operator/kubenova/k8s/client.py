@@ -1,0 +1,131 @@
+"""The operator's narrow view of the Kubernetes API.
+
+Everything the api and conductor layers read from or write to Kubernetes goes
+through :class:`KubeClient`, so tests can stand a fake beside it and the layers
+above never build API paths themselves.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, cast
+
+from kubernetes import client as k8s_client
+from kubernetes import config as k8s_config
+from kubernetes.client import exceptions as k8s_exceptions
+
+from kubenova.k8s import resources
+
+LOG = logging.getLogger(__name__)
+
+
+def load_config() -> None:
+    """In a pod, use its service account; elsewhere, $KUBECONFIG."""
+    try:
+        k8s_config.load_incluster_config()  # type: ignore[no-untyped-call]
+    except k8s_config.ConfigException:
+        k8s_config.load_kube_config()  # type: ignore[no-untyped-call]
+
+
+class KubeClient:
+    """Reads flavors and images; writes instance and hypervisor status."""
+
+    def __init__(self, api_client: k8s_client.ApiClient | None = None) -> None:
+        self._custom = k8s_client.CustomObjectsApi(api_client)
+        self._core = k8s_client.CoreV1Api(api_client)
+
+    def _get_cluster(self, plural: str, name: str) -> dict[str, Any] | None:
+        try:
+            obj = cast(
+                dict[str, Any],
+                self._custom.get_cluster_custom_object(
+                    resources.GROUP, resources.VERSION, plural, name
+                ),
+            )
+        except k8s_exceptions.ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return obj
+
+    def get_flavor(self, name: str) -> dict[str, Any] | None:
+        return self._get_cluster(resources.FLAVORS, name)
+
+    def get_image(self, name: str) -> dict[str, Any] | None:
+        return self._get_cluster(resources.IMAGES, name)
+
+    def get_instance(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            obj = cast(
+                dict[str, Any],
+                self._custom.get_namespaced_custom_object(
+                    resources.GROUP, resources.VERSION, namespace, resources.INSTANCES, name
+                ),
+            )
+        except k8s_exceptions.ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return obj
+
+    def patch_instance_status(self, namespace: str, name: str, status: dict[str, Any]) -> bool:
+        """Merge ``status`` into the Instance's status; False if the object is gone."""
+        try:
+            self._custom.patch_namespaced_custom_object_status(
+                resources.GROUP,
+                resources.VERSION,
+                namespace,
+                resources.INSTANCES,
+                name,
+                {"status": status},
+            )
+        except k8s_exceptions.ApiException as exc:
+            if exc.status == 404:
+                LOG.info("instance %s/%s is gone; status not written", namespace, name)
+                return False
+            raise
+        return True
+
+    def get_hypervisor(self, host: str) -> dict[str, Any] | None:
+        return self._get_cluster(resources.HYPERVISORS, host)
+
+    def ensure_hypervisor(self, host: str, labels: dict[str, str]) -> dict[str, Any]:
+        """Return the Hypervisor named ``host``, creating it on first registration."""
+        existing = self.get_hypervisor(host)
+        if existing is not None:
+            return existing
+        body = {
+            "apiVersion": resources.API_VERSION,
+            "kind": "Hypervisor",
+            "metadata": {"name": host, "labels": labels},
+            "spec": {"disabled": False},
+        }
+        try:
+            created = cast(
+                dict[str, Any],
+                self._custom.create_cluster_custom_object(
+                    resources.GROUP, resources.VERSION, resources.HYPERVISORS, body
+                ),
+            )
+        except k8s_exceptions.ApiException as exc:
+            if exc.status != 409:  # another replica created it first
+                raise
+            again = self.get_hypervisor(host)
+            assert again is not None
+            return again
+        return created
+
+    def patch_hypervisor_status(self, host: str, status: dict[str, Any]) -> None:
+        self._custom.patch_cluster_custom_object_status(
+            resources.GROUP, resources.VERSION, resources.HYPERVISORS, host, {"status": status}
+        )
+
+    def list_hypervisors(self) -> list[dict[str, Any]]:
+        result = cast(
+            dict[str, Any],
+            self._custom.list_cluster_custom_object(
+                resources.GROUP, resources.VERSION, resources.HYPERVISORS
+            ),
+        )
+        items: list[dict[str, Any]] = result.get("items", [])
+        return items

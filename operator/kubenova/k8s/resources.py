@@ -1,0 +1,10 @@
+"""Names of Kubenova's custom resources."""
+
+GROUP = "compute.kubenova.io"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+INSTANCES = "instances"
+FLAVORS = "flavors"
+IMAGES = "images"
+HYPERVISORS = "hypervisors"
+FINALIZER = f"{GROUP}/instance-protection"

@@ -1,0 +1,1 @@
+"""nova-scheduler and placement: filters, weighers and race-free claims."""

@@ -1,0 +1,146 @@
+"""The end-to-end stack: the real kube-apiserver, MariaDB, RabbitMQ and libvirtd that
+``make test`` brings up, plus an operator and an agent started here as processes."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+STATE = pathlib.Path(os.environ.get("KUBENOVA_STATE", ROOT / ".kubenova"))
+KUBECONFIG = pathlib.Path(os.environ.get("KUBECONFIG", STATE / "kubeconfig"))
+KUBECTL = STATE / "bin" / "kubectl"
+HOST = os.environ.get("KUBENOVA_HOST") or socket.gethostname().split(".")[0]
+LOGS = STATE / "logs"
+
+
+def kubectl(*args: str, stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run the project's kubectl against the local stack."""
+    return subprocess.run(
+        [str(KUBECTL), "--kubeconfig", str(KUBECONFIG), *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        check=check,
+        timeout=120,
+    )
+
+
+def apply(manifest: dict[str, Any] | list[dict[str, Any]], check: bool = True) -> subprocess.CompletedProcess[str]:
+    docs = manifest if isinstance(manifest, list) else [manifest]
+    return kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all(docs), check=check)
+
+
+def get(kind: str, name: str, namespace: str | None = None) -> dict[str, Any] | None:
+    args = ["get", kind, name, "-o", "json"]
+    if namespace:
+        args += ["-n", namespace]
+    result = kubectl(*args, check=False)
+    if result.returncode != 0:
+        if "NotFound" in result.stderr:
+            return None
+        raise AssertionError(result.stderr)
+    obj: dict[str, Any] = yaml.safe_load(result.stdout)
+    return obj
+
+
+def wait_for(
+    what: str, predicate: Callable[[], Any], timeout: float, interval: float = 1.0
+) -> Any:
+    """Poll until ``predicate`` returns something truthy; fail with ``what`` on timeout."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
+
+
+def _start(name: str, argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    LOGS.mkdir(parents=True, exist_ok=True)
+    log = open(LOGS / f"e2e-{name}.log", "ab")  # noqa: SIM115 - lives as long as the process
+    return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[dict[str, str]]:
+    """Operator and agent processes on the local stack; yields the environment they use."""
+    if not KUBECONFIG.exists() or kubectl("get", "--raw", "/readyz", check=False).returncode:
+        pytest.fail("the local stack is not up: run the tests with `make test`")
+    env = dict(os.environ, KUBECONFIG=str(KUBECONFIG), KUBENOVA_LOG_LEVEL="INFO")
+    subprocess.run([str(ROOT / ".venv/bin/kubenova-manage"), "db", "sync"], check=True, env=env)
+    subprocess.run([str(ROOT / "hack/rabbitmq-agent-user.sh"), HOST], check=True, env=env,
+                   capture_output=True)
+    subprocess.run([str(ROOT / "hack/register-image.sh")], check=True, env=env, capture_output=True)
+    operator = _start("operator", [str(ROOT / ".venv/bin/kubenova-operator")], env)
+    agent = _start(
+        "agent",
+        [
+            str(ROOT / ".venv/bin/kubenova-agent"),
+            "--host",
+            HOST,
+            "--amqp-url-file",
+            str(STATE / "agents" / f"{HOST}.amqp-url"),
+        ],
+        env,
+    )
+    try:
+        wait_for(
+            f"Hypervisor {HOST} to be up",
+            lambda: ((get("hypervisors", HOST) or {}).get("status") or {}).get("state") == "up",
+            timeout=90,
+        )
+        yield env
+    finally:
+        _stop(agent)
+        _stop(operator)
+
+
+@pytest.fixture
+def namespace(stack: dict[str, str]) -> Iterator[str]:
+    """A namespace of this test's own, deleted (with what is left in it) afterwards."""
+    name = f"e2e-{uuid.uuid4().hex[:8]}"
+    kubectl("create", "namespace", name)
+    yield name
+    kubectl("delete", "instances", "--all", "-n", name, "--timeout=90s", check=False)
+    kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+def instance_manifest(name: str, namespace: str, flavor: str, **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "compute.kubenova.io/v1alpha1",
+        "kind": "Instance",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"flavor": flavor, "image": "kubenova-tiny", **spec},
+    }
+
+
+def flavor_manifest(name: str, vcpus: int, memory_mib: int, disk_gib: int) -> dict[str, Any]:
+    return {
+        "apiVersion": "compute.kubenova.io/v1alpha1",
+        "kind": "Flavor",
+        "metadata": {"name": name},
+        "spec": {"vcpus": vcpus, "memoryMiB": memory_mib, "diskGiB": disk_gib},
+    }

@@ -1,0 +1,59 @@
+"""An instance that cannot be placed stays Pending and says why, then proceeds when it can."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from tests.e2e.conftest import apply, flavor_manifest, get, instance_manifest, kubectl, wait_for
+
+pytestmark = pytest.mark.e2e
+
+
+def _scheduled(namespace: str, name: str) -> dict:
+    status = (get("instances", name, namespace) or {}).get("status") or {}
+    for condition in status.get("conditions") or []:
+        if condition["type"] == "Scheduled":
+            return dict(condition, phase=status.get("phase"))
+    return {}
+
+
+def test_missing_flavor_leaves_the_instance_pending_until_the_flavor_appears(namespace):
+    flavor = f"e2e-late-{uuid.uuid4().hex[:6]}"
+    apply(instance_manifest("late", namespace, flavor))
+    condition = wait_for(
+        "Scheduled=False naming the flavor",
+        lambda: (c := _scheduled(namespace, "late")).get("status") == "False" and c,
+        timeout=60,
+    )
+    assert condition["phase"] == "Pending"
+    assert condition["reason"] == "FlavorNotFound"
+    assert flavor in condition["message"]
+    assert "spec.flavor" in condition["message"]
+
+    apply(flavor_manifest(flavor, 1, 128, 1))
+    wait_for(
+        "the instance to be scheduled once its flavor exists",
+        lambda: _scheduled(namespace, "late").get("status") == "True",
+        timeout=60,
+    )
+    kubectl("delete", "instance", "late", "-n", namespace, "--timeout=90s")
+    kubectl("delete", "flavor", flavor)
+
+
+def test_instance_larger_than_every_host_is_pending_with_the_rejections_counted(namespace):
+    flavor = f"e2e-huge-{uuid.uuid4().hex[:6]}"
+    apply(flavor_manifest(flavor, 1, 4_000_000, 1))
+    apply(instance_manifest("huge", namespace, flavor))
+    condition = wait_for(
+        "Scheduled=False with NoValidHost",
+        lambda: (c := _scheduled(namespace, "huge")).get("reason") == "NoValidHost" and c,
+        timeout=60,
+    )
+    assert condition["status"] == "False"
+    assert condition["phase"] == "Pending"
+    assert "insufficient memory" in condition["message"]
+    assert condition["message"].startswith("0/")
+    kubectl("delete", "instance", "huge", "-n", namespace, "--timeout=60s")
+    kubectl("delete", "flavor", flavor)
