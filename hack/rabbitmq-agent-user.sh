@@ -27,7 +27,7 @@ set -euo pipefail
 . "$KUBENOVA_ROOT/hack/lib/rabbitmq.sh"
 
 usage() {
-  sed -n '2,6p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+  sed -n '3,7p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
 
@@ -83,7 +83,7 @@ chmod 0600 "$url_file"
 kn_rabbit_ensure_vhost "$vhost"
 kn_rabbit_ensure_user "$user" "$password" || kn_die "could not set up RabbitMQ user $user"
 
-queue="compute.$(kn_regex_quote "$host")"
+queue=$(kn_regex_quote "compute.$host")
 exchange=$(kn_regex_quote "$KN_AMQP_EXCHANGE")
 dlx=$(kn_regex_quote "$KN_AMQP_DEAD_LETTER_EXCHANGE")
 kn_rabbitmqctl -q set_permissions -p "$vhost" "$user" \

@@ -153,41 +153,44 @@ epmd_pid() { kn_pgrep -u rabbitmq -x epmd | head -n1; }
 rabbitmq_up() {
   kn_started_pid rabbitmq beam.smp >/dev/null || kn_unmark rabbitmq
   kn_started_pid epmd epmd >/dev/null || kn_unmark epmd
-  local started_pid=""
+  RABBIT_WRAPPER_PID=""
   if ! kn_rabbit_registered; then
-    started_pid=$(rabbitmq_start)
+    rabbitmq_start
   fi
-  if ! KN_WAIT_PID=$started_pid kn_wait_until 180 "RabbitMQ" \
+  if ! KN_WAIT_PID=$RABBIT_WRAPPER_PID kn_wait_until 180 "RabbitMQ" \
     kn_rabbitmqctl -q await_startup --timeout 10; then
     tail -n 20 "$KN_LOG_DIR/rabbitmq.log" >&2
+    # The wrapper script stops the Erlang VM on SIGTERM; no half-started broker stays behind.
+    [[ -z $RABBIT_WRAPPER_PID ]] || kn_terminate "$RABBIT_WRAPPER_PID" 30
     kn_die "RabbitMQ did not start; see $KN_LOG_DIR/rabbitmq.log"
   fi
-  if [[ -n $started_pid ]]; then
+  if [[ -n $RABBIT_WRAPPER_PID ]]; then
     # The marker holds the Erlang VM's pid, which outlives the wrapper script.
     kn_mark_started rabbitmq "$(head -n1 "$KN_RABBIT_PIDFILE")"
   fi
   rabbitmq_provision
 }
 
-# rabbitmq_start: start epmd (if none runs) and the broker as the rabbitmq user; print the
-# wrapper's pid.
+# rabbitmq_start: start epmd (if none runs) and the broker as the rabbitmq user; sets
+# RABBIT_WRAPPER_PID to the pid of the broker's wrapper script.
 rabbitmq_start() {
-  local log="$KN_LOG_DIR/rabbitmq.log" pid
+  local log="$KN_LOG_DIR/rabbitmq.log"
   local as_rabbitmq=(setpriv --reuid=rabbitmq --regid=rabbitmq --init-groups)
   if ! epmd -names >/dev/null 2>&1; then
     # Started here rather than by the Erlang VM, so `down` knows it may stop it.
-    "${as_rabbitmq[@]}" epmd -daemon </dev/null >>"$log" 2>&1 9>&-
+    ERL_EPMD_ADDRESS=127.0.0.1 "${as_rabbitmq[@]}" epmd -daemon </dev/null >>"$log" 2>&1 9>&-
     kn_wait_until 10 "epmd" epmd -names || kn_die "epmd did not start"
     kn_mark_started epmd "$(epmd_pid)"
   fi
   kn_log "starting RabbitMQ (log: $log)"
   # The broker's own pid file can be stale from an unclean stop; wait for this run's.
   rm -f "$KN_RABBIT_PIDFILE"
-  # Foreground mode with console logging, so the log lands in our file; bound to loopback.
-  pid=$(kn_spawn "$log" "${as_rabbitmq[@]}" env HOME="$KN_RABBIT_HOME" \
+  # Foreground mode with console logging, so the log lands in our file. AMQP and Erlang
+  # distribution listen on loopback only: this is a development broker.
+  RABBIT_WRAPPER_PID=$(kn_spawn "$log" "${as_rabbitmq[@]}" env HOME="$KN_RABBIT_HOME" \
     RABBITMQ_LOGS=- RABBITMQ_NODE_IP_ADDRESS=127.0.0.1 \
+    RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}" \
     /usr/lib/rabbitmq/bin/rabbitmq-server)
-  printf '%s\n' "$pid"
 }
 
 rabbitmq_provision() {
@@ -357,12 +360,17 @@ cmd_down() {
   return "$rc"
 }
 
+usage() {
+  sed -n '3,11p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+  exit 2
+}
+
 main() {
-  [[ $# == 1 ]] || { sed -n '2,9p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+  [[ $# == 1 ]] || usage
   case "$1" in
     up | down) ;;
     status) cmd_status; return ;;
-    *) sed -n '2,9p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+    *) usage ;;
   esac
   [[ $(id -u) == 0 ]] || kn_die "hack/services.sh $1 must run as root"
   # One up/down at a time per state dir; concurrent runs wait instead of racing.
@@ -371,4 +379,7 @@ main() {
   "cmd_$1"
 }
 
-main "$@"
+# Sourcing the file (rather than running it) only defines the functions.
+if [[ ${BASH_SOURCE[0]} == "$0" ]]; then
+  main "$@"
+fi

@@ -12,7 +12,7 @@
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-# shellcheck source=../lib/env.sh
+# shellcheck source-path=SCRIPTDIR source=../lib/env.sh
 . "$here/../lib/env.sh"
 
 force=0
@@ -179,7 +179,7 @@ main() {
 	mv -f "$build_dir/$image_name" "$image"
 	mv -f "$build_dir/$image_name.sha256" "$image.sha256"
 	echo "$digest" >"$stamp"
-	rm -rf "$build_dir/root" "$build_dir/boot"
+	rm -rf "${build_dir:?}/root" "${build_dir:?}/boot"
 	log "built $image ($(du -h "$image" | cut -f 1), sha256 $(cat "$image.sha256"))"
 	echo "$image"
 }

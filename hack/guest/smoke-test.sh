@@ -15,7 +15,7 @@
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-# shellcheck source=../lib/env.sh
+# shellcheck source-path=SCRIPTDIR source=../lib/env.sh
 . "$here/../lib/env.sh"
 
 memory=128
@@ -66,7 +66,12 @@ cleanup() {
 }
 trap cleanup EXIT
 
+current_log=
 fail() {
+	if [ -n "$current_log" ] && [ -f "$current_log" ]; then
+		echo "--- end of the console log:" >&2
+		tr -d '\r' <"$current_log" | tail -n 40 >&2
+	fi
 	echo "FAIL: $*" >&2
 	exit 1
 }
@@ -79,7 +84,8 @@ wait_for() {
 	local file="$1" pattern="$2" deadline
 	deadline=$(($(date +%s) + $3))
 	while [ "$(date +%s)" -lt "$deadline" ]; do
-		tr -d '\r' <"$file" 2>/dev/null | grep -qE "$pattern" && return 0
+		# Not a pipeline: grep -q quits early, and pipefail would count tr's broken pipe.
+		[ -f "$file" ] && grep -qE "$pattern" <(tr -d '\r' <"$file") && return 0
 		sleep 0.2
 	done
 	return 1
@@ -93,11 +99,7 @@ protocol() {
 
 expect_protocol() {
 	local log="$1" expected="$2"
-	if ! diff -u <(printf '%s\n' "$expected") <(protocol "$log"); then
-		echo "--- console log:" >&2
-		tr -d '\r' <"$log" >&2
-		fail "unexpected console protocol in $log"
-	fi
+	diff -u <(printf '%s\n' "$expected") <(protocol "$log") || fail "unexpected console protocol"
 }
 
 make_overlay() {
@@ -125,6 +127,7 @@ start_qemu() {
 		-monitor "unix:$work/$name.monitor,server=on,wait=off" \
 		"$@" >"$work/$name.qemu.log" 2>&1 &
 	qemu_pid=$!
+	current_log="$work/$name.log"
 }
 
 stop_qemu() {
@@ -194,7 +197,7 @@ kubenova-guest: ready"
 	wait_for "$work/bare.log" '[#$] ' 30 || fail "no console shell after the boot script"
 	expect_protocol "$work/bare.log" "kubenova-guest: no config drive
 kubenova-guest: dhcp failed"
-	tr -d '\r' <"$work/bare.log" | grep -q '^kubenova-guest: ready$' && fail "ready without a lease"
+	grep -q '^kubenova-guest: ready$' <(tr -d '\r' <"$work/bare.log") && fail "ready without a lease"
 	stop_qemu
 	echo "   ok"
 
@@ -251,6 +254,7 @@ libvirt_case() {
 EOF
 	echo "== libvirt: config drive with user-data, network default, ${memory} MiB"
 	started="$(now)"
+	current_log="$work/domain.log"
 	"${virsh[@]}" create "$work/domain.xml" >/dev/null
 	wait_for "$work/domain.log" '^kubenova-guest: (ready|dhcp failed)$' 120 ||
 		fail "no ready line in 120 s (memory ${memory} MiB)"

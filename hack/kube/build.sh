@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck source-path=SCRIPTDIR
 # Build the local control plane (kubenova-kube: kube-apiserver + embedded etcd) and a kubectl of
 # the same release into $KUBENOVA_STATE/bin. Skipped when both binaries are newer than every
 # input (go.mod, go.sum, *.go, this script); pass --force to rebuild anyway.
@@ -66,7 +67,9 @@ build() {
     echo "build.sh: building $(basename "$out") from $pkg ($pinned)..."
     # Build beside the target and rename, so an interrupted build never leaves a binary that
     # looks newer than its inputs.
-    (cd "$here" && go build -trimpath -buildvcs=false -ldflags "$ldflags" -o "$out.tmp" "$pkg")
+    # CGO_ENABLED=0: static binaries, as Kubernetes releases them; no C toolchain needed.
+    (cd "$here" && CGO_ENABLED=0 go build -trimpath -buildvcs=false -ldflags "$ldflags" \
+        -o "$out.tmp" "$pkg")
     mv -f "$out.tmp" "$out"
     echo "build.sh: $(basename "$out") built in $((SECONDS - start))s"
 }

@@ -113,8 +113,12 @@ func startEtcd(ctx context.Context, o *etcdOptions) (*etcdMember, error) {
 	return &etcdMember{etcd: e, clientURL: client.String()}, nil
 }
 
+// stop closes etcd. etcd logs each listener it closes as an error ("use of closed network
+// connection", "http: Server closed"); those lines are part of a normal shutdown.
 func (m *etcdMember) stop() {
 	m.etcd.Close()
+	klog.InfoS("embedded etcd stopped")
+	klog.Flush()
 }
 
 func loopbackURL(raw string) (*url.URL, error) {

@@ -66,6 +66,7 @@ func run(argv []string) int {
 
 	cmd.SetArgs(append([]string{"--etcd-servers=" + member.clientURL}, apiserverArgs...))
 	code := cli.Run(cmd)
+	klog.InfoS("kube-apiserver exited", "code", code)
 	klog.Flush()
 	return code
 }

@@ -66,6 +66,7 @@ def make_driver(args: argparse.Namespace, settings: AgentSettings) -> virt_drive
         uri=settings.libvirt_uri,
         instances_path=settings.instances_path,
         image_cache_path=settings.image_cache_path,
+        hostname=settings.host,
     )
 
 

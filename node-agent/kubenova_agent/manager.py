@@ -73,17 +73,21 @@ class ComputeManager:
 
     def build_and_run_instance(self, instance: payloads.InstancePayload, request_id: str) -> None:
         """Build the instance and start it; report spawning, then the result."""
-        spec = _instance_spec(instance)
+        try:
+            spec = _instance_spec(instance)
+        except ValueError as exc:
+            self._build_failed(instance.uuid, "BuildAborted", str(exc), False, request_id)
+            return
         with self._lock:
             self._tracked.setdefault(instance.uuid, _Tracked(request_id=request_id))
         self._report(instance.uuid, "building", "spawning", PowerState.NOSTATE, (), request_id)
         try:
             self.driver.spawn(spec)
         except exceptions.RescheduledBuildError as exc:
-            self._build_failed(instance.uuid, "BuildFailed", str(exc), True, request_id)
+            self._build_failed(instance.uuid, "BuildFailed", exc.reason, True, request_id)
             return
-        except (exceptions.BuildAbortedError, ValueError) as exc:
-            self._build_failed(instance.uuid, "BuildAborted", str(exc), False, request_id)
+        except exceptions.BuildAbortedError as exc:
+            self._build_failed(instance.uuid, "BuildAborted", exc.reason, False, request_id)
             return
         launched_at = datetime.datetime.now(datetime.UTC)
         with self._lock:
@@ -176,7 +180,7 @@ class ComputeManager:
                 host=self.host,
                 vm_state=vm_state,
                 task_state=task_state,
-                power_state=power.value,  # type: ignore[arg-type]
+                power_state=power.value,
                 addresses=addresses,
                 launched_at=launched_at,
             ),

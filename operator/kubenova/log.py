@@ -52,8 +52,14 @@ class JSONFormatter(logging.Formatter):
         if request_id:
             entry["request_id"] = request_id
         for key, value in record.__dict__.items():
-            if key not in self._RESERVED and key != "request_id" and not key.startswith("_"):
-                entry[key] = value if isinstance(value, str | int | float | bool) else repr(value)
+            # Only plain extras: kopf attaches its whole settings object to every record.
+            if (
+                key not in self._RESERVED
+                and key != "request_id"
+                and not key.startswith(("_", "k8s_"))
+                and isinstance(value, str | int | float | bool)
+            ):
+                entry[key] = value
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry, default=str)
@@ -68,3 +74,5 @@ def setup(component: str, level: str = "INFO") -> None:
     root.setLevel(level)
     # pika logs every connection step at INFO; keep its warnings only.
     logging.getLogger("pika").setLevel(logging.WARNING)
+    # kopf reports every successful timer run at INFO; failures still show.
+    logging.getLogger("kopf.objects").setLevel(logging.WARNING)

@@ -24,7 +24,9 @@ HOST = os.environ.get("KUBENOVA_HOST") or socket.gethostname().split(".")[0]
 LOGS = STATE / "logs"
 
 
-def kubectl(*args: str, stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+def kubectl(
+    *args: str, stdin: str | None = None, check: bool = True
+) -> subprocess.CompletedProcess[str]:
     """Run the project's kubectl against the local stack."""
     return subprocess.run(
         [str(KUBECTL), "--kubeconfig", str(KUBECONFIG), *args],
@@ -36,7 +38,9 @@ def kubectl(*args: str, stdin: str | None = None, check: bool = True) -> subproc
     )
 
 
-def apply(manifest: dict[str, Any] | list[dict[str, Any]], check: bool = True) -> subprocess.CompletedProcess[str]:
+def apply(
+    manifest: dict[str, Any] | list[dict[str, Any]], check: bool = True
+) -> subprocess.CompletedProcess[str]:
     docs = manifest if isinstance(manifest, list) else [manifest]
     return kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all(docs), check=check)
 
@@ -54,9 +58,7 @@ def get(kind: str, name: str, namespace: str | None = None) -> dict[str, Any] | 
     return obj
 
 
-def wait_for(
-    what: str, predicate: Callable[[], Any], timeout: float, interval: float = 1.0
-) -> Any:
+def wait_for(what: str, predicate: Callable[[], Any], timeout: float, interval: float = 1.0) -> Any:
     """Poll until ``predicate`` returns something truthy; fail with ``what`` on timeout."""
     deadline = time.monotonic() + timeout
     last: Any = None
@@ -71,7 +73,9 @@ def wait_for(
 def _start(name: str, argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
     LOGS.mkdir(parents=True, exist_ok=True)
     log = open(LOGS / f"e2e-{name}.log", "ab")  # noqa: SIM115 - lives as long as the process
-    return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    return subprocess.Popen(
+        argv, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+    )
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
@@ -91,8 +95,9 @@ def stack() -> Iterator[dict[str, str]]:
         pytest.fail("the local stack is not up: run the tests with `make test`")
     env = dict(os.environ, KUBECONFIG=str(KUBECONFIG), KUBENOVA_LOG_LEVEL="INFO")
     subprocess.run([str(ROOT / ".venv/bin/kubenova-manage"), "db", "sync"], check=True, env=env)
-    subprocess.run([str(ROOT / "hack/rabbitmq-agent-user.sh"), HOST], check=True, env=env,
-                   capture_output=True)
+    subprocess.run(
+        [str(ROOT / "hack/rabbitmq-agent-user.sh"), HOST], check=True, env=env, capture_output=True
+    )
     subprocess.run([str(ROOT / "hack/register-image.sh")], check=True, env=env, capture_output=True)
     operator = _start("operator", [str(ROOT / ".venv/bin/kubenova-operator")], env)
     agent = _start(

@@ -49,9 +49,9 @@ def test_applied_instance_runs_with_an_address_and_deleting_it_leaves_nothing(na
 
     status = wait_for(
         "the instance to be Running with an address",
-        lambda: (s := _status(namespace, "vm1")).get("phase") == "Running"
-        and s.get("addresses")
-        and s,
+        lambda: (
+            (s := _status(namespace, "vm1")).get("phase") == "Running" and s.get("addresses") and s
+        ),
         timeout=180,
     )
     assert status["host"] == HOST
@@ -64,9 +64,11 @@ def test_applied_instance_runs_with_an_address_and_deleting_it_leaves_nothing(na
     console = INSTANCES_PATH / instance_uuid / "console.log"
     wait_for(
         "the guest to print its uuid and user data",
-        lambda: console.exists()
-        and f"instance-uuid={instance_uuid}" in (text := console.read_text(errors="replace"))
-        and marker in text,
+        lambda: (
+            console.exists()
+            and f"instance-uuid={instance_uuid}" in (text := console.read_text(errors="replace"))
+            and marker in text
+        ),
         timeout=120,
     )
 

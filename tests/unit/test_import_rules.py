@@ -29,9 +29,8 @@ def test_pika_and_libvirt_are_each_imported_by_one_adapter_module():
 def _collect(path: pathlib.Path, importers: dict[str, list[str]]) -> None:
     for line in path.read_text().splitlines():
         stripped = line.strip()
-        for module in importers:
-            if stripped in (f"import {module}", f"import {module}.exceptions") or stripped.startswith(
-                f"from {module} import"
-            ):
-                if str(path) not in importers[module]:
-                    importers[module].append(str(path))
+        for module, paths in importers.items():
+            imports_it = stripped in (f"import {module}", f"import {module}.exceptions")
+            imports_it = imports_it or stripped.startswith(f"from {module} import")
+            if imports_it and str(path) not in paths:
+                paths.append(str(path))

@@ -134,8 +134,9 @@ class ComputeDriver(abc.ABC):
 
     Every method may be called from any thread; a driver serialises the calls that concern one
     instance. Methods that take an instance uuid raise ``ValueError`` when it is not a uuid in
-    canonical form. Only instances whose domain this driver created (and marked as Kubenova's)
-    are visible through it: other domains on the same libvirt are neither listed nor touched.
+    canonical form. Only instances whose domain a driver for this host name created are
+    visible through it: other domains on the same libvirt (made by hand, or by a driver for
+    another host name) are neither listed nor touched.
     """
 
     @abc.abstractmethod
@@ -167,6 +168,8 @@ class ComputeDriver(abc.ABC):
 
         Idempotent: when the domain already exists and runs, nothing is done; when it exists but
         is shut off, it is started. This is what makes a redelivered build message harmless.
+        (Should that start fail, the domain and its files are removed as below: only a spawn
+        of this instance can have made them.)
 
         A failed spawn removes everything it made (the domain, the instance's files) before it
         raises:

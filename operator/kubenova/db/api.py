@@ -54,6 +54,7 @@ from kubenova.db.hosts import (
 )
 from kubenova.db.instances import (
     MAX_USER_DATA_B64,
+    MAX_USER_DATA_BYTES,
     instance_create,
     instance_get,
     instance_get_all,
@@ -72,6 +73,7 @@ __all__ = [
     "EVENT_RESULT_ERROR",
     "EVENT_RESULT_SUCCESS",
     "MAX_USER_DATA_B64",
+    "MAX_USER_DATA_BYTES",
     "AllocationConflictError",
     "ComputeNodeConflictError",
     "DBError",

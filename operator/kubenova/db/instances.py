@@ -5,6 +5,8 @@ Every function runs in the caller's transaction (see :mod:`kubenova.db.api`).
 
 from __future__ import annotations
 
+import base64
+import binascii
 from collections.abc import Collection, Sequence
 from typing import Any, Final
 
@@ -20,8 +22,9 @@ VM_STATE_DELETED: Final = "deleted"
 TASK_STATE_SCHEDULING: Final = "scheduling"
 POWER_STATE_NOSTATE: Final = "nostate"
 
-# 64 KiB of raw user data is 87,384 characters once base64-encoded (with padding).
-MAX_USER_DATA_B64: Final = 4 * ((64 * 1024 + 2) // 3)
+# User data is capped at 64 KiB raw, as the design says; 87,384 characters in base64.
+MAX_USER_DATA_BYTES: Final = 64 * 1024
+MAX_USER_DATA_B64: Final = 4 * ((MAX_USER_DATA_BYTES + 2) // 3)
 
 _INSTANCE_IMMUTABLE: Final = frozenset({"id", "uuid", "created_at", "deleted", "deleted_at"})
 _INSTANCE_UPDATABLE: Final = (
@@ -50,13 +53,10 @@ def instance_create(
     Idempotent: a handler that runs twice for one object gets the first record back unchanged.
     Two concurrent creates of one uuid are settled by the unique key; the loser returns the
     winner's row. A uuid whose record was soft-deleted raises :class:`InstanceDeletedError`
-    (Kubernetes never reuses a uid, so that object is gone).
+    (Kubernetes never reuses a uid, so that object is gone). User data that is not base64 or
+    decodes to more than 64 KiB raises ``ValueError``.
     """
-    if user_data_b64 is not None and len(user_data_b64) > MAX_USER_DATA_B64:
-        raise ValueError(
-            f"user data is {len(user_data_b64)} base64 characters, more than the "
-            f"{MAX_USER_DATA_B64} that 64 KiB encode to"
-        )
+    _check_user_data(user_data_b64)
     existing = instance_get(session, uuid, read_deleted=True)
     if existing is None:
         instance = models.Instance(
@@ -82,8 +82,14 @@ def instance_create(
                 session.add(instance)
         except sa_exc.IntegrityError:
             # A locking read sees the row the other transaction committed, which this
-            # transaction's REPEATABLE READ snapshot would hide.
-            existing = instance_get(session, uuid, read_deleted=True, for_update=True)
+            # transaction's REPEATABLE READ snapshot would hide. A shared lock, because the
+            # duplicate-key check already left a shared lock on that row: asking for an
+            # exclusive one would deadlock with a third creator holding the same.
+            existing = session.scalars(
+                sa.select(models.Instance)
+                .where(models.Instance.uuid == uuid)
+                .with_for_update(read=True)
+            ).one_or_none()
             if existing is None:
                 raise
         else:
@@ -91,6 +97,20 @@ def instance_create(
     if existing.deleted:
         raise exceptions.InstanceDeletedError(uuid)
     return existing
+
+
+def _check_user_data(user_data_b64: str | None) -> None:
+    if user_data_b64 is None:
+        return
+    # Length alone cannot tell 64 KiB from 64 KiB + 1 byte (same padded length): decode.
+    if len(user_data_b64) > MAX_USER_DATA_B64:
+        raise ValueError(f"user data is longer than {MAX_USER_DATA_BYTES} bytes")
+    try:
+        raw = base64.b64decode(user_data_b64, validate=True)
+    except binascii.Error as exc:
+        raise ValueError(f"user data is not valid base64: {exc}") from exc
+    if len(raw) > MAX_USER_DATA_BYTES:
+        raise ValueError(f"user data is {len(raw)} bytes, more than {MAX_USER_DATA_BYTES}")
 
 
 def instance_get(
@@ -123,6 +143,7 @@ def instance_get_all(
 def instance_update(
     session: orm.Session,
     uuid: str,
+    /,
     *,
     expected_vm_state: str | Collection[str | None] | None = _UNSET,
     expected_task_state: str | Collection[str | None] | None = _UNSET,

@@ -131,7 +131,7 @@ def _held_allocations(session: orm.Session, instance_uuid: str) -> dict[str, Usa
         .join(models.ComputeNode, models.ComputeNode.id == models.Allocation.compute_node_id)
         .where(models.Allocation.instance_uuid == instance_uuid)
     ).all()
-    return _sum_by_host(row.tuple() for row in rows)
+    return _sum_by_host((host, rc, used) for host, rc, used in rows)
 
 
 def _sum_by_host(rows: Iterable[tuple[str, str, Any]]) -> dict[str, Usage]:
@@ -239,7 +239,7 @@ def usage_by_host(session: orm.Session) -> dict[str, Usage]:
         .where(models.live(models.ComputeNode))
         .group_by(models.ComputeNode.host, models.Allocation.resource_class)
     ).all()
-    usage = _sum_by_host(row.tuple() for row in rows)
+    usage = _sum_by_host((host, rc, used) for host, rc, used in rows)
     hosts = session.scalars(
         sa.select(models.ComputeNode.host).where(models.live(models.ComputeNode))
     )

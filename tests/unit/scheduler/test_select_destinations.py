@@ -44,7 +44,11 @@ def test_no_hosts_at_all_says_none_registered(context):
 
 
 def test_schedule_claims_the_best_host_and_falls_back_when_a_claim_loses_a_race():
-    hosts = [make_host("first"), make_host("second", memory_mib_used=100), make_host("third", memory_mib_used=200)]
+    hosts = [
+        make_host("first"),
+        make_host("second", memory_mib_used=100),
+        make_host("third", memory_mib_used=200),
+    ]
     claims = []
 
     def claim(uuid, host, vcpus, memory, disk):

@@ -107,9 +107,7 @@ class Domain:
         """The domain's ``<metadata>`` element in ``namespace`` as XML text, or None."""
         try:
             with _translated():
-                return str(
-                    self._handle.metadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, namespace, 0)
-                )
+                return str(self._handle.metadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, namespace, 0))
         except exceptions.HypervisorError as exc:
             if exc.code == ERR_NO_DOMAIN_METADATA:
                 return None

@@ -173,17 +173,20 @@ def build(
 def parse_metadata(element_xml: str) -> InstanceMetadata | None:
     """Read the metadata element libvirt hands back (``virDomainGetMetadata``).
 
-    Returns None when the text is not a Kubenova instance element.
+    libvirt returns the element without its namespace (it was the lookup key), so names are
+    matched with or without it. Returns None when the text is not an instance element.
     """
     try:
         root = ET.fromstring(element_xml)
     except ET.ParseError:
         return None
-    if root.tag != _q("instance"):
+    for element in root.iter():
+        element.tag = element.tag.rpartition("}")[2]
+    if root.tag != "instance":
         return None
-    image = root.find(_q("image"))
+    image = root.find("image")
     return InstanceMetadata(
-        name=root.findtext(_q("name"), ""),
-        host=root.findtext(_q("host"), ""),
+        name=root.findtext("name", ""),
+        host=root.findtext("host", ""),
         image_name=image.get("name", "") if image is not None else "",
     )

@@ -1,0 +1,6 @@
+"""The libvirt/QEMU driver and its parts.
+
+``connection`` is the only module that imports the ``libvirt`` binding; ``base`` holds the
+domain lifecycle shared with the test driver, ``driver`` the real-host driver, ``domain_xml``
+the domain XML builder, ``disk`` the qemu-img calls and ``probe`` the KVM-versus-TCG probe.
+"""

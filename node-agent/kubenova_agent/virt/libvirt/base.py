@@ -1,0 +1,263 @@
+"""The domain lifecycle both libvirt-based drivers share.
+
+:class:`BaseLibvirtDriver` implements the :class:`~kubenova_agent.virt.driver.ComputeDriver`
+contract on a libvirt connection: idempotent spawn with cleanup on failure, idempotent destroy,
+power state, addresses, listing. Subclasses supply what differs between a real host and a
+simulated one: how an instance's files are made and removed, the domain type, the host's facts.
+``LibvirtDriver`` (virt/libvirt/driver.py) and ``TestDriver`` (virt/testdriver.py) both derive
+from it and do not import each other.
+
+Which domains a driver manages: those whose XML carries Kubenova's metadata element (namespace
+:data:`~kubenova_agent.virt.libvirt.domain_xml.NAMESPACE`, written by :meth:`spawn`) naming
+this driver's host. Other domains on the same libvirt (made by hand, by another tool, or by a
+driver for another host name: simulated hosts, a test run next to a real agent) are never
+listed, stopped or undefined. The host is recorded in the domain rather than remembered by the
+driver object, so a restarted agent finds its instances again.
+"""
+
+from __future__ import annotations
+
+import abc
+import contextlib
+import logging
+import subprocess
+import threading
+from collections.abc import Iterator
+
+from kubenova_agent import exceptions
+from kubenova_agent.virt import driver, power_state
+from kubenova_agent.virt.libvirt import connection, domain_xml
+
+LOG = logging.getLogger(__name__)
+
+# Errors whose cause is the request (the image), so that no other host would do better.
+_ABORT_ERRORS: tuple[type[BaseException], ...] = (
+    exceptions.ImageChecksumMismatch,
+    exceptions.InvalidImage,
+    exceptions.ImageTooLarge,
+    ValueError,
+)
+
+
+def build_error(instance_uuid: str, exc: BaseException) -> exceptions.BuildError | None:
+    """Classify a spawn failure as reschedulable or not; None for what must propagate as is
+    (``KeyboardInterrupt`` and the like)."""
+    if isinstance(exc, exceptions.BuildError):
+        return exc
+    if not isinstance(exc, Exception):
+        return None
+    reason = str(exc) or type(exc).__name__
+    if isinstance(exc, subprocess.CalledProcessError) and exc.stderr:
+        reason = f"{reason}: {str(exc.stderr).strip()}"
+    if isinstance(exc, _ABORT_ERRORS) or (
+        isinstance(exc, exceptions.ImageDownloadError) and exc.permanent
+    ):
+        return exceptions.BuildAbortedError(instance_uuid, reason)
+    # Everything else (libvirt and qemu errors, OSError such as a full disk, an image server
+    # that does not answer, and bugs) is this host's problem: another host may succeed.
+    return exceptions.RescheduledBuildError(instance_uuid, reason)
+
+
+class BaseLibvirtDriver(driver.ComputeDriver):
+    """Domain lifecycle on a libvirt connection; see the module docstring."""
+
+    #: What undefine removes with the domain (libvirt's test driver supports fewer flags).
+    undefine_flags: int = (
+        connection.UNDEFINE_MANAGED_SAVE
+        | connection.UNDEFINE_SNAPSHOTS_METADATA
+        | connection.UNDEFINE_NVRAM
+        | connection.UNDEFINE_CHECKPOINTS_METADATA
+    )
+
+    def __init__(self, *, uri: str, hostname: str, network: str) -> None:
+        self.uri = uri
+        self.hostname = hostname
+        self.network = network
+        self._connection = connection.Connection(uri)
+        self._locks: dict[str, threading.Lock] = {}
+        self._locks_guard = threading.Lock()
+
+    # -- what subclasses supply ----------------------------------------------------------
+
+    @abc.abstractmethod
+    def _domain_type(self) -> str:
+        """The ``<domain type=...>`` to define: "kvm", "qemu" or "test"."""
+
+    @abc.abstractmethod
+    def _prepare_files(self, instance: driver.InstanceSpec) -> domain_xml.DomainFiles:
+        """Make the instance's root disk, config drive and console log; return their paths.
+
+        Raises what :func:`build_error` classifies.
+        """
+
+    @abc.abstractmethod
+    def _remove_files(self, instance_uuid: str) -> None:
+        """Remove everything :meth:`_prepare_files` made; nothing there is fine."""
+
+    @abc.abstractmethod
+    def _console_log(self, instance_uuid: str) -> str | None:
+        """The console log's path if there is one."""
+
+    def _owns(self, metadata: domain_xml.InstanceMetadata) -> bool:
+        """Whether a domain with Kubenova's metadata belongs to this driver."""
+        return metadata.host == self.hostname
+
+    def _start(self, domain: connection.Domain) -> None:
+        """Start a defined domain (a seam for the test driver's simulated failures)."""
+        domain.start()
+
+    def _addresses(self, domain: connection.Domain, instance_uuid: str) -> list[str]:
+        del instance_uuid
+        return domain.lease_ipv4_addresses()
+
+    # -- the contract ----------------------------------------------------------------------
+
+    def init_host(self) -> None:
+        self._connection.open()
+
+    def spawn(self, instance: driver.InstanceSpec) -> None:
+        with self._instance_lock(instance.uuid):
+            try:
+                existing = self._connection.lookup_by_uuid(instance.uuid)
+                if existing is not None and not self._is_ours(existing):
+                    raise exceptions.RescheduledBuildError(
+                        instance.uuid,
+                        f"libvirt already has a domain {existing.name!r} with this uuid "
+                        "that this driver does not manage",
+                    )
+            except exceptions.HypervisorError as exc:
+                raise exceptions.RescheduledBuildError(instance.uuid, str(exc)) from exc
+            try:
+                if existing is not None:
+                    self._ensure_running(existing, instance.uuid)
+                    return
+                files = self._prepare_files(instance)
+                xml = domain_xml.build(
+                    instance,
+                    domain_type=self._domain_type(),
+                    files=files,
+                    network=self.network,
+                    host=self.hostname,
+                )
+                domain = self._connection.define_domain(xml)
+                LOG.info("instance %s: domain %s defined", instance.uuid, domain.name)
+                self._start(domain)
+                LOG.info("instance %s: domain started", instance.uuid)
+            except BaseException as exc:
+                error = build_error(instance.uuid, exc)
+                self._clean_up_failed_spawn(instance.uuid, exc)
+                if error is None or error is exc:
+                    raise
+                raise error from exc
+
+    def destroy(self, instance_uuid: str) -> None:
+        driver.validate_uuid(instance_uuid)
+        with self._instance_lock(instance_uuid):
+            domain = self._lookup(instance_uuid)
+            if domain is not None:
+                with self._gone_is_fine():
+                    domain.destroy()
+                    domain.undefine(self.undefine_flags)
+                LOG.info("instance %s: domain destroyed and undefined", instance_uuid)
+            self._remove_files(instance_uuid)
+
+    def get_power_state(self, instance_uuid: str) -> power_state.PowerState:
+        domain = self._require(instance_uuid)
+        with self._not_found_as(instance_uuid):
+            return power_state.from_libvirt(domain.state())
+
+    def get_addresses(self, instance_uuid: str) -> list[str]:
+        domain = self._require(instance_uuid)
+        with self._not_found_as(instance_uuid):
+            return sorted(self._addresses(domain, instance_uuid))
+
+    def list_instance_uuids(self) -> list[str]:
+        uuids = []
+        for domain in self._connection.list_domains():
+            with self._gone_is_fine():
+                if self._is_ours(domain):
+                    uuids.append(domain.uuid)
+        return sorted(uuids)
+
+    def console_log_path(self, instance_uuid: str) -> str | None:
+        self._require(instance_uuid)
+        return self._console_log(instance_uuid)
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _instance_lock(self, instance_uuid: str) -> Iterator[None]:
+        # Calls about one instance are serialised (a redelivered build racing its first
+        # delivery, a delete racing a build); different instances proceed in parallel.
+        with self._locks_guard:
+            lock = self._locks.setdefault(instance_uuid, threading.Lock())
+        with lock:
+            yield
+
+    def _is_ours(self, domain: connection.Domain) -> bool:
+        element = domain.metadata_element(domain_xml.NAMESPACE)
+        if element is None:
+            return False
+        metadata = domain_xml.parse_metadata(element)
+        return metadata is not None and self._owns(metadata)
+
+    def _lookup(self, instance_uuid: str) -> connection.Domain | None:
+        """The instance's domain if it exists and is this driver's."""
+        domain = self._connection.lookup_by_uuid(instance_uuid)
+        if domain is None:
+            return None
+        try:
+            return domain if self._is_ours(domain) else None
+        except exceptions.HypervisorError as exc:
+            if exc.code == connection.ERR_NO_DOMAIN:
+                return None
+            raise
+
+    def _require(self, instance_uuid: str) -> connection.Domain:
+        driver.validate_uuid(instance_uuid)
+        domain = self._lookup(instance_uuid)
+        if domain is None:
+            raise exceptions.InstanceNotFound(instance_uuid)
+        return domain
+
+    @staticmethod
+    @contextlib.contextmanager
+    def _gone_is_fine() -> Iterator[None]:
+        # A domain can vanish between our lookup and our next call (another thread or tool
+        # deleted it); for destroy and for listing that is the wanted outcome.
+        try:
+            yield
+        except exceptions.HypervisorError as exc:
+            if exc.code != connection.ERR_NO_DOMAIN:
+                raise
+
+    @staticmethod
+    @contextlib.contextmanager
+    def _not_found_as(instance_uuid: str) -> Iterator[None]:
+        try:
+            yield
+        except exceptions.HypervisorError as exc:
+            if exc.code == connection.ERR_NO_DOMAIN:
+                raise exceptions.InstanceNotFound(instance_uuid) from exc
+            raise
+
+    def _ensure_running(self, domain: connection.Domain, instance_uuid: str) -> None:
+        if domain.is_active():
+            LOG.info("instance %s: domain already running; spawn is a no-op", instance_uuid)
+            return
+        LOG.info("instance %s: domain defined but not running; starting it", instance_uuid)
+        self._start(domain)
+
+    def _clean_up_failed_spawn(self, instance_uuid: str, cause: BaseException) -> None:
+        LOG.warning("instance %s: spawn failed (%s); cleaning up", instance_uuid, cause)
+        try:
+            domain = self._lookup(instance_uuid)
+            if domain is not None:
+                with self._gone_is_fine():
+                    domain.destroy()
+                    domain.undefine(self.undefine_flags)
+            self._remove_files(instance_uuid)
+        except Exception:
+            # The build error is what the caller must see; a later destroy (or the audit)
+            # removes what is left.
+            LOG.exception("instance %s: cleanup after the failed spawn failed", instance_uuid)

@@ -1,0 +1,193 @@
+"""The libvirt/QEMU driver: real guests on this host (Nova's ``LibvirtDriver``).
+
+Files, per instance, in ``<instances_path>/<uuid>/`` (the directory mode 0711, the files 0600,
+owned by root)::
+
+    disk          qcow2 overlay sized to the flavor, backed by the cached image (backing format
+                  recorded, so nothing is ever probed)
+    disk.config   the config drive (ISO 9660, label config-2)
+    console.log   the serial console
+
+Images are cached once per host in ``image_cache_path`` (see ``kubenova_agent.imagecache``).
+
+Who opens these files: libvirt's DAC security driver (``dynamic_ownership``, on by default)
+hands the disks to the user QEMU runs as (``libvirt-qemu`` on Debian, or root, as qemu.conf
+says) while the domain runs and gives them back afterwards, so the files can stay private to
+root. QEMU still opens them by path, hence the 0711 directories: others may traverse them but
+not list or read them. The console log is opened by virtlogd (root) when qemu.conf has
+``stdio_handler = "logd"``, the default; it is created beforehand so that a QEMU writing it
+directly gets a file libvirt has relabelled rather than a directory it cannot write into.
+No ``<seclabel type='none'/>`` is set: DAC relabelling is what lets an unprivileged QEMU use
+root's files, and where AppArmor is on, libvirt's virt-aa-helper adds every path the domain XML
+names (disks, backing chain, console file) to the guest's profile.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pathlib
+import shutil
+import socket
+import stat
+
+from kubenova_agent import configdrive, exceptions, imagecache
+from kubenova_agent.virt import driver
+from kubenova_agent.virt.libvirt import base, disk, domain_xml, probe
+
+LOG = logging.getLogger(__name__)
+
+DEFAULT_INSTANCES_PATH = "/var/lib/kubenova/instances"
+DEFAULT_IMAGE_CACHE_PATH = "/var/lib/kubenova/_base"
+VIRT_TYPES = frozenset({"auto", "kvm", "qemu"})
+
+
+class LibvirtDriver(base.BaseLibvirtDriver):
+    """Runs instances as libvirt domains on ``uri`` (``qemu:///system``)."""
+
+    def __init__(
+        self,
+        uri: str = "qemu:///system",
+        instances_path: str | None = None,
+        image_cache_path: str | None = None,
+        network: str = "default",
+        virt_type: str = "auto",
+        *,
+        hostname: str | None = None,
+        qemu_binary: str = "qemu-system-x86_64",
+        qemu_img: str = disk.QEMU_IMG,
+        probe_timeout: float = probe.DEFAULT_TIMEOUT,
+    ) -> None:
+        """Paths default to $KUBENOVA_INSTANCES_PATH and $KUBENOVA_IMAGE_CACHE_PATH, then to
+        /var/lib/kubenova/{instances,_base}. ``virt_type`` "auto" probes at :meth:`init_host`
+        whether KVM really runs guests here (see ``probe``); "kvm" or "qemu" force a choice.
+        """
+        if virt_type not in VIRT_TYPES:
+            raise ValueError(f"virt_type {virt_type!r} is not one of {sorted(VIRT_TYPES)}")
+        super().__init__(uri=uri, hostname=hostname or socket.gethostname(), network=network)
+        self.instances_path = pathlib.Path(
+            instances_path or os.environ.get("KUBENOVA_INSTANCES_PATH", DEFAULT_INSTANCES_PATH)
+        )
+        self.image_cache = imagecache.ImageCache(
+            image_cache_path
+            or os.environ.get("KUBENOVA_IMAGE_CACHE_PATH", DEFAULT_IMAGE_CACHE_PATH)
+        )
+        self.requested_virt_type = virt_type
+        self._virt_type: str | None = None if virt_type == "auto" else virt_type
+        self._qemu_binary = qemu_binary
+        self._qemu_img = qemu_img
+        self._probe_timeout = probe_timeout
+
+    # -- the contract ----------------------------------------------------------------------
+
+    def init_host(self) -> None:
+        super().init_host()
+        self.instances_path.mkdir(parents=True, exist_ok=True)
+        self.instances_path.chmod(0o711)
+        self.image_cache.ensure_directory()
+        for path in (self.instances_path, self.image_cache.path):
+            _warn_unless_traversable(path)
+        LOG.info("guests will run with virt type %s", self.virt_type)
+        if not self._connection.network_is_active(self.network):
+            LOG.warning(
+                "libvirt network %r is not active: guests cannot start until it is",
+                self.network,
+            )
+
+    @property
+    def virt_type(self) -> str:
+        """The domain type guests get, "kvm" or "qemu"; probed on first use for "auto"."""
+        if self._virt_type is None:
+            self._virt_type = probe.probe_virt_type(self._qemu_binary, self._probe_timeout)
+        return self._virt_type
+
+    def get_host_info(self) -> driver.HostInfo:
+        node = self._connection.node_info()
+        return driver.HostInfo(
+            hostname=self.hostname,
+            vcpus=node.cpus,
+            memory_mib=node.memory_mib,
+            disk_gib=shutil.disk_usage(self.instances_path).total // disk.GIB,
+            cpu_arch=node.cpu_arch,
+            hypervisor_type=self._connection.hypervisor_type(),
+            virt_type=self.virt_type,
+            libvirt_version=self._connection.library_version(),
+            qemu_version=self._connection.hypervisor_version(),
+        )
+
+    # -- hooks -----------------------------------------------------------------------------
+
+    def _domain_type(self) -> str:
+        return self.virt_type
+
+    def _instance_dir(self, instance_uuid: str) -> pathlib.Path:
+        return self.instances_path / driver.validate_uuid(instance_uuid)
+
+    def _prepare_files(self, instance: driver.InstanceSpec) -> domain_xml.DomainFiles:
+        directory = self._instance_dir(instance.uuid)
+        # No domain exists for this uuid (spawn checked), so anything here was left by a spawn
+        # that died before it could clean up: start afresh.
+        shutil.rmtree(directory, ignore_errors=True)
+        directory.mkdir(mode=0o711, parents=True)
+        directory.chmod(0o711)  # mkdir's mode is filtered by the umask
+        files = domain_xml.DomainFiles(
+            disk=str(directory / "disk"),
+            config_drive=str(directory / "disk.config"),
+            console_log=str(directory / "console.log"),
+        )
+
+        image = instance.image
+        base_image = self.image_cache.fetch(image.url, image.sha256)
+        info = disk.image_info(str(base_image), image.disk_format, qemu_img=self._qemu_img)
+        if info.backing_file:
+            raise exceptions.InvalidImage(
+                f"image {image.name!r} has a backing file of its own ({info.backing_file!r})"
+            )
+        if info.virtual_size > instance.disk_gib * disk.GIB:
+            raise exceptions.ImageTooLarge(
+                image.name,
+                virtual_size=info.virtual_size,
+                disk_bytes=instance.disk_gib * disk.GIB,
+            )
+        disk.create_overlay(
+            files.disk,
+            backing_file=str(base_image),
+            backing_format=image.disk_format,
+            size_gib=instance.disk_gib,
+            qemu_img=self._qemu_img,
+        )
+        os.chmod(files.disk, 0o600)
+        configdrive.build(files.config_drive, instance)
+        os.chmod(files.config_drive, 0o600)
+        fd = os.open(files.console_log, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        os.close(fd)
+        return files
+
+    def _remove_files(self, instance_uuid: str) -> None:
+        directory = self._instance_dir(instance_uuid)
+        try:
+            shutil.rmtree(directory)
+        except FileNotFoundError:
+            return
+        LOG.info("instance %s: removed %s", instance_uuid, directory)
+
+    def _console_log(self, instance_uuid: str) -> str | None:
+        path = self._instance_dir(instance_uuid) / "console.log"
+        return str(path) if path.exists() else None
+
+
+def _warn_unless_traversable(path: pathlib.Path) -> None:
+    # QEMU may run as an unprivileged user that must walk down to the instance files; a
+    # private parent directory (pytest's, a home directory) makes every start fail with
+    # "Permission denied", which is easier to understand here.
+    for directory in (path, *path.parents):
+        mode = directory.stat().st_mode
+        if not mode & stat.S_IXOTH:
+            LOG.warning(
+                "%s is not searchable by other users (mode %o): a QEMU not running as root "
+                "cannot reach %s",
+                directory,
+                stat.S_IMODE(mode),
+                path,
+            )
+            return

@@ -1,0 +1,146 @@
+"""A driver for simulated hosts, on libvirt's in-memory ``test:///default`` hypervisor.
+
+It runs the same domain lifecycle as the libvirt driver (``BaseLibvirtDriver``: the same
+idempotent spawn, cleanup on failure, destroy, power states, ``InstanceNotFound``), against real
+libvirt API semantics, but nothing runs: domains are of type ``test``, no file is written, no
+image is downloaded, no network is touched. Many agents can then simulate a fleet on one
+machine. What is simulated, and how:
+
+- Host facts come from the constructor (hostname, vCPUs, memory, disk); versions are the test
+  hypervisor's.
+- Images: there is no download. The spec is still validated, and when ``known_images`` (URL to
+  sha256, a stand-in for the image server) is given, an unknown URL fails as a download answered
+  with 404 and a wrong sha256 as a checksum mismatch, both non-reschedulable as on a real host.
+- Addresses: a running instance reports one IPv4 address in 10.0.0.0/8 derived from its uuid
+  (the same uuid always gives the same address). It is not reachable: nothing runs.
+- No console log (:meth:`console_log_path` returns None).
+
+- Host failures: :meth:`TestDriver.simulate_host_failure` makes domain starts fail, so that
+  builds fail the way a broken host's do (reschedulable, after cleanup).
+
+Sharing one hypervisor: every ``libvirt.open("test:///default")`` in a process sees the same
+in-memory state, so simulated hosts in one process share it. As every driver built on
+``BaseLibvirtDriver`` does, a TestDriver only sees, lists and acts on domains whose Kubenova
+metadata names its own hostname (``<kubenova:host>``), so simulated hosts need distinct
+hostnames and then keep out of each other's way. The host is recorded in the domain rather than
+in the driver object, so a new TestDriver for the same host (an agent restarted within the
+process) finds its instances again, as an agent restarted on a real host would. One
+consequence: a uuid is one domain in the whole process, so spawning an instance that another
+simulated host still has fails with a RescheduledBuildError, as a uuid clash would on one real
+host.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+
+from kubenova_agent import exceptions
+from kubenova_agent.virt import driver
+from kubenova_agent.virt.libvirt import base, connection, domain_xml
+
+DEFAULT_URI = "test:///default"
+
+
+def simulated_address(instance_uuid: str) -> str:
+    """The address a simulated instance reports: 10.a.b.c from its uuid's sha256."""
+    digest = hashlib.sha256(instance_uuid.encode()).digest()
+    return f"10.{digest[0]}.{digest[1]}.{digest[2] % 254 + 1}"
+
+
+class TestDriver(base.BaseLibvirtDriver):
+    """A simulated hypervisor host; see the module docstring."""
+
+    # Not a test case, whatever pytest thinks of the name.
+    __test__ = False
+
+    # libvirt's test driver refuses the NVRAM and checkpoint-metadata undefine flags.
+    undefine_flags = connection.UNDEFINE_MANAGED_SAVE | connection.UNDEFINE_SNAPSHOTS_METADATA
+
+    def __init__(
+        self,
+        hostname: str,
+        vcpus: int,
+        memory_mib: int,
+        disk_gib: int,
+        *,
+        uri: str = DEFAULT_URI,
+        network: str = "default",
+        known_images: Mapping[str, str] | None = None,
+    ) -> None:
+        """``known_images`` maps image URLs to their sha256; None accepts any image."""
+        super().__init__(uri=uri, hostname=hostname, network=network)
+        self.vcpus = vcpus
+        self.memory_mib = memory_mib
+        self.disk_gib = disk_gib
+        #: When set, every domain start fails with this message, as a broken host's would
+        #: (see :meth:`simulate_host_failure`).
+        self.host_failure: str | None = None
+        self.known_images = (
+            {url: digest.lower() for url, digest in known_images.items()}
+            if known_images is not None
+            else None
+        )
+
+    def simulate_host_failure(self, reason: str | None) -> None:
+        """Make every following domain start fail with ``reason`` (None: work again).
+
+        The failure strikes after the domain is defined, so a spawn goes through its cleanup
+        and raises a RescheduledBuildError, as when QEMU fails on a real host; it lets tests
+        exercise rescheduling with simulated hosts.
+        """
+        self.host_failure = reason
+
+    def get_host_info(self) -> driver.HostInfo:
+        return driver.HostInfo(
+            hostname=self.hostname,
+            vcpus=self.vcpus,
+            memory_mib=self.memory_mib,
+            disk_gib=self.disk_gib,
+            cpu_arch="x86_64",
+            # What the simulated host stands for; virt_type says it is a simulation.
+            hypervisor_type="QEMU",
+            virt_type="test",
+            libvirt_version=self._connection.library_version(),
+            qemu_version=self._connection.hypervisor_version(),
+        )
+
+    # -- hooks -----------------------------------------------------------------------------
+
+    def _domain_type(self) -> str:
+        return "test"
+
+    def _start(self, domain: connection.Domain) -> None:
+        if self.host_failure is not None:
+            raise exceptions.HypervisorError(f"{self.host_failure} (simulated)", code=-1)
+        domain.start()
+
+    def _prepare_files(self, instance: driver.InstanceSpec) -> domain_xml.DomainFiles:
+        image = instance.image
+        if self.known_images is not None:
+            served = self.known_images.get(image.url)
+            if served is None:
+                raise exceptions.ImageDownloadError(
+                    image.url, "HTTP 404 Not Found (simulated)", permanent=True
+                )
+            if served != image.sha256:
+                raise exceptions.ImageChecksumMismatch(
+                    image.url, expected=image.sha256, actual=served
+                )
+        # Paths that exist nowhere: the test hypervisor records them and opens nothing.
+        directory = f"/simulated/{self.hostname}/instances/{instance.uuid}"
+        return domain_xml.DomainFiles(
+            disk=f"{directory}/disk",
+            config_drive=f"{directory}/disk.config",
+            console_log=f"{directory}/console.log",
+        )
+
+    def _remove_files(self, instance_uuid: str) -> None:
+        del instance_uuid  # none were made
+
+    def _console_log(self, instance_uuid: str) -> str | None:
+        del instance_uuid
+        return None
+
+    def _addresses(self, domain: connection.Domain, instance_uuid: str) -> list[str]:
+        return [simulated_address(instance_uuid)] if domain.is_active() else []

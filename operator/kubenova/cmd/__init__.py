@@ -1,0 +1,1 @@
+"""Entry points of the control plane's console scripts (``kubenova-manage``, the operator)."""

@@ -1,0 +1,84 @@
+"""Records the database tests start from."""
+
+from __future__ import annotations
+
+import uuid as uuidlib
+from typing import Any
+
+import sqlalchemy as sa
+
+from kubenova.db import api, models
+from kubenova.db import engine as db_engine
+
+FLAVOR = {"name": "m1.tiny", "vcpus": 1, "memory_mib": 512, "disk_gib": 1}
+IMAGE = {
+    "name": "tiny",
+    "url": "http://127.0.0.1:8089/tiny.qcow2",
+    "sha256": "0" * 64,
+    "disk_format": "qcow2",
+}
+
+
+def make_instance(
+    session_factory: db_engine.SessionFactory, uuid: str | None = None, **overrides: Any
+) -> str:
+    """Record an instance as the api handler would; returns its uuid."""
+    uuid = uuid or str(uuidlib.uuid4())
+    values: dict[str, Any] = {
+        "uuid": uuid,
+        "name": f"vm-{uuid[:8]}",
+        "namespace": "default",
+        "hostname": f"vm-{uuid[:8]}",
+        "flavor": FLAVOR,
+        "image": IMAGE,
+        "user_data_b64": None,
+        "ssh_keys": ["ssh-ed25519 AAAA test@example"],
+        "request_id": f"req-{uuid}",
+        "generation": 1,
+    }
+    values.update(overrides)
+    with db_engine.transaction(session_factory) as session:
+        api.instance_create(session, **values)
+    return uuid
+
+
+def make_host(
+    session_factory: db_engine.SessionFactory,
+    host: str,
+    *,
+    vcpus: int,
+    memory_mib: int,
+    local_gb: int,
+    **node_values: Any,
+) -> None:
+    """A compute node as its agent reports it, then the operator-set values (ratios,
+    reservations) written directly."""
+    with db_engine.transaction(session_factory) as session:
+        api.compute_node_update_from_report(
+            session,
+            host,
+            vcpus=vcpus,
+            memory_mib=memory_mib,
+            local_gb=local_gb,
+            hypervisor_type="QEMU",
+            hypervisor_version="7.2.0",
+            libvirt_version="9.0.0",
+            virt_type="qemu",
+            cpu_arch="x86_64",
+            running_vms=0,
+            labels={"zone": "test"},
+        )
+        if node_values:
+            session.execute(
+                sa.update(models.ComputeNode)
+                .where(models.ComputeNode.host == host)
+                .values(**node_values)
+            )
+
+
+def node(session_factory: db_engine.SessionFactory, host: str) -> models.ComputeNode:
+    """A fresh read of a host's compute node."""
+    with db_engine.transaction(session_factory) as session:
+        found = api.compute_node_get(session, host)
+        assert found is not None
+        return found

@@ -1,0 +1,174 @@
+"""The compute manager's handlers, over a recording driver and a recording message bus."""
+
+from __future__ import annotations
+
+import pytest
+
+from kubenova.rpc import conductor_rpcapi, envelope, payloads
+from kubenova.rpc.amqp import PermanentFailure
+from kubenova_agent import exceptions, manager
+from kubenova_agent.virt import driver as virt_driver
+from kubenova_agent.virt.power_state import PowerState
+
+UUID = "6f1c1d9e-0000-4000-8000-000000000001"
+
+
+class RecordingCaster:
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, str, dict]] = []
+
+    def cast(self, topic, method, args, request_id):
+        self.sent.append((topic, method, args))
+        return "id"
+
+    def methods(self) -> list[str]:
+        return [method for _, method, _ in self.sent]
+
+
+class ScriptedDriver(virt_driver.ComputeDriver):
+    """Keeps domains in a dict; ``fail_with`` makes the next spawn raise."""
+
+    def __init__(self) -> None:
+        self.domains: dict[str, PowerState] = {}
+        self.addresses: dict[str, list[str]] = {}
+        self.fail_with: Exception | None = None
+        self.spawned: list[str] = []
+
+    def init_host(self) -> None:
+        pass
+
+    def get_host_info(self) -> virt_driver.HostInfo:
+        return virt_driver.HostInfo(
+            hostname="h1",
+            vcpus=4,
+            memory_mib=8192,
+            disk_gib=100,
+            cpu_arch="x86_64",
+            hypervisor_type="QEMU",
+            virt_type="qemu",
+            libvirt_version="9.0.0",
+            qemu_version="7.2.0",
+        )
+
+    def spawn(self, instance: virt_driver.InstanceSpec) -> None:
+        if self.fail_with is not None:
+            raise self.fail_with
+        self.spawned.append(instance.uuid)
+        self.domains[instance.uuid] = PowerState.RUNNING
+
+    def destroy(self, instance_uuid: str) -> None:
+        self.domains.pop(instance_uuid, None)
+
+    def get_power_state(self, instance_uuid: str) -> PowerState:
+        if instance_uuid not in self.domains:
+            raise exceptions.InstanceNotFound(instance_uuid)
+        return self.domains[instance_uuid]
+
+    def get_addresses(self, instance_uuid: str) -> list[str]:
+        return self.addresses.get(instance_uuid, [])
+
+    def list_instance_uuids(self) -> list[str]:
+        return list(self.domains)
+
+    def console_log_path(self, instance_uuid: str) -> str | None:
+        return None
+
+
+def _instance() -> payloads.InstancePayload:
+    return payloads.InstancePayload(
+        uuid=UUID,
+        name="vm",
+        namespace="ns",
+        hostname="vm",
+        vcpus=1,
+        memory_mib=128,
+        disk_gib=1,
+        image=payloads.ImagePayload(
+            name="tiny", url="http://127.0.0.1/t", sha256="a" * 64, disk_format="qcow2"
+        ),
+        user_data="#!/bin/sh\n",
+    )
+
+
+@pytest.fixture
+def parts():
+    caster, driver = RecordingCaster(), ScriptedDriver()
+    compute = manager.ComputeManager("h1", driver, conductor_rpcapi.ConductorAPI(caster))
+    return compute, driver, caster
+
+
+def _message(method: str, args: dict) -> envelope.Envelope:
+    return envelope.Envelope(request_id="req-1", method=method, args=args, sender="operator")
+
+
+def test_build_reports_spawning_then_running(parts):
+    compute, driver, caster = parts
+    compute.handle(
+        _message("build_and_run_instance", {"instance": _instance().model_dump(mode="json")}),
+        None,
+    )
+    assert driver.spawned == [UUID]
+    updates = [args for _, method, args in caster.sent if method == "instance_update"]
+    assert [(u["vm_state"], u["task_state"], u["power_state"]) for u in updates] == [
+        ("building", "spawning", "nostate"),
+        ("active", None, "running"),
+    ]
+    assert updates[-1]["launched_at"] is not None
+    assert {topic for topic, _, _ in caster.sent} == {"conductor"}
+
+
+def test_sync_reports_an_address_once_when_it_appears(parts):
+    compute, driver, caster = parts
+    compute.build_and_run_instance(_instance(), "req-1")
+    caster.sent.clear()
+    compute.sync_power_states()
+    assert caster.sent == []
+    driver.addresses[UUID] = ["192.168.122.5"]
+    compute.sync_power_states()
+    compute.sync_power_states()
+    assert caster.methods() == ["instance_update"]
+    assert caster.sent[0][2]["addresses"] == ["192.168.122.5"]
+
+
+@pytest.mark.parametrize(
+    ("error", "reason", "reschedulable"),
+    [
+        (exceptions.RescheduledBuildError(UUID, "libvirt said no"), "BuildFailed", True),
+        (exceptions.BuildAbortedError(UUID, "checksum mismatch"), "BuildAborted", False),
+    ],
+)
+def test_failed_build_is_reported_with_whether_it_can_be_rescheduled(
+    parts, error, reason, reschedulable
+):
+    compute, driver, caster = parts
+    driver.fail_with = error
+    compute.build_and_run_instance(_instance(), "req-1")
+    failure = caster.sent[-1]
+    assert failure[1] == "instance_build_failed"
+    assert failure[2]["reason"] == reason
+    assert failure[2]["reschedulable"] is reschedulable
+    assert failure[2]["message"] == error.reason
+
+
+def test_terminate_twice_has_one_effect_and_reports_each_time(parts):
+    compute, driver, caster = parts
+    compute.build_and_run_instance(_instance(), "req-1")
+    compute.terminate_instance(UUID, "req-2")
+    compute.terminate_instance(UUID, "req-2")
+    assert driver.domains == {}
+    assert caster.methods()[-2:] == ["instance_terminated", "instance_terminated"]
+
+
+def test_unknown_method_is_a_permanent_failure(parts):
+    compute, _, _ = parts
+    with pytest.raises(PermanentFailure, match="reboot_everything"):
+        compute.handle(_message("reboot_everything", {}), None)
+
+
+def test_compute_node_report_carries_capacity_and_instances(parts):
+    compute, driver, caster = parts
+    driver.domains["u-1"] = PowerState.RUNNING
+    compute.report_compute_node()
+    topic, method, args = caster.sent[0]
+    assert (topic, method) == ("conductor", "compute_node_report")
+    assert (args["vcpus"], args["memory_mib"], args["instance_uuids"]) == (4, 8192, ["u-1"])

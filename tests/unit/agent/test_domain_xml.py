@@ -1,0 +1,203 @@
+"""The domain XML builder: what a domain gets, and that hostile names stay text."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from kubenova_agent.virt import driver
+from kubenova_agent.virt.libvirt import domain_xml
+
+UUID = "6f1c2a9e-8d3b-4c5e-9f7a-0b1c2d3e4f50"
+NS = {"kn": domain_xml.NAMESPACE}
+FILES = domain_xml.DomainFiles(
+    disk=f"/var/lib/kubenova/instances/{UUID}/disk",
+    config_drive=f"/var/lib/kubenova/instances/{UUID}/disk.config",
+    console_log=f"/var/lib/kubenova/instances/{UUID}/console.log",
+)
+
+
+def make_instance(name: str = "web-1", image_name: str = "tiny") -> driver.InstanceSpec:
+    return driver.InstanceSpec(
+        uuid=UUID,
+        name=name,
+        hostname="web-1",
+        vcpus=2,
+        memory_mib=512,
+        disk_gib=3,
+        image=driver.ImageRef(
+            name=image_name, url="http://127.0.0.1:8089/tiny.qcow2", sha256="ab" * 32,
+            disk_format="qcow2",
+        ),
+    )  # fmt: skip
+
+
+def build(instance: driver.InstanceSpec | None = None, domain_type: str = "qemu") -> ET.Element:
+    xml = domain_xml.build(
+        instance or make_instance(),
+        domain_type=domain_type,
+        files=FILES,
+        network="default",
+        host="node-a",
+    )
+    return ET.fromstring(xml)
+
+
+def test_domain_has_type_name_uuid_memory_and_vcpus():
+    domain = build()
+    assert domain.get("type") == "qemu"
+    assert domain.findtext("name") == f"instance-{UUID}"
+    assert domain.findtext("uuid") == UUID
+    memory = domain.find("memory")
+    assert memory is not None
+    assert (memory.text, memory.get("unit")) == ("512", "MiB")
+    assert domain.findtext("vcpu") == "2"
+
+
+def test_domain_boots_hvm_from_disk_with_acpi_and_apic():
+    domain = build()
+    assert domain.findtext("os/type") == "hvm"
+    boot = domain.find("os/boot")
+    assert boot is not None
+    assert boot.get("dev") == "hd"
+    assert domain.find("features/acpi") is not None
+    assert domain.find("features/apic") is not None
+    assert domain.findtext("on_poweroff") == "destroy"
+
+
+@pytest.mark.parametrize("domain_type", ["qemu", "kvm"])
+def test_cpu_is_a_named_model_never_host_passthrough(domain_type):
+    cpu = build(domain_type=domain_type).find("cpu")
+    assert cpu is not None
+    assert cpu.get("mode") == "custom"
+    assert cpu.findtext("model") == "qemu64"
+
+
+def test_root_disk_is_a_virtio_qcow2_on_vda():
+    disks = build().findall("devices/disk")
+    root = disks[0]
+    source, target, drv = root.find("source"), root.find("target"), root.find("driver")
+    assert source is not None
+    assert source.get("file") == FILES.disk
+    assert target is not None
+    assert (target.get("dev"), target.get("bus")) == ("vda", "virtio")
+    assert drv is not None
+    assert drv.get("type") == "qcow2"
+    assert root.find("readonly") is None
+
+
+def test_config_drive_is_a_readonly_raw_virtio_disk_on_vdb():
+    config = build().findall("devices/disk")[1]
+    source, target, drv = config.find("source"), config.find("target"), config.find("driver")
+    assert source is not None
+    assert source.get("file") == FILES.config_drive
+    assert target is not None
+    assert (target.get("dev"), target.get("bus")) == ("vdb", "virtio")
+    assert drv is not None
+    assert drv.get("type") == "raw"
+    assert config.find("readonly") is not None
+
+
+def test_nic_is_virtio_on_the_given_network():
+    interface = build().find("devices/interface")
+    assert interface is not None
+    assert interface.get("type") == "network"
+    source, model = interface.find("source"), interface.find("model")
+    assert source is not None
+    assert source.get("network") == "default"
+    assert model is not None
+    assert model.get("type") == "virtio"
+
+
+def test_serial_console_goes_to_the_console_log_file():
+    devices = build().find("devices")
+    assert devices is not None
+    serial, console = devices.find("serial"), devices.find("console")
+    assert serial is not None
+    assert serial.get("type") == "file"
+    assert serial.find("source").get("path") == FILES.console_log  # type: ignore[union-attr]
+    assert console is not None
+    assert console.find("source").get("path") == FILES.console_log  # type: ignore[union-attr]
+    assert console.find("target").get("type") == "serial"  # type: ignore[union-attr]
+
+
+def test_vnc_listens_on_loopback_only():
+    graphics = build().find("devices/graphics")
+    assert graphics is not None
+    assert (graphics.get("type"), graphics.get("listen")) == ("vnc", "127.0.0.1")
+
+
+def test_metadata_records_name_host_flavor_and_image():
+    instance = build().find("metadata/kn:instance", NS)
+    assert instance is not None
+    assert instance.findtext("kn:name", namespaces=NS) == "web-1"
+    assert instance.findtext("kn:host", namespaces=NS) == "node-a"
+    flavor = instance.find("kn:flavor", NS)
+    assert flavor is not None
+    assert dict(flavor.attrib) == {"vcpus": "2", "memory_mib": "512", "disk_gib": "3"}
+    image = instance.find("kn:image", NS)
+    assert image is not None
+    assert (image.get("name"), image.get("sha256")) == ("tiny", "ab" * 32)
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    ['<x>&"', "</name></kubenova:instance></metadata><devices><disk/>", "]]><!-- '\" -->"],
+)
+def test_hostile_names_stay_text(hostile):
+    xml = domain_xml.build(
+        make_instance(name=hostile, image_name=hostile),
+        domain_type="qemu",
+        files=FILES,
+        network="default",
+        host="node-a",
+    )
+    domain = ET.fromstring(xml)
+    assert domain.findtext("metadata/kn:instance/kn:name", namespaces=NS) == hostile
+    image = domain.find("metadata/kn:instance/kn:image", NS)
+    assert image is not None
+    assert image.get("name") == hostile
+    # The document's shape is unchanged: still exactly two disks and one devices element.
+    assert len(domain.findall("devices")) == 1
+    assert len(domain.findall("devices/disk")) == 2
+    assert '<x>&"' not in xml
+
+
+def test_characters_xml_cannot_carry_are_replaced():
+    xml = domain_xml.build(
+        make_instance(name="a\x00b\x1bc"),
+        domain_type="qemu",
+        files=FILES,
+        network="default",
+        host="node-a",
+    )
+    name = ET.fromstring(xml).findtext("metadata/kn:instance/kn:name", namespaces=NS)
+    assert name == "a\ufffdb\ufffdc"
+
+
+def test_unknown_domain_type_is_refused():
+    with pytest.raises(ValueError, match="domain type"):
+        build(domain_type="xen")
+
+
+def test_metadata_reads_back_as_libvirt_returns_it_without_namespace():
+    returned = (
+        "<instance><name>&lt;x&gt;</name><host>node-a</host>"
+        '<image name="tiny" sha256="ab" disk_format="qcow2"/></instance>'
+    )
+    metadata = domain_xml.parse_metadata(returned)
+    assert metadata == domain_xml.InstanceMetadata(name="<x>", host="node-a", image_name="tiny")
+
+
+def test_metadata_reads_back_from_the_built_document():
+    element = build().find("metadata/kn:instance", NS)
+    assert element is not None
+    metadata = domain_xml.parse_metadata(ET.tostring(element, encoding="unicode"))
+    assert metadata is not None
+    assert metadata.host == "node-a"
+
+
+@pytest.mark.parametrize("text", ["not xml", "<other/>"])
+def test_foreign_metadata_is_not_ours(text):
+    assert domain_xml.parse_metadata(text) is None
