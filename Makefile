@@ -29,7 +29,7 @@ test-unit: venv ## unit tests only (no services)
 lint: venv ## ruff check, ruff format --check, mypy --strict, import-linter
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy operator/kubenova node-agent/kubenova_agent hack/kube/pki.py
+	$(VENV)/bin/mypy operator/kubenova node-agent/kubenova_agent hack/kube/pki.py hack/guest/make-configdrive.py
 	$(VENV)/bin/lint-imports
 
 format: venv ## apply ruff's fixes and formatting

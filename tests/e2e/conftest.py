@@ -16,6 +16,8 @@ from typing import Any
 import pytest
 import yaml
 
+from kubenova.config import DEFAULT_DB_URL
+
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 STATE = pathlib.Path(os.environ.get("KUBENOVA_STATE", ROOT / ".kubenova"))
 KUBECONFIG = pathlib.Path(os.environ.get("KUBECONFIG", STATE / "kubeconfig"))
@@ -72,10 +74,11 @@ def wait_for(what: str, predicate: Callable[[], Any], timeout: float, interval: 
 
 def _start(name: str, argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
     LOGS.mkdir(parents=True, exist_ok=True)
-    log = open(LOGS / f"e2e-{name}.log", "ab")  # noqa: SIM115 - lives as long as the process
-    return subprocess.Popen(
-        argv, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
-    )
+    # The child keeps its own copy of the descriptor; the parent's closes with the block.
+    with open(LOGS / f"e2e-{name}.log", "ab") as log:
+        return subprocess.Popen(
+            argv, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
@@ -94,6 +97,7 @@ def stack() -> Iterator[dict[str, str]]:
     if not KUBECONFIG.exists() or kubectl("get", "--raw", "/readyz", check=False).returncode:
         pytest.fail("the local stack is not up: run the tests with `make test`")
     env = dict(os.environ, KUBECONFIG=str(KUBECONFIG), KUBENOVA_LOG_LEVEL="INFO")
+    env.setdefault("KUBENOVA_DB_URL", DEFAULT_DB_URL)
     subprocess.run([str(ROOT / ".venv/bin/kubenova-manage"), "db", "sync"], check=True, env=env)
     subprocess.run(
         [str(ROOT / "hack/rabbitmq-agent-user.sh"), HOST], check=True, env=env, capture_output=True
