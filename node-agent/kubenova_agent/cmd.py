@@ -37,8 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--amqp-url-file",
-        help="file holding this agent's AMQP URL (its own RabbitMQ user); "
-        "default: $KUBENOVA_AMQP_URL",
+        help="file holding this agent's AMQP URL (its own RabbitMQ user); default: "
+        "$KUBENOVA_AGENT_AMQP_URL, else $KUBENOVA_STATE/agents/HOST.amqp-url of the local stack",
     )
     parser.add_argument("--vcpus", type=int, default=8, help="test driver: simulated vCPUs")
     parser.add_argument("--memory-mib", type=int, default=16384, help="test driver: memory")
@@ -48,6 +48,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--log-level", default=os.environ.get("KUBENOVA_LOG_LEVEL", "INFO"))
     return parser
+
+
+def _local_stack_url_file(host: str) -> str | None:
+    """The local stack's URL file for ``host`` (hack/rabbitmq-agent-user.sh writes it).
+
+    Used only when neither --amqp-url-file nor $KUBENOVA_AGENT_AMQP_URL says otherwise, so
+    an agent started by hand on the local stack connects as its own RabbitMQ user.
+    """
+    if os.environ.get("KUBENOVA_AGENT_AMQP_URL"):
+        return None
+    state = os.environ.get("KUBENOVA_STATE", ".kubenova")
+    candidate = os.path.join(state, "agents", f"{host}.amqp-url")
+    return candidate if os.path.exists(candidate) else None
 
 
 def make_driver(args: argparse.Namespace, settings: AgentSettings) -> virt_driver.ComputeDriver:
@@ -73,11 +86,22 @@ def make_driver(args: argparse.Namespace, settings: AgentSettings) -> virt_drive
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     log.setup("kubenova-agent", args.log_level)
+    host = args.host or AgentSettings.from_env().host
+    url_file = args.amqp_url_file or _local_stack_url_file(host)
     amqp_url = None
-    if args.amqp_url_file:
-        with open(args.amqp_url_file, encoding="utf-8") as handle:
+    if url_file:
+        with open(url_file, encoding="utf-8") as handle:
             amqp_url = handle.read().strip()
-    settings = AgentSettings.from_env(host=args.host, amqp_url=amqp_url)
+    amqp_url = amqp_url or os.environ.get("KUBENOVA_AGENT_AMQP_URL")
+    if not amqp_url:
+        print(
+            f"kubenova-agent: no AMQP URL for host {host!r}: pass --amqp-url-file, set "
+            "KUBENOVA_AGENT_AMQP_URL, or create the local stack's user with "
+            f"hack/rabbitmq-agent-user.sh {host}",
+            file=sys.stderr,
+        )
+        return 2
+    settings = AgentSettings.from_env(host=host, amqp_url=amqp_url)
     agent = service.AgentService(settings, make_driver(args, settings), dict(args.label))
 
     def _terminate(signum: int, frame: types.FrameType | None) -> None:

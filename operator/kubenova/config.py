@@ -77,6 +77,9 @@ class OperatorSettings:
     enabled_filters: tuple[str, ...] = ("ComputeFilter", "ResourceFilter")
     weighers: tuple[str, ...] = ("RAMWeigher",)
     ram_weight_multiplier: float = 1.0
+    # Where Prometheus metrics are served; port 0 turns them off.
+    metrics_port: int = 9090
+    metrics_addr: str = "127.0.0.1"
 
     @classmethod
     def from_env(cls) -> OperatorSettings:
@@ -90,6 +93,8 @@ class OperatorSettings:
             enabled_filters=tuple(_split(filters)) if filters else cls.enabled_filters,
             weighers=tuple(_split(weighers)) if weighers else cls.weighers,
             ram_weight_multiplier=_env_float("KUBENOVA_RAM_WEIGHT_MULTIPLIER", 1.0),
+            metrics_port=_env_int("KUBENOVA_METRICS_PORT", 9090),
+            metrics_addr=os.environ.get("KUBENOVA_METRICS_ADDR", "127.0.0.1"),
         )
 
 

@@ -98,6 +98,10 @@ def stack() -> Iterator[dict[str, str]]:
         pytest.fail("the local stack is not up: run the tests with `make test`")
     env = dict(os.environ, KUBECONFIG=str(KUBECONFIG), KUBENOVA_LOG_LEVEL="INFO")
     env.setdefault("KUBENOVA_DB_URL", DEFAULT_DB_URL)
+    # Hosts go down quickly here, so the tests of a host that is down need not wait a minute.
+    env["KUBENOVA_SERVICE_DOWN_TIME"] = "20"
+    # Not the port of an operator that `make up` may have running.
+    env["KUBENOVA_METRICS_PORT"] = "9091"
     subprocess.run([str(ROOT / ".venv/bin/kubenova-manage"), "db", "sync"], check=True, env=env)
     subprocess.run(
         [str(ROOT / "hack/rabbitmq-agent-user.sh"), HOST], check=True, env=env, capture_output=True

@@ -82,7 +82,7 @@ def delete_instance(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
 
 
 @kopf.timer(resources.GROUP, resources.VERSION, resources.HYPERVISORS, interval=10, idle=0)
-def check_hypervisor(name: str, memo: kopf.Memo, **_: Any) -> None:
+def check_hypervisor(name: str, status: kopf.Status, memo: kopf.Memo, **_: Any) -> None:
     """Mark a hypervisor down once its heartbeat is older than service_down_time."""
     runtime: Runtime = memo["runtime"]
-    runtime.conductor.check_hypervisor(name)
+    runtime.conductor.check_hypervisor(name, status.get("state"))

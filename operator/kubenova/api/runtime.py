@@ -6,6 +6,8 @@ import dataclasses
 import logging
 import threading
 
+import prometheus_client
+
 from kubenova.api import instance_api
 from kubenova.conductor.manager import ConductorManager
 from kubenova.config import OperatorSettings
@@ -36,7 +38,8 @@ class Runtime:
         kube = k8s.KubeClient()
         session_factory = db_engine.make_session_factory(db_engine.create_engine(settings.db_url))
         publisher = amqp.Publisher(settings.messaging, sender="kubenova-operator")
-        conductor = ConductorManager(settings, session_factory, kube)
+        compute = compute_rpcapi.ComputeAPI(publisher)
+        conductor = ConductorManager(settings, session_factory, kube, compute)
         scheduler = SchedulerManager(
             lambda: host_state.load_host_states(session_factory),
             lambda uuid, host, vcpus, mem, disk: db_api.claim_resources(
@@ -54,7 +57,7 @@ class Runtime:
             session_factory,
             kube,
             scheduler,
-            compute_rpcapi.ComputeAPI(publisher),
+            compute,
             conductor,
         )
         consumer = amqp.Consumer(
@@ -63,6 +66,12 @@ class Runtime:
         return cls(settings, session_factory, publisher, conductor, instances, consumer)
 
     def start(self) -> None:
+        if self.settings.metrics_port:
+            # Prometheus metrics (kubenova.metrics and the process collectors) on loopback;
+            # a pod exposes them through its own port instead.
+            prometheus_client.start_http_server(
+                self.settings.metrics_port, addr=self.settings.metrics_addr
+            )
         amqp.declare_topology(self.settings.messaging)
         self._thread = threading.Thread(target=self.consumer.run, name="conductor", daemon=True)
         self._thread.start()

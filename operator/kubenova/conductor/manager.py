@@ -18,7 +18,7 @@ from kubenova.db import api as db_api
 from kubenova.db import engine as db_engine
 from kubenova.db import models
 from kubenova.k8s.client import KubeClient
-from kubenova.rpc import envelope, payloads
+from kubenova.rpc import compute_rpcapi, envelope, payloads
 from kubenova.rpc.amqp import PermanentFailure
 
 LOG = logging.getLogger(__name__)
@@ -36,10 +36,12 @@ class ConductorManager:
         settings: OperatorSettings,
         session_factory: db_engine.SessionFactory,
         kube: KubeClient,
+        compute: compute_rpcapi.ComputeAPI,
     ) -> None:
         self.settings = settings
         self.session_factory = session_factory
         self.kube = kube
+        self.compute = compute
 
     # -- dispatch -----------------------------------------------------------------------
 
@@ -100,34 +102,50 @@ class ConductorManager:
         self.kube.patch_hypervisor_status(report.host, hypervisor_status)
 
     def instance_update(self, update: payloads.InstanceUpdate) -> None:
-        """Record the host's view of one instance and project it into status."""
+        """Record the host's view of one instance and project it into status.
+
+        A report about an instance whose record was deleted (its host was down at the
+        time) reaps the leftover domain: the conductor casts terminate back to the host.
+        """
         with db_engine.transaction(self.session_factory) as session:
-            record = db_api.instance_get(session, update.instance_uuid)
+            record = db_api.instance_get(session, update.instance_uuid, read_deleted=True)
             if record is None:
-                # A domain with no record: the audit reports it; a queued terminate reaps it.
+                # Not ours at all: report it, never destroy what we did not make.
                 LOG.warning(
                     "host %s reports instance %s, which has no record",
                     update.host,
                     update.instance_uuid,
                 )
                 return
-            if record.host != update.host:
+            deleted = bool(record.deleted)
+            if not deleted and record.host != update.host:
                 raise PermanentFailure(
                     f"host {update.host!r} reported instance {update.instance_uuid}, "
                     f"which is assigned to {record.host!r}"
                 )
-            values: dict[str, Any] = {
-                "power_state": update.power_state,
-                "addresses": list(update.addresses),
-            }
-            # A delete in progress owns the states; the agent's view only adds power.
-            if record.task_state != states.DELETING and record.vm_state != states.ERROR:
-                values["vm_state"] = update.vm_state
-                values["task_state"] = update.task_state
-            if update.launched_at is not None and record.launched_at is None:
-                values["launched_at"] = update.launched_at
-            record = db_api.instance_update(session, update.instance_uuid, **values)
+            if not deleted:
+                values: dict[str, Any] = {
+                    "power_state": update.power_state,
+                    "addresses": list(update.addresses),
+                }
+                # A delete in progress owns the states; the agent's view only adds power.
+                if record.task_state != states.DELETING and record.vm_state != states.ERROR:
+                    values["vm_state"] = update.vm_state
+                    values["task_state"] = update.task_state
+                if update.launched_at is not None and record.launched_at is None:
+                    values["launched_at"] = update.launched_at
+                record = db_api.instance_update(session, update.instance_uuid, **values)
             namespace, name = record.namespace, record.name
+        if deleted:
+            LOG.warning(
+                "host %s still runs deleted instance %s; reaping it",
+                update.host,
+                update.instance_uuid,
+            )
+            self.compute.terminate_instance(
+                update.host, update.instance_uuid, envelope.new_request_id()
+            )
+            return
         self.project_instance(update.instance_uuid, namespace, name)
 
     def instance_build_failed(self, failure: payloads.InstanceBuildFailed) -> None:
@@ -203,16 +221,26 @@ class ConductorManager:
         if current is not None:
             self.kube.patch_instance_status(namespace, name, new_status)
 
-    def check_hypervisor(self, host: str) -> str:
-        """Mark a Hypervisor down after service_down_time without a heartbeat; returns the state."""
+    def check_hypervisor(self, host: str, previous_state: str | None) -> str:
+        """Mark a Hypervisor down after service_down_time without a heartbeat (or up again).
+
+        When the state flips, the instances on that host are projected again, so their
+        phase says Unknown while nobody can vouch for them.
+        """
         with db_engine.transaction(self.session_factory) as session:
             node = db_api.compute_node_get(session, host)
-            if node is None:
-                return "down"
-            up = host_is_up(session, host, self.settings.service_down_time_s)
-            hypervisor_status = _hypervisor_status(node, utcnow(), up=up)
-        self.kube.patch_hypervisor_status(host, {"state": hypervisor_status["state"]})
-        return str(hypervisor_status["state"])
+            up = node is not None and host_is_up(session, host, self.settings.service_down_time_s)
+            affected = [
+                (record.uuid, record.namespace, record.name)
+                for record in db_api.instance_get_all(session, host=host)
+            ]
+        state = "up" if up else "down"
+        if state != previous_state:
+            LOG.warning("hypervisor %s is %s", host, state)
+            self.kube.patch_hypervisor_status(host, {"state": state})
+            for instance_uuid, namespace, name in affected:
+                self.project_instance(instance_uuid, namespace, name)
+        return state
 
 
 def host_is_up(session: Any, host: str, down_time_s: int) -> bool:
