@@ -35,3 +35,8 @@ lint: venv ## ruff check, ruff format --check, mypy --strict, import-linter
 format: venv ## apply ruff's fixes and formatting
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
+
+.PHONY: bench
+bench: venv ## benchmarks on the running `make up` stack: scheduler (1000 on 100 hosts), boot
+	$(PY) hack/bench/scheduler_bench.py
+	$(PY) hack/bench/boot_bench.py

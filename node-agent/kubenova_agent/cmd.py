@@ -46,6 +46,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--label", type=_label, action="append", default=[], help="KEY=VALUE host label"
     )
+    parser.add_argument(
+        "--fail-builds",
+        metavar="REASON",
+        help="test driver: every build fails on this host with REASON, as a broken host's "
+        "would (fault injection for rescheduling)",
+    )
     parser.add_argument("--log-level", default=os.environ.get("KUBENOVA_LOG_LEVEL", "INFO"))
     return parser
 
@@ -67,12 +73,17 @@ def make_driver(args: argparse.Namespace, settings: AgentSettings) -> virt_drive
     if args.driver == "test":
         from kubenova_agent.virt import testdriver
 
-        return testdriver.TestDriver(
+        test_driver = testdriver.TestDriver(
             hostname=settings.host,
             vcpus=args.vcpus,
             memory_mib=args.memory_mib,
             disk_gib=args.disk_gib,
         )
+        if args.fail_builds:
+            test_driver.simulate_host_failure(args.fail_builds)
+        return test_driver
+    if args.fail_builds:
+        raise SystemExit("kubenova-agent: --fail-builds is for the test driver only")
     from kubenova_agent.virt.libvirt import driver as libvirt_driver
 
     return libvirt_driver.LibvirtDriver(

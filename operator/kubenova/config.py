@@ -74,9 +74,12 @@ class OperatorSettings:
     service_down_time_s: int = 60
     # Nova's scheduler max_attempts: the first host plus alternates.
     max_attempts: int = 3
-    enabled_filters: tuple[str, ...] = ("ComputeFilter", "ResourceFilter")
-    weighers: tuple[str, ...] = ("RAMWeigher",)
-    ram_weight_multiplier: float = 1.0
+    # None: the scheduler's defaults (kubenova.scheduler.filters.DEFAULT_FILTERS and
+    # weighers.DEFAULT_WEIGHERS, Nova's set and order).
+    enabled_filters: tuple[str, ...] | None = None
+    weighers: tuple[str, ...] | None = None
+    # Weigher class name -> multiplier, over the scheduler's DEFAULT_MULTIPLIERS.
+    weigher_multipliers: dict[str, float] = dataclasses.field(default_factory=dict)
     # Where Prometheus metrics are served; port 0 turns them off.
     metrics_port: int = 9090
     metrics_addr: str = "127.0.0.1"
@@ -90,9 +93,9 @@ class OperatorSettings:
             messaging=MessagingSettings.from_env(),
             service_down_time_s=_env_int("KUBENOVA_SERVICE_DOWN_TIME", 60),
             max_attempts=_env_int("KUBENOVA_SCHEDULER_MAX_ATTEMPTS", 3),
-            enabled_filters=tuple(_split(filters)) if filters else cls.enabled_filters,
-            weighers=tuple(_split(weighers)) if weighers else cls.weighers,
-            ram_weight_multiplier=_env_float("KUBENOVA_RAM_WEIGHT_MULTIPLIER", 1.0),
+            enabled_filters=tuple(_split(filters)) if filters else None,
+            weighers=tuple(_split(weighers)) if weighers else None,
+            weigher_multipliers=_multipliers(os.environ.get("KUBENOVA_WEIGHER_MULTIPLIERS", "")),
             metrics_port=_env_int("KUBENOVA_METRICS_PORT", 9090),
             metrics_addr=os.environ.get("KUBENOVA_METRICS_ADDR", "127.0.0.1"),
         )
@@ -122,6 +125,20 @@ class AgentSettings:
             image_cache_path=os.environ.get("KUBENOVA_IMAGE_CACHE_PATH", "/var/lib/kubenova/_base"),
             libvirt_uri=os.environ.get("KUBENOVA_LIBVIRT_URI", "qemu:///system"),
         )
+
+
+def _multipliers(raw: str) -> dict[str, float]:
+    """``RAMWeigher=-1,BuildFailureWeigher=1e6`` -> {name: multiplier}."""
+    result: dict[str, float] = {}
+    for item in _split(raw):
+        name, sep, value = item.partition("=")
+        try:
+            result[name.strip()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep:
+            raise ValueError(f"KUBENOVA_WEIGHER_MULTIPLIERS wants Name=number items, got {item!r}")
+    return result
 
 
 def _split(raw: str) -> list[str]:

@@ -107,7 +107,12 @@ def stack() -> Iterator[dict[str, str]]:
         [str(ROOT / "hack/rabbitmq-agent-user.sh"), HOST], check=True, env=env, capture_output=True
     )
     subprocess.run([str(ROOT / "hack/register-image.sh")], check=True, env=env, capture_output=True)
+    if os.environ.get("KUBENOVA_E2E_USE_RUNNING_STACK") == "1":
+        # For quick iterations against `make up`'s operator and agent (not what CI does).
+        yield env
+        return
     operator = _start("operator", [str(ROOT / ".venv/bin/kubenova-operator")], env)
+    env["KUBENOVA_E2E_OPERATOR_PID"] = str(operator.pid)  # for the benchmark's smoke test
     agent = _start(
         "agent",
         [
@@ -157,3 +162,77 @@ def flavor_manifest(name: str, vcpus: int, memory_mib: int, disk_gib: int) -> di
         "metadata": {"name": name},
         "spec": {"vcpus": vcpus, "memoryMiB": memory_mib, "diskGiB": disk_gib},
     }
+
+
+@pytest.fixture
+def sim_hosts(stack: dict[str, str], namespace: str) -> Iterator[Callable[..., str]]:
+    """Start simulated hosts (the real agent on libvirt's test driver); stopped afterwards.
+
+    ``start(name, memory_mib=..., vcpus=..., labels={...}, fail_builds=None)`` returns the
+    host name, made unique per test, once its Hypervisor is up.
+    """
+    env = dict(stack, KUBENOVA_STATE=str(STATE))
+    started: list[tuple[str, subprocess.Popen[bytes]]] = []
+    run_id = uuid.uuid4().hex[:6]
+
+    def start(
+        name: str,
+        *,
+        memory_mib: int = 8192,
+        vcpus: int = 8,
+        disk_gib: int = 100,
+        labels: dict[str, str] | None = None,
+        fail_builds: str | None = None,
+    ) -> str:
+        host = f"e2e-{run_id}-{name}"
+        subprocess.run(
+            [str(ROOT / "hack/rabbitmq-agent-user.sh"), host],
+            check=True,
+            env=env,
+            capture_output=True,
+        )
+        argv = [
+            str(ROOT / ".venv/bin/kubenova-agent"),
+            "--driver=test",
+            f"--host={host}",
+            f"--vcpus={vcpus}",
+            f"--memory-mib={memory_mib}",
+            f"--disk-gib={disk_gib}",
+            f"--amqp-url-file={STATE}/agents/{host}.amqp-url",
+        ]
+        argv += [f"--label={key}={value}" for key, value in (labels or {}).items()]
+        if fail_builds:
+            argv.append(f"--fail-builds={fail_builds}")
+        started.append((host, _start(host, argv, env)))
+        wait_for(
+            f"{host} to be up",
+            lambda: ((get("hypervisors", host) or {}).get("status") or {}).get("state") == "up",
+            timeout=60,
+        )
+        return host
+
+    yield start
+    # Delete the test's instances while their hosts still answer, so nothing waits for a
+    # host to be declared down.
+    kubectl("delete", "instances", "--all", "-n", namespace, "--timeout=60s", check=False)
+    for host, process in started:
+        _stop(process)
+        subprocess.run(
+            [str(ROOT / "hack/rabbitmq-agent-user.sh"), "--delete", host],
+            env=env,
+            capture_output=True,
+            check=False,
+        )
+
+
+def status_of(namespace: str, name: str) -> dict[str, Any]:
+    """The Instance's status ({} while it has none)."""
+    status: dict[str, Any] = (get("instances", name, namespace) or {}).get("status") or {}
+    return status
+
+
+def condition_of(namespace: str, name: str, type_: str) -> dict[str, Any]:
+    for condition in status_of(namespace, name).get("conditions") or []:
+        if condition["type"] == type_:
+            return dict(condition)
+    return {}

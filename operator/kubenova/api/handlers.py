@@ -36,11 +36,19 @@ def _request(body: kopf.Body) -> instance_api.InstanceRequest:
     )
 
 
+def _scheduled_message(request: instance_api.InstanceRequest) -> str | None:
+    for condition in request.conditions or []:
+        if condition.get("type") == "Scheduled":
+            return str(condition.get("message"))
+    return None
+
+
 @kopf.on.startup()
 def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     """Wire the runtime (database, bus, conductor consumer) once per process."""
     settings.persistence.finalizer = resources.FINALIZER
-    settings.posting.level = logging.WARNING
+    # kopf would post an Event for every retry; the handlers post one per new explanation.
+    settings.posting.level = logging.CRITICAL
     settings.watching.server_timeout = 300
     settings.execution.max_workers = 16
     runtime = Runtime.from_env()
@@ -68,6 +76,9 @@ def create_instance(body: kopf.Body, memo: kopf.Memo, patch: kopf.Patch, **_: An
         except instance_api.NotReady as exc:
             patch.status.update(runtime.instances.pending_status(request, exc))
             patch.status["requestId"] = request_id
+            if _scheduled_message(request) != str(exc):
+                # One Event per new explanation, not one per retry.
+                kopf.warn(body, reason=exc.reason, message=str(exc))
             raise kopf.TemporaryError(str(exc), delay=NOT_READY_RETRY_S) from exc
 
 
@@ -86,3 +97,15 @@ def check_hypervisor(name: str, status: kopf.Status, memo: kopf.Memo, **_: Any) 
     """Mark a hypervisor down once its heartbeat is older than service_down_time."""
     runtime: Runtime = memo["runtime"]
     runtime.conductor.check_hypervisor(name, status.get("state"))
+
+
+@kopf.on.resume(resources.GROUP, resources.VERSION, resources.HYPERVISORS)
+@kopf.on.create(resources.GROUP, resources.VERSION, resources.HYPERVISORS)
+@kopf.on.update(resources.GROUP, resources.VERSION, resources.HYPERVISORS, field="spec")
+@kopf.on.update(resources.GROUP, resources.VERSION, resources.HYPERVISORS, field="metadata.labels")
+def hypervisor_changed(
+    name: str, labels: kopf.Labels, spec: kopf.Spec, memo: kopf.Memo, **_: Any
+) -> None:
+    """Disabling a host keeps new instances away at once; running ones stay."""
+    runtime: Runtime = memo["runtime"]
+    runtime.conductor.hypervisor_changed(name, dict(labels), dict(spec))

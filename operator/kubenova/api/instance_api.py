@@ -13,16 +13,16 @@ import dataclasses
 import logging
 from typing import Any
 
+from kubenova.api import request_spec
 from kubenova.compute import states
 from kubenova.conductor import status as status_mod
-from kubenova.conductor.manager import ConductorManager, host_is_up
+from kubenova.conductor.manager import ConductorManager, host_is_up, instance_payload
 from kubenova.config import OperatorSettings
 from kubenova.db import api as db_api
 from kubenova.db import engine as db_engine
 from kubenova.k8s.client import KubeClient
 from kubenova.rpc import compute_rpcapi, payloads
-from kubenova.scheduler.host_state import RequestSpec
-from kubenova.scheduler.manager import NoValidHost, SchedulerManager
+from kubenova.scheduler.manager import NoValidHost, SchedulerManager, Selection
 
 LOG = logging.getLogger(__name__)
 
@@ -90,26 +90,52 @@ class InstanceAPI:
             if host is None and record.task_state == states.SCHEDULING:
                 db_api.action_start(session, request.uid, "create", request_id)
         if host is None:
-            spec = RequestSpec(
-                instance_uuid=request.uid,
-                vcpus=flavor["vcpus"],
-                memory_mib=flavor["memory_mib"],
-                disk_gib=flavor["disk_gib"],
-            )
-            try:
-                host = self.scheduler.schedule(spec).host
-            except NoValidHost as exc:
-                raise NotReady("NoValidHost", str(exc)) from exc
+            selection = self._schedule(request, flavor, image)
+            host = selection.host
+            with db_engine.transaction(self.session_factory) as session:
+                db_api.instance_update(
+                    session,
+                    request.uid,
+                    attempts=1,
+                    alternates=list(selection.alternates),
+                    availability_zone=request.spec.get("availabilityZone"),
+                )
         # A retry after the claim (say the broker was down for the cast) casts again;
         # the agent's build is idempotent, so that has one effect.
         with db_engine.transaction(self.session_factory) as session:
             record = db_api.instance_update(
                 session, request.uid, task_state=states.SPAWNING, request_id=request_id
             )
-            instance = _instance_payload(record, flavor, image, request.spec.get("userData"))
+            instance = instance_payload(record)
         # Status first, then the cast: the conductor's later projections must win.
         self.conductor.project_instance(request.uid, request.namespace, request.name)
         self.compute.build_and_run_instance(host, instance, request_id)
+
+    def _schedule(
+        self, request: InstanceRequest, flavor: dict[str, Any], image: dict[str, Any]
+    ) -> Selection:
+        group = None
+        group_name = request.spec.get("serverGroup")
+        if group_name:
+            group_object = self.kube.get_server_group(request.namespace, group_name)
+            if group_object is None:
+                raise NotReady(
+                    "ServerGroupNotFound",
+                    f"spec.serverGroup: ServerGroup {group_name!r} does not exist "
+                    f"in namespace {request.namespace!r}",
+                )
+            group = request_spec.server_group(self.session_factory, group_object, request.uid)
+        spec = request_spec.build(
+            instance_uuid=request.uid,
+            spec=request.spec,
+            flavor=flavor,
+            image=image,
+            server_group=group,
+        )
+        try:
+            return self.scheduler.schedule(spec)
+        except NoValidHost as exc:
+            raise NotReady("NoValidHost", str(exc)) from exc
 
     def pending_status(self, request: InstanceRequest, error: NotReady) -> dict[str, Any]:
         return status_mod.pending(
@@ -146,6 +172,7 @@ class InstanceAPI:
         LOG.info("deleting instance %s locally (host %s is down or none)", request.uid, host)
         db_api.release_resources(self.session_factory, request.uid)
         with db_engine.transaction(self.session_factory) as session:
+            db_api.server_group_remove_member(session, request.uid)
             db_api.instance_soft_delete(session, request.uid)
         return True
 
@@ -164,12 +191,15 @@ class InstanceAPI:
             "vcpus": int(fspec["vcpus"]),
             "memory_mib": int(fspec["memoryMiB"]),
             "disk_gib": int(fspec["diskGiB"]),
+            "extra_specs": dict(fspec.get("extraSpecs") or {}),
         }
         image = {
             "name": image_name,
             "url": ispec["source"]["url"],
             "sha256": ispec["sha256"],
             "disk_format": ispec["diskFormat"],
+            "architecture": ispec.get("architecture"),
+            "hypervisor_type": ispec.get("hypervisorType"),
         }
         if int(ispec.get("minDiskGiB", 0)) > flavor["disk_gib"]:
             raise NotReady(
@@ -191,20 +221,3 @@ class InstanceAPI:
 
 def _encode_user_data(user_data: str | None) -> str | None:
     return base64.b64encode(user_data.encode()).decode() if user_data is not None else None
-
-
-def _instance_payload(
-    record: Any, flavor: dict[str, Any], image: dict[str, Any], user_data: str | None
-) -> payloads.InstancePayload:
-    return payloads.InstancePayload(
-        uuid=record.uuid,
-        name=record.name,
-        namespace=record.namespace,
-        hostname=record.hostname or record.name,
-        vcpus=flavor["vcpus"],
-        memory_mib=flavor["memory_mib"],
-        disk_gib=flavor["disk_gib"],
-        image=payloads.ImagePayload(**image),
-        user_data=user_data,
-        ssh_authorized_keys=tuple(record.ssh_authorized_keys or ()),
-    )

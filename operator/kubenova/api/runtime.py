@@ -8,10 +8,9 @@ import threading
 
 import prometheus_client
 
-from kubenova.api import instance_api
+from kubenova.api import instance_api, request_spec
 from kubenova.conductor.manager import ConductorManager
 from kubenova.config import OperatorSettings
-from kubenova.db import api as db_api
 from kubenova.db import engine as db_engine
 from kubenova.k8s import client as k8s
 from kubenova.rpc import amqp, compute_rpcapi
@@ -42,12 +41,10 @@ class Runtime:
         conductor = ConductorManager(settings, session_factory, kube, compute)
         scheduler = SchedulerManager(
             lambda: host_state.load_host_states(session_factory),
-            lambda uuid, host, vcpus, mem, disk: db_api.claim_resources(
-                session_factory, uuid, host, vcpus, mem, disk
-            ),
-            filters=filters.load_filters(settings.enabled_filters),
+            lambda spec, host: request_spec.claim(session_factory, spec, host),
+            filters=filters.load_filters(settings.enabled_filters or filters.DEFAULT_FILTERS),
             weighers=weighers.load_weighers(
-                settings.weighers, {"RAMWeigher": settings.ram_weight_multiplier}
+                settings.weighers or weighers.DEFAULT_WEIGHERS, settings.weigher_multipliers
             ),
             max_attempts=settings.max_attempts,
             service_down_time_s=settings.service_down_time_s,

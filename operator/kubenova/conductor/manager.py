@@ -7,6 +7,7 @@ instance that is not assigned to the sender's host before it writes anything.
 
 from __future__ import annotations
 
+import base64
 import datetime
 import logging
 from typing import Any
@@ -78,7 +79,16 @@ class ConductorManager:
     # -- reports ------------------------------------------------------------------------
 
     def compute_node_report(self, report: payloads.ComputeNodeReport) -> None:
-        """Registration and heartbeat: record the node, then project it as a Hypervisor."""
+        """Registration and heartbeat: record the node, then project it as a Hypervisor.
+
+        The Hypervisor object is where administrators label and disable a host, so its
+        labels and ``spec.disabled`` are copied into the database on every heartbeat (the
+        Hypervisor handlers copy them at once). The labels an agent starts with only seed
+        the object when it is created.
+        """
+        hypervisor = self.kube.ensure_hypervisor(report.host, report.labels)
+        labels = dict(hypervisor.get("metadata", {}).get("labels") or {})
+        spec = hypervisor.get("spec") or {}
         with db_engine.transaction(self.session_factory) as session:
             db_api.service_update_heartbeat(
                 session, report.host, models.AGENT_BINARY, f"compute.{report.host}", "1.0"
@@ -95,11 +105,25 @@ class ConductorManager:
                 virt_type=report.virt_type,
                 cpu_arch=report.cpu_arch,
                 running_vms=len(report.instance_uuids),
-                labels=report.labels,
+                labels=labels,
             )
+            if bool(spec.get("disabled", False)) != node.disabled:
+                db_api.compute_node_set_disabled(
+                    session, report.host, bool(spec.get("disabled")), spec.get("disabledReason")
+                )
             hypervisor_status = _hypervisor_status(node, utcnow(), up=True)
-        self.kube.ensure_hypervisor(report.host, report.labels)
         self.kube.patch_hypervisor_status(report.host, hypervisor_status)
+
+    def hypervisor_changed(self, host: str, labels: dict[str, str], spec: dict[str, Any]) -> None:
+        """An administrator labelled, disabled or enabled a host: record it now."""
+        with db_engine.transaction(self.session_factory) as session:
+            node = db_api.compute_node_get(session, host)
+            if node is None:
+                return  # its first heartbeat will record it
+            node.labels = dict(labels)
+            db_api.compute_node_set_disabled(
+                session, host, bool(spec.get("disabled", False)), spec.get("disabledReason")
+            )
 
     def instance_update(self, update: payloads.InstanceUpdate) -> None:
         """Record the host's view of one instance and project it into status.
@@ -134,6 +158,8 @@ class ConductorManager:
                     values["task_state"] = update.task_state
                 if update.launched_at is not None and record.launched_at is None:
                     values["launched_at"] = update.launched_at
+                    # Nova resets a host's build failure count on a successful build.
+                    db_api.compute_node_record_build_success(session, update.host)
                 record = db_api.instance_update(session, update.instance_uuid, **values)
             namespace, name = record.namespace, record.name
         if deleted:
@@ -149,7 +175,14 @@ class ConductorManager:
         self.project_instance(update.instance_uuid, namespace, name)
 
     def instance_build_failed(self, failure: payloads.InstanceBuildFailed) -> None:
-        """A build failed on its host: free the claim, record the fault, go to Error."""
+        """A build failed on its host: reschedule to an alternate, or go to Error.
+
+        As Nova's conductor does: the failed host's claim is freed and its build failures
+        counted (the BuildFailureWeigher avoids it), then the alternates chosen at
+        scheduling time are claimed in order, up to ``max_attempts`` builds in all. A
+        failure that is not reschedulable (a bad image) or the last attempt ends in Error
+        with a fault that lists every host tried and why it failed.
+        """
         with db_engine.transaction(self.session_factory) as session:
             record = db_api.instance_get(session, failure.instance_uuid)
             if record is None or record.host != failure.host:
@@ -157,23 +190,94 @@ class ConductorManager:
                     "ignoring a build failure of %s from %s", failure.instance_uuid, failure.host
                 )
                 return
-            db_api.fault_create(
-                session, failure.instance_uuid, 500, failure.message, failure.reason, failure.host
-            )
-            db_api.instance_update(
-                session,
-                failure.instance_uuid,
-                vm_state=states.ERROR,
-                task_state=None,
-            )
+            if record.task_state == states.DELETING:
+                return  # the delete in flight finishes the job
+            tried = [*(record.tried_hosts or []), {"host": failure.host, "reason": failure.message}]
+            db_api.compute_node_record_build_failure(session, failure.host)
+            db_api.instance_update(session, failure.instance_uuid, tried_hosts=tried)
+            attempts = record.attempts or 1
+            alternates = list(record.alternates or [])
             namespace, name = record.namespace, record.name
-        db_api.release_resources(self.session_factory, failure.instance_uuid)
-        self.project_instance(
+            flavor = dict(record.flavor)
+        db_api.release_resources(self.session_factory, failure.instance_uuid, clear_host=True)
+        may_retry = failure.reschedulable and attempts < self.settings.max_attempts
+        if may_retry and self._reschedule(
             failure.instance_uuid,
             namespace,
             name,
-            fault={"reason": failure.reason, "message": f"{failure.host}: {failure.message}"},
-        )
+            flavor,
+            alternates,
+            attempts,
+            {t["host"] for t in tried},
+        ):
+            return
+        hosts = "; ".join(f"{t['host']}: {t['reason']}" for t in tried)
+        with db_engine.transaction(self.session_factory) as session:
+            db_api.fault_create(
+                session,
+                failure.instance_uuid,
+                500,
+                f"build failed on {len(tried)} host(s): {hosts}",
+                failure.reason,
+                failure.host,
+            )
+            db_api.instance_update(
+                session, failure.instance_uuid, vm_state=states.ERROR, task_state=None
+            )
+        self.project_instance(failure.instance_uuid, namespace, name)
+
+    def _reschedule(
+        self,
+        instance_uuid: str,
+        namespace: str,
+        name: str,
+        flavor: dict[str, Any],
+        alternates: list[str],
+        attempts: int,
+        tried: set[str],
+    ) -> bool:
+        """Claim the next alternate that takes the instance and cast the build there."""
+        group = self._server_group_claim(namespace, name)
+        for index, host in enumerate(alternates):
+            if host in tried:
+                continue
+            claimed = db_api.claim_resources(
+                self.session_factory,
+                instance_uuid,
+                host,
+                flavor["vcpus"],
+                flavor["memory_mib"],
+                flavor["disk_gib"],
+                server_group=group,
+            )
+            if not claimed:
+                continue
+            with db_engine.transaction(self.session_factory) as session:
+                record = db_api.instance_update(
+                    session,
+                    instance_uuid,
+                    attempts=attempts + 1,
+                    alternates=alternates[index + 1 :],
+                    vm_state=states.BUILDING,
+                    task_state=states.SPAWNING,
+                    power_state=states.NOSTATE,
+                )
+                instance = instance_payload(record)
+                request_id = record.request_id or envelope.new_request_id()
+            LOG.warning("rescheduling instance %s to %s", instance_uuid, host)
+            self.project_instance(instance_uuid, namespace, name)
+            self.compute.build_and_run_instance(host, instance, request_id)
+            return True
+        return False
+
+    def _server_group_claim(self, namespace: str, name: str) -> db_api.ServerGroupClaim | None:
+        obj = self.kube.get_instance(namespace, name) or {}
+        group_name = (obj.get("spec") or {}).get("serverGroup")
+        if not group_name:
+            return None
+        with db_engine.transaction(self.session_factory) as session:
+            group = db_api.server_group_get(session, namespace, group_name)
+            return db_api.ServerGroupClaim.from_group(group) if group is not None else None
 
     def instance_terminated(self, event: payloads.InstanceTerminated) -> None:
         """The host destroyed the domain: free the claim and soft-delete the record."""
@@ -189,6 +293,7 @@ class ConductorManager:
         db_api.release_resources(self.session_factory, event.instance_uuid)
         with db_engine.transaction(self.session_factory) as session:
             db_api.instance_update(session, event.instance_uuid, power_state=states.NOSTATE)
+            db_api.server_group_remove_member(session, event.instance_uuid)
             db_api.instance_soft_delete(session, event.instance_uuid)
 
     # -- projection ---------------------------------------------------------------------
@@ -241,6 +346,31 @@ class ConductorManager:
             for instance_uuid, namespace, name in affected:
                 self.project_instance(instance_uuid, namespace, name)
         return state
+
+
+def instance_payload(record: models.Instance) -> payloads.InstancePayload:
+    """What a host needs to build ``record``, from the record's own snapshots."""
+    flavor, image = record.flavor, record.image
+    user_data = None
+    if record.user_data is not None:
+        user_data = base64.b64decode(record.user_data).decode()
+    return payloads.InstancePayload(
+        uuid=record.uuid,
+        name=record.name,
+        namespace=record.namespace,
+        hostname=record.hostname or record.name,
+        vcpus=flavor["vcpus"],
+        memory_mib=flavor["memory_mib"],
+        disk_gib=flavor["disk_gib"],
+        image=payloads.ImagePayload(
+            name=image["name"],
+            url=image["url"],
+            sha256=image["sha256"],
+            disk_format=image["disk_format"],
+        ),
+        user_data=user_data,
+        ssh_authorized_keys=tuple(record.ssh_authorized_keys or ()),
+    )
 
 
 def host_is_up(session: Any, host: str, down_time_s: int) -> bool:

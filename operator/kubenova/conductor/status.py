@@ -24,6 +24,7 @@ class InstanceRecord(Protocol):
     launched_at: datetime.datetime | None
     generation: int
     request_id: str | None
+    availability_zone: str | None
 
 
 def _now() -> str:
@@ -117,6 +118,7 @@ def project(
         "taskState": record.task_state,
         "powerState": record.power_state,
         "host": record.host,
+        "availabilityZone": record.availability_zone,
         "addresses": list(record.addresses or []),
         "launchedAt": _timestamp(record.launched_at),
         "observedGeneration": generation,

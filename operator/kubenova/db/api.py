@@ -1,6 +1,7 @@
 """The operations the control plane performs on the ``nova`` database: the one module callers
 import (``from kubenova.db import api``). The work lives in :mod:`~kubenova.db.instances`,
-:mod:`~kubenova.db.actions`, :mod:`~kubenova.db.hosts` and :mod:`~kubenova.db.placement`.
+:mod:`~kubenova.db.actions`, :mod:`~kubenova.db.hosts`, :mod:`~kubenova.db.placement`,
+:mod:`~kubenova.db.server_groups` and :mod:`~kubenova.db.audit`.
 
 Two calling styles, chosen by who must own the transaction:
 
@@ -17,6 +18,13 @@ Two calling styles, chosen by who must own the transaction:
 * :func:`claim_resources` and :func:`release_resources` take the session factory and own their
   transaction, because their correctness depends on what is locked, in which order, and on
   retrying the whole transaction after a deadlock (see :mod:`kubenova.db.placement`).
+  A claim into a server group (``server_group=ServerGroupClaim(...)``) enforces the group's
+  hard policy in that same transaction.
+
+Lock order, for callers combining functions in one transaction: ``instances`` rows, then
+``server_groups`` rows, then ``compute_nodes`` rows, then the rows that hang off them
+(allocations, members). E.g. record a build failure on a host after updating the instance,
+not before.
 
 Times are aware UTC datetimes; soft-deleted rows are hidden unless ``read_deleted=True``.
 """
@@ -33,6 +41,14 @@ from kubenova.db.actions import (
     fault_create,
     fault_get_latest,
 )
+from kubenova.db.audit import (
+    UnrecordedDomains,
+    UsageDiscrepancy,
+    allocations_without_live_instance,
+    instances_not_reported,
+    reported_without_live_record,
+    usage_audit,
+)
 from kubenova.db.exceptions import (
     AllocationConflictError,
     ComputeNodeConflictError,
@@ -41,11 +57,18 @@ from kubenova.db.exceptions import (
     InstanceActionNotFoundError,
     InstanceDeletedError,
     InstanceNotFoundError,
+    ServerGroupConflictError,
+    ServerGroupDeletedError,
+    ServerGroupNotFoundError,
+    ServerGroupPolicyImmutableError,
     UnexpectedStateError,
 )
 from kubenova.db.hosts import (
     HostRecord,
     compute_node_get,
+    compute_node_record_build_failure,
+    compute_node_record_build_success,
+    compute_node_set_disabled,
     compute_node_update_from_report,
     compute_nodes_list,
     service_get_all,
@@ -68,6 +91,17 @@ from kubenova.db.placement import (
     release_resources,
     usage_by_host,
 )
+from kubenova.db.server_groups import (
+    ServerGroupClaim,
+    server_group_delete,
+    server_group_get,
+    server_group_get_by_uuid,
+    server_group_member_hosts,
+    server_group_members,
+    server_group_remove_member,
+    server_group_upsert,
+    validate_policy,
+)
 
 __all__ = [
     "EVENT_RESULT_ERROR",
@@ -82,15 +116,26 @@ __all__ = [
     "InstanceActionNotFoundError",
     "InstanceDeletedError",
     "InstanceNotFoundError",
+    "ServerGroupClaim",
+    "ServerGroupConflictError",
+    "ServerGroupDeletedError",
+    "ServerGroupNotFoundError",
+    "ServerGroupPolicyImmutableError",
     "UnexpectedStateError",
+    "UnrecordedDomains",
     "Usage",
+    "UsageDiscrepancy",
     "action_event_finish",
     "action_event_start",
     "action_finish",
     "action_start",
     "allocations_for_instance",
+    "allocations_without_live_instance",
     "claim_resources",
     "compute_node_get",
+    "compute_node_record_build_failure",
+    "compute_node_record_build_success",
+    "compute_node_set_disabled",
     "compute_node_update_from_report",
     "compute_nodes_list",
     "fault_create",
@@ -100,9 +145,20 @@ __all__ = [
     "instance_get_all",
     "instance_soft_delete",
     "instance_update",
+    "instances_not_reported",
     "release_resources",
+    "reported_without_live_record",
+    "server_group_delete",
+    "server_group_get",
+    "server_group_get_by_uuid",
+    "server_group_member_hosts",
+    "server_group_members",
+    "server_group_remove_member",
+    "server_group_upsert",
     "service_get_all",
     "service_is_up",
     "service_update_heartbeat",
+    "usage_audit",
     "usage_by_host",
+    "validate_policy",
 ]

@@ -80,3 +80,59 @@ class AllocationConflictError(DBError):
 
 class ComputeNodeConflictError(DBError):
     """A compute node report names a uuid that already belongs to another record."""
+
+
+class ServerGroupNotFoundError(DBError):
+    """No live server group has this id or uuid (it was never recorded, or was deleted)."""
+
+    def __init__(self, ref: int | str) -> None:
+        super().__init__(f"server group {ref} could not be found")
+        self.ref = ref
+
+
+class ServerGroupDeletedError(DBError):
+    """The uuid belongs to a server group that was deleted; it cannot be recorded again.
+
+    As for instances, the uuid is a Kubernetes uid, never reused: meeting a deleted record
+    means the caller acts on a stale object.
+    """
+
+    def __init__(self, uuid: str) -> None:
+        super().__init__(f"server group {uuid} was deleted and cannot be recorded again")
+        self.uuid = uuid
+
+
+class ServerGroupConflictError(DBError):
+    """Another live server group already holds this namespace and name.
+
+    Kubernetes keeps one object per name, so the other record belongs to an object that is
+    gone but whose deletion was never recorded; delete that record (``existing_uuid``) first.
+    """
+
+    def __init__(self, namespace: str, name: str, uuid: str, existing_uuid: str) -> None:
+        super().__init__(
+            f"server group {namespace}/{name} is recorded with uuid {existing_uuid}, "
+            f"not {uuid}: delete the stale record first"
+        )
+        self.namespace = namespace
+        self.name = name
+        self.uuid = uuid
+        self.existing_uuid = existing_uuid
+
+
+class ServerGroupPolicyImmutableError(DBError):
+    """The policy of a server group that has members cannot change.
+
+    The members were placed under the old policy; a new one would not move them, so it would
+    describe a placement that is not true.
+    """
+
+    def __init__(self, uuid: str, policy: str, requested: str, members: int) -> None:
+        super().__init__(
+            f"server group {uuid} has {members} member(s): its policy stays {policy!r}, "
+            f"it cannot become {requested!r}"
+        )
+        self.uuid = uuid
+        self.policy = policy
+        self.requested = requested
+        self.members = members

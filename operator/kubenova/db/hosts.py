@@ -8,12 +8,16 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import uuid as uuidlib
+from typing import Any, Final, cast
 
 import sqlalchemy as sa
 from sqlalchemy import orm
 from sqlalchemy.dialects import mysql
 
 from kubenova.db import exceptions, models
+
+# The size of the disabled_reason column.
+MAX_DISABLED_REASON: Final = 255
 
 
 def service_update_heartbeat(
@@ -153,6 +157,67 @@ def compute_node_get(session: orm.Session, host: str) -> models.ComputeNode | No
             models.ComputeNode.host == host, models.live(models.ComputeNode)
         )
     ).one_or_none()
+
+
+def compute_node_record_build_failure(session: orm.Session, host: str) -> int | None:
+    """Count one more failed build on ``host``; its new ``failed_builds``, or None for a host
+    with no live compute node.
+
+    ``SET failed_builds = failed_builds + 1`` in one statement: concurrent failures on one
+    host each count. Lock order: call it after any instance row lock the transaction takes
+    (claims lock instances before compute nodes).
+    """
+    return _set_failed_builds(session, host, models.ComputeNode.failed_builds + 1)
+
+
+def compute_node_record_build_success(session: orm.Session, host: str) -> int | None:
+    """A build succeeded on ``host``: reset ``failed_builds`` to 0, as Nova does. Returns 0, or
+    None for a host with no live compute node. Same lock order as the failure."""
+    return _set_failed_builds(session, host, sa.literal(0))
+
+
+def _set_failed_builds(session: orm.Session, host: str, value: sa.ColumnElement[int]) -> int | None:
+    node_t = models.ComputeNode
+    updated = session.execute(
+        sa.update(node_t)
+        .where(node_t.host == host, models.live(node_t))
+        .values(failed_builds=value)
+        .execution_options(synchronize_session=False)
+    )
+    if cast(sa.CursorResult[Any], updated).rowcount != 1:
+        # rowcount counts matched rows (SQLAlchemy's MySQL dialects set CLIENT.FOUND_ROWS),
+        # so 0 means no live node, not "already 0".
+        return None
+    # The update holds the row lock; a locking read returns what it wrote.
+    return session.scalar(
+        sa.select(node_t.failed_builds)
+        .where(node_t.host == host, models.live(node_t))
+        .with_for_update()
+    )
+
+
+def compute_node_set_disabled(
+    session: orm.Session, host: str, disabled: bool, reason: str | None
+) -> models.ComputeNode | None:
+    """Take ``host`` out of scheduling (``disabled=True``) or put it back; None, and nothing
+    done, for a host with no live compute node.
+
+    ``reason`` is kept (cut to 255 characters) while the host is disabled and cleared when it
+    is enabled again, as Nova's ``os-services`` enable does. Running claims are not touched:
+    disabling only stops the scheduler from choosing the host. One row lock, no other table.
+    """
+    node = session.scalars(
+        sa.select(models.ComputeNode)
+        .where(models.ComputeNode.host == host, models.live(models.ComputeNode))
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).one_or_none()
+    if node is None:
+        return None
+    node.disabled = disabled
+    node.disabled_reason = reason[:MAX_DISABLED_REASON] if disabled and reason else None
+    session.flush()
+    return node
 
 
 @dataclasses.dataclass(frozen=True)

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import orm
 
-from kubenova.db import exceptions, models
+from kubenova.db import exceptions, models, server_groups
 
 # States written by this module (the full sets belong to the state model).
 VM_STATE_BUILDING: Final = "building"
@@ -47,8 +47,11 @@ def instance_create(
     ssh_keys: Sequence[str] | None,
     request_id: str | None,
     generation: int,
+    availability_zone: str | None = None,
 ) -> models.Instance:
     """Record a new instance in ``building``/``scheduling``, or return the live record.
+
+    ``availability_zone`` is the zone the user asked for (None: any), kept for reschedules.
 
     Idempotent: a handler that runs twice for one object gets the first record back unchanged.
     Two concurrent creates of one uuid are settled by the unique key; the loser returns the
@@ -75,6 +78,8 @@ def instance_create(
             addresses=[],
             request_id=request_id,
             generation=generation,
+            availability_zone=availability_zone,
+            attempts=0,
         )
         try:
             # A savepoint, so losing the race does not roll back the caller's transaction.
@@ -155,10 +160,17 @@ def instance_update(
     Nova: the row is locked, and if the state is not one of those given,
     :class:`UnexpectedStateError` is raised and nothing changes. ``id``, ``uuid`` and the
     soft-delete columns cannot be set here.
+
+    The reschedule bookkeeping is checked for shape, since the scheduler reads it back:
+    ``attempts`` a non-negative int, ``alternates`` a list of host names,
+    ``tried_hosts`` a list of ``{"host": str, "reason": str}``, ``availability_zone`` a
+    string (each may be None but ``attempts``). JSON columns are replaced, never changed in
+    place: pass a new list, e.g. ``tried_hosts=[*instance.tried_hosts, entry]``.
     """
     unknown = set(values) - _INSTANCE_UPDATABLE
     if unknown:
         raise ValueError(f"cannot update instance field(s): {', '.join(sorted(unknown))}")
+    _check_reschedule_fields(values)
     instance = instance_get(session, uuid, for_update=True)
     if instance is None:
         raise exceptions.InstanceNotFoundError(uuid)
@@ -178,18 +190,51 @@ def instance_update(
     return instance
 
 
+def _check_reschedule_fields(values: dict[str, Any]) -> None:
+    if "attempts" in values:
+        attempts = values["attempts"]
+        if not isinstance(attempts, int) or isinstance(attempts, bool) or attempts < 0:
+            raise ValueError(f"attempts must be a non-negative int, not {attempts!r}")
+    zone = values.get("availability_zone")
+    if zone is not None and not isinstance(zone, str):
+        raise ValueError(f"availability_zone must be a string or None, not {zone!r}")
+    alternates = values.get("alternates")
+    if alternates is not None:
+        if not isinstance(alternates, list) or not all(isinstance(h, str) for h in alternates):
+            raise ValueError(f"alternates must be a list of host names, not {alternates!r}")
+        values["alternates"] = list(alternates)
+    tried = values.get("tried_hosts")
+    if tried is not None:
+        if not isinstance(tried, list) or not all(_is_tried_host(entry) for entry in tried):
+            raise ValueError(
+                f'tried_hosts must be a list of {{"host": str, "reason": str}}, not {tried!r}'
+            )
+        values["tried_hosts"] = [dict(entry) for entry in tried]
+
+
+def _is_tried_host(entry: object) -> bool:
+    return (
+        isinstance(entry, dict)
+        and set(entry) == {"host", "reason"}
+        and all(isinstance(v, str) for v in entry.values())
+    )
+
+
 def instance_soft_delete(session: orm.Session, uuid: str) -> models.Instance:
     """Soft-delete an instance: ``deleted = id``, ``deleted_at`` now, vm_state ``deleted``.
 
     Idempotent: an already deleted record is returned unchanged. A uuid that was never recorded
     raises :class:`InstanceNotFoundError`. Allocations are not touched: release them first with
-    :func:`release_resources` (the delete flow does both, in that order).
+    :func:`release_resources` (the delete flow does both, in that order). Server group
+    memberships are deleted in the same transaction (after the instance row lock, as the
+    lock order wants), so a deleted instance frees its place in its group at once.
     """
     instance = instance_get(session, uuid, read_deleted=True, for_update=True)
     if instance is None:
         raise exceptions.InstanceNotFoundError(uuid)
     if instance.deleted:
         return instance
+    server_groups.server_group_remove_member(session, uuid)
     now = models.utcnow()
     instance.deleted = instance.id
     instance.deleted_at = now

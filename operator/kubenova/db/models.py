@@ -177,6 +177,9 @@ class ComputeNode(TimestampMixin, SoftDeleteMixin, Base):
     disabled_reason: Mapped[str | None] = mapped_column(sa.String(255))
     labels: Mapped[dict[str, str] | None] = mapped_column(sa.JSON)
     generation: Mapped[int] = mapped_column(sa.Integer, default=0, server_default="0")
+    # Builds that failed here since the last one that succeeded: the input of Nova's
+    # BuildFailureWeigher. Not inventory, so changing it does not move ``generation``.
+    failed_builds: Mapped[int] = mapped_column(sa.Integer, default=0, server_default="0")
 
     def vcpu_capacity(self) -> float:
         """Schedulable vCPUs: ``vcpus * cpu_allocation_ratio`` (placement's formula)."""
@@ -230,6 +233,13 @@ class Instance(TimestampMixin, SoftDeleteMixin, Base):
     request_id: Mapped[str | None] = mapped_column(sa.String(255))
     # The Kubernetes metadata.generation last acted on (becomes status.observedGeneration).
     generation: Mapped[int] = mapped_column(sa.Integer, default=0, server_default="0")
+    # Reschedule bookkeeping, as Nova keeps it in the request spec: the zone asked for, how
+    # many hosts a build was tried on, the scheduler's alternates (host names, best first)
+    # and the hosts tried so far with why they failed ({"host": ..., "reason": ...}).
+    availability_zone: Mapped[str | None] = mapped_column(sa.String(255))
+    attempts: Mapped[int] = mapped_column(sa.Integer, default=0, server_default="0")
+    alternates: Mapped[list[str] | None] = mapped_column(sa.JSON)
+    tried_hosts: Mapped[list[dict[str, str]] | None] = mapped_column(sa.JSON)
 
 
 class Allocation(TimestampMixin, Base):
@@ -318,3 +328,69 @@ class InstanceFault(TimestampMixin, SoftDeleteMixin, Base):
     message: Mapped[str] = mapped_column(sa.String(255))
     details: Mapped[str | None] = mapped_column(MediumText)
     host: Mapped[str | None] = mapped_column(sa.String(255))
+
+
+# Server group policies, Nova's names. The hard ones are rules the claim enforces; the soft
+# ones are preferences for the weighers and never refuse a claim.
+POLICY_AFFINITY = "affinity"
+POLICY_ANTI_AFFINITY = "anti-affinity"
+POLICY_SOFT_AFFINITY = "soft-affinity"
+POLICY_SOFT_ANTI_AFFINITY = "soft-anti-affinity"
+SERVER_GROUP_POLICIES = (
+    POLICY_AFFINITY,
+    POLICY_ANTI_AFFINITY,
+    POLICY_SOFT_AFFINITY,
+    POLICY_SOFT_ANTI_AFFINITY,
+)
+
+
+class ServerGroup(TimestampMixin, SoftDeleteMixin, Base):
+    """A namespaced ``ServerGroup`` object's record (Nova's ``instance_groups`` with its
+    policy and rules folded in, under the design's name ``server_groups``).
+
+    ``uuid`` is the object's ``metadata.uid`` and unique on its own, as for instances: a uid is
+    never reused. (namespace, name) is unique among live groups only, so a group can be
+    created again under the name of a deleted one. ``max_server_per_host`` is Nova's
+    anti-affinity rule; NULL means 1.
+    """
+
+    __tablename__ = "server_groups"
+    __table_args__ = (
+        sa.UniqueConstraint("uuid", name="uniq_server_groups0uuid"),
+        sa.UniqueConstraint(
+            "namespace", "name", "deleted", name="uniq_server_groups0namespace0name0deleted"
+        ),
+        {"mysql_engine": "InnoDB", "mysql_charset": "utf8mb4"},
+    )
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    uuid: Mapped[str] = mapped_column(sa.String(36))
+    name: Mapped[str] = mapped_column(sa.String(255))
+    namespace: Mapped[str] = mapped_column(sa.String(255))
+    # Nova's tenant, the namespace (as on instances).
+    project_id: Mapped[str] = mapped_column(sa.String(255))
+    policy: Mapped[str] = mapped_column(sa.String(255))
+    max_server_per_host: Mapped[int | None] = mapped_column(sa.Integer)
+
+
+class ServerGroupMember(TimestampMixin, Base):
+    """An instance's membership of a server group (Nova's ``instance_group_member``).
+
+    Written by the claim that placed the instance, in the claim's transaction. Rows are
+    deleted outright (no soft delete) when the instance is deleted or the group is: a
+    membership has no history worth keeping, and a leftover row would keep the group's policy
+    frozen (see :func:`kubenova.db.server_groups.server_group_upsert`).
+    """
+
+    __tablename__ = "server_group_members"
+    __table_args__ = (
+        sa.UniqueConstraint(
+            "group_id", "instance_uuid", name="uniq_server_group_members0group_id0instance_uuid"
+        ),
+        sa.Index("ix_server_group_members_instance_uuid", "instance_uuid"),
+        {"mysql_engine": "InnoDB", "mysql_charset": "utf8mb4"},
+    )
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    group_id: Mapped[int] = mapped_column(sa.Integer, sa.ForeignKey("server_groups.id"))
+    instance_uuid: Mapped[str] = mapped_column(sa.String(36), sa.ForeignKey("instances.uuid"))

@@ -5,14 +5,17 @@ session factory): their correctness depends on what they lock, in which order, a
 the whole transaction again after a deadlock.
 
 Lock order, the same in both, so claims and releases cannot deadlock on each other: the
-``instances`` row, then ``compute_nodes`` rows (by id), then ``allocations`` rows by primary
-key. No range locks are taken on ``allocations``. ``compute_nodes.*_used`` always equals the
-sum of the node's allocations, because both change in the same transaction.
+``instances`` row, then (a claim into a server group only) the ``server_groups`` row, then
+``compute_nodes`` rows (by id), then ``allocations`` and ``server_group_members`` rows. No
+range locks are taken on ``allocations``. ``compute_nodes.*_used`` always equals the sum of
+the node's allocations, because both change in the same transaction.
+:mod:`kubenova.db.server_groups` keeps the same order.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Iterable
 from typing import Any, cast
 
@@ -20,7 +23,9 @@ import sqlalchemy as sa
 from sqlalchemy import orm
 
 from kubenova.db import engine as db_engine
-from kubenova.db import exceptions, instances, models
+from kubenova.db import exceptions, instances, models, server_groups
+
+LOG = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,8 +53,11 @@ def claim_resources(
     vcpus: int,
     memory_mib: int,
     disk_gib: int,
+    *,
+    server_group: server_groups.ServerGroupClaim | None = None,
 ) -> bool:
-    """Claim resources for an instance on ``host``; True if claimed, False if they do not fit.
+    """Claim resources for an instance on ``host``; True if claimed, False if they do not fit
+    (or, with ``server_group``, if the group's hard policy refuses the host).
 
     One transaction, which the database keeps from overcommitting however many claims race, in
     this process or any other:
@@ -64,8 +72,21 @@ def claim_resources(
        row changed means the claim fits; none means it does not (or the host is unknown).
     3. Three allocation rows are inserted and ``instances.host``/``node`` set, then commit.
 
+    With ``server_group``, between steps 1 and 2 the group row is locked (``FOR UPDATE``), so
+    claims into one group run one at a time, and the group's live members are counted per
+    host, leaving this instance out. Hard ``anti-affinity`` refuses a host holding
+    ``max_server_per_host`` members (1 without the rule), hard ``affinity`` a host other
+    than the members'; soft policies never refuse. A refusal returns False having changed
+    nothing. On success the instance becomes a member in the same transaction, so the next
+    claim of the group, which waits for the lock, counts it. The count is a plain read taken
+    after the group lock and before any other plain read of the transaction, so its
+    REPEATABLE READ snapshot holds every member committed by earlier holders of the lock
+    (see :func:`kubenova.db.server_groups.lock_for_claim`). The same instance claiming again
+    on the same host with the same amounts is still True, and stays one member.
+
     Deadlocks and lock wait timeouts re-run the whole transaction (``retry_on_deadlock``).
-    Raises :class:`InstanceNotFoundError` when the instance has no live record.
+    Raises :class:`InstanceNotFoundError` when the instance has no live record and
+    :class:`ServerGroupNotFoundError` when the group is deleted.
     """
     wanted = Usage(vcpus=vcpus, memory_mib=memory_mib, disk_gib=disk_gib)
     if min(vcpus, memory_mib, disk_gib) < 0:
@@ -75,13 +96,27 @@ def claim_resources(
         instance = instances.instance_get(session, instance_uuid, for_update=True)
         if instance is None:
             raise exceptions.InstanceNotFoundError(instance_uuid)
+        # Only locking reads until the group is locked: the snapshot of the first plain read
+        # must include every member added by the group's previous claims.
+        group = None
+        if server_group is not None:
+            group = server_groups.lock_for_claim(session, server_group)
         held = _held_allocations(session, instance_uuid)
         if held:
-            if set(held) == {host} and held[host] == wanted:
+            if set(held) != {host} or held[host] != wanted:
+                raise exceptions.AllocationConflictError(
+                    instance_uuid, f"holds {held}, asked for {wanted} on {host}"
+                )
+            # A repeat of a claim that succeeded: still True, even if the group's rule was
+            # tightened since. Only an instance that is not yet a member is checked.
+            if group is None or server_groups.is_member(session, group.id, instance_uuid):
                 return True
-            raise exceptions.AllocationConflictError(
-                instance_uuid, f"holds {held}, asked for {wanted} on {host}"
-            )
+            if not _group_admits(session, group, instance_uuid, host):
+                return False
+            server_groups.add_member(session, group.id, instance_uuid)
+            return True
+        if group is not None and not _group_admits(session, group, instance_uuid, host):
+            return False
         claimed = session.execute(
             sa.update(node_t)
             .where(
@@ -118,8 +153,33 @@ def claim_resources(
             )
             for resource_class, amount in wanted.as_resources().items()
         )
+        if group is not None:
+            server_groups.add_member(session, group.id, instance_uuid)
         instance.host = host
         instance.node = node_name or host
+    return True
+
+
+def _group_admits(
+    session: orm.Session, group: models.ServerGroup, instance_uuid: str, host: str
+) -> bool:
+    if group.policy not in server_groups.HARD_POLICIES:
+        return True
+    member_hosts = server_groups.server_group_member_hosts(
+        session, group.id, exclude_instance=instance_uuid
+    )
+    refusal = server_groups.policy_refusal(
+        group.policy, group.max_server_per_host, member_hosts, host
+    )
+    if refusal is not None:
+        LOG.info(
+            "claim of %s on %s refused by server group %s: %s",
+            instance_uuid,
+            host,
+            group.uuid,
+            refusal,
+        )
+        return False
     return True
 
 

@@ -54,6 +54,34 @@ class KubeClient:
     def get_image(self, name: str) -> dict[str, Any] | None:
         return self._get_cluster(resources.IMAGES, name)
 
+    def get_server_group(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            obj = cast(
+                dict[str, Any],
+                self._custom.get_namespaced_custom_object(
+                    resources.GROUP, resources.VERSION, namespace, resources.SERVER_GROUPS, name
+                ),
+            )
+        except k8s_exceptions.ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return obj
+
+    def patch_server_group_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+        try:
+            self._custom.patch_namespaced_custom_object_status(
+                resources.GROUP,
+                resources.VERSION,
+                namespace,
+                resources.SERVER_GROUPS,
+                name,
+                {"status": status},
+            )
+        except k8s_exceptions.ApiException as exc:
+            if exc.status != 404:
+                raise
+
     def get_instance(self, namespace: str, name: str) -> dict[str, Any] | None:
         try:
             obj = cast(

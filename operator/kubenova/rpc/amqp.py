@@ -28,7 +28,7 @@ import pika
 import pika.exceptions
 import pydantic
 
-from kubenova import log
+from kubenova import log, metrics
 from kubenova.config import MessagingSettings
 from kubenova.rpc import envelope
 
@@ -141,6 +141,7 @@ class Publisher:
                     if attempt == 2:
                         raise PublishError(f"could not publish to {topic!r}: {exc}") from exc
                     LOG.warning("publish to %s failed (%s); reconnecting", topic, exc)
+        metrics.MESSAGES_PUBLISHED.labels(metrics.kind(topic)).inc()
         LOG.debug("cast %s to %s", method, topic, extra={"message_id": message.message_id})
         return message.message_id
 
@@ -227,11 +228,15 @@ class Consumer:
                 extra={"message_id": getattr(properties, "message_id", None)},
             )
             channel.basic_reject(deliver.delivery_tag, requeue=False)
+            metrics.MESSAGES_CONSUMED.labels(metrics.kind(self._queue), metrics.DEAD_LETTER).inc()
             return
+        handle_seconds = metrics.HANDLE_SECONDS.labels(metrics.method_label(message.method))
         with log.request_context(message.request_id):
+            started = time.monotonic()
             try:
                 self._handler(message, getattr(properties, "user_id", None))
             except (PermanentFailure, pydantic.ValidationError) as exc:
+                handle_seconds.observe(time.monotonic() - started)
                 LOG.error(
                     "dead-lettering %s: %s",
                     message.method,
@@ -239,8 +244,12 @@ class Consumer:
                     extra={"message_id": message.message_id},
                 )
                 channel.basic_reject(deliver.delivery_tag, requeue=False)
+                metrics.MESSAGES_CONSUMED.labels(
+                    metrics.kind(self._queue), metrics.DEAD_LETTER
+                ).inc()
                 return
             except Exception:
+                handle_seconds.observe(time.monotonic() - started)
                 LOG.exception(
                     "handling %s failed; it will be redelivered",
                     message.method,
@@ -248,5 +257,8 @@ class Consumer:
                 )
                 time.sleep(self._retry_delay_s)
                 channel.basic_nack(deliver.delivery_tag, requeue=True)
+                metrics.MESSAGES_CONSUMED.labels(metrics.kind(self._queue), metrics.REQUEUE).inc()
                 return
+            handle_seconds.observe(time.monotonic() - started)
         channel.basic_ack(deliver.delivery_tag)
+        metrics.MESSAGES_CONSUMED.labels(metrics.kind(self._queue), metrics.ACK).inc()

@@ -44,6 +44,10 @@ def explain(total: int, rejections: collections.Counter[str]) -> str:
     return f"0/{total} hosts: {parts}" if parts else f"0/{total} hosts available"
 
 
+#: The reason counted for every host that is not the one an administrator forced.
+NOT_FORCED_HOST = "not the forced host"
+
+
 def select_destinations(
     spec: RequestSpec,
     hosts: Sequence[HostState],
@@ -51,11 +55,30 @@ def select_destinations(
     weighers: Sequence[weighers_mod.BaseWeigher],
     context: filters_mod.FilterContext,
 ) -> list[HostState]:
-    """The hosts that pass every filter, heaviest first; NoValidHost when none does."""
+    """The hosts that pass every filter, heaviest first; NoValidHost when none does.
+
+    Pure: no I/O, no clock, no randomness; equal weights are ordered by host name. Each
+    rejected host is counted once, under the reason of the first filter that rejects it.
+    Cost: one ``host_passes`` per host and filter until the first rejection, one ``weigh``
+    per passing host and weigher (weighers with a zero multiplier are skipped).
+
+    A forced host (``spec.forced_host``): every other host is rejected as "not the forced
+    host", and the forced one still goes through the configured filters that are marked
+    ``RUN_ON_FORCED_HOST`` (ComputeFilter, ResourceFilter, IgnoreHostsFilter): it must be
+    up, enabled, have room for the claim and not be a host this build already failed on.
+    Zone, labels, image properties and server group rules are the administrator's to
+    override. Nova's forced host skips every filter; checking liveness and room here turns
+    a build that could only fail on the host into a NoValidHost that says why.
+    """
     rejections: collections.Counter[str] = collections.Counter()
     passing: list[HostState] = []
+    forced = spec.forced_host
+    active = filters if forced is None else [f for f in filters if f.RUN_ON_FORCED_HOST]
     for host in hosts:
-        for host_filter in filters:
+        if forced is not None and host.host != forced:
+            rejections[NOT_FORCED_HOST] += 1
+            continue
+        for host_filter in active:
             result = host_filter.host_passes(host, spec, context)
             if not result.passed:
                 rejections[result.reason or host_filter.name] += 1
@@ -64,17 +87,23 @@ def select_destinations(
             passing.append(host)
     if not passing:
         raise NoValidHost(explain(len(hosts), rejections), dict(rejections))
-    totals = [0.0 for _ in passing]
+    if len(passing) == 1:
+        # Normalising one host gives 0 for every weigher: nothing to weigh.
+        return passing
+    totals = [0.0] * len(passing)
     for weigher in weighers:
+        multiplier = weigher.multiplier
+        if multiplier == 0.0:
+            continue
         raw = [weigher.weigh(host, spec) for host in passing]
         for index, value in enumerate(weighers_mod.normalize(raw)):
-            totals[index] += weigher.multiplier * value
+            totals[index] += multiplier * value
     order = sorted(range(len(passing)), key=lambda i: (-totals[i], passing[i].host))
     return [passing[i] for i in order]
 
 
-#: claim(instance_uuid, host, vcpus, memory_mib, disk_gib) -> whether the host took it.
-ClaimFn = Callable[[str, str, int, int, int], bool]
+#: claim(spec, host) -> whether the host took the request (and its server group allowed it).
+ClaimFn = Callable[[RequestSpec, str], bool]
 
 
 class SchedulerManager:
@@ -107,9 +136,7 @@ class SchedulerManager:
         )
         ordered = select_destinations(spec, hosts, self._filters, self._weighers, context)
         for index, host in enumerate(ordered):
-            if self._claim(
-                spec.instance_uuid, host.host, spec.vcpus, spec.memory_mib, spec.disk_gib
-            ):
+            if self._claim(spec, host.host):
                 alternates = tuple(h.host for h in ordered[index + 1 : index + self._max_attempts])
                 LOG.info(
                     "instance %s claimed on %s (alternates %s)",

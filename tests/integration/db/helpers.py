@@ -82,3 +82,61 @@ def node(session_factory: db_engine.SessionFactory, host: str) -> models.Compute
         found = api.compute_node_get(session, host)
         assert found is not None
         return found
+
+
+def make_group(
+    session_factory: db_engine.SessionFactory,
+    policy: str,
+    *,
+    max_server_per_host: int | None = None,
+    namespace: str = "default",
+    name: str | None = None,
+    uuid: str | None = None,
+) -> models.ServerGroup:
+    """Record a ServerGroup object as the api handler would."""
+    uuid = uuid or str(uuidlib.uuid4())
+    with db_engine.transaction(session_factory) as session:
+        return api.server_group_upsert(
+            session,
+            uuid=uuid,
+            name=name or f"group-{uuid[:8]}",
+            namespace=namespace,
+            policy=policy,
+            max_server_per_host=max_server_per_host,
+        )
+
+
+def claim(
+    session_factory: db_engine.SessionFactory,
+    uuid: str,
+    host: str,
+    group: models.ServerGroup | None = None,
+) -> bool:
+    """Claim the 1 vCPU, 512 MiB, 1 GiB flavor, into ``group`` if given."""
+    return api.claim_resources(
+        session_factory,
+        uuid,
+        host,
+        1,
+        512,
+        1,
+        server_group=api.ServerGroupClaim.from_group(group) if group is not None else None,
+    )
+
+
+def member_hosts(session_factory: db_engine.SessionFactory, group_id: int) -> dict[str, int]:
+    """A fresh read of the group's {host: live members}."""
+    with db_engine.transaction(session_factory) as session:
+        return api.server_group_member_hosts(session, group_id)
+
+
+def members(session_factory: db_engine.SessionFactory, group_id: int) -> list[str]:
+    """A fresh read of the group's member rows (every row, whatever the instance's state)."""
+    with db_engine.transaction(session_factory) as session:
+        return list(
+            session.scalars(
+                sa.select(models.ServerGroupMember.instance_uuid)
+                .where(models.ServerGroupMember.group_id == group_id)
+                .order_by(models.ServerGroupMember.id)
+            )
+        )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import pathlib
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
 from kubenova.db import migration, models
+from tests.integration.db.helpers import IMAGE
 
 pytestmark = pytest.mark.integration
 
@@ -23,6 +25,8 @@ TABLES = {
     "instance_actions",
     "instance_actions_events",
     "instance_faults",
+    "server_groups",
+    "server_group_members",
 }
 
 
@@ -54,6 +58,49 @@ def test_sync_brings_an_empty_database_to_head(empty_db_url):
     assert result.returncode == 0, result.stderr
     assert migration.db_version(empty_db_url) == migration.head_revision()
     assert set(_schema(empty_db_url)) == TABLES | {"alembic_version"}
+
+
+def test_sync_brings_a_database_at_0001_with_data_to_head(empty_db_url):
+    assert migration.db_sync(empty_db_url, "0001") == "0001"
+    assert "server_groups" not in _schema(empty_db_url)
+    engine = sa.create_engine(empty_db_url, poolclass=sa.pool.NullPool)
+    try:
+        # Rows as code at 0001 wrote them, with 0001's columns only.
+        with engine.begin() as conn:
+            conn.execute(
+                sa.text(
+                    "INSERT INTO compute_nodes (uuid, host, created_at, deleted) "
+                    "VALUES ('cn-1', 'h1', UTC_TIMESTAMP(6), 0)"
+                )
+            )
+            conn.execute(
+                sa.text(
+                    "INSERT INTO instances (uuid, name, namespace, project_id, host, flavor, "
+                    "image, vm_state, power_state, created_at, deleted) VALUES ('i-1', 'vm', "
+                    "'default', 'default', 'h1', '{}', :image, 'active', 'running', "
+                    "UTC_TIMESTAMP(6), 0)"
+                ),
+                {"image": json.dumps(IMAGE)},
+            )
+
+        result = _manage("db", "sync", "--db-url", empty_db_url)
+
+        assert result.returncode == 0, result.stderr
+        assert "Running upgrade 0001 -> 0002" in result.stderr
+        assert migration.db_version(empty_db_url) == migration.head_revision() == "0002"
+        assert set(_schema(empty_db_url)) == TABLES | {"alembic_version"}
+        with engine.connect() as conn:
+            node = conn.execute(sa.text("SELECT host, failed_builds FROM compute_nodes")).one()
+            instance = conn.execute(
+                sa.text(
+                    "SELECT uuid, host, availability_zone, attempts, alternates, tried_hosts "
+                    "FROM instances"
+                )
+            ).one()
+    finally:
+        engine.dispose()
+    assert tuple(node) == ("h1", 0)
+    assert tuple(instance) == ("i-1", "h1", None, 0, None, None)
 
 
 def test_sync_twice_is_a_no_op(empty_db_url):

@@ -14,6 +14,7 @@ class Record:
     launched_at: datetime.datetime | None = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
     generation: int = 3
     request_id: str | None = "req-1"
+    availability_zone: str | None = None
 
 
 def test_running_record_projects_running_ready_and_scheduled():

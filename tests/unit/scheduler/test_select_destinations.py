@@ -2,10 +2,16 @@ import datetime
 
 import pytest
 
-from kubenova.scheduler.filters import compute_filter, resource_filter
+from kubenova.scheduler.filters import (
+    DEFAULT_FILTERS,
+    compute_filter,
+    load_filters,
+    resource_filter,
+)
 from kubenova.scheduler.manager import NoValidHost, SchedulerManager, select_destinations
+from kubenova.scheduler.weighers import load_weighers
 from kubenova.scheduler.weighers.ram_weigher import RAMWeigher
-from tests.unit.scheduler.conftest import NOW, make_host, make_spec
+from tests.unit.scheduler.conftest import NOW, group_spec, make_host, make_spec
 
 FILTERS = [compute_filter.ComputeFilter(), resource_filter.ResourceFilter()]
 
@@ -51,7 +57,7 @@ def test_schedule_claims_the_best_host_and_falls_back_when_a_claim_loses_a_race(
     ]
     claims = []
 
-    def claim(uuid, host, vcpus, memory, disk):
+    def claim(spec, host):
         claims.append(host)
         return host != "first"  # someone else just filled "first"
 
@@ -74,3 +80,119 @@ def test_schedule_raises_no_valid_host_when_every_claim_is_refused():
     )
     with pytest.raises(NoValidHost, match="lost a race"):
         scheduler.schedule(make_spec())
+
+
+ALL_FILTERS = load_filters(DEFAULT_FILTERS)
+ZONE = "topology.kubernetes.io/zone"
+DOWN = NOW - datetime.timedelta(minutes=5)
+
+
+def test_forced_host_is_chosen_over_filters_an_administrator_may_override(context):
+    hosts = [
+        make_host("free"),
+        make_host("forced", labels={ZONE: "az2"}, memory_mib_used=6000),
+    ]
+    spec = group_spec(
+        "anti-affinity",
+        member_hosts={"forced": 1},
+        availability_zone="az1",
+        node_selector={"disktype": "ssd"},
+        image_architecture="aarch64",
+        forced_host="forced",
+    )
+    ordered = select_destinations(spec, hosts, ALL_FILTERS, load_weighers(), context)
+    assert [h.host for h in ordered] == ["forced"]
+
+
+@pytest.mark.parametrize(
+    ("forced_overrides", "spec_overrides", "reason"),
+    [
+        ({"last_seen_up": DOWN}, {}, "down"),
+        ({"disabled": True}, {}, "disabled"),
+        ({"memory_mib_used": 8000}, {}, "insufficient memory"),
+        ({}, {"ignore_hosts": frozenset({"forced"})}, "already tried"),
+    ],
+    ids=["down", "disabled", "full", "already tried"],
+)
+def test_forced_host_is_still_checked_for_liveness_room_and_retries(
+    context, forced_overrides, spec_overrides, reason
+):
+    hosts = [make_host("other1"), make_host("forced", **forced_overrides), make_host("other2")]
+    spec = make_spec(forced_host="forced", **spec_overrides)
+    with pytest.raises(NoValidHost) as raised:
+        select_destinations(spec, hosts, ALL_FILTERS, load_weighers(), context)
+    assert str(raised.value) == f"0/3 hosts: 2 not the forced host, 1 {reason}"
+
+
+def test_forced_host_that_is_not_a_compute_node_rejects_every_host(context):
+    spec = make_spec(forced_host="nowhere")
+    with pytest.raises(NoValidHost) as raised:
+        select_destinations(spec, [make_host("a"), make_host("b")], ALL_FILTERS, [], context)
+    assert str(raised.value) == "0/2 hosts: 2 not the forced host"
+
+
+def test_rejection_message_counts_each_reason_across_filters_largest_first(context):
+    hosts = (
+        [make_host(f"full{i:02}", memory_mib_used=8000) for i in range(62)]
+        + [make_host(f"member{i:02}") for i in range(30)]
+        # Down and full: counted once, under the first filter that rejects it.
+        + [make_host(f"down{i}", last_seen_up=DOWN, memory_mib_used=8000) for i in range(8)]
+    )
+    spec = group_spec("anti-affinity", member_hosts={f"member{i:02}": 1 for i in range(30)})
+    with pytest.raises(NoValidHost) as raised:
+        select_destinations(spec, hosts, ALL_FILTERS, load_weighers(), context)
+    assert str(raised.value) == "0/100 hosts: 62 insufficient memory, 30 anti-affinity, 8 down"
+    assert sum(raised.value.rejections.values()) == 100
+
+
+def test_every_filter_reason_shows_up_in_one_message(context):
+    hosts = [
+        make_host("a", disabled=True),
+        make_host("b"),
+        make_host("c", labels={ZONE: "az2"}),
+        make_host("d", vcpus_used=16, labels={ZONE: "az1"}),
+        make_host("e", labels={ZONE: "az1"}),
+        make_host("f", labels={ZONE: "az1", "disktype": "ssd"}, cpu_arch="aarch64"),
+        make_host("g", labels={ZONE: "az1", "disktype": "ssd"}, cpu_arch="x86_64"),
+        make_host("h", labels={ZONE: "az1", "disktype": "ssd"}, cpu_arch="x86_64"),
+    ]
+    spec = group_spec(
+        "anti-affinity",
+        member_hosts={"g": 1, "h": 1},
+        availability_zone="az1",
+        node_selector={"disktype": "ssd"},
+        image_architecture="x86_64",
+        ignore_hosts=frozenset({"b"}),
+    )
+    with pytest.raises(NoValidHost) as raised:
+        select_destinations(spec, hosts, ALL_FILTERS, [], context)
+    assert raised.value.rejections == {
+        "disabled": 1,
+        "already tried": 1,
+        "availability zone": 1,
+        "insufficient vcpu": 1,
+        "node selector": 1,
+        "image properties": 1,
+        "anti-affinity": 2,
+    }
+    assert str(raised.value).startswith("0/8 hosts: 2 anti-affinity, 1 disabled, 1 already tried")
+
+
+def test_default_pipeline_places_on_the_one_host_that_meets_every_constraint(context):
+    good = {"labels": {ZONE: "az1", "disktype": "ssd"}, "cpu_arch": "x86_64"}
+    hosts = [
+        make_host("busy-fit", memory_mib_used=4000, **good),
+        make_host("idle-fit", **good),
+        make_host("failing-fit", failed_builds=2, **good),
+        make_host("member", **good),
+        make_host("other-zone", labels={ZONE: "az2", "disktype": "ssd"}, cpu_arch="x86_64"),
+    ]
+    spec = group_spec(
+        "anti-affinity",
+        member_hosts={"member": 1},
+        availability_zone="az1",
+        node_selector={"disktype": "ssd"},
+        image_architecture="x86_64",
+    )
+    ordered = select_destinations(spec, hosts, ALL_FILTERS, load_weighers(), context)
+    assert [h.host for h in ordered] == ["idle-fit", "busy-fit", "failing-fit"]

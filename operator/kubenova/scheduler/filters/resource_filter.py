@@ -9,15 +9,24 @@ only make the scheduler try a host that then refuses, never overcommit one.
 from __future__ import annotations
 
 import logging
+from typing import Final
 
-from kubenova.scheduler.filters import BaseHostFilter, FilterContext, FilterResult
+from kubenova.scheduler.filters import PASS, BaseHostFilter, FilterContext, FilterResult
 from kubenova.scheduler.host_state import HostState, RequestSpec
 
 LOG = logging.getLogger(__name__)
 
+NO_MEMORY: Final = FilterResult.reject("insufficient memory")
+NO_VCPU: Final = FilterResult.reject("insufficient vcpu")
+NO_DISK: Final = FilterResult.reject("insufficient disk")
+
 
 class ResourceFilter(BaseHostFilter):
+    """Reject a host without room, naming the first missing resource (memory, then vCPU,
+    then disk). Applies to a forced host too: placement claims on it all the same."""
+
     name = "ResourceFilter"
+    RUN_ON_FORCED_HOST = True
 
     def host_passes(
         self, host_state: HostState, spec: RequestSpec, context: FilterContext
@@ -30,9 +39,21 @@ class ResourceFilter(BaseHostFilter):
                 host_state.free_memory_mib,
                 spec.memory_mib,
             )
-            return FilterResult.reject("insufficient memory")
+            return NO_MEMORY
         if host_state.free_vcpus < spec.vcpus:
-            return FilterResult.reject("insufficient vcpu")
+            LOG.debug(
+                "%s has %.1f vCPUs free, %d wanted",
+                host_state.host,
+                host_state.free_vcpus,
+                spec.vcpus,
+            )
+            return NO_VCPU
         if host_state.free_disk_gib < spec.disk_gib:
-            return FilterResult.reject("insufficient disk")
-        return FilterResult.ok()
+            LOG.debug(
+                "%s has %.0f GiB free, %d wanted",
+                host_state.host,
+                host_state.free_disk_gib,
+                spec.disk_gib,
+            )
+            return NO_DISK
+        return PASS

@@ -1,6 +1,8 @@
 """RAMWeigher: prefer the host with the most free memory (spread).
 
-A negative multiplier packs instead: the host with the least free memory wins.
+Raw weight: free memory in MiB after allocation ratio, reservation and claims. Default
+multiplier 1.0 (Nova's ``ram_weight_multiplier``); a negative multiplier packs instead:
+the host with the least free memory wins.
 """
 
 from __future__ import annotations

@@ -1,0 +1,183 @@
+"""What the benchmarks under hack/bench share: the local stack's settings, Kubernetes access,
+the operator's CPU time and message counters, MariaDB's query counter, and percentiles.
+
+Settings come from the environment, as for every process of the stack (hack/lib/env.sh); the
+defaults are the local stack's.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import pathlib
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Sequence
+from typing import Any
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+STATE = pathlib.Path(os.environ.get("KUBENOVA_STATE", ROOT / ".kubenova"))
+KUBECONFIG = pathlib.Path(os.environ.get("KUBECONFIG", STATE / "kubeconfig"))
+DB_URL = os.environ.get(
+    "KUBENOVA_DB_URL",
+    "mysql+pymysql://kubenova:kubenova-dev@127.0.0.1:3306/nova?charset=utf8mb4",
+)
+METRICS_URL = f"http://127.0.0.1:{os.environ.get('KUBENOVA_METRICS_PORT', '9090')}/metrics"
+OPERATOR_PIDFILE = STATE / "run" / "operator.pid"
+
+GROUP = "compute.kubenova.io"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+TINY_IMAGE = "kubenova-tiny"
+
+
+class BenchError(Exception):
+    """The benchmark cannot run or cannot go on; the message says why."""
+
+
+def log(message: str) -> None:
+    """A progress line, on stderr so that stdout stays the summary and the JSON line."""
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def kube_api(pool_size: int = 16) -> tuple[Any, Any]:
+    """(CustomObjectsApi, CoreV1Api) on the local stack's kubeconfig."""
+    from kubernetes import client, config
+
+    configuration = client.Configuration()
+    config.load_kube_config(  # type: ignore[no-untyped-call]
+        config_file=str(KUBECONFIG), client_configuration=configuration
+    )
+    # One connection per worker thread, so that a burst does not queue on the pool.
+    configuration.connection_pool_maxsize = pool_size
+    api_client = client.ApiClient(configuration)
+    return client.CustomObjectsApi(api_client), client.CoreV1Api(api_client)
+
+
+def get_cluster_object(custom: Any, plural: str, name: str) -> dict[str, Any] | None:
+    """A cluster-scoped Kubenova object, or None when it does not exist."""
+    from kubernetes.client import exceptions
+
+    try:
+        obj: dict[str, Any] = custom.get_cluster_custom_object(GROUP, VERSION, plural, name)
+    except exceptions.ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+    return obj
+
+
+def operator_pid(explicit: int | None) -> int:
+    """The operator's pid: ``explicit``, else the one `make up` recorded; checked alive."""
+    if explicit is None:
+        try:
+            explicit = int(OPERATOR_PIDFILE.read_text().split()[0])
+        except (OSError, ValueError, IndexError) as exc:
+            raise BenchError(
+                f"no operator pid in {OPERATOR_PIDFILE}: start the stack with `make up` "
+                "(or pass --operator-pid)"
+            ) from exc
+    try:
+        cmdline = pathlib.Path(f"/proc/{explicit}/cmdline").read_bytes()
+    except OSError as exc:
+        raise BenchError(f"the operator (pid {explicit}) is not running") from exc
+    if b"kubenova-operator" not in cmdline:
+        raise BenchError(f"pid {explicit} is not a kubenova-operator")
+    return explicit
+
+
+def process_cpu_s(pid: int) -> float:
+    """User plus system CPU seconds ``pid`` has used (``utime + stime`` in /proc/PID/stat)."""
+    stat = pathlib.Path(f"/proc/{pid}/stat").read_text()
+    # The fields after the command name, which is in parentheses and may contain spaces.
+    fields = stat.rpartition(")")[2].split()
+    utime, stime = int(fields[11]), int(fields[12])
+    return (utime + stime) / os.sysconf("SC_CLK_TCK")
+
+
+def process_rss_mib(pid: int) -> float:
+    """Resident memory of ``pid`` in MiB."""
+    for line in pathlib.Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def rpc_messages(url: str) -> float | None:
+    """Published plus consumed messages on the operator's metrics endpoint; None if it is
+    unreachable (the figure is then left out rather than guessed)."""
+    from prometheus_client import parser
+
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            text = response.read().decode()
+    except OSError:
+        return None
+    total = 0.0
+    for family in parser.text_string_to_metric_families(text):
+        if family.name in (
+            "kubenova_rpc_messages_published",
+            "kubenova_rpc_messages_consumed",
+        ):
+            total += sum(s.value for s in family.samples if s.name.endswith("_total"))
+    return total
+
+
+def db_engine() -> Any:
+    """A SQLAlchemy engine on $KUBENOVA_DB_URL."""
+    import sqlalchemy
+
+    return sqlalchemy.create_engine(DB_URL, pool_pre_ping=True)
+
+
+def db_questions(engine: Any) -> int:
+    """MariaDB's global count of statements clients sent (every client, not only ours)."""
+    import sqlalchemy
+
+    with engine.connect() as connection:
+        row = connection.execute(sqlalchemy.text("SHOW GLOBAL STATUS LIKE 'Questions'")).one()
+    return int(row[1])
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The ``q``-th percentile (0-100) by the nearest-rank method; NaN for no values."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    rank = max(1, math.ceil(q / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
+def median(values: Sequence[float]) -> float:
+    """The median (the mean of the middle two for an even count); NaN for no values."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    if len(ordered) % 2:
+        return ordered[middle]
+    return (ordered[middle - 1] + ordered[middle]) / 2
+
+
+def rounded(value: float | None, digits: int = 3) -> float | None:
+    """``value`` rounded for the JSON line; NaN and None become null."""
+    if value is None or math.isnan(value):
+        return None
+    return round(value, digits)
+
+
+def sim_hosts(*args: str) -> None:
+    """Run hack/sim-hosts.sh with ``args``; its messages go to stderr."""
+    result = subprocess.run(
+        [str(ROOT / "hack" / "sim-hosts.sh"), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        check=False,
+    )
+    for line in result.stdout.splitlines():
+        log(f"sim-hosts: {line}")
+    if result.returncode != 0:
+        raise BenchError(f"hack/sim-hosts.sh {' '.join(args)} failed ({result.returncode})")

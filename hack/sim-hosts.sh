@@ -1,0 +1,270 @@
+#!/usr/bin/env bash
+# shellcheck source-path=SCRIPTDIR
+# Simulated hypervisor hosts: node-agents on the test driver (libvirt's test:///default), one
+# process per host, for benchmarks and tests of many hosts on one machine.
+#
+#   hack/sim-hosts.sh start N [--prefix P] [--vcpus V] [--memory-mib M] [--disk-gib D]
+#                             [--zones a,b,c] [--label K=V]... [--log-level L]
+#   hack/sim-hosts.sh stop [--prefix P]
+#   hack/sim-hosts.sh stats [--prefix P]
+#
+# start: hosts P-001 ... P-N (prefix default `sim`; 8 vCPUs, 16384 MiB, 200 GiB unless told).
+#   Each gets its RabbitMQ user agent-P-NNN with the permissions hack/rabbitmq-agent-user.sh
+#   gives (its own queue only), all created in one `rabbitmqctl import_definitions` (one run
+#   for any number of hosts, instead of three half-second rabbitmqctl runs per host), its URL
+#   in $KUBENOVA_STATE/agents/P-NNN.amqp-url, its pid file in $KUBENOVA_STATE/run/agent-P-NNN.pid
+#   and its log in $KUBENOVA_STATE/logs/agent-P-NNN.log. --zones spreads the hosts round-robin
+#   over the label topology.kubernetes.io/zone=a, =b, ...; --label adds labels to every host,
+#   and every host carries kubenova.io/sim-prefix=P.
+#   Hosts already running are left as they are.
+# stop: SIGTERM every agent of the prefix (SIGKILL after 20 s). Nothing is deleted: the hosts'
+#   records, Hypervisor objects, queues and RabbitMQ users stay, and the hosts go down.
+# stats: how many agents of the prefix run, their summed RSS and the CPU time they have used.
+set -euo pipefail
+
+# shellcheck source=lib/env.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib/env.sh"
+# shellcheck source=lib/daemon.sh
+. "$KUBENOVA_ROOT/hack/lib/daemon.sh"
+# shellcheck source=lib/proc.sh
+. "$KUBENOVA_ROOT/hack/lib/proc.sh"
+# shellcheck source=lib/rabbitmq.sh
+. "$KUBENOVA_ROOT/hack/lib/rabbitmq.sh"
+
+AGENT="$KUBENOVA_ROOT/.venv/bin/kubenova-agent"
+AGENTS_DIR="$KUBENOVA_STATE/agents"
+ZONE_LABEL="topology.kubernetes.io/zone"
+PREFIX_LABEL="kubenova.io/sim-prefix"
+
+usage() {
+  sed -n '6,9p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+  exit 2
+}
+
+# host_name PREFIX INDEX: P-001 (three digits at least, so names sort in order).
+host_name() { printf '%s-%03d' "$1" "$2"; }
+
+# agent_pids PREFIX: "NAME PID" for each agent of PREFIX whose pid file names a live process.
+agent_pids() {
+  local pidfile name pid
+  for pidfile in "$KN_RUN_DIR/agent-$1-"*.pid; do
+    [[ -e $pidfile ]] || continue
+    name=$(basename "$pidfile" .pid)
+    # Only P-<digits>: prefix "sim" must not take the agents of prefix "sim-big".
+    [[ $name =~ ^agent-$1-[0-9]+$ ]] || continue
+    pid=$(kn_pidfile_pid "$pidfile") || continue
+    printf '%s %s\n' "$name" "$pid"
+  done
+}
+
+# url_password FILE: the password inside an agent's URL file, or nothing.
+url_password() {
+  [[ -s $1 ]] || return 0
+  sed -n 's|^amqp://[^:/@]*:\([A-Za-z0-9]*\)@.*$|\1|p' "$1"
+}
+
+# write_url_file HOST PASSWORD: the agent's URL file, mode 0600, replaced atomically.
+write_url_file() {
+  local host=$1 password=$2 file="$AGENTS_DIR/$1.amqp-url" vhost url tmp
+  vhost=${KUBENOVA_AMQP_VHOST//%/%25}
+  vhost=${vhost//\//%2F}
+  url="amqp://agent-$host:$password@127.0.0.1:5672/$vhost"
+  if [[ ! -f $file || $(<"$file") != "$url" ]]; then
+    tmp=$(mktemp "$AGENTS_DIR/.$host.XXXXXX")
+    printf '%s\n' "$url" >"$tmp"
+    chmod 0600 "$tmp"
+    mv -f "$tmp" "$file"
+  fi
+  chmod 0600 "$file"
+}
+
+# ensure_users HOST...: every host's RabbitMQ user, password and permissions, in one import.
+# The permission rules are hack/rabbitmq-agent-user.sh's; see its header for what they allow.
+# Lines of "user password configure write read topic-write topic-read" go to a small Python
+# program on stdin (so no password reaches a command line), which writes the definitions
+# document; rabbitmqctl reads it from stdin too. Importing merges: other users are untouched.
+ensure_users() {
+  local host password queue exchange dlx
+  mkdir -p "$AGENTS_DIR"
+  chmod 0700 "$AGENTS_DIR"
+  exchange=$(kn_regex_quote "$KN_AMQP_EXCHANGE")
+  dlx=$(kn_regex_quote "$KN_AMQP_DEAD_LETTER_EXCHANGE")
+  kn_rabbit_ensure_vhost "$KUBENOVA_AMQP_VHOST"
+  for host in "$@"; do
+    password=$(url_password "$AGENTS_DIR/$host.amqp-url")
+    if [[ -z $password ]]; then
+      # 32 alphanumerics (about 190 bits), safe inside a URL without escaping.
+      password=$(tr -dc 'A-Za-z0-9' </dev/urandom | head -c 32 || true)
+      [[ ${#password} == 32 ]] || kn_die "could not generate a password"
+    fi
+    write_url_file "$host" "$password"
+    queue=$(kn_regex_quote "compute.$host")
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "agent-$host" "$password" \
+      "^$queue\$" "^($exchange|$dlx|$queue)\$" "^($exchange|$queue)\$" \
+      '^conductor$' "^$queue\$"
+  done | "$KUBENOVA_ROOT/.venv/bin/python" -c '
+import base64, hashlib, json, os, sys
+vhost, exchange = sys.argv[1], sys.argv[2]
+users, permissions, topic_permissions = [], [], []
+for line in sys.stdin:
+    user, password, configure, write, read, topic_write, topic_read = line.rstrip("\n").split("\t")
+    # RabbitMQ 3.x rabbit_password_hashing_sha256: base64(salt + sha256(salt + password)).
+    salt = os.urandom(4)
+    digest = hashlib.sha256(salt + password.encode()).digest()
+    users.append({
+        "name": user,
+        "password_hash": base64.b64encode(salt + digest).decode(),
+        "hashing_algorithm": "rabbit_password_hashing_sha256",
+        "tags": [],
+    })
+    permissions.append(
+        {"user": user, "vhost": vhost, "configure": configure, "write": write, "read": read}
+    )
+    topic_permissions.append({
+        "user": user, "vhost": vhost, "exchange": exchange,
+        "write": topic_write, "read": topic_read,
+    })
+json.dump(
+    {"users": users, "permissions": permissions, "topic_permissions": topic_permissions},
+    sys.stdout,
+    indent=1,
+)
+print()
+' "$KUBENOVA_AMQP_VHOST" "$KN_AMQP_EXCHANGE" |
+    kn_rabbitmqctl -q import_definitions --format json >/dev/null ||
+    kn_die "could not import the RabbitMQ users of the simulated hosts"
+}
+
+cmd_start() {
+  local count="" prefix=sim vcpus=8 memory=16384 disk=200 zones="" log_level=INFO
+  local -a labels=()
+  while (($#)); do
+    case "$1" in
+      --prefix) prefix=${2:?}; shift 2 ;;
+      --vcpus) vcpus=${2:?}; shift 2 ;;
+      --memory-mib) memory=${2:?}; shift 2 ;;
+      --disk-gib) disk=${2:?}; shift 2 ;;
+      --zones) zones=${2:?}; shift 2 ;;
+      --label) labels+=("${2:?}"); shift 2 ;;
+      --log-level) log_level=${2:?}; shift 2 ;;
+      -h | --help) usage ;;
+      -*) kn_die "unknown option $1" ;;
+      *) [[ -z $count ]] || usage; count=$1; shift ;;
+    esac
+  done
+  [[ $count =~ ^[1-9][0-9]*$ ]] || kn_die "start wants a number of hosts, got '${count}'"
+  for value in "$vcpus" "$memory" "$disk"; do
+    [[ $value =~ ^[1-9][0-9]*$ ]] || kn_die "not a positive integer: '$value'"
+  done
+  # The prefix becomes part of host names, which name Hypervisor objects (lower-case DNS
+  # names), RabbitMQ users, queues and permission regexes.
+  [[ $prefix =~ ^[a-z0-9]([a-z0-9-]{0,40}[a-z0-9])?$ ]] ||
+    kn_die "invalid prefix '$prefix' (lower-case letters, digits and dashes)"
+  local label
+  for label in "${labels[@]}"; do
+    [[ $label == ?*=* ]] || kn_die "--label wants KEY=VALUE, got '$label'"
+  done
+  local -a zone_list=()
+  [[ -z $zones ]] || IFS=, read -r -a zone_list <<<"$zones"
+  [[ -x $AGENT ]] || kn_die "$AGENT is missing: run make venv"
+  kn_rabbit_registered || kn_die "RabbitMQ is not running; start it with hack/services.sh up"
+
+  local -a hosts=()
+  local i
+  for ((i = 1; i <= count; i++)); do hosts+=("$(host_name "$prefix" "$i")"); done
+  kn_log "RabbitMQ users for ${#hosts[@]} hosts ($prefix-*)"
+  ensure_users "${hosts[@]}"
+
+  local host started=0 pid
+  local -a argv
+  for ((i = 0; i < count; i++)); do
+    host=${hosts[i]}
+    if pid=$(kn_pidfile_pid "$(proc_pidfile "agent-$host")"); then
+      continue
+    fi
+    argv=("$AGENT" --driver test --host "$host" --vcpus "$vcpus" --memory-mib "$memory"
+      --disk-gib "$disk" --amqp-url-file "$AGENTS_DIR/$host.amqp-url" --log-level "$log_level")
+    # Every host says which simulation it belongs to, so a benchmark can keep its instances
+    # on its own hosts (nodeSelector) and away from real ones.
+    argv+=(--label "$PREFIX_LABEL=$prefix")
+    for label in "${labels[@]}"; do argv+=(--label "$label"); done
+    if ((${#zone_list[@]})); then
+      argv+=(--label "$ZONE_LABEL=${zone_list[i % ${#zone_list[@]}]}")
+    fi
+    pid=$(kn_spawn "$KN_LOG_DIR/agent-$host.log" "${argv[@]}")
+    printf '%s\n' "$pid" >"$(proc_pidfile "agent-$host")"
+    started=$((started + 1))
+  done
+  kn_log "started $started simulated hosts ($((count - started)) already running);" \
+    "logs in $KN_LOG_DIR/agent-$prefix-NNN.log"
+}
+
+cmd_stop() {
+  local prefix=sim
+  while (($#)); do
+    case "$1" in
+      --prefix) prefix=${2:?}; shift 2 ;;
+      *) usage ;;
+    esac
+  done
+  local -a names=() pids=()
+  local name pid
+  while read -r name pid; do
+    names+=("$name")
+    pids+=("$pid")
+  done < <(agent_pids "$prefix")
+  # All at once: one by one, a hundred agents would take a hundred shutdowns.
+  ((${#pids[@]} == 0)) || kill -TERM "${pids[@]}" 2>/dev/null || true
+  local deadline=$((SECONDS + 20)) alive
+  while :; do
+    alive=()
+    for pid in "${pids[@]}"; do
+      if kn_pid_alive "$pid"; then alive+=("$pid"); fi
+    done
+    ((${#alive[@]})) || break
+    if ((SECONDS >= deadline)); then
+      kn_log "${#alive[@]} agents ignored SIGTERM for 20s; killing them"
+      kill -KILL "${alive[@]}" 2>/dev/null || true
+      break
+    fi
+    sleep 0.2
+  done
+  for name in "${names[@]}"; do rm -f "$(proc_pidfile "$name")"; done
+  # Pid files of agents that had already exited.
+  for name in "$KN_RUN_DIR/agent-$prefix-"*.pid; do
+    [[ -e $name && $(basename "$name" .pid) =~ ^agent-$prefix-[0-9]+$ ]] && rm -f "$name"
+  done
+  kn_log "stopped ${#pids[@]} simulated hosts ($prefix-*)"
+}
+
+cmd_stats() {
+  local prefix=sim
+  while (($#)); do
+    case "$1" in
+      --prefix) prefix=${2:?}; shift 2 ;;
+      *) usage ;;
+    esac
+  done
+  local name pid count=0 rss_kib=0 ticks=0 rss stat
+  local -a fields
+  while read -r name pid; do
+    rss=$(awk '/^VmRSS:/ {print $2}' "/proc/$pid/status" 2>/dev/null) || continue
+    stat=$(cat "/proc/$pid/stat" 2>/dev/null) || continue
+    # Fields after the parenthesised command name: utime and stime are the 12th and 13th.
+    read -r -a fields <<<"${stat##*) }"
+    count=$((count + 1))
+    rss_kib=$((rss_kib + ${rss:-0}))
+    ticks=$((ticks + fields[11] + fields[12]))
+  done < <(agent_pids "$prefix")
+  local hz
+  hz=$(getconf CLK_TCK)
+  printf 'agents=%d rss_mib=%d cpu_s=%d.%02d\n' "$count" $((rss_kib / 1024)) \
+    $((ticks / hz)) $(((ticks % hz) * 100 / hz))
+}
+
+case "${1:-}" in
+  start) shift; cmd_start "$@" ;;
+  stop) shift; cmd_stop "$@" ;;
+  stats) shift; cmd_stats "$@" ;;
+  *) usage ;;
+esac

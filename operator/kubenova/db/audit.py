@@ -1,0 +1,167 @@
+"""The inputs of the periodic audits that converge records, claims and what hosts run.
+
+Pure queries: nothing here writes. Each answer is one transaction's view, and under
+REPEATABLE READ every query of one transaction reads the same snapshot, so run the queries of
+one audit in one transaction. What a host reports is older than any snapshot (it was taken on
+the host before the message travelled), so a difference can be a race rather than a fault: an
+instance claimed on the host after the agent listed its domains looks missing, a domain
+deleted in between looks orphaned. Act on a difference only when two audits in a row agree
+(Nova's periodic tasks likewise wait out a grace period before touching a running domain).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Collection, Iterable, Iterator
+from typing import Final, NamedTuple
+
+import sqlalchemy as sa
+from sqlalchemy import orm
+
+from kubenova.db import models
+from kubenova.db.placement import Usage
+
+# Keeps each IN (...) list to a size every MySQL server parses quickly.
+_CHUNK: Final = 500
+
+
+class UsageDiscrepancy(NamedTuple):
+    """A host whose usage counters (``compute_nodes.*_used``, what claims added up) differ
+    from the sum of its allocations (what instances hold)."""
+
+    host: str
+    claimed: Usage
+    allocated: Usage
+
+
+@dataclasses.dataclass(frozen=True)
+class UnrecordedDomains:
+    """Instances a host reported running for which this host has no live record.
+
+    - ``soft_deleted``: the record exists but is deleted (a delete that did not reach the host,
+      or a host that was down at the time): the domain is a leftover to reap.
+    - ``unknown``: no record was ever written for this uuid: not Kubenova's, or a record that
+      was purged. Report it; never reap what the database never knew.
+    - ``elsewhere``: the record is live but on another host or on none (a build that failed
+      here and was rescheduled): a leftover on this host.
+    """
+
+    soft_deleted: list[str]
+    unknown: list[str]
+    elsewhere: list[str]
+
+
+def usage_audit(session: orm.Session) -> list[UsageDiscrepancy]:
+    """Every live compute node whose ``*_used`` counters differ from the sum of its
+    allocations, ordered by host; empty when all agree (as claims and releases keep them).
+
+    One statement, so the counters and the sums come from one snapshot whatever the
+    isolation level, and a claim committing meanwhile cannot show as a difference.
+    """
+    node_t = models.ComputeNode
+    alloc_t = models.Allocation
+
+    def summed(resource_class: str) -> sa.ColumnElement[int]:
+        return sa.func.coalesce(
+            sa.func.sum(sa.case((alloc_t.resource_class == resource_class, alloc_t.used), else_=0)),
+            0,
+        )
+
+    rows = session.execute(
+        sa.select(
+            node_t.host,
+            node_t.vcpus_used,
+            node_t.memory_mib_used,
+            node_t.local_gb_used,
+            summed(models.VCPU),
+            summed(models.MEMORY_MB),
+            summed(models.DISK_GB),
+        )
+        .outerjoin(alloc_t, alloc_t.compute_node_id == node_t.id)
+        .where(models.live(node_t))
+        .group_by(
+            node_t.id, node_t.host, node_t.vcpus_used, node_t.memory_mib_used, node_t.local_gb_used
+        )
+        .order_by(node_t.host)
+    ).all()
+    found = []
+    for host, vcpus_used, memory_used, disk_used, vcpus, memory, disk in rows:
+        claimed = Usage(vcpus=int(vcpus_used), memory_mib=int(memory_used), disk_gib=int(disk_used))
+        allocated = Usage(vcpus=int(vcpus), memory_mib=int(memory), disk_gib=int(disk))
+        if claimed != allocated:
+            found.append(UsageDiscrepancy(host=host, claimed=claimed, allocated=allocated))
+    return found
+
+
+def allocations_without_live_instance(session: orm.Session) -> list[str]:
+    """Uuids holding allocations whose instance record is deleted or missing: claims a
+    delete or a failed build never released, which keep their host's room taken."""
+    alloc_t = models.Allocation
+    instance_t = models.Instance
+    return list(
+        session.scalars(
+            sa.select(alloc_t.instance_uuid)
+            .outerjoin(
+                instance_t,
+                sa.and_(instance_t.uuid == alloc_t.instance_uuid, models.live(instance_t)),
+            )
+            .where(instance_t.id.is_(None))
+            .group_by(alloc_t.instance_uuid)
+            .order_by(alloc_t.instance_uuid)
+        )
+    )
+
+
+def instances_not_reported(
+    session: orm.Session,
+    host: str,
+    reported_uuids: Iterable[str],
+    *,
+    exclude_vm_states: Collection[str] = (),
+) -> list[str]:
+    """Uuids of live instances recorded on ``host`` that the host did not report, oldest
+    record first: domains that vanished (or never got defined) behind the record's back.
+
+    ``exclude_vm_states`` leaves out records whose domain may rightly not exist yet, e.g.
+    ``("building",)`` for builds whose message has not reached the host.
+    """
+    reported = set(reported_uuids)
+    stmt = (
+        sa.select(models.Instance.uuid)
+        .where(models.Instance.host == host, models.live(models.Instance))
+        .order_by(models.Instance.id)
+    )
+    if exclude_vm_states:
+        stmt = stmt.where(models.Instance.vm_state.not_in(list(exclude_vm_states)))
+    return [uuid for uuid in session.scalars(stmt) if uuid not in reported]
+
+
+def reported_without_live_record(
+    session: orm.Session, host: str, reported_uuids: Iterable[str]
+) -> UnrecordedDomains:
+    """Sort the uuids ``host`` reported that have no live record on it (see
+    :class:`UnrecordedDomains`); each list sorted, each uuid once."""
+    reported = sorted(set(reported_uuids))
+    records: dict[str, tuple[int, str | None]] = {}
+    for chunk in _chunks(reported):
+        rows = session.execute(
+            sa.select(models.Instance.uuid, models.Instance.deleted, models.Instance.host).where(
+                models.Instance.uuid.in_(chunk)
+            )
+        )
+        records.update((uuid, (deleted, on)) for uuid, deleted, on in rows)
+    soft_deleted, unknown, elsewhere = [], [], []
+    for uuid in reported:
+        record = records.get(uuid)
+        if record is None:
+            unknown.append(uuid)
+        elif record[0]:
+            soft_deleted.append(uuid)
+        elif record[1] != host:
+            elsewhere.append(uuid)
+    return UnrecordedDomains(soft_deleted=soft_deleted, unknown=unknown, elsewhere=elsewhere)
+
+
+def _chunks(items: list[str]) -> Iterator[list[str]]:
+    for start in range(0, len(items), _CHUNK):
+        yield items[start : start + _CHUNK]

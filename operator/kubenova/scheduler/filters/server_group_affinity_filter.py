@@ -1,0 +1,39 @@
+"""ServerGroupAffinityFilter: a member of an "affinity" group goes where the others are.
+
+Nova's hard affinity: once any member of the group runs somewhere, every new member must
+land on a host that already has one. The first member goes anywhere. Soft affinity is a
+preference, not a rule: see the ServerGroupSoftAffinityWeigher.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Final
+
+from kubenova.scheduler.filters import PASS, BaseHostFilter, FilterContext, FilterResult
+from kubenova.scheduler.host_state import HostState, RequestSpec
+
+LOG = logging.getLogger(__name__)
+
+NOT_WITH_GROUP: Final = FilterResult.reject("affinity")
+
+
+class ServerGroupAffinityFilter(BaseHostFilter):
+    """Reject a host without a member of the request's "affinity" group ("affinity"),
+    once the group has a member anywhere."""
+
+    name = "ServerGroupAffinityFilter"
+
+    def host_passes(
+        self, host_state: HostState, spec: RequestSpec, context: FilterContext
+    ) -> FilterResult:
+        del context
+        group = spec.server_group
+        if group is None or group.policy != "affinity":
+            return PASS
+        # A host recorded with zero members holds none: it does not anchor the group.
+        occupied = group.occupied_hosts
+        if occupied and host_state.host not in occupied:
+            LOG.debug("%s has no member of affinity group %s", host_state.host, group.name)
+            return NOT_WITH_GROUP
+        return PASS

@@ -1,0 +1,67 @@
+"""The scheduler benchmark, run small against the e2e stack: it completes, reports every
+figure, never overcommits a host and leaves nothing behind. Timings are not asserted."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import uuid
+
+import pytest
+
+from tests.e2e.conftest import ROOT, kubectl
+
+pytestmark = pytest.mark.e2e
+
+FIELDS = {
+    "instances",
+    "hosts",
+    "mode",
+    "throughput_per_s",
+    "p50_s",
+    "p95_s",
+    "p99_s",
+    "overcommitted_hosts",
+    "db_queries_per_instance",
+    "messages_per_instance",
+    "operator_cpu_s",
+}
+
+
+def test_scheduler_bench_places_every_instance_without_overcommit_and_cleans_up(
+    stack: dict[str, str],
+) -> None:
+    namespace = f"e2e-bench-{uuid.uuid4().hex[:8]}"
+    metrics_port = stack.get("KUBENOVA_METRICS_PORT", "9090")
+    argv = [
+        str(ROOT / ".venv/bin/python"),
+        str(ROOT / "hack/bench/scheduler_bench.py"),
+        "--instances", "10",
+        "--hosts", "3",
+        "--prefix", "e2e-bench",
+        "--namespace", namespace,
+        "--operator-pid", stack["KUBENOVA_E2E_OPERATOR_PID"],
+        "--metrics-url", f"http://127.0.0.1:{metrics_port}/metrics",
+        "--timeout", "180",
+    ]  # fmt: skip
+    result = subprocess.run(
+        argv,
+        capture_output=True,
+        text=True,
+        env=stack,
+        timeout=540,
+        check=False,
+    )
+    detail = f"stdout:\n{result.stdout}\nstderr:\n{result.stderr[-4000:]}"
+    print(result.stdout)  # the figures, for `pytest -s`
+    assert result.returncode == 0, detail
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert set(report) == FIELDS, detail
+    assert report["instances"] == 10
+    assert report["hosts"] == 3
+    assert report["overcommitted_hosts"] == 0, detail
+    # Figures are measured, so present; their size is the benchmark's business, not the test's.
+    for field in FIELDS - {"mode"}:
+        assert isinstance(report[field], int | float), f"{field}: {report[field]!r}\n{detail}"
+    left = kubectl("get", "instances", "-n", namespace, "-o", "name", check=False)
+    assert left.stdout.strip() == "", f"left behind: {left.stdout}"
