@@ -88,6 +88,15 @@ def operator_pid(explicit: int | None) -> int:
     return explicit
 
 
+def process_alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie does not count: nothing may reap it here)."""
+    try:
+        stat = pathlib.Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] not in ("Z", "X")
+
+
 def process_cpu_s(pid: int) -> float:
     """User plus system CPU seconds ``pid`` has used (``utime + stime`` in /proc/PID/stat)."""
     stat = pathlib.Path(f"/proc/{pid}/stat").read_text()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 
 import pytest
+import yaml
 
 from tests.e2e.conftest import apply, flavor_manifest, get, instance_manifest, kubectl, wait_for
 
@@ -55,5 +56,17 @@ def test_instance_larger_than_every_host_is_pending_with_the_rejections_counted(
     assert condition["phase"] == "Pending"
     assert "insufficient memory" in condition["message"]
     assert condition["message"].startswith("0/")
+
+    def no_valid_host_events():
+        events = yaml.safe_load(kubectl("get", "events", "-n", namespace, "-o", "json").stdout)
+        return [
+            event
+            for event in events["items"]
+            if event["involvedObject"]["name"] == "huge" and event["reason"] == "NoValidHost"
+        ]
+
+    events = wait_for("a NoValidHost Event", no_valid_host_events, timeout=30)
+    assert "insufficient memory" in events[0]["message"]
+    assert events[0]["type"] == "Warning"
     kubectl("delete", "instance", "huge", "-n", namespace, "--timeout=60s")
     kubectl("delete", "flavor", flavor)

@@ -78,7 +78,7 @@ def create_instance(body: kopf.Body, memo: kopf.Memo, patch: kopf.Patch, **_: An
             patch.status["requestId"] = request_id
             if _scheduled_message(request) != str(exc):
                 # One Event per new explanation, not one per retry.
-                kopf.warn(body, reason=exc.reason, message=str(exc))
+                runtime.kube.post_event(dict(body), reason=exc.reason, message=str(exc))
             raise kopf.TemporaryError(str(exc), delay=NOT_READY_RETRY_S) from exc
 
 
@@ -109,3 +109,12 @@ def hypervisor_changed(
     """Disabling a host keeps new instances away at once; running ones stay."""
     runtime: Runtime = memo["runtime"]
     runtime.conductor.hypervisor_changed(name, dict(labels), dict(spec))
+
+
+@kopf.timer(
+    resources.GROUP, resources.VERSION, resources.HYPERVISORS, interval=60, initial_delay=30
+)
+def audit_hypervisor(name: str, memo: kopf.Memo, **_: Any) -> None:
+    """Compare what the host runs with the records and claims (see conductor.audit)."""
+    runtime: Runtime = memo["runtime"]
+    runtime.conductor.auditor.audit(name)

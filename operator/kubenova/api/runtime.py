@@ -23,6 +23,7 @@ LOG = logging.getLogger(__name__)
 @dataclasses.dataclass
 class Runtime:
     settings: OperatorSettings
+    kube: k8s.KubeClient
     session_factory: db_engine.SessionFactory
     publisher: amqp.Publisher
     conductor: ConductorManager
@@ -60,7 +61,7 @@ class Runtime:
         consumer = amqp.Consumer(
             settings.messaging, settings.messaging.conductor_topic, conductor.handle
         )
-        return cls(settings, session_factory, publisher, conductor, instances, consumer)
+        return cls(settings, kube, session_factory, publisher, conductor, instances, consumer)
 
     def start(self) -> None:
         if self.settings.metrics_port:

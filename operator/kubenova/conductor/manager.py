@@ -13,6 +13,7 @@ import logging
 from typing import Any
 
 from kubenova.compute import states
+from kubenova.conductor import audit
 from kubenova.conductor import status as status_mod
 from kubenova.config import MessagingSettings, OperatorSettings
 from kubenova.db import api as db_api
@@ -43,6 +44,7 @@ class ConductorManager:
         self.session_factory = session_factory
         self.kube = kube
         self.compute = compute
+        self.auditor = audit.HostAuditor(session_factory, kube, compute)
 
     # -- dispatch -----------------------------------------------------------------------
 
@@ -113,6 +115,7 @@ class ConductorManager:
                 )
             hypervisor_status = _hypervisor_status(node, utcnow(), up=True)
         self.kube.patch_hypervisor_status(report.host, hypervisor_status)
+        self.auditor.record_report(report.host, report.instance_uuids)
 
     def hypervisor_changed(self, host: str, labels: dict[str, str], spec: dict[str, Any]) -> None:
         """An administrator labelled, disabled or enabled a host: record it now."""

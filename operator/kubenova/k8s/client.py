@@ -7,6 +7,7 @@ above never build API paths themselves.
 
 from __future__ import annotations
 
+import datetime
 import logging
 from typing import Any, cast
 
@@ -25,6 +26,11 @@ def load_config() -> None:
         k8s_config.load_incluster_config()  # type: ignore[no-untyped-call]
     except k8s_config.ConfigException:
         k8s_config.load_kube_config()  # type: ignore[no-untyped-call]
+    configuration = k8s_client.Configuration.get_default_copy()
+    # kopf's handler threads and the conductor share one pool; the default of 10 makes
+    # a busy operator open and drop connections.
+    configuration.connection_pool_maxsize = 64
+    k8s_client.Configuration.set_default(configuration)
 
 
 class KubeClient:
@@ -113,6 +119,38 @@ class KubeClient:
                 return False
             raise
         return True
+
+    def post_event(
+        self, obj: dict[str, Any], *, reason: str, message: str, type_: str = "Warning"
+    ) -> None:
+        """Record a core/v1 Event about ``obj`` (shown by ``kubectl describe``)."""
+        meta = obj["metadata"]
+        namespace = meta.get("namespace") or "default"
+        now = datetime.datetime.now(datetime.UTC)
+        event = k8s_client.CoreV1Event(
+            metadata=k8s_client.V1ObjectMeta(generate_name=f"{meta['name']}."),
+            involved_object=k8s_client.V1ObjectReference(
+                api_version=obj.get("apiVersion"),
+                kind=obj.get("kind"),
+                name=meta["name"],
+                namespace=meta.get("namespace"),
+                uid=meta.get("uid"),
+            ),
+            reason=reason,
+            message=message[:1024],
+            type=type_,
+            first_timestamp=now,
+            last_timestamp=now,
+            count=1,
+            source=k8s_client.V1EventSource(component="kubenova-operator"),
+            reporting_component="kubenova-operator",
+            reporting_instance="kubenova-operator",
+        )
+        try:
+            self._core.create_namespaced_event(namespace, event)
+        except k8s_exceptions.ApiException as exc:
+            # An Event is a courtesy: never fail the work because it could not be posted.
+            LOG.warning("could not post event %s on %s: %s", reason, meta["name"], exc.reason)
 
     def get_hypervisor(self, host: str) -> dict[str, Any] | None:
         return self._get_cluster(resources.HYPERVISORS, host)

@@ -1,0 +1,93 @@
+"""The periodic host audit on a real database: what it reports, and what it reaps only
+once two audits agree."""
+
+from __future__ import annotations
+
+import uuid as uuidlib
+
+import pytest
+
+from kubenova.conductor.audit import HostAuditor
+from kubenova.db import api as db_api
+from kubenova.db import engine as db_engine
+from tests.integration.db.helpers import claim, make_host, make_instance
+
+pytestmark = pytest.mark.integration
+
+
+class RecordingKube:
+    def __init__(self) -> None:
+        self.statuses: list[tuple[str, dict]] = []
+
+    def patch_hypervisor_status(self, host, status):
+        self.statuses.append((host, status))
+
+
+class RecordingCompute:
+    def __init__(self) -> None:
+        self.terminated: list[tuple[str, str]] = []
+
+    def terminate_instance(self, host, instance_uuid, request_id):
+        self.terminated.append((host, instance_uuid))
+        return "message-id"
+
+
+@pytest.fixture
+def auditor_parts(db_session_factory):
+    kube, compute = RecordingKube(), RecordingCompute()
+    make_host(db_session_factory, "h1", vcpus=8, memory_mib=8192, local_gb=100)
+    auditor = HostAuditor(db_session_factory, kube, compute)
+    return auditor, kube, compute, db_session_factory
+
+
+def _running_on(session_factory, host: str) -> str:
+    instance_uuid = make_instance(session_factory)
+    assert claim(session_factory, instance_uuid, host)
+    with db_engine.transaction(session_factory) as session:
+        db_api.instance_update(session, instance_uuid, vm_state="active", task_state=None)
+    return instance_uuid
+
+
+def test_host_running_exactly_its_instances_is_in_sync(auditor_parts):
+    auditor, kube, compute, sf = auditor_parts
+    instance_uuid = _running_on(sf, "h1")
+    auditor.record_report("h1", (instance_uuid,))
+    audit = auditor.audit("h1")
+    assert audit["inSync"] is True
+    assert kube.statuses[-1] == ("h1", {"audit": audit})
+    assert compute.terminated == []
+
+
+def test_missing_and_unknown_domains_are_reported_and_never_terminated(auditor_parts):
+    auditor, _, compute, sf = auditor_parts
+    recorded = _running_on(sf, "h1")
+    stranger = str(uuidlib.uuid4())
+    auditor.record_report("h1", (stranger,))
+    for _ in range(2):
+        audit = auditor.audit("h1")
+    assert audit["missingDomains"] == [recorded]
+    assert audit["unknownDomains"] == [stranger]
+    assert audit["inSync"] is False
+    assert compute.terminated == []
+
+
+def test_leftover_of_a_deleted_record_is_terminated_after_two_audits_agree(auditor_parts):
+    auditor, _, compute, sf = auditor_parts
+    leftover = _running_on(sf, "h1")
+    db_api.release_resources(sf, leftover)
+    with db_engine.transaction(sf) as session:
+        db_api.instance_soft_delete(session, leftover)
+    auditor.record_report("h1", (leftover,))
+
+    first = auditor.audit("h1")
+    assert first["leftoverDomains"] == [leftover]
+    assert compute.terminated == []  # one sighting may be a race with the delete
+
+    auditor.audit("h1")
+    assert compute.terminated == [("h1", leftover)]
+
+
+def test_host_that_never_reported_is_not_audited(auditor_parts):
+    auditor, kube, _, _ = auditor_parts
+    assert auditor.audit("h1") is None
+    assert kube.statuses == []
