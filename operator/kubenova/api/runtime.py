@@ -15,6 +15,7 @@ from kubenova.db import engine as db_engine
 from kubenova.k8s import client as k8s
 from kubenova.rpc import amqp, compute_rpcapi
 from kubenova.scheduler import filters, host_state, weighers
+from kubenova.scheduler.host_manager import HostManager
 from kubenova.scheduler.manager import SchedulerManager
 
 LOG = logging.getLogger(__name__)
@@ -40,8 +41,9 @@ class Runtime:
         publisher = amqp.Publisher(settings.messaging, sender="kubenova-operator")
         compute = compute_rpcapi.ComputeAPI(publisher)
         conductor = ConductorManager(settings, session_factory, kube, compute)
+        host_manager = HostManager(lambda: host_state.load_host_states(session_factory))
         scheduler = SchedulerManager(
-            lambda: host_state.load_host_states(session_factory),
+            host_manager.host_states,
             lambda spec, host: request_spec.claim(session_factory, spec, host),
             filters=filters.load_filters(settings.enabled_filters or filters.DEFAULT_FILTERS),
             weighers=weighers.load_weighers(
@@ -49,6 +51,8 @@ class Runtime:
             ),
             max_attempts=settings.max_attempts,
             service_down_time_s=settings.service_down_time_s,
+            on_claimed=host_manager.consume,
+            on_refused=host_manager.mark_stale,
         )
         instances = instance_api.InstanceAPI(
             settings,

@@ -39,6 +39,7 @@ class HostAuditor:
         self._lock = threading.Lock()
         self._reported: dict[str, tuple[str, ...]] = {}
         self._leftovers_seen: dict[str, set[str]] = {}
+        self._missing_seen: dict[str, set[str]] = {}
 
     def record_report(self, host: str, instance_uuids: tuple[str, ...]) -> None:
         with self._lock:
@@ -60,6 +61,10 @@ class HostAuditor:
         with self._lock:
             confirmed = leftovers & self._leftovers_seen.get(host, set())
             self._leftovers_seen[host] = leftovers
+            # An instance placed after the host listed its domains looks missing once.
+            sightings = set(missing)
+            missing = sorted(sightings & self._missing_seen.get(host, set()))
+            self._missing_seen[host] = sightings
         for instance_uuid in sorted(confirmed):
             LOG.warning("host %s runs leftover domain %s; terminating it", host, instance_uuid)
             self._compute.terminate_instance(host, instance_uuid, envelope.new_request_id())

@@ -378,10 +378,8 @@ def instance_payload(record: models.Instance) -> payloads.InstancePayload:
 
 def host_is_up(session: Any, host: str, down_time_s: int) -> bool:
     """Whether ``host``'s agent reported within ``down_time_s`` (Nova's servicegroup rule)."""
-    for service in db_api.service_get_all(session, binary=models.AGENT_BINARY):
-        if service.host == host:
-            return db_api.service_is_up(service.last_seen_up, down_time=down_time_s)
-    return False
+    service = db_api.service_get(session, host, models.AGENT_BINARY)
+    return service is not None and db_api.service_is_up(service.last_seen_up, down_time=down_time_s)
 
 
 def _usage(capacity: int, ratio: float, reserved: int, used: int) -> dict[str, Any]:

@@ -69,7 +69,12 @@ def create_engine(url: str | sa.URL, **kwargs: Any) -> sa.Engine:
     restart, ``wait_timeout``) before they fail a request; ``pool_recycle`` retires connections
     before a middlebox can silently drop them. Keyword arguments override these defaults.
     """
+    # The operator runs up to 16 kopf handler threads, the conductor and its timers at once:
+    # a pool that small threads outgrow makes every burst open (and TLS-negotiate) new
+    # connections, which profiling showed to be a fifth of the operator's time.
     options: dict[str, Any] = {"pool_pre_ping": True, "pool_recycle": DEFAULT_POOL_RECYCLE}
+    if "poolclass" not in kwargs:
+        options.update(pool_size=24, max_overflow=16)
     options.update(kwargs)
     return sa.create_engine(url, **options)
 

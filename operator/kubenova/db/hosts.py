@@ -62,6 +62,17 @@ def service_update_heartbeat(
     return service
 
 
+def service_get(session: orm.Session, host: str, binary: str) -> models.Service | None:
+    """The live service of ``binary`` on ``host``, or None (one indexed lookup)."""
+    return session.scalars(
+        sa.select(models.Service).where(
+            models.Service.host == host,
+            models.Service.binary == binary,
+            models.live(models.Service),
+        )
+    ).one_or_none()
+
+
 def service_get_all(session: orm.Session, *, binary: str | None = None) -> list[models.Service]:
     """Live services, optionally of one binary."""
     stmt = sa.select(models.Service).where(models.live(models.Service)).order_by(models.Service.id)

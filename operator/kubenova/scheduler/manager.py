@@ -119,7 +119,11 @@ class SchedulerManager:
         max_attempts: int = 3,
         service_down_time_s: int = 60,
         clock: Callable[[], datetime.datetime] | None = None,
+        on_claimed: Callable[[RequestSpec, str], None] | None = None,
+        on_refused: Callable[[], None] | None = None,
     ) -> None:
+        self._on_claimed = on_claimed
+        self._on_refused = on_refused
         self._host_states = host_states
         self._claim = claim
         self._filters = list(filters)
@@ -137,6 +141,8 @@ class SchedulerManager:
         ordered = select_destinations(spec, hosts, self._filters, self._weighers, context)
         for index, host in enumerate(ordered):
             if self._claim(spec, host.host):
+                if self._on_claimed is not None:
+                    self._on_claimed(spec, host.host)
                 alternates = tuple(h.host for h in ordered[index + 1 : index + self._max_attempts])
                 LOG.info(
                     "instance %s claimed on %s (alternates %s)",
@@ -147,6 +153,8 @@ class SchedulerManager:
                 return Selection(host.host, alternates)
             # Another claim won the race for this host since we read it: try the next.
             LOG.debug("claim on %s lost a race; trying the next host", host.host)
+            if self._on_refused is not None:
+                self._on_refused()
         raise NoValidHost(
             f"0/{len(hosts)} hosts: {len(ordered)} lost a race for their last resources",
             {"claim race": len(ordered)},

@@ -63,8 +63,9 @@ def test_missing_and_unknown_domains_are_reported_and_never_terminated(auditor_p
     recorded = _running_on(sf, "h1")
     stranger = str(uuidlib.uuid4())
     auditor.record_report("h1", (stranger,))
-    for _ in range(2):
-        audit = auditor.audit("h1")
+    first = auditor.audit("h1")
+    assert first["missingDomains"] == []  # once may be a build the report predates
+    audit = auditor.audit("h1")
     assert audit["missingDomains"] == [recorded]
     assert audit["unknownDomains"] == [stranger]
     assert audit["inSync"] is False
