@@ -92,9 +92,21 @@ def test_instance_on_a_dead_host_is_unknown_and_deletes_without_it(namespace, st
             deleted = connection.execute(
                 sa.text("SELECT deleted FROM instances WHERE uuid = :u"), {"u": instance_uuid}
             ).scalar_one()
-        engine.dispose()
         assert held == 0
         assert deleted != 0
+
+        # An administrator forgets the dead, empty host by deleting its Hypervisor.
+        kubectl("delete", "hypervisor", host)
+
+        def forgotten():
+            with engine.connect() as connection:
+                return not connection.execute(
+                    sa.text("SELECT COUNT(*) FROM compute_nodes WHERE host = :h AND deleted = 0"),
+                    {"h": host},
+                ).scalar_one()
+
+        wait_for(f"{host} to be forgotten", forgotten, timeout=30)
+        engine.dispose()
     finally:
         _stop(agent)
         subprocess.run(

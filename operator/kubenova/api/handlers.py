@@ -96,7 +96,7 @@ def delete_instance(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
 def check_hypervisor(name: str, status: kopf.Status, memo: kopf.Memo, **_: Any) -> None:
     """Mark a hypervisor down once its heartbeat is older than service_down_time."""
     runtime: Runtime = memo["runtime"]
-    runtime.conductor.check_hypervisor(name, status.get("state"))
+    runtime.conductor.check_hypervisor(name, dict(status))
 
 
 @kopf.on.resume(resources.GROUP, resources.VERSION, resources.HYPERVISORS)
@@ -118,3 +118,10 @@ def audit_hypervisor(name: str, memo: kopf.Memo, **_: Any) -> None:
     """Compare what the host runs with the records and claims (see conductor.audit)."""
     runtime: Runtime = memo["runtime"]
     runtime.conductor.auditor.audit(name)
+
+
+@kopf.on.delete(resources.GROUP, resources.VERSION, resources.HYPERVISORS, optional=True)
+def hypervisor_deleted(name: str, memo: kopf.Memo, **_: Any) -> None:
+    """Deleting a Hypervisor that is down and empty forgets the host (Nova's service delete)."""
+    runtime: Runtime = memo["runtime"]
+    runtime.conductor.hypervisor_deleted(name)

@@ -117,6 +117,21 @@ class ConductorManager:
         self.kube.patch_hypervisor_status(report.host, hypervisor_status)
         self.auditor.record_report(report.host, report.instance_uuids)
 
+    def hypervisor_deleted(self, host: str) -> bool:
+        """The Hypervisor object was deleted: forget the host unless something runs there.
+
+        A host whose agent still heartbeats simply registers again (and its object comes
+        back); one with instances keeps its records, and the deletion is logged as refused.
+        """
+        with db_engine.transaction(self.session_factory) as session:
+            if host_is_up(session, host, self.settings.service_down_time_s):
+                LOG.warning("hypervisor %s was deleted while up; it will register again", host)
+                return False
+            forgotten = db_api.compute_node_delete(session, host)
+        if not forgotten:
+            LOG.warning("hypervisor %s was deleted but instances are recorded on it", host)
+        return forgotten
+
     def hypervisor_changed(self, host: str, labels: dict[str, str], spec: dict[str, Any]) -> None:
         """An administrator labelled, disabled or enabled a host: record it now."""
         with db_engine.transaction(self.session_factory) as session:
@@ -329,11 +344,13 @@ class ConductorManager:
         if current is not None:
             self.kube.patch_instance_status(namespace, name, new_status)
 
-    def check_hypervisor(self, host: str, previous_state: str | None) -> str:
-        """Mark a Hypervisor down after service_down_time without a heartbeat (or up again).
+    def check_hypervisor(self, host: str, previous: dict[str, Any]) -> str:
+        """Mark a Hypervisor down after service_down_time without a heartbeat (or up again),
+        and keep its usage true to the claims while no heartbeat refreshes it.
 
         When the state flips, the instances on that host are projected again, so their
-        phase says Unknown while nobody can vouch for them.
+        phase says Unknown while nobody can vouch for them. Status is written only when it
+        changed, so idle hosts cost no API writes.
         """
         with db_engine.transaction(self.session_factory) as session:
             node = db_api.compute_node_get(session, host)
@@ -342,10 +359,15 @@ class ConductorManager:
                 (record.uuid, record.namespace, record.name)
                 for record in db_api.instance_get_all(session, host=host)
             ]
+            usage = _usage_status(node) if node is not None else {}
         state = "up" if up else "down"
-        if state != previous_state:
+        changed = {key: value for key, value in usage.items() if previous.get(key) != value}
+        if state != previous.get("state"):
+            changed["state"] = state
+        if changed:
+            self.kube.patch_hypervisor_status(host, changed)
+        if "state" in changed:
             LOG.warning("hypervisor %s is %s", host, state)
-            self.kube.patch_hypervisor_status(host, {"state": state})
             for instance_uuid, namespace, name in affected:
                 self.project_instance(instance_uuid, namespace, name)
         return state
@@ -392,18 +414,9 @@ def _usage(capacity: int, ratio: float, reserved: int, used: int) -> dict[str, A
     }
 
 
-def _hypervisor_status(
-    node: models.ComputeNode, now: datetime.datetime, *, up: bool
-) -> dict[str, Any]:
+def _usage_status(node: models.ComputeNode) -> dict[str, Any]:
+    """Capacity, allocatable and claimed usage of each resource, as the claims hold them."""
     return {
-        "state": "up" if up else "down",
-        "lastHeartbeat": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "virtType": node.virt_type,
-        "hypervisorType": node.hypervisor_type,
-        "cpuArch": node.cpu_arch,
-        "libvirtVersion": node.libvirt_version,
-        "qemuVersion": node.hypervisor_version,
-        "runningInstances": node.running_vms,
         "vcpus": _usage(node.vcpus, node.cpu_allocation_ratio, 0, node.vcpus_used),
         "memoryMiB": _usage(
             node.memory_mib,
@@ -417,4 +430,20 @@ def _hypervisor_status(
             node.reserved_host_disk_gib,
             node.local_gb_used,
         ),
+    }
+
+
+def _hypervisor_status(
+    node: models.ComputeNode, now: datetime.datetime, *, up: bool
+) -> dict[str, Any]:
+    return {
+        "state": "up" if up else "down",
+        "lastHeartbeat": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "virtType": node.virt_type,
+        "hypervisorType": node.hypervisor_type,
+        "cpuArch": node.cpu_arch,
+        "libvirtVersion": node.libvirt_version,
+        "qemuVersion": node.hypervisor_version,
+        "runningInstances": node.running_vms,
+        **_usage_status(node),
     }

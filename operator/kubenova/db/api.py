@@ -65,6 +65,7 @@ from kubenova.db.exceptions import (
 )
 from kubenova.db.hosts import (
     HostRecord,
+    compute_node_delete,
     compute_node_get,
     compute_node_record_build_failure,
     compute_node_record_build_success,
@@ -133,6 +134,7 @@ __all__ = [
     "allocations_for_instance",
     "allocations_without_live_instance",
     "claim_resources",
+    "compute_node_delete",
     "compute_node_get",
     "compute_node_record_build_failure",
     "compute_node_record_build_success",

@@ -207,6 +207,40 @@ def _set_failed_builds(session: orm.Session, host: str, value: sa.ColumnElement[
     )
 
 
+def compute_node_delete(session: orm.Session, host: str) -> bool:
+    """Forget a host (Nova's ``compute service delete``): soft-delete its compute node and
+    its agent's service. Refused (False, nothing changed) while a live instance is recorded
+    on the host or holds allocations there; True also when there was nothing to delete.
+    """
+    node = session.scalars(
+        sa.select(models.ComputeNode)
+        .where(models.ComputeNode.host == host, models.live(models.ComputeNode))
+        .with_for_update()
+    ).one_or_none()
+    if node is None:
+        return True
+    placed = session.scalar(
+        sa.select(sa.func.count())
+        .select_from(models.Instance)
+        .where(models.Instance.host == host, models.live(models.Instance))
+    )
+    held = session.scalar(
+        sa.select(sa.func.count())
+        .select_from(models.Allocation)
+        .where(models.Allocation.compute_node_id == node.id)
+    )
+    if placed or held:
+        return False
+    now = models.utcnow()
+    node.deleted, node.deleted_at = node.id, now
+    for service in session.scalars(
+        sa.select(models.Service).where(models.Service.host == host, models.live(models.Service))
+    ):
+        service.deleted, service.deleted_at = service.id, now
+    session.flush()
+    return True
+
+
 def compute_node_set_disabled(
     session: orm.Session, host: str, disabled: bool, reason: str | None
 ) -> models.ComputeNode | None:
