@@ -12,6 +12,12 @@ if ((${#need[@]})); then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=900 "${need[@]}"
 fi
-[[ -x .venv/bin/python ]] || python3 -m venv .venv
+if [[ ! -x .venv/bin/python ]]; then
+  # Debian's own python3 needs python3-venv for this; a pyenv or python.org build has it.
+  if ! python3 -m venv --help >/dev/null 2>&1; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=900 python3-venv
+  fi
+  python3 -m venv .venv
+fi
 .venv/bin/pip install -q --upgrade pip
 .venv/bin/pip install -q -e '.[dev]'

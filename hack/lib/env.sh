@@ -29,4 +29,10 @@ export KUBENOVA_IMAGES_DIR="${KUBENOVA_IMAGES_DIR:-$KUBENOVA_STATE/images}"
 export KUBENOVA_INSTANCES_PATH="${KUBENOVA_INSTANCES_PATH:-/var/lib/kubenova/instances}"
 export KUBENOVA_IMAGE_CACHE_PATH="${KUBENOVA_IMAGE_CACHE_PATH:-/var/lib/kubenova/_base}"
 
+# Go from the official tarball lives in /usr/local/go; a non-interactive shell (CI) may
+# not have it on PATH.
+if ! command -v go >/dev/null 2>&1 && [[ -x /usr/local/go/bin/go ]]; then
+  export PATH="/usr/local/go/bin:$PATH"
+fi
+
 mkdir -p "$KUBENOVA_STATE/logs" "$KUBENOVA_STATE/run"
