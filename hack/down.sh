@@ -6,9 +6,12 @@ cd "$KUBENOVA_ROOT"
 KUBECTL="$KUBENOVA_STATE/bin/kubectl"
 . hack/lib/proc.sh
 
-# Delete instances while the operator and agent still run, so no domain is orphaned.
-if proc_running operator && "$KUBECTL" get --raw /readyz >/dev/null 2>&1; then
-  "$KUBECTL" delete instances --all --all-namespaces --timeout=60s || true
+# Delete instances while the operator and agent run (starting them if `make test` or a
+# hand stopped them), so no domain outlives the stack that made it.
+if "$KUBECTL" get --raw /readyz >/dev/null 2>&1 \
+    && [[ -n "$("$KUBECTL" get instances --all-namespaces -o name 2>/dev/null)" ]]; then
+  hack/stack.sh start
+  "$KUBECTL" delete instances --all --all-namespaces --timeout=90s || true
 fi
 hack/stack.sh stop
 hack/guest/serve.sh stop
