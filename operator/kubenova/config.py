@@ -80,6 +80,8 @@ class OperatorSettings:
     weighers: tuple[str, ...] | None = None
     # Weigher class name -> multiplier, over the scheduler's DEFAULT_MULTIPLIERS.
     weigher_multipliers: dict[str, float] = dataclasses.field(default_factory=dict)
+    # Lanes that handle the conductor queue at once (each instance's reports stay ordered).
+    conductor_workers: int = 4
     # Where Prometheus metrics are served; port 0 turns them off.
     metrics_port: int = 9090
     metrics_addr: str = "127.0.0.1"
@@ -96,6 +98,7 @@ class OperatorSettings:
             enabled_filters=tuple(_split(filters)) if filters else None,
             weighers=tuple(_split(weighers)) if weighers else None,
             weigher_multipliers=_multipliers(os.environ.get("KUBENOVA_WEIGHER_MULTIPLIERS", "")),
+            conductor_workers=_env_int("KUBENOVA_CONDUCTOR_WORKERS", 4),
             metrics_port=_env_int("KUBENOVA_METRICS_PORT", 9090),
             metrics_addr=os.environ.get("KUBENOVA_METRICS_ADDR", "127.0.0.1"),
         )

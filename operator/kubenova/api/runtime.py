@@ -63,7 +63,10 @@ class Runtime:
             conductor,
         )
         consumer = amqp.Consumer(
-            settings.messaging, settings.messaging.conductor_topic, conductor.handle
+            settings.messaging,
+            settings.messaging.conductor_topic,
+            conductor.handle,
+            workers=settings.conductor_workers,
         )
         return cls(settings, kube, session_factory, publisher, conductor, instances, consumer)
 

@@ -16,7 +16,10 @@ consumed with manual acknowledgement after the handler returns.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
+import functools
+import hashlib
 import logging
 import threading
 import time
@@ -157,13 +160,19 @@ class Publisher:
 
 
 class Consumer:
-    """Consumes one queue, one message at a time, with manual acknowledgement.
+    """Consumes one queue with manual acknowledgement.
 
     * handler returns: ack.
     * unknown major version, invalid envelope or payload, :class:`PermanentFailure`:
       reject without requeue, so the broker dead-letters it.
-    * any other exception (a database restart, say): requeue after a back-off, so a
-      transient fault loses nothing.
+    * any other exception (a database restart, say): tried again after a back-off, then
+      requeued, so a transient fault loses nothing.
+
+    With ``workers`` > 1 messages are handled by that many lanes at once; every message
+    about one instance (or, without one, one host) goes to the same lane, so each
+    instance's reports are still handled in the order they were sent. A failing message
+    is retried in its lane before it is requeued, which keeps that order through short
+    faults.
     """
 
     def __init__(
@@ -174,12 +183,16 @@ class Consumer:
         *,
         declare_own_queue: bool = False,
         retry_delay_s: float = 1.0,
+        workers: int = 1,
+        lane_retries: int = 3,
     ) -> None:
         self._settings = settings
         self._queue = queue
         self._handler = handler
         self._declare_own_queue = declare_own_queue
         self._retry_delay_s = retry_delay_s
+        self._workers = max(1, workers)
+        self._lane_retries = lane_retries if self._workers > 1 else 0
         self._stop = threading.Event()
         self.connected = threading.Event()
 
@@ -201,22 +214,49 @@ class Consumer:
 
     def _consume(self) -> None:
         connection = _connect(self._settings)
+        lanes = [
+            concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=f"{self._queue}-lane{n}")
+            for n in range(self._workers if self._workers > 1 else 0)
+        ]
         try:
             channel = connection.channel()
             if self._declare_own_queue:
                 declare_queue(channel, self._settings, self._queue)
-            channel.basic_qos(prefetch_count=1)
-            channel.basic_consume(self._queue, self._on_message)
+            channel.basic_qos(prefetch_count=self._workers * 4 if lanes else 1)
+
+            def on_message(channel: Any, deliver: Any, properties: Any, body: bytes) -> None:
+                message = self._parse(body, properties)
+                if message is None:
+                    self._settle(channel, deliver.delivery_tag, metrics.DEAD_LETTER)
+                    return
+                if not lanes:
+                    outcome = self._process(message, properties)
+                    self._settle(channel, deliver.delivery_tag, outcome)
+                    return
+                lane = lanes[_lane_index(_ordering_key(message), len(lanes))]
+
+                def work() -> None:
+                    outcome = self._process(message, properties)
+                    connection.add_callback_threadsafe(
+                        functools.partial(self._settle, channel, deliver.delivery_tag, outcome)
+                    )
+
+                lane.submit(work)
+
+            channel.basic_consume(self._queue, on_message)
             self.connected.set()
-            LOG.info("consuming %s", self._queue)
+            LOG.info("consuming %s with %d lane(s)", self._queue, max(1, len(lanes)))
             while not self._stop.is_set():
                 connection.process_data_events(time_limit=0.5)
         finally:
             self.connected.clear()
+            for lane in lanes:
+                # Unsettled messages go back to the queue when the connection closes.
+                lane.shutdown(wait=True, cancel_futures=True)
             if connection.is_open:
                 connection.close()
 
-    def _on_message(self, channel: Any, deliver: Any, properties: Any, body: bytes) -> None:
+    def _parse(self, body: bytes, properties: Any) -> envelope.Envelope | None:
         try:
             message = envelope.Envelope.from_json(body)
             message.check_version()
@@ -227,38 +267,62 @@ class Consumer:
                 exc,
                 extra={"message_id": getattr(properties, "message_id", None)},
             )
-            channel.basic_reject(deliver.delivery_tag, requeue=False)
-            metrics.MESSAGES_CONSUMED.labels(metrics.kind(self._queue), metrics.DEAD_LETTER).inc()
-            return
+            return None
+        return message
+
+    def _process(self, message: envelope.Envelope, properties: Any) -> str:
+        """Run the handler; the outcome says what to tell the broker."""
         handle_seconds = metrics.HANDLE_SECONDS.labels(metrics.method_label(message.method))
         with log.request_context(message.request_id):
-            started = time.monotonic()
-            try:
-                self._handler(message, getattr(properties, "user_id", None))
-            except (PermanentFailure, pydantic.ValidationError) as exc:
+            for attempt in range(self._lane_retries + 1):
+                started = time.monotonic()
+                try:
+                    self._handler(message, getattr(properties, "user_id", None))
+                except (PermanentFailure, pydantic.ValidationError) as exc:
+                    handle_seconds.observe(time.monotonic() - started)
+                    LOG.error(
+                        "dead-lettering %s: %s",
+                        message.method,
+                        exc,
+                        extra={"message_id": message.message_id},
+                    )
+                    return metrics.DEAD_LETTER
+                except Exception:
+                    handle_seconds.observe(time.monotonic() - started)
+                    LOG.exception(
+                        "handling %s failed (attempt %d); it will be tried again",
+                        message.method,
+                        attempt + 1,
+                        extra={"message_id": message.message_id},
+                    )
+                    time.sleep(self._retry_delay_s)
+                    continue
                 handle_seconds.observe(time.monotonic() - started)
-                LOG.error(
-                    "dead-lettering %s: %s",
-                    message.method,
-                    exc,
-                    extra={"message_id": message.message_id},
-                )
-                channel.basic_reject(deliver.delivery_tag, requeue=False)
-                metrics.MESSAGES_CONSUMED.labels(
-                    metrics.kind(self._queue), metrics.DEAD_LETTER
-                ).inc()
-                return
-            except Exception:
-                handle_seconds.observe(time.monotonic() - started)
-                LOG.exception(
-                    "handling %s failed; it will be redelivered",
-                    message.method,
-                    extra={"message_id": message.message_id},
-                )
-                time.sleep(self._retry_delay_s)
-                channel.basic_nack(deliver.delivery_tag, requeue=True)
-                metrics.MESSAGES_CONSUMED.labels(metrics.kind(self._queue), metrics.REQUEUE).inc()
-                return
-            handle_seconds.observe(time.monotonic() - started)
-        channel.basic_ack(deliver.delivery_tag)
-        metrics.MESSAGES_CONSUMED.labels(metrics.kind(self._queue), metrics.ACK).inc()
+                return metrics.ACK
+        return metrics.REQUEUE
+
+    def _settle(self, channel: Any, delivery_tag: int, outcome: str) -> None:
+        if not channel.is_open:
+            return  # the broker redelivers what this channel left unsettled
+        if outcome == metrics.ACK:
+            channel.basic_ack(delivery_tag)
+        elif outcome == metrics.DEAD_LETTER:
+            channel.basic_reject(delivery_tag, requeue=False)
+        else:
+            channel.basic_nack(delivery_tag, requeue=True)
+        metrics.MESSAGES_CONSUMED.labels(metrics.kind(self._queue), outcome).inc()
+
+
+def _ordering_key(message: envelope.Envelope) -> str:
+    """Messages with the same key are handled in order: one instance's, else one host's."""
+    key = message.args.get("instance_uuid") or message.args.get("host")
+    instance = message.args.get("instance")
+    if key is None and isinstance(instance, dict):
+        key = instance.get("uuid")
+    return str(key or message.method)
+
+
+def _lane_index(key: str, lanes: int) -> int:
+    # A real hash, not CRC: keys that differ in one character must still spread.
+    digest = hashlib.blake2b(key.encode(), digest_size=4).digest()
+    return int.from_bytes(digest, "big") % lanes

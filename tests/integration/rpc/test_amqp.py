@@ -41,8 +41,8 @@ def topic(settings):
     connection.close()
 
 
-def _consume(settings, topic, handler, until, timeout=10.0):
-    consumer = amqp.Consumer(settings, topic, handler, retry_delay_s=0.1)
+def _consume(settings, topic, handler, until, timeout=10.0, workers=1):
+    consumer = amqp.Consumer(settings, topic, handler, retry_delay_s=0.1, workers=workers)
     thread = threading.Thread(target=consumer.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + timeout
@@ -114,3 +114,54 @@ def test_failing_handler_gets_the_message_again(settings, topic):
     _consume(settings, topic, flaky, lambda: len(attempts) >= 2)
     assert len(attempts) == 2
     assert attempts[0] == attempts[1]  # the same message, redelivered
+
+
+def test_lanes_handle_in_parallel_but_keep_each_instances_order(settings, topic):
+    publisher = amqp.Publisher(settings, sender="itest")
+    instances = [f"i-{n}" for n in range(4)]
+    for seq in range(10):
+        for instance in instances:
+            publisher.cast(topic, "instance_update", {"instance_uuid": instance, "seq": seq}, "r")
+    publisher.close()
+    seen: dict[str, list[int]] = {instance: [] for instance in instances}
+    threads: set[int] = set()
+    lock = threading.Lock()
+
+    def handler(message, user_id):
+        time.sleep(0.005)
+        with lock:
+            seen[message.args["instance_uuid"]].append(message.args["seq"])
+            threads.add(threading.get_ident())
+
+    _consume(
+        settings,
+        topic,
+        handler,
+        lambda: sum(map(len, seen.values())) == 40,
+        workers=4,
+    )
+    assert all(order == list(range(10)) for order in seen.values()), seen
+    assert len(threads) > 1
+    connection = pika.BlockingConnection(pika.URLParameters(settings.url))
+    left = connection.channel().queue_declare(topic, passive=True).method.message_count
+    connection.close()
+    assert left == 0  # every message was acknowledged
+
+
+def test_lane_retries_a_failing_message_in_place_before_the_next_one(settings, topic):
+    publisher = amqp.Publisher(settings, sender="itest")
+    for seq in range(3):
+        publisher.cast(topic, "instance_update", {"instance_uuid": "i", "seq": seq}, "r")
+    publisher.close()
+    handled: list[int] = []
+    failures = {0: 2}  # the first message fails twice, as during a database restart
+
+    def handler(message, user_id):
+        seq = message.args["seq"]
+        if failures.get(seq):
+            failures[seq] -= 1
+            raise RuntimeError("the database is restarting")
+        handled.append(seq)
+
+    _consume(settings, topic, handler, lambda: len(handled) == 3, workers=2)
+    assert handled == [0, 1, 2]
