@@ -10,29 +10,31 @@ from __future__ import annotations
 import dataclasses
 import os
 import socket
+from typing import TypeVar
 
 DEFAULT_AMQP_URL = "amqp://kubenova-operator:kubenova-dev@127.0.0.1:5672/kubenova"
 DEFAULT_DB_URL = "mysql+pymysql://kubenova:kubenova-dev@127.0.0.1:3306/nova?charset=utf8mb4"
 
 
-def _env_int(name: str, default: int) -> int:
+_Number = TypeVar("_Number", int, float)
+
+
+def _env_number(name: str, default: _Number, parse: type[_Number], what: str) -> _Number:
     raw = os.environ.get(name)
     if raw is None or raw == "":
         return default
     try:
-        return int(raw)
+        return parse(raw)
     except ValueError as exc:
-        raise ValueError(f"environment variable {name} must be an integer, got {raw!r}") from exc
+        raise ValueError(f"environment variable {name} must be {what}, got {raw!r}") from exc
+
+
+def _env_int(name: str, default: int) -> int:
+    return _env_number(name, default, int, "an integer")
 
 
 def _env_float(name: str, default: float) -> float:
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        return float(raw)
-    except ValueError as exc:
-        raise ValueError(f"environment variable {name} must be a number, got {raw!r}") from exc
+    return _env_number(name, default, float, "a number")
 
 
 @dataclasses.dataclass(frozen=True)

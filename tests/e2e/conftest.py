@@ -164,18 +164,21 @@ def flavor_manifest(name: str, vcpus: int, memory_mib: int, disk_gib: int) -> di
     }
 
 
-@pytest.fixture
-def sim_hosts(stack: dict[str, str], namespace: str) -> Iterator[Callable[..., str]]:
-    """Start simulated hosts (the real agent on libvirt's test driver); stopped afterwards.
+class SimHosts:
+    """Simulated hosts (the real agent on libvirt's test driver) of one test.
 
-    ``start(name, memory_mib=..., vcpus=..., labels={...}, fail_builds=None)`` returns the
-    host name, made unique per test, once its Hypervisor is up.
+    ``sim_hosts(name, memory_mib=..., vcpus=..., labels={...}, fail_builds=None)`` returns
+    the host name, made unique per test, once its Hypervisor is up; ``process(host)`` is
+    its agent's process, for tests that kill it.
     """
-    env = dict(stack, KUBENOVA_STATE=str(STATE))
-    started: list[tuple[str, subprocess.Popen[bytes]]] = []
-    run_id = uuid.uuid4().hex[:6]
 
-    def start(
+    def __init__(self, env: dict[str, str]) -> None:
+        self._env = env
+        self._run_id = uuid.uuid4().hex[:6]
+        self._started: dict[str, subprocess.Popen[bytes]] = {}
+
+    def __call__(
+        self,
         name: str,
         *,
         memory_mib: int = 8192,
@@ -184,11 +187,11 @@ def sim_hosts(stack: dict[str, str], namespace: str) -> Iterator[Callable[..., s
         labels: dict[str, str] | None = None,
         fail_builds: str | None = None,
     ) -> str:
-        host = f"e2e-{run_id}-{name}"
+        host = f"e2e-{self._run_id}-{name}"
         subprocess.run(
             [str(ROOT / "hack/rabbitmq-agent-user.sh"), host],
             check=True,
-            env=env,
+            env=self._env,
             capture_output=True,
         )
         argv = [
@@ -203,7 +206,7 @@ def sim_hosts(stack: dict[str, str], namespace: str) -> Iterator[Callable[..., s
         argv += [f"--label={key}={value}" for key, value in (labels or {}).items()]
         if fail_builds:
             argv.append(f"--fail-builds={fail_builds}")
-        started.append((host, _start(host, argv, env)))
+        self._started[host] = _start(host, argv, self._env)
         wait_for(
             f"{host} to be up",
             lambda: ((get("hypervisors", host) or {}).get("status") or {}).get("state") == "up",
@@ -211,18 +214,29 @@ def sim_hosts(stack: dict[str, str], namespace: str) -> Iterator[Callable[..., s
         )
         return host
 
-    yield start
+    def process(self, host: str) -> subprocess.Popen[bytes]:
+        return self._started[host]
+
+    def stop_all(self) -> None:
+        for host, process in self._started.items():
+            _stop(process)
+            subprocess.run(
+                [str(ROOT / "hack/rabbitmq-agent-user.sh"), "--delete", host],
+                env=self._env,
+                capture_output=True,
+                check=False,
+            )
+
+
+@pytest.fixture
+def sim_hosts(stack: dict[str, str], namespace: str) -> Iterator[SimHosts]:
+    """Simulated hosts for one test (see SimHosts); stopped afterwards."""
+    hosts = SimHosts(dict(stack, KUBENOVA_STATE=str(STATE)))
+    yield hosts
     # Delete the test's instances while their hosts still answer, so nothing waits for a
     # host to be declared down.
     kubectl("delete", "instances", "--all", "-n", namespace, "--timeout=60s", check=False)
-    for host, process in started:
-        _stop(process)
-        subprocess.run(
-            [str(ROOT / "hack/rabbitmq-agent-user.sh"), "--delete", host],
-            env=env,
-            capture_output=True,
-            check=False,
-        )
+    hosts.stop_all()
 
 
 def status_of(namespace: str, name: str) -> dict[str, Any]:

@@ -5,16 +5,11 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import uuid
 
 import pytest
 import sqlalchemy as sa
 
 from tests.e2e.conftest import (
-    ROOT,
-    _start,
-    _stop,
     apply,
     flavor_manifest,
     get,
@@ -30,88 +25,57 @@ def _hypervisor_state(host: str) -> str | None:
     return ((get("hypervisors", host) or {}).get("status") or {}).get("state")
 
 
-def _simulated_agent(host: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    subprocess.run(
-        [str(ROOT / "hack/rabbitmq-agent-user.sh"), host], check=True, env=env, capture_output=True
-    )
+def test_instance_on_a_dead_host_is_unknown_and_deletes_without_it(namespace, stack, sim_hosts):
     # Far more memory than the real host, so the RAM weigher places the instance here.
-    return _start(
-        host,
-        [
-            str(ROOT / ".venv/bin/kubenova-agent"),
-            "--driver=test",
-            f"--host={host}",
-            "--vcpus=64",
-            "--memory-mib=4000000",
-            "--disk-gib=10000",
-            f"--amqp-url-file={env['KUBENOVA_STATE']}/agents/{host}.amqp-url",
-        ],
-        env,
+    host = sim_hosts("dead", vcpus=64, memory_mib=4000000, disk_gib=10000)
+    agent = sim_hosts.process(host)
+    apply(flavor_manifest("e2e-nano", 1, 128, 1))
+    apply(instance_manifest("onsim", namespace, "e2e-nano"))
+    status = wait_for(
+        "the instance to run on the simulated host",
+        lambda: (
+            (s := (get("instances", "onsim", namespace) or {}).get("status") or {}).get("phase")
+            == "Running"
+            and s
+        ),
+        timeout=60,
+    )
+    assert status["host"] == host
+    instance_uuid = get("instances", "onsim", namespace)["metadata"]["uid"]
+
+    os.killpg(agent.pid, signal.SIGKILL)  # a crash: no goodbye, no more heartbeats
+    agent.wait()
+    wait_for(f"{host} to be marked down", lambda: _hypervisor_state(host) == "down", 90)
+    wait_for(
+        "the instance to be Unknown",
+        lambda: (
+            (get("instances", "onsim", namespace) or {}).get("status", {}).get("phase") == "Unknown"
+        ),
+        timeout=30,
     )
 
+    kubectl("delete", "instance", "onsim", "-n", namespace, "--timeout=30s")
+    engine = sa.create_engine(stack["KUBENOVA_DB_URL"])
+    with engine.connect() as connection:
+        held = connection.execute(
+            sa.text("SELECT COUNT(*) FROM allocations WHERE instance_uuid = :u"),
+            {"u": instance_uuid},
+        ).scalar_one()
+        deleted = connection.execute(
+            sa.text("SELECT deleted FROM instances WHERE uuid = :u"), {"u": instance_uuid}
+        ).scalar_one()
+    assert held == 0
+    assert deleted != 0
 
-def test_instance_on_a_dead_host_is_unknown_and_deletes_without_it(namespace, stack):
-    host = f"e2e-sim-{uuid.uuid4().hex[:6]}"
-    env = dict(stack, KUBENOVA_STATE=str(ROOT / ".kubenova"))
-    agent = _simulated_agent(host, env)
-    try:
-        wait_for(f"{host} to be up", lambda: _hypervisor_state(host) == "up", timeout=60)
-        apply(flavor_manifest("e2e-nano", 1, 128, 1))
-        apply(instance_manifest("onsim", namespace, "e2e-nano"))
-        status = wait_for(
-            "the instance to run on the simulated host",
-            lambda: (
-                (s := (get("instances", "onsim", namespace) or {}).get("status") or {}).get("phase")
-                == "Running"
-                and s
-            ),
-            timeout=60,
-        )
-        assert status["host"] == host
-        instance_uuid = get("instances", "onsim", namespace)["metadata"]["uid"]
+    # An administrator forgets the dead, empty host by deleting its Hypervisor.
+    kubectl("delete", "hypervisor", host)
 
-        os.killpg(agent.pid, signal.SIGKILL)  # a crash: no goodbye, no more heartbeats
-        agent.wait()
-        wait_for(f"{host} to be marked down", lambda: _hypervisor_state(host) == "down", 90)
-        wait_for(
-            "the instance to be Unknown",
-            lambda: (
-                (get("instances", "onsim", namespace) or {}).get("status", {}).get("phase")
-                == "Unknown"
-            ),
-            timeout=30,
-        )
-
-        kubectl("delete", "instance", "onsim", "-n", namespace, "--timeout=30s")
-        engine = sa.create_engine(stack["KUBENOVA_DB_URL"])
+    def forgotten():
         with engine.connect() as connection:
-            held = connection.execute(
-                sa.text("SELECT COUNT(*) FROM allocations WHERE instance_uuid = :u"),
-                {"u": instance_uuid},
+            return not connection.execute(
+                sa.text("SELECT COUNT(*) FROM compute_nodes WHERE host = :h AND deleted = 0"),
+                {"h": host},
             ).scalar_one()
-            deleted = connection.execute(
-                sa.text("SELECT deleted FROM instances WHERE uuid = :u"), {"u": instance_uuid}
-            ).scalar_one()
-        assert held == 0
-        assert deleted != 0
 
-        # An administrator forgets the dead, empty host by deleting its Hypervisor.
-        kubectl("delete", "hypervisor", host)
-
-        def forgotten():
-            with engine.connect() as connection:
-                return not connection.execute(
-                    sa.text("SELECT COUNT(*) FROM compute_nodes WHERE host = :h AND deleted = 0"),
-                    {"h": host},
-                ).scalar_one()
-
-        wait_for(f"{host} to be forgotten", forgotten, timeout=30)
-        engine.dispose()
-    finally:
-        _stop(agent)
-        subprocess.run(
-            [str(ROOT / "hack/rabbitmq-agent-user.sh"), "--delete", host],
-            env=env,
-            capture_output=True,
-            check=False,
-        )
+    wait_for(f"{host} to be forgotten", forgotten, timeout=30)
+    engine.dispose()

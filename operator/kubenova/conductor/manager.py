@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import datetime
 import logging
-from typing import Any
+from typing import Any, TypeVar
 
 from kubenova.compute import states
 from kubenova.conductor import audit
@@ -24,6 +24,15 @@ from kubenova.rpc import compute_rpcapi, envelope, payloads
 from kubenova.rpc.amqp import PermanentFailure
 
 LOG = logging.getLogger(__name__)
+
+# Every agent report names the host it is about; the conductor checks the sender against it.
+_Report = TypeVar(
+    "_Report",
+    payloads.ComputeNodeReport,
+    payloads.InstanceUpdate,
+    payloads.InstanceBuildFailed,
+    payloads.InstanceTerminated,
+)
 
 
 def utcnow() -> datetime.datetime:
@@ -50,25 +59,27 @@ class ConductorManager:
 
     def handle(self, message: envelope.Envelope, user_id: str | None) -> None:
         """Dispatch one agent report after checking who sent it."""
-        args = message.args
-        if message.method == "compute_node_report":
-            report = payloads.ComputeNodeReport.model_validate(args)
-            self._check_sender(user_id, report.host, message.method)
-            self.compute_node_report(report)
-        elif message.method == "instance_update":
-            update = payloads.InstanceUpdate.model_validate(args)
-            self._check_sender(user_id, update.host, message.method)
-            self.instance_update(update)
-        elif message.method == "instance_build_failed":
-            failure = payloads.InstanceBuildFailed.model_validate(args)
-            self._check_sender(user_id, failure.host, message.method)
-            self.instance_build_failed(failure)
-        elif message.method == "instance_terminated":
-            event = payloads.InstanceTerminated.model_validate(args)
-            self._check_sender(user_id, event.host, message.method)
-            self.instance_terminated(event)
+        method = message.method
+        if method == "compute_node_report":
+            self.compute_node_report(self._checked(payloads.ComputeNodeReport, message, user_id))
+        elif method == "instance_update":
+            self.instance_update(self._checked(payloads.InstanceUpdate, message, user_id))
+        elif method == "instance_build_failed":
+            self.instance_build_failed(
+                self._checked(payloads.InstanceBuildFailed, message, user_id)
+            )
+        elif method == "instance_terminated":
+            self.instance_terminated(self._checked(payloads.InstanceTerminated, message, user_id))
         else:
-            raise PermanentFailure(f"the conductor has no method {message.method!r}")
+            raise PermanentFailure(f"the conductor has no method {method!r}")
+
+    def _checked(
+        self, payload_type: type[_Report], message: envelope.Envelope, user_id: str | None
+    ) -> _Report:
+        """The message's payload, once its sender is known to be the host it names."""
+        payload = payload_type.model_validate(message.args)
+        self._check_sender(user_id, payload.host, message.method)
+        return payload
 
     @staticmethod
     def _check_sender(user_id: str | None, host: str, method: str) -> None:

@@ -54,6 +54,20 @@ class KubeClient:
             raise
         return obj
 
+    def _get_namespaced(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            obj = cast(
+                dict[str, Any],
+                self._custom.get_namespaced_custom_object(
+                    resources.GROUP, resources.VERSION, namespace, plural, name
+                ),
+            )
+        except k8s_exceptions.ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return obj
+
     def get_flavor(self, name: str) -> dict[str, Any] | None:
         return self._get_cluster(resources.FLAVORS, name)
 
@@ -61,46 +75,10 @@ class KubeClient:
         return self._get_cluster(resources.IMAGES, name)
 
     def get_server_group(self, namespace: str, name: str) -> dict[str, Any] | None:
-        try:
-            obj = cast(
-                dict[str, Any],
-                self._custom.get_namespaced_custom_object(
-                    resources.GROUP, resources.VERSION, namespace, resources.SERVER_GROUPS, name
-                ),
-            )
-        except k8s_exceptions.ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
-        return obj
-
-    def patch_server_group_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
-        try:
-            self._custom.patch_namespaced_custom_object_status(
-                resources.GROUP,
-                resources.VERSION,
-                namespace,
-                resources.SERVER_GROUPS,
-                name,
-                {"status": status},
-            )
-        except k8s_exceptions.ApiException as exc:
-            if exc.status != 404:
-                raise
+        return self._get_namespaced(resources.SERVER_GROUPS, namespace, name)
 
     def get_instance(self, namespace: str, name: str) -> dict[str, Any] | None:
-        try:
-            obj = cast(
-                dict[str, Any],
-                self._custom.get_namespaced_custom_object(
-                    resources.GROUP, resources.VERSION, namespace, resources.INSTANCES, name
-                ),
-            )
-        except k8s_exceptions.ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
-        return obj
+        return self._get_namespaced(resources.INSTANCES, namespace, name)
 
     def patch_instance_status(self, namespace: str, name: str, status: dict[str, Any]) -> bool:
         """Merge ``status`` into the Instance's status; False if the object is gone."""
