@@ -15,6 +15,7 @@ from kubenova import log
 from kubenova.api import instance_api
 from kubenova.api.runtime import Runtime
 from kubenova.k8s import resources
+from kubenova.k8s.client import KubeClient
 from kubenova.rpc import envelope
 
 LOG = logging.getLogger(__name__)
@@ -32,7 +33,7 @@ def _request(body: kopf.Body) -> instance_api.InstanceRequest:
         namespace=meta["namespace"],
         generation=int(meta.get("generation", 1)),
         spec=dict(body.get("spec", {})),
-        conditions=status.get("conditions"),
+        status=dict(status),
     )
 
 
@@ -41,6 +42,47 @@ def _scheduled_message(request: instance_api.InstanceRequest) -> str | None:
         if condition.get("type") == "Scheduled":
             return str(condition.get("message"))
     return None
+
+
+class IndexedCatalog:
+    """Flavors and Images from kopf's watch-fed indexes, so a create costs no GETs.
+
+    An object created a moment before the Instance may not be indexed yet: a miss asks the
+    apiserver before the instance is declared Pending for want of it.
+    """
+
+    def __init__(
+        self, flavors: kopf.Index[str, Any], images: kopf.Index[str, Any], kube: KubeClient
+    ) -> None:
+        self._flavors = flavors
+        self._images = images
+        self._kube = kube
+
+    @staticmethod
+    def _one(index: kopf.Index[str, Any], name: str) -> dict[str, Any] | None:
+        for obj in index.get(name, ()):
+            return dict(obj)
+        return None
+
+    def get_flavor(self, name: str) -> dict[str, Any] | None:
+        found = self._one(self._flavors, name)
+        return found if found is not None else self._kube.get_flavor(name)
+
+    def get_image(self, name: str) -> dict[str, Any] | None:
+        found = self._one(self._images, name)
+        return found if found is not None else self._kube.get_image(name)
+
+
+@kopf.index(resources.GROUP, resources.VERSION, resources.FLAVORS)
+def flavors_by_name(name: str, spec: kopf.Spec, **_: Any) -> dict[str, dict[str, Any]]:
+    """Flavor name -> {"spec": ...}, kept current by kopf's watch."""
+    return {name: {"spec": dict(spec)}}
+
+
+@kopf.index(resources.GROUP, resources.VERSION, resources.IMAGES)
+def images_by_name(name: str, spec: kopf.Spec, **_: Any) -> dict[str, dict[str, Any]]:
+    """Image name -> {"spec": ...}, kept current by kopf's watch."""
+    return {name: {"spec": dict(spec)}}
 
 
 @kopf.on.startup()
@@ -65,14 +107,18 @@ def cleanup(memo: kopf.Memo, **_: Any) -> None:
 
 @kopf.on.resume(resources.GROUP, resources.VERSION, resources.INSTANCES)
 @kopf.on.create(resources.GROUP, resources.VERSION, resources.INSTANCES)
-def create_instance(body: kopf.Body, memo: kopf.Memo, patch: kopf.Patch, **_: Any) -> None:
-    """Schedule and build; stay Pending (and retry) while something is missing."""
+def create_instance(body: kopf.Body, memo: kopf.Memo, patch: kopf.Patch, **kwargs: Any) -> None:
+    """Schedule and build; stay Pending (and retry) while something is missing.
+
+    kopf passes the indexes by their names (``flavors_by_name``, ``images_by_name``).
+    """
     runtime: Runtime = memo["runtime"]
+    catalog = IndexedCatalog(kwargs["flavors_by_name"], kwargs["images_by_name"], runtime.kube)
     request = _request(body)
     request_id = (body.get("status") or {}).get("requestId") or envelope.new_request_id()
     with log.request_context(request_id):
         try:
-            runtime.instances.create(request, request_id)
+            runtime.instances.create(request, request_id, catalog)
         except instance_api.NotReady as exc:
             patch.status.update(runtime.instances.pending_status(request, exc))
             patch.status["requestId"] = request_id

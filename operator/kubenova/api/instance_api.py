@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import logging
-from typing import Any
+from typing import Any, Protocol
 
 from kubenova.api import request_spec
 from kubenova.compute import states
@@ -35,6 +35,14 @@ class NotReady(Exception):
         self.reason = reason
 
 
+class Catalog(Protocol):
+    """Where create looks up Flavors and Images by name (the Kubernetes objects, or None)."""
+
+    def get_flavor(self, name: str) -> dict[str, Any] | None: ...
+
+    def get_image(self, name: str) -> dict[str, Any] | None: ...
+
+
 @dataclasses.dataclass(frozen=True)
 class InstanceRequest:
     """One Instance object, as the handlers see it."""
@@ -44,7 +52,12 @@ class InstanceRequest:
     namespace: str
     generation: int
     spec: dict[str, Any]
-    conditions: list[dict[str, Any]] | None = None
+    status: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    @property
+    def conditions(self) -> list[dict[str, Any]] | None:
+        conditions: list[dict[str, Any]] | None = self.status.get("conditions")
+        return conditions
 
 
 class InstanceAPI:
@@ -66,9 +79,15 @@ class InstanceAPI:
         self.compute = compute
         self.conductor = conductor
 
-    def create(self, request: InstanceRequest, request_id: str) -> None:
-        """Record, schedule and cast the build; raise NotReady to be retried later."""
-        flavor, image = self._resolve(request)
+    def create(
+        self, request: InstanceRequest, request_id: str, catalog: Catalog | None = None
+    ) -> None:
+        """Record, schedule and cast the build; raise NotReady to be retried later.
+
+        ``catalog`` resolves the flavor and image (the operator passes its watch-fed index);
+        by default they are read from the apiserver.
+        """
+        flavor, image = self._resolve(request, catalog or self.kube)
         with db_engine.transaction(self.session_factory) as session:
             record = db_api.instance_create(
                 session,
@@ -89,26 +108,27 @@ class InstanceAPI:
             host = record.host
             if host is None and record.task_state == states.SCHEDULING:
                 db_api.action_start(session, request.uid, "create", request_id)
+        values: dict[str, Any] = {"task_state": states.SPAWNING, "request_id": request_id}
+        host_up: bool | None = None  # a host claimed by an earlier try: ask the database
         if host is None:
             selection = self._schedule(request, flavor, image)
             host = selection.host
-            with db_engine.transaction(self.session_factory) as session:
-                db_api.instance_update(
-                    session,
-                    request.uid,
-                    attempts=1,
-                    alternates=list(selection.alternates),
-                    availability_zone=request.spec.get("availabilityZone"),
-                )
+            host_up = True  # the scheduler just found it up
+            values.update(
+                attempts=1,
+                alternates=list(selection.alternates),
+                availability_zone=request.spec.get("availabilityZone"),
+            )
         # A retry after the claim (say the broker was down for the cast) casts again;
         # the agent's build is idempotent, so that has one effect.
         with db_engine.transaction(self.session_factory) as session:
-            record = db_api.instance_update(
-                session, request.uid, task_state=states.SPAWNING, request_id=request_id
-            )
+            record = db_api.instance_update(session, request.uid, **values)
             instance = instance_payload(record)
+            projection = self.conductor.projection(
+                session, record, host_up=host_up, current_status=request.status
+            )
         # Status first, then the cast: the conductor's later projections must win.
-        self.conductor.project_instance(request.uid, request.namespace, request.name)
+        self.conductor.write_status(projection)
         self.compute.build_and_run_instance(host, instance, request_id)
 
     def _schedule(
@@ -138,6 +158,8 @@ class InstanceAPI:
             raise NotReady("NoValidHost", str(exc)) from exc
 
     def pending_status(self, request: InstanceRequest, error: NotReady) -> dict[str, Any]:
+        """The Pending status the handler writes; the conductor's memory of it is dropped."""
+        self.conductor.written.forget(request.uid)
         return status_mod.pending(
             error.reason,
             str(error),
@@ -174,15 +196,18 @@ class InstanceAPI:
         with db_engine.transaction(self.session_factory) as session:
             db_api.server_group_remove_member(session, request.uid)
             db_api.instance_soft_delete(session, request.uid)
+        self.conductor.written.forget(request.uid)
         return True
 
-    def _resolve(self, request: InstanceRequest) -> tuple[dict[str, Any], dict[str, Any]]:
+    def _resolve(
+        self, request: InstanceRequest, catalog: Catalog
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
         flavor_name = request.spec["flavor"]
         image_name = request.spec["image"]
-        flavor_obj = self.kube.get_flavor(flavor_name)
+        flavor_obj = catalog.get_flavor(flavor_name)
         if flavor_obj is None:
             raise NotReady("FlavorNotFound", f"spec.flavor: Flavor {flavor_name!r} does not exist")
-        image_obj = self.kube.get_image(image_name)
+        image_obj = catalog.get_image(image_name)
         if image_obj is None:
             raise NotReady("ImageNotFound", f"spec.image: Image {image_name!r} does not exist")
         fspec, ispec = flavor_obj["spec"], image_obj["spec"]

@@ -8,12 +8,15 @@ instance that is not assigned to the sender's host before it writes anything.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import datetime
 import logging
+import math
+import time
 from typing import Any, TypeVar
 
 from kubenova.compute import states
-from kubenova.conductor import audit
+from kubenova.conductor import audit, written_status
 from kubenova.conductor import status as status_mod
 from kubenova.config import MessagingSettings, OperatorSettings
 from kubenova.db import api as db_api
@@ -35,6 +38,23 @@ _Report = TypeVar(
 )
 
 
+# How often a heartbeat reads the Hypervisor object even though its handlers keep the
+# database current (a safety net for a missed watch event).
+HYPERVISOR_RESYNC_S = 60.0
+# How often a heartbeat that changed nothing else refreshes status.lastHeartbeat.
+HEARTBEAT_STATUS_INTERVAL_S = 30.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Projection:
+    """A status to write into one Instance (see ``ConductorManager.projection``)."""
+
+    uid: str
+    namespace: str
+    name: str
+    status: dict[str, Any]
+
+
 def utcnow() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
 
@@ -54,6 +74,11 @@ class ConductorManager:
         self.kube = kube
         self.compute = compute
         self.auditor = audit.HostAuditor(session_factory, kube, compute)
+        # Instance uid -> the status last written to it; Hypervisor name -> likewise.
+        self.written = written_status.WrittenStatus()
+        self.written_hypervisors = written_status.WrittenStatus()
+        # Host -> when a heartbeat last read its Hypervisor object (time.monotonic()).
+        self._hypervisor_read_at: dict[str, float] = {}
 
     # -- dispatch -----------------------------------------------------------------------
 
@@ -94,14 +119,20 @@ class ConductorManager:
     def compute_node_report(self, report: payloads.ComputeNodeReport) -> None:
         """Registration and heartbeat: record the node, then project it as a Hypervisor.
 
-        The Hypervisor object is where administrators label and disable a host, so its
-        labels and ``spec.disabled`` are copied into the database on every heartbeat (the
-        Hypervisor handlers copy them at once). The labels an agent starts with only seed
-        the object when it is created.
+        The Hypervisor object is where administrators label and disable a host. The
+        Hypervisor handlers copy its labels and ``spec.disabled`` into the database at once;
+        a heartbeat reads the object only on a host's first report to this process and then
+        every ``HYPERVISOR_RESYNC_S``, to create it and to catch a change whose event was
+        missed. The labels an agent starts with only seed the object when it is created.
         """
-        hypervisor = self.kube.ensure_hypervisor(report.host, report.labels)
-        labels = dict(hypervisor.get("metadata", {}).get("labels") or {})
-        spec = hypervisor.get("spec") or {}
+        labels: dict[str, str] | None = None
+        spec: dict[str, Any] | None = None
+        now = time.monotonic()
+        if now - self._hypervisor_read_at.get(report.host, -math.inf) >= HYPERVISOR_RESYNC_S:
+            hypervisor = self.kube.ensure_hypervisor(report.host, report.labels)
+            labels = dict(hypervisor.get("metadata", {}).get("labels") or {})
+            spec = dict(hypervisor.get("spec") or {})
+            self._hypervisor_read_at[report.host] = now
         with db_engine.transaction(self.session_factory) as session:
             db_api.service_update_heartbeat(
                 session, report.host, models.AGENT_BINARY, f"compute.{report.host}", "1.0"
@@ -120,13 +151,34 @@ class ConductorManager:
                 running_vms=len(report.instance_uuids),
                 labels=labels,
             )
-            if bool(spec.get("disabled", False)) != node.disabled:
+            if spec is not None and bool(spec.get("disabled", False)) != node.disabled:
                 db_api.compute_node_set_disabled(
                     session, report.host, bool(spec.get("disabled")), spec.get("disabledReason")
                 )
             hypervisor_status = _hypervisor_status(node, utcnow(), up=True)
-        self.kube.patch_hypervisor_status(report.host, hypervisor_status)
+        self._write_hypervisor_status(report.host, hypervisor_status)
         self.auditor.record_report(report.host, report.instance_uuids)
+
+    def _write_hypervisor_status(self, host: str, hypervisor_status: dict[str, Any]) -> None:
+        """Patch the status if it changed. A heartbeat that changed nothing else refreshes
+        ``lastHeartbeat`` only every ``HEARTBEAT_STATUS_INTERVAL_S``, as the kubelet does for
+        a Node's status: liveness itself is in the database at every heartbeat."""
+        previous = self.written_hypervisors.get(host)
+        changes = written_status.changed_fields(previous, hypervisor_status)
+        if previous is not None and set(changes) == {"lastHeartbeat"}:
+            last = _parse_timestamp(previous.get("lastHeartbeat"))
+            current = _parse_timestamp(hypervisor_status["lastHeartbeat"])
+            fresh = (
+                last is not None
+                and current is not None
+                and (current - last).total_seconds() < HEARTBEAT_STATUS_INTERVAL_S
+            )
+            if fresh:
+                return
+        if not changes:
+            return
+        self.kube.patch_hypervisor_status(host, hypervisor_status)
+        self.written_hypervisors.remember(host, hypervisor_status)
 
     def hypervisor_deleted(self, host: str) -> bool:
         """The Hypervisor object was deleted: forget the host unless something runs there.
@@ -160,8 +212,11 @@ class ConductorManager:
         A report about an instance whose record was deleted (its host was down at the
         time) reaps the leftover domain: the conductor casts terminate back to the host.
         """
+        projection = None
         with db_engine.transaction(self.session_factory) as session:
-            record = db_api.instance_get(session, update.instance_uuid, read_deleted=True)
+            record = db_api.instance_get(
+                session, update.instance_uuid, read_deleted=True, for_update=True
+            )
             if record is None:
                 # Not ours at all: report it, never destroy what we did not make.
                 LOG.warning(
@@ -188,9 +243,12 @@ class ConductorManager:
                 if update.launched_at is not None and record.launched_at is None:
                     values["launched_at"] = update.launched_at
                     # Nova resets a host's build failure count on a successful build.
-                    db_api.compute_node_record_build_success(session, update.host)
-                record = db_api.instance_update(session, update.instance_uuid, **values)
-            namespace, name = record.namespace, record.name
+                    db_api.compute_node_clear_build_failures(session, update.host)
+                if all(getattr(record, key) == value for key, value in values.items()):
+                    return  # what the record already says (the agent's "spawning", say)
+                db_api.instance_set(session, record, **values)
+                # The host just reported, so it is up.
+                projection = self.projection(session, record, host_up=True)
         if deleted:
             LOG.warning(
                 "host %s still runs deleted instance %s; reaping it",
@@ -201,7 +259,7 @@ class ConductorManager:
                 update.host, update.instance_uuid, envelope.new_request_id()
             )
             return
-        self.project_instance(update.instance_uuid, namespace, name)
+        self.write_status(projection)
 
     def instance_build_failed(self, failure: payloads.InstanceBuildFailed) -> None:
         """A build failed on its host: reschedule to an alternate, or go to Error.
@@ -324,6 +382,7 @@ class ConductorManager:
             db_api.instance_update(session, event.instance_uuid, power_state=states.NOSTATE)
             db_api.server_group_remove_member(session, event.instance_uuid)
             db_api.instance_soft_delete(session, event.instance_uuid)
+        self.written.forget(event.instance_uuid)
 
     # -- projection ---------------------------------------------------------------------
 
@@ -334,26 +393,69 @@ class ConductorManager:
         name: str,
         *,
         fault: dict[str, str] | None = None,
+        current_status: dict[str, Any] | None = None,
     ) -> None:
-        """Write the record's projection into the Instance's status."""
+        """Write the record's projection into the Instance's status, if it changed."""
         with db_engine.transaction(self.session_factory) as session:
             record = db_api.instance_get(session, instance_uuid)
             if record is None:
                 return
+            projection = self.projection(
+                session, record, fault=fault, current_status=current_status
+            )
+        self.write_status(projection)
+
+    def projection(
+        self,
+        session: Any,
+        record: models.Instance,
+        *,
+        host_up: bool | None = None,
+        fault: dict[str, str] | None = None,
+        current_status: dict[str, Any] | None = None,
+    ) -> Projection | None:
+        """The status ``record`` projects to, inside the caller's transaction; None when the
+        object already says so or is gone. Write it with :meth:`write_status` after commit.
+
+        ``host_up`` is asked of the database unless the caller knows it (an agent that just
+        reported, a host just claimed). The status this process last wrote stands in for a
+        GET (see ``written_status``); failing that, ``current_status`` (a caller that holds
+        the object passes its status), and failing that, the object is read.
+        """
+        if host_up is None:
             host_up = record.host is None or host_is_up(
                 session, record.host, self.settings.service_down_time_s
             )
-            if fault is None and record.vm_state == states.ERROR:
-                latest = db_api.fault_get_latest(session, instance_uuid)
-                if latest is not None:
-                    fault = {"reason": latest.details or "Error", "message": latest.message}
-            current = self.kube.get_instance(namespace, name)
-            previous = (current or {}).get("status", {}).get("conditions")
-            new_status = status_mod.project(
-                record, previous_conditions=previous, host_up=host_up, fault=fault
-            )
-        if current is not None:
-            self.kube.patch_instance_status(namespace, name, new_status)
+        if fault is None and record.vm_state == states.ERROR:
+            latest = db_api.fault_get_latest(session, record.uuid)
+            if latest is not None:
+                fault = {"reason": latest.details or "Error", "message": latest.message}
+        previous = self.written.get(record.uuid) or current_status
+        if previous is None:
+            current = self.kube.get_instance(record.namespace, record.name)
+            if current is None:
+                return None
+            previous = dict(current.get("status") or {})
+        new_status = status_mod.project(
+            record,
+            previous_conditions=previous.get("conditions"),
+            host_up=host_up,
+            fault=fault,
+        )
+        if not written_status.changed_fields(previous, new_status):
+            self.written.remember(record.uuid, new_status)
+            return None
+        return Projection(record.uuid, record.namespace, record.name, new_status)
+
+    def write_status(self, projection: Projection | None) -> None:
+        """Patch a projection into its Instance's status and remember it."""
+        if projection is None:
+            return
+        uid, namespace, name = projection.uid, projection.namespace, projection.name
+        if self.kube.patch_instance_status(namespace, name, projection.status):
+            self.written.remember(uid, projection.status)
+        else:
+            self.written.forget(uid)
 
     def check_hypervisor(self, host: str, previous: dict[str, Any]) -> str:
         """Mark a Hypervisor down after service_down_time without a heartbeat (or up again),
@@ -366,10 +468,6 @@ class ConductorManager:
         with db_engine.transaction(self.session_factory) as session:
             node = db_api.compute_node_get(session, host)
             up = node is not None and host_is_up(session, host, self.settings.service_down_time_s)
-            affected = [
-                (record.uuid, record.namespace, record.name)
-                for record in db_api.instance_get_all(session, host=host)
-            ]
             usage = _usage_status(node) if node is not None else {}
         state = "up" if up else "down"
         changed = {key: value for key, value in usage.items() if previous.get(key) != value}
@@ -377,8 +475,14 @@ class ConductorManager:
             changed["state"] = state
         if changed:
             self.kube.patch_hypervisor_status(host, changed)
+            self.written_hypervisors.remember(host, changed)
         if "state" in changed:
             LOG.warning("hypervisor %s is %s", host, state)
+            with db_engine.transaction(self.session_factory) as session:
+                affected = [
+                    (record.uuid, record.namespace, record.name)
+                    for record in db_api.instance_get_all(session, host=host)
+                ]
             for instance_uuid, namespace, name in affected:
                 self.project_instance(instance_uuid, namespace, name)
         return state
@@ -413,6 +517,15 @@ def host_is_up(session: Any, host: str, down_time_s: int) -> bool:
     """Whether ``host``'s agent reported within ``down_time_s`` (Nova's servicegroup rule)."""
     service = db_api.service_get(session, host, models.AGENT_BINARY)
     return service is not None and db_api.service_is_up(service.last_seen_up, down_time=down_time_s)
+
+
+def _parse_timestamp(value: object) -> datetime.datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ")
+    except ValueError:
+        return None
 
 
 def _usage(capacity: int, ratio: float, reserved: int, used: int) -> dict[str, Any]:

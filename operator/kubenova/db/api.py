@@ -65,6 +65,7 @@ from kubenova.db.exceptions import (
 )
 from kubenova.db.hosts import (
     HostRecord,
+    compute_node_clear_build_failures,
     compute_node_delete,
     compute_node_get,
     compute_node_record_build_failure,
@@ -83,6 +84,7 @@ from kubenova.db.instances import (
     instance_create,
     instance_get,
     instance_get_all,
+    instance_set,
     instance_soft_delete,
     instance_update,
 )
@@ -134,6 +136,7 @@ __all__ = [
     "allocations_for_instance",
     "allocations_without_live_instance",
     "claim_resources",
+    "compute_node_clear_build_failures",
     "compute_node_delete",
     "compute_node_get",
     "compute_node_record_build_failure",
@@ -146,6 +149,7 @@ __all__ = [
     "instance_create",
     "instance_get",
     "instance_get_all",
+    "instance_set",
     "instance_soft_delete",
     "instance_update",
     "instances_not_reported",

@@ -105,15 +105,17 @@ def compute_node_update_from_report(
     virt_type: str | None,
     cpu_arch: str | None,
     running_vms: int,
-    labels: dict[str, str] | None,
+    labels: dict[str, str] | None = None,
     hypervisor_hostname: str | None = None,
     uuid: str | None = None,
 ) -> models.ComputeNode:
     """Create or update the compute node of ``host`` from what its agent reported.
 
     Never touches the ``*_used`` columns (claims own them), the allocation ratios, the
-    reservations or ``disabled``. ``generation`` moves when the inventory (vcpus, memory,
-    disk) changes, so a claim racing an inventory change is noticed by anyone comparing it.
+    reservations or ``disabled``. ``labels`` are the Hypervisor object's, when the caller has
+    just read them; None leaves the recorded labels as they are. ``generation`` moves when
+    the inventory (vcpus, memory, disk) changes, so a claim racing an inventory change is
+    noticed by anyone comparing it.
 
     The row is made to exist with ``INSERT ... ON DUPLICATE KEY UPDATE id = id`` on the
     (host, deleted) key, then locked and updated: concurrent first reports cannot create two
@@ -154,7 +156,8 @@ def compute_node_update_from_report(
     node.virt_type = virt_type
     node.cpu_arch = cpu_arch
     node.running_vms = running_vms
-    node.labels = dict(labels) if labels is not None else None
+    if labels is not None:
+        node.labels = dict(labels)
     if hypervisor_hostname is not None:
         node.hypervisor_hostname = hypervisor_hostname
     session.flush()
@@ -185,6 +188,19 @@ def compute_node_record_build_success(session: orm.Session, host: str) -> int | 
     """A build succeeded on ``host``: reset ``failed_builds`` to 0, as Nova does. Returns 0, or
     None for a host with no live compute node. Same lock order as the failure."""
     return _set_failed_builds(session, host, sa.literal(0))
+
+
+def compute_node_clear_build_failures(session: orm.Session, host: str) -> None:
+    """A build succeeded on ``host``: reset ``failed_builds`` to 0 if it is not already, in one
+    statement that locks the row only when there is something to reset (every successful
+    build calls it). Same lock order as :func:`compute_node_record_build_failure`."""
+    node_t = models.ComputeNode
+    session.execute(
+        sa.update(node_t)
+        .where(node_t.host == host, models.live(node_t), node_t.failed_builds != 0)
+        .values(failed_builds=0)
+        .execution_options(synchronize_session=False)
+    )
 
 
 def _set_failed_builds(session: orm.Session, host: str, value: sa.ColumnElement[int]) -> int | None:
