@@ -125,6 +125,12 @@ class ComputeManager:
         )
         self.conductor.compute_node_report(report, envelope.new_request_id())
 
+    def report_stopping(self) -> None:
+        """Tell the conductor this host is going down (a graceful stop)."""
+        self.conductor.service_stopping(
+            payloads.ServiceStopping(host=self.host), envelope.new_request_id()
+        )
+
     def sync_power_states(self) -> None:
         """Report every instance whose power state or addresses changed since last time."""
         for instance_uuid in self.driver.list_instance_uuids():

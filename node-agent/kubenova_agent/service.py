@@ -56,6 +56,11 @@ class AgentService:
         self.consumer.stop()
         if self._periodic is not None:
             self._periodic.join(timeout=10)
+        try:
+            # After the last heartbeat (same thread order), so nothing marks it up again.
+            self.manager.report_stopping()
+        except Exception:
+            LOG.warning("could not tell the conductor that this host is stopping", exc_info=True)
         self.publisher.close()
 
     def _run_periodic(self) -> None:

@@ -84,6 +84,10 @@ class OperatorSettings:
     weigher_multipliers: dict[str, float] = dataclasses.field(default_factory=dict)
     # Lanes that handle the conductor queue at once (each instance's reports stay ordered).
     conductor_workers: int = 4
+    # How often every Hypervisor's up/down state and usage are checked, and how often
+    # each host is audited against its last report.
+    hypervisor_check_interval_s: float = 10.0
+    audit_interval_s: float = 60.0
     # Where Prometheus metrics are served; port 0 turns them off.
     metrics_port: int = 9090
     metrics_addr: str = "127.0.0.1"
@@ -101,6 +105,8 @@ class OperatorSettings:
             weighers=tuple(_split(weighers)) if weighers else None,
             weigher_multipliers=_multipliers(os.environ.get("KUBENOVA_WEIGHER_MULTIPLIERS", "")),
             conductor_workers=_env_int("KUBENOVA_CONDUCTOR_WORKERS", 4),
+            hypervisor_check_interval_s=_env_float("KUBENOVA_HYPERVISOR_CHECK_INTERVAL", 10.0),
+            audit_interval_s=_env_float("KUBENOVA_AUDIT_INTERVAL", 60.0),
             metrics_port=_env_int("KUBENOVA_METRICS_PORT", 9090),
             metrics_addr=os.environ.get("KUBENOVA_METRICS_ADDR", "127.0.0.1"),
         )

@@ -138,13 +138,6 @@ def delete_instance(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
             raise kopf.TemporaryError("waiting for the host to terminate the instance", delay=1)
 
 
-@kopf.timer(resources.GROUP, resources.VERSION, resources.HYPERVISORS, interval=10, idle=0)
-def check_hypervisor(name: str, status: kopf.Status, memo: kopf.Memo, **_: Any) -> None:
-    """Mark a hypervisor down once its heartbeat is older than service_down_time."""
-    runtime: Runtime = memo["runtime"]
-    runtime.conductor.check_hypervisor(name, dict(status))
-
-
 @kopf.on.resume(resources.GROUP, resources.VERSION, resources.HYPERVISORS)
 @kopf.on.create(resources.GROUP, resources.VERSION, resources.HYPERVISORS)
 @kopf.on.update(resources.GROUP, resources.VERSION, resources.HYPERVISORS, field="spec")
@@ -157,17 +150,12 @@ def hypervisor_changed(
     runtime.conductor.hypervisor_changed(name, dict(labels), dict(spec))
 
 
-@kopf.timer(
-    resources.GROUP, resources.VERSION, resources.HYPERVISORS, interval=60, initial_delay=30
-)
-def audit_hypervisor(name: str, memo: kopf.Memo, **_: Any) -> None:
-    """Compare what the host runs with the records and claims (see conductor.audit)."""
-    runtime: Runtime = memo["runtime"]
-    runtime.conductor.auditor.audit(name)
-
-
-@kopf.on.delete(resources.GROUP, resources.VERSION, resources.HYPERVISORS, optional=True)
+@kopf.on.delete(resources.GROUP, resources.VERSION, resources.HYPERVISORS)
 def hypervisor_deleted(name: str, memo: kopf.Memo, **_: Any) -> None:
-    """Deleting a Hypervisor that is down and empty forgets the host (Nova's service delete)."""
+    """Deleting a Hypervisor that is down and empty forgets the host (Nova's service delete).
+
+    Not optional: kopf's finalizer makes sure the operator sees every deletion, even one made
+    while it was down. The handler never blocks it: a host it will not forget is logged.
+    """
     runtime: Runtime = memo["runtime"]
     runtime.conductor.hypervisor_deleted(name)

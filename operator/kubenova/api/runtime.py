@@ -9,6 +9,7 @@ import threading
 import prometheus_client
 
 from kubenova.api import instance_api, request_spec
+from kubenova.conductor import periodic as periodic_mod
 from kubenova.conductor.manager import ConductorManager
 from kubenova.config import OperatorSettings
 from kubenova.db import engine as db_engine
@@ -30,6 +31,7 @@ class Runtime:
     conductor: ConductorManager
     instances: instance_api.InstanceAPI
     consumer: amqp.Consumer
+    periodic: periodic_mod.PeriodicTasks
     _thread: threading.Thread | None = None
 
     @classmethod
@@ -68,7 +70,25 @@ class Runtime:
             conductor.handle,
             workers=settings.conductor_workers,
         )
-        return cls(settings, kube, session_factory, publisher, conductor, instances, consumer)
+        periodic = periodic_mod.PeriodicTasks(
+            [
+                periodic_mod.PeriodicTask(
+                    "check_hypervisors",
+                    settings.hypervisor_check_interval_s,
+                    conductor.check_hypervisors,
+                ),
+                periodic_mod.PeriodicTask(
+                    "audit_hosts",
+                    settings.audit_interval_s,
+                    conductor.auditor.audit_all,
+                    # Wait for a round of heartbeats: a host's audit needs its report.
+                    initial_delay_s=min(30.0, settings.audit_interval_s),
+                ),
+            ]
+        )
+        return cls(
+            settings, kube, session_factory, publisher, conductor, instances, consumer, periodic
+        )
 
     def start(self) -> None:
         if self.settings.metrics_port:
@@ -80,8 +100,10 @@ class Runtime:
         amqp.declare_topology(self.settings.messaging)
         self._thread = threading.Thread(target=self.consumer.run, name="conductor", daemon=True)
         self._thread.start()
+        self.periodic.start()
 
     def stop(self) -> None:
+        self.periodic.stop()
         self.consumer.stop()
         if self._thread is not None:
             self._thread.join(timeout=10)

@@ -45,8 +45,28 @@ class HostAuditor:
         with self._lock:
             self._reported[host] = instance_uuids
 
-    def audit(self, host: str) -> dict[str, Any] | None:
-        """Audit ``host`` against its last report; None until it has reported."""
+    def audit_all(self) -> dict[str, dict[str, Any]]:
+        """Audit every host that has reported; the usage check is one statement for all."""
+        with self._lock:
+            hosts = sorted(self._reported)
+        if not hosts:
+            return {}
+        with db_engine.transaction(self._session_factory) as session:
+            usage = db_api.usage_audit(session)
+        results = {}
+        for host in hosts:
+            audit = self.audit(host, usage=[d for d in usage if d.host == host])
+            if audit is not None:
+                results[host] = audit
+        return results
+
+    def audit(
+        self, host: str, *, usage: list[db_api.UsageDiscrepancy] | None = None
+    ) -> dict[str, Any] | None:
+        """Audit ``host`` against its last report; None until it has reported.
+
+        ``usage``: this host's usage differences, when the caller checked all hosts at once.
+        """
         with self._lock:
             reported = self._reported.get(host)
         if reported is None:
@@ -56,7 +76,8 @@ class HostAuditor:
                 session, host, reported, exclude_vm_states=("building",)
             )
             unrecorded = db_api.reported_without_live_record(session, host, reported)
-            usage = [d for d in db_api.usage_audit(session) if d.host == host]
+            if usage is None:
+                usage = [d for d in db_api.usage_audit(session) if d.host == host]
         leftovers = set(unrecorded.soft_deleted) | set(unrecorded.elsewhere)
         with self._lock:
             confirmed = leftovers & self._leftovers_seen.get(host, set())

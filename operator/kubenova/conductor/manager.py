@@ -35,6 +35,7 @@ _Report = TypeVar(
     payloads.InstanceUpdate,
     payloads.InstanceBuildFailed,
     payloads.InstanceTerminated,
+    payloads.ServiceStopping,
 )
 
 
@@ -93,6 +94,8 @@ class ConductorManager:
             self.instance_build_failed(
                 self._checked(payloads.InstanceBuildFailed, message, user_id)
             )
+        elif method == "service_stopping":
+            self.service_stopping(self._checked(payloads.ServiceStopping, message, user_id))
         elif method == "instance_terminated":
             self.instance_terminated(self._checked(payloads.InstanceTerminated, message, user_id))
         else:
@@ -127,11 +130,15 @@ class ConductorManager:
         """
         labels: dict[str, str] | None = None
         spec: dict[str, Any] | None = None
+        remembered = self.written_hypervisors.get(report.host)
+        prior_state = remembered.get("state") if remembered is not None else None
         now = time.monotonic()
         if now - self._hypervisor_read_at.get(report.host, -math.inf) >= HYPERVISOR_RESYNC_S:
             hypervisor = self.kube.ensure_hypervisor(report.host, report.labels)
             labels = dict(hypervisor.get("metadata", {}).get("labels") or {})
             spec = dict(hypervisor.get("spec") or {})
+            if prior_state is None:
+                prior_state = (hypervisor.get("status") or {}).get("state")
             self._hypervisor_read_at[report.host] = now
         with db_engine.transaction(self.session_factory) as session:
             db_api.service_update_heartbeat(
@@ -158,6 +165,22 @@ class ConductorManager:
             hypervisor_status = _hypervisor_status(node, utcnow(), up=True)
         self._write_hypervisor_status(report.host, hypervisor_status)
         self.auditor.record_report(report.host, report.instance_uuids)
+        if prior_state == "down":
+            # Back up: its instances said Unknown while it was down; say what they are.
+            LOG.warning("hypervisor %s is up", report.host)
+            self._project_instances_on(report.host)
+
+    def service_stopping(self, stopping: payloads.ServiceStopping) -> None:
+        """An agent is stopping: its host is down now, not ``service_down_time`` from now.
+
+        The scheduler stops choosing it at once and its instances say Unknown (builds cast
+        meanwhile wait in its durable queue); the next heartbeat brings it back up.
+        """
+        with db_engine.transaction(self.session_factory) as session:
+            known = db_api.service_mark_stopped(session, stopping.host, models.AGENT_BINARY)
+        if known:
+            previous = self.written_hypervisors.get(stopping.host) or {}
+            self._apply_hypervisor_check(stopping.host, False, {}, previous)
 
     def _write_hypervisor_status(self, host: str, hypervisor_status: dict[str, Any]) -> None:
         """Patch the status if it changed. A heartbeat that changed nothing else refreshes
@@ -186,6 +209,9 @@ class ConductorManager:
         A host whose agent still heartbeats simply registers again (and its object comes
         back); one with instances keeps its records, and the deletion is logged as refused.
         """
+        # A recreated object starts with no status: the next heartbeat reads and writes it.
+        self._hypervisor_read_at.pop(host, None)
+        self.written_hypervisors.forget(host)
         with db_engine.transaction(self.session_factory) as session:
             if host_is_up(session, host, self.settings.service_down_time_s):
                 LOG.warning("hypervisor %s was deleted while up; it will register again", host)
@@ -196,7 +222,9 @@ class ConductorManager:
         return forgotten
 
     def hypervisor_changed(self, host: str, labels: dict[str, str], spec: dict[str, Any]) -> None:
-        """An administrator labelled, disabled or enabled a host: record it now."""
+        """An administrator labelled, disabled or enabled a host (or made its object): record
+        it now; the object's status is written again at the next check."""
+        self.written_hypervisors.forget(host)
         with db_engine.transaction(self.session_factory) as session:
             node = db_api.compute_node_get(session, host)
             if node is None:
@@ -457,35 +485,79 @@ class ConductorManager:
         else:
             self.written.forget(uid)
 
-    def check_hypervisor(self, host: str, previous: dict[str, Any]) -> str:
-        """Mark a Hypervisor down after service_down_time without a heartbeat (or up again),
-        and keep its usage true to the claims while no heartbeat refreshes it.
+    def check_hypervisors(self) -> dict[str, str]:
+        """Mark every Hypervisor down after service_down_time without a heartbeat (or up
+        again), and keep its usage true to the claims while no heartbeat refreshes it.
 
-        When the state flips, the instances on that host are projected again, so their
-        phase says Unknown while nobody can vouch for them. Status is written only when it
-        changed, so idle hosts cost no API writes.
+        One query reads all nodes with their heartbeats (as Kubernetes' node lifecycle
+        controller walks all Nodes), and status is written only where it changed, so idle
+        hosts cost no API writes. When a state flips, the instances on that host are
+        projected again, so their phase says Unknown while nobody can vouch for them.
+        Returns each host's state.
         """
+        with db_engine.transaction(self.session_factory) as session:
+            views = [
+                (
+                    record.node.host,
+                    db_api.service_is_up(
+                        record.last_seen_up, down_time=self.settings.service_down_time_s
+                    ),
+                    _usage_status(record.node),
+                )
+                for record in db_api.compute_nodes_list(session)
+            ]
+        if any(self.written_hypervisors.get(host) is None for host, _, _ in views):
+            # After a start, learn what the objects say with one LIST instead of a GET each.
+            for obj in self.kube.list_hypervisors():
+                name = obj.get("metadata", {}).get("name")
+                if name and self.written_hypervisors.get(name) is None:
+                    self.written_hypervisors.remember(name, dict(obj.get("status") or {}))
+        states = {}
+        for host, up, usage in views:
+            try:
+                states[host] = self._apply_hypervisor_check(
+                    host, up, usage, self.written_hypervisors.get(host) or {}
+                )
+            except Exception:
+                # One host's trouble must not keep the others from being marked down.
+                LOG.exception("checking hypervisor %s failed", host)
+        return states
+
+    def check_hypervisor(self, host: str, previous: dict[str, Any]) -> str:
+        """:meth:`check_hypervisors` for one host whose current status is ``previous``."""
         with db_engine.transaction(self.session_factory) as session:
             node = db_api.compute_node_get(session, host)
             up = node is not None and host_is_up(session, host, self.settings.service_down_time_s)
             usage = _usage_status(node) if node is not None else {}
+        return self._apply_hypervisor_check(host, up, usage, previous)
+
+    def _apply_hypervisor_check(
+        self, host: str, up: bool, usage: dict[str, Any], previous: dict[str, Any]
+    ) -> str:
         state = "up" if up else "down"
         changed = {key: value for key, value in usage.items() if previous.get(key) != value}
         if state != previous.get("state"):
             changed["state"] = state
         if changed:
+            # A node whose object was deleted (or not made yet) is remembered all the same,
+            # so it is not patched again every pass; a new object is forgotten by
+            # hypervisor_changed and gets its status at the next pass.
             self.kube.patch_hypervisor_status(host, changed)
             self.written_hypervisors.remember(host, changed)
         if "state" in changed:
             LOG.warning("hypervisor %s is %s", host, state)
-            with db_engine.transaction(self.session_factory) as session:
-                affected = [
-                    (record.uuid, record.namespace, record.name)
-                    for record in db_api.instance_get_all(session, host=host)
-                ]
-            for instance_uuid, namespace, name in affected:
-                self.project_instance(instance_uuid, namespace, name)
+            self._project_instances_on(host)
         return state
+
+    def _project_instances_on(self, host: str) -> None:
+        """Project every instance on ``host`` again (its up/down state changed)."""
+        with db_engine.transaction(self.session_factory) as session:
+            affected = [
+                (record.uuid, record.namespace, record.name)
+                for record in db_api.instance_get_all(session, host=host)
+            ]
+        for instance_uuid, namespace, name in affected:
+            self.project_instance(instance_uuid, namespace, name)
 
 
 def instance_payload(record: models.Instance) -> payloads.InstancePayload:

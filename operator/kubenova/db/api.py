@@ -76,6 +76,7 @@ from kubenova.db.hosts import (
     service_get,
     service_get_all,
     service_is_up,
+    service_mark_stopped,
     service_update_heartbeat,
 )
 from kubenova.db.instances import (
@@ -165,6 +166,7 @@ __all__ = [
     "service_get",
     "service_get_all",
     "service_is_up",
+    "service_mark_stopped",
     "service_update_heartbeat",
     "usage_audit",
     "usage_by_host",

@@ -86,26 +86,34 @@ def create_engine(url: str | sa.URL, **kwargs: Any) -> sa.Engine:
 
 
 def _rollback_open_transaction_on_return(engine: sa.Engine) -> None:
-    """Roll back a returned connection only if it is inside a transaction.
+    """Roll back a returned connection unless its last act was a COMMIT or ROLLBACK.
 
-    SQLAlchemy's default sends ROLLBACK on every return to the pool, even after the session
-    committed: one round trip per transaction, a sixth of the operator's statements. The
-    server flags an open transaction in every reply (SERVER_STATUS_IN_TRANS) and PyMySQL keeps
-    the last reply's flags, so a connection that committed or rolled back goes back as it is,
-    and one that a reader left inside an implicit transaction is still rolled back (its
-    REPEATABLE READ snapshot must not outlive the checkout).
+    SQLAlchemy's default sends ROLLBACK on every return to the pool, even right after the
+    session committed: one round trip per transaction, a sixth of the operator's statements.
+    A connection that committed or rolled back goes back as it is; one that a reader left
+    inside an implicit transaction, or used raw, is still rolled back (its REPEATABLE READ
+    snapshot must not outlive the checkout). The server's own in-transaction flag cannot
+    decide it, since PyMySQL only keeps it from OK replies, not from the end of a result set.
     """
+
+    @sa.event.listens_for(engine, "checkout")
+    def _checked_out(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+        record.info["transaction_may_be_open"] = True
+
+    def _ended(conn: Any) -> None:
+        if not conn.invalidated:  # an invalidated connection is discarded, never reset
+            conn.info["transaction_may_be_open"] = False
+
+    sa.event.listen(engine, "commit", _ended)
+    sa.event.listen(engine, "rollback", _ended)
 
     @sa.event.listens_for(engine, "reset")
     def _reset(dbapi_connection: Any, record: Any, reset_state: Any) -> None:
         if reset_state.terminate_only:
             return
-        server_status = getattr(dbapi_connection, "server_status", None)
-        if server_status is None or server_status & SERVER_STATUS_IN_TRANS:
+        if record.info.get("transaction_may_be_open", True):
             dbapi_connection.rollback()
-
-
-SERVER_STATUS_IN_TRANS: Final = 0x0001  # MySQL protocol's status flag, as pymysql names it
+            record.info["transaction_may_be_open"] = False
 
 
 # SQLAlchemy's pool_pre_ping costs a round trip on every checkout, a sixth of all the

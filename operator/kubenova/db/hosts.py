@@ -62,6 +62,23 @@ def service_update_heartbeat(
     return service
 
 
+def service_mark_stopped(session: orm.Session, host: str, binary: str) -> bool:
+    """The service said it is stopping: clear ``last_seen_up`` so it is down at once rather
+    than ``service_down_time`` later (its next heartbeat sets it again). False when there is
+    no such live service."""
+    updated = session.execute(
+        sa.update(models.Service)
+        .where(
+            models.Service.host == host,
+            models.Service.binary == binary,
+            models.live(models.Service),
+        )
+        .values(last_seen_up=None)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(cast(sa.CursorResult[Any], updated).rowcount)
+
+
 def service_get(session: orm.Session, host: str, binary: str) -> models.Service | None:
     """The live service of ``binary`` on ``host``, or None (one indexed lookup)."""
     return session.scalars(
@@ -192,8 +209,8 @@ def compute_node_record_build_success(session: orm.Session, host: str) -> int | 
 
 def compute_node_clear_build_failures(session: orm.Session, host: str) -> None:
     """A build succeeded on ``host``: reset ``failed_builds`` to 0 if it is not already, in one
-    statement that locks the row only when there is something to reset (every successful
-    build calls it). Same lock order as :func:`compute_node_record_build_failure`."""
+    statement that writes only when there is something to reset (it still takes the row
+    lock, as any UPDATE does). Same lock order as :func:`compute_node_record_build_failure`."""
     node_t = models.ComputeNode
     session.execute(
         sa.update(node_t)

@@ -159,10 +159,18 @@ class KubeClient:
             return again
         return created
 
-    def patch_hypervisor_status(self, host: str, status: dict[str, Any]) -> None:
-        self._custom.patch_cluster_custom_object_status(
-            resources.GROUP, resources.VERSION, resources.HYPERVISORS, host, {"status": status}
-        )
+    def patch_hypervisor_status(self, host: str, status: dict[str, Any]) -> bool:
+        """Merge ``status`` into the Hypervisor's status; False if there is no such object."""
+        try:
+            self._custom.patch_cluster_custom_object_status(
+                resources.GROUP, resources.VERSION, resources.HYPERVISORS, host, {"status": status}
+            )
+        except k8s_exceptions.ApiException as exc:
+            if exc.status == 404:
+                LOG.info("hypervisor %s has no object; status not written", host)
+                return False
+            raise
+        return True
 
     def list_hypervisors(self) -> list[dict[str, Any]]:
         result = cast(

@@ -27,6 +27,9 @@ class ConductorAPI:
     def compute_node_report(self, report: payloads.ComputeNodeReport, request_id: str) -> str:
         return self._cast("compute_node_report", report, request_id)
 
+    def service_stopping(self, stopping: payloads.ServiceStopping, request_id: str) -> str:
+        return self._cast("service_stopping", stopping, request_id)
+
     def instance_update(self, update: payloads.InstanceUpdate, request_id: str) -> str:
         return self._cast("instance_update", update, request_id)
 

@@ -65,6 +65,12 @@ class ComputeNodeReport(_Payload):
     labels: dict[str, str] = pydantic.Field(default_factory=dict)
 
 
+class ServiceStopping(_Payload):
+    """An agent is stopping (SIGTERM): its host is down until its next heartbeat."""
+
+    host: str
+
+
 class InstanceUpdate(_Payload):
     """The state of one instance as its host sees it."""
 

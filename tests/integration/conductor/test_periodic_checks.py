@@ -1,0 +1,561 @@
+"""The conductor's periodic Hypervisor check and an agent's graceful stop, on a real database.
+
+``check_hypervisors`` reads every node with its heartbeat in one query, learns what the
+Hypervisor objects say with one LIST after a start, and patches only what changed; a host
+whose state flips has its instances projected again. ``service_stopping`` marks a host down
+at once, and its next heartbeat marks it up again.
+
+The Kubernetes side is a recording fake (as in test_status_writes.py) holding the objects in
+memory and applying status patches as JSON merge patches.
+"""
+
+from __future__ import annotations
+
+import collections
+import copy
+import datetime as dt
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from kubernetes.client import exceptions as k8s_exceptions
+
+from kubenova.conductor.manager import ConductorManager
+from kubenova.config import OperatorSettings
+from kubenova.db import api as db_api
+from kubenova.db import engine as db_engine
+from kubenova.db import models
+from kubenova.rpc import compute_rpcapi, envelope, payloads
+from kubenova.rpc.amqp import PermanentFailure
+from tests.integration.db.helpers import claim, make_host, make_instance
+
+pytestmark = pytest.mark.integration
+
+NAMESPACE = "default"
+LAUNCHED = dt.datetime(2026, 1, 1, 12, 0, 0, tzinfo=dt.UTC)
+DOWN_TIME_S = OperatorSettings().service_down_time_s
+
+
+def _merge(target: dict[str, Any], patch: dict[str, Any]) -> None:
+    """RFC 7386 JSON merge patch, as the apiserver applies ``{"status": ...}``."""
+    for key, value in patch.items():
+        if value is None:
+            target.pop(key, None)
+        elif isinstance(value, dict) and isinstance(target.get(key), dict):
+            _merge(target[key], value)
+        else:
+            target[key] = copy.deepcopy(value)
+
+
+class RecordingKube:
+    """The KubeClient methods the conductor calls, over objects held in memory."""
+
+    def __init__(self) -> None:
+        self.instances: dict[tuple[str, str], dict[str, Any]] = {}
+        self.hypervisors: dict[str, dict[str, Any]] = {}
+        self.calls: collections.Counter[str] = collections.Counter()
+        self.instance_patches: list[tuple[str, dict[str, Any]]] = []
+        self.hypervisor_patches: list[tuple[str, dict[str, Any]]] = []
+        # Hosts whose status patch the apiserver fails with a 500.
+        self.failing: set[str] = set()
+
+    def clear(self) -> None:
+        self.calls.clear()
+        self.instance_patches.clear()
+        self.hypervisor_patches.clear()
+
+    def add_instance(self, name: str) -> None:
+        self.instances[(NAMESPACE, name)] = {
+            "metadata": {"name": name, "namespace": NAMESPACE},
+            "spec": {"flavor": "m1.tiny", "image": "tiny"},
+            "status": {},
+        }
+
+    def status_of(self, name: str) -> dict[str, Any]:
+        status: dict[str, Any] = self.instances[(NAMESPACE, name)]["status"]
+        return status
+
+    def get_instance(self, namespace: str, name: str) -> dict[str, Any] | None:
+        self.calls["get_instance"] += 1
+        return copy.deepcopy(self.instances.get((namespace, name)))
+
+    def patch_instance_status(self, namespace: str, name: str, status: dict[str, Any]) -> bool:
+        self.calls["patch_instance_status"] += 1
+        obj = self.instances.get((namespace, name))
+        if obj is None:
+            return False
+        self.instance_patches.append((name, copy.deepcopy(status)))
+        _merge(obj.setdefault("status", {}), status)
+        return True
+
+    def get_hypervisor(self, host: str) -> dict[str, Any] | None:
+        self.calls["get_hypervisor"] += 1
+        return copy.deepcopy(self.hypervisors.get(host))
+
+    def list_hypervisors(self) -> list[dict[str, Any]]:
+        self.calls["list_hypervisors"] += 1
+        return [copy.deepcopy(obj) for obj in self.hypervisors.values()]
+
+    def ensure_hypervisor(self, host: str, labels: dict[str, str]) -> dict[str, Any]:
+        self.calls["ensure_hypervisor"] += 1
+        if host not in self.hypervisors:
+            self.hypervisors[host] = {
+                "metadata": {"name": host, "labels": dict(labels)},
+                "spec": {"disabled": False},
+                "status": {},
+            }
+        return copy.deepcopy(self.hypervisors[host])
+
+    def patch_hypervisor_status(self, host: str, status: dict[str, Any]) -> bool:
+        self.calls["patch_hypervisor_status"] += 1
+        if host in self.failing:
+            raise k8s_exceptions.ApiException(status=500, reason="Internal Server Error")
+        if host not in self.hypervisors:
+            return False  # 404, as the client answers it
+        self.hypervisor_patches.append((host, copy.deepcopy(status)))
+        _merge(self.hypervisors[host].setdefault("status", {}), status)
+        return True
+
+
+class RecordingCaster:
+    def __init__(self) -> None:
+        self.casts: list[tuple[str, str]] = []
+
+    def cast(self, topic: str, method: str, args: dict[str, object], request_id: str) -> str:
+        self.casts.append((topic, method))
+        return "message-id"
+
+
+@pytest.fixture
+def kube() -> RecordingKube:
+    return RecordingKube()
+
+
+@pytest.fixture
+def caster() -> RecordingCaster:
+    return RecordingCaster()
+
+
+def _conductor(
+    session_factory: db_engine.SessionFactory, kube: RecordingKube, caster: RecordingCaster
+) -> ConductorManager:
+    compute = compute_rpcapi.ComputeAPI(caster)
+    return ConductorManager(OperatorSettings(), session_factory, kube, compute)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def conductor(
+    db_session_factory: db_engine.SessionFactory, kube: RecordingKube, caster: RecordingCaster
+) -> ConductorManager:
+    return _conductor(db_session_factory, kube, caster)
+
+
+@pytest.fixture
+def statements(db_session_factory: db_engine.SessionFactory) -> Iterator[list[str]]:
+    """The first word of every SQL statement the test's engine sends."""
+    engine = db_session_factory.kw["bind"]
+    sent: list[str] = []
+
+    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        sent.append(statement.lstrip().split(None, 1)[0].upper())
+
+    sa.event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield sent
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", record)
+
+
+def _node_report(host: str, **overrides: Any) -> payloads.ComputeNodeReport:
+    values: dict[str, Any] = {
+        "host": host,
+        "vcpus": 8,
+        "memory_mib": 8192,
+        "disk_gib": 100,
+        "cpu_arch": "x86_64",
+        "hypervisor_type": "QEMU",
+        "virt_type": "qemu",
+        "libvirt_version": "9.0.0",
+        "qemu_version": "7.2.0",
+    }
+    values.update(overrides)
+    return payloads.ComputeNodeReport(**values)
+
+
+def _name(uuid: str) -> str:
+    return f"vm-{uuid[:8]}"
+
+
+def _running_instance(
+    session_factory: db_engine.SessionFactory, kube: RecordingKube, host: str
+) -> str:
+    """An instance running on ``host``, recorded and present in Kubernetes."""
+    uuid = make_instance(session_factory)
+    assert claim(session_factory, uuid, host)
+    with db_engine.transaction(session_factory) as session:
+        db_api.instance_update(
+            session,
+            uuid,
+            vm_state="active",
+            task_state=None,
+            power_state="running",
+            addresses=["192.168.122.10"],
+            launched_at=LAUNCHED,
+        )
+    kube.add_instance(_name(uuid))
+    return uuid
+
+
+def _last_seen_up(session_factory: db_engine.SessionFactory, host: str) -> dt.datetime | None:
+    with db_engine.transaction(session_factory) as session:
+        service = db_api.service_get(session, host, models.AGENT_BINARY)
+        assert service is not None
+        return service.last_seen_up
+
+
+def _age_heartbeat(session_factory: db_engine.SessionFactory, host: str, seconds: float) -> None:
+    """Make ``host``'s last heartbeat ``seconds`` old."""
+    with db_engine.transaction(session_factory) as session:
+        session.execute(
+            sa.update(models.Service)
+            .where(models.Service.host == host)
+            .values(last_seen_up=models.utcnow() - dt.timedelta(seconds=seconds))
+        )
+
+
+def _stopping(host: str) -> envelope.Envelope:
+    return envelope.Envelope(
+        request_id="req-stop",
+        method="service_stopping",
+        args=payloads.ServiceStopping(host=host).model_dump(mode="json"),
+        sender=f"kubenova-agent.{host}",
+    )
+
+
+@pytest.fixture
+def two_hosts(
+    db_session_factory: db_engine.SessionFactory,
+    kube: RecordingKube,
+    conductor: ConductorManager,
+) -> dict[str, str]:
+    """h1 and h2 registered by a heartbeat each, one running instance on each; the
+    conductor has projected both instances (Running). Returns host -> instance uuid."""
+    for host in ("h1", "h2"):
+        conductor.compute_node_report(_node_report(host))
+    uuids = {}
+    for host in ("h1", "h2"):
+        uuid = _running_instance(db_session_factory, kube, host)
+        conductor.project_instance(uuid, NAMESPACE, _name(uuid))
+        assert kube.status_of(_name(uuid))["phase"] == "Running"
+        uuids[host] = uuid
+    # The claims moved the usage; a pass makes the objects current again.
+    assert conductor.check_hypervisors() == {"h1": "up", "h2": "up"}
+    kube.clear()
+    return uuids
+
+
+# -- check_hypervisors ----------------------------------------------------------------------
+
+
+def test_a_fresh_conductor_lists_the_hypervisors_once_and_reads_all_nodes_in_one_query(
+    db_session_factory: db_engine.SessionFactory,
+    kube: RecordingKube,
+    caster: RecordingCaster,
+    conductor: ConductorManager,
+    statements: list[str],
+) -> None:
+    for host in ("h1", "h2", "h3"):
+        conductor.compute_node_report(_node_report(host))
+
+    # A restarted operator: no memory of what was written, objects already current.
+    fresh = _conductor(db_session_factory, kube, caster)
+    kube.clear()
+    statements.clear()
+    assert fresh.check_hypervisors() == {"h1": "up", "h2": "up", "h3": "up"}
+    assert kube.calls == {"list_hypervisors": 1}
+    assert statements.count("SELECT") == 1, statements
+
+    # The LIST taught it every object's status: the next passes read and write nothing.
+    statements.clear()
+    assert fresh.check_hypervisors() == {"h1": "up", "h2": "up", "h3": "up"}
+    assert fresh.check_hypervisors() == {"h1": "up", "h2": "up", "h3": "up"}
+    assert kube.calls == {"list_hypervisors": 1}
+    assert statements.count("SELECT") == 2, statements
+
+
+def test_a_fresh_conductor_writes_what_the_listed_objects_lack(
+    db_session_factory: db_engine.SessionFactory,
+    kube: RecordingKube,
+    caster: RecordingCaster,
+    conductor: ConductorManager,
+) -> None:
+    conductor.compute_node_report(_node_report("h1"))
+    conductor.compute_node_report(_node_report("h2"))
+    # Someone else wrote h2's status: it says down and has lost its vCPU usage.
+    kube.hypervisors["h2"]["status"]["state"] = "down"
+    del kube.hypervisors["h2"]["status"]["vcpus"]
+
+    fresh = _conductor(db_session_factory, kube, caster)
+    kube.clear()
+    assert fresh.check_hypervisors() == {"h1": "up", "h2": "up"}
+
+    assert kube.calls["list_hypervisors"] == 1
+    assert kube.hypervisor_patches == [
+        ("h2", {"state": "up", "vcpus": kube.hypervisors["h1"]["status"]["vcpus"]})
+    ]
+
+
+def test_a_host_whose_heartbeat_is_too_old_goes_down_and_its_instance_says_unknown(
+    db_session_factory: db_engine.SessionFactory,
+    kube: RecordingKube,
+    conductor: ConductorManager,
+    two_hosts: dict[str, str],
+) -> None:
+    _age_heartbeat(db_session_factory, "h1", DOWN_TIME_S + 60)
+    _age_heartbeat(db_session_factory, "h2", DOWN_TIME_S / 2)  # late, but not too late
+
+    assert conductor.check_hypervisors() == {"h1": "down", "h2": "up"}
+
+    assert kube.hypervisor_patches == [("h1", {"state": "down"})]
+    assert kube.hypervisors["h1"]["status"]["state"] == "down"
+    # Only the instance on the host that flipped was projected again.
+    assert [name for name, _ in kube.instance_patches] == [_name(two_hosts["h1"])]
+    assert kube.status_of(_name(two_hosts["h1"]))["phase"] == "Unknown"
+    assert kube.status_of(_name(two_hosts["h2"]))["phase"] == "Running"
+    assert "get_instance" not in kube.calls  # projected from memory
+
+    # Nothing changed since: the next pass writes nothing.
+    kube.clear()
+    assert conductor.check_hypervisors() == {"h1": "down", "h2": "up"}
+    assert kube.calls == {}
+
+
+def test_an_unchanged_pass_patches_nothing(
+    conductor: ConductorManager, kube: RecordingKube, two_hosts: dict[str, str]
+) -> None:
+    assert conductor.check_hypervisors() == {"h1": "up", "h2": "up"}
+    assert conductor.check_hypervisors() == {"h1": "up", "h2": "up"}
+    assert kube.calls == {}
+
+
+def test_a_usage_change_without_a_heartbeat_patches_only_the_usage(
+    db_session_factory: db_engine.SessionFactory,
+    kube: RecordingKube,
+    conductor: ConductorManager,
+    two_hosts: dict[str, str],
+) -> None:
+    before = copy.deepcopy(kube.hypervisors["h2"]["status"])
+    assert claim(db_session_factory, make_instance(db_session_factory), "h2")
+
+    assert conductor.check_hypervisors() == {"h1": "up", "h2": "up"}
+
+    ((host, patch),) = kube.hypervisor_patches
+    assert host == "h2"
+    assert set(patch) == {"vcpus", "memoryMiB", "diskGiB"}
+    assert (patch["vcpus"]["used"], patch["memoryMiB"]["used"], patch["diskGiB"]["used"]) == (
+        before["vcpus"]["used"] + 1,
+        before["memoryMiB"]["used"] + 512,
+        before["diskGiB"]["used"] + 1,
+    )
+    # The state did not flip, so no instance was projected again.
+    assert kube.instance_patches == []
+
+
+def test_a_host_that_comes_back_goes_up_and_its_instance_runs_again(
+    db_session_factory: db_engine.SessionFactory,
+    kube: RecordingKube,
+    conductor: ConductorManager,
+    two_hosts: dict[str, str],
+) -> None:
+    _age_heartbeat(db_session_factory, "h1", DOWN_TIME_S + 60)
+    assert conductor.check_hypervisors()["h1"] == "down"
+    _age_heartbeat(db_session_factory, "h1", 0)  # a heartbeat this conductor did not see
+    kube.clear()
+
+    assert conductor.check_hypervisors() == {"h1": "up", "h2": "up"}
+
+    assert kube.hypervisor_patches == [("h1", {"state": "up"})]
+    assert kube.status_of(_name(two_hosts["h1"]))["phase"] == "Running"
+
+
+def test_a_deleted_hypervisor_is_forgotten_and_learnt_again(
+    db_session_factory: db_engine.SessionFactory,
+    kube: RecordingKube,
+    conductor: ConductorManager,
+    two_hosts: dict[str, str],
+) -> None:
+    # h2 is up, so the deletion is refused in the database, and its agent keeps heartbeating;
+    # someone has meanwhile recreated the object with a status this conductor did not write.
+    assert conductor.hypervisor_deleted("h2") is False
+    kube.hypervisors["h2"]["status"] = {"state": "down"}
+
+    assert conductor.check_hypervisors() == {"h1": "up", "h2": "up"}
+    assert kube.calls["list_hypervisors"] == 1
+    ((host, patch),) = kube.hypervisor_patches
+    assert (host, patch["state"]) == ("h2", "up")
+    assert {"vcpus", "memoryMiB", "diskGiB"} <= set(patch)
+
+    # And the next heartbeat reads the object again, not only after the resync interval.
+    conductor.compute_node_report(_node_report("h2"))
+    assert kube.calls["ensure_hypervisor"] == 1
+
+
+def test_a_node_without_a_hypervisor_object_does_not_stop_the_others_being_checked(
+    db_session_factory: db_engine.SessionFactory,
+    kube: RecordingKube,
+    conductor: ConductorManager,
+    two_hosts: dict[str, str],
+) -> None:
+    # h1 is down with an instance: deleting its Hypervisor forgets nothing in the database,
+    # but the object is gone (the delete handler is optional).
+    _age_heartbeat(db_session_factory, "h1", DOWN_TIME_S + 60)
+    assert conductor.hypervisor_deleted("h1") is False
+    del kube.hypervisors["h1"]
+    # h2, after it in the walk, stops heartbeating too.
+    _age_heartbeat(db_session_factory, "h2", DOWN_TIME_S + 60)
+
+    assert conductor.check_hypervisors() == {"h1": "down", "h2": "down"}
+
+    assert kube.hypervisor_patches == [("h2", {"state": "down"})]
+    assert kube.status_of(_name(two_hosts["h2"]))["phase"] == "Unknown"
+    assert "h1" not in kube.hypervisors
+
+    # The missing object is neither listed for nor patched again at every pass.
+    kube.clear()
+    assert conductor.check_hypervisors() == {"h1": "down", "h2": "down"}
+    assert kube.calls == {}
+
+
+def test_a_failed_status_write_does_not_stop_the_others_and_is_retried(
+    db_session_factory: db_engine.SessionFactory,
+    kube: RecordingKube,
+    conductor: ConductorManager,
+    two_hosts: dict[str, str],
+) -> None:
+    _age_heartbeat(db_session_factory, "h1", DOWN_TIME_S + 60)
+    _age_heartbeat(db_session_factory, "h2", DOWN_TIME_S + 60)
+    kube.failing.add("h1")
+
+    assert conductor.check_hypervisors()["h2"] == "down"
+    assert kube.hypervisor_patches == [("h2", {"state": "down"})]
+    assert kube.status_of(_name(two_hosts["h2"]))["phase"] == "Unknown"
+
+    # The apiserver recovers: the write that failed is made at the next pass.
+    kube.failing.clear()
+    kube.clear()
+    assert conductor.check_hypervisors() == {"h1": "down", "h2": "down"}
+    assert kube.hypervisor_patches == [("h1", {"state": "down"})]
+    assert kube.status_of(_name(two_hosts["h1"]))["phase"] == "Unknown"
+
+
+# -- service_stopping -----------------------------------------------------------------------
+
+
+def test_a_stopping_service_is_down_at_once_and_up_again_at_its_next_heartbeat(
+    db_session_factory: db_engine.SessionFactory,
+    kube: RecordingKube,
+    conductor: ConductorManager,
+    two_hosts: dict[str, str],
+) -> None:
+    conductor.handle(_stopping("h1"), "agent-h1")
+
+    # The scheduler's view: no heartbeat to count from.
+    assert _last_seen_up(db_session_factory, "h1") is None
+    assert _last_seen_up(db_session_factory, "h2") is not None
+    assert kube.hypervisor_patches == [("h1", {"state": "down"})]
+    assert [name for name, _ in kube.instance_patches] == [_name(two_hosts["h1"])]
+    assert kube.status_of(_name(two_hosts["h1"]))["phase"] == "Unknown"
+    assert kube.status_of(_name(two_hosts["h2"]))["phase"] == "Running"
+
+    # The periodic check agrees and has nothing to write.
+    kube.clear()
+    assert conductor.check_hypervisors() == {"h1": "down", "h2": "up"}
+    assert kube.calls == {}
+
+    conductor.compute_node_report(_node_report("h1"))
+    assert _last_seen_up(db_session_factory, "h1") is not None
+    assert kube.hypervisors["h1"]["status"]["state"] == "up"
+    assert ("h1", "up") in [(host, patch.get("state")) for host, patch in kube.hypervisor_patches]
+    assert conductor.check_hypervisors() == {"h1": "up", "h2": "up"}
+
+
+@pytest.mark.parametrize("went_down", ["service_stopping", "heartbeat_too_old"])
+def test_instances_on_a_host_that_heartbeats_again_are_running_again(
+    db_session_factory: db_engine.SessionFactory,
+    kube: RecordingKube,
+    conductor: ConductorManager,
+    two_hosts: dict[str, str],
+    went_down: str,
+) -> None:
+    if went_down == "service_stopping":
+        conductor.handle(_stopping("h1"), "agent-h1")
+    else:
+        _age_heartbeat(db_session_factory, "h1", DOWN_TIME_S + 60)
+        assert conductor.check_hypervisors()["h1"] == "down"
+    assert kube.status_of(_name(two_hosts["h1"]))["phase"] == "Unknown"
+
+    # The agent starts again: a heartbeat, then its view of the instance, as recorded.
+    uuid = two_hosts["h1"]
+    conductor.compute_node_report(_node_report("h1", instance_uuids=(uuid,)))
+    conductor.instance_update(
+        payloads.InstanceUpdate(
+            instance_uuid=uuid,
+            host="h1",
+            vm_state="active",
+            task_state=None,
+            power_state="running",
+            addresses=("192.168.122.10",),
+        )
+    )
+    assert conductor.check_hypervisors() == {"h1": "up", "h2": "up"}
+
+    assert kube.status_of(_name(two_hosts["h1"]))["phase"] == "Running"
+
+
+def test_a_stopping_report_from_another_user_is_refused_and_changes_nothing(
+    db_session_factory: db_engine.SessionFactory,
+    kube: RecordingKube,
+    conductor: ConductorManager,
+    two_hosts: dict[str, str],
+) -> None:
+    seen = _last_seen_up(db_session_factory, "h1")
+
+    with pytest.raises(PermanentFailure, match="not 'agent-h1'"):
+        conductor.handle(_stopping("h1"), "agent-h2")
+
+    assert _last_seen_up(db_session_factory, "h1") == seen
+    assert kube.calls == {}
+    assert conductor.check_hypervisors() == {"h1": "up", "h2": "up"}
+
+
+def test_a_stopping_report_about_an_unknown_host_writes_nothing(
+    db_session_factory: db_engine.SessionFactory,
+    kube: RecordingKube,
+    conductor: ConductorManager,
+    two_hosts: dict[str, str],
+) -> None:
+    conductor.handle(_stopping("h9"), "agent-h9")
+    assert kube.calls == {}
+    assert _last_seen_up(db_session_factory, "h1") is not None
+
+
+def test_service_mark_stopped_touches_only_the_live_service_it_names(
+    db_session_factory: db_engine.SessionFactory,
+) -> None:
+    for host in ("h1", "h2"):
+        make_host(db_session_factory, host, vcpus=8, memory_mib=8192, local_gb=100)
+        with db_engine.transaction(db_session_factory) as session:
+            db_api.service_update_heartbeat(
+                session, host, models.AGENT_BINARY, f"compute.{host}", "1.0"
+            )
+
+    with db_engine.transaction(db_session_factory) as session:
+        assert db_api.service_mark_stopped(session, "nowhere", models.AGENT_BINARY) is False
+        assert db_api.service_mark_stopped(session, "h1", "kubenova-other") is False
+    assert _last_seen_up(db_session_factory, "h1") is not None
+
+    with db_engine.transaction(db_session_factory) as session:
+        assert db_api.service_mark_stopped(session, "h1", models.AGENT_BINARY) is True
+    assert _last_seen_up(db_session_factory, "h1") is None
+    assert _last_seen_up(db_session_factory, "h2") is not None

@@ -1,0 +1,645 @@
+"""How many apiserver round trips the conductor spends on status, on a real database.
+
+An Instance's status is projected from the status this process last wrote (no GET), an
+unchanged projection is not written, and an agent report that changes nothing writes
+nothing. A heartbeat reads its Hypervisor object only on the host's first report and then
+every ``HYPERVISOR_RESYNC_S``, and rewrites a status whose only change is ``lastHeartbeat``
+only every ``HEARTBEAT_STATUS_INTERVAL_S``.
+
+The Kubernetes side is a recording fake holding the objects in memory and applying status
+patches as JSON merge patches.
+"""
+
+from __future__ import annotations
+
+import collections
+import copy
+import datetime as dt
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from kubernetes.client import exceptions as k8s_exceptions
+
+from kubenova.conductor import manager
+from kubenova.conductor.manager import ConductorManager
+from kubenova.config import OperatorSettings
+from kubenova.db import api as db_api
+from kubenova.db import engine as db_engine
+from kubenova.db import models
+from kubenova.rpc import compute_rpcapi, payloads
+from tests.integration.db.helpers import claim, make_host, make_instance, node
+
+pytestmark = pytest.mark.integration
+
+NAMESPACE = "default"
+LAUNCHED = dt.datetime(2026, 1, 1, 12, 0, 0, tzinfo=dt.UTC)
+LONG_AGO = "2020-01-01T00:00:00Z"
+T0 = dt.datetime(2026, 6, 1, 8, 0, 0, tzinfo=dt.UTC)
+
+
+def _merge(target: dict[str, Any], patch: dict[str, Any]) -> None:
+    """RFC 7386 JSON merge patch, as the apiserver applies ``{"status": ...}``."""
+    for key, value in patch.items():
+        if value is None:
+            target.pop(key, None)
+        elif isinstance(value, dict) and isinstance(target.get(key), dict):
+            _merge(target[key], value)
+        else:
+            target[key] = copy.deepcopy(value)
+
+
+class RecordingKube:
+    """The KubeClient methods the conductor calls, over objects held in memory."""
+
+    def __init__(self) -> None:
+        self.instances: dict[tuple[str, str], dict[str, Any]] = {}
+        self.hypervisors: dict[str, dict[str, Any]] = {}
+        self.calls: collections.Counter[str] = collections.Counter()
+        self.instance_patches: list[tuple[str, dict[str, Any]]] = []
+        self.hypervisor_patches: list[tuple[str, dict[str, Any]]] = []
+
+    def add_instance(self, name: str, status: dict[str, Any] | None = None) -> None:
+        self.instances[(NAMESPACE, name)] = {
+            "metadata": {"name": name, "namespace": NAMESPACE},
+            "spec": {"flavor": "m1.tiny", "image": "tiny"},
+            "status": copy.deepcopy(status or {}),
+        }
+
+    def status_of(self, name: str) -> dict[str, Any]:
+        status: dict[str, Any] = self.instances[(NAMESPACE, name)]["status"]
+        return status
+
+    def get_instance(self, namespace: str, name: str) -> dict[str, Any] | None:
+        self.calls["get_instance"] += 1
+        return copy.deepcopy(self.instances.get((namespace, name)))
+
+    def patch_instance_status(self, namespace: str, name: str, status: dict[str, Any]) -> bool:
+        self.calls["patch_instance_status"] += 1
+        obj = self.instances.get((namespace, name))
+        if obj is None:
+            return False  # 404: the object is gone
+        self.instance_patches.append((name, copy.deepcopy(status)))
+        _merge(obj.setdefault("status", {}), status)
+        return True
+
+    def get_hypervisor(self, host: str) -> dict[str, Any] | None:
+        self.calls["get_hypervisor"] += 1
+        return copy.deepcopy(self.hypervisors.get(host))
+
+    def ensure_hypervisor(self, host: str, labels: dict[str, str]) -> dict[str, Any]:
+        self.calls["ensure_hypervisor"] += 1
+        if host not in self.hypervisors:
+            self.hypervisors[host] = {
+                "metadata": {"name": host, "labels": dict(labels)},
+                "spec": {"disabled": False},
+                "status": {},
+            }
+        return copy.deepcopy(self.hypervisors[host])
+
+    def patch_hypervisor_status(self, host: str, status: dict[str, Any]) -> None:
+        self.calls["patch_hypervisor_status"] += 1
+        if host not in self.hypervisors:
+            raise k8s_exceptions.ApiException(status=404, reason="Not Found")  # as the client
+        self.hypervisor_patches.append((host, copy.deepcopy(status)))
+        _merge(self.hypervisors[host].setdefault("status", {}), status)
+
+
+class RecordingCaster:
+    def __init__(self) -> None:
+        self.casts: list[tuple[str, str]] = []
+
+    def cast(self, topic: str, method: str, args: dict[str, object], request_id: str) -> str:
+        self.casts.append((topic, method))
+        return "message-id"
+
+
+class Clock:
+    """Stands in for the manager module's ``time`` (monotonic) and ``utcnow``."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+
+    def advance(self, seconds: float) -> None:
+        self.seconds += seconds
+
+    def monotonic(self) -> float:
+        return 1000.0 + self.seconds
+
+    def utcnow(self) -> dt.datetime:
+        return T0 + dt.timedelta(seconds=self.seconds)
+
+
+@pytest.fixture
+def kube() -> RecordingKube:
+    return RecordingKube()
+
+
+@pytest.fixture
+def caster() -> RecordingCaster:
+    return RecordingCaster()
+
+
+@pytest.fixture
+def conductor(
+    db_session_factory: db_engine.SessionFactory, kube: RecordingKube, caster: RecordingCaster
+) -> ConductorManager:
+    compute = compute_rpcapi.ComputeAPI(caster)
+    return ConductorManager(OperatorSettings(), db_session_factory, kube, compute)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    clock = Clock()
+    monkeypatch.setattr(manager, "time", clock)
+    monkeypatch.setattr(manager, "utcnow", clock.utcnow)
+    return clock
+
+
+@pytest.fixture
+def statements(db_session_factory: db_engine.SessionFactory) -> Iterator[list[str]]:
+    """Every SQL statement the test's engine sends, from the moment it is cleared."""
+    engine = db_session_factory.kw["bind"]
+    sent: list[str] = []
+
+    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        sent.append(statement.lstrip().split(None, 1)[0].upper())
+
+    sa.event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield sent
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", record)
+
+
+def _heartbeat_now(session_factory: db_engine.SessionFactory, host: str = "h1") -> None:
+    with db_engine.transaction(session_factory) as session:
+        db_api.service_update_heartbeat(
+            session, host, models.AGENT_BINARY, f"compute.{host}", "1.0"
+        )
+
+
+def _name(uuid: str) -> str:
+    return f"vm-{uuid[:8]}"
+
+
+def _running_instance(
+    session_factory: db_engine.SessionFactory,
+    kube: RecordingKube,
+    *,
+    status: dict[str, Any] | None = None,
+) -> str:
+    """An instance running on h1, recorded and present in Kubernetes with ``status``."""
+    uuid = make_instance(session_factory)
+    assert claim(session_factory, uuid, "h1")
+    with db_engine.transaction(session_factory) as session:
+        db_api.instance_update(
+            session,
+            uuid,
+            vm_state="active",
+            task_state=None,
+            power_state="running",
+            addresses=["192.168.122.10"],
+            launched_at=LAUNCHED,
+        )
+    kube.add_instance(_name(uuid), status)
+    return uuid
+
+
+def _set(session_factory: db_engine.SessionFactory, uuid: str, **values: Any) -> None:
+    with db_engine.transaction(session_factory) as session:
+        db_api.instance_update(session, uuid, **values)
+
+
+def _project(conductor: ConductorManager, uuid: str, **kwargs: Any) -> None:
+    conductor.project_instance(uuid, NAMESPACE, _name(uuid), **kwargs)
+
+
+def _condition(status: dict[str, Any], type_: str) -> dict[str, Any]:
+    found: dict[str, Any] = next(c for c in status["conditions"] if c["type"] == type_)
+    return found
+
+
+def _report(uuid: str, **overrides: Any) -> payloads.InstanceUpdate:
+    values: dict[str, Any] = {
+        "instance_uuid": uuid,
+        "host": "h1",
+        "vm_state": "active",
+        "task_state": None,
+        "power_state": "running",
+        "addresses": ("192.168.122.10",),
+    }
+    values.update(overrides)
+    return payloads.InstanceUpdate(**values)
+
+
+@pytest.fixture
+def h1(db_session_factory: db_engine.SessionFactory) -> str:
+    """Host h1, registered and heartbeating."""
+    make_host(db_session_factory, "h1", vcpus=8, memory_mib=8192, local_gb=100)
+    _heartbeat_now(db_session_factory)
+    return "h1"
+
+
+# -- projections ----------------------------------------------------------------------------
+
+
+def test_first_projection_reads_the_object_and_later_ones_start_from_memory(
+    db_session_factory: db_engine.SessionFactory,
+    kube: RecordingKube,
+    conductor: ConductorManager,
+    h1: str,
+) -> None:
+    scheduled = {
+        "type": "Scheduled",
+        "status": "True",
+        "reason": "Scheduled",
+        "message": "claimed on host h1",
+        "lastTransitionTime": LONG_AGO,
+    }
+    uuid = _running_instance(db_session_factory, kube, status={"conditions": [scheduled]})
+
+    _project(conductor, uuid)
+    assert kube.calls == {"get_instance": 1, "patch_instance_status": 1}
+    status = kube.status_of(_name(uuid))
+    assert status["phase"] == "Running"
+    assert _condition(status, "Scheduled")["lastTransitionTime"] == LONG_AGO
+
+    _set(db_session_factory, uuid, vm_state="stopped", power_state="shutdown")
+    _project(conductor, uuid)
+    assert kube.calls == {"get_instance": 1, "patch_instance_status": 2}
+    status = kube.status_of(_name(uuid))
+    assert status["phase"] == "Stopped"
+    # The unchanged condition kept its time although the object was not read again.
+    assert _condition(status, "Scheduled")["lastTransitionTime"] == LONG_AGO
+    assert _condition(status, "Ready")["status"] == "False"
+
+
+def test_a_projection_that_changes_nothing_is_not_patched(
+    db_session_factory: db_engine.SessionFactory,
+    kube: RecordingKube,
+    conductor: ConductorManager,
+    h1: str,
+) -> None:
+    uuid = _running_instance(db_session_factory, kube)
+    _project(conductor, uuid)
+    written = copy.deepcopy(kube.status_of(_name(uuid)))
+    _project(conductor, uuid)
+    _project(conductor, uuid)
+    assert kube.calls == {"get_instance": 1, "patch_instance_status": 1}
+    assert kube.status_of(_name(uuid)) == written
+
+
+def test_an_object_already_saying_what_the_record_projects_is_not_patched(
+    db_session_factory: db_engine.SessionFactory,
+    kube: RecordingKube,
+    conductor: ConductorManager,
+    caster: RecordingCaster,
+    h1: str,
+) -> None:
+    uuid = _running_instance(db_session_factory, kube)
+    _project(conductor, uuid)
+    current = copy.deepcopy(kube.status_of(_name(uuid)))
+
+    # Another process (a restarted operator) with no memory reads the object once, finds it
+    # current, and from then on needs neither a GET nor a PATCH.
+    other = ConductorManager(
+        OperatorSettings(),
+        db_session_factory,
+        kube,  # type: ignore[arg-type]
+        compute_rpcapi.ComputeAPI(caster),
+    )
+    kube.calls.clear()
+    other.project_instance(uuid, NAMESPACE, _name(uuid))
+    other.project_instance(uuid, NAMESPACE, _name(uuid))
+    assert kube.calls == {"get_instance": 1}
+    assert kube.status_of(_name(uuid)) == current
+
+
+def test_the_status_a_caller_holds_stands_in_for_the_get(
+    db_session_factory: db_engine.SessionFactory,
+    kube: RecordingKube,
+    conductor: ConductorManager,
+    h1: str,
+) -> None:
+    uuid = _running_instance(db_session_factory, kube, status={"phase": "Pending"})
+    _project(conductor, uuid, current_status={"phase": "Pending"})
+    assert kube.calls == {"patch_instance_status": 1}
+    assert kube.status_of(_name(uuid))["phase"] == "Running"
+
+    # Once something was written, the memory wins over a stale status a caller passes.
+    _project(conductor, uuid, current_status={"phase": "Pending"})
+    assert kube.calls == {"patch_instance_status": 1}
+
+
+def test_a_projection_for_an_object_that_is_gone_writes_nothing_and_remembers_nothing(
+    db_session_factory: db_engine.SessionFactory,
+    kube: RecordingKube,
+    conductor: ConductorManager,
+    h1: str,
+) -> None:
+    uuid = _running_instance(db_session_factory, kube)
+    del kube.instances[(NAMESPACE, _name(uuid))]
+    _project(conductor, uuid)
+    _project(conductor, uuid)
+    assert kube.calls == {"get_instance": 2}
+
+
+def test_a_patch_that_finds_the_object_gone_makes_the_next_projection_read_it(
+    db_session_factory: db_engine.SessionFactory,
+    kube: RecordingKube,
+    conductor: ConductorManager,
+    h1: str,
+) -> None:
+    uuid = _running_instance(db_session_factory, kube)
+    _project(conductor, uuid)
+    assert kube.calls == {"get_instance": 1, "patch_instance_status": 1}
+
+    del kube.instances[(NAMESPACE, _name(uuid))]
+    _set(db_session_factory, uuid, vm_state="stopped", power_state="shutdown")
+    _project(conductor, uuid)  # the patch answers 404
+    assert kube.calls == {"get_instance": 1, "patch_instance_status": 2}
+
+    kube.add_instance(_name(uuid), {"phase": "Running"})
+    _project(conductor, uuid)
+    assert kube.calls == {"get_instance": 2, "patch_instance_status": 3}
+    assert kube.status_of(_name(uuid))["phase"] == "Stopped"
+
+
+# -- agent reports --------------------------------------------------------------------------
+
+
+def test_a_report_identical_to_the_record_writes_nothing_and_patches_nothing(
+    db_session_factory: db_engine.SessionFactory,
+    kube: RecordingKube,
+    conductor: ConductorManager,
+    statements: list[str],
+    h1: str,
+) -> None:
+    uuid = _running_instance(db_session_factory, kube, status={"phase": "Running"})
+    statements.clear()
+
+    conductor.instance_update(_report(uuid))
+
+    assert kube.calls == {}  # not even a GET, though this conductor remembers nothing
+    assert not {"UPDATE", "INSERT", "DELETE"} & set(statements), statements
+    assert kube.status_of(_name(uuid)) == {"phase": "Running"}
+
+
+def test_a_changed_report_is_recorded_and_patched_once(
+    db_session_factory: db_engine.SessionFactory,
+    kube: RecordingKube,
+    conductor: ConductorManager,
+    h1: str,
+) -> None:
+    uuid = _running_instance(db_session_factory, kube)
+    _project(conductor, uuid)
+    kube.calls.clear()
+
+    conductor.instance_update(
+        _report(uuid, vm_state="stopped", power_state="shutdown", addresses=())
+    )
+
+    assert kube.calls == {"patch_instance_status": 1}
+    with db_engine.transaction(db_session_factory) as session:
+        record = db_api.instance_get(session, uuid)
+        assert record is not None
+        assert (record.vm_state, record.power_state, record.addresses) == (
+            "stopped",
+            "shutdown",
+            [],
+        )
+    status = kube.status_of(_name(uuid))
+    assert (status["phase"], status["addresses"]) == ("Stopped", [])
+
+    # The same report again is now what the record says.
+    conductor.instance_update(
+        _report(uuid, vm_state="stopped", power_state="shutdown", addresses=())
+    )
+    assert kube.calls == {"patch_instance_status": 1}
+
+
+def test_a_report_projects_its_host_as_up_without_asking_the_database(
+    db_session_factory: db_engine.SessionFactory,
+    kube: RecordingKube,
+    conductor: ConductorManager,
+) -> None:
+    # h1 has a compute node but no heartbeat on record: the database calls it down.
+    make_host(db_session_factory, "h1", vcpus=8, memory_mib=8192, local_gb=100)
+    uuid = _running_instance(db_session_factory, kube)
+    _project(conductor, uuid)
+    assert kube.status_of(_name(uuid))["phase"] == "Unknown"
+
+    conductor.instance_update(_report(uuid, vm_state="stopped", power_state="shutdown"))
+    assert kube.status_of(_name(uuid))["phase"] == "Stopped"
+
+
+def test_a_launch_report_clears_the_build_failures_of_its_host(
+    db_session_factory: db_engine.SessionFactory,
+    kube: RecordingKube,
+    conductor: ConductorManager,
+    h1: str,
+) -> None:
+    uuid = make_instance(db_session_factory)
+    assert claim(db_session_factory, uuid, "h1")
+    _set(db_session_factory, uuid, task_state="spawning")
+    kube.add_instance(_name(uuid))
+    with db_engine.transaction(db_session_factory) as session:
+        session.execute(
+            sa.update(models.ComputeNode)
+            .where(models.ComputeNode.host == "h1")
+            .values(failed_builds=2)
+        )
+
+    conductor.instance_update(_report(uuid, launched_at=LAUNCHED))
+
+    assert node(db_session_factory, "h1").failed_builds == 0
+    assert kube.calls == {"get_instance": 1, "patch_instance_status": 1}
+    status = kube.status_of(_name(uuid))
+    assert (status["phase"], status["launchedAt"]) == ("Running", "2026-01-01T12:00:00Z")
+
+
+def test_a_terminated_instance_is_forgotten(
+    db_session_factory: db_engine.SessionFactory,
+    kube: RecordingKube,
+    conductor: ConductorManager,
+    h1: str,
+) -> None:
+    uuid = _running_instance(db_session_factory, kube)
+    _project(conductor, uuid)
+    assert conductor.written.get(uuid) is not None
+    conductor.instance_terminated(payloads.InstanceTerminated(instance_uuid=uuid, host="h1"))
+    assert conductor.written.get(uuid) is None
+
+
+# -- heartbeats -----------------------------------------------------------------------------
+
+
+def _node_report(**overrides: Any) -> payloads.ComputeNodeReport:
+    values: dict[str, Any] = {
+        "host": "h1",
+        "vcpus": 8,
+        "memory_mib": 8192,
+        "disk_gib": 100,
+        "cpu_arch": "x86_64",
+        "hypervisor_type": "QEMU",
+        "virt_type": "qemu",
+        "libvirt_version": "9.0.0",
+        "qemu_version": "7.2.0",
+        "labels": {"topology.kubernetes.io/zone": "az1"},
+    }
+    values.update(overrides)
+    return payloads.ComputeNodeReport(**values)
+
+
+def test_heartbeats_read_the_hypervisor_on_the_first_report_then_every_resync_interval(
+    kube: RecordingKube, conductor: ConductorManager, clock: Clock
+) -> None:
+    conductor.compute_node_report(_node_report())
+    clock.advance(1)
+    conductor.compute_node_report(_node_report())
+    assert kube.calls["ensure_hypervisor"] == 1
+
+    clock.advance(manager.HYPERVISOR_RESYNC_S - 1.5)
+    conductor.compute_node_report(_node_report())
+    assert kube.calls["ensure_hypervisor"] == 1
+
+    clock.advance(0.5)  # HYPERVISOR_RESYNC_S after the first read
+    conductor.compute_node_report(_node_report())
+    assert kube.calls["ensure_hypervisor"] == 2
+
+    clock.advance(1)
+    conductor.compute_node_report(_node_report())
+    assert kube.calls["ensure_hypervisor"] == 2
+    assert kube.calls["get_hypervisor"] == 0
+
+
+def test_each_host_is_read_on_its_own_first_report(
+    kube: RecordingKube, conductor: ConductorManager, clock: Clock
+) -> None:
+    conductor.compute_node_report(_node_report())
+    conductor.compute_node_report(_node_report(host="h2"))
+    conductor.compute_node_report(_node_report())
+    conductor.compute_node_report(_node_report(host="h2"))
+    assert kube.calls["ensure_hypervisor"] == 2
+    assert set(kube.hypervisors) == {"h1", "h2"}
+
+
+def test_a_missed_change_to_the_hypervisor_is_picked_up_at_the_resync(
+    db_session_factory: db_engine.SessionFactory,
+    kube: RecordingKube,
+    conductor: ConductorManager,
+    clock: Clock,
+) -> None:
+    conductor.compute_node_report(_node_report())
+    first = node(db_session_factory, "h1")
+    assert (first.labels, first.disabled) == ({"topology.kubernetes.io/zone": "az1"}, False)
+
+    # An administrator's change whose watch event never reached the handlers.
+    hypervisor = kube.hypervisors["h1"]
+    hypervisor["metadata"]["labels"] = {"topology.kubernetes.io/zone": "az2"}
+    hypervisor["spec"] = {"disabled": True, "disabledReason": "maintenance"}
+
+    clock.advance(5)
+    conductor.compute_node_report(_node_report(labels={"ignored": "seed-only"}))
+    between = node(db_session_factory, "h1")
+    # Not read yet; and a heartbeat that did not read keeps the recorded labels.
+    assert (between.labels, between.disabled) == ({"topology.kubernetes.io/zone": "az1"}, False)
+
+    clock.advance(manager.HYPERVISOR_RESYNC_S)
+    conductor.compute_node_report(_node_report())
+    after = node(db_session_factory, "h1")
+    assert after.labels == {"topology.kubernetes.io/zone": "az2"}
+    assert (after.disabled, after.disabled_reason) == (True, "maintenance")
+
+
+def test_heartbeats_that_only_move_last_heartbeat_patch_once_per_interval(
+    kube: RecordingKube, conductor: ConductorManager, clock: Clock
+) -> None:
+    conductor.compute_node_report(_node_report())
+    assert kube.calls["patch_hypervisor_status"] == 1
+    first = copy.deepcopy(kube.hypervisors["h1"]["status"])
+    assert first["lastHeartbeat"] == "2026-06-01T08:00:00Z"
+
+    for _ in range(3):
+        clock.advance(9)  # 9, 18, 27 s after the written lastHeartbeat
+        conductor.compute_node_report(_node_report())
+    assert kube.calls["patch_hypervisor_status"] == 1
+    assert kube.hypervisors["h1"]["status"] == first
+
+    clock.advance(3)  # HEARTBEAT_STATUS_INTERVAL_S after the written one
+    conductor.compute_node_report(_node_report())
+    assert kube.calls["patch_hypervisor_status"] == 2
+    assert kube.hypervisors["h1"]["status"]["lastHeartbeat"] == "2026-06-01T08:00:30Z"
+
+    clock.advance(1)
+    conductor.compute_node_report(_node_report())
+    assert kube.calls["patch_hypervisor_status"] == 2
+
+
+def test_a_usage_change_is_patched_at_the_next_heartbeat(
+    db_session_factory: db_engine.SessionFactory,
+    kube: RecordingKube,
+    conductor: ConductorManager,
+    clock: Clock,
+) -> None:
+    conductor.compute_node_report(_node_report())
+    assert kube.hypervisors["h1"]["status"]["vcpus"]["used"] == 0
+
+    uuid = make_instance(db_session_factory)
+    assert claim(db_session_factory, uuid, "h1")
+    clock.advance(1)
+    conductor.compute_node_report(_node_report(instance_uuids=(uuid,)))
+
+    assert kube.calls["patch_hypervisor_status"] == 2
+    status = kube.hypervisors["h1"]["status"]
+    assert (status["vcpus"]["used"], status["memoryMiB"]["used"]) == (1, 512)
+    assert status["runningInstances"] == 1
+    assert status["lastHeartbeat"] == "2026-06-01T08:00:01Z"
+
+
+def test_a_capacity_change_is_patched_at_the_next_heartbeat(
+    kube: RecordingKube, conductor: ConductorManager, clock: Clock
+) -> None:
+    conductor.compute_node_report(_node_report())
+    clock.advance(1)
+    conductor.compute_node_report(_node_report(vcpus=16))
+    assert kube.calls["patch_hypervisor_status"] == 2
+    assert kube.hypervisors["h1"]["status"]["vcpus"]["capacity"] == 16
+
+
+def test_a_heartbeat_after_the_host_was_marked_down_patches_it_up_at_once(
+    db_session_factory: db_engine.SessionFactory,
+    kube: RecordingKube,
+    conductor: ConductorManager,
+    clock: Clock,
+) -> None:
+    conductor.compute_node_report(_node_report())
+    with db_engine.transaction(db_session_factory) as session:
+        session.execute(
+            sa.update(models.Service)
+            .where(models.Service.host == "h1")
+            .values(last_seen_up=models.utcnow() - dt.timedelta(hours=1))
+        )
+    assert conductor.check_hypervisor("h1", dict(kube.hypervisors["h1"]["status"])) == "down"
+    assert kube.hypervisors["h1"]["status"]["state"] == "down"
+    patches = kube.calls["patch_hypervisor_status"]
+
+    clock.advance(1)  # well within the heartbeat interval
+    conductor.compute_node_report(_node_report())
+    assert kube.calls["patch_hypervisor_status"] == patches + 1
+    assert kube.hypervisors["h1"]["status"]["state"] == "up"
+
+
+def test_a_hypervisor_deleted_while_its_host_is_up_comes_back_at_the_next_heartbeat(
+    kube: RecordingKube, conductor: ConductorManager, clock: Clock
+) -> None:
+    conductor.compute_node_report(_node_report())
+    assert conductor.hypervisor_deleted("h1") is False  # up: "it will register again"
+    del kube.hypervisors["h1"]  # kopf lets the deletion through (the handler is optional)
+
+    clock.advance(10)  # the agent's next heartbeat
+    conductor.compute_node_report(_node_report())
+    assert "h1" in kube.hypervisors
+    assert kube.hypervisors["h1"]["status"].get("state") == "up"
