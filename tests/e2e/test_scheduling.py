@@ -12,6 +12,7 @@ from tests.e2e.conftest import (
     apply,
     condition_of,
     flavor_manifest,
+    get,
     instance_manifest,
     kubectl,
     status_of,
@@ -89,6 +90,20 @@ def test_anti_affinity_places_members_apart_and_leaves_the_extra_one_pending(
     )
     assert scheduled["status"] == "False"
     assert status_of(namespace, pending[0])["phase"] == "Pending"
+    # The group's status counts its members, one per host (the pending one has never been
+    # claimed into the group, so it is not a member yet).
+    group_status = wait_for(
+        "the ServerGroup's status to count its members",
+        lambda: (
+            (s := (get("servergroups", "apart", namespace) or {}).get("status") or {}).get(
+                "memberCount"
+            )
+            == 3
+            and s
+        ),
+        timeout=30,
+    )
+    assert group_status["hosts"] == dict.fromkeys(hosts, 1)
 
 
 def test_affinity_keeps_members_on_one_host(namespace, sim_hosts, pool):

@@ -78,6 +78,11 @@ class Runtime:
                     conductor.check_hypervisors,
                 ),
                 periodic_mod.PeriodicTask(
+                    "project_server_groups",
+                    settings.hypervisor_check_interval_s,
+                    conductor.project_server_groups,
+                ),
+                periodic_mod.PeriodicTask(
                     "audit_hosts",
                     settings.audit_interval_s,
                     conductor.auditor.audit_all,

@@ -78,6 +78,8 @@ class ConductorManager:
         # Instance uid -> the status last written to it; Hypervisor name -> likewise.
         self.written = written_status.WrittenStatus()
         self.written_hypervisors = written_status.WrittenStatus()
+        # "namespace/name" -> the status last written to that ServerGroup.
+        self.written_server_groups = written_status.WrittenStatus()
         # Host -> when a heartbeat last read its Hypervisor object (time.monotonic()).
         self._hypervisor_read_at: dict[str, float] = {}
 
@@ -548,6 +550,37 @@ class ConductorManager:
             LOG.warning("hypervisor %s is %s", host, state)
             self._project_instances_on(host)
         return state
+
+    def project_server_groups(self) -> int:
+        """Write each ServerGroup's ``memberCount`` and members per host where they changed;
+        how many objects were written. Periodic: membership follows claims, reschedules and
+        deletes in several places, and one pass over all groups is two statements."""
+        with db_engine.transaction(self.session_factory) as session:
+            usages = db_api.server_group_usage_all(session)
+        written = 0
+        for usage in usages:
+            key = f"{usage.namespace}/{usage.name}"
+            previous = self.written_server_groups.get(key)
+            if previous is None:
+                obj = self.kube.get_server_group(usage.namespace, usage.name)
+                if obj is None:
+                    continue
+                previous = dict(obj.get("status") or {})
+            hosts: dict[str, int | None] = dict(usage.hosts)
+            # A merge patch keeps map keys it is not told about: null removes a host.
+            hosts.update({h: None for h in previous.get("hosts") or {} if h not in usage.hosts})
+            status: dict[str, Any] = {"memberCount": usage.member_count, "hosts": hosts}
+            if (
+                previous.get("memberCount") == usage.member_count
+                and (previous.get("hosts") or {}) == usage.hosts
+            ):
+                continue
+            if self.kube.patch_server_group_status(usage.namespace, usage.name, status):
+                written += 1
+            self.written_server_groups.remember(
+                key, {"memberCount": usage.member_count, "hosts": dict(usage.hosts)}
+            )
+        return written
 
     def _project_instances_on(self, host: str) -> None:
         """Project every instance on ``host`` again (its up/down state changed)."""

@@ -98,6 +98,7 @@ from kubenova.db.placement import (
 )
 from kubenova.db.server_groups import (
     ServerGroupClaim,
+    ServerGroupUsage,
     server_group_delete,
     server_group_get,
     server_group_get_by_uuid,
@@ -105,6 +106,7 @@ from kubenova.db.server_groups import (
     server_group_members,
     server_group_remove_member,
     server_group_upsert,
+    server_group_usage_all,
     validate_policy,
 )
 
@@ -126,6 +128,7 @@ __all__ = [
     "ServerGroupDeletedError",
     "ServerGroupNotFoundError",
     "ServerGroupPolicyImmutableError",
+    "ServerGroupUsage",
     "UnexpectedStateError",
     "UnrecordedDomains",
     "Usage",
@@ -163,6 +166,7 @@ __all__ = [
     "server_group_members",
     "server_group_remove_member",
     "server_group_upsert",
+    "server_group_usage_all",
     "service_get",
     "service_get_all",
     "service_is_up",

@@ -334,3 +334,42 @@ def is_member(session: orm.Session, group_id: int, instance_uuid: str) -> bool:
         )
     )
     return found is not None
+
+
+@dataclasses.dataclass(frozen=True)
+class ServerGroupUsage:
+    """A live group's members and how many of them each host runs (its status)."""
+
+    namespace: str
+    name: str
+    member_count: int
+    hosts: dict[str, int]
+
+
+def server_group_usage_all(session: orm.Session) -> list[ServerGroupUsage]:
+    """Every live group with its live members counted, in two statements for all groups;
+    members not placed yet count as members but on no host."""
+    member_t = models.ServerGroupMember
+    instance_t = models.Instance
+    group_t = models.ServerGroup
+    groups = session.execute(
+        sa.select(group_t.id, group_t.namespace, group_t.name)
+        .where(models.live(group_t))
+        .order_by(group_t.namespace, group_t.name)
+    ).all()
+    counts: dict[int, int] = {}
+    hosts: dict[int, dict[str, int]] = {}
+    rows = session.execute(
+        sa.select(member_t.group_id, instance_t.host, sa.func.count())
+        .join(instance_t, instance_t.uuid == member_t.instance_uuid)
+        .where(models.live(instance_t))
+        .group_by(member_t.group_id, instance_t.host)
+    )
+    for group_id, host, count in rows:
+        counts[group_id] = counts.get(group_id, 0) + int(count)
+        if host is not None:
+            hosts.setdefault(group_id, {})[host] = int(count)
+    return [
+        ServerGroupUsage(namespace, name, counts.get(group_id, 0), hosts.get(group_id, {}))
+        for group_id, namespace, name in groups
+    ]

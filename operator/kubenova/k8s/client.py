@@ -77,6 +77,23 @@ class KubeClient:
     def get_server_group(self, namespace: str, name: str) -> dict[str, Any] | None:
         return self._get_namespaced(resources.SERVER_GROUPS, namespace, name)
 
+    def patch_server_group_status(self, namespace: str, name: str, status: dict[str, Any]) -> bool:
+        """Merge ``status`` into the ServerGroup's status; False if the object is gone."""
+        try:
+            self._custom.patch_namespaced_custom_object_status(
+                resources.GROUP,
+                resources.VERSION,
+                namespace,
+                resources.SERVER_GROUPS,
+                name,
+                {"status": status},
+            )
+        except k8s_exceptions.ApiException as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
     def get_instance(self, namespace: str, name: str) -> dict[str, Any] | None:
         return self._get_namespaced(resources.INSTANCES, namespace, name)
 
