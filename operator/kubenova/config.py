@@ -82,6 +82,8 @@ class OperatorSettings:
     weighers: tuple[str, ...] | None = None
     # Weigher class name -> multiplier, over the scheduler's DEFAULT_MULTIPLIERS.
     weigher_multipliers: dict[str, float] = dataclasses.field(default_factory=dict)
+    # Threads that run the api handlers (kopf's executor) at once.
+    api_workers: int = 16
     # Lanes that handle the conductor queue at once (each instance's reports stay ordered).
     conductor_workers: int = 4
     # How often every Hypervisor's up/down state and usage are checked, and how often
@@ -104,6 +106,7 @@ class OperatorSettings:
             enabled_filters=tuple(_split(filters)) if filters else None,
             weighers=tuple(_split(weighers)) if weighers else None,
             weigher_multipliers=_multipliers(os.environ.get("KUBENOVA_WEIGHER_MULTIPLIERS", "")),
+            api_workers=_env_int("KUBENOVA_API_WORKERS", 16),
             conductor_workers=_env_int("KUBENOVA_CONDUCTOR_WORKERS", 4),
             hypervisor_check_interval_s=_env_float("KUBENOVA_HYPERVISOR_CHECK_INTERVAL", 10.0),
             audit_interval_s=_env_float("KUBENOVA_AUDIT_INTERVAL", 60.0),

@@ -92,8 +92,8 @@ def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     # kopf would post an Event for every retry; the handlers post one per new explanation.
     settings.posting.level = logging.CRITICAL
     settings.watching.server_timeout = 300
-    settings.execution.max_workers = 16
     runtime = Runtime.from_env()
+    settings.execution.max_workers = runtime.settings.api_workers
     runtime.start()
     memo["runtime"] = runtime
 
