@@ -525,14 +525,6 @@ class ConductorManager:
                 LOG.exception("checking hypervisor %s failed", host)
         return states
 
-    def check_hypervisor(self, host: str, previous: dict[str, Any]) -> str:
-        """:meth:`check_hypervisors` for one host whose current status is ``previous``."""
-        with db_engine.transaction(self.session_factory) as session:
-            node = db_api.compute_node_get(session, host)
-            up = node is not None and host_is_up(session, host, self.settings.service_down_time_s)
-            usage = _usage_status(node) if node is not None else {}
-        return self._apply_hypervisor_check(host, up, usage, previous)
-
     def _apply_hypervisor_check(
         self, host: str, up: bool, usage: dict[str, Any], previous: dict[str, Any]
     ) -> str:

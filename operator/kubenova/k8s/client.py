@@ -77,43 +77,38 @@ class KubeClient:
     def get_server_group(self, namespace: str, name: str) -> dict[str, Any] | None:
         return self._get_namespaced(resources.SERVER_GROUPS, namespace, name)
 
-    def patch_server_group_status(self, namespace: str, name: str, status: dict[str, Any]) -> bool:
-        """Merge ``status`` into the ServerGroup's status; False if the object is gone."""
-        try:
-            self._custom.patch_namespaced_custom_object_status(
-                resources.GROUP,
-                resources.VERSION,
-                namespace,
-                resources.SERVER_GROUPS,
-                name,
-                {"status": status},
-            )
-        except k8s_exceptions.ApiException as exc:
-            if exc.status == 404:
-                return False
-            raise
-        return True
-
     def get_instance(self, namespace: str, name: str) -> dict[str, Any] | None:
         return self._get_namespaced(resources.INSTANCES, namespace, name)
 
-    def patch_instance_status(self, namespace: str, name: str, status: dict[str, Any]) -> bool:
-        """Merge ``status`` into the Instance's status; False if the object is gone."""
+    def _patch_status(
+        self, plural: str, namespace: str | None, name: str, status: dict[str, Any]
+    ) -> bool:
+        """Merge ``status`` into an object's status subresource; False if it is gone."""
+        body = {"status": status}
         try:
-            self._custom.patch_namespaced_custom_object_status(
-                resources.GROUP,
-                resources.VERSION,
-                namespace,
-                resources.INSTANCES,
-                name,
-                {"status": status},
-            )
+            if namespace is None:
+                self._custom.patch_cluster_custom_object_status(
+                    resources.GROUP, resources.VERSION, plural, name, body
+                )
+            else:
+                self._custom.patch_namespaced_custom_object_status(
+                    resources.GROUP, resources.VERSION, namespace, plural, name, body
+                )
         except k8s_exceptions.ApiException as exc:
             if exc.status == 404:
-                LOG.info("instance %s/%s is gone; status not written", namespace, name)
+                where = f"{namespace}/{name}" if namespace else name
+                LOG.info("%s %s is gone; status not written", plural, where)
                 return False
             raise
         return True
+
+    def patch_instance_status(self, namespace: str, name: str, status: dict[str, Any]) -> bool:
+        """Merge ``status`` into the Instance's status; False if the object is gone."""
+        return self._patch_status(resources.INSTANCES, namespace, name, status)
+
+    def patch_server_group_status(self, namespace: str, name: str, status: dict[str, Any]) -> bool:
+        """Merge ``status`` into the ServerGroup's status; False if the object is gone."""
+        return self._patch_status(resources.SERVER_GROUPS, namespace, name, status)
 
     def post_event(
         self, obj: dict[str, Any], *, reason: str, message: str, type_: str = "Warning"
@@ -178,16 +173,7 @@ class KubeClient:
 
     def patch_hypervisor_status(self, host: str, status: dict[str, Any]) -> bool:
         """Merge ``status`` into the Hypervisor's status; False if there is no such object."""
-        try:
-            self._custom.patch_cluster_custom_object_status(
-                resources.GROUP, resources.VERSION, resources.HYPERVISORS, host, {"status": status}
-            )
-        except k8s_exceptions.ApiException as exc:
-            if exc.status == 404:
-                LOG.info("hypervisor %s has no object; status not written", host)
-                return False
-            raise
-        return True
+        return self._patch_status(resources.HYPERVISORS, None, host, status)
 
     def list_hypervisors(self) -> list[dict[str, Any]]:
         result = cast(

@@ -7,9 +7,7 @@ and applying status patches as JSON merge patches (so a host patched to null dis
 
 from __future__ import annotations
 
-import collections
 import uuid as uuidlib
-from typing import Any
 
 import pytest
 
@@ -19,33 +17,10 @@ from kubenova.db import api as db_api
 from kubenova.db import engine as db_engine
 from kubenova.db import models, server_groups
 from kubenova.rpc import compute_rpcapi
-from tests.integration.conductor.test_periodic_checks import RecordingCaster, _merge
+from tests.integration.conductor.fakes import RecordingCaster, RecordingKube
 from tests.integration.db.helpers import claim, make_host, make_instance
 
 pytestmark = pytest.mark.integration
-
-
-class GroupKube:
-    """The ServerGroup side of the KubeClient, in memory."""
-
-    def __init__(self) -> None:
-        self.groups: dict[tuple[str, str], dict[str, Any]] = {}
-        self.calls: collections.Counter[str] = collections.Counter()
-
-    def add_group(self, namespace: str, name: str) -> None:
-        self.groups[(namespace, name)] = {"metadata": {"name": name}, "status": {}}
-
-    def get_server_group(self, namespace: str, name: str) -> dict[str, Any] | None:
-        self.calls["get_server_group"] += 1
-        return self.groups.get((namespace, name))
-
-    def patch_server_group_status(self, namespace: str, name: str, status: dict[str, Any]) -> bool:
-        self.calls["patch_server_group_status"] += 1
-        obj = self.groups.get((namespace, name))
-        if obj is None:
-            return False
-        _merge(obj["status"], status)
-        return True
 
 
 def _group(session_factory: db_engine.SessionFactory, name: str) -> models.ServerGroup:
@@ -61,30 +36,32 @@ def _group(session_factory: db_engine.SessionFactory, name: str) -> models.Serve
 
 
 @pytest.fixture
-def kube() -> GroupKube:
-    return GroupKube()
+def kube() -> RecordingKube:
+    return RecordingKube()
 
 
 @pytest.fixture
-def conductor(db_session_factory: db_engine.SessionFactory, kube: GroupKube) -> ConductorManager:
+def conductor(
+    db_session_factory: db_engine.SessionFactory, kube: RecordingKube
+) -> ConductorManager:
     compute = compute_rpcapi.ComputeAPI(RecordingCaster())  # type: ignore[arg-type]
     return ConductorManager(OperatorSettings(), db_session_factory, kube, compute)  # type: ignore[arg-type]
 
 
 def test_members_are_counted_per_host_and_unchanged_groups_are_not_written(
-    db_session_factory: db_engine.SessionFactory, kube: GroupKube, conductor: ConductorManager
+    db_session_factory: db_engine.SessionFactory, kube: RecordingKube, conductor: ConductorManager
 ) -> None:
     for host in ("h1", "h2"):
         make_host(db_session_factory, host, vcpus=8, memory_mib=8192, local_gb=100)
     group = _group(db_session_factory, "web")
-    kube.add_group("default", "web")
+    kube.add_server_group("default", "web")
     placed = [make_instance(db_session_factory) for _ in range(3)]
     assert claim(db_session_factory, placed[0], "h1", group)
     assert claim(db_session_factory, placed[1], "h1", group)
     assert claim(db_session_factory, placed[2], "h2", group)
 
     assert conductor.project_server_groups() == 1
-    assert kube.groups[("default", "web")]["status"] == {
+    assert kube.server_groups[("default", "web")]["status"] == {
         "memberCount": 3,
         "hosts": {"h1": 2, "h2": 1},
     }
@@ -98,21 +75,27 @@ def test_members_are_counted_per_host_and_unchanged_groups_are_not_written(
         db_api.server_group_remove_member(session, placed[2])
         db_api.instance_soft_delete(session, placed[2])
     assert conductor.project_server_groups() == 1
-    assert kube.groups[("default", "web")]["status"] == {"memberCount": 2, "hosts": {"h1": 2}}
+    assert kube.server_groups[("default", "web")]["status"] == {
+        "memberCount": 2,
+        "hosts": {"h1": 2},
+    }
 
 
 def test_a_group_whose_object_is_gone_is_skipped_and_others_are_written(
-    db_session_factory: db_engine.SessionFactory, kube: GroupKube, conductor: ConductorManager
+    db_session_factory: db_engine.SessionFactory, kube: RecordingKube, conductor: ConductorManager
 ) -> None:
     make_host(db_session_factory, "h1", vcpus=8, memory_mib=8192, local_gb=100)
     gone, kept = _group(db_session_factory, "gone"), _group(db_session_factory, "kept")
-    kube.add_group("default", "kept")
+    kube.add_server_group("default", "kept")
     for group in (gone, kept):
         assert claim(db_session_factory, make_instance(db_session_factory), "h1", group)
 
     assert conductor.project_server_groups() == 1
-    assert kube.groups[("default", "kept")]["status"] == {"memberCount": 1, "hosts": {"h1": 1}}
-    assert ("default", "gone") not in kube.groups
+    assert kube.server_groups[("default", "kept")]["status"] == {
+        "memberCount": 1,
+        "hosts": {"h1": 1},
+    }
+    assert ("default", "gone") not in kube.server_groups
 
 
 def test_usage_counts_unplaced_members_but_no_host_for_them(
