@@ -556,6 +556,10 @@ class ConductorManager:
             if previous is None:
                 obj = self.kube.get_server_group(usage.namespace, usage.name)
                 if obj is None:
+                    # Its object is gone: remember the figures so it is not read every pass.
+                    self.written_server_groups.remember(
+                        key, {"memberCount": usage.member_count, "hosts": dict(usage.hosts)}
+                    )
                     continue
                 previous = dict(obj.get("status") or {})
             hosts: dict[str, int | None] = dict(usage.hosts)

@@ -97,6 +97,11 @@ def test_a_group_whose_object_is_gone_is_skipped_and_others_are_written(
     }
     assert ("default", "gone") not in kube.server_groups
 
+    # The missing object is remembered, not read again every pass.
+    kube.calls.clear()
+    assert conductor.project_server_groups() == 0
+    assert kube.calls == {}
+
 
 def test_usage_counts_unplaced_members_but_no_host_for_them(
     db_session_factory: db_engine.SessionFactory,
