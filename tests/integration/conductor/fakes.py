@@ -1,16 +1,25 @@
-"""Recording fakes of the Kubernetes client and the publisher, for conductor tests on a real
-database: objects held in memory, status patches applied as JSON merge patches, every call
-counted."""
+"""Recording fakes of the Kubernetes client and the publisher, and builders of the records
+they stand beside, for conductor tests on a real database: objects held in memory, status
+patches applied as JSON merge patches, every call counted."""
 
 from __future__ import annotations
 
 import collections
 import copy
+import datetime as dt
 from typing import Any
 
 from kubernetes.client import exceptions as k8s_exceptions
 
+from kubenova.conductor.manager import ConductorManager
+from kubenova.config import OperatorSettings
+from kubenova.db import api as db_api
+from kubenova.db import engine as db_engine
+from kubenova.rpc import compute_rpcapi, payloads
+from tests.integration.db.helpers import claim, make_instance
+
 NAMESPACE = "default"
+LAUNCHED = dt.datetime(2026, 1, 1, 12, 0, 0, tzinfo=dt.UTC)
 
 
 def merge_patch(target: dict[str, Any], patch: dict[str, Any]) -> None:
@@ -119,3 +128,58 @@ class RecordingCaster:
     def cast(self, topic: str, method: str, args: dict[str, object], request_id: str) -> str:
         self.casts.append((topic, method))
         return "message-id"
+
+
+def make_conductor(
+    session_factory: db_engine.SessionFactory, kube: RecordingKube, caster: RecordingCaster
+) -> ConductorManager:
+    """A conductor with the default settings over the fakes."""
+    compute = compute_rpcapi.ComputeAPI(caster)  # type: ignore[arg-type]
+    return ConductorManager(OperatorSettings(), session_factory, kube, compute)  # type: ignore[arg-type]
+
+
+def node_report(host: str = "h1", **overrides: Any) -> payloads.ComputeNodeReport:
+    """A heartbeat of an 8 vCPU, 8 GiB, 100 GiB host labelled with zone az1."""
+    values: dict[str, Any] = {
+        "host": host,
+        "vcpus": 8,
+        "memory_mib": 8192,
+        "disk_gib": 100,
+        "cpu_arch": "x86_64",
+        "hypervisor_type": "QEMU",
+        "virt_type": "qemu",
+        "libvirt_version": "9.0.0",
+        "qemu_version": "7.2.0",
+        "labels": {"topology.kubernetes.io/zone": "az1"},
+    }
+    values.update(overrides)
+    return payloads.ComputeNodeReport(**values)
+
+
+def instance_name(uuid: str) -> str:
+    """The object name ``make_instance`` gives the record with this uuid."""
+    return f"vm-{uuid[:8]}"
+
+
+def running_instance(
+    session_factory: db_engine.SessionFactory,
+    kube: RecordingKube,
+    host: str = "h1",
+    *,
+    status: dict[str, Any] | None = None,
+) -> str:
+    """An instance running on ``host``, recorded and present in Kubernetes with ``status``."""
+    uuid = make_instance(session_factory)
+    assert claim(session_factory, uuid, host)
+    with db_engine.transaction(session_factory) as session:
+        db_api.instance_update(
+            session,
+            uuid,
+            vm_state="active",
+            task_state=None,
+            power_state="running",
+            addresses=["192.168.122.10"],
+            launched_at=LAUNCHED,
+        )
+    kube.add_instance(instance_name(uuid), status)
+    return uuid

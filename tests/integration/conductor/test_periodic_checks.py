@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
-from collections.abc import Iterator
-from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -24,95 +22,22 @@ from kubenova.config import OperatorSettings
 from kubenova.db import api as db_api
 from kubenova.db import engine as db_engine
 from kubenova.db import models
-from kubenova.rpc import compute_rpcapi, envelope, payloads
+from kubenova.rpc import envelope, payloads
 from kubenova.rpc.amqp import PermanentFailure
-from tests.integration.conductor.fakes import NAMESPACE, RecordingCaster, RecordingKube
+from tests.integration.conductor.fakes import (
+    NAMESPACE,
+    RecordingCaster,
+    RecordingKube,
+    instance_name,
+    make_conductor,
+    node_report,
+    running_instance,
+)
 from tests.integration.db.helpers import claim, make_host, make_instance
 
 pytestmark = pytest.mark.integration
 
-LAUNCHED = dt.datetime(2026, 1, 1, 12, 0, 0, tzinfo=dt.UTC)
 DOWN_TIME_S = OperatorSettings().service_down_time_s
-
-
-@pytest.fixture
-def kube() -> RecordingKube:
-    return RecordingKube()
-
-
-@pytest.fixture
-def caster() -> RecordingCaster:
-    return RecordingCaster()
-
-
-def _conductor(
-    session_factory: db_engine.SessionFactory, kube: RecordingKube, caster: RecordingCaster
-) -> ConductorManager:
-    compute = compute_rpcapi.ComputeAPI(caster)
-    return ConductorManager(OperatorSettings(), session_factory, kube, compute)  # type: ignore[arg-type]
-
-
-@pytest.fixture
-def conductor(
-    db_session_factory: db_engine.SessionFactory, kube: RecordingKube, caster: RecordingCaster
-) -> ConductorManager:
-    return _conductor(db_session_factory, kube, caster)
-
-
-@pytest.fixture
-def statements(db_session_factory: db_engine.SessionFactory) -> Iterator[list[str]]:
-    """The first word of every SQL statement the test's engine sends."""
-    engine = db_session_factory.kw["bind"]
-    sent: list[str] = []
-
-    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        sent.append(statement.lstrip().split(None, 1)[0].upper())
-
-    sa.event.listen(engine, "before_cursor_execute", record)
-    try:
-        yield sent
-    finally:
-        sa.event.remove(engine, "before_cursor_execute", record)
-
-
-def _node_report(host: str, **overrides: Any) -> payloads.ComputeNodeReport:
-    values: dict[str, Any] = {
-        "host": host,
-        "vcpus": 8,
-        "memory_mib": 8192,
-        "disk_gib": 100,
-        "cpu_arch": "x86_64",
-        "hypervisor_type": "QEMU",
-        "virt_type": "qemu",
-        "libvirt_version": "9.0.0",
-        "qemu_version": "7.2.0",
-    }
-    values.update(overrides)
-    return payloads.ComputeNodeReport(**values)
-
-
-def _name(uuid: str) -> str:
-    return f"vm-{uuid[:8]}"
-
-
-def _running_instance(
-    session_factory: db_engine.SessionFactory, kube: RecordingKube, host: str
-) -> str:
-    """An instance running on ``host``, recorded and present in Kubernetes."""
-    uuid = make_instance(session_factory)
-    assert claim(session_factory, uuid, host)
-    with db_engine.transaction(session_factory) as session:
-        db_api.instance_update(
-            session,
-            uuid,
-            vm_state="active",
-            task_state=None,
-            power_state="running",
-            addresses=["192.168.122.10"],
-            launched_at=LAUNCHED,
-        )
-    kube.add_instance(_name(uuid))
-    return uuid
 
 
 def _last_seen_up(session_factory: db_engine.SessionFactory, host: str) -> dt.datetime | None:
@@ -150,12 +75,12 @@ def two_hosts(
     """h1 and h2 registered by a heartbeat each, one running instance on each; the
     conductor has projected both instances (Running). Returns host -> instance uuid."""
     for host in ("h1", "h2"):
-        conductor.compute_node_report(_node_report(host))
+        conductor.compute_node_report(node_report(host))
     uuids = {}
     for host in ("h1", "h2"):
-        uuid = _running_instance(db_session_factory, kube, host)
-        conductor.project_instance(uuid, NAMESPACE, _name(uuid))
-        assert kube.status_of(_name(uuid))["phase"] == "Running"
+        uuid = running_instance(db_session_factory, kube, host)
+        conductor.project_instance(uuid, NAMESPACE, instance_name(uuid))
+        assert kube.status_of(instance_name(uuid))["phase"] == "Running"
         uuids[host] = uuid
     # The claims moved the usage; a pass makes the objects current again.
     assert conductor.check_hypervisors() == {"h1": "up", "h2": "up"}
@@ -174,10 +99,10 @@ def test_a_fresh_conductor_lists_the_hypervisors_once_and_reads_all_nodes_in_one
     statements: list[str],
 ) -> None:
     for host in ("h1", "h2", "h3"):
-        conductor.compute_node_report(_node_report(host))
+        conductor.compute_node_report(node_report(host))
 
     # A restarted operator: no memory of what was written, objects already current.
-    fresh = _conductor(db_session_factory, kube, caster)
+    fresh = make_conductor(db_session_factory, kube, caster)
     kube.clear()
     statements.clear()
     assert fresh.check_hypervisors() == {"h1": "up", "h2": "up", "h3": "up"}
@@ -198,13 +123,13 @@ def test_a_fresh_conductor_writes_what_the_listed_objects_lack(
     caster: RecordingCaster,
     conductor: ConductorManager,
 ) -> None:
-    conductor.compute_node_report(_node_report("h1"))
-    conductor.compute_node_report(_node_report("h2"))
+    conductor.compute_node_report(node_report("h1"))
+    conductor.compute_node_report(node_report("h2"))
     # Someone else wrote h2's status: it says down and has lost its vCPU usage.
     kube.hypervisors["h2"]["status"]["state"] = "down"
     del kube.hypervisors["h2"]["status"]["vcpus"]
 
-    fresh = _conductor(db_session_factory, kube, caster)
+    fresh = make_conductor(db_session_factory, kube, caster)
     kube.clear()
     assert fresh.check_hypervisors() == {"h1": "up", "h2": "up"}
 
@@ -228,9 +153,9 @@ def test_a_host_whose_heartbeat_is_too_old_goes_down_and_its_instance_says_unkno
     assert kube.hypervisor_patches == [("h1", {"state": "down"})]
     assert kube.hypervisors["h1"]["status"]["state"] == "down"
     # Only the instance on the host that flipped was projected again.
-    assert [name for name, _ in kube.instance_patches] == [_name(two_hosts["h1"])]
-    assert kube.status_of(_name(two_hosts["h1"]))["phase"] == "Unknown"
-    assert kube.status_of(_name(two_hosts["h2"]))["phase"] == "Running"
+    assert [name for name, _ in kube.instance_patches] == [instance_name(two_hosts["h1"])]
+    assert kube.status_of(instance_name(two_hosts["h1"]))["phase"] == "Unknown"
+    assert kube.status_of(instance_name(two_hosts["h2"]))["phase"] == "Running"
     assert "get_instance" not in kube.calls  # projected from memory
 
     # Nothing changed since: the next pass writes nothing.
@@ -284,7 +209,7 @@ def test_a_host_that_comes_back_goes_up_and_its_instance_runs_again(
     assert conductor.check_hypervisors() == {"h1": "up", "h2": "up"}
 
     assert kube.hypervisor_patches == [("h1", {"state": "up"})]
-    assert kube.status_of(_name(two_hosts["h1"]))["phase"] == "Running"
+    assert kube.status_of(instance_name(two_hosts["h1"]))["phase"] == "Running"
 
 
 def test_a_deleted_hypervisor_is_forgotten_and_learnt_again(
@@ -305,7 +230,7 @@ def test_a_deleted_hypervisor_is_forgotten_and_learnt_again(
     assert {"vcpus", "memoryMiB", "diskGiB"} <= set(patch)
 
     # And the next heartbeat reads the object again, not only after the resync interval.
-    conductor.compute_node_report(_node_report("h2"))
+    conductor.compute_node_report(node_report("h2"))
     assert kube.calls["ensure_hypervisor"] == 1
 
 
@@ -326,7 +251,7 @@ def test_a_node_without_a_hypervisor_object_does_not_stop_the_others_being_check
     assert conductor.check_hypervisors() == {"h1": "down", "h2": "down"}
 
     assert kube.hypervisor_patches == [("h2", {"state": "down"})]
-    assert kube.status_of(_name(two_hosts["h2"]))["phase"] == "Unknown"
+    assert kube.status_of(instance_name(two_hosts["h2"]))["phase"] == "Unknown"
     assert "h1" not in kube.hypervisors
 
     # The missing object is neither listed for nor patched again at every pass.
@@ -347,14 +272,14 @@ def test_a_failed_status_write_does_not_stop_the_others_and_is_retried(
 
     assert conductor.check_hypervisors()["h2"] == "down"
     assert kube.hypervisor_patches == [("h2", {"state": "down"})]
-    assert kube.status_of(_name(two_hosts["h2"]))["phase"] == "Unknown"
+    assert kube.status_of(instance_name(two_hosts["h2"]))["phase"] == "Unknown"
 
     # The apiserver recovers: the write that failed is made at the next pass.
     kube.failing.clear()
     kube.clear()
     assert conductor.check_hypervisors() == {"h1": "down", "h2": "down"}
     assert kube.hypervisor_patches == [("h1", {"state": "down"})]
-    assert kube.status_of(_name(two_hosts["h1"]))["phase"] == "Unknown"
+    assert kube.status_of(instance_name(two_hosts["h1"]))["phase"] == "Unknown"
 
 
 # -- service_stopping -----------------------------------------------------------------------
@@ -372,16 +297,16 @@ def test_a_stopping_service_is_down_at_once_and_up_again_at_its_next_heartbeat(
     assert _last_seen_up(db_session_factory, "h1") is None
     assert _last_seen_up(db_session_factory, "h2") is not None
     assert kube.hypervisor_patches == [("h1", {"state": "down"})]
-    assert [name for name, _ in kube.instance_patches] == [_name(two_hosts["h1"])]
-    assert kube.status_of(_name(two_hosts["h1"]))["phase"] == "Unknown"
-    assert kube.status_of(_name(two_hosts["h2"]))["phase"] == "Running"
+    assert [name for name, _ in kube.instance_patches] == [instance_name(two_hosts["h1"])]
+    assert kube.status_of(instance_name(two_hosts["h1"]))["phase"] == "Unknown"
+    assert kube.status_of(instance_name(two_hosts["h2"]))["phase"] == "Running"
 
     # The periodic check agrees and has nothing to write.
     kube.clear()
     assert conductor.check_hypervisors() == {"h1": "down", "h2": "up"}
     assert kube.calls == {}
 
-    conductor.compute_node_report(_node_report("h1"))
+    conductor.compute_node_report(node_report("h1"))
     assert _last_seen_up(db_session_factory, "h1") is not None
     assert kube.hypervisors["h1"]["status"]["state"] == "up"
     assert ("h1", "up") in [(host, patch.get("state")) for host, patch in kube.hypervisor_patches]
@@ -401,11 +326,11 @@ def test_instances_on_a_host_that_heartbeats_again_are_running_again(
     else:
         _age_heartbeat(db_session_factory, "h1", DOWN_TIME_S + 60)
         assert conductor.check_hypervisors()["h1"] == "down"
-    assert kube.status_of(_name(two_hosts["h1"]))["phase"] == "Unknown"
+    assert kube.status_of(instance_name(two_hosts["h1"]))["phase"] == "Unknown"
 
     # The agent starts again: a heartbeat, then its view of the instance, as recorded.
     uuid = two_hosts["h1"]
-    conductor.compute_node_report(_node_report("h1", instance_uuids=(uuid,)))
+    conductor.compute_node_report(node_report("h1", instance_uuids=(uuid,)))
     conductor.instance_update(
         payloads.InstanceUpdate(
             instance_uuid=uuid,
@@ -418,7 +343,7 @@ def test_instances_on_a_host_that_heartbeats_again_are_running_again(
     )
     assert conductor.check_hypervisors() == {"h1": "up", "h2": "up"}
 
-    assert kube.status_of(_name(two_hosts["h1"]))["phase"] == "Running"
+    assert kube.status_of(instance_name(two_hosts["h1"]))["phase"] == "Running"
 
 
 def test_a_stopping_report_from_another_user_is_refused_and_changes_nothing(

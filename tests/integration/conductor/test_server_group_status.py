@@ -12,12 +12,10 @@ import uuid as uuidlib
 import pytest
 
 from kubenova.conductor.manager import ConductorManager
-from kubenova.config import OperatorSettings
 from kubenova.db import api as db_api
 from kubenova.db import engine as db_engine
 from kubenova.db import models, server_groups
-from kubenova.rpc import compute_rpcapi
-from tests.integration.conductor.fakes import RecordingCaster, RecordingKube
+from tests.integration.conductor.fakes import RecordingKube
 from tests.integration.db.helpers import claim, make_host, make_instance
 
 pytestmark = pytest.mark.integration
@@ -33,19 +31,6 @@ def _group(session_factory: db_engine.SessionFactory, name: str) -> models.Serve
             policy="anti-affinity",
             max_server_per_host=2,
         )
-
-
-@pytest.fixture
-def kube() -> RecordingKube:
-    return RecordingKube()
-
-
-@pytest.fixture
-def conductor(
-    db_session_factory: db_engine.SessionFactory, kube: RecordingKube
-) -> ConductorManager:
-    compute = compute_rpcapi.ComputeAPI(RecordingCaster())  # type: ignore[arg-type]
-    return ConductorManager(OperatorSettings(), db_session_factory, kube, compute)  # type: ignore[arg-type]
 
 
 def test_members_are_counted_per_host_and_unchanged_groups_are_not_written(

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -27,12 +26,19 @@ from kubenova.db import api as db_api
 from kubenova.db import engine as db_engine
 from kubenova.db import models
 from kubenova.rpc import compute_rpcapi, payloads
-from tests.integration.conductor.fakes import NAMESPACE, RecordingCaster, RecordingKube
+from tests.integration.conductor.fakes import (
+    LAUNCHED,
+    NAMESPACE,
+    RecordingCaster,
+    RecordingKube,
+    instance_name,
+    node_report,
+    running_instance,
+)
 from tests.integration.db.helpers import claim, make_host, make_instance, node
 
 pytestmark = pytest.mark.integration
 
-LAUNCHED = dt.datetime(2026, 1, 1, 12, 0, 0, tzinfo=dt.UTC)
 LONG_AGO = "2020-01-01T00:00:00Z"
 T0 = dt.datetime(2026, 6, 1, 8, 0, 0, tzinfo=dt.UTC)
 
@@ -54,45 +60,11 @@ class Clock:
 
 
 @pytest.fixture
-def kube() -> RecordingKube:
-    return RecordingKube()
-
-
-@pytest.fixture
-def caster() -> RecordingCaster:
-    return RecordingCaster()
-
-
-@pytest.fixture
-def conductor(
-    db_session_factory: db_engine.SessionFactory, kube: RecordingKube, caster: RecordingCaster
-) -> ConductorManager:
-    compute = compute_rpcapi.ComputeAPI(caster)
-    return ConductorManager(OperatorSettings(), db_session_factory, kube, compute)  # type: ignore[arg-type]
-
-
-@pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
     clock = Clock()
     monkeypatch.setattr(manager, "time", clock)
     monkeypatch.setattr(manager, "utcnow", clock.utcnow)
     return clock
-
-
-@pytest.fixture
-def statements(db_session_factory: db_engine.SessionFactory) -> Iterator[list[str]]:
-    """Every SQL statement the test's engine sends, from the moment it is cleared."""
-    engine = db_session_factory.kw["bind"]
-    sent: list[str] = []
-
-    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        sent.append(statement.lstrip().split(None, 1)[0].upper())
-
-    sa.event.listen(engine, "before_cursor_execute", record)
-    try:
-        yield sent
-    finally:
-        sa.event.remove(engine, "before_cursor_execute", record)
 
 
 def _heartbeat_now(session_factory: db_engine.SessionFactory, host: str = "h1") -> None:
@@ -102,40 +74,13 @@ def _heartbeat_now(session_factory: db_engine.SessionFactory, host: str = "h1") 
         )
 
 
-def _name(uuid: str) -> str:
-    return f"vm-{uuid[:8]}"
-
-
-def _running_instance(
-    session_factory: db_engine.SessionFactory,
-    kube: RecordingKube,
-    *,
-    status: dict[str, Any] | None = None,
-) -> str:
-    """An instance running on h1, recorded and present in Kubernetes with ``status``."""
-    uuid = make_instance(session_factory)
-    assert claim(session_factory, uuid, "h1")
-    with db_engine.transaction(session_factory) as session:
-        db_api.instance_update(
-            session,
-            uuid,
-            vm_state="active",
-            task_state=None,
-            power_state="running",
-            addresses=["192.168.122.10"],
-            launched_at=LAUNCHED,
-        )
-    kube.add_instance(_name(uuid), status)
-    return uuid
-
-
 def _set(session_factory: db_engine.SessionFactory, uuid: str, **values: Any) -> None:
     with db_engine.transaction(session_factory) as session:
         db_api.instance_update(session, uuid, **values)
 
 
 def _project(conductor: ConductorManager, uuid: str, **kwargs: Any) -> None:
-    conductor.project_instance(uuid, NAMESPACE, _name(uuid), **kwargs)
+    conductor.project_instance(uuid, NAMESPACE, instance_name(uuid), **kwargs)
 
 
 def _condition(status: dict[str, Any], type_: str) -> dict[str, Any]:
@@ -180,18 +125,18 @@ def test_first_projection_reads_the_object_and_later_ones_start_from_memory(
         "message": "claimed on host h1",
         "lastTransitionTime": LONG_AGO,
     }
-    uuid = _running_instance(db_session_factory, kube, status={"conditions": [scheduled]})
+    uuid = running_instance(db_session_factory, kube, status={"conditions": [scheduled]})
 
     _project(conductor, uuid)
     assert kube.calls == {"get_instance": 1, "patch_instance_status": 1}
-    status = kube.status_of(_name(uuid))
+    status = kube.status_of(instance_name(uuid))
     assert status["phase"] == "Running"
     assert _condition(status, "Scheduled")["lastTransitionTime"] == LONG_AGO
 
     _set(db_session_factory, uuid, vm_state="stopped", power_state="shutdown")
     _project(conductor, uuid)
     assert kube.calls == {"get_instance": 1, "patch_instance_status": 2}
-    status = kube.status_of(_name(uuid))
+    status = kube.status_of(instance_name(uuid))
     assert status["phase"] == "Stopped"
     # The unchanged condition kept its time although the object was not read again.
     assert _condition(status, "Scheduled")["lastTransitionTime"] == LONG_AGO
@@ -204,13 +149,13 @@ def test_a_projection_that_changes_nothing_is_not_patched(
     conductor: ConductorManager,
     h1: str,
 ) -> None:
-    uuid = _running_instance(db_session_factory, kube)
+    uuid = running_instance(db_session_factory, kube)
     _project(conductor, uuid)
-    written = copy.deepcopy(kube.status_of(_name(uuid)))
+    written = copy.deepcopy(kube.status_of(instance_name(uuid)))
     _project(conductor, uuid)
     _project(conductor, uuid)
     assert kube.calls == {"get_instance": 1, "patch_instance_status": 1}
-    assert kube.status_of(_name(uuid)) == written
+    assert kube.status_of(instance_name(uuid)) == written
 
 
 def test_an_object_already_saying_what_the_record_projects_is_not_patched(
@@ -220,9 +165,9 @@ def test_an_object_already_saying_what_the_record_projects_is_not_patched(
     caster: RecordingCaster,
     h1: str,
 ) -> None:
-    uuid = _running_instance(db_session_factory, kube)
+    uuid = running_instance(db_session_factory, kube)
     _project(conductor, uuid)
-    current = copy.deepcopy(kube.status_of(_name(uuid)))
+    current = copy.deepcopy(kube.status_of(instance_name(uuid)))
 
     # Another process (a restarted operator) with no memory reads the object once, finds it
     # current, and from then on needs neither a GET nor a PATCH.
@@ -233,10 +178,10 @@ def test_an_object_already_saying_what_the_record_projects_is_not_patched(
         compute_rpcapi.ComputeAPI(caster),
     )
     kube.calls.clear()
-    other.project_instance(uuid, NAMESPACE, _name(uuid))
-    other.project_instance(uuid, NAMESPACE, _name(uuid))
+    other.project_instance(uuid, NAMESPACE, instance_name(uuid))
+    other.project_instance(uuid, NAMESPACE, instance_name(uuid))
     assert kube.calls == {"get_instance": 1}
-    assert kube.status_of(_name(uuid)) == current
+    assert kube.status_of(instance_name(uuid)) == current
 
 
 def test_the_status_a_caller_holds_stands_in_for_the_get(
@@ -245,10 +190,10 @@ def test_the_status_a_caller_holds_stands_in_for_the_get(
     conductor: ConductorManager,
     h1: str,
 ) -> None:
-    uuid = _running_instance(db_session_factory, kube, status={"phase": "Pending"})
+    uuid = running_instance(db_session_factory, kube, status={"phase": "Pending"})
     _project(conductor, uuid, current_status={"phase": "Pending"})
     assert kube.calls == {"patch_instance_status": 1}
-    assert kube.status_of(_name(uuid))["phase"] == "Running"
+    assert kube.status_of(instance_name(uuid))["phase"] == "Running"
 
     # Once something was written, the memory wins over a stale status a caller passes.
     _project(conductor, uuid, current_status={"phase": "Pending"})
@@ -261,8 +206,8 @@ def test_a_projection_for_an_object_that_is_gone_writes_nothing_and_remembers_no
     conductor: ConductorManager,
     h1: str,
 ) -> None:
-    uuid = _running_instance(db_session_factory, kube)
-    del kube.instances[(NAMESPACE, _name(uuid))]
+    uuid = running_instance(db_session_factory, kube)
+    del kube.instances[(NAMESPACE, instance_name(uuid))]
     _project(conductor, uuid)
     _project(conductor, uuid)
     assert kube.calls == {"get_instance": 2}
@@ -274,19 +219,19 @@ def test_a_patch_that_finds_the_object_gone_makes_the_next_projection_read_it(
     conductor: ConductorManager,
     h1: str,
 ) -> None:
-    uuid = _running_instance(db_session_factory, kube)
+    uuid = running_instance(db_session_factory, kube)
     _project(conductor, uuid)
     assert kube.calls == {"get_instance": 1, "patch_instance_status": 1}
 
-    del kube.instances[(NAMESPACE, _name(uuid))]
+    del kube.instances[(NAMESPACE, instance_name(uuid))]
     _set(db_session_factory, uuid, vm_state="stopped", power_state="shutdown")
     _project(conductor, uuid)  # the patch answers 404
     assert kube.calls == {"get_instance": 1, "patch_instance_status": 2}
 
-    kube.add_instance(_name(uuid), {"phase": "Running"})
+    kube.add_instance(instance_name(uuid), {"phase": "Running"})
     _project(conductor, uuid)
     assert kube.calls == {"get_instance": 2, "patch_instance_status": 3}
-    assert kube.status_of(_name(uuid))["phase"] == "Stopped"
+    assert kube.status_of(instance_name(uuid))["phase"] == "Stopped"
 
 
 # -- agent reports --------------------------------------------------------------------------
@@ -299,14 +244,14 @@ def test_a_report_identical_to_the_record_writes_nothing_and_patches_nothing(
     statements: list[str],
     h1: str,
 ) -> None:
-    uuid = _running_instance(db_session_factory, kube, status={"phase": "Running"})
+    uuid = running_instance(db_session_factory, kube, status={"phase": "Running"})
     statements.clear()
 
     conductor.instance_update(_report(uuid))
 
     assert kube.calls == {}  # not even a GET, though this conductor remembers nothing
     assert not {"UPDATE", "INSERT", "DELETE"} & set(statements), statements
-    assert kube.status_of(_name(uuid)) == {"phase": "Running"}
+    assert kube.status_of(instance_name(uuid)) == {"phase": "Running"}
 
 
 def test_a_changed_report_is_recorded_and_patched_once(
@@ -315,7 +260,7 @@ def test_a_changed_report_is_recorded_and_patched_once(
     conductor: ConductorManager,
     h1: str,
 ) -> None:
-    uuid = _running_instance(db_session_factory, kube)
+    uuid = running_instance(db_session_factory, kube)
     _project(conductor, uuid)
     kube.calls.clear()
 
@@ -332,7 +277,7 @@ def test_a_changed_report_is_recorded_and_patched_once(
             "shutdown",
             [],
         )
-    status = kube.status_of(_name(uuid))
+    status = kube.status_of(instance_name(uuid))
     assert (status["phase"], status["addresses"]) == ("Stopped", [])
 
     # The same report again is now what the record says.
@@ -349,12 +294,12 @@ def test_a_report_projects_its_host_as_up_without_asking_the_database(
 ) -> None:
     # h1 has a compute node but no heartbeat on record: the database calls it down.
     make_host(db_session_factory, "h1", vcpus=8, memory_mib=8192, local_gb=100)
-    uuid = _running_instance(db_session_factory, kube)
+    uuid = running_instance(db_session_factory, kube)
     _project(conductor, uuid)
-    assert kube.status_of(_name(uuid))["phase"] == "Unknown"
+    assert kube.status_of(instance_name(uuid))["phase"] == "Unknown"
 
     conductor.instance_update(_report(uuid, vm_state="stopped", power_state="shutdown"))
-    assert kube.status_of(_name(uuid))["phase"] == "Stopped"
+    assert kube.status_of(instance_name(uuid))["phase"] == "Stopped"
 
 
 def test_a_launch_report_clears_the_build_failures_of_its_host(
@@ -366,7 +311,7 @@ def test_a_launch_report_clears_the_build_failures_of_its_host(
     uuid = make_instance(db_session_factory)
     assert claim(db_session_factory, uuid, "h1")
     _set(db_session_factory, uuid, task_state="spawning")
-    kube.add_instance(_name(uuid))
+    kube.add_instance(instance_name(uuid))
     with db_engine.transaction(db_session_factory) as session:
         session.execute(
             sa.update(models.ComputeNode)
@@ -378,7 +323,7 @@ def test_a_launch_report_clears_the_build_failures_of_its_host(
 
     assert node(db_session_factory, "h1").failed_builds == 0
     assert kube.calls == {"get_instance": 1, "patch_instance_status": 1}
-    status = kube.status_of(_name(uuid))
+    status = kube.status_of(instance_name(uuid))
     assert (status["phase"], status["launchedAt"]) == ("Running", "2026-01-01T12:00:00Z")
 
 
@@ -388,7 +333,7 @@ def test_a_terminated_instance_is_forgotten(
     conductor: ConductorManager,
     h1: str,
 ) -> None:
-    uuid = _running_instance(db_session_factory, kube)
+    uuid = running_instance(db_session_factory, kube)
     _project(conductor, uuid)
     assert conductor.written.get(uuid) is not None
     conductor.instance_terminated(payloads.InstanceTerminated(instance_uuid=uuid, host="h1"))
@@ -398,41 +343,24 @@ def test_a_terminated_instance_is_forgotten(
 # -- heartbeats -----------------------------------------------------------------------------
 
 
-def _node_report(**overrides: Any) -> payloads.ComputeNodeReport:
-    values: dict[str, Any] = {
-        "host": "h1",
-        "vcpus": 8,
-        "memory_mib": 8192,
-        "disk_gib": 100,
-        "cpu_arch": "x86_64",
-        "hypervisor_type": "QEMU",
-        "virt_type": "qemu",
-        "libvirt_version": "9.0.0",
-        "qemu_version": "7.2.0",
-        "labels": {"topology.kubernetes.io/zone": "az1"},
-    }
-    values.update(overrides)
-    return payloads.ComputeNodeReport(**values)
-
-
 def test_heartbeats_read_the_hypervisor_on_the_first_report_then_every_resync_interval(
     kube: RecordingKube, conductor: ConductorManager, clock: Clock
 ) -> None:
-    conductor.compute_node_report(_node_report())
+    conductor.compute_node_report(node_report())
     clock.advance(1)
-    conductor.compute_node_report(_node_report())
+    conductor.compute_node_report(node_report())
     assert kube.calls["ensure_hypervisor"] == 1
 
     clock.advance(manager.HYPERVISOR_RESYNC_S - 1.5)
-    conductor.compute_node_report(_node_report())
+    conductor.compute_node_report(node_report())
     assert kube.calls["ensure_hypervisor"] == 1
 
     clock.advance(0.5)  # HYPERVISOR_RESYNC_S after the first read
-    conductor.compute_node_report(_node_report())
+    conductor.compute_node_report(node_report())
     assert kube.calls["ensure_hypervisor"] == 2
 
     clock.advance(1)
-    conductor.compute_node_report(_node_report())
+    conductor.compute_node_report(node_report())
     assert kube.calls["ensure_hypervisor"] == 2
     assert kube.calls["get_hypervisor"] == 0
 
@@ -440,10 +368,10 @@ def test_heartbeats_read_the_hypervisor_on_the_first_report_then_every_resync_in
 def test_each_host_is_read_on_its_own_first_report(
     kube: RecordingKube, conductor: ConductorManager, clock: Clock
 ) -> None:
-    conductor.compute_node_report(_node_report())
-    conductor.compute_node_report(_node_report(host="h2"))
-    conductor.compute_node_report(_node_report())
-    conductor.compute_node_report(_node_report(host="h2"))
+    conductor.compute_node_report(node_report())
+    conductor.compute_node_report(node_report(host="h2"))
+    conductor.compute_node_report(node_report())
+    conductor.compute_node_report(node_report(host="h2"))
     assert kube.calls["ensure_hypervisor"] == 2
     assert set(kube.hypervisors) == {"h1", "h2"}
 
@@ -454,7 +382,7 @@ def test_a_missed_change_to_the_hypervisor_is_picked_up_at_the_resync(
     conductor: ConductorManager,
     clock: Clock,
 ) -> None:
-    conductor.compute_node_report(_node_report())
+    conductor.compute_node_report(node_report())
     first = node(db_session_factory, "h1")
     assert (first.labels, first.disabled) == ({"topology.kubernetes.io/zone": "az1"}, False)
 
@@ -464,13 +392,13 @@ def test_a_missed_change_to_the_hypervisor_is_picked_up_at_the_resync(
     hypervisor["spec"] = {"disabled": True, "disabledReason": "maintenance"}
 
     clock.advance(5)
-    conductor.compute_node_report(_node_report(labels={"ignored": "seed-only"}))
+    conductor.compute_node_report(node_report(labels={"ignored": "seed-only"}))
     between = node(db_session_factory, "h1")
     # Not read yet; and a heartbeat that did not read keeps the recorded labels.
     assert (between.labels, between.disabled) == ({"topology.kubernetes.io/zone": "az1"}, False)
 
     clock.advance(manager.HYPERVISOR_RESYNC_S)
-    conductor.compute_node_report(_node_report())
+    conductor.compute_node_report(node_report())
     after = node(db_session_factory, "h1")
     assert after.labels == {"topology.kubernetes.io/zone": "az2"}
     assert (after.disabled, after.disabled_reason) == (True, "maintenance")
@@ -479,24 +407,24 @@ def test_a_missed_change_to_the_hypervisor_is_picked_up_at_the_resync(
 def test_heartbeats_that_only_move_last_heartbeat_patch_once_per_interval(
     kube: RecordingKube, conductor: ConductorManager, clock: Clock
 ) -> None:
-    conductor.compute_node_report(_node_report())
+    conductor.compute_node_report(node_report())
     assert kube.calls["patch_hypervisor_status"] == 1
     first = copy.deepcopy(kube.hypervisors["h1"]["status"])
     assert first["lastHeartbeat"] == "2026-06-01T08:00:00Z"
 
     for _ in range(3):
         clock.advance(9)  # 9, 18, 27 s after the written lastHeartbeat
-        conductor.compute_node_report(_node_report())
+        conductor.compute_node_report(node_report())
     assert kube.calls["patch_hypervisor_status"] == 1
     assert kube.hypervisors["h1"]["status"] == first
 
     clock.advance(3)  # HEARTBEAT_STATUS_INTERVAL_S after the written one
-    conductor.compute_node_report(_node_report())
+    conductor.compute_node_report(node_report())
     assert kube.calls["patch_hypervisor_status"] == 2
     assert kube.hypervisors["h1"]["status"]["lastHeartbeat"] == "2026-06-01T08:00:30Z"
 
     clock.advance(1)
-    conductor.compute_node_report(_node_report())
+    conductor.compute_node_report(node_report())
     assert kube.calls["patch_hypervisor_status"] == 2
 
 
@@ -506,13 +434,13 @@ def test_a_usage_change_is_patched_at_the_next_heartbeat(
     conductor: ConductorManager,
     clock: Clock,
 ) -> None:
-    conductor.compute_node_report(_node_report())
+    conductor.compute_node_report(node_report())
     assert kube.hypervisors["h1"]["status"]["vcpus"]["used"] == 0
 
     uuid = make_instance(db_session_factory)
     assert claim(db_session_factory, uuid, "h1")
     clock.advance(1)
-    conductor.compute_node_report(_node_report(instance_uuids=(uuid,)))
+    conductor.compute_node_report(node_report(instance_uuids=(uuid,)))
 
     assert kube.calls["patch_hypervisor_status"] == 2
     status = kube.hypervisors["h1"]["status"]
@@ -524,9 +452,9 @@ def test_a_usage_change_is_patched_at_the_next_heartbeat(
 def test_a_capacity_change_is_patched_at_the_next_heartbeat(
     kube: RecordingKube, conductor: ConductorManager, clock: Clock
 ) -> None:
-    conductor.compute_node_report(_node_report())
+    conductor.compute_node_report(node_report())
     clock.advance(1)
-    conductor.compute_node_report(_node_report(vcpus=16))
+    conductor.compute_node_report(node_report(vcpus=16))
     assert kube.calls["patch_hypervisor_status"] == 2
     assert kube.hypervisors["h1"]["status"]["vcpus"]["capacity"] == 16
 
@@ -537,7 +465,7 @@ def test_a_heartbeat_after_the_host_was_marked_down_patches_it_up_at_once(
     conductor: ConductorManager,
     clock: Clock,
 ) -> None:
-    conductor.compute_node_report(_node_report())
+    conductor.compute_node_report(node_report())
     with db_engine.transaction(db_session_factory) as session:
         session.execute(
             sa.update(models.Service)
@@ -549,7 +477,7 @@ def test_a_heartbeat_after_the_host_was_marked_down_patches_it_up_at_once(
     patches = kube.calls["patch_hypervisor_status"]
 
     clock.advance(1)  # well within the heartbeat interval
-    conductor.compute_node_report(_node_report())
+    conductor.compute_node_report(node_report())
     assert kube.calls["patch_hypervisor_status"] == patches + 1
     assert kube.hypervisors["h1"]["status"]["state"] == "up"
 
@@ -557,11 +485,11 @@ def test_a_heartbeat_after_the_host_was_marked_down_patches_it_up_at_once(
 def test_a_hypervisor_deleted_while_its_host_is_up_comes_back_at_the_next_heartbeat(
     kube: RecordingKube, conductor: ConductorManager, clock: Clock
 ) -> None:
-    conductor.compute_node_report(_node_report())
+    conductor.compute_node_report(node_report())
     assert conductor.hypervisor_deleted("h1") is False  # up: "it will register again"
     del kube.hypervisors["h1"]  # kopf lets the deletion through (the handler is optional)
 
     clock.advance(10)  # the agent's next heartbeat
-    conductor.compute_node_report(_node_report())
+    conductor.compute_node_report(node_report())
     assert "h1" in kube.hypervisors
     assert kube.hypervisors["h1"]["status"].get("state") == "up"

@@ -17,48 +17,9 @@ from kubenova.config import AgentSettings, MessagingSettings
 from kubenova.rpc import amqp, conductor_rpcapi, payloads
 from kubenova_agent import manager as compute_manager
 from kubenova_agent import service as service_mod
-from kubenova_agent.virt import driver as virt_driver
-from kubenova_agent.virt.power_state import PowerState
+from tests.unit.agent.test_compute_manager import ScriptedDriver
 
 PATIENCE_S = 5.0
-
-
-class EmptyDriver(virt_driver.ComputeDriver):
-    """A host with no domains."""
-
-    def init_host(self) -> None:
-        pass
-
-    def get_host_info(self) -> virt_driver.HostInfo:
-        return virt_driver.HostInfo(
-            hostname="h1",
-            vcpus=4,
-            memory_mib=8192,
-            disk_gib=100,
-            cpu_arch="x86_64",
-            hypervisor_type="QEMU",
-            virt_type="qemu",
-            libvirt_version="9.0.0",
-            qemu_version="7.2.0",
-        )
-
-    def spawn(self, instance: virt_driver.InstanceSpec) -> None:
-        raise AssertionError("nothing is built here")
-
-    def destroy(self, instance_uuid: str) -> None:
-        pass
-
-    def get_power_state(self, instance_uuid: str) -> PowerState:
-        raise AssertionError("there are no domains")
-
-    def get_addresses(self, instance_uuid: str) -> list[str]:
-        return []
-
-    def list_instance_uuids(self) -> list[str]:
-        return []
-
-    def console_log_path(self, instance_uuid: str) -> str | None:
-        return None
 
 
 class Bus:
@@ -135,7 +96,7 @@ def _service(**settings: Any) -> service_mod.AgentService:
         "sync_interval_s": 0.01,
     }
     values.update(settings)
-    return service_mod.AgentService(AgentSettings(**values), EmptyDriver())
+    return service_mod.AgentService(AgentSettings(**values), ScriptedDriver())
 
 
 def _stop_in_thread(service: service_mod.AgentService) -> threading.Thread:
@@ -153,7 +114,7 @@ def test_report_stopping_casts_service_stopping_for_its_host() -> None:
             return "message-id"
 
     compute = compute_manager.ComputeManager(
-        "h1", EmptyDriver(), conductor_rpcapi.ConductorAPI(Caster())
+        "h1", ScriptedDriver(), conductor_rpcapi.ConductorAPI(Caster())
     )
     compute.report_stopping()
 
