@@ -16,6 +16,7 @@ import logging
 import threading
 from typing import Any
 
+from kubenova.conductor import status as status_mod
 from kubenova.db import api as db_api
 from kubenova.db import engine as db_engine
 from kubenova.k8s.client import KubeClient
@@ -102,7 +103,7 @@ class HostAuditor:
             )
         audit = {
             "inSync": not (missing or unrecorded.unknown or leftovers or usage),
-            "lastRun": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "lastRun": status_mod.timestamp(datetime.datetime.now(datetime.UTC)),
             "missingDomains": sorted(missing),
             "unknownDomains": sorted(unrecorded.unknown),
             "leftoverDomains": sorted(leftovers),

@@ -165,7 +165,7 @@ class ConductorManager:
                     session, report.host, bool(spec.get("disabled")), spec.get("disabledReason")
                 )
             hypervisor_status = _hypervisor_status(node, utcnow(), up=True)
-        self._write_hypervisor_status(report.host, hypervisor_status)
+        self._write_hypervisor_status(report.host, hypervisor_status, remembered)
         self.auditor.record_report(report.host, report.instance_uuids)
         if prior_state == "down":
             # Back up: its instances said Unknown while it was down; say what they are.
@@ -184,15 +184,17 @@ class ConductorManager:
             previous = self.written_hypervisors.get(stopping.host) or {}
             self._apply_hypervisor_check(stopping.host, False, {}, previous)
 
-    def _write_hypervisor_status(self, host: str, hypervisor_status: dict[str, Any]) -> None:
-        """Patch the status if it changed. A heartbeat that changed nothing else refreshes
+    def _write_hypervisor_status(
+        self, host: str, hypervisor_status: dict[str, Any], previous: dict[str, Any] | None
+    ) -> None:
+        """Patch the status if it changed from ``previous`` (what this process last wrote, if
+        anything). A heartbeat that changed nothing else refreshes
         ``lastHeartbeat`` only every ``HEARTBEAT_STATUS_INTERVAL_S``, as the kubelet does for
         a Node's status: liveness itself is in the database at every heartbeat."""
-        previous = self.written_hypervisors.get(host)
         changes = written_status.changed_fields(previous, hypervisor_status)
         if previous is not None and set(changes) == {"lastHeartbeat"}:
-            last = _parse_timestamp(previous.get("lastHeartbeat"))
-            current = _parse_timestamp(hypervisor_status["lastHeartbeat"])
+            last = status_mod.parse_timestamp(previous.get("lastHeartbeat"))
+            current = status_mod.parse_timestamp(hypervisor_status["lastHeartbeat"])
             fresh = (
                 last is not None
                 and current is not None
@@ -508,11 +510,11 @@ class ConductorManager:
                 )
                 for record in db_api.compute_nodes_list(session)
             ]
-        if any(self.written_hypervisors.get(host) is None for host, _, _ in views):
+        if any(host not in self.written_hypervisors for host, _, _ in views):
             # After a start, learn what the objects say with one LIST instead of a GET each.
             for obj in self.kube.list_hypervisors():
                 name = obj.get("metadata", {}).get("name")
-                if name and self.written_hypervisors.get(name) is None:
+                if name and name not in self.written_hypervisors:
                     self.written_hypervisors.remember(name, dict(obj.get("status") or {}))
         states = {}
         for host, up, usage in views:
@@ -620,15 +622,6 @@ def host_is_up(session: Any, host: str, down_time_s: int) -> bool:
     return service is not None and db_api.service_is_up(service.last_seen_up, down_time=down_time_s)
 
 
-def _parse_timestamp(value: object) -> datetime.datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        return datetime.datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ")
-    except ValueError:
-        return None
-
-
 def _usage(capacity: int, ratio: float, reserved: int, used: int) -> dict[str, Any]:
     allocatable = int((capacity - reserved) * ratio)
     return {
@@ -663,7 +656,7 @@ def _hypervisor_status(
 ) -> dict[str, Any]:
     return {
         "state": "up" if up else "down",
-        "lastHeartbeat": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "lastHeartbeat": status_mod.timestamp(now),
         "virtType": node.virt_type,
         "hypervisorType": node.hypervisor_type,
         "cpuArch": node.cpu_arch,

@@ -27,14 +27,27 @@ class InstanceRecord(Protocol):
     availability_zone: str | None
 
 
+# Kubernetes' timestamp format (RFC 3339, UTC, whole seconds), for every time in a status.
+TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+
+
 def _now() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return timestamp(datetime.datetime.now(datetime.UTC))
 
 
-def _timestamp(value: datetime.datetime | None) -> str | None:
-    if value is None:
+def timestamp(value: datetime.datetime) -> str:
+    """``value`` as a status writes times."""
+    return value.astimezone(datetime.UTC).strftime(TIMESTAMP_FORMAT)
+
+
+def parse_timestamp(value: object) -> datetime.datetime | None:
+    """A time a status holds (see :func:`timestamp`), or None if ``value`` is not one."""
+    if not isinstance(value, str):
         return None
-    return value.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    try:
+        return datetime.datetime.strptime(value, TIMESTAMP_FORMAT).replace(tzinfo=datetime.UTC)
+    except ValueError:
+        return None
 
 
 def condition(
@@ -120,7 +133,7 @@ def project(
         "host": record.host,
         "availabilityZone": record.availability_zone,
         "addresses": list(record.addresses or []),
-        "launchedAt": _timestamp(record.launched_at),
+        "launchedAt": timestamp(record.launched_at) if record.launched_at else None,
         "observedGeneration": generation,
         "requestId": record.request_id,
         "conditions": merge_conditions(previous_conditions, updates),

@@ -56,6 +56,10 @@ class WrittenStatus:
         with self._lock:
             self._entries.pop(key, None)
 
+    def __contains__(self, key: object) -> bool:
+        with self._lock:
+            return key in self._entries
+
     def __len__(self) -> int:
         with self._lock:
             return len(self._entries)

@@ -52,11 +52,7 @@ def service_update_heartbeat(
     session.execute(stmt)
     service = session.scalars(
         sa.select(models.Service)
-        .where(
-            models.Service.host == host,
-            models.Service.binary == binary,
-            models.live(models.Service),
-        )
+        .where(_live_service(host, binary))
         .execution_options(populate_existing=True)
     ).one()
     return service
@@ -68,25 +64,26 @@ def service_mark_stopped(session: orm.Session, host: str, binary: str) -> bool:
     no such live service."""
     updated = session.execute(
         sa.update(models.Service)
-        .where(
-            models.Service.host == host,
-            models.Service.binary == binary,
-            models.live(models.Service),
-        )
+        .where(_live_service(host, binary))
         .values(last_seen_up=None)
         .execution_options(synchronize_session=False)
     )
     return bool(cast(sa.CursorResult[Any], updated).rowcount)
 
 
+def _live_service(host: str, binary: str) -> sa.ColumnElement[bool]:
+    """Selects the live service record of ``binary`` on ``host``."""
+    return sa.and_(
+        models.Service.host == host,
+        models.Service.binary == binary,
+        models.live(models.Service),
+    )
+
+
 def service_get(session: orm.Session, host: str, binary: str) -> models.Service | None:
     """The live service of ``binary`` on ``host``, or None (one indexed lookup)."""
     return session.scalars(
-        sa.select(models.Service).where(
-            models.Service.host == host,
-            models.Service.binary == binary,
-            models.live(models.Service),
-        )
+        sa.select(models.Service).where(_live_service(host, binary))
     ).one_or_none()
 
 
