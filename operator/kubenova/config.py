@@ -33,6 +33,13 @@ def _env_int(name: str, default: int) -> int:
     return _env_number(name, default, int, "an integer")
 
 
+def _env_positive(name: str, default: _Number, parse: type[_Number]) -> _Number:
+    value = _env_number(name, default, parse, "a positive number")
+    if value <= 0:
+        raise ValueError(f"environment variable {name} must be a positive number, got {value!r}")
+    return value
+
+
 def _env_float(name: str, default: float) -> float:
     return _env_number(name, default, float, "a number")
 
@@ -106,10 +113,12 @@ class OperatorSettings:
             enabled_filters=tuple(_split(filters)) if filters else None,
             weighers=tuple(_split(weighers)) if weighers else None,
             weigher_multipliers=_multipliers(os.environ.get("KUBENOVA_WEIGHER_MULTIPLIERS", "")),
-            api_workers=_env_int("KUBENOVA_API_WORKERS", 16),
+            api_workers=_env_positive("KUBENOVA_API_WORKERS", 16, int),
             conductor_workers=_env_int("KUBENOVA_CONDUCTOR_WORKERS", 4),
-            hypervisor_check_interval_s=_env_float("KUBENOVA_HYPERVISOR_CHECK_INTERVAL", 10.0),
-            audit_interval_s=_env_float("KUBENOVA_AUDIT_INTERVAL", 60.0),
+            hypervisor_check_interval_s=_env_positive(
+                "KUBENOVA_HYPERVISOR_CHECK_INTERVAL", 10.0, float
+            ),
+            audit_interval_s=_env_positive("KUBENOVA_AUDIT_INTERVAL", 60.0, float),
             metrics_port=_env_int("KUBENOVA_METRICS_PORT", 9090),
             metrics_addr=os.environ.get("KUBENOVA_METRICS_ADDR", "127.0.0.1"),
         )
