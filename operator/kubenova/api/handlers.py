@@ -1,7 +1,8 @@
 """The kopf handlers: thin adapters from Kubernetes events to the api layer.
 
-This is the only module that imports kopf. Each handler reads the object, calls
-the api layer and turns its answer into status or a retry.
+With ``diffbase`` (where kopf remembers what it handled), the only module that imports
+kopf. Each handler reads the object, calls the api layer and turns its answer into
+status or a retry.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Any
 import kopf
 
 from kubenova import log
-from kubenova.api import instance_api
+from kubenova.api import diffbase, instance_api
 from kubenova.api.runtime import Runtime
 from kubenova.k8s import resources
 from kubenova.k8s.client import KubeClient
@@ -23,6 +24,9 @@ LOG = logging.getLogger(__name__)
 # A retry interval short enough that a Flavor applied after its Instance is noticed
 # quickly, long enough not to busy-loop on a cluster with no room.
 NOT_READY_RETRY_S = 5
+
+# The create handler's id in kopf's progress records; the Instance diff base checks them.
+CREATE_INSTANCE_ID = "create_instance"
 
 
 def _request(body: kopf.Body) -> instance_api.InstanceRequest:
@@ -89,6 +93,9 @@ def images_by_name(name: str, spec: kopf.Spec, **_: Any) -> dict[str, dict[str, 
 def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     """Wire the runtime (database, bus, conductor consumer) once per process."""
     settings.persistence.finalizer = resources.FINALIZER
+    settings.persistence.diffbase_storage = diffbase.InstanceDerivedDiffBase(
+        settings.persistence.progress_storage, create_handler_id=CREATE_INSTANCE_ID
+    )
     # kopf would post an Event for every retry; the handlers post one per new explanation.
     settings.posting.level = logging.CRITICAL
     settings.watching.server_timeout = 300
@@ -105,8 +112,8 @@ def cleanup(memo: kopf.Memo, **_: Any) -> None:
         runtime.stop()
 
 
-@kopf.on.resume(resources.GROUP, resources.VERSION, resources.INSTANCES)
-@kopf.on.create(resources.GROUP, resources.VERSION, resources.INSTANCES)
+@kopf.on.resume(resources.GROUP, resources.VERSION, resources.INSTANCES, id=CREATE_INSTANCE_ID)
+@kopf.on.create(resources.GROUP, resources.VERSION, resources.INSTANCES, id=CREATE_INSTANCE_ID)
 def create_instance(body: kopf.Body, memo: kopf.Memo, patch: kopf.Patch, **kwargs: Any) -> None:
     """Schedule and build; stay Pending (and retry) while something is missing.
 

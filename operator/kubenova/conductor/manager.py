@@ -535,10 +535,16 @@ class ConductorManager:
         if state != previous.get("state"):
             changed["state"] = state
         if changed:
+            # A down host whose object is gone was deleted while nobody handled it (say,
+            # before its object carried the finalizer): forget it now, as the delete
+            # handler would have, so it stops counting in every scheduling pass.
+            gone = not self.kube.patch_hypervisor_status(host, changed)
+            if gone and not up and self.hypervisor_deleted(host):
+                LOG.info("hypervisor %s has no object and is down: forgotten", host)
+                return state
             # A node whose object was deleted (or not made yet) is remembered all the same,
             # so it is not patched again every pass; a new object is forgotten by
             # hypervisor_changed and gets its status at the next pass.
-            self.kube.patch_hypervisor_status(host, changed)
             self.written_hypervisors.remember(host, changed)
         if "state" in changed:
             LOG.warning("hypervisor %s is %s", host, state)

@@ -1,0 +1,71 @@
+"""Where kopf keeps what it last handled, per kind.
+
+kopf remembers the spec it last handled (its "diff base") to tell a new object from a
+changed one. By default it writes that into a ``last-handled-configuration`` annotation,
+one extra PATCH of the object after the create handler. For an Instance that PATCH was
+one of five apiserver writes per instance, and its copy of the spec then rode along in
+every later watch event of the object.
+
+Instances have no update handlers: the only thing kopf must know is whether the create
+handler has finished. The status the create handler itself writes already says so: it
+names a phase past Pending (the instance was claimed, or failed for good). So for
+Instances the diff base is *derived* from the object and never stored:
+
+- handled (a phase past Pending, and no kopf retry of the create handler under way):
+  the diff base is the object as it is now, so kopf sees no change;
+- otherwise: no diff base, so kopf runs (or retries) the create handler.
+
+Every other kind (Hypervisors, whose update handlers need the old labels and spec) keeps
+kopf's annotation. An Instance that already carries the annotation keeps using it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kopf
+
+from kubenova.k8s import resources
+
+INSTANCE_KIND = "Instance"
+
+
+def create_handled(body: kopf.Body | dict[str, Any]) -> bool:
+    """True once an Instance's status shows its create handler got past scheduling."""
+    status = body.get("status") or {}
+    phase = status.get("phase")
+    return bool(phase) and phase != "Pending"
+
+
+class InstanceDerivedDiffBase(kopf.AnnotationsDiffBaseStorage):
+    """kopf's annotation diff base, except for Instances, whose diff base is derived.
+
+    ``progress`` is kopf's progress storage and ``create_handler_id`` the id of the
+    Instance create handler: while kopf has a retry of that handler recorded (say the
+    status was written but the cast to the host failed), the instance is not handled yet.
+    """
+
+    def __init__(self, progress: kopf.ProgressStorage, create_handler_id: str) -> None:
+        super().__init__()
+        self._progress = progress
+        self._create_handler_id = kopf.HandlerId(create_handler_id)
+
+    @staticmethod
+    def _is_instance(body: kopf.Body) -> bool:
+        return body.get("apiVersion") == resources.API_VERSION and body.get("kind") == (
+            INSTANCE_KIND
+        )
+
+    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
+        stored = super().fetch(body=body)
+        if stored is not None or not self._is_instance(body):
+            return stored
+        if not create_handled(body):
+            return None
+        if self._progress.fetch(key=self._create_handler_id, body=body) is not None:
+            return None
+        return self.build(body=body)
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
+        if not self._is_instance(body):
+            super().store(body=body, patch=patch, essence=essence)
