@@ -72,7 +72,13 @@ class ComputeManager:
             raise PermanentFailure(f"unknown method {message.method!r}")
 
     def build_and_run_instance(self, instance: payloads.InstancePayload, request_id: str) -> None:
-        """Build the instance and start it; report spawning, then the result."""
+        """Build the instance and start it, then report the result.
+
+        There is no "spawning" report: the operator records that task state when it casts
+        the build (and again when it reschedules one), so such a report changed nothing and
+        cost a message and a transaction per instance. It also set a running instance back
+        to building when a build message was delivered twice.
+        """
         try:
             spec = _instance_spec(instance)
         except ValueError as exc:
@@ -80,7 +86,6 @@ class ComputeManager:
             return
         with self._lock:
             self._tracked.setdefault(instance.uuid, _Tracked(request_id=request_id))
-        self._report(instance.uuid, "building", "spawning", PowerState.NOSTATE, (), request_id)
         try:
             self.driver.spawn(spec)
         except exceptions.RescheduledBuildError as exc:

@@ -107,7 +107,7 @@ class InstanceAPI:
                 return
             host = record.host
             if host is None and record.task_state == states.SCHEDULING:
-                db_api.action_start(session, request.uid, "create", request_id)
+                db_api.action_start(session, request.uid, "create", request_id, instance=record)
         values: dict[str, Any] = {"task_state": states.SPAWNING, "request_id": request_id}
         host_up: bool | None = None  # a host claimed by an earlier try: ask the database
         if host is None:
@@ -182,7 +182,7 @@ class InstanceAPI:
             first_time = record.task_state != states.DELETING
             if first_time:
                 db_api.instance_update(session, request.uid, task_state=states.DELETING)
-                db_api.action_start(session, request.uid, "delete", request_id)
+                db_api.action_start(session, request.uid, "delete", request_id, instance=record)
             host_up = host is not None and host_is_up(
                 session, host, self.settings.service_down_time_s
             )

@@ -26,11 +26,14 @@ def action_start(
     action: str,
     request_id: str,
     message: str | None = None,
+    *,
+    instance: models.Instance | None = None,
 ) -> models.InstanceAction:
     """Record that ``action`` began for an instance on behalf of ``request_id``.
 
     Idempotent on (instance, action, request id), since handlers are retried: the existing
-    action is returned rather than a duplicate written.
+    action is returned rather than a duplicate written. A caller that already holds the
+    live record in this transaction passes it as ``instance`` to save reading it again.
     """
     existing = session.scalars(
         sa.select(models.InstanceAction)
@@ -45,7 +48,8 @@ def action_start(
     ).first()
     if existing is not None:
         return existing
-    instance = instances.instance_get(session, uuid)
+    if instance is None or instance.uuid != uuid or instance.deleted:
+        instance = instances.instance_get(session, uuid)
     if instance is None:
         raise exceptions.InstanceNotFoundError(uuid)
     record = models.InstanceAction(

@@ -64,7 +64,9 @@ from kubenova.db.exceptions import (
     UnexpectedStateError,
 )
 from kubenova.db.hosts import (
+    HostCapacity,
     HostRecord,
+    compute_node_capacities,
     compute_node_clear_build_failures,
     compute_node_delete,
     compute_node_get,
@@ -118,6 +120,7 @@ __all__ = [
     "AllocationConflictError",
     "ComputeNodeConflictError",
     "DBError",
+    "HostCapacity",
     "HostRecord",
     "InstanceActionEventNotFoundError",
     "InstanceActionNotFoundError",
@@ -140,6 +143,7 @@ __all__ = [
     "allocations_for_instance",
     "allocations_without_live_instance",
     "claim_resources",
+    "compute_node_capacities",
     "compute_node_clear_build_failures",
     "compute_node_delete",
     "compute_node_get",

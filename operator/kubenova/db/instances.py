@@ -60,45 +60,45 @@ def instance_create(
     decodes to more than 64 KiB raises ``ValueError``.
     """
     _check_user_data(user_data_b64)
-    existing = instance_get(session, uuid, read_deleted=True)
-    if existing is None:
-        instance = models.Instance(
-            uuid=uuid,
-            name=name,
-            namespace=namespace,
-            project_id=namespace,
-            hostname=hostname,
-            flavor=dict(flavor),
-            image=dict(image),
-            vm_state=VM_STATE_BUILDING,
-            task_state=TASK_STATE_SCHEDULING,
-            power_state=POWER_STATE_NOSTATE,
-            user_data=user_data_b64,
-            ssh_authorized_keys=list(ssh_keys) if ssh_keys is not None else None,
-            addresses=[],
-            request_id=request_id,
-            generation=generation,
-            availability_zone=availability_zone,
-            attempts=0,
-        )
-        try:
-            # A savepoint, so losing the race does not roll back the caller's transaction.
-            with session.begin_nested():
-                session.add(instance)
-        except sa_exc.IntegrityError:
-            # A locking read sees the row the other transaction committed, which this
-            # transaction's REPEATABLE READ snapshot would hide. A shared lock, because the
-            # duplicate-key check already left a shared lock on that row: asking for an
-            # exclusive one would deadlock with a third creator holding the same.
-            existing = session.scalars(
-                sa.select(models.Instance)
-                .where(models.Instance.uuid == uuid)
-                .with_for_update(read=True)
-            ).one_or_none()
-            if existing is None:
-                raise
-        else:
-            return instance
+    instance = models.Instance(
+        uuid=uuid,
+        name=name,
+        namespace=namespace,
+        project_id=namespace,
+        hostname=hostname,
+        flavor=dict(flavor),
+        image=dict(image),
+        vm_state=VM_STATE_BUILDING,
+        task_state=TASK_STATE_SCHEDULING,
+        power_state=POWER_STATE_NOSTATE,
+        user_data=user_data_b64,
+        ssh_authorized_keys=list(ssh_keys) if ssh_keys is not None else None,
+        addresses=[],
+        request_id=request_id,
+        generation=generation,
+        availability_zone=availability_zone,
+        attempts=0,
+    )
+    # Insert first: a new object is the common case, and a read before the insert would
+    # cost every create a statement. A savepoint, so a duplicate does not roll back the
+    # caller's transaction.
+    try:
+        with session.begin_nested():
+            session.add(instance)
+    except sa_exc.IntegrityError:
+        # A locking read sees the row the other transaction committed, which this
+        # transaction's REPEATABLE READ snapshot would hide. A shared lock, because the
+        # duplicate-key check already left a shared lock on that row: asking for an
+        # exclusive one would deadlock with a third creator holding the same.
+        existing = session.scalars(
+            sa.select(models.Instance)
+            .where(models.Instance.uuid == uuid)
+            .with_for_update(read=True)
+        ).one_or_none()
+        if existing is None:
+            raise
+    else:
+        return instance
     if existing.deleted:
         raise exceptions.InstanceDeletedError(uuid)
     return existing

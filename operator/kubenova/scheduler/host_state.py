@@ -161,31 +161,30 @@ class HostState:
 def load_host_states(session_factory: db_engine.SessionFactory) -> list[HostState]:
     """Every live compute node with its agent's heartbeat, read in one transaction."""
     with db_engine.transaction(session_factory) as session:
-        return [
-            HostState(
-                host=record.node.host,
-                vcpus=record.node.vcpus,
-                vcpus_used=record.node.vcpus_used,
-                memory_mib=record.node.memory_mib,
-                memory_mib_used=record.node.memory_mib_used,
-                disk_gib=record.node.local_gb,
-                disk_gib_used=record.node.local_gb_used,
-                cpu_allocation_ratio=record.node.cpu_allocation_ratio,
-                ram_allocation_ratio=record.node.ram_allocation_ratio,
-                disk_allocation_ratio=record.node.disk_allocation_ratio,
-                reserved_host_memory_mib=record.node.reserved_host_memory_mib,
-                reserved_host_disk_gib=record.node.reserved_host_disk_gib,
-                disabled=record.disabled,
-                disabled_reason=record.node.disabled_reason,
-                last_seen_up=record.last_seen_up,
-                num_instances=record.node.running_vms,
-                labels=dict(record.node.labels or {}),
-                cpu_arch=record.node.cpu_arch,
-                hypervisor_type=record.node.hypervisor_type,
-                virt_type=record.node.virt_type,
-                # The column may not exist yet (it arrives with a later migration); until
-                # then no host has recorded failures.
-                failed_builds=int(getattr(record.node, "failed_builds", 0) or 0),
-            )
-            for record in db_api.compute_nodes_list(session)
-        ]
+        rows = db_api.compute_node_capacities(session)
+    return [
+        HostState(
+            host=row.host,
+            vcpus=row.vcpus,
+            vcpus_used=row.vcpus_used,
+            memory_mib=row.memory_mib,
+            memory_mib_used=row.memory_mib_used,
+            disk_gib=row.local_gb,
+            disk_gib_used=row.local_gb_used,
+            cpu_allocation_ratio=row.cpu_allocation_ratio,
+            ram_allocation_ratio=row.ram_allocation_ratio,
+            disk_allocation_ratio=row.disk_allocation_ratio,
+            reserved_host_memory_mib=row.reserved_host_memory_mib,
+            reserved_host_disk_gib=row.reserved_host_disk_gib,
+            disabled=row.disabled,
+            disabled_reason=row.disabled_reason,
+            last_seen_up=row.last_seen_up,
+            num_instances=row.running_vms,
+            labels=dict(row.labels or {}),
+            cpu_arch=row.cpu_arch,
+            hypervisor_type=row.hypervisor_type,
+            virt_type=row.virt_type,
+            failed_builds=row.failed_builds or 0,
+        )
+        for row in rows
+    ]

@@ -1,4 +1,3 @@
-import types
 from unittest import mock
 
 import pytest
@@ -55,20 +54,23 @@ def _node(**extra):
         "disk_allocation_ratio": 1.0,
         "reserved_host_memory_mib": 512,
         "reserved_host_disk_gib": 0,
+        "node_disabled": False,
         "disabled_reason": None,
         "running_vms": 3,
         "labels": {"topology.kubernetes.io/zone": "az1"},
         "cpu_arch": "x86_64",
         "hypervisor_type": "QEMU",
         "virt_type": "kvm",
+        "failed_builds": 0,
+        "service_disabled": False,
+        "last_seen_up": None,
     }
     values.update(extra)
-    return types.SimpleNamespace(**values)
+    return host_state.db_api.HostCapacity(**values)
 
 
 def _load(monkeypatch, node):
-    record = types.SimpleNamespace(node=node, disabled=False, last_seen_up=None)
-    monkeypatch.setattr(host_state.db_api, "compute_nodes_list", lambda session: [record])
+    monkeypatch.setattr(host_state.db_api, "compute_node_capacities", lambda session: [node])
     # A session factory whose sessions and transactions are no-op context managers.
     return host_state.load_host_states(mock.MagicMock())
 
@@ -78,13 +80,16 @@ def test_load_host_states_reads_the_hosts_facts(monkeypatch):
     assert (state.cpu_arch, state.hypervisor_type, state.virt_type) == ("x86_64", "QEMU", "kvm")
     assert state.availability_zone == "az1"
     assert (state.num_instances, state.disk_gib, state.disk_gib_used) == (3, 200, 20)
+    assert state.disabled is False
 
 
-def test_load_host_states_reads_failed_builds_when_the_column_exists(monkeypatch):
+def test_load_host_states_reads_failed_builds(monkeypatch):
     [state] = _load(monkeypatch, _node(failed_builds=4))
     assert state.failed_builds == 4
 
 
-def test_load_host_states_counts_no_failed_builds_before_the_column_exists(monkeypatch):
-    [state] = _load(monkeypatch, _node())
-    assert state.failed_builds == 0
+def test_load_host_states_disables_a_host_whose_node_or_service_is_disabled(monkeypatch):
+    [by_node] = _load(monkeypatch, _node(node_disabled=True))
+    [by_service] = _load(monkeypatch, _node(service_disabled=True))
+    [no_service] = _load(monkeypatch, _node(service_disabled=None))
+    assert (by_node.disabled, by_service.disabled, no_service.disabled) == (True, True, False)
