@@ -44,6 +44,13 @@ def _env_float(name: str, default: float) -> float:
     return _env_number(name, default, float, "a number")
 
 
+def _env_non_negative(name: str, default: float) -> float:
+    value = _env_number(name, default, float, "a number")
+    if value < 0:
+        raise ValueError(f"environment variable {name} must not be negative, got {value!r}")
+    return value
+
+
 @dataclasses.dataclass(frozen=True)
 class MessagingSettings:
     """Where the message bus is and how the contract's names are spelled."""
@@ -97,6 +104,9 @@ class OperatorSettings:
     # each host is audited against its last report.
     hypervisor_check_interval_s: float = 10.0
     audit_interval_s: float = 60.0
+    # How long the "Building" status written when a build is cast may wait for a newer one
+    # (usually "Running") to replace it; 0 writes it at once (see conductor/status_writer.py).
+    building_status_delay_s: float = 0.5
     # Where Prometheus metrics are served; port 0 turns them off.
     metrics_port: int = 9090
     metrics_addr: str = "127.0.0.1"
@@ -119,6 +129,7 @@ class OperatorSettings:
                 "KUBENOVA_HYPERVISOR_CHECK_INTERVAL", 10.0, float
             ),
             audit_interval_s=_env_positive("KUBENOVA_AUDIT_INTERVAL", 60.0, float),
+            building_status_delay_s=_env_non_negative("KUBENOVA_BUILDING_STATUS_DELAY", 0.5),
             metrics_port=_env_int("KUBENOVA_METRICS_PORT", 9090),
             metrics_addr=os.environ.get("KUBENOVA_METRICS_ADDR", "127.0.0.1"),
         )

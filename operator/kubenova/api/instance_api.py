@@ -122,13 +122,20 @@ class InstanceAPI:
         # A retry after the claim (say the broker was down for the cast) casts again;
         # the agent's build is idempotent, so that has one effect.
         with db_engine.transaction(self.session_factory) as session:
-            record = db_api.instance_update(session, request.uid, **values)
+            db_api.instance_update_unread(session, request.uid, **values)
+            # The record read above is current but for the claim's host and these values:
+            # nothing else writes an instance before its build is cast. Bring the detached
+            # copy up to date instead of reading the row again (it is never flushed).
+            record.host = host
+            for key, value in values.items():
+                setattr(record, key, value)
             instance = instance_payload(record)
             projection = self.conductor.projection(
                 session, record, host_up=host_up, current_status=request.status
             )
-        # Status first, then the cast: the conductor's later projections must win.
-        self.conductor.write_status(projection)
+        # Status first, then the cast: the conductor's later projections must win. The
+        # Building status may wait a moment for the host's report to replace it.
+        self.conductor.write_status(projection, defer=True)
         self.compute.build_and_run_instance(host, instance, request_id)
 
     def _schedule(

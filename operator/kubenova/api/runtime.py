@@ -106,10 +106,12 @@ class Runtime:
         self._thread = threading.Thread(target=self.consumer.run, name="conductor", daemon=True)
         self._thread.start()
         self.periodic.start()
+        self.conductor.status_writer.start()
 
     def stop(self) -> None:
         self.periodic.stop()
         self.consumer.stop()
         if self._thread is not None:
             self._thread.join(timeout=10)
+        self.conductor.status_writer.stop()
         self.publisher.close()

@@ -16,7 +16,7 @@ import time
 from typing import Any, TypeVar
 
 from kubenova.compute import states
-from kubenova.conductor import audit, written_status
+from kubenova.conductor import audit, status_writer, written_status
 from kubenova.conductor import status as status_mod
 from kubenova.config import MessagingSettings, OperatorSettings
 from kubenova.db import api as db_api
@@ -82,6 +82,10 @@ class ConductorManager:
         self.written_server_groups = written_status.WrittenStatus()
         # Host -> when a heartbeat last read its Hypervisor object (time.monotonic()).
         self._hypervisor_read_at: dict[str, float] = {}
+        # Every Instance status write goes through it, in order per instance.
+        self.status_writer: status_writer.StatusWriter[Projection] = status_writer.StatusWriter(
+            self._patch_projection, delay_s=settings.building_status_delay_s
+        )
 
     # -- dispatch -----------------------------------------------------------------------
 
@@ -188,11 +192,13 @@ class ConductorManager:
         self, host: str, hypervisor_status: dict[str, Any], previous: dict[str, Any] | None
     ) -> None:
         """Patch the status if it changed from ``previous`` (what this process last wrote, if
-        anything). A heartbeat that changed nothing else refreshes
-        ``lastHeartbeat`` only every ``HEARTBEAT_STATUS_INTERVAL_S``, as the kubelet does for
-        a Node's status: liveness itself is in the database at every heartbeat."""
+        anything). A heartbeat that changed only ``lastHeartbeat``, usage or the running
+        count refreshes the status only every ``HEARTBEAT_STATUS_INTERVAL_S``, as the
+        kubelet does for a Node's status: liveness itself is in the database at every
+        heartbeat, and the periodic check writes usage changes every few seconds, so a host
+        taking builds is not written twice per interval."""
         changes = written_status.changed_fields(previous, hypervisor_status)
-        if previous is not None and set(changes) == {"lastHeartbeat"}:
+        if previous is not None and _only_refreshed(previous, changes):
             last = status_mod.parse_timestamp(previous.get("lastHeartbeat"))
             current = status_mod.parse_timestamp(hypervisor_status["lastHeartbeat"])
             fresh = (
@@ -479,15 +485,30 @@ class ConductorManager:
             return None
         return Projection(record.uuid, record.namespace, record.name, new_status)
 
-    def write_status(self, projection: Projection | None) -> None:
-        """Patch a projection into its Instance's status and remember it."""
+    def write_status(self, projection: Projection | None, *, defer: bool = False) -> None:
+        """Patch a projection into its Instance's status and remember it.
+
+        It is remembered as soon as it is submitted, so the next projection is compared with
+        it even while it waits. ``defer`` lets a newer projection of the same instance
+        replace it within ``building_status_delay_s`` (see ``status_writer``).
+        """
         if projection is None:
             return
-        uid, namespace, name = projection.uid, projection.namespace, projection.name
-        if self.kube.patch_instance_status(namespace, name, projection.status):
-            self.written.remember(uid, projection.status)
-        else:
-            self.written.forget(uid)
+        self.written.remember(projection.uid, projection.status)
+        self.status_writer.submit(projection, defer=defer)
+
+    def _patch_projection(self, projection: Projection) -> None:
+        try:
+            written = self.kube.patch_instance_status(
+                projection.namespace, projection.name, projection.status
+            )
+        except Exception:
+            # Not written after all: the retry (or the next projection) must not take the
+            # remembered status for the object's.
+            self.written.forget(projection.uid)
+            raise
+        if not written:
+            self.written.forget(projection.uid)
 
     def check_hypervisors(self) -> dict[str, str]:
         """Mark every Hypervisor down after service_down_time without a heartbeat (or up
@@ -544,8 +565,9 @@ class ConductorManager:
                 return state
             # A node whose object was deleted (or not made yet) is remembered all the same,
             # so it is not patched again every pass; a new object is forgotten by
-            # hypervisor_changed and gets its status at the next pass.
-            self.written_hypervisors.remember(host, changed)
+            # hypervisor_changed and gets its status at the next pass. The whole status is
+            # remembered, as a refused hypervisor_deleted forgot what was known before.
+            self.written_hypervisors.remember(host, {**previous, **changed})
         if "state" in changed:
             LOG.warning("hypervisor %s is %s", host, state)
             self._project_instances_on(host)
@@ -655,6 +677,29 @@ def _usage_status(node: models.ComputeNode) -> dict[str, Any]:
             node.local_gb_used,
         ),
     }
+
+
+# Hypervisor status a heartbeat refreshes on its own schedule (see _write_hypervisor_status):
+# these fields, and the usage figures of each resource. Anything else (state, capacity,
+# allocatable, versions) is written as soon as it changes.
+_HEARTBEAT_REFRESH_FIELDS = frozenset({"lastHeartbeat", "runningInstances"})
+_USAGE_FIELDS = frozenset({"vcpus", "memoryMiB", "diskGiB"})
+_USAGE_FIGURES = frozenset({"used", "display"})
+
+
+def _only_refreshed(previous: dict[str, Any], changes: dict[str, Any]) -> bool:
+    """True when ``changes`` to a Hypervisor status touch only what a heartbeat refreshes."""
+
+    def without_figures(value: Any) -> Any:
+        if not isinstance(value, dict):
+            return value
+        return {key: item for key, item in value.items() if key not in _USAGE_FIGURES}
+
+    return all(
+        key in _HEARTBEAT_REFRESH_FIELDS
+        or (key in _USAGE_FIELDS and without_figures(value) == without_figures(previous.get(key)))
+        for key, value in changes.items()
+    )
 
 
 def _hypervisor_status(

@@ -90,6 +90,7 @@ from kubenova.db.instances import (
     instance_set,
     instance_soft_delete,
     instance_update,
+    instance_update_unread,
 )
 from kubenova.db.placement import (
     Usage,
@@ -160,6 +161,7 @@ __all__ = [
     "instance_set",
     "instance_soft_delete",
     "instance_update",
+    "instance_update_unread",
     "instances_not_reported",
     "release_resources",
     "reported_without_live_record",

@@ -8,7 +8,7 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Collection, Sequence
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
@@ -197,6 +197,24 @@ def instance_set(session: orm.Session, instance: models.Instance, /, **values: A
     for key, value in values.items():
         setattr(instance, key, value)
     session.flush()
+
+
+def instance_update_unread(session: orm.Session, uuid: str, /, **values: Any) -> None:
+    """Set columns of a live instance with one UPDATE and no read, for a caller that holds a
+    current copy of the row (with the checks of :func:`instance_update`, no compare-and-swap).
+    Raises :class:`InstanceNotFoundError` when no live row matched; no values, no statement."""
+    _check_values(values)
+    if not values:
+        return
+    result = session.execute(
+        sa.update(models.Instance)
+        .where(models.Instance.uuid == uuid, models.live(models.Instance))
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    # PyMySQL reports rows matched, not rows changed (SQLAlchemy sets CLIENT.FOUND_ROWS).
+    if cast(sa.CursorResult[Any], result).rowcount != 1:
+        raise exceptions.InstanceNotFoundError(uuid)
 
 
 def _check_values(values: dict[str, Any]) -> None:

@@ -17,6 +17,7 @@ import datetime as dt
 import pytest
 import sqlalchemy as sa
 
+from kubenova.conductor import manager
 from kubenova.conductor.manager import ConductorManager
 from kubenova.config import OperatorSettings
 from kubenova.db import api as db_api
@@ -280,6 +281,198 @@ def test_a_failed_status_write_does_not_stop_the_others_and_is_retried(
     assert conductor.check_hypervisors() == {"h1": "down", "h2": "down"}
     assert kube.hypervisor_patches == [("h1", {"state": "down"})]
     assert kube.status_of(instance_name(two_hosts["h1"]))["phase"] == "Unknown"
+
+
+# -- a Hypervisor object deleted while nobody handled it ------------------------------------
+
+
+def _recorded(session_factory: db_engine.SessionFactory, host: str) -> bool:
+    """Whether ``host`` still has a live compute node and agent service."""
+    with db_engine.transaction(session_factory) as session:
+        node = db_api.compute_node_get(session, host)
+        service = db_api.service_get(session, host, models.AGENT_BINARY)
+    assert (node is None) == (service is None), (node, service)
+    return node is not None
+
+
+def _scheduled_hosts(session_factory: db_engine.SessionFactory) -> list[str]:
+    """The hosts a scheduling pass counts."""
+    with db_engine.transaction(session_factory) as session:
+        return [record.node.host for record in db_api.compute_nodes_list(session)]
+
+
+@pytest.fixture
+def idle_host(
+    db_session_factory: db_engine.SessionFactory,
+    kube: RecordingKube,
+    conductor: ConductorManager,
+    two_hosts: dict[str, str],
+) -> str:
+    """h3, registered by a heartbeat beside ``two_hosts`` and running nothing; its object is
+    current. Returns its name."""
+    conductor.compute_node_report(node_report("h3"))
+    assert conductor.check_hypervisors() == {"h1": "up", "h2": "up", "h3": "up"}
+    assert kube.hypervisors["h3"]["status"]["state"] == "up"
+    kube.clear()
+    return "h3"
+
+
+@pytest.mark.parametrize("restarted", [False, True], ids=["same-conductor", "restarted"])
+def test_a_down_host_whose_object_is_gone_and_that_runs_nothing_is_forgotten(
+    db_session_factory: db_engine.SessionFactory,
+    kube: RecordingKube,
+    caster: RecordingCaster,
+    conductor: ConductorManager,
+    idle_host: str,
+    restarted: bool,
+) -> None:
+    _age_heartbeat(db_session_factory, idle_host, DOWN_TIME_S + 60)
+    del kube.hypervisors[idle_host]  # no delete handler ran
+    checker = make_conductor(db_session_factory, kube, caster) if restarted else conductor
+    kube.clear()
+
+    assert checker.check_hypervisors() == {"h1": "up", "h2": "up", idle_host: "down"}
+
+    assert not _recorded(db_session_factory, idle_host)
+    assert _scheduled_hosts(db_session_factory) == ["h1", "h2"]
+    assert kube.calls["patch_hypervisor_status"] == 1  # the one that found the object gone
+    assert kube.hypervisor_patches == []
+    assert idle_host not in kube.hypervisors  # the check makes no object
+    assert kube.instance_patches == []
+
+    # Forgotten: later passes neither count nor patch it.
+    kube.clear()
+    assert checker.check_hypervisors() == {"h1": "up", "h2": "up"}
+    assert kube.calls == {}
+
+    # Its agent starting again registers it again, object and all.
+    checker.compute_node_report(node_report(idle_host))
+    assert _recorded(db_session_factory, idle_host)
+    assert kube.hypervisors[idle_host]["status"]["state"] == "up"
+    assert checker.check_hypervisors() == {"h1": "up", "h2": "up", idle_host: "up"}
+
+
+def test_a_down_host_whose_object_is_gone_is_kept_while_an_instance_is_recorded_on_it(
+    db_session_factory: db_engine.SessionFactory,
+    kube: RecordingKube,
+    conductor: ConductorManager,
+    two_hosts: dict[str, str],
+) -> None:
+    _age_heartbeat(db_session_factory, "h1", DOWN_TIME_S + 60)
+    del kube.hypervisors["h1"]
+
+    assert conductor.check_hypervisors() == {"h1": "down", "h2": "up"}
+
+    assert _recorded(db_session_factory, "h1")
+    assert _scheduled_hosts(db_session_factory) == ["h1", "h2"]
+    assert "h1" not in kube.hypervisors
+    # Its state flipped all the same: its instance says Unknown.
+    assert kube.status_of(instance_name(two_hosts["h1"]))["phase"] == "Unknown"
+    assert kube.status_of(instance_name(two_hosts["h2"]))["phase"] == "Running"
+
+    # It stays checked, and recorded, at the next passes.
+    for _ in range(3):
+        assert conductor.check_hypervisors() == {"h1": "down", "h2": "up"}
+    assert _recorded(db_session_factory, "h1")
+
+    # Once its instance is gone, the usage it frees is patched for, and the host forgotten.
+    conductor.instance_terminated(
+        payloads.InstanceTerminated(instance_uuid=two_hosts["h1"], host="h1")
+    )
+    assert conductor.check_hypervisors() == {"h1": "down", "h2": "up"}
+    assert not _recorded(db_session_factory, "h1")
+    assert conductor.check_hypervisors() == {"h2": "up"}
+
+
+def test_a_kept_host_whose_object_is_gone_is_not_patched_again_at_every_pass(
+    db_session_factory: db_engine.SessionFactory,
+    kube: RecordingKube,
+    conductor: ConductorManager,
+    two_hosts: dict[str, str],
+) -> None:
+    _age_heartbeat(db_session_factory, "h1", DOWN_TIME_S + 60)
+    del kube.hypervisors["h1"]
+    assert conductor.check_hypervisors() == {"h1": "down", "h2": "up"}
+
+    kube.clear()
+    assert conductor.check_hypervisors() == {"h1": "down", "h2": "up"}
+    assert conductor.check_hypervisors() == {"h1": "down", "h2": "up"}
+    assert kube.calls == {}
+
+
+@pytest.mark.parametrize("how", ["restarted", "came-back"])
+def test_an_up_host_whose_object_is_gone_is_kept_and_its_heartbeat_makes_the_object_again(
+    db_session_factory: db_engine.SessionFactory,
+    kube: RecordingKube,
+    caster: RecordingCaster,
+    conductor: ConductorManager,
+    idle_host: str,
+    monkeypatch: pytest.MonkeyPatch,
+    how: str,
+) -> None:
+    if how == "restarted":
+        # A restarted operator: its LIST does not have the object, so it patches it all.
+        checker = make_conductor(db_session_factory, kube, caster)
+    else:
+        # This conductor saw it go down; a heartbeat it did not see brings it back up.
+        _age_heartbeat(db_session_factory, idle_host, DOWN_TIME_S + 60)
+        assert conductor.check_hypervisors()[idle_host] == "down"
+        _age_heartbeat(db_session_factory, idle_host, 0)
+        checker = conductor
+    del kube.hypervisors[idle_host]
+    kube.clear()
+
+    assert checker.check_hypervisors() == {"h1": "up", "h2": "up", idle_host: "up"}
+
+    assert _recorded(db_session_factory, idle_host)
+    assert _scheduled_hosts(db_session_factory) == ["h1", "h2", idle_host]
+    assert kube.calls["patch_hypervisor_status"] == 1
+    assert kube.hypervisor_patches == []
+    # Remembered, so not patched again at every pass.
+    kube.clear()
+    assert checker.check_hypervisors() == {"h1": "up", "h2": "up", idle_host: "up"}
+    assert kube.calls == {}
+
+    # The next heartbeat that reads the object (the first to a restarted conductor, or the
+    # one a resync is due at) makes it again; kopf's create handler for the new object
+    # (hypervisor_changed) has the next pass write the host's whole status into it.
+    monkeypatch.setattr(manager, "HYPERVISOR_RESYNC_S", 0.0)
+    checker.compute_node_report(node_report(idle_host))
+    assert kube.calls["ensure_hypervisor"] == 1
+    obj = kube.hypervisors[idle_host]
+    checker.hypervisor_changed(idle_host, obj["metadata"]["labels"], obj["spec"])
+    assert checker.check_hypervisors() == {"h1": "up", "h2": "up", idle_host: "up"}
+    status = kube.hypervisors[idle_host]["status"]
+    assert status["state"] == "up"
+    assert {"vcpus", "memoryMiB", "diskGiB"} <= set(status)
+    assert status["vcpus"]["used"] == 0
+    assert _recorded(db_session_factory, idle_host)
+
+
+@pytest.mark.parametrize("restarted", [False, True], ids=["same-conductor", "restarted"])
+def test_a_down_host_whose_object_exists_is_kept(
+    db_session_factory: db_engine.SessionFactory,
+    kube: RecordingKube,
+    caster: RecordingCaster,
+    conductor: ConductorManager,
+    idle_host: str,
+    restarted: bool,
+) -> None:
+    _age_heartbeat(db_session_factory, idle_host, DOWN_TIME_S + 60)
+    checker = make_conductor(db_session_factory, kube, caster) if restarted else conductor
+    kube.clear()
+
+    assert checker.check_hypervisors() == {"h1": "up", "h2": "up", idle_host: "down"}
+
+    assert kube.hypervisor_patches == [(idle_host, {"state": "down"})]
+    assert kube.hypervisors[idle_host]["status"]["state"] == "down"
+    assert _recorded(db_session_factory, idle_host)
+    assert _scheduled_hosts(db_session_factory) == ["h1", "h2", idle_host]
+
+    kube.clear()
+    assert checker.check_hypervisors() == {"h1": "up", "h2": "up", idle_host: "down"}
+    assert kube.calls == {}
+    assert _recorded(db_session_factory, idle_host)
 
 
 # -- service_stopping -----------------------------------------------------------------------

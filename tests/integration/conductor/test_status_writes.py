@@ -3,8 +3,9 @@
 An Instance's status is projected from the status this process last wrote (no GET), an
 unchanged projection is not written, and an agent report that changes nothing writes
 nothing. A heartbeat reads its Hypervisor object only on the host's first report and then
-every ``HYPERVISOR_RESYNC_S``, and rewrites a status whose only change is ``lastHeartbeat``
-only every ``HEARTBEAT_STATUS_INTERVAL_S``.
+every ``HYPERVISOR_RESYNC_S``, and rewrites a status whose only changes are
+``lastHeartbeat``, usage or the running count only every ``HEARTBEAT_STATUS_INTERVAL_S``
+(the periodic check writes usage changes).
 
 The Kubernetes side is a recording fake holding the objects in memory and applying status
 patches as JSON merge patches.
@@ -428,7 +429,7 @@ def test_heartbeats_that_only_move_last_heartbeat_patch_once_per_interval(
     assert kube.calls["patch_hypervisor_status"] == 2
 
 
-def test_a_usage_change_is_patched_at_the_next_heartbeat(
+def test_a_usage_change_is_patched_by_the_check_and_refreshed_by_the_heartbeat_interval(
     db_session_factory: db_engine.SessionFactory,
     kube: RecordingKube,
     conductor: ConductorManager,
@@ -441,12 +442,34 @@ def test_a_usage_change_is_patched_at_the_next_heartbeat(
     assert claim(db_session_factory, uuid, "h1")
     clock.advance(1)
     conductor.compute_node_report(node_report(instance_uuids=(uuid,)))
+    # Usage and the running count alone wait: the periodic check writes usage.
+    assert kube.calls["patch_hypervisor_status"] == 1
 
+    assert conductor.check_hypervisors() == {"h1": "up"}
     assert kube.calls["patch_hypervisor_status"] == 2
     status = kube.hypervisors["h1"]["status"]
     assert (status["vcpus"]["used"], status["memoryMiB"]["used"]) == (1, 512)
+    assert status["runningInstances"] == 0
+
+    clock.advance(29)  # HEARTBEAT_STATUS_INTERVAL_S after the written lastHeartbeat
+    conductor.compute_node_report(node_report(instance_uuids=(uuid,)))
+    assert kube.calls["patch_hypervisor_status"] == 3
+    status = kube.hypervisors["h1"]["status"]
     assert status["runningInstances"] == 1
-    assert status["lastHeartbeat"] == "2026-06-01T08:00:01Z"
+    assert status["lastHeartbeat"] == "2026-06-01T08:00:30Z"
+
+
+def test_a_state_change_is_patched_at_the_next_heartbeat_at_once(
+    db_session_factory: db_engine.SessionFactory,
+    kube: RecordingKube,
+    conductor: ConductorManager,
+    clock: Clock,
+) -> None:
+    conductor.compute_node_report(node_report())
+    clock.advance(1)
+    conductor.compute_node_report(node_report(qemu_version="9.9.9"))
+    assert kube.calls["patch_hypervisor_status"] == 2
+    assert kube.hypervisors["h1"]["status"]["qemuVersion"] == "9.9.9"
 
 
 def test_a_capacity_change_is_patched_at_the_next_heartbeat(

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid as uuidlib
+from collections.abc import Iterator
 from typing import Any
 
 import sqlalchemy as sa
@@ -19,10 +21,9 @@ IMAGE = {
 }
 
 
-def make_instance(
-    session_factory: db_engine.SessionFactory, uuid: str | None = None, **overrides: Any
-) -> str:
-    """Record an instance as the api handler would; returns its uuid."""
+def instance_fields(uuid: str | None = None, **overrides: Any) -> dict[str, Any]:
+    """The keyword arguments of ``api.instance_create`` for an instance as the api handler
+    records it (a new uuid unless given), for a create inside the caller's transaction."""
     uuid = uuid or str(uuidlib.uuid4())
     values: dict[str, Any] = {
         "uuid": uuid,
@@ -37,9 +38,46 @@ def make_instance(
         "generation": 1,
     }
     values.update(overrides)
+    return values
+
+
+def make_instance(
+    session_factory: db_engine.SessionFactory, uuid: str | None = None, **overrides: Any
+) -> str:
+    """Record an instance as the api handler would; returns its uuid."""
+    values = instance_fields(uuid, **overrides)
     with db_engine.transaction(session_factory) as session:
         api.instance_create(session, **values)
-    return uuid
+    return values["uuid"]
+
+
+@contextlib.contextmanager
+def recorded_statements(session_factory: db_engine.SessionFactory) -> Iterator[list[str]]:
+    """The SQL of every statement the factory's engine sends while the block runs, in order
+    (``SAVEPOINT`` and friends included; BEGIN and COMMIT are driver calls, not statements)."""
+    engine = session_factory.kw["bind"]
+    sent: list[str] = []
+
+    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        sent.append(" ".join(statement.split()))
+
+    sa.event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield sent
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", record)
+
+
+def verbs(statements: list[str]) -> list[str]:
+    """The first word of each statement: ``["SELECT", "INSERT"]``."""
+    return [statement.split(None, 1)[0].upper() for statement in statements]
+
+
+def reads_of(table: str, statements: list[str]) -> list[str]:
+    """The SELECTs among ``statements`` that read ``table``."""
+    return [
+        s for s in statements if s.upper().startswith("SELECT") and f" FROM {table} " in f"{s} "
+    ]
 
 
 def make_host(

@@ -8,10 +8,20 @@ import threading
 import uuid as uuidlib
 
 import pytest
+import sqlalchemy as sa
 
 from kubenova.db import api, models
 from kubenova.db import engine as db_engine
-from tests.integration.db.helpers import IMAGE, make_host, make_instance, node
+from tests.integration.db.helpers import (
+    IMAGE,
+    instance_fields,
+    make_host,
+    make_instance,
+    node,
+    reads_of,
+    recorded_statements,
+    verbs,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -38,6 +48,117 @@ def test_create_records_a_building_instance_and_is_idempotent(db_session_factory
     assert instance.deleted == 0
     assert instance.created_at.tzinfo is dt.UTC
     assert abs(models.utcnow() - instance.created_at) < dt.timedelta(minutes=1)
+
+
+def _actions(session_factory, uuid: str) -> list[tuple[str, str, str | None]]:
+    """A fresh read of an instance's actions: (action, request id, project id), oldest first."""
+    with db_engine.transaction(session_factory) as session:
+        rows = session.execute(
+            sa.select(
+                models.InstanceAction.action,
+                models.InstanceAction.request_id,
+                models.InstanceAction.project_id,
+            )
+            .where(models.InstanceAction.instance_uuid == uuid)
+            .order_by(models.InstanceAction.id)
+        )
+        return [tuple(row) for row in rows]
+
+
+def test_create_of_a_new_uuid_inserts_without_reading_first(db_session_factory):
+    fields = instance_fields()
+    with (
+        db_engine.transaction(db_session_factory) as session,
+        recorded_statements(db_session_factory) as sent,
+    ):
+        created = api.instance_create(session, **fields)
+
+    assert verbs(sent) == ["SAVEPOINT", "INSERT", "RELEASE"]
+    assert created.uuid == fields["uuid"]
+    with db_engine.transaction(db_session_factory) as session:
+        stored = api.instance_get(session, fields["uuid"])
+    assert stored is not None
+    assert stored.id == created.id
+
+
+def test_duplicate_create_returns_the_live_record_and_the_transaction_goes_on(
+    db_session_factory,
+):
+    uuid = make_instance(db_session_factory, namespace="team-a", name="web-1")
+    with db_engine.transaction(db_session_factory) as session:
+        first = api.instance_get(session, uuid)
+    assert first is not None
+
+    with db_engine.transaction(db_session_factory) as session:
+        # Work done before the duplicate must survive its rolled-back savepoint...
+        earlier = api.instance_create(session, **instance_fields(namespace="team-b"))
+        again = api.instance_create(
+            session, **instance_fields(uuid, namespace="team-c", name="other", generation=7)
+        )
+        assert again.id == first.id
+        assert (again.name, again.namespace, again.project_id, again.generation) == (
+            "web-1",
+            "team-a",
+            "team-a",
+            1,
+        )
+        # ...and the transaction takes more statements after it, and commits.
+        api.action_start(session, uuid, "create", "req-retry", instance=again)
+        api.instance_update(session, uuid, task_state="spawning")
+
+    with db_engine.transaction(db_session_factory) as session:
+        live = {i.uuid: i for i in api.instance_get_all(session, read_deleted=True)}
+    assert set(live) == {uuid, earlier.uuid}
+    assert (live[uuid].name, live[uuid].generation, live[uuid].task_state) == (
+        "web-1",
+        1,
+        "spawning",
+    )
+    assert live[earlier.uuid].namespace == "team-b"
+    assert _actions(db_session_factory, uuid) == [("create", "req-retry", "team-a")]
+
+
+def test_duplicate_create_sees_a_row_committed_after_the_transactions_snapshot(
+    db_session_factory,
+):
+    uuid = str(uuidlib.uuid4())
+    with db_engine.transaction(db_session_factory) as session:
+        # A consistent read fixes this transaction's REPEATABLE READ snapshot without the row.
+        assert api.instance_get(session, uuid) is None
+        make_instance(db_session_factory, uuid, name="winner")
+        # Only a locking read sees the winner's row (with innodb_snapshot_isolation=ON, the
+        # default from MariaDB 11.8, that read fails with error 1020 instead, a retryable one).
+        record = api.instance_create(session, **instance_fields(uuid, name="loser"))
+        assert (record.uuid, record.name) == (uuid, "winner")
+
+    with db_engine.transaction(db_session_factory) as session:
+        assert [i.name for i in api.instance_get_all(session, read_deleted=True)] == ["winner"]
+
+
+def test_create_of_a_soft_deleted_uuid_raises_and_leaves_the_transaction_usable(
+    db_session_factory,
+):
+    gone = make_instance(db_session_factory, name="gone")
+    with db_engine.transaction(db_session_factory) as session:
+        api.instance_soft_delete(session, gone)
+
+    with db_engine.transaction(db_session_factory) as session:
+        kept = api.instance_create(session, **instance_fields(name="kept"))
+        with pytest.raises(api.InstanceDeletedError) as caught:
+            api.instance_create(session, **instance_fields(gone, name="again"))
+        assert caught.value.uuid == gone
+        api.action_start(session, kept.uuid, "create", "req-kept", instance=kept)
+
+    with db_engine.transaction(db_session_factory) as session:
+        rows = {i.uuid: i for i in api.instance_get_all(session, read_deleted=True)}
+    assert set(rows) == {gone, kept.uuid}
+    assert (rows[gone].name, rows[gone].vm_state, rows[gone].deleted) == (
+        "gone",
+        "deleted",
+        rows[gone].id,
+    )
+    assert (rows[kept.uuid].name, rows[kept.uuid].deleted) == ("kept", 0)
+    assert _actions(db_session_factory, kept.uuid) == [("create", "req-kept", "default")]
 
 
 def test_concurrent_creates_of_one_uuid_make_one_record(db_session_factory):
@@ -173,6 +294,76 @@ def test_actions_and_events_record_the_history_of_a_request(db_session_factory):
     assert action.start_time is not None
     assert action.finish_time is not None
     assert action.start_time <= action.finish_time
+
+
+def test_action_start_with_the_live_record_skips_reading_the_instance(db_session_factory):
+    uuid = make_instance(db_session_factory, namespace="team-a")
+
+    with db_engine.transaction(db_session_factory) as session:
+        record = api.instance_get(session, uuid)
+        assert record is not None
+        with recorded_statements(db_session_factory) as given:
+            action = api.action_start(session, uuid, "create", "req-1", instance=record)
+        with recorded_statements(db_session_factory) as repeated:
+            again = api.action_start(session, uuid, "create", "req-1", instance=record)
+        with recorded_statements(db_session_factory) as not_given:
+            other = api.action_start(session, uuid, "reboot", "req-1")
+        assert api.action_start(session, uuid, "create", "req-1").id == action.id
+
+    # Look up the action, then insert: no read of the instance.
+    assert verbs(given) == ["SELECT", "INSERT"]
+    assert reads_of("instances", given) == []
+    # Idempotent as before: the existing action, found before any instance is needed.
+    assert again.id == action.id
+    assert verbs(repeated) == ["SELECT"]
+    # Without the record, the instance is read (so the count above can see a read).
+    assert len(reads_of("instances", not_given)) == 1
+    assert other.id != action.id
+    assert _actions(db_session_factory, uuid) == [
+        ("create", "req-1", "team-a"),
+        ("reboot", "req-1", "team-a"),
+    ]
+
+
+def test_action_start_with_a_record_of_another_instance_reads_the_right_one(
+    db_session_factory,
+):
+    uuid = make_instance(db_session_factory, namespace="team-a")
+    other = make_instance(db_session_factory, namespace="team-b")
+
+    with db_engine.transaction(db_session_factory) as session:
+        other_record = api.instance_get(session, other)
+        assert other_record is not None
+        with recorded_statements(db_session_factory) as sent:
+            action = api.action_start(session, uuid, "create", "req-a", instance=other_record)
+
+    assert len(reads_of("instances", sent)) == 1
+    assert (action.instance_uuid, action.project_id) == (uuid, "team-a")
+    assert _actions(db_session_factory, uuid) == [("create", "req-a", "team-a")]
+    assert _actions(db_session_factory, other) == []
+
+
+def test_action_start_with_a_deleted_record_or_for_a_missing_uuid_raises_not_found(
+    db_session_factory,
+):
+    gone = make_instance(db_session_factory)
+    live = make_instance(db_session_factory)
+    missing = str(uuidlib.uuid4())
+    with db_engine.transaction(db_session_factory) as session:
+        deleted_record = api.instance_soft_delete(session, gone)
+    assert deleted_record.deleted != 0
+
+    with db_engine.transaction(db_session_factory) as session:
+        live_record = api.instance_get(session, live)
+        assert live_record is not None
+        with pytest.raises(api.InstanceNotFoundError) as deleted:
+            api.action_start(session, gone, "delete", "req-gone", instance=deleted_record)
+        with pytest.raises(api.InstanceNotFoundError) as not_there:
+            api.action_start(session, missing, "create", "req-missing", instance=live_record)
+    assert (deleted.value.uuid, not_there.value.uuid) == (gone, missing)
+    assert _actions(db_session_factory, gone) == []
+    assert _actions(db_session_factory, missing) == []
+    assert _actions(db_session_factory, live) == []
 
 
 def test_faults_are_truncated_and_the_newest_is_returned(db_session_factory):

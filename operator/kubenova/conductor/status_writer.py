@@ -1,0 +1,178 @@
+"""Writes Instance status projections in order, holding back the ones that rarely last.
+
+Two projections follow each create: "Building, claimed on host h" just before the build is
+cast, and "Running" when the host reports it started the domain, usually a fraction of a
+second later. Writing both cost the apiserver two status PATCHes per instance, each sent
+to every watcher. The api layer may therefore *defer* its Building projection for
+``delay_s``: a newer projection of the same instance submitted meanwhile replaces it, so a
+quick build costs one PATCH, and a slow one shows Building ``delay_s`` late.
+
+Order is what matters: for each instance the last projection submitted is the one left in
+its status. So at most one write per instance is in flight; a projection submitted while
+another of the same instance is being written or held waits in its slot (replacing any
+projection already waiting there), and the writer thread sends it next. A projection
+submitted when nothing of its instance is held or in flight is written at once, in the
+caller's thread, as before.
+
+With ``delay_s`` 0 nothing is held and no thread is needed: every write is immediate.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Generic, Protocol, TypeVar
+
+LOG = logging.getLogger(__name__)
+
+
+class _Keyed(Protocol):
+    @property
+    def uid(self) -> str: ...
+
+
+P = TypeVar("P", bound=_Keyed)
+
+
+@dataclasses.dataclass
+class _Slot(Generic[P]):
+    due: float
+    projection: P
+
+
+class StatusWriter(Generic[P]):
+    """Per-instance ordered status writes, with optional deferral (see the module doc).
+
+    ``write`` patches one projection (and records the outcome); it must not raise for an
+    ordinary failure. ``start``/``stop`` run the thread that writes held projections;
+    ``stop`` writes whatever is still held.
+    """
+
+    def __init__(
+        self,
+        write: Callable[[P], None],
+        *,
+        delay_s: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if delay_s < 0:
+            raise ValueError(f"delay_s must not be negative, not {delay_s}")
+        self._write = write
+        self.delay_s = delay_s
+        self._clock = clock
+        self._cond = threading.Condition()
+        self._held: dict[str, _Slot[P]] = {}
+        self._in_flight: set[str] = set()
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+
+    def submit(self, projection: P, *, defer: bool = False) -> None:
+        """Write ``projection`` now, or hold it ``delay_s`` when ``defer`` (see module doc)."""
+        uid = projection.uid
+        with self._cond:
+            slot = self._held.get(uid)
+            busy = slot is not None or uid in self._in_flight
+            if defer and self.delay_s > 0 and not self._stopping:
+                if self._thread is None:
+                    self._start_locked()
+                if slot is None:
+                    self._held[uid] = _Slot(self._clock() + self.delay_s, projection)
+                else:
+                    slot.projection = projection
+                self._cond.notify_all()
+                return
+            if busy:
+                # Sent right after what is in flight, in place of what is held.
+                if slot is None:
+                    self._held[uid] = _Slot(self._clock(), projection)
+                else:
+                    slot.projection, slot.due = projection, self._clock()
+                self._cond.notify_all()
+                return
+            self._in_flight.add(uid)
+        try:
+            self._write(projection)
+        finally:
+            self._done(uid)
+
+    def held(self) -> int:
+        """How many projections are waiting to be written."""
+        with self._cond:
+            return len(self._held)
+
+    def start(self) -> None:
+        """Start the thread that writes held projections when they fall due (a deferred
+        submit starts it too)."""
+        with self._cond:
+            if self._thread is None:
+                self._start_locked()
+
+    def _start_locked(self) -> None:
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name="status-writer", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Write everything still held, then stop the thread."""
+        with self._cond:
+            self._stopping = True
+            for slot in self._held.values():
+                slot.due = self._clock()
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+            self._thread = None
+        else:
+            self._drain_due()
+
+    def _done(self, uid: str) -> None:
+        with self._cond:
+            self._in_flight.discard(uid)
+            if uid in self._held:
+                self._cond.notify_all()
+
+    def _next_due(self) -> tuple[str, P] | None:
+        """Pop a held projection that is due and whose instance has nothing in flight."""
+        now = self._clock()
+        for uid, slot in self._held.items():
+            if slot.due <= now and uid not in self._in_flight:
+                del self._held[uid]
+                self._in_flight.add(uid)
+                return uid, slot.projection
+        return None
+
+    def _wait_s(self) -> float | None:
+        ready = [slot.due for uid, slot in self._held.items() if uid not in self._in_flight]
+        if not ready:
+            return None
+        return max(0.0, min(ready) - self._clock())
+
+    def _drain_due(self) -> None:
+        while True:
+            with self._cond:
+                item = self._next_due()
+            if item is None:
+                return
+            self._write_held(*item)
+
+    def _write_held(self, uid: str, projection: P) -> None:
+        try:
+            self._write(projection)
+        except Exception:
+            LOG.exception("writing the status of instance %s failed", uid)
+        finally:
+            self._done(uid)
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                item = self._next_due()
+                while item is None:
+                    if self._stopping and not self._held:
+                        return
+                    self._cond.wait(self._wait_s())
+                    item = self._next_due()
+            self._write_held(*item)
