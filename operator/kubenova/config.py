@@ -8,6 +8,7 @@ The variable names match hack/lib/env.sh, so the local stack and the processes a
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import socket
 from typing import TypeVar
@@ -46,8 +47,8 @@ def _env_float(name: str, default: float) -> float:
 
 def _env_non_negative(name: str, default: float) -> float:
     value = _env_number(name, default, float, "a number")
-    if value < 0:
-        raise ValueError(f"environment variable {name} must not be negative, got {value!r}")
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"environment variable {name} must be a finite number >= 0, got {value!r}")
     return value
 
 

@@ -44,3 +44,37 @@ def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     settings = OperatorSettings.from_env()
     assert (settings.api_workers, settings.hypervisor_check_interval_s) == (16, 10.0)
     assert settings.audit_interval_s == 60.0
+
+
+def test_the_building_status_delay_defaults_to_half_a_second(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("KUBENOVA_BUILDING_STATUS_DELAY", raising=False)
+    assert OperatorSettings.from_env().building_status_delay_s == 0.5
+    monkeypatch.setenv("KUBENOVA_BUILDING_STATUS_DELAY", "")
+    assert OperatorSettings.from_env().building_status_delay_s == 0.5
+
+
+@pytest.mark.parametrize(("value", "expected"), [("0", 0.0), ("1.5", 1.5)])
+def test_the_building_status_delay_is_read(
+    monkeypatch: pytest.MonkeyPatch, value: str, expected: float
+) -> None:
+    monkeypatch.setenv("KUBENOVA_BUILDING_STATUS_DELAY", value)
+    assert OperatorSettings.from_env().building_status_delay_s == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("-1", "must be a finite number >= 0, got -1.0"),
+        ("inf", "must be a finite number >= 0, got inf"),
+        ("nan", "must be a finite number >= 0, got nan"),
+        ("abc", "must be a number"),
+    ],
+)
+def test_a_bad_building_status_delay_names_the_variable(
+    monkeypatch: pytest.MonkeyPatch, value: str, message: str
+) -> None:
+    monkeypatch.setenv("KUBENOVA_BUILDING_STATUS_DELAY", value)
+    with pytest.raises(ValueError, match=f"KUBENOVA_BUILDING_STATUS_DELAY {message}"):
+        OperatorSettings.from_env()

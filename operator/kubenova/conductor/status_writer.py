@@ -9,10 +9,10 @@ quick build costs one PATCH, and a slow one shows Building ``delay_s`` late.
 
 Order is what matters: for each instance the last projection submitted is the one left in
 its status. So at most one write per instance is in flight; a projection submitted while
-another of the same instance is being written or held waits in its slot (replacing any
-projection already waiting there), and the writer thread sends it next. A projection
-submitted when nothing of its instance is held or in flight is written at once, in the
-caller's thread, as before.
+another of the same instance is being written waits in its slot (replacing any projection
+already waiting there), and the thread that finishes that write sends it next. Any other
+projection that is not deferred is written at once, in the caller's thread, as before, and
+drops the held projection of its instance, if any.
 
 With ``delay_s`` 0 nothing is held and no thread is needed: every write is immediate.
 """
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -58,8 +59,8 @@ class StatusWriter(Generic[P]):
         delay_s: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if delay_s < 0:
-            raise ValueError(f"delay_s must not be negative, not {delay_s}")
+        if not math.isfinite(delay_s) or delay_s < 0:
+            raise ValueError(f"delay_s must be a finite number of seconds >= 0, not {delay_s}")
         self._write = write
         self.delay_s = delay_s
         self._clock = clock
@@ -74,7 +75,6 @@ class StatusWriter(Generic[P]):
         uid = projection.uid
         with self._cond:
             slot = self._held.get(uid)
-            busy = slot is not None or uid in self._in_flight
             if defer and self.delay_s > 0 and not self._stopping:
                 if self._thread is None:
                     self._start_locked()
@@ -84,19 +84,21 @@ class StatusWriter(Generic[P]):
                     slot.projection = projection
                 self._cond.notify_all()
                 return
-            if busy:
-                # Sent right after what is in flight, in place of what is held.
+            if uid in self._in_flight:
+                # Sent right after what is in flight, in place of anything held.
                 if slot is None:
                     self._held[uid] = _Slot(self._clock(), projection)
                 else:
                     slot.projection, slot.due = projection, self._clock()
                 self._cond.notify_all()
                 return
+            if slot is not None:
+                del self._held[uid]  # replaced by this newer one, written now
             self._in_flight.add(uid)
         try:
             self._write(projection)
         finally:
-            self._done(uid)
+            self._write_successors(uid)
 
     def held(self) -> int:
         """How many projections are waiting to be written."""
@@ -128,11 +130,25 @@ class StatusWriter(Generic[P]):
         else:
             self._drain_due()
 
-    def _done(self, uid: str) -> None:
+    def _finish(self, uid: str) -> P | None:
+        """A write of ``uid`` ended: hand over the projection submitted meanwhile, if any
+        (``uid`` then stays in flight), so a hand-over never waits for the thread."""
         with self._cond:
+            slot = self._held.get(uid)
+            if slot is not None and slot.due <= self._clock():
+                del self._held[uid]
+                return slot.projection
             self._in_flight.discard(uid)
-            if uid in self._held:
+            if slot is not None:
                 self._cond.notify_all()
+            return None
+
+    def _write_successors(self, uid: str) -> None:
+        while (successor := self._finish(uid)) is not None:
+            try:
+                self._write(successor)
+            except Exception:
+                LOG.exception("writing the status of instance %s failed", uid)
 
     def _next_due(self) -> tuple[str, P] | None:
         """Pop a held projection that is due and whose instance has nothing in flight."""
@@ -164,7 +180,7 @@ class StatusWriter(Generic[P]):
         except Exception:
             LOG.exception("writing the status of instance %s failed", uid)
         finally:
-            self._done(uid)
+            self._write_successors(uid)
 
     def _run(self) -> None:
         while True:
