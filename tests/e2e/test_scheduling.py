@@ -143,6 +143,13 @@ def test_disabled_host_gets_nothing_new_and_keeps_what_it_runs(namespace, sim_ho
         "-p",
         '{"spec": {"disabled": true, "disabledReason": "maintenance"}}',
     )
+    # The operator says when the disable is in force; from then on nothing new lands here.
+    applied = wait_for(
+        "the Hypervisor's status to say it is disabled",
+        lambda: (s := (get("hypervisors", host) or {}).get("status") or {}).get("disabled") and s,
+        timeout=30,
+    )
+    assert applied["disabledReason"] == "maintenance"
     apply(_instance("after", namespace, pool))
     scheduled = wait_for(
         "the new instance to be refused by the disabled host",

@@ -44,6 +44,7 @@ class Runtime:
         compute = compute_rpcapi.ComputeAPI(publisher)
         conductor = ConductorManager(settings, session_factory, kube, compute)
         host_manager = HostManager(lambda: host_state.load_host_states(session_factory))
+        conductor.on_hosts_changed = host_manager.mark_stale
         scheduler = SchedulerManager(
             host_manager.host_states,
             lambda spec, host: request_spec.claim(session_factory, spec, host),

@@ -13,6 +13,7 @@ import datetime
 import logging
 import math
 import time
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 from kubenova.compute import states
@@ -82,6 +83,9 @@ class ConductorManager:
         self.written_server_groups = written_status.WrittenStatus()
         # Host -> when a heartbeat last read its Hypervisor object (time.monotonic()).
         self._hypervisor_read_at: dict[str, float] = {}
+        # Called when an administrator changed a host, so cached views of hosts (the
+        # scheduler's) are read again; the runtime wires it.
+        self.on_hosts_changed: Callable[[], None] = lambda: None
         # Every Instance status write goes through it, in order per instance.
         self.status_writer: status_writer.StatusWriter[Projection] = status_writer.StatusWriter(
             self._patch_projection, delay_s=settings.building_status_delay_s
@@ -240,9 +244,14 @@ class ConductorManager:
             if node is None:
                 return  # its first heartbeat will record it
             node.labels = dict(labels)
-            db_api.compute_node_set_disabled(
+            node = db_api.compute_node_set_disabled(
                 session, host, bool(spec.get("disabled", False)), spec.get("disabledReason")
             )
+            applied = _disabled_status(node) if node is not None else None
+        self.on_hosts_changed()
+        if applied is not None:
+            # Say it is in force: from here on no claim lands on a disabled host.
+            self.kube.patch_hypervisor_status(host, applied)
 
     def instance_update(self, update: payloads.InstanceUpdate) -> None:
         """Record the host's view of one instance and project it into status.
@@ -714,5 +723,10 @@ def _hypervisor_status(
         "libvirtVersion": node.libvirt_version,
         "qemuVersion": node.hypervisor_version,
         "runningInstances": node.running_vms,
+        **_disabled_status(node),
         **_usage_status(node),
     }
+
+
+def _disabled_status(node: models.ComputeNode) -> dict[str, Any]:
+    return {"disabled": bool(node.disabled), "disabledReason": node.disabled_reason}

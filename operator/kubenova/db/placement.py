@@ -70,6 +70,7 @@ def claim_resources(
        condition on the latest committed row under an exclusive row lock, so concurrent claims
        on one host are serialized and each sees the others' usage: no check-then-act gap. One
        row changed means the claim fits; none means it does not (or the host is unknown).
+       A disabled node (``compute_nodes.disabled``) takes no new claim either.
     3. Three allocation rows are inserted and ``instances.host``/``node`` set, then commit.
 
     With ``server_group``, between steps 1 and 2 the group row is locked (``FOR UPDATE``), so
@@ -122,6 +123,9 @@ def claim_resources(
             .where(
                 node_t.host == host,
                 node_t.deleted == 0,
+                # Disabling a host keeps every later claim away, whatever the scheduler's
+                # (cached) view of hosts says.
+                node_t.disabled.is_(False),
                 node_t.vcpus_used + vcpus <= node_t.vcpus * node_t.cpu_allocation_ratio,
                 node_t.memory_mib_used + memory_mib
                 <= (node_t.memory_mib - node_t.reserved_host_memory_mib)
