@@ -516,3 +516,37 @@ def test_a_hypervisor_deleted_while_its_host_is_up_comes_back_at_the_next_heartb
     conductor.compute_node_report(node_report())
     assert "h1" in kube.hypervisors
     assert kube.hypervisors["h1"]["status"].get("state") == "up"
+
+
+def test_disabling_a_host_is_recorded_patched_into_its_status_and_drops_cached_host_views(
+    db_session_factory: db_engine.SessionFactory,
+    kube: RecordingKube,
+    conductor: ConductorManager,
+    clock: Clock,
+) -> None:
+    conductor.compute_node_report(node_report())
+    assert kube.hypervisors["h1"]["status"]["disabled"] is False
+    hosts_changed: list[bool] = []
+    conductor.on_hosts_changed = lambda: hosts_changed.append(True)
+
+    labels = {"topology.kubernetes.io/zone": "az1"}
+    conductor.hypervisor_changed("h1", labels, {"disabled": True, "disabledReason": "maint"})
+    assert (node(db_session_factory, "h1").disabled, hosts_changed) == (True, [True])
+    status = kube.hypervisors["h1"]["status"]
+    assert (status["disabled"], status["disabledReason"]) == (True, "maint")
+
+    # The next heartbeat carries the same, and enabling again is said at once as well.
+    clock.advance(1)
+    conductor.compute_node_report(node_report())
+    assert kube.hypervisors["h1"]["status"]["disabled"] is True
+    conductor.hypervisor_changed("h1", labels, {"disabled": False})
+    status = kube.hypervisors["h1"]["status"]
+    assert (status["disabled"], status.get("disabledReason")) == (False, None)
+    assert hosts_changed == [True, True]
+
+
+def test_a_change_to_a_host_never_recorded_patches_nothing(
+    kube: RecordingKube, conductor: ConductorManager
+) -> None:
+    conductor.hypervisor_changed("unknown", {}, {"disabled": True})
+    assert kube.calls.get("patch_hypervisor_status", 0) == 0

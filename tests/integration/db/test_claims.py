@@ -251,6 +251,27 @@ def test_claim_that_does_not_fit_changes_nothing(db_session_factory):
     assert api.claim_resources(db_session_factory, uuid, "host-a", 4, 1024, 10)
 
 
+def test_a_disabled_host_takes_no_new_claim_and_keeps_what_it_holds(db_session_factory):
+    make_host(db_session_factory, "host-a", vcpus=4, memory_mib=4096, local_gb=40)
+    held = make_instance(db_session_factory)
+    assert api.claim_resources(db_session_factory, held, "host-a", 1, 512, 1)
+    with db_engine.transaction(db_session_factory) as session:
+        api.compute_node_set_disabled(session, "host-a", True, "maintenance")
+
+    new = make_instance(db_session_factory)
+    assert not api.claim_resources(db_session_factory, new, "host-a", 1, 512, 1)
+    # The claim it already holds still stands, and repeating it is still True.
+    assert api.claim_resources(db_session_factory, held, "host-a", 1, 512, 1)
+    n = node(db_session_factory, "host-a")
+    assert (n.vcpus_used, n.memory_mib_used, n.local_gb_used) == (1, 512, 1)
+    with db_engine.transaction(db_session_factory) as session:
+        assert api.allocations_for_instance(session, new) == []
+
+    with db_engine.transaction(db_session_factory) as session:
+        api.compute_node_set_disabled(session, "host-a", False, None)
+    assert api.claim_resources(db_session_factory, new, "host-a", 1, 512, 1)
+
+
 def test_claim_for_an_unknown_or_deleted_instance_is_refused(db_session_factory):
     make_host(db_session_factory, "host-a", vcpus=4, memory_mib=4096, local_gb=40)
     uuid = make_instance(db_session_factory)
