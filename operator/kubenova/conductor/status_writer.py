@@ -124,11 +124,12 @@ class StatusWriter(Generic[P]):
             for slot in self._held.values():
                 slot.due = self._clock()
             self._cond.notify_all()
+        # Without a thread nothing waits for one: only a deferred submit holds a projection
+        # until it falls due, and it starts the thread; a hand-over is written by the
+        # thread that finishes the write before it.
         if self._thread is not None:
             self._thread.join(timeout_s)
             self._thread = None
-        else:
-            self._drain_due()
 
     def _finish(self, uid: str) -> P | None:
         """A write of ``uid`` ended: hand over the projection submitted meanwhile, if any
@@ -165,14 +166,6 @@ class StatusWriter(Generic[P]):
         if not ready:
             return None
         return max(0.0, min(ready) - self._clock())
-
-    def _drain_due(self) -> None:
-        while True:
-            with self._cond:
-                item = self._next_due()
-            if item is None:
-                return
-            self._write_held(*item)
 
     def _write_held(self, uid: str, projection: P) -> None:
         try:
