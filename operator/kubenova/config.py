@@ -100,7 +100,9 @@ class OperatorSettings:
     # Threads that run the api handlers (kopf's executor) at once.
     api_workers: int = 16
     # Lanes that handle the conductor queue at once (each instance's reports stay ordered).
-    conductor_workers: int = 4
+    # As many as api_workers: finishing builds then competes evenly with starting new ones
+    # for the process, and agents' reports do not queue up behind a burst of creates.
+    conductor_workers: int = 16
     # How often every Hypervisor's up/down state and usage are checked, and how often
     # each host is audited against its last report.
     hypervisor_check_interval_s: float = 10.0
@@ -125,7 +127,7 @@ class OperatorSettings:
             weighers=tuple(_split(weighers)) if weighers else None,
             weigher_multipliers=_multipliers(os.environ.get("KUBENOVA_WEIGHER_MULTIPLIERS", "")),
             api_workers=_env_positive("KUBENOVA_API_WORKERS", 16, int),
-            conductor_workers=_env_int("KUBENOVA_CONDUCTOR_WORKERS", 4),
+            conductor_workers=_env_int("KUBENOVA_CONDUCTOR_WORKERS", 16),
             hypervisor_check_interval_s=_env_positive(
                 "KUBENOVA_HYPERVISOR_CHECK_INTERVAL", 10.0, float
             ),
@@ -134,6 +136,12 @@ class OperatorSettings:
             metrics_port=_env_int("KUBENOVA_METRICS_PORT", 9090),
             metrics_addr=os.environ.get("KUBENOVA_METRICS_ADDR", "127.0.0.1"),
         )
+
+    @property
+    def db_pool_size(self) -> int:
+        """Database connections kept open: one per api worker and conductor lane, and a few
+        for the periodic tasks and the status writer, so a burst does not open new ones."""
+        return self.api_workers + max(1, self.conductor_workers) + 4
 
 
 @dataclasses.dataclass(frozen=True)

@@ -20,6 +20,7 @@ from kubenova.conductor.manager import ConductorManager, host_is_up, instance_pa
 from kubenova.config import OperatorSettings
 from kubenova.db import api as db_api
 from kubenova.db import engine as db_engine
+from kubenova.db import models
 from kubenova.k8s.client import KubeClient
 from kubenova.rpc import compute_rpcapi, payloads
 from kubenova.scheduler.manager import NoValidHost, SchedulerManager, Selection
@@ -88,6 +89,53 @@ class InstanceAPI:
         by default they are read from the apiserver.
         """
         flavor, image = self._resolve(request, catalog or self.kube)
+        record = self._record(request, request_id, flavor, image)
+        if record is None:
+            return
+        # The detached record is current: nothing else writes an instance before its build
+        # is cast. It is brought up to date with what is written below rather than read
+        # again (it is never flushed).
+        host = record.host
+        if host is None:
+            # The claim records the first build with it (see request_spec.claim).
+            selection = self._schedule(request, flavor, image)
+            host = selection.host
+            _apply(
+                record,
+                {
+                    "host": host,
+                    "task_state": states.SPAWNING,
+                    "attempts": 1,
+                    "alternates": list(selection.alternates),
+                },
+            )
+            # The scheduler just found the host up, and a building record has no fault:
+            # the projection needs no database.
+            projection = self.conductor.projection(
+                None, record, host_up=True, current_status=request.status
+            )
+        else:
+            # A retry after the claim (say the broker was down for the cast) casts again;
+            # the agent's build is idempotent, so that has one effect.
+            with db_engine.transaction(self.session_factory) as session:
+                db_api.instance_update_unread(session, request.uid, task_state=states.SPAWNING)
+                record.task_state = states.SPAWNING
+                projection = self.conductor.projection(
+                    session, record, current_status=request.status
+                )
+        # Status first, then the cast: the conductor's later projections must win. The
+        # Building status may wait a moment for the host's report to replace it.
+        self.conductor.write_status(projection, defer=True)
+        self.compute.build_and_run_instance(host, instance_payload(record), request_id)
+
+    def _record(
+        self,
+        request: InstanceRequest,
+        request_id: str,
+        flavor: dict[str, Any],
+        image: dict[str, Any],
+    ) -> models.Instance | None:
+        """The instance's record, made on the first try; None once it is past building."""
         with db_engine.transaction(self.session_factory) as session:
             record = db_api.instance_create(
                 session,
@@ -101,42 +149,19 @@ class InstanceAPI:
                 ssh_keys=list(request.spec.get("sshAuthorizedKeys") or []),
                 request_id=request_id,
                 generation=request.generation,
+                availability_zone=request.spec.get("availabilityZone"),
             )
             if record.vm_state != states.BUILDING:
                 LOG.info("instance %s is already %s", request.uid, record.vm_state)
-                return
-            host = record.host
-            if host is None and record.task_state == states.SCHEDULING:
+                return None
+            if record.host is None and record.task_state == states.SCHEDULING:
                 db_api.action_start(session, request.uid, "create", request_id, instance=record)
-        values: dict[str, Any] = {"task_state": states.SPAWNING, "request_id": request_id}
-        host_up: bool | None = None  # a host claimed by an earlier try: ask the database
-        if host is None:
-            selection = self._schedule(request, flavor, image)
-            host = selection.host
-            host_up = True  # the scheduler just found it up
-            values.update(
-                attempts=1,
-                alternates=list(selection.alternates),
-                availability_zone=request.spec.get("availabilityZone"),
-            )
-        # A retry after the claim (say the broker was down for the cast) casts again;
-        # the agent's build is idempotent, so that has one effect.
-        with db_engine.transaction(self.session_factory) as session:
-            db_api.instance_update_unread(session, request.uid, **values)
-            # The record read above is current but for the claim's host and these values:
-            # nothing else writes an instance before its build is cast. Bring the detached
-            # copy up to date instead of reading the row again (it is never flushed).
-            record.host = host
-            for key, value in values.items():
-                setattr(record, key, value)
-            instance = instance_payload(record)
-            projection = self.conductor.projection(
-                session, record, host_up=host_up, current_status=request.status
-            )
-        # Status first, then the cast: the conductor's later projections must win. The
-        # Building status may wait a moment for the host's report to replace it.
-        self.conductor.write_status(projection, defer=True)
-        self.compute.build_and_run_instance(host, instance, request_id)
+            if record.request_id != request_id:
+                # An earlier try's status, which carries the request id, was lost: the
+                # messages of this try carry the new one.
+                db_api.instance_update_unread(session, request.uid, request_id=request_id)
+                record.request_id = request_id
+            return record
 
     def _schedule(
         self, request: InstanceRequest, flavor: dict[str, Any], image: dict[str, Any]
@@ -249,6 +274,12 @@ class InstanceAPI:
         if user_data is not None and len(user_data.encode()) > payloads.MAX_USER_DATA_BYTES:
             raise NotReady("UserDataTooLarge", "spec.userData: more than 64 KiB once encoded")
         return flavor, image
+
+
+def _apply(record: Any, values: dict[str, Any]) -> None:
+    """Bring a detached record up to date with values written to its row."""
+    for key, value in values.items():
+        setattr(record, key, value)
 
 
 def _encode_user_data(user_data: str | None) -> str | None:

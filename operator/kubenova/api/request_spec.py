@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from kubenova.compute import states
 from kubenova.db import api as db_api
 from kubenova.db import engine as db_engine
 from kubenova.scheduler.host_state import RequestSpec, ServerGroupSpec
@@ -77,8 +78,18 @@ def group_claim(spec: RequestSpec) -> db_api.ServerGroupClaim | None:
     )
 
 
-def claim(session_factory: db_engine.SessionFactory, spec: RequestSpec, host: str) -> bool:
-    """Claim the request's resources (and its place in its server group) on ``host``."""
+def claim(
+    session_factory: db_engine.SessionFactory,
+    spec: RequestSpec,
+    host: str,
+    alternates: tuple[str, ...],
+) -> bool:
+    """Claim the request's resources (and its place in its server group) on ``host``.
+
+    The same transaction records the first build: attempt 1, the alternates a reschedule
+    would try (and the zone it must keep to), and the task state ``spawning`` the cast that
+    follows starts.
+    """
     return db_api.claim_resources(
         session_factory,
         spec.instance_uuid,
@@ -87,4 +98,10 @@ def claim(session_factory: db_engine.SessionFactory, spec: RequestSpec, host: st
         spec.memory_mib,
         spec.disk_gib,
         server_group=group_claim(spec),
+        instance_values={
+            "task_state": states.SPAWNING,
+            "attempts": 1,
+            "alternates": list(alternates),
+            "availability_zone": spec.availability_zone,
+        },
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import threading
 
@@ -39,7 +40,9 @@ class Runtime:
         settings = OperatorSettings.from_env()
         k8s.load_config()
         kube = k8s.KubeClient()
-        session_factory = db_engine.make_session_factory(db_engine.create_engine(settings.db_url))
+        session_factory = db_engine.make_session_factory(
+            db_engine.create_engine(settings.db_url, pool_size=settings.db_pool_size)
+        )
         publisher = amqp.Publisher(settings.messaging, sender="kubenova-operator")
         compute = compute_rpcapi.ComputeAPI(publisher)
         conductor = ConductorManager(settings, session_factory, kube, compute)
@@ -47,7 +50,7 @@ class Runtime:
         conductor.on_hosts_changed = host_manager.mark_stale
         scheduler = SchedulerManager(
             host_manager.host_states,
-            lambda spec, host: request_spec.claim(session_factory, spec, host),
+            functools.partial(request_spec.claim, session_factory),
             filters=filters.load_filters(settings.enabled_filters or filters.DEFAULT_FILTERS),
             weighers=weighers.load_weighers(
                 settings.weighers or weighers.DEFAULT_WEIGHERS, settings.weigher_multipliers

@@ -467,8 +467,18 @@ class ConductorManager:
         ``host_up`` is asked of the database unless the caller knows it (an agent that just
         reported, a host just claimed). The status this process last wrote stands in for a
         GET (see ``written_status``); failing that, ``current_status`` (a caller that holds
-        the object passes its status), and failing that, the object is read.
+        the object passes its status), and failing that, the object is read. ``session``
+        may be None when the database has nothing to add (``host_up`` given, or no host,
+        and the record not in Error); otherwise a transaction of its own reads it.
         """
+        if session is None and (
+            (host_up is None and record.host is not None)
+            or (fault is None and record.vm_state == states.ERROR)
+        ):
+            with db_engine.transaction(self.session_factory) as own:
+                return self.projection(
+                    own, record, host_up=host_up, fault=fault, current_status=current_status
+                )
         if host_up is None:
             host_up = record.host is None or host_is_up(
                 session, record.host, self.settings.service_down_time_s

@@ -70,9 +70,10 @@ def create_engine(url: str | sa.URL, **kwargs: Any) -> sa.Engine:
     ``pool_recycle`` retires connections before a middlebox can silently drop them. Keyword
     arguments override these defaults (``pool_pre_ping=True`` pings on every checkout).
     """
-    # The operator runs up to 16 kopf handler threads, the conductor and its timers at once:
-    # a pool that small threads outgrow makes every burst open (and TLS-negotiate) new
-    # connections, which profiling showed to be a fifth of the operator's time.
+    # The operator runs its kopf handler threads, the conductor's lanes and its timers at
+    # once: a pool that small threads outgrow makes every burst open (and TLS-negotiate) new
+    # connections, which profiling showed to be a fifth of the operator's time. The
+    # operator sizes its pool from its settings (OperatorSettings.db_pool_size).
     options: dict[str, Any] = {"pool_recycle": DEFAULT_POOL_RECYCLE, "pool_reset_on_return": None}
     if "poolclass" not in kwargs:
         options.update(pool_size=24, max_overflow=16)

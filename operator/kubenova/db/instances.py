@@ -167,7 +167,7 @@ def instance_update(
     string (each may be None but ``attempts``). JSON columns are replaced, never changed in
     place: pass a new list, e.g. ``tried_hosts=[*instance.tried_hosts, entry]``.
     """
-    _check_values(values)
+    check_update_values(values)
     instance = instance_get(session, uuid, for_update=True)
     if instance is None:
         raise exceptions.InstanceNotFoundError(uuid)
@@ -191,7 +191,7 @@ def instance_set(session: orm.Session, instance: models.Instance, /, **values: A
     """Set columns of a live instance the caller already locked in this transaction
     (``instance_get(..., for_update=True)``), with the checks of :func:`instance_update`;
     it saves reading the row a second time."""
-    _check_values(values)
+    check_update_values(values)
     if instance.deleted:
         raise exceptions.InstanceNotFoundError(instance.uuid)
     for key, value in values.items():
@@ -203,7 +203,7 @@ def instance_update_unread(session: orm.Session, uuid: str, /, **values: Any) ->
     """Set columns of a live instance with one UPDATE and no read, for a caller that holds a
     current copy of the row (with the checks of :func:`instance_update`, no compare-and-swap).
     Raises :class:`InstanceNotFoundError` when no live row matched; no values, no statement."""
-    _check_values(values)
+    check_update_values(values)
     if not values:
         return
     result = session.execute(
@@ -217,7 +217,9 @@ def instance_update_unread(session: orm.Session, uuid: str, /, **values: Any) ->
         raise exceptions.InstanceNotFoundError(uuid)
 
 
-def _check_values(values: dict[str, Any]) -> None:
+def check_update_values(values: dict[str, Any]) -> None:
+    """Raise ``ValueError`` for a column that cannot be updated or a bad reschedule field;
+    list values (alternates, tried hosts) are copied in place, so the caller's stay its own."""
     unknown = set(values) - _INSTANCE_UPDATABLE
     if unknown:
         raise ValueError(f"cannot update instance field(s): {', '.join(sorted(unknown))}")

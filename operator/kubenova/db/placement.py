@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any, cast
 
 import sqlalchemy as sa
@@ -55,6 +55,7 @@ def claim_resources(
     disk_gib: int,
     *,
     server_group: server_groups.ServerGroupClaim | None = None,
+    instance_values: Mapping[str, Any] | None = None,
 ) -> bool:
     """Claim resources for an instance on ``host``; True if claimed, False if they do not fit
     (or, with ``server_group``, if the group's hard policy refuses the host).
@@ -71,7 +72,10 @@ def claim_resources(
        on one host are serialized and each sees the others' usage: no check-then-act gap. One
        row changed means the claim fits; none means it does not (or the host is unknown).
        A disabled node (``compute_nodes.disabled``) takes no new claim either.
-    3. Three allocation rows are inserted and ``instances.host``/``node`` set, then commit.
+    3. Three allocation rows are inserted and ``instances.host``/``node`` set, with
+       ``instance_values`` (other columns, checked as :func:`instances.instance_update`
+       checks them) in the same UPDATE, then commit. A caller that records the outcome of
+       scheduling (alternates, task state) this way needs no transaction of its own after.
 
     With ``server_group``, between steps 1 and 2 the group row is locked (``FOR UPDATE``), so
     claims into one group run one at a time, and the group's live members are counted per
@@ -92,10 +96,20 @@ def claim_resources(
     wanted = Usage(vcpus=vcpus, memory_mib=memory_mib, disk_gib=disk_gib)
     if min(vcpus, memory_mib, disk_gib) < 0:
         raise ValueError(f"cannot claim negative amounts: {wanted}")
+    extra = dict(instance_values or {})
+    instances.check_update_values(extra)
+    if {"host", "node"} & extra.keys():
+        raise ValueError("the claim sets host and node itself")
     node_t = models.ComputeNode
     with db_engine.transaction(session_factory) as session:
-        instance = instances.instance_get(session, instance_uuid, for_update=True)
-        if instance is None:
+        # Only the row lock and the id: loading the whole record would cost more than the
+        # rest of the claim, and nothing here reads it.
+        instance_id = session.execute(
+            sa.select(models.Instance.id)
+            .where(models.Instance.uuid == instance_uuid, models.live(models.Instance))
+            .with_for_update()
+        ).scalar_one_or_none()
+        if instance_id is None:
             raise exceptions.InstanceNotFoundError(instance_uuid)
         # Only locking reads until the group is locked: the snapshot of the first plain read
         # must include every member added by the group's previous claims.
@@ -110,11 +124,11 @@ def claim_resources(
                 )
             # A repeat of a claim that succeeded: still True, even if the group's rule was
             # tightened since. Only an instance that is not yet a member is checked.
-            if group is None or server_groups.is_member(session, group.id, instance_uuid):
-                return True
-            if not _group_admits(session, group, instance_uuid, host):
-                return False
-            server_groups.add_member(session, group.id, instance_uuid)
+            if group is not None and not server_groups.is_member(session, group.id, instance_uuid):
+                if not _group_admits(session, group, instance_uuid, host):
+                    return False
+                server_groups.add_member(session, group.id, instance_uuid)
+            _set_instance(session, instance_id, extra)
             return True
         if group is not None and not _group_admits(session, group, instance_uuid, host):
             return False
@@ -148,20 +162,33 @@ def claim_resources(
                 node_t.host == host, node_t.deleted == 0
             )
         ).one()
-        session.add_all(
-            models.Allocation(
-                instance_uuid=instance_uuid,
-                compute_node_id=node_id,
-                resource_class=resource_class,
-                used=amount,
-            )
-            for resource_class, amount in wanted.as_resources().items()
+        session.execute(
+            sa.insert(models.Allocation),
+            [
+                {
+                    "instance_uuid": instance_uuid,
+                    "compute_node_id": node_id,
+                    "resource_class": resource_class,
+                    "used": amount,
+                }
+                for resource_class, amount in wanted.as_resources().items()
+            ],
         )
         if group is not None:
             server_groups.add_member(session, group.id, instance_uuid)
-        instance.host = host
-        instance.node = node_name or host
+        _set_instance(session, instance_id, {**extra, "host": host, "node": node_name or host})
     return True
+
+
+def _set_instance(session: orm.Session, instance_id: int, values: dict[str, Any]) -> None:
+    # The caller holds the row lock on this live row, so the UPDATE matches it.
+    if values:
+        session.execute(
+            sa.update(models.Instance)
+            .where(models.Instance.id == instance_id)
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
 
 
 def _group_admits(

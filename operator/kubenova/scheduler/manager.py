@@ -102,8 +102,10 @@ def select_destinations(
     return [passing[i] for i in order]
 
 
-#: claim(spec, host) -> whether the host took the request (and its server group allowed it).
-ClaimFn = Callable[[RequestSpec, str], bool]
+#: claim(spec, host, alternates) -> whether the host took the request (and its server group
+#: allowed it); ``alternates`` are the hosts a reschedule would try next, recorded with the
+#: claim.
+ClaimFn = Callable[[RequestSpec, str, tuple[str, ...]], bool]
 
 
 class SchedulerManager:
@@ -140,10 +142,10 @@ class SchedulerManager:
         )
         ordered = select_destinations(spec, hosts, self._filters, self._weighers, context)
         for index, host in enumerate(ordered):
-            if self._claim(spec, host.host):
+            alternates = tuple(h.host for h in ordered[index + 1 : index + self._max_attempts])
+            if self._claim(spec, host.host, alternates):
                 if self._on_claimed is not None:
                     self._on_claimed(spec, host.host)
-                alternates = tuple(h.host for h in ordered[index + 1 : index + self._max_attempts])
                 LOG.info(
                     "instance %s claimed on %s (alternates %s)",
                     spec.instance_uuid,

@@ -57,15 +57,16 @@ def test_schedule_claims_the_best_host_and_falls_back_when_a_claim_loses_a_race(
     ]
     claims = []
 
-    def claim(spec, host):
-        claims.append(host)
+    def claim(spec, host, alternates):
+        claims.append((host, alternates))
         return host != "first"  # someone else just filled "first"
 
     scheduler = SchedulerManager(
         lambda: hosts, claim, filters=FILTERS, weighers=[RAMWeigher()], clock=lambda: NOW
     )
     selection = scheduler.schedule(make_spec())
-    assert claims == ["first", "second"]
+    # Each claim is told the alternates that would follow it (max_attempts 3: two).
+    assert claims == [("first", ("second", "third")), ("second", ("third",))]
     assert selection.host == "second"
     assert selection.alternates == ("third",)
 
