@@ -37,6 +37,8 @@ format: venv ## apply ruff's fixes and formatting
 	$(VENV)/bin/ruff format .
 
 .PHONY: bench
-bench: venv ## benchmarks on the running `make up` stack: scheduler (1000 on 100 hosts), boot
-	$(PY) hack/bench/scheduler_bench.py
+bench: venv ## benchmarks on the running `make up` stack: scheduler (1000 on 100 hosts: burst, paced 10/s and 50/s), boot
+	$(PY) hack/bench/scheduler_bench.py --mode burst
+	$(PY) hack/bench/scheduler_bench.py --mode paced
+	$(PY) hack/bench/scheduler_bench.py --mode paced --interval 0.02
 	$(PY) hack/bench/boot_bench.py

@@ -17,6 +17,7 @@ FIELDS = {
     "instances",
     "hosts",
     "mode",
+    "interval_s",
     "throughput_per_s",
     "p50_s",
     "p95_s",
@@ -28,8 +29,13 @@ FIELDS = {
 }
 
 
+@pytest.mark.parametrize(
+    ("mode_args", "interval"),
+    [([], None), (["--mode", "paced", "--interval", "0.05"], 0.05)],
+    ids=["burst", "paced"],
+)
 def test_scheduler_bench_places_every_instance_without_overcommit_and_cleans_up(
-    stack: dict[str, str],
+    stack: dict[str, str], mode_args: list[str], interval: float | None
 ) -> None:
     namespace = f"e2e-bench-{uuid.uuid4().hex[:8]}"
     metrics_port = stack.get("KUBENOVA_METRICS_PORT", "9090")
@@ -43,6 +49,7 @@ def test_scheduler_bench_places_every_instance_without_overcommit_and_cleans_up(
         "--operator-pid", stack["KUBENOVA_E2E_OPERATOR_PID"],
         "--metrics-url", f"http://127.0.0.1:{metrics_port}/metrics",
         "--timeout", "180",
+        *mode_args,
     ]  # fmt: skip
     result = subprocess.run(
         argv,
@@ -59,9 +66,11 @@ def test_scheduler_bench_places_every_instance_without_overcommit_and_cleans_up(
     assert set(report) == FIELDS, detail
     assert report["instances"] == 10
     assert report["hosts"] == 3
+    assert report["mode"] == ("paced" if interval else "burst")
+    assert report["interval_s"] == interval
     assert report["overcommitted_hosts"] == 0, detail
     # Figures are measured, so present; their size is the benchmark's business, not the test's.
-    for field in FIELDS - {"mode"}:
+    for field in FIELDS - {"mode", "interval_s"}:
         assert isinstance(report[field], int | float), f"{field}: {report[field]!r}\n{detail}"
     left = kubectl("get", "instances", "-n", namespace, "-o", "name", check=False)
     assert left.stdout.strip() == "", f"left behind: {left.stdout}"

@@ -468,25 +468,18 @@ class ConductorManager:
         reported, a host just claimed). The status this process last wrote stands in for a
         GET (see ``written_status``); failing that, ``current_status`` (a caller that holds
         the object passes its status), and failing that, the object is read. ``session``
-        may be None when the database has nothing to add (``host_up`` given, or no host,
-        and the record not in Error); otherwise a transaction of its own reads it.
+        may be None: what the database must add (whether the host is up, the latest fault
+        of a record in Error) is then read in a short transaction of its own, which ends
+        before the apiserver is asked anything.
         """
-        if session is None and (
-            (host_up is None and record.host is not None)
-            or (fault is None and record.vm_state == states.ERROR)
-        ):
+        needs_database = (host_up is None and record.host is not None) or (
+            fault is None and record.vm_state == states.ERROR
+        )
+        if needs_database and session is None:
             with db_engine.transaction(self.session_factory) as own:
-                return self.projection(
-                    own, record, host_up=host_up, fault=fault, current_status=current_status
-                )
-        if host_up is None:
-            host_up = record.host is None or host_is_up(
-                session, record.host, self.settings.service_down_time_s
-            )
-        if fault is None and record.vm_state == states.ERROR:
-            latest = db_api.fault_get_latest(session, record.uuid)
-            if latest is not None:
-                fault = {"reason": latest.details or "Error", "message": latest.message}
+                host_up, fault = self._database_view(own, record, host_up, fault)
+        elif needs_database:
+            host_up, fault = self._database_view(session, record, host_up, fault)
         previous = self.written.get(record.uuid) or current_status
         if previous is None:
             current = self.kube.get_instance(record.namespace, record.name)
@@ -496,13 +489,31 @@ class ConductorManager:
         new_status = status_mod.project(
             record,
             previous_conditions=previous.get("conditions"),
-            host_up=host_up,
+            host_up=True if host_up is None else host_up,  # None: no host to be down
             fault=fault,
         )
         if not written_status.changed_fields(previous, new_status):
             self.written.remember(record.uuid, new_status)
             return None
         return Projection(record.uuid, record.namespace, record.name, new_status)
+
+    def _database_view(
+        self,
+        session: Any,
+        record: models.Instance,
+        host_up: bool | None,
+        fault: dict[str, str] | None,
+    ) -> tuple[bool, dict[str, str] | None]:
+        """``host_up`` and ``fault`` for a projection, read from the database when not given."""
+        if host_up is None:
+            host_up = record.host is None or host_is_up(
+                session, record.host, self.settings.service_down_time_s
+            )
+        if fault is None and record.vm_state == states.ERROR:
+            latest = db_api.fault_get_latest(session, record.uuid)
+            if latest is not None:
+                fault = {"reason": latest.details or "Error", "message": latest.message}
+        return host_up, fault
 
     def write_status(self, projection: Projection | None, *, defer: bool = False) -> None:
         """Patch a projection into its Instance's status and remember it.
