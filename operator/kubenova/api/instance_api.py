@@ -276,7 +276,7 @@ class InstanceAPI:
         return flavor, image
 
 
-def _apply(record: Any, values: dict[str, Any]) -> None:
+def _apply(record: models.Instance, values: dict[str, Any]) -> None:
     """Bring a detached record up to date with values written to its row."""
     for key, value in values.items():
         setattr(record, key, value)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import uuid as uuidlib
 from collections.abc import Iterator
 from typing import Any
@@ -49,6 +50,20 @@ def make_instance(
     with db_engine.transaction(session_factory) as session:
         api.instance_create(session, **values)
     return values["uuid"]
+
+
+#: A time before any test ran: a row aged to it shows whether a later write touched it.
+LONG_AGO = dt.datetime(2020, 1, 1, tzinfo=dt.UTC)
+
+
+def age_instance(session_factory: db_engine.SessionFactory, uuid: str) -> None:
+    """Set the instance's ``updated_at`` to :data:`LONG_AGO`, so a later write shows."""
+    with db_engine.transaction(session_factory) as session:
+        session.execute(
+            sa.update(models.Instance)
+            .where(models.Instance.uuid == uuid)
+            .values(updated_at=LONG_AGO)
+        )
 
 
 @contextlib.contextmanager

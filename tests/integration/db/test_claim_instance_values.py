@@ -5,7 +5,6 @@ calls) records task state, attempt, alternates and zone this way."""
 
 from __future__ import annotations
 
-import datetime as dt
 import functools
 import types
 import uuid as uuidlib
@@ -24,6 +23,8 @@ from kubenova.scheduler.weighers.ram_weigher import RAMWeigher
 from tests.integration.db.helpers import (
     FLAVOR,
     IMAGE,
+    LONG_AGO,
+    age_instance,
     make_group,
     make_host,
     make_instance,
@@ -33,7 +34,6 @@ from tests.integration.db.helpers import (
 
 pytestmark = pytest.mark.integration
 
-LONG_AGO = dt.datetime(2020, 1, 1, tzinfo=dt.UTC)
 
 # What the scheduler records with a first claim (see request_spec.claim).
 FIRST_BUILD: dict[str, Any] = {
@@ -71,16 +71,6 @@ def _allocations(session_factory: db_engine.SessionFactory, uuid: str) -> list[t
     with db_engine.transaction(session_factory) as session:
         held = api.allocations_for_instance(session, uuid)
     return sorted((a.resource_class, a.used) for a in held)
-
-
-def _age(session_factory: db_engine.SessionFactory, uuid: str) -> None:
-    """Set ``updated_at`` long ago, so any later UPDATE of the row shows."""
-    with db_engine.transaction(session_factory) as session:
-        session.execute(
-            sa.update(models.Instance)
-            .where(models.Instance.uuid == uuid)
-            .values(updated_at=LONG_AGO)
-        )
 
 
 def _claim(
@@ -128,7 +118,7 @@ def h1(db_session_factory: db_engine.SessionFactory) -> str:
 def aged_instance(db_session_factory: db_engine.SessionFactory) -> str:
     """A new instance, as the api handler records it, last updated long ago."""
     uuid = make_instance(db_session_factory, availability_zone="az-created")
-    _age(db_session_factory, uuid)
+    age_instance(db_session_factory, uuid)
     return uuid
 
 
@@ -158,7 +148,7 @@ def test_a_claim_sets_host_node_and_the_given_values_in_one_go(
     db_session_factory: db_engine.SessionFactory, h1: str, aged_instance: str
 ) -> None:
     bystander = make_instance(db_session_factory)
-    _age(db_session_factory, bystander)
+    age_instance(db_session_factory, bystander)
     before_bystander = _row(db_session_factory, bystander)
 
     assert _claim(db_session_factory, aged_instance, h1, dict(FIRST_BUILD))
@@ -195,7 +185,7 @@ def test_a_claim_without_values_sets_only_host_and_node(
     no_values: tuple[dict[str, Any] | None, ...] = (None, {})
     for values in no_values:
         uuid = make_instance(db_session_factory, availability_zone="az-created")
-        _age(db_session_factory, uuid)
+        age_instance(db_session_factory, uuid)
 
         assert _claim(db_session_factory, uuid, h1, values)
 
@@ -247,7 +237,7 @@ def test_a_repeated_claim_applies_its_values_and_holds_one_set_of_allocations(
 ) -> None:
     assert _claim(db_session_factory, aged_instance, h1, dict(FIRST_BUILD))
     usage = _usage(db_session_factory, h1)
-    _age(db_session_factory, aged_instance)
+    age_instance(db_session_factory, aged_instance)
 
     again = {"task_state": "networking", "attempts": 2, "alternates": ["h3"]}
     assert _claim(db_session_factory, aged_instance, h1, again)
@@ -270,7 +260,7 @@ def test_a_repeated_claim_without_values_changes_nothing(
     db_session_factory: db_engine.SessionFactory, h1: str, aged_instance: str
 ) -> None:
     assert _claim(db_session_factory, aged_instance, h1, dict(FIRST_BUILD))
-    _age(db_session_factory, aged_instance)
+    age_instance(db_session_factory, aged_instance)
     before = _row(db_session_factory, aged_instance)
 
     with recorded_statements(db_session_factory) as sent:
@@ -288,7 +278,7 @@ def test_a_repeat_the_server_group_now_refuses_is_false_and_sets_nothing(
     assert _claim(db_session_factory, member, h1, None, group=group)
     # Claimed outside the group first: the repeat into the group is checked, and refused.
     assert _claim(db_session_factory, aged_instance, h1, None)
-    _age(db_session_factory, aged_instance)
+    age_instance(db_session_factory, aged_instance)
     before = _row(db_session_factory, aged_instance)
 
     assert not _claim(db_session_factory, aged_instance, h1, dict(FIRST_BUILD), group=group)
@@ -348,7 +338,7 @@ def test_a_claim_of_a_missing_or_soft_deleted_instance_raises_not_found(
 ) -> None:
     with db_engine.transaction(db_session_factory) as session:
         api.instance_soft_delete(session, aged_instance)
-    _age(db_session_factory, aged_instance)
+    age_instance(db_session_factory, aged_instance)
     before = _row(db_session_factory, aged_instance)
 
     for candidate in (aged_instance, str(uuidlib.uuid4())):
@@ -402,7 +392,7 @@ def test_refused_values_raise_even_for_a_claim_that_would_be_a_repeat(
     db_session_factory: db_engine.SessionFactory, h1: str, aged_instance: str
 ) -> None:
     assert _claim(db_session_factory, aged_instance, h1, dict(FIRST_BUILD))
-    _age(db_session_factory, aged_instance)
+    age_instance(db_session_factory, aged_instance)
     before = _row(db_session_factory, aged_instance)
 
     with pytest.raises(ValueError, match="sets host and node itself"):

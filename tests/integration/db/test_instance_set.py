@@ -12,6 +12,8 @@ import sqlalchemy as sa
 from kubenova.db import api, exceptions, models
 from kubenova.db import engine as db_engine
 from tests.integration.db.helpers import (
+    LONG_AGO,
+    age_instance,
     make_host,
     make_instance,
     node,
@@ -20,8 +22,6 @@ from tests.integration.db.helpers import (
 )
 
 pytestmark = pytest.mark.integration
-
-LONG_AGO = dt.datetime(2020, 1, 1, tzinfo=dt.UTC)
 
 
 def _read(session_factory: db_engine.SessionFactory, uuid: str) -> models.Instance:
@@ -127,23 +127,13 @@ def test_set_on_a_soft_deleted_record_raises_not_found_and_writes_nothing(
     assert stored.deleted != 0
 
 
-def _age(session_factory: db_engine.SessionFactory, uuid: str) -> None:
-    """Set the instance's ``updated_at`` to long ago, so a later write can be seen to move it."""
-    with db_engine.transaction(session_factory) as session:
-        session.execute(
-            sa.update(models.Instance)
-            .where(models.Instance.uuid == uuid)
-            .values(updated_at=LONG_AGO)
-        )
-
-
 def test_update_unread_writes_the_given_columns_with_one_update(
     db_session_factory: db_engine.SessionFactory,
 ) -> None:
     uuid = make_instance(db_session_factory, request_id="req-1")
     bystander = make_instance(db_session_factory)
-    _age(db_session_factory, uuid)
-    _age(db_session_factory, bystander)
+    age_instance(db_session_factory, uuid)
+    age_instance(db_session_factory, bystander)
     tried = [{"host": "h1", "reason": "spawn failed"}]
 
     with db_engine.transaction(db_session_factory) as session:
@@ -227,7 +217,7 @@ def test_update_unread_refuses_what_instance_update_refuses_before_any_statement
     db_session_factory: db_engine.SessionFactory, values: dict[str, Any], message: str
 ) -> None:
     uuid = make_instance(db_session_factory)
-    _age(db_session_factory, uuid)
+    age_instance(db_session_factory, uuid)
     with db_engine.transaction(db_session_factory) as session:
         with (
             recorded_statements(db_session_factory) as sent,
