@@ -102,14 +102,14 @@ def claim_resources(
         raise ValueError("the claim sets host and node itself")
     node_t = models.ComputeNode
     with db_engine.transaction(session_factory) as session:
-        # Only the row lock and the id: loading the whole record would cost more than the
+        # Only the row lock: loading the whole record would cost more than the
         # rest of the claim, and nothing here reads it.
-        instance_id = session.execute(
+        locked = session.execute(
             sa.select(models.Instance.id)
             .where(models.Instance.uuid == instance_uuid, models.live(models.Instance))
             .with_for_update()
         ).scalar_one_or_none()
-        if instance_id is None:
+        if locked is None:
             raise exceptions.InstanceNotFoundError(instance_uuid)
         # Only locking reads until the group is locked: the snapshot of the first plain read
         # must include every member added by the group's previous claims.
@@ -128,7 +128,7 @@ def claim_resources(
                 if not _group_admits(session, group, instance_uuid, host):
                     return False
                 server_groups.add_member(session, group.id, instance_uuid)
-            _set_instance(session, instance_id, extra)
+            instances.instance_update_unread(session, instance_uuid, **extra)
             return True
         if group is not None and not _group_admits(session, group, instance_uuid, host):
             return False
@@ -176,19 +176,10 @@ def claim_resources(
         )
         if group is not None:
             server_groups.add_member(session, group.id, instance_uuid)
-        _set_instance(session, instance_id, {**extra, "host": host, "node": node_name or host})
-    return True
-
-
-def _set_instance(session: orm.Session, instance_id: int, values: dict[str, Any]) -> None:
-    # The caller holds the row lock on this live row, so the UPDATE matches it.
-    if values:
-        session.execute(
-            sa.update(models.Instance)
-            .where(models.Instance.id == instance_id)
-            .values(**values)
-            .execution_options(synchronize_session=False)
+        instances.instance_update_unread(
+            session, instance_uuid, **extra, host=host, node=node_name or host
         )
+    return True
 
 
 def _group_admits(
