@@ -27,8 +27,12 @@ ZONE_LABEL = "topology.kubernetes.io/zone"
 
 @pytest.fixture
 def pool() -> dict[str, str]:
-    """A label only this test's hosts carry."""
-    return {"e2e.kubenova.io/pool": uuid.uuid4().hex[:10]}
+    """A label only this test's hosts carry.
+
+    Prefixed with a letter: a bare hex value such as ``42830870e8`` is a string to PyYAML,
+    which therefore writes it unquoted, but a float to kubectl's YAML 1.2 parser, and the
+    apiserver then refuses the Instance's nodeSelector."""
+    return {"e2e.kubenova.io/pool": f"p{uuid.uuid4().hex[:10]}"}
 
 
 @pytest.fixture(autouse=True)
