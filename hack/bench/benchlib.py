@@ -106,6 +106,43 @@ def process_cpu_s(pid: int) -> float:
     return (utime + stime) / os.sysconf("SC_CLK_TCK")
 
 
+# What each process of the local stack is called in a CPU breakdown: a marker found in its
+# command line, first match wins. The benchmark client is this process.
+STACK_PROCESSES = (
+    ("operator", "kubenova-operator"),
+    ("agents", "kubenova-agent"),
+    ("apiserver", "kubenova-kube"),
+    ("mariadb", "mariadbd"),
+    ("rabbitmq", "beam.smp"),
+)
+
+
+def stack_cpu_s() -> dict[str, float]:
+    """CPU seconds used so far by each kind of process of the local stack, all of its
+    processes summed (100 simulated agents are one entry), plus ``client`` (this process)
+    and ``other`` (everything else that runs, guests' QEMU included)."""
+    totals = {name: 0.0 for name, _ in STACK_PROCESSES}
+    totals["client"] = process_cpu_s(os.getpid())
+    totals["other"] = 0.0
+    for entry in pathlib.Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+            cpu = process_cpu_s(int(entry.name))
+        except (OSError, ValueError, IndexError):
+            continue  # it ended meanwhile
+        name = next((n for n, marker in STACK_PROCESSES if marker.encode() in cmdline), "other")
+        totals[name] += cpu
+    return totals
+
+
+def cpu_delta(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    """``after - before`` per process kind, rounded to 0.1 s. A process that started meanwhile
+    counts whole; one that ended is lost (no process of the stack ends during a run)."""
+    return {name: round(after[name] - before.get(name, 0.0), 1) for name in after}
+
+
 def process_rss_mib(pid: int) -> float:
     """Resident memory of ``pid`` in MiB."""
     for line in pathlib.Path(f"/proc/{pid}/status").read_text().splitlines():

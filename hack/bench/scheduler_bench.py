@@ -409,6 +409,7 @@ def main(argv: list[str] | None = None) -> int:
         watch.listed.wait(30)
 
         cpu_before = benchlib.process_cpu_s(pid)
+        stack_before = benchlib.stack_cpu_s()
         questions_before = benchlib.db_questions(engine)
         messages_before = benchlib.rpc_messages(args.metrics_url)
         log(f"creating {args.instances} instances ({args.mode}) in namespace {namespace}")
@@ -420,6 +421,7 @@ def main(argv: list[str] | None = None) -> int:
         created = [n for n in names if n in creator.created_at]
         misplaced = wait_running(watch, created, set(hosts), args.timeout, pid)
         cpu_after = benchlib.process_cpu_s(pid)
+        stack_cpu = benchlib.cpu_delta(stack_before, benchlib.stack_cpu_s())
         questions_after = benchlib.db_questions(engine)
         messages_after = benchlib.rpc_messages(args.metrics_url)
         over, mismatched = overcommit(engine, hosts)
@@ -459,6 +461,7 @@ def main(argv: list[str] | None = None) -> int:
             ),
             "messages_per_instance": benchlib.rounded(messages, 2),
             "operator_cpu_s": benchlib.rounded(cpu_after - cpu_before, 2),
+            "stack_cpu_s": stack_cpu,
         }
         pacing = f" every {args.interval:g}s" if args.mode == "paced" else ""
         print(f"scheduler benchmark: {args.instances} instances over {args.hosts} hosts, "
@@ -474,6 +477,10 @@ def main(argv: list[str] | None = None) -> int:
               f"{result['messages_per_instance']} messages")  # fmt: skip
         print(f"  operator CPU         {result['operator_cpu_s']}s "
               f"(RSS {benchlib.process_rss_mib(pid):.0f} MiB)")  # fmt: skip
+        busy = sum(stack_cpu.values())
+        print(f"  machine CPU          {busy:.1f}s in all, "
+              f"{1000 * busy / max(1, len(latencies)):.1f} ms per instance: "
+              + ", ".join(f"{k} {v}" for k, v in stack_cpu.items()))  # fmt: skip
     finally:
         if watch is not None:
             if not cleanup(custom, core, watch, namespace, flavor, max(300.0, args.instances)):

@@ -137,7 +137,7 @@ class InstanceAPI:
     ) -> models.Instance | None:
         """The instance's record, made on the first try; None once it is past building."""
         with db_engine.transaction(self.session_factory) as session:
-            record = db_api.instance_create(
+            record, created = db_api.instance_insert(
                 session,
                 uuid=request.uid,
                 name=request.name,
@@ -155,12 +155,18 @@ class InstanceAPI:
                 LOG.info("instance %s is already %s", request.uid, record.vm_state)
                 return None
             if record.host is None and record.task_state == states.SCHEDULING:
-                db_api.action_start(session, request.uid, "create", request_id, instance=record)
+                db_api.action_start(
+                    session,
+                    request.uid,
+                    "create",
+                    request_id,
+                    instance=record,
+                    new_instance=created,
+                )
             if record.request_id != request_id:
                 # An earlier try's status, which carries the request id, was lost: the
                 # messages of this try carry the new one.
-                db_api.instance_update_unread(session, request.uid, request_id=request_id)
-                record.request_id = request_id
+                db_api.instance_set(session, record, request_id=request_id)
             return record
 
     def _schedule(

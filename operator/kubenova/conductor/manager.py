@@ -151,7 +151,7 @@ class ConductorManager:
                 prior_state = (hypervisor.get("status") or {}).get("state")
             self._hypervisor_read_at[report.host] = now
         with db_engine.transaction(self.session_factory) as session:
-            db_api.service_update_heartbeat(
+            db_api.service_record_heartbeat(
                 session, report.host, models.AGENT_BINARY, f"compute.{report.host}", "1.0"
             )
             node = db_api.compute_node_update_from_report(
@@ -169,9 +169,13 @@ class ConductorManager:
                 labels=labels,
             )
             if spec is not None and bool(spec.get("disabled", False)) != node.disabled:
-                db_api.compute_node_set_disabled(
+                changed = db_api.compute_node_set_disabled(
                     session, report.host, bool(spec.get("disabled")), spec.get("disabledReason")
                 )
+                if changed is not None:
+                    node = node._replace(
+                        disabled=changed.disabled, disabled_reason=changed.disabled_reason
+                    )
             hypervisor_status = _hypervisor_status(node, utcnow(), up=True)
         self._write_hypervisor_status(report.host, hypervisor_status, remembered)
         self.auditor.record_report(report.host, report.instance_uuids)
@@ -261,9 +265,7 @@ class ConductorManager:
         """
         projection = None
         with db_engine.transaction(self.session_factory) as session:
-            record = db_api.instance_get(
-                session, update.instance_uuid, read_deleted=True, for_update=True
-            )
+            record = db_api.instance_lock(session, update.instance_uuid, read_deleted=True)
             if record is None:
                 # Not ours at all: report it, never destroy what we did not make.
                 LOG.warning(
@@ -690,7 +692,7 @@ def _usage(capacity: int, ratio: float, reserved: int, used: int) -> dict[str, A
     }
 
 
-def _usage_status(node: models.ComputeNode) -> dict[str, Any]:
+def _usage_status(node: models.ComputeNode | db_api.ReportedNode) -> dict[str, Any]:
     """Capacity, allocatable and claimed usage of each resource, as the claims hold them."""
     return {
         "vcpus": _usage(node.vcpus, node.cpu_allocation_ratio, 0, node.vcpus_used),
@@ -733,7 +735,7 @@ def _only_refreshed(previous: dict[str, Any], changes: dict[str, Any]) -> bool:
 
 
 def _hypervisor_status(
-    node: models.ComputeNode, now: datetime.datetime, *, up: bool
+    node: db_api.ReportedNode, now: datetime.datetime, *, up: bool
 ) -> dict[str, Any]:
     return {
         "state": "up" if up else "down",
@@ -749,5 +751,5 @@ def _hypervisor_status(
     }
 
 
-def _disabled_status(node: models.ComputeNode) -> dict[str, Any]:
+def _disabled_status(node: models.ComputeNode | db_api.ReportedNode) -> dict[str, Any]:
     return {"disabled": bool(node.disabled), "disabledReason": node.disabled_reason}

@@ -6,7 +6,7 @@ idempotent where a retried handler or a duplicated message would otherwise write
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Final, cast
 
 import sqlalchemy as sa
 from sqlalchemy import orm
@@ -20,6 +20,9 @@ EVENT_RESULT_ERROR: Final = "Error"
 MAX_FAULT_MESSAGE: Final = 255
 
 
+_INSERT_ACTION: Final = cast(sa.Table, models.InstanceAction.__table__).insert()
+
+
 def action_start(
     session: orm.Session,
     uuid: str,
@@ -28,41 +31,50 @@ def action_start(
     message: str | None = None,
     *,
     instance: models.Instance | None = None,
+    new_instance: bool = False,
 ) -> models.InstanceAction:
     """Record that ``action`` began for an instance on behalf of ``request_id``.
 
     Idempotent on (instance, action, request id), since handlers are retried: the existing
     action is returned rather than a duplicate written. A caller that already holds the
-    live record in this transaction passes it as ``instance`` to save reading it again.
+    live record in this transaction passes it as ``instance`` to save reading it again;
+    one that inserted that record in this very transaction also says ``new_instance``,
+    since no action of it can exist yet, which saves the idempotency read too.
     """
-    existing = session.scalars(
-        sa.select(models.InstanceAction)
-        .where(
-            models.InstanceAction.instance_uuid == uuid,
-            models.InstanceAction.request_id == request_id,
-            models.InstanceAction.action == action,
-            models.live(models.InstanceAction),
-        )
-        .order_by(models.InstanceAction.id.desc())
-        .limit(1)
-    ).first()
-    if existing is not None:
-        return existing
+    if not (new_instance and instance is not None and instance.uuid == uuid):
+        existing = session.scalars(
+            sa.select(models.InstanceAction)
+            .where(
+                models.InstanceAction.instance_uuid == uuid,
+                models.InstanceAction.request_id == request_id,
+                models.InstanceAction.action == action,
+                models.live(models.InstanceAction),
+            )
+            .order_by(models.InstanceAction.id.desc())
+            .limit(1)
+        ).first()
+        if existing is not None:
+            return existing
     if instance is None or instance.uuid != uuid or instance.deleted:
         instance = instances.instance_get(session, uuid)
     if instance is None:
         raise exceptions.InstanceNotFoundError(uuid)
-    record = models.InstanceAction(
-        instance_uuid=uuid,
-        action=action,
-        request_id=request_id,
-        project_id=instance.project_id,
-        start_time=models.utcnow(),
-        message=message,
-    )
-    session.add(record)
-    session.flush()
-    return record
+    now = models.utcnow()
+    values = {
+        "instance_uuid": uuid,
+        "action": action,
+        "request_id": request_id,
+        "project_id": instance.project_id,
+        "start_time": now,
+        "created_at": now,
+        "finish_time": None,
+        "message": message,
+        "deleted": 0,
+    }
+    # One Core INSERT: the unit of work would cost more than the statement.
+    result = session.connection().execute(_INSERT_ACTION, values)
+    (new_id,) = result.inserted_primary_key or (None,)
+    return models.InstanceAction(id=new_id, **values)
 
 
 def _action_get(session: orm.Session, uuid: str, request_id: str) -> models.InstanceAction:

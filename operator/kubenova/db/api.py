@@ -1,7 +1,7 @@
 """The operations the control plane performs on the ``nova`` database: the one module callers
 import (``from kubenova.db import api``). The work lives in :mod:`~kubenova.db.instances`,
-:mod:`~kubenova.db.actions`, :mod:`~kubenova.db.hosts`, :mod:`~kubenova.db.placement`,
-:mod:`~kubenova.db.server_groups` and :mod:`~kubenova.db.audit`.
+:mod:`~kubenova.db.actions`, :mod:`~kubenova.db.hosts`, :mod:`~kubenova.db.host_reports`,
+:mod:`~kubenova.db.placement`, :mod:`~kubenova.db.server_groups` and :mod:`~kubenova.db.audit`.
 
 Two calling styles, chosen by who must own the transaction:
 
@@ -63,6 +63,12 @@ from kubenova.db.exceptions import (
     ServerGroupPolicyImmutableError,
     UnexpectedStateError,
 )
+from kubenova.db.host_reports import (
+    ReportedNode,
+    compute_node_update_from_report,
+    service_record_heartbeat,
+    service_update_heartbeat,
+)
 from kubenova.db.hosts import (
     HostCapacity,
     HostRecord,
@@ -73,13 +79,11 @@ from kubenova.db.hosts import (
     compute_node_record_build_failure,
     compute_node_record_build_success,
     compute_node_set_disabled,
-    compute_node_update_from_report,
     compute_nodes_list,
     service_get,
     service_get_all,
     service_is_up,
     service_mark_stopped,
-    service_update_heartbeat,
 )
 from kubenova.db.instances import (
     MAX_USER_DATA_B64,
@@ -87,6 +91,8 @@ from kubenova.db.instances import (
     instance_create,
     instance_get,
     instance_get_all,
+    instance_insert,
+    instance_lock,
     instance_set,
     instance_soft_delete,
     instance_update,
@@ -127,6 +133,7 @@ __all__ = [
     "InstanceActionNotFoundError",
     "InstanceDeletedError",
     "InstanceNotFoundError",
+    "ReportedNode",
     "ServerGroupClaim",
     "ServerGroupConflictError",
     "ServerGroupDeletedError",
@@ -158,6 +165,8 @@ __all__ = [
     "instance_create",
     "instance_get",
     "instance_get_all",
+    "instance_insert",
+    "instance_lock",
     "instance_set",
     "instance_soft_delete",
     "instance_update",
@@ -177,6 +186,7 @@ __all__ = [
     "service_get_all",
     "service_is_up",
     "service_mark_stopped",
+    "service_record_heartbeat",
     "service_update_heartbeat",
     "usage_audit",
     "usage_by_host",

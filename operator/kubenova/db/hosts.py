@@ -1,61 +1,23 @@
-"""Services (heartbeats) and compute nodes (inventory reported by each host's agent).
+"""Services and compute nodes: reading them, and what administrators and builds change.
 
-Every function runs in the caller's transaction (see :mod:`kubenova.db.api`).
+What a host's agent reports (heartbeats, inventory) is written by
+:mod:`kubenova.db.host_reports`. Every function runs in the caller's transaction (see
+:mod:`kubenova.db.api`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import uuid as uuidlib
 from typing import Any, Final, NamedTuple, cast
 
 import sqlalchemy as sa
 from sqlalchemy import orm
-from sqlalchemy.dialects import mysql
 
-from kubenova.db import exceptions, models
+from kubenova.db import models
 
 # The size of the disabled_reason column.
 MAX_DISABLED_REASON: Final = 255
-
-
-def service_update_heartbeat(
-    session: orm.Session, host: str, binary: str, topic: str | None, version: str | None
-) -> models.Service:
-    """Record a heartbeat: create the service on its first report, then set ``last_seen_up``
-    to now and add one to ``report_count``.
-
-    One ``INSERT ... ON DUPLICATE KEY UPDATE`` on the (host, binary, deleted) key, so two
-    replicas recording heartbeats at once cannot both insert, and the count cannot lose an
-    increment. ``disabled`` is left as an operator set it.
-    """
-    now = models.utcnow()
-    stmt = mysql.insert(models.Service).values(
-        host=host,
-        binary=binary,
-        topic=topic,
-        version=version,
-        report_count=1,
-        last_seen_up=now,
-        created_at=now,
-        deleted=0,
-        disabled=False,
-    )
-    stmt = stmt.on_duplicate_key_update(
-        report_count=models.Service.report_count + 1,
-        last_seen_up=stmt.inserted.last_seen_up,
-        topic=stmt.inserted.topic,
-        version=stmt.inserted.version,
-        updated_at=stmt.inserted.created_at,
-    )
-    session.execute(stmt)
-    service = session.scalars(
-        sa.select(models.Service)
-        .where(_live_service(host, binary))
-        .execution_options(populate_existing=True)
-    ).one()
-    return service
 
 
 def service_mark_stopped(session: orm.Session, host: str, binary: str) -> bool:
@@ -106,78 +68,6 @@ def service_is_up(
     return (now - last_seen_up).total_seconds() <= down_time
 
 
-def compute_node_update_from_report(
-    session: orm.Session,
-    host: str,
-    *,
-    vcpus: int,
-    memory_mib: int,
-    local_gb: int,
-    hypervisor_type: str | None,
-    hypervisor_version: str | None,
-    libvirt_version: str | None,
-    virt_type: str | None,
-    cpu_arch: str | None,
-    running_vms: int,
-    labels: dict[str, str] | None = None,
-    hypervisor_hostname: str | None = None,
-    uuid: str | None = None,
-) -> models.ComputeNode:
-    """Create or update the compute node of ``host`` from what its agent reported.
-
-    Never touches the ``*_used`` columns (claims own them), the allocation ratios, the
-    reservations or ``disabled``. ``labels`` are the Hypervisor object's, when the caller has
-    just read them; None leaves the recorded labels as they are. ``generation`` moves when
-    the inventory (vcpus, memory, disk) changes, so a claim racing an inventory change is
-    noticed by anyone comparing it.
-
-    The row is made to exist with ``INSERT ... ON DUPLICATE KEY UPDATE id = id`` on the
-    (host, deleted) key, then locked and updated: concurrent first reports cannot create two
-    nodes for one host.
-    """
-    new_uuid = uuid or str(uuidlib.uuid4())
-    now = models.utcnow()
-    ensure = mysql.insert(models.ComputeNode).values(
-        uuid=new_uuid,
-        host=host,
-        hypervisor_hostname=hypervisor_hostname or host,
-        created_at=now,
-        deleted=0,
-    )
-    session.execute(ensure.on_duplicate_key_update(id=models.ComputeNode.id))
-    node = session.scalars(
-        sa.select(models.ComputeNode)
-        .where(models.ComputeNode.host == host, models.live(models.ComputeNode))
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    ).one_or_none()
-    if node is None:
-        raise exceptions.ComputeNodeConflictError(
-            f"compute node uuid {new_uuid} already belongs to a deleted record, not to {host}"
-        )
-    if uuid is not None and node.uuid != uuid:
-        raise exceptions.ComputeNodeConflictError(
-            f"host {host} is recorded with compute node uuid {node.uuid}, not {uuid}"
-        )
-    if (node.vcpus, node.memory_mib, node.local_gb) != (vcpus, memory_mib, local_gb):
-        node.generation += 1
-    node.vcpus = vcpus
-    node.memory_mib = memory_mib
-    node.local_gb = local_gb
-    node.hypervisor_type = hypervisor_type
-    node.hypervisor_version = hypervisor_version
-    node.libvirt_version = libvirt_version
-    node.virt_type = virt_type
-    node.cpu_arch = cpu_arch
-    node.running_vms = running_vms
-    if labels is not None:
-        node.labels = dict(labels)
-    if hypervisor_hostname is not None:
-        node.hypervisor_hostname = hypervisor_hostname
-    session.flush()
-    return node
-
-
 def compute_node_get(session: orm.Session, host: str) -> models.ComputeNode | None:
     """The live compute node of ``host``, or None."""
     return session.scalars(
@@ -204,17 +94,25 @@ def compute_node_record_build_success(session: orm.Session, host: str) -> int | 
     return _set_failed_builds(session, host, sa.literal(0))
 
 
+_NODES: Final = cast(sa.Table, models.ComputeNode.__table__)
+# Built once: a report of every successful build runs it, and building a statement costs
+# more CPU than running it.
+_CLEAR_BUILD_FAILURES: Final = (
+    _NODES.update()
+    .where(
+        _NODES.c.host == sa.bindparam("b_host"),
+        _NODES.c.deleted == 0,
+        _NODES.c.failed_builds != 0,
+    )
+    .values(failed_builds=0)
+)
+
+
 def compute_node_clear_build_failures(session: orm.Session, host: str) -> None:
     """A build succeeded on ``host``: reset ``failed_builds`` to 0 if it is not already, in one
     statement that writes only when there is something to reset (it still takes the row
     lock, as any UPDATE does). Same lock order as :func:`compute_node_record_build_failure`."""
-    node_t = models.ComputeNode
-    session.execute(
-        sa.update(node_t)
-        .where(node_t.host == host, models.live(node_t), node_t.failed_builds != 0)
-        .values(failed_builds=0)
-        .execution_options(synchronize_session=False)
-    )
+    session.connection().execute(_CLEAR_BUILD_FAILURES, {"b_host": host})
 
 
 def _set_failed_builds(session: orm.Session, host: str, value: sa.ColumnElement[int]) -> int | None:

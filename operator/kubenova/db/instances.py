@@ -34,6 +34,17 @@ _INSTANCE_UPDATABLE: Final = (
 _UNSET: Any = object()
 
 
+_INSTANCES: Final = cast(sa.Table, models.Instance.__table__)
+# Built once: building a statement and its cache key costs more CPU than running it.
+_INSERT_INSTANCE: Final = _INSTANCES.insert()
+_SELECT_INSTANCE_FOR_UPDATE: Final = (
+    sa.select(_INSTANCES).where(_INSTANCES.c.uuid == sa.bindparam("b_uuid")).with_for_update()
+)
+_UPDATE_LIVE_INSTANCE: Final = _INSTANCES.update().where(
+    _INSTANCES.c.uuid == sa.bindparam("b_uuid"), _INSTANCES.c.deleted == 0
+)
+
+
 def instance_create(
     session: orm.Session,
     *,
@@ -57,34 +68,81 @@ def instance_create(
     Two concurrent creates of one uuid are settled by the unique key; the loser returns the
     winner's row. A uuid whose record was soft-deleted raises :class:`InstanceDeletedError`
     (Kubernetes never reuses a uid, so that object is gone). User data that is not base64 or
-    decodes to more than 64 KiB raises ``ValueError``.
+    decodes to more than 64 KiB raises ``ValueError``. See :func:`instance_insert`, which
+    also says whether the record is new.
     """
-    _check_user_data(user_data_b64)
-    instance = models.Instance(
+    record, _created = instance_insert(
+        session,
         uuid=uuid,
         name=name,
         namespace=namespace,
-        project_id=namespace,
         hostname=hostname,
-        flavor=dict(flavor),
-        image=dict(image),
-        vm_state=VM_STATE_BUILDING,
-        task_state=TASK_STATE_SCHEDULING,
-        power_state=POWER_STATE_NOSTATE,
-        user_data=user_data_b64,
-        ssh_authorized_keys=list(ssh_keys) if ssh_keys is not None else None,
-        addresses=[],
+        flavor=flavor,
+        image=image,
+        user_data_b64=user_data_b64,
+        ssh_keys=ssh_keys,
         request_id=request_id,
         generation=generation,
         availability_zone=availability_zone,
-        attempts=0,
     )
+    return record
+
+
+def instance_insert(
+    session: orm.Session,
+    *,
+    uuid: str,
+    name: str,
+    namespace: str,
+    hostname: str | None,
+    flavor: dict[str, Any],
+    image: dict[str, Any],
+    user_data_b64: str | None,
+    ssh_keys: Sequence[str] | None,
+    request_id: str | None,
+    generation: int,
+    availability_zone: str | None = None,
+) -> tuple[models.Instance, bool]:
+    """:func:`instance_create`, and whether this call inserted the row (True) or found it.
+
+    A new record comes back detached from the session (it was written with one Core
+    ``INSERT``, not through the unit of work), carrying every value written; the caller's
+    transaction holds the new row's lock until it ends.
+    """
+    _check_user_data(user_data_b64)
+    values: dict[str, Any] = {
+        "uuid": uuid,
+        "name": name,
+        "namespace": namespace,
+        "project_id": namespace,
+        "hostname": hostname,
+        "host": None,
+        "node": None,
+        "flavor": dict(flavor),
+        "image": dict(image),
+        "vm_state": VM_STATE_BUILDING,
+        "task_state": TASK_STATE_SCHEDULING,
+        "power_state": POWER_STATE_NOSTATE,
+        "user_data": user_data_b64,
+        "ssh_authorized_keys": list(ssh_keys) if ssh_keys is not None else None,
+        "addresses": [],
+        "request_id": request_id,
+        "generation": generation,
+        "availability_zone": availability_zone,
+        "attempts": 0,
+        "alternates": None,
+        "tried_hosts": None,
+        "launched_at": None,
+        "terminated_at": None,
+        "created_at": models.utcnow(),
+        "deleted": 0,
+    }
     # Insert first: a new object is the common case, and a read before the insert would
-    # cost every create a statement. A savepoint, so a duplicate does not roll back the
-    # caller's transaction.
+    # cost every create a statement. No savepoint: MariaDB undoes only the failed statement
+    # on a duplicate key, and a Core statement's error leaves the session's transaction
+    # as it was (a failed ORM flush would not).
     try:
-        with session.begin_nested():
-            session.add(instance)
+        result = session.connection().execute(_INSERT_INSTANCE, values)
     except sa_exc.IntegrityError:
         # A locking read sees the row the other transaction committed, which this
         # transaction's REPEATABLE READ snapshot would hide. A shared lock, because the
@@ -98,10 +156,11 @@ def instance_create(
         if existing is None:
             raise
     else:
-        return instance
+        (new_id,) = result.inserted_primary_key or (None,)
+        return models.Instance(id=new_id, **values), True
     if existing.deleted:
         raise exceptions.InstanceDeletedError(uuid)
-    return existing
+    return existing, False
 
 
 def _check_user_data(user_data_b64: str | None) -> None:
@@ -189,14 +248,20 @@ def instance_update(
 
 def instance_set(session: orm.Session, instance: models.Instance, /, **values: Any) -> None:
     """Set columns of a live instance the caller already locked in this transaction
-    (``instance_get(..., for_update=True)``), with the checks of :func:`instance_update`;
-    it saves reading the row a second time."""
+    (:func:`instance_lock`, or ``instance_get(..., for_update=True)``), with the checks of
+    :func:`instance_update`; it saves reading the row a second time.
+
+    One Core ``UPDATE``; ``instance`` is brought up to date without being marked changed,
+    so a record the session holds is not written a second time at flush.
+    """
     check_update_values(values)
     if instance.deleted:
         raise exceptions.InstanceNotFoundError(instance.uuid)
+    if not values:
+        return
+    _update_live(session, instance.uuid, values)
     for key, value in values.items():
-        setattr(instance, key, value)
-    session.flush()
+        orm.attributes.set_committed_value(instance, key, value)
 
 
 def instance_update_unread(session: orm.Session, uuid: str, /, **values: Any) -> None:
@@ -204,17 +269,35 @@ def instance_update_unread(session: orm.Session, uuid: str, /, **values: Any) ->
     current copy of the row (with the checks of :func:`instance_update`, no compare-and-swap).
     Raises :class:`InstanceNotFoundError` when no live row matched; no values, no statement."""
     check_update_values(values)
-    if not values:
-        return
-    result = session.execute(
-        sa.update(models.Instance)
-        .where(models.Instance.uuid == uuid, models.live(models.Instance))
-        .values(**values)
-        .execution_options(synchronize_session=False)
-    )
+    if values:
+        _update_live(session, uuid, values)
+
+
+def _update_live(session: orm.Session, uuid: str, values: dict[str, Any]) -> None:
+    # The SET clause is the parameters' column names; updated_at follows its onupdate.
+    result = session.connection().execute(_UPDATE_LIVE_INSTANCE, {"b_uuid": uuid, **values})
     # PyMySQL reports rows matched, not rows changed (SQLAlchemy sets CLIENT.FOUND_ROWS).
-    if cast(sa.CursorResult[Any], result).rowcount != 1:
+    if result.rowcount != 1:
         raise exceptions.InstanceNotFoundError(uuid)
+
+
+def instance_lock(
+    session: orm.Session, uuid: str, *, read_deleted: bool = False
+) -> models.Instance | None:
+    """The instance's row, locked (``FOR UPDATE``) until the caller's transaction ends, as a
+    record that is not in the session: one Core ``SELECT``, none of the ORM's loading. Change
+    it with :func:`instance_set`. None when there is no such (live, unless ``read_deleted``)
+    record.
+    """
+    row = (
+        session.connection()
+        .execute(_SELECT_INSTANCE_FOR_UPDATE, {"b_uuid": uuid})
+        .mappings()
+        .one_or_none()
+    )
+    if row is None or (row["deleted"] and not read_deleted):
+        return None
+    return models.Instance(**row)
 
 
 def check_update_values(values: dict[str, Any]) -> None:

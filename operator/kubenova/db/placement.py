@@ -8,7 +8,9 @@ Lock order, the same in both, so claims and releases cannot deadlock on each oth
 ``instances`` row, then (a claim into a server group only) the ``server_groups`` row, then
 ``compute_nodes`` rows (by id), then ``allocations`` and ``server_group_members`` rows. No
 range locks are taken on ``allocations``. ``compute_nodes.*_used`` always equals the sum of
-the node's allocations, because both change in the same transaction.
+the node's allocations, because both change in the same transaction; and an instance holds
+allocations only while ``instances.host`` is set, because a claim sets the host with its
+allocations and a release that clears the host frees them in the same transaction.
 :mod:`kubenova.db.server_groups` keeps the same order.
 """
 
@@ -17,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Iterable, Mapping
-from typing import Any, cast
+from typing import Any, Final, cast
 
 import sqlalchemy as sa
 from sqlalchemy import orm
@@ -45,6 +47,44 @@ class Usage:
         }
 
 
+_NODES: Final = cast(sa.Table, models.ComputeNode.__table__)
+_INSTANCES: Final = cast(sa.Table, models.Instance.__table__)
+# The claim's statements are built once: building a statement and its cache key costs the
+# operator more CPU than running it.
+_LOCK_LIVE_INSTANCE_HOST: Final = (
+    sa.select(_INSTANCES.c.host)
+    .where(_INSTANCES.c.uuid == sa.bindparam("b_uuid"), _INSTANCES.c.deleted == 0)
+    .with_for_update()
+)
+_CLAIM_ON_NODE: Final = (
+    _NODES.update()
+    .where(
+        _NODES.c.host == sa.bindparam("b_host"),
+        _NODES.c.deleted == 0,
+        # Disabling a host keeps every later claim away, whatever the scheduler's (cached)
+        # view of hosts says.
+        _NODES.c.disabled.is_(False),
+        _NODES.c.vcpus_used + sa.bindparam("b_vcpus")
+        <= _NODES.c.vcpus * _NODES.c.cpu_allocation_ratio,
+        _NODES.c.memory_mib_used + sa.bindparam("b_memory_mib")
+        <= (_NODES.c.memory_mib - _NODES.c.reserved_host_memory_mib)
+        * _NODES.c.ram_allocation_ratio,
+        _NODES.c.local_gb_used + sa.bindparam("b_disk_gib")
+        <= (_NODES.c.local_gb - _NODES.c.reserved_host_disk_gib) * _NODES.c.disk_allocation_ratio,
+    )
+    .values(
+        vcpus_used=_NODES.c.vcpus_used + sa.bindparam("b_vcpus"),
+        memory_mib_used=_NODES.c.memory_mib_used + sa.bindparam("b_memory_mib"),
+        local_gb_used=_NODES.c.local_gb_used + sa.bindparam("b_disk_gib"),
+        generation=_NODES.c.generation + 1,
+    )
+)
+_LIVE_NODE_OF_HOST: Final = sa.select(_NODES.c.id, _NODES.c.hypervisor_hostname).where(
+    _NODES.c.host == sa.bindparam("b_host"), _NODES.c.deleted == 0
+)
+_INSERT_ALLOCATION: Final = cast(sa.Table, models.Allocation.__table__).insert()
+
+
 @db_engine.retry_on_deadlock
 def claim_resources(
     session_factory: db_engine.SessionFactory,
@@ -65,7 +105,8 @@ def claim_resources(
 
     1. The instance row is locked, so claims and releases of one instance run one at a time.
        Already holding the same allocations on this host returns True (idempotent); holding
-       others raises :class:`AllocationConflictError`.
+       others raises :class:`AllocationConflictError`. Only an instance with a host can hold
+       any, so only its allocations are read.
     2. One conditional ``UPDATE compute_nodes SET *_used = *_used + amount ... WHERE host = h
        AND <every *_used + amount fits (total - reserved) * ratio>``. InnoDB evaluates the
        condition on the latest committed row under an exclusive row lock, so concurrent claims
@@ -100,15 +141,12 @@ def claim_resources(
     instances.check_update_values(extra)
     if {"host", "node"} & extra.keys():
         raise ValueError("the claim sets host and node itself")
-    node_t = models.ComputeNode
+    now = models.utcnow()
     with db_engine.transaction(session_factory) as session:
-        # Only the row lock: loading the whole record would cost more than the
-        # rest of the claim, and nothing here reads it.
-        locked = session.execute(
-            sa.select(models.Instance.id)
-            .where(models.Instance.uuid == instance_uuid, models.live(models.Instance))
-            .with_for_update()
-        ).scalar_one_or_none()
+        conn = session.connection()
+        # Only the row lock and the host: loading the whole record would cost more than
+        # the rest of the claim, and nothing else here reads it.
+        locked = conn.execute(_LOCK_LIVE_INSTANCE_HOST, {"b_uuid": instance_uuid}).one_or_none()
         if locked is None:
             raise exceptions.InstanceNotFoundError(instance_uuid)
         # Only locking reads until the group is locked: the snapshot of the first plain read
@@ -116,7 +154,9 @@ def claim_resources(
         group = None
         if server_group is not None:
             group = server_groups.lock_for_claim(session, server_group)
-        held = _held_allocations(session, instance_uuid)
+        # An instance without a host holds nothing (allocations and instances.host change
+        # together), so only one with a host is asked what it holds.
+        held = _held_allocations(session, instance_uuid) if locked.host is not None else {}
         if held:
             if set(held) != {host} or held[host] != wanted:
                 raise exceptions.AllocationConflictError(
@@ -132,44 +172,20 @@ def claim_resources(
             return True
         if group is not None and not _group_admits(session, group, instance_uuid, host):
             return False
-        claimed = session.execute(
-            sa.update(node_t)
-            .where(
-                node_t.host == host,
-                node_t.deleted == 0,
-                # Disabling a host keeps every later claim away, whatever the scheduler's
-                # (cached) view of hosts says.
-                node_t.disabled.is_(False),
-                node_t.vcpus_used + vcpus <= node_t.vcpus * node_t.cpu_allocation_ratio,
-                node_t.memory_mib_used + memory_mib
-                <= (node_t.memory_mib - node_t.reserved_host_memory_mib)
-                * node_t.ram_allocation_ratio,
-                node_t.local_gb_used + disk_gib
-                <= (node_t.local_gb - node_t.reserved_host_disk_gib) * node_t.disk_allocation_ratio,
-            )
-            .values(
-                vcpus_used=node_t.vcpus_used + vcpus,
-                memory_mib_used=node_t.memory_mib_used + memory_mib,
-                local_gb_used=node_t.local_gb_used + disk_gib,
-                generation=node_t.generation + 1,
-            )
-            .execution_options(synchronize_session=False)
-        )
-        if cast(sa.CursorResult[Any], claimed).rowcount != 1:
+        amounts = {"b_vcpus": vcpus, "b_memory_mib": memory_mib, "b_disk_gib": disk_gib}
+        claimed = conn.execute(_CLAIM_ON_NODE, {"b_host": host, **amounts})
+        if claimed.rowcount != 1:
             return False
-        node_id, node_name = session.execute(
-            sa.select(node_t.id, node_t.hypervisor_hostname).where(
-                node_t.host == host, node_t.deleted == 0
-            )
-        ).one()
-        session.execute(
-            sa.insert(models.Allocation),
+        node_id, node_name = conn.execute(_LIVE_NODE_OF_HOST, {"b_host": host}).one()
+        conn.execute(
+            _INSERT_ALLOCATION,
             [
                 {
                     "instance_uuid": instance_uuid,
                     "compute_node_id": node_id,
                     "resource_class": resource_class,
                     "used": amount,
+                    "created_at": now,
                 }
                 for resource_class, amount in wanted.as_resources().items()
             ],

@@ -403,6 +403,23 @@ def test_a_missed_change_to_the_hypervisor_is_picked_up_at_the_resync(
     after = node(db_session_factory, "h1")
     assert after.labels == {"topology.kubernetes.io/zone": "az2"}
     assert (after.disabled, after.disabled_reason) == (True, "maintenance")
+    # The status written by that heartbeat says so too.
+    status = kube.hypervisors["h1"]["status"]
+    assert (status["disabled"], status["disabledReason"]) == (True, "maintenance")
+
+
+def test_a_heartbeat_between_resyncs_is_three_statements(
+    kube: RecordingKube, conductor: ConductorManager, clock: Clock, statements: list[str]
+) -> None:
+    conductor.compute_node_report(node_report())
+    clock.advance(10)
+    statements.clear()
+
+    conductor.compute_node_report(node_report(vcpus=16))
+
+    # The service's heartbeat, the node's report, and the node read back for its status.
+    assert statements == ["INSERT", "INSERT", "SELECT"]
+    assert kube.hypervisors["h1"]["status"]["vcpus"]["capacity"] == 16
 
 
 def test_heartbeats_that_only_move_last_heartbeat_patch_once_per_interval(

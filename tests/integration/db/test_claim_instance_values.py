@@ -404,7 +404,7 @@ def test_refused_values_raise_even_for_a_claim_that_would_be_a_repeat(
 # -- what a claim costs --------------------------------------------------------------------
 
 
-def test_a_first_claim_reads_only_the_instance_id_and_updates_the_row_once(
+def test_a_first_claim_reads_only_the_instance_host_and_updates_the_row_once(
     db_session_factory: db_engine.SessionFactory, h1: str, aged_instance: str
 ) -> None:
     engine = db_session_factory.kw["bind"]
@@ -424,9 +424,9 @@ def test_a_first_claim_reads_only_the_instance_id_and_updates_the_row_once(
     statements = [s for s, _ in sent]
     upper = [s.upper() for s in statements]
     instance_reads = [s for s in upper if s.startswith("SELECT") and " FROM INSTANCES " in s + " "]
-    # One locking read of the id, not the whole record.
+    # One locking read of the host, not the whole record.
     assert len(instance_reads) == 1, instance_reads
-    assert instance_reads[0].startswith("SELECT INSTANCES.ID FROM INSTANCES ")
+    assert instance_reads[0].startswith("SELECT INSTANCES.HOST FROM INSTANCES ")
     assert instance_reads[0].endswith("FOR UPDATE")
     assert not [s for s in upper if "INSTANCES.NAME" in s or "INSTANCES.FLAVOR" in s]
     # One UPDATE of the instance, carrying host, node and the values.
@@ -437,9 +437,11 @@ def test_a_first_claim_reads_only_the_instance_id_and_updates_the_row_once(
     # The three allocations in one executemany.
     inserts = [(s, many) for s, many in sent if s.upper().startswith("INSERT INTO ALLOCATIONS")]
     assert inserts == [(inserts[0][0], True)], inserts
-    # Lock the row, read held allocations, claim the node, read its id, insert, update:
-    # six statements today; more means a regression.
-    assert len(statements) <= 6, statements
+    # An instance without a host holds nothing: its allocations are not read.
+    assert not [s for s in upper if s.startswith("SELECT") and " FROM ALLOCATIONS" in s]
+    # Lock the row, claim the node, read its id, insert, update: five statements today;
+    # more means a regression.
+    assert len(statements) <= 5, statements
 
 
 # -- request_spec.claim: what the scheduler records with its claim -----------------------

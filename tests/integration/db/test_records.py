@@ -73,7 +73,8 @@ def test_create_of_a_new_uuid_inserts_without_reading_first(db_session_factory):
     ):
         created = api.instance_create(session, **fields)
 
-    assert verbs(sent) == ["SAVEPOINT", "INSERT", "RELEASE"]
+    # One statement: no read first, and no savepoint (a duplicate fails one statement only).
+    assert verbs(sent) == ["INSERT"]
     assert created.uuid == fields["uuid"]
     with db_engine.transaction(db_session_factory) as session:
         stored = api.instance_get(session, fields["uuid"])
@@ -90,7 +91,7 @@ def test_duplicate_create_returns_the_live_record_and_the_transaction_goes_on(
     assert first is not None
 
     with db_engine.transaction(db_session_factory) as session:
-        # Work done before the duplicate must survive its rolled-back savepoint...
+        # Work done before the duplicate must survive its failed INSERT...
         earlier = api.instance_create(session, **instance_fields(namespace="team-b"))
         again = api.instance_create(
             session, **instance_fields(uuid, namespace="team-c", name="other", generation=7)
@@ -323,6 +324,78 @@ def test_action_start_with_the_live_record_skips_reading_the_instance(db_session
         ("create", "req-1", "team-a"),
         ("reboot", "req-1", "team-a"),
     ]
+
+
+def test_action_start_for_an_instance_inserted_in_the_same_transaction_only_inserts(
+    db_session_factory,
+):
+    fields = instance_fields(namespace="team-n")
+    with db_engine.transaction(db_session_factory) as session:
+        record, created = api.instance_insert(session, **fields)
+        with recorded_statements(db_session_factory) as sent:
+            action = api.action_start(
+                session, record.uuid, "create", "req-new", instance=record, new_instance=created
+            )
+
+    assert created is True
+    assert verbs(sent) == ["INSERT"]
+    assert action.id is not None
+    assert _actions(db_session_factory, record.uuid) == [("create", "req-new", "team-n")]
+
+
+def test_instance_insert_says_whether_the_record_is_new(db_session_factory):
+    fields = instance_fields(namespace="team-i")
+    with db_engine.transaction(db_session_factory) as session:
+        first, first_created = api.instance_insert(session, **fields)
+    with db_engine.transaction(db_session_factory) as session:
+        again, again_created = api.instance_insert(session, **{**fields, "name": "renamed"})
+
+    assert (first_created, again_created) == (True, False)
+    assert again.id == first.id
+    # The new record carries what was written, as the stored row does.
+    with db_engine.transaction(db_session_factory) as session:
+        stored = api.instance_get(session, fields["uuid"])
+    assert stored is not None
+    for column in ("name", "namespace", "vm_state", "task_state", "flavor", "image", "attempts"):
+        assert getattr(first, column) == getattr(stored, column), column
+
+
+def test_instance_lock_reads_one_row_and_instance_set_writes_it_once(db_session_factory):
+    uuid = make_instance(db_session_factory)
+    with db_engine.transaction(db_session_factory) as session:
+        with recorded_statements(db_session_factory) as locked:
+            record = api.instance_lock(session, uuid)
+        assert record is not None
+        with recorded_statements(db_session_factory) as written:
+            api.instance_set(session, record, power_state="running", task_state=None)
+        assert (record.power_state, record.task_state) == ("running", None)
+        # A record the session holds is brought up to date without a second write at flush.
+        held = api.instance_get(session, uuid)
+        assert held is not None
+        with recorded_statements(db_session_factory) as flushed:
+            api.instance_set(session, held, vm_state="active")
+            session.flush()
+
+    assert verbs(locked) == ["SELECT"]
+    assert "FOR UPDATE" in locked[0]
+    assert verbs(written) == ["UPDATE"]
+    assert verbs(flushed) == ["UPDATE"]
+    with db_engine.transaction(db_session_factory) as session:
+        stored = api.instance_get(session, uuid)
+        assert stored is not None
+        assert (stored.power_state, stored.task_state, stored.vm_state) == (
+            "running",
+            None,
+            "active",
+        )
+        api.instance_soft_delete(session, uuid)
+    with db_engine.transaction(db_session_factory) as session:
+        assert api.instance_lock(session, uuid) is None
+        deleted = api.instance_lock(session, uuid, read_deleted=True)
+        assert deleted is not None
+        assert deleted.deleted != 0
+        with pytest.raises(api.InstanceNotFoundError):
+            api.instance_set(session, deleted, power_state="shutdown")
 
 
 def test_action_start_with_a_record_of_another_instance_reads_the_right_one(
