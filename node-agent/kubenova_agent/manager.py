@@ -137,28 +137,40 @@ class ComputeManager:
         )
 
     def sync_power_states(self) -> None:
-        """Report every instance whose power state or addresses changed since last time."""
-        for instance_uuid in self.driver.list_instance_uuids():
-            self._sync_one(instance_uuid, force=False)
+        """Report every instance whose power state or addresses changed since last time.
+
+        Runs every few seconds for every instance on the host, so it asks the driver for all
+        of them in one listing rather than instance by instance.
+        """
+        for instance_uuid, state in self.driver.list_instance_states().items():
+            self._report_state(instance_uuid, state, force=False)
 
     def _sync_one(self, instance_uuid: str, *, force: bool) -> None:
         try:
-            power = self.driver.get_power_state(instance_uuid)
-            addresses = tuple(self.driver.get_addresses(instance_uuid))
+            state = self.driver.get_instance_state(instance_uuid)
         except exceptions.InstanceNotFound:
             return
+        self._report_state(instance_uuid, state, force=force)
+
+    def _report_state(
+        self, instance_uuid: str, state: virt_driver.InstanceState, *, force: bool
+    ) -> None:
         with self._lock:
-            tracked = self._tracked.setdefault(
-                instance_uuid, _Tracked(request_id=envelope.new_request_id())
-            )
+            tracked = self._tracked.get(instance_uuid)
+            if tracked is None:
+                # Found on the host but not built by this process (e.g. before a restart).
+                tracked = self._tracked[instance_uuid] = _Tracked(
+                    request_id=envelope.new_request_id()
+                )
             request_id = tracked.request_id
             launched_at = tracked.launched_at
+        power = state.power_state
         self._report(
             instance_uuid,
             _VM_STATE_FOR_POWER[power],
             None,
             power,
-            addresses,
+            state.addresses,
             request_id,
             launched_at=launched_at,
             force=force,

@@ -6,7 +6,20 @@ implementations live in ``kubenova_agent.virt.libvirt.driver`` (libvirt/QEMU) an
 are imported by whoever chooses one, so importing this package does not load libvirt.
 """
 
-from kubenova_agent.virt.driver import ComputeDriver, HostInfo, ImageRef, InstanceSpec
+from kubenova_agent.virt.driver import (
+    ComputeDriver,
+    HostInfo,
+    ImageRef,
+    InstanceSpec,
+    InstanceState,
+)
 from kubenova_agent.virt.power_state import PowerState
 
-__all__ = ["ComputeDriver", "HostInfo", "ImageRef", "InstanceSpec", "PowerState"]
+__all__ = [
+    "ComputeDriver",
+    "HostInfo",
+    "ImageRef",
+    "InstanceSpec",
+    "InstanceState",
+    "PowerState",
+]

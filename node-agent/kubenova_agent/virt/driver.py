@@ -18,6 +18,7 @@ import dataclasses
 import re
 import uuid as uuid_lib
 
+from kubenova_agent import exceptions
 from kubenova_agent.virt import power_state
 
 #: The cap Kubenova puts on an instance's user-data, in bytes (as Nova's API does).
@@ -129,6 +130,19 @@ class InstanceSpec:
             raise ValueError(f"instance {self.uuid}: ssh_authorized_keys must be a tuple")
 
 
+@dataclasses.dataclass(frozen=True)
+class InstanceState:
+    """What the hypervisor says about one instance: its power state and IPv4 addresses.
+
+    The two things the agent's power-state sync compares with what it last reported; see
+    :meth:`ComputeDriver.get_instance_state`.
+    """
+
+    power_state: power_state.PowerState
+    #: Sorted, as :meth:`ComputeDriver.get_addresses` returns them.
+    addresses: tuple[str, ...] = ()
+
+
 class ComputeDriver(abc.ABC):
     """The contract between the node-agent's manager and a hypervisor.
 
@@ -225,3 +239,33 @@ class ComputeDriver(abc.ABC):
         written one yet. Raises :class:`~kubenova_agent.exceptions.InstanceNotFound` when there
         is no such domain.
         """
+
+    # -- derived from the methods above; drivers may override them to ask less often --------
+
+    def get_instance_state(self, instance_uuid: str) -> InstanceState:
+        """Return the instance's power state and addresses together.
+
+        The same answers as :meth:`get_power_state` and :meth:`get_addresses`, and the same
+        errors (``InstanceNotFound``, ``ValueError``). A driver overrides it when it can find
+        the domain once for both.
+        """
+        return InstanceState(
+            power_state=self.get_power_state(instance_uuid),
+            addresses=tuple(self.get_addresses(instance_uuid)),
+        )
+
+    def list_instance_states(self) -> dict[str, InstanceState]:
+        """Return :meth:`get_instance_state` of every instance :meth:`list_instance_uuids`
+        lists, keyed by uuid in sorted order.
+
+        An instance that disappears while the host is being listed is left out. This is what
+        the agent's periodic power-state sync calls, every few seconds for every instance, so
+        a driver overrides it when one listing of the hypervisor can answer for all of them.
+        """
+        states: dict[str, InstanceState] = {}
+        for instance_uuid in self.list_instance_uuids():
+            try:
+                states[instance_uuid] = self.get_instance_state(instance_uuid)
+            except exceptions.InstanceNotFound:
+                continue
+        return states

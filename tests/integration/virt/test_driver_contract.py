@@ -106,7 +106,9 @@ def test_instance_can_be_built_again_after_destroy(driver_harness):
     assert driver_harness.driver.get_power_state(instance.uuid) is PowerState.RUNNING
 
 
-@pytest.mark.parametrize("method", ["get_power_state", "get_addresses", "console_log_path"])
+@pytest.mark.parametrize(
+    "method", ["get_power_state", "get_addresses", "get_instance_state", "console_log_path"]
+)
 def test_unknown_instance_raises_instance_not_found(driver_harness, method: str):
     with pytest.raises(exceptions.InstanceNotFound) as raised:
         getattr(driver_harness.driver, method)(UNKNOWN_UUID)
@@ -114,7 +116,8 @@ def test_unknown_instance_raises_instance_not_found(driver_harness, method: str)
 
 
 @pytest.mark.parametrize(
-    "method", ["destroy", "get_power_state", "get_addresses", "console_log_path"]
+    "method",
+    ["destroy", "get_power_state", "get_addresses", "get_instance_state", "console_log_path"],
 )
 def test_a_malformed_uuid_is_refused(driver_harness, method: str):
     with pytest.raises(ValueError, match="uuid"):
@@ -161,6 +164,38 @@ def test_domains_the_driver_did_not_make_are_not_listed(driver_harness):
     # a real agent's instances, which carry another host name.
     for instance_uuid in listed:
         assert instance_uuid in driver_harness.created
+
+
+def test_instance_states_agree_with_the_instance_by_instance_answers(driver_harness):
+    instance = driver_harness.instance()
+    driver_harness.driver.spawn(instance)
+    states = driver_harness.driver.list_instance_states()
+    assert list(states) == driver_harness.driver.list_instance_uuids()
+    state = driver_harness.driver.get_instance_state(instance.uuid)
+    assert state.power_state is PowerState.RUNNING
+    assert states[instance.uuid].power_state is PowerState.RUNNING
+    if driver_harness.kind == "test":
+        # A real guest may get its DHCP lease between two calls; a simulated one cannot.
+        addresses = tuple(driver_harness.driver.get_addresses(instance.uuid))
+        assert state.addresses == states[instance.uuid].addresses == addresses
+
+
+def test_instance_states_notice_a_domain_stopped_and_started_by_someone_else(driver_harness):
+    instance = driver_harness.instance()
+    driver_harness.driver.spawn(instance)
+    assert driver_harness.driver.list_instance_states()[instance.uuid].power_state is (
+        PowerState.RUNNING
+    )
+    domain = driver_harness.raw_domain(instance.uuid)
+    assert domain is not None
+    domain.destroy()
+    stopped = driver.InstanceState(PowerState.SHUTDOWN, ())
+    assert driver_harness.driver.list_instance_states()[instance.uuid] == stopped
+    assert driver_harness.driver.get_instance_state(instance.uuid) == stopped
+    domain.start()
+    assert driver_harness.driver.list_instance_states()[instance.uuid].power_state is (
+        PowerState.RUNNING
+    )
 
 
 def test_running_instance_addresses_are_ipv4(driver_harness):

@@ -172,3 +172,74 @@ def test_compute_node_report_carries_capacity_and_instances(parts):
     topic, method, args = caster.sent[0]
     assert (topic, method) == ("conductor", "compute_node_report")
     assert (args["vcpus"], args["memory_mib"], args["instance_uuids"]) == (4, 8192, ["u-1"])
+
+
+def test_sync_reports_a_power_change_once(parts):
+    compute, driver, caster = parts
+    compute.build_and_run_instance(_instance(), "req-1")
+    caster.sent.clear()
+    driver.domains[UUID] = PowerState.SHUTDOWN
+    compute.sync_power_states()
+    compute.sync_power_states()
+    assert [(a["vm_state"], a["power_state"]) for _, _, a in caster.sent] == [
+        ("stopped", "shutdown")
+    ]
+
+
+class BulkOnlyDriver(ScriptedDriver):
+    """Answers only for all instances at once, as a driver that lists its host does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.listings = 0
+
+    def list_instance_states(self) -> dict[str, virt_driver.InstanceState]:
+        self.listings += 1
+        return {
+            instance_uuid: virt_driver.InstanceState(
+                power, tuple(self.addresses.get(instance_uuid, []))
+            )
+            for instance_uuid, power in sorted(self.domains.items())
+        }
+
+    def get_power_state(self, instance_uuid: str) -> PowerState:
+        raise AssertionError("the sync must not ask instance by instance")
+
+    def get_addresses(self, instance_uuid: str) -> list[str]:
+        raise AssertionError("the sync must not ask instance by instance")
+
+
+def test_sync_lists_the_host_once_rather_than_asking_per_instance():
+    caster, driver = RecordingCaster(), BulkOnlyDriver()
+    compute = manager.ComputeManager("h1", driver, conductor_rpcapi.ConductorAPI(caster))
+    driver.domains = {"u-1": PowerState.RUNNING, "u-2": PowerState.PAUSED}
+    compute.sync_power_states()
+    assert driver.listings == 1
+    assert sorted((a["instance_uuid"], a["vm_state"]) for _, _, a in caster.sent) == [
+        ("u-1", "active"),
+        ("u-2", "paused"),
+    ]
+
+
+class RequestIdCaster(RecordingCaster):
+    def __init__(self) -> None:
+        super().__init__()
+        self.request_ids: list[str] = []
+
+    def cast(self, topic, method, args, request_id):
+        self.request_ids.append(request_id)
+        return super().cast(topic, method, args, request_id)
+
+
+def test_reports_about_an_instance_found_on_the_host_share_one_request_id():
+    # An instance this agent did not build (it ran before a restart) gets one request id for
+    # all its reports, so its history reads as one request.
+    caster, driver = RequestIdCaster(), ScriptedDriver()
+    compute = manager.ComputeManager("h1", driver, conductor_rpcapi.ConductorAPI(caster))
+    driver.domains["u-1"] = PowerState.RUNNING
+    compute.sync_power_states()
+    driver.domains["u-1"] = PowerState.SHUTDOWN
+    compute.sync_power_states()
+    assert caster.methods() == ["instance_update", "instance_update"]
+    assert caster.request_ids[0] == caster.request_ids[1]
+    assert caster.request_ids[0].startswith("req-")

@@ -12,7 +12,9 @@ Which domains a driver manages: those whose XML carries Kubenova's metadata elem
 this driver's host. Other domains on the same libvirt (made by hand, by another tool, or by a
 driver for another host name: simulated hosts, a test run next to a real agent) are never
 listed, stopped or undefined. The host is recorded in the domain rather than remembered by the
-driver object, so a restarted agent finds its instances again.
+driver object, so a restarted agent finds its instances again. Reading that element is the
+costliest part of a listing, so the answer is kept per domain uuid (see ``ownership``) for the
+calls that only read; destroy and the cleanup of a failed spawn read it again before they act.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from collections.abc import Iterator
 
 from kubenova_agent import exceptions
 from kubenova_agent.virt import driver, power_state
-from kubenova_agent.virt.libvirt import connection, domain_xml
+from kubenova_agent.virt.libvirt import connection, domain_xml, ownership
 
 LOG = logging.getLogger(__name__)
 
@@ -74,6 +76,7 @@ class BaseLibvirtDriver(driver.ComputeDriver):
         self.hostname = hostname
         self.network = network
         self._connection = connection.Connection(uri)
+        self._ownership = ownership.OwnershipCache()
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
 
@@ -119,7 +122,7 @@ class BaseLibvirtDriver(driver.ComputeDriver):
         with self._instance_lock(instance.uuid):
             try:
                 existing = self._connection.lookup_by_uuid(instance.uuid)
-                if existing is not None and not self._is_ours(existing):
+                if existing is not None and not self._is_ours(existing, instance.uuid):
                     raise exceptions.RescheduledBuildError(
                         instance.uuid,
                         f"libvirt already has a domain {existing.name!r} with this uuid "
@@ -142,6 +145,9 @@ class BaseLibvirtDriver(driver.ComputeDriver):
                 domain = self._connection.define_domain(xml)
                 LOG.info("instance %s: domain %s defined", instance.uuid, domain.name)
                 self._start(domain)
+                # Recorded once started: starting gives the domain the runtime id it will be
+                # listed with.
+                self._ownership.remember(instance.uuid, domain.runtime_id, True)
                 LOG.info("instance %s: domain started", instance.uuid)
             except BaseException as exc:
                 error = build_error(instance.uuid, exc)
@@ -153,11 +159,12 @@ class BaseLibvirtDriver(driver.ComputeDriver):
     def destroy(self, instance_uuid: str) -> None:
         driver.validate_uuid(instance_uuid)
         with self._instance_lock(instance_uuid):
-            domain = self._lookup(instance_uuid)
+            domain = self._lookup(instance_uuid, cached=False)
             if domain is not None:
                 with self._gone_is_fine():
                     domain.destroy()
                     domain.undefine(self.undefine_flags)
+                self._ownership.forget(instance_uuid)
                 LOG.info("instance %s: domain destroyed and undefined", instance_uuid)
             self._remove_files(instance_uuid)
 
@@ -171,13 +178,22 @@ class BaseLibvirtDriver(driver.ComputeDriver):
         with self._not_found_as(instance_uuid):
             return sorted(self._addresses(domain, instance_uuid))
 
+    def get_instance_state(self, instance_uuid: str) -> driver.InstanceState:
+        domain = self._require(instance_uuid)
+        with self._not_found_as(instance_uuid):
+            return self._state(domain, instance_uuid)
+
     def list_instance_uuids(self) -> list[str]:
-        uuids = []
-        for domain in self._connection.list_domains():
+        return [instance_uuid for instance_uuid, _ in self._owned_domains()]
+
+    def list_instance_states(self) -> dict[str, driver.InstanceState]:
+        # One listing for every instance, asking each domain handle directly, instead of a
+        # lookup by uuid (and an ownership check) per instance and per question.
+        states: dict[str, driver.InstanceState] = {}
+        for instance_uuid, domain in self._owned_domains():
             with self._gone_is_fine():
-                if self._is_ours(domain):
-                    uuids.append(domain.uuid)
-        return sorted(uuids)
+                states[instance_uuid] = self._state(domain, instance_uuid)
+        return states
 
     def console_log_path(self, instance_uuid: str) -> str | None:
         self._require(instance_uuid)
@@ -194,28 +210,64 @@ class BaseLibvirtDriver(driver.ComputeDriver):
         with lock:
             yield
 
-    def _is_ours(self, domain: connection.Domain) -> bool:
+    def _is_ours(self, domain: connection.Domain, domain_uuid: str) -> bool:
+        """Read the domain's metadata to tell whether it is ours, and remember the answer."""
+        runtime_id = domain.runtime_id
         element = domain.metadata_element(domain_xml.NAMESPACE)
-        if element is None:
-            return False
-        metadata = domain_xml.parse_metadata(element)
-        return metadata is not None and self._owns(metadata)
+        metadata = domain_xml.parse_metadata(element) if element is not None else None
+        owned = metadata is not None and self._owns(metadata)
+        self._ownership.remember(domain_uuid, runtime_id, owned)
+        return owned
 
-    def _lookup(self, instance_uuid: str) -> connection.Domain | None:
-        """The instance's domain if it exists and is this driver's."""
+    def _is_ours_cached(self, domain: connection.Domain, domain_uuid: str) -> bool:
+        owned = self._ownership.get(domain_uuid, domain.runtime_id)
+        return self._is_ours(domain, domain_uuid) if owned is None else owned
+
+    def _owned_domains(self) -> list[tuple[str, connection.Domain]]:
+        """This driver's domains as (uuid, domain), sorted by uuid."""
+        seen: list[str] = []
+        owned: list[tuple[str, connection.Domain]] = []
+        for domain in self._connection.list_domains():
+            with self._gone_is_fine():
+                domain_uuid = domain.uuid
+                seen.append(domain_uuid)
+                if self._is_ours_cached(domain, domain_uuid):
+                    owned.append((domain_uuid, domain))
+        self._ownership.retain(seen)
+        owned.sort(key=lambda pair: pair[0])
+        return owned
+
+    def _state(self, domain: connection.Domain, instance_uuid: str) -> driver.InstanceState:
+        return driver.InstanceState(
+            power_state=power_state.from_libvirt(domain.state()),
+            addresses=tuple(sorted(self._addresses(domain, instance_uuid))),
+        )
+
+    def _lookup(self, instance_uuid: str, *, cached: bool) -> connection.Domain | None:
+        """The instance's domain if it exists and is this driver's.
+
+        ``cached`` trusts a remembered answer about ownership (fine for reading); without it
+        the metadata is read again, as before anything is destroyed.
+        """
         domain = self._connection.lookup_by_uuid(instance_uuid)
         if domain is None:
+            self._ownership.forget(instance_uuid)
             return None
         try:
-            return domain if self._is_ours(domain) else None
+            if cached:
+                ours = self._is_ours_cached(domain, instance_uuid)
+            else:
+                ours = self._is_ours(domain, instance_uuid)
         except exceptions.HypervisorError as exc:
             if exc.code == connection.ERR_NO_DOMAIN:
+                self._ownership.forget(instance_uuid)
                 return None
             raise
+        return domain if ours else None
 
     def _require(self, instance_uuid: str) -> connection.Domain:
         driver.validate_uuid(instance_uuid)
-        domain = self._lookup(instance_uuid)
+        domain = self._lookup(instance_uuid, cached=True)
         if domain is None:
             raise exceptions.InstanceNotFound(instance_uuid)
         return domain
@@ -251,11 +303,12 @@ class BaseLibvirtDriver(driver.ComputeDriver):
     def _clean_up_failed_spawn(self, instance_uuid: str, cause: BaseException) -> None:
         LOG.warning("instance %s: spawn failed (%s); cleaning up", instance_uuid, cause)
         try:
-            domain = self._lookup(instance_uuid)
+            domain = self._lookup(instance_uuid, cached=False)
             if domain is not None:
                 with self._gone_is_fine():
                     domain.destroy()
                     domain.undefine(self.undefine_flags)
+                self._ownership.forget(instance_uuid)
             self._remove_files(instance_uuid)
         except Exception:
             # The build error is what the caller must see; a later destroy (or the audit)

@@ -76,6 +76,16 @@ class Domain:
         with _translated():
             return str(self._handle.name())
 
+    @property
+    def runtime_id(self) -> int:
+        """libvirt's id of the running domain: -1 while it is shut off, a new one at each start.
+
+        Read from the handle (the remote driver does not ask libvirtd), so it is a cheap way to
+        tell that a domain was started, stopped or redefined since it was last looked at.
+        """
+        with _translated():
+            return int(self._handle.ID())
+
     def state(self) -> int:
         """The ``virDomainState`` the domain is in."""
         with _translated():
