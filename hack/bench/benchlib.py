@@ -138,9 +138,9 @@ def stack_cpu_s() -> dict[str, float]:
 
 
 def cpu_delta(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
-    """``after - before`` per process kind, rounded to 0.1 s. A process that started meanwhile
+    """``after - before`` per process kind, rounded to 0.01 s. A process that started meanwhile
     counts whole; one that ended is lost (no process of the stack ends during a run)."""
-    return {name: round(after[name] - before.get(name, 0.0), 1) for name in after}
+    return {name: round(after[name] - before.get(name, 0.0), 2) for name in after}
 
 
 def process_rss_mib(pid: int) -> float:

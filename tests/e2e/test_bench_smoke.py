@@ -26,7 +26,10 @@ FIELDS = {
     "db_queries_per_instance",
     "messages_per_instance",
     "operator_cpu_s",
+    "stack_cpu_s",
 }
+# CPU seconds per kind of process of the stack (see benchlib.stack_cpu_s).
+STACK_PROCESSES = {"operator", "agents", "apiserver", "mariadb", "rabbitmq", "client", "other"}
 
 
 @pytest.mark.parametrize(
@@ -70,7 +73,13 @@ def test_scheduler_bench_places_every_instance_without_overcommit_and_cleans_up(
     assert report["interval_s"] == interval
     assert report["overcommitted_hosts"] == 0, detail
     # Figures are measured, so present; their size is the benchmark's business, not the test's.
-    for field in FIELDS - {"mode", "interval_s"}:
+    for field in FIELDS - {"mode", "interval_s", "stack_cpu_s"}:
         assert isinstance(report[field], int | float), f"{field}: {report[field]!r}\n{detail}"
+    stack_cpu = report["stack_cpu_s"]
+    assert set(stack_cpu) == STACK_PROCESSES, detail
+    assert all(isinstance(v, int | float) and v >= 0 for v in stack_cpu.values()), detail
+    # The operator and the benchmark client did work during the run, so they used CPU.
+    assert stack_cpu["operator"] > 0, detail
+    assert stack_cpu["client"] > 0, detail
     left = kubectl("get", "instances", "-n", namespace, "-o", "name", check=False)
     assert left.stdout.strip() == "", f"left behind: {left.stdout}"
