@@ -105,9 +105,9 @@ def instance_insert(
 ) -> tuple[models.Instance, bool]:
     """:func:`instance_create`, and whether this call inserted the row (True) or found it.
 
-    A new record comes back detached from the session (it was written with one Core
-    ``INSERT``, not through the unit of work), carrying every value written; the caller's
-    transaction holds the new row's lock until it ends.
+    A new record comes back as an object the session does not hold (the row was written with
+    one Core ``INSERT``, not through the unit of work), carrying every value written; the
+    caller's transaction holds the new row's lock until it ends.
     """
     _check_user_data(user_data_b64)
     values: dict[str, Any] = {
