@@ -265,15 +265,10 @@ class HostCapacity(NamedTuple):
         return self.node_disabled or bool(self.service_disabled)
 
 
-def compute_node_capacities(session: orm.Session) -> list[HostCapacity]:
-    """What :func:`compute_nodes_list` says of every live node, as plain rows, ordered by host.
-
-    The scheduler reads this every second; selecting columns rather than ORM entities
-    (no identity map, no attribute instrumentation) made it several times cheaper.
-    """
-    node = models.ComputeNode
-    service = orm.aliased(models.Service)
-    stmt = (
+def _capacities_statement() -> sa.Select[Any]:
+    node = cast(sa.Table, models.ComputeNode.__table__).c
+    service = cast(sa.Table, models.Service.__table__).alias("agent_service")
+    return (
         sa.select(
             node.host,
             node.vcpus,
@@ -295,11 +290,25 @@ def compute_node_capacities(session: orm.Session) -> list[HostCapacity]:
             node.hypervisor_type,
             node.virt_type,
             node.failed_builds,
-            service.disabled,
-            service.last_seen_up,
+            service.c.disabled,
+            service.c.last_seen_up,
         )
-        .outerjoin(service, _agent_service_of_node(service))
-        .where(models.live(node))
+        .select_from(cast(sa.Table, models.ComputeNode.__table__))
+        .outerjoin(service, _agent_service_of_node(service.c))
+        .where(node.deleted == 0)
         .order_by(node.host)
     )
-    return [HostCapacity._make(row) for row in session.execute(stmt)]
+
+
+_CAPACITIES: Final = _capacities_statement()
+
+
+def compute_node_capacities(session: orm.Session) -> list[HostCapacity]:
+    """What :func:`compute_nodes_list` says of every live node, as plain rows, ordered by host.
+
+    The scheduler reads this every second; selecting columns rather than ORM entities
+    (no identity map, no attribute instrumentation) made it several times cheaper, and
+    building the statement once (the alias's attribute lookups were half of what was left)
+    cheaper again.
+    """
+    return [HostCapacity._make(row) for row in session.connection().execute(_CAPACITIES)]
