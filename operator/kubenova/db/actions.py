@@ -6,7 +6,7 @@ idempotent where a retried handler or a duplicated message would otherwise write
 
 from __future__ import annotations
 
-from typing import Final, cast
+from typing import Final
 
 import sqlalchemy as sa
 from sqlalchemy import orm
@@ -20,7 +20,7 @@ EVENT_RESULT_ERROR: Final = "Error"
 MAX_FAULT_MESSAGE: Final = 255
 
 
-_INSERT_ACTION: Final = cast(sa.Table, models.InstanceAction.__table__).insert()
+_INSERT_ACTION: Final = models.table(models.InstanceAction).insert()
 
 
 def action_start(

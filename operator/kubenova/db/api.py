@@ -67,7 +67,6 @@ from kubenova.db.host_reports import (
     ReportedNode,
     compute_node_update_from_report,
     service_record_heartbeat,
-    service_update_heartbeat,
 )
 from kubenova.db.hosts import (
     HostCapacity,
@@ -88,7 +87,6 @@ from kubenova.db.hosts import (
 from kubenova.db.instances import (
     MAX_USER_DATA_B64,
     MAX_USER_DATA_BYTES,
-    instance_create,
     instance_get,
     instance_get_all,
     instance_insert,
@@ -162,7 +160,6 @@ __all__ = [
     "compute_nodes_list",
     "fault_create",
     "fault_get_latest",
-    "instance_create",
     "instance_get",
     "instance_get_all",
     "instance_insert",
@@ -187,7 +184,6 @@ __all__ = [
     "service_is_up",
     "service_mark_stopped",
     "service_record_heartbeat",
-    "service_update_heartbeat",
     "usage_audit",
     "usage_by_host",
     "validate_policy",

@@ -4,8 +4,8 @@ Every agent reports every ``heartbeat_interval_s`` (10 s), so with a hundred hos
 the operator's most frequent database write. Its statements are therefore Core statements on
 the tables, built once at import with bind parameters and run on the session's connection:
 building an ORM statement, its cache key and running the unit of work cost the operator
-about four times the CPU of running a prebuilt one. Nothing here loads an ORM object unless
-its caller asks for one (:func:`service_update_heartbeat`).
+about four times the CPU of running a prebuilt one. Nothing here loads an ORM object (a
+caller that wants the service record reads it with :func:`kubenova.db.hosts.service_get`).
 
 Every function runs in the caller's transaction (see :mod:`kubenova.db.api`), on its
 connection: ORM changes the caller left pending are not flushed first.
@@ -14,7 +14,7 @@ connection: ORM changes the caller left pending are not flushed first.
 from __future__ import annotations
 
 import uuid as uuidlib
-from typing import Any, Final, NamedTuple, cast
+from typing import Any, Final, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy import orm
@@ -22,8 +22,8 @@ from sqlalchemy.dialects import mysql
 
 from kubenova.db import exceptions, models
 
-_SERVICES: Final = cast(sa.Table, models.Service.__table__)
-_NODES: Final = cast(sa.Table, models.ComputeNode.__table__)
+_SERVICES: Final = models.table(models.Service)
+_NODES: Final = models.table(models.ComputeNode)
 
 
 def _bind(table: sa.Table, column: str) -> sa.BindParameter[Any]:
@@ -74,26 +74,6 @@ def service_record_heartbeat(
             "b_now": models.utcnow(),
         },
     )
-
-
-def service_update_heartbeat(
-    session: orm.Session, host: str, binary: str, topic: str | None, version: str | None
-) -> models.Service:
-    """:func:`service_record_heartbeat`, then the service record as it now is.
-
-    A caller that does not need the record calls :func:`service_record_heartbeat`: reading
-    it back is a second statement and an ORM load.
-    """
-    service_record_heartbeat(session, host, binary, topic, version)
-    return session.scalars(
-        sa.select(models.Service)
-        .where(
-            models.Service.host == host,
-            models.Service.binary == binary,
-            models.live(models.Service),
-        )
-        .execution_options(populate_existing=True)
-    ).one()
 
 
 # -- compute nodes --------------------------------------------------------------------------

@@ -94,7 +94,7 @@ def compute_node_record_build_success(session: orm.Session, host: str) -> int | 
     return _set_failed_builds(session, host, sa.literal(0))
 
 
-_NODES: Final = cast(sa.Table, models.ComputeNode.__table__)
+_NODES: Final = models.table(models.ComputeNode)
 # Built once: a report of every successful build runs it, and building a statement costs
 # more CPU than running it.
 _CLEAR_BUILD_FAILURES: Final = (
@@ -266,8 +266,8 @@ class HostCapacity(NamedTuple):
 
 
 def _capacities_statement() -> sa.Select[Any]:
-    node = cast(sa.Table, models.ComputeNode.__table__).c
-    service = cast(sa.Table, models.Service.__table__).alias("agent_service")
+    node = _NODES.c
+    service = models.table(models.Service).alias("agent_service")
     return (
         sa.select(
             node.host,
@@ -293,7 +293,7 @@ def _capacities_statement() -> sa.Select[Any]:
             service.c.disabled,
             service.c.last_seen_up,
         )
-        .select_from(cast(sa.Table, models.ComputeNode.__table__))
+        .select_from(_NODES)
         .outerjoin(service, _agent_service_of_node(service.c))
         .where(node.deleted == 0)
         .order_by(node.host)

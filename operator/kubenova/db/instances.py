@@ -8,7 +8,7 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Collection, Sequence
-from typing import Any, Final, cast
+from typing import Any, Final
 
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
@@ -34,7 +34,7 @@ _INSTANCE_UPDATABLE: Final = (
 _UNSET: Any = object()
 
 
-_INSTANCES: Final = cast(sa.Table, models.Instance.__table__)
+_INSTANCES: Final = models.table(models.Instance)
 # Built once: building a statement and its cache key costs more CPU than running it.
 _INSERT_INSTANCE: Final = _INSTANCES.insert()
 _SELECT_INSTANCE_FOR_UPDATE: Final = (
@@ -43,49 +43,6 @@ _SELECT_INSTANCE_FOR_UPDATE: Final = (
 _UPDATE_LIVE_INSTANCE: Final = _INSTANCES.update().where(
     _INSTANCES.c.uuid == sa.bindparam("b_uuid"), _INSTANCES.c.deleted == 0
 )
-
-
-def instance_create(
-    session: orm.Session,
-    *,
-    uuid: str,
-    name: str,
-    namespace: str,
-    hostname: str | None,
-    flavor: dict[str, Any],
-    image: dict[str, Any],
-    user_data_b64: str | None,
-    ssh_keys: Sequence[str] | None,
-    request_id: str | None,
-    generation: int,
-    availability_zone: str | None = None,
-) -> models.Instance:
-    """Record a new instance in ``building``/``scheduling``, or return the live record.
-
-    ``availability_zone`` is the zone the user asked for (None: any), kept for reschedules.
-
-    Idempotent: a handler that runs twice for one object gets the first record back unchanged.
-    Two concurrent creates of one uuid are settled by the unique key; the loser returns the
-    winner's row. A uuid whose record was soft-deleted raises :class:`InstanceDeletedError`
-    (Kubernetes never reuses a uid, so that object is gone). User data that is not base64 or
-    decodes to more than 64 KiB raises ``ValueError``. See :func:`instance_insert`, which
-    also says whether the record is new.
-    """
-    record, _created = instance_insert(
-        session,
-        uuid=uuid,
-        name=name,
-        namespace=namespace,
-        hostname=hostname,
-        flavor=flavor,
-        image=image,
-        user_data_b64=user_data_b64,
-        ssh_keys=ssh_keys,
-        request_id=request_id,
-        generation=generation,
-        availability_zone=availability_zone,
-    )
-    return record
 
 
 def instance_insert(
@@ -103,7 +60,16 @@ def instance_insert(
     generation: int,
     availability_zone: str | None = None,
 ) -> tuple[models.Instance, bool]:
-    """:func:`instance_create`, and whether this call inserted the row (True) or found it.
+    """Record a new instance in ``building``/``scheduling``, or find the live record; the
+    record, and whether this call inserted it (True) or found it (False).
+
+    ``availability_zone`` is the zone the user asked for (None: any), kept for reschedules.
+
+    Idempotent: a handler that runs twice for one object gets the first record back unchanged.
+    Two concurrent creates of one uuid are settled by the unique key; the loser returns the
+    winner's row. A uuid whose record was soft-deleted raises :class:`InstanceDeletedError`
+    (Kubernetes never reuses a uid, so that object is gone). User data that is not base64 or
+    decodes to more than 64 KiB raises ``ValueError``.
 
     A new record comes back as an object the session does not hold (the row was written with
     one Core ``INSERT``, not through the unit of work), carrying every value written; the

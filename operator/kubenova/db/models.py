@@ -16,7 +16,7 @@ models must agree with them, which an integration test checks.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
@@ -109,6 +109,12 @@ class SoftDeleteMixin:
 
     deleted_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     deleted: Mapped[int] = mapped_column(sa.Integer, default=0, server_default="0")
+
+
+def table(model: type[Base]) -> sa.Table:
+    """The Core table of ``model``, typed as one (the ORM types ``__table__`` as a
+    FromClause). Statements built once on it skip the ORM's per-call work."""
+    return cast(sa.Table, model.__table__)
 
 
 def live(model: type[SoftDeleteMixin]) -> sa.ColumnElement[bool]:

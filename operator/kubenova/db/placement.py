@@ -47,8 +47,8 @@ class Usage:
         }
 
 
-_NODES: Final = cast(sa.Table, models.ComputeNode.__table__)
-_INSTANCES: Final = cast(sa.Table, models.Instance.__table__)
+_NODES: Final = models.table(models.ComputeNode)
+_INSTANCES: Final = models.table(models.Instance)
 # The claim's statements are built once: building a statement and its cache key costs the
 # operator more CPU than running it.
 _LOCK_LIVE_INSTANCE_HOST: Final = (
@@ -82,7 +82,7 @@ _CLAIM_ON_NODE: Final = (
 _LIVE_NODE_OF_HOST: Final = sa.select(_NODES.c.id, _NODES.c.hypervisor_hostname).where(
     _NODES.c.host == sa.bindparam("b_host"), _NODES.c.deleted == 0
 )
-_INSERT_ALLOCATION: Final = cast(sa.Table, models.Allocation.__table__).insert()
+_INSERT_ALLOCATION: Final = models.table(models.Allocation).insert()
 
 
 @db_engine.retry_on_deadlock

@@ -572,7 +572,7 @@ def test_service_mark_stopped_touches_only_the_live_service_it_names(
     for host in ("h1", "h2"):
         make_host(db_session_factory, host, vcpus=8, memory_mib=8192, local_gb=100)
         with db_engine.transaction(db_session_factory) as session:
-            db_api.service_update_heartbeat(
+            db_api.service_record_heartbeat(
                 session, host, models.AGENT_BINARY, f"compute.{host}", "1.0"
             )
 

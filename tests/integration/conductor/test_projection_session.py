@@ -47,7 +47,7 @@ def sessions(conductor: ConductorManager) -> CountingFactory:
 def _heartbeat(session_factory: db_engine.SessionFactory, host: str, age_s: float = 0) -> None:
     """Record a heartbeat of ``host``'s agent, ``age_s`` seconds old."""
     with db_engine.transaction(session_factory) as session:
-        db_api.service_update_heartbeat(
+        db_api.service_record_heartbeat(
             session, host, models.AGENT_BINARY, f"compute.{host}", "1.0"
         )
         if age_s:

@@ -70,7 +70,7 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
 
 def _heartbeat_now(session_factory: db_engine.SessionFactory, host: str = "h1") -> None:
     with db_engine.transaction(session_factory) as session:
-        db_api.service_update_heartbeat(
+        db_api.service_record_heartbeat(
             session, host, models.AGENT_BINARY, f"compute.{host}", "1.0"
         )
 

@@ -23,7 +23,7 @@ IMAGE = {
 
 
 def instance_fields(uuid: str | None = None, **overrides: Any) -> dict[str, Any]:
-    """The keyword arguments of ``api.instance_create`` for an instance as the api handler
+    """The keyword arguments of ``api.instance_insert`` for an instance as the api handler
     records it (a new uuid unless given), for a create inside the caller's transaction."""
     uuid = uuid or str(uuidlib.uuid4())
     values: dict[str, Any] = {
@@ -48,7 +48,7 @@ def make_instance(
     """Record an instance as the api handler would; returns its uuid."""
     values = instance_fields(uuid, **overrides)
     with db_engine.transaction(session_factory) as session:
-        api.instance_create(session, **values)
+        api.instance_insert(session, **values)
     return values["uuid"]
 
 

@@ -535,7 +535,7 @@ def test_the_scheduler_records_the_alternates_that_follow_the_host_it_claimed(
     for host, memory_mib in (("h1", 10240), ("h2", 8192), ("h3", 6144), ("h4", 4096), ("h5", 2048)):
         make_host(db_session_factory, host, vcpus=4, memory_mib=memory_mib, local_gb=100)
         with db_engine.transaction(db_session_factory) as session:
-            api.service_update_heartbeat(
+            api.service_record_heartbeat(
                 session, host, models.AGENT_BINARY, f"compute.{host}", "1.0"
             )
     # The scheduler's view of hosts is read before h1 is disabled: its claim on h1 is

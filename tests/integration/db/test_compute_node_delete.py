@@ -12,7 +12,7 @@ pytestmark = pytest.mark.integration
 def test_empty_host_is_forgotten_with_its_service(db_session_factory):
     make_host(db_session_factory, "gone", vcpus=4, memory_mib=4096, local_gb=10)
     with db_engine.transaction(db_session_factory) as session:
-        api.service_update_heartbeat(session, "gone", models.AGENT_BINARY, "compute.gone", "1.0")
+        api.service_record_heartbeat(session, "gone", models.AGENT_BINARY, "compute.gone", "1.0")
     with db_engine.transaction(db_session_factory) as session:
         assert api.compute_node_delete(session, "gone") is True
     with db_engine.transaction(db_session_factory) as session:

@@ -71,7 +71,7 @@ def test_create_of_a_new_uuid_inserts_without_reading_first(db_session_factory):
         db_engine.transaction(db_session_factory) as session,
         recorded_statements(db_session_factory) as sent,
     ):
-        created = api.instance_create(session, **fields)
+        created, _ = api.instance_insert(session, **fields)
 
     # One statement: no read first, and no savepoint (a duplicate fails one statement only).
     assert verbs(sent) == ["INSERT"]
@@ -92,8 +92,8 @@ def test_duplicate_create_returns_the_live_record_and_the_transaction_goes_on(
 
     with db_engine.transaction(db_session_factory) as session:
         # Work done before the duplicate must survive its failed INSERT...
-        earlier = api.instance_create(session, **instance_fields(namespace="team-b"))
-        again = api.instance_create(
+        earlier, _ = api.instance_insert(session, **instance_fields(namespace="team-b"))
+        again, _ = api.instance_insert(
             session, **instance_fields(uuid, namespace="team-c", name="other", generation=7)
         )
         assert again.id == first.id
@@ -129,7 +129,7 @@ def test_duplicate_create_sees_a_row_committed_after_the_transactions_snapshot(
         make_instance(db_session_factory, uuid, name="winner")
         # Only a locking read sees the winner's row (with innodb_snapshot_isolation=ON, the
         # default from MariaDB 11.8, that read fails with error 1020 instead, a retryable one).
-        record = api.instance_create(session, **instance_fields(uuid, name="loser"))
+        record, _ = api.instance_insert(session, **instance_fields(uuid, name="loser"))
         assert (record.uuid, record.name) == (uuid, "winner")
 
     with db_engine.transaction(db_session_factory) as session:
@@ -144,9 +144,9 @@ def test_create_of_a_soft_deleted_uuid_raises_and_leaves_the_transaction_usable(
         api.instance_soft_delete(session, gone)
 
     with db_engine.transaction(db_session_factory) as session:
-        kept = api.instance_create(session, **instance_fields(name="kept"))
+        kept, _ = api.instance_insert(session, **instance_fields(name="kept"))
         with pytest.raises(api.InstanceDeletedError) as caught:
-            api.instance_create(session, **instance_fields(gone, name="again"))
+            api.instance_insert(session, **instance_fields(gone, name="again"))
         assert caught.value.uuid == gone
         api.action_start(session, kept.uuid, "create", "req-kept", instance=kept)
 
@@ -457,9 +457,10 @@ def test_faults_are_truncated_and_the_newest_is_returned(db_session_factory):
 def test_heartbeats_register_once_and_count_every_report(db_session_factory):
     def beat(version: str = "0.1.0") -> models.Service:
         with db_engine.transaction(db_session_factory) as session:
-            return api.service_update_heartbeat(
-                session, "h1", models.AGENT_BINARY, "compute.h1", version
-            )
+            api.service_record_heartbeat(session, "h1", models.AGENT_BINARY, "compute.h1", version)
+            service = api.service_get(session, "h1", models.AGENT_BINARY)
+        assert service is not None
+        return service
 
     first = beat()
     second = beat("0.2.0")
@@ -508,8 +509,8 @@ def test_compute_nodes_list_joins_the_agent_heartbeat(db_session_factory):
     make_host(db_session_factory, "h1", vcpus=4, memory_mib=4096, local_gb=40)
     make_host(db_session_factory, "h2", vcpus=4, memory_mib=4096, local_gb=40)
     with db_engine.transaction(db_session_factory) as session:
-        api.service_update_heartbeat(session, "h1", models.AGENT_BINARY, "compute.h1", "0.1.0")
-        api.service_update_heartbeat(session, "h2", models.OPERATOR_BINARY, "conductor", "0.1.0")
+        api.service_record_heartbeat(session, "h1", models.AGENT_BINARY, "compute.h1", "0.1.0")
+        api.service_record_heartbeat(session, "h2", models.OPERATOR_BINARY, "conductor", "0.1.0")
 
     with db_engine.transaction(db_session_factory) as session:
         records = {r.node.host: r for r in api.compute_nodes_list(session)}

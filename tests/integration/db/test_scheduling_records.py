@@ -22,7 +22,10 @@ ZONE_LABEL = host_state.AVAILABILITY_ZONE_LABEL
 
 def _beat(session_factory, host: str, binary: str = models.AGENT_BINARY) -> models.Service:
     with db_engine.transaction(session_factory) as session:
-        return api.service_update_heartbeat(session, host, binary, f"compute.{host}", "1.0")
+        api.service_record_heartbeat(session, host, binary, f"compute.{host}", "1.0")
+        service = api.service_get(session, host, binary)
+    assert service is not None
+    return service
 
 
 def _set_service(
