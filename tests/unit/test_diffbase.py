@@ -430,3 +430,47 @@ def test_startup_installs_the_derived_diff_base_over_kopfs_progress_storage(
     patch = kopf.Patch()
     storage.store(body=hypervisor, patch=patch, essence=storage.build(body=hypervisor))
     assert LAST_HANDLED in patch["metadata"]["annotations"]
+
+
+# -- build, with the fields a handler watches ----------------------------------------------
+
+
+def _hypervisor_raw() -> dict[str, Any]:
+    raw = _raw(kind="Hypervisor", status={"state": "up", "vcpus": {"used": 2}})
+    raw["metadata"]["managedFields"] = [{"manager": "kubenova", "fieldsV1": {"f:status": {}}}]
+    raw["spec"] = {"disabled": False}
+    return raw
+
+
+@pytest.mark.parametrize(
+    "extra_fields",
+    [
+        [],
+        [("spec",), ("metadata", "labels")],
+        ["spec", "metadata.labels"],
+        [("status", "state")],
+        ["status.vcpus.used", "spec"],
+        [("metadata", "managedFields")],
+        [("metadata",)],
+    ],
+)
+def test_the_essence_is_kopfs_own_whatever_fields_handlers_watch(
+    storage: InstanceDerivedDiffBase, extra_fields: list[Any]
+) -> None:
+    raw = _hypervisor_raw()
+    kopfs_own = kopf.AnnotationsDiffBaseStorage().build(
+        body=kopf.Body(copy.deepcopy(raw)), extra_fields=extra_fields
+    )
+
+    essence = storage.build(body=kopf.Body(raw), extra_fields=extra_fields)
+
+    assert essence == kopfs_own
+    raw["spec"]["disabled"] = True
+    raw["status"]["state"] = "down"
+    assert essence == kopfs_own, "the essence is a copy"
+
+
+def test_a_watched_status_field_is_in_the_essence(storage: InstanceDerivedDiffBase) -> None:
+    essence = storage.build(body=kopf.Body(_hypervisor_raw()), extra_fields=[("status", "state")])
+    assert essence["status"] == {"state": "up"}  # type: ignore[typeddict-item]
+    assert "managedFields" not in essence.get("metadata", {})

@@ -22,7 +22,8 @@ kopf builds the essence it compares (spec, labels, annotations) on every watch e
 deep-copying the whole object, managed fields and status included, and then deleting
 most of it; that copy was the largest cost of the operator's event loop. ``build`` here
 hands kopf's own ``build`` the object without its status and managed fields, which the
-essence never contains, so the result is the same and the copy small.
+essence never contains (unless a handler watches a field there), so the result is the same
+and the copy small. A Hypervisor's managed fields alone are most of its size.
 """
 
 from __future__ import annotations
@@ -42,6 +43,12 @@ def create_handled(body: kopf.Body | dict[str, Any]) -> bool:
     status = body.get("status") or {}
     phase = status.get("phase")
     return bool(phase) and phase != "Pending"
+
+
+def _starts_with(field: Any, prefix: tuple[str, ...]) -> bool:
+    """Whether kopf's field spec (a dotted string or a path) lies under ``prefix``."""
+    path = tuple(field.split(".")) if isinstance(field, str) else tuple(field)
+    return path[: len(prefix)] == prefix or prefix[: len(path)] == path
 
 
 class InstanceDerivedDiffBase(kopf.AnnotationsDiffBaseStorage):
@@ -67,15 +74,20 @@ class InstanceDerivedDiffBase(kopf.AnnotationsDiffBaseStorage):
         self, *, body: kopf.Body, extra_fields: Iterable[Any] | None = None
     ) -> kopf.BodyEssence:
         extra = list(extra_fields or ())
-        if extra:
-            # A handler watches a field of its own choosing: let kopf see everything.
-            return super().build(body=body, extra_fields=extra)
+        # A handler may watch a field of its own choosing (the Hypervisor update handlers
+        # watch spec and labels): only what such a field lies under is kept.
+        keep_status = any(_starts_with(field, ("status",)) for field in extra)
+        keep_managed = any(_starts_with(field, ("metadata", "managedFields")) for field in extra)
         metadata = body.get("metadata") or {}
         slim: dict[str, Any] = {
-            key: value for key, value in body.items() if key not in ("metadata", "status")
+            key: value
+            for key, value in body.items()
+            if key != "metadata" and (keep_status or key != "status")
         }
-        slim["metadata"] = {key: value for key, value in metadata.items() if key != "managedFields"}
-        return super().build(body=kopf.Body(cast(kopf.RawBody, slim)))
+        slim["metadata"] = {
+            key: value for key, value in metadata.items() if keep_managed or key != "managedFields"
+        }
+        return super().build(body=kopf.Body(cast(kopf.RawBody, slim)), extra_fields=extra)
 
     def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
         stored = super().fetch(body=body)

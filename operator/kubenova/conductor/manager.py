@@ -14,7 +14,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from kubenova.compute import states
 from kubenova.conductor import audit, status_writer, written_status
@@ -41,8 +41,9 @@ _Report = TypeVar(
 
 
 # How often a heartbeat reads the Hypervisor object even though its handlers keep the
-# database current (a safety net for a missed watch event).
-HYPERVISOR_RESYNC_S = 60.0
+# database current (a safety net for a missed watch event; as often as the kubelet writes
+# an unchanged Node status).
+HYPERVISOR_RESYNC_S = 300.0
 # How often a heartbeat that changed nothing else refreshes status.lastHeartbeat.
 HEARTBEAT_STATUS_INTERVAL_S = 30.0
 
@@ -83,6 +84,8 @@ class ConductorManager:
         self.written_server_groups = written_status.WrittenStatus()
         # Host -> when a heartbeat last read its Hypervisor object (time.monotonic()).
         self._hypervisor_read_at: dict[str, float] = {}
+        # Host -> what its last heartbeat that recorded the compute node said of it.
+        self._recorded_inventory: dict[str, _Inventory] = {}
         # Called when an administrator changed a host, so cached views of hosts (the
         # scheduler's) are read again; the runtime wires it.
         self.on_hosts_changed: Callable[[], None] = lambda: None
@@ -143,7 +146,23 @@ class ConductorManager:
         remembered = self.written_hypervisors.get(report.host)
         prior_state = remembered.get("state") if remembered is not None else None
         now = time.monotonic()
-        if now - self._hypervisor_read_at.get(report.host, -math.inf) >= HYPERVISOR_RESYNC_S:
+        resync = now - self._hypervisor_read_at.get(report.host, -math.inf) >= HYPERVISOR_RESYNC_S
+        inventory = _inventory(report)
+        if (
+            not resync
+            and prior_state == "up"
+            and self._recorded_inventory.get(report.host) == inventory
+            and _heartbeat_written_within(remembered, HEARTBEAT_STATUS_INTERVAL_S)
+        ):
+            # Nothing to record but liveness, and nothing the status would show before its
+            # refresh is due (usage is the periodic check's): one statement, not three.
+            with db_engine.transaction(self.session_factory) as session:
+                db_api.service_record_heartbeat(
+                    session, report.host, models.AGENT_BINARY, f"compute.{report.host}", "1.0"
+                )
+            self.auditor.record_report(report.host, report.instance_uuids)
+            return
+        if resync:
             hypervisor = self.kube.ensure_hypervisor(report.host, report.labels)
             labels = dict(hypervisor.get("metadata", {}).get("labels") or {})
             spec = dict(hypervisor.get("spec") or {})
@@ -177,6 +196,7 @@ class ConductorManager:
                         disabled=changed.disabled, disabled_reason=changed.disabled_reason
                     )
             hypervisor_status = _hypervisor_status(node, utcnow(), up=True)
+        self._recorded_inventory[report.host] = inventory
         self._write_hypervisor_status(report.host, hypervisor_status, remembered)
         self.auditor.record_report(report.host, report.instance_uuids)
         if prior_state == "down":
@@ -206,16 +226,12 @@ class ConductorManager:
         heartbeat, and the periodic check writes usage changes every few seconds, so a host
         taking builds is not written twice per interval."""
         changes = written_status.changed_fields(previous, hypervisor_status)
-        if previous is not None and _only_refreshed(previous, changes):
-            last = status_mod.parse_timestamp(previous.get("lastHeartbeat"))
-            current = status_mod.parse_timestamp(hypervisor_status["lastHeartbeat"])
-            fresh = (
-                last is not None
-                and current is not None
-                and (current - last).total_seconds() < HEARTBEAT_STATUS_INTERVAL_S
-            )
-            if fresh:
-                return
+        if (
+            previous is not None
+            and _only_refreshed(previous, changes)
+            and _heartbeat_written_within(previous, HEARTBEAT_STATUS_INTERVAL_S)
+        ):
+            return
         if not changes:
             return
         self.kube.patch_hypervisor_status(host, hypervisor_status)
@@ -229,7 +245,9 @@ class ConductorManager:
         """
         # A recreated object starts with no status: the next heartbeat reads and writes it.
         self._hypervisor_read_at.pop(host, None)
+        self._recorded_inventory.pop(host, None)
         self.written_hypervisors.forget(host)
+        self.auditor.forget_written(host)
         with db_engine.transaction(self.session_factory) as session:
             if host_is_up(session, host, self.settings.service_down_time_s):
                 LOG.warning("hypervisor %s was deleted while up; it will register again", host)
@@ -243,6 +261,8 @@ class ConductorManager:
         """An administrator labelled, disabled or enabled a host (or made its object): record
         it now; the object's status is written again at the next check."""
         self.written_hypervisors.forget(host)
+        self._recorded_inventory.pop(host, None)
+        self.auditor.forget_written(host)
         with db_engine.transaction(self.session_factory) as session:
             node = db_api.compute_node_get(session, host)
             if node is None:
@@ -717,6 +737,40 @@ def _usage_status(node: models.ComputeNode | db_api.ReportedNode) -> dict[str, A
 _HEARTBEAT_REFRESH_FIELDS = frozenset({"lastHeartbeat", "runningInstances"})
 _USAGE_FIELDS = frozenset({"vcpus", "memoryMiB", "diskGiB"})
 _USAGE_FIGURES = frozenset({"used", "display"})
+
+
+class _Inventory(NamedTuple):
+    """What a heartbeat records of its compute node, apart from liveness."""
+
+    vcpus: int
+    memory_mib: int
+    disk_gib: int
+    hypervisor_type: str
+    qemu_version: str
+    libvirt_version: str
+    virt_type: str
+    cpu_arch: str
+    running_vms: int
+
+
+def _inventory(report: payloads.ComputeNodeReport) -> _Inventory:
+    return _Inventory(
+        report.vcpus,
+        report.memory_mib,
+        report.disk_gib,
+        report.hypervisor_type,
+        report.qemu_version,
+        report.libvirt_version,
+        report.virt_type,
+        report.cpu_arch,
+        len(report.instance_uuids),
+    )
+
+
+def _heartbeat_written_within(status: dict[str, Any] | None, seconds: float) -> bool:
+    """Whether ``status`` (as last written) carries a lastHeartbeat younger than ``seconds``."""
+    written = status_mod.parse_timestamp((status or {}).get("lastHeartbeat"))
+    return written is not None and (utcnow() - written).total_seconds() < seconds
 
 
 def _only_refreshed(previous: dict[str, Any], changes: dict[str, Any]) -> bool:

@@ -46,7 +46,9 @@ from kubenova.db.audit import (
     UsageDiscrepancy,
     allocations_without_live_instance,
     instances_not_reported,
+    instances_not_reported_by_host,
     reported_without_live_record,
+    reported_without_live_record_by_host,
     usage_audit,
 )
 from kubenova.db.exceptions import (
@@ -169,8 +171,10 @@ __all__ = [
     "instance_update",
     "instance_update_unread",
     "instances_not_reported",
+    "instances_not_reported_by_host",
     "release_resources",
     "reported_without_live_record",
+    "reported_without_live_record_by_host",
     "server_group_delete",
     "server_group_get",
     "server_group_get_by_uuid",

@@ -12,7 +12,7 @@ deleted in between looks orphaned. Act on a difference only when two audits in a
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from typing import Final, NamedTuple
 
 import sqlalchemy as sa
@@ -125,15 +125,35 @@ def instances_not_reported(
     ``exclude_vm_states`` leaves out records whose domain may rightly not exist yet, e.g.
     ``("building",)`` for builds whose message has not reached the host.
     """
-    reported = set(reported_uuids)
-    stmt = (
-        sa.select(models.Instance.uuid)
-        .where(models.Instance.host == host, models.live(models.Instance))
-        .order_by(models.Instance.id)
-    )
-    if exclude_vm_states:
-        stmt = stmt.where(models.Instance.vm_state.not_in(list(exclude_vm_states)))
-    return [uuid for uuid in session.scalars(stmt) if uuid not in reported]
+    return instances_not_reported_by_host(
+        session, {host: reported_uuids}, exclude_vm_states=exclude_vm_states
+    )[host]
+
+
+def instances_not_reported_by_host(
+    session: orm.Session,
+    reports: Mapping[str, Iterable[str]],
+    *,
+    exclude_vm_states: Collection[str] = (),
+) -> dict[str, list[str]]:
+    """:func:`instances_not_reported` for every host of ``reports`` (host -> the uuids it
+    reported) in one statement per 500 hosts; every host of ``reports`` has an entry."""
+    reported = {host: set(uuids) for host, uuids in reports.items()}
+    found: dict[str, list[str]] = {host: [] for host in reported}
+    instance_t = models.Instance
+    for chunk in _chunks(sorted(reported)):
+        stmt = (
+            sa.select(instance_t.host, instance_t.uuid)
+            .where(instance_t.host.in_(chunk), models.live(instance_t))
+            .order_by(instance_t.id)
+        )
+        if exclude_vm_states:
+            stmt = stmt.where(instance_t.vm_state.not_in(list(exclude_vm_states)))
+        for host, uuid in session.execute(stmt):
+            # host is one of the chunk's (the IN list never matches NULL).
+            if host is not None and uuid not in reported[host]:
+                found[host].append(uuid)
+    return found
 
 
 def reported_without_live_record(
@@ -141,25 +161,39 @@ def reported_without_live_record(
 ) -> UnrecordedDomains:
     """Sort the uuids ``host`` reported that have no live record on it (see
     :class:`UnrecordedDomains`); each list sorted, each uuid once."""
-    reported = sorted(set(reported_uuids))
+    return reported_without_live_record_by_host(session, {host: reported_uuids})[host]
+
+
+def reported_without_live_record_by_host(
+    session: orm.Session, reports: Mapping[str, Iterable[str]]
+) -> dict[str, UnrecordedDomains]:
+    """:func:`reported_without_live_record` for every host of ``reports`` (host -> the
+    uuids it reported), reading each reported uuid's record once for all hosts."""
+    reported = {host: sorted(set(uuids)) for host, uuids in reports.items()}
+    everything = sorted({uuid for uuids in reported.values() for uuid in uuids})
     records: dict[str, tuple[int, str | None]] = {}
-    for chunk in _chunks(reported):
+    for chunk in _chunks(everything):
         rows = session.execute(
             sa.select(models.Instance.uuid, models.Instance.deleted, models.Instance.host).where(
                 models.Instance.uuid.in_(chunk)
             )
         )
         records.update((uuid, (deleted, on)) for uuid, deleted, on in rows)
-    soft_deleted, unknown, elsewhere = [], [], []
-    for uuid in reported:
-        record = records.get(uuid)
-        if record is None:
-            unknown.append(uuid)
-        elif record[0]:
-            soft_deleted.append(uuid)
-        elif record[1] != host:
-            elsewhere.append(uuid)
-    return UnrecordedDomains(soft_deleted=soft_deleted, unknown=unknown, elsewhere=elsewhere)
+    found = {}
+    for host, uuids in reported.items():
+        soft_deleted, unknown, elsewhere = [], [], []
+        for uuid in uuids:
+            record = records.get(uuid)
+            if record is None:
+                unknown.append(uuid)
+            elif record[0]:
+                soft_deleted.append(uuid)
+            elif record[1] != host:
+                elsewhere.append(uuid)
+        found[host] = UnrecordedDomains(
+            soft_deleted=soft_deleted, unknown=unknown, elsewhere=elsewhere
+        )
+    return found
 
 
 def _chunks(items: list[str]) -> Iterator[list[str]]:

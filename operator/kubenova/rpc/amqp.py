@@ -195,9 +195,19 @@ class Consumer:
         self._lane_retries = lane_retries if self._workers > 1 else 0
         self._stop = threading.Event()
         self.connected = threading.Event()
+        # The connection being consumed, so stop() can wake its loop from another thread.
+        self._connection_lock = threading.Lock()
+        self._connection: pika.BlockingConnection | None = None
 
     def stop(self) -> None:
+        """Stop consuming; returns at once, ``run`` returns soon after."""
         self._stop.set()
+        with self._connection_lock:
+            connection = self._connection
+        if connection is not None:
+            # The loop waits for I/O without a timeout: a no-op callback wakes it.
+            with contextlib.suppress(pika.exceptions.AMQPError, RuntimeError):
+                connection.add_callback_threadsafe(lambda: None)
 
     def run(self) -> None:
         """Consume until :meth:`stop`, reconnecting with back-off when the broker goes."""
@@ -244,11 +254,18 @@ class Consumer:
                 lane.submit(work)
 
             channel.basic_consume(self._queue, on_message)
+            with self._connection_lock:
+                self._connection = connection
             self.connected.set()
             LOG.info("consuming %s with %d lane(s)", self._queue, max(1, len(lanes)))
+            # Block until there is something to do (a delivery, a lane's settlement, pika's
+            # own heartbeat timer, or stop()'s wake-up) rather than waking on a timer: a
+            # hundred idle agents polling twice a second cost a measurable share of a core.
             while not self._stop.is_set():
-                connection.process_data_events(time_limit=0.5)
+                connection.process_data_events(time_limit=None)
         finally:
+            with self._connection_lock:
+                self._connection = None
             self.connected.clear()
             for lane in lanes:
                 # Unsettled messages go back to the queue when the connection closes.

@@ -139,3 +139,33 @@ def test_no_host_reported_means_no_audit_and_no_query(
     assert auditor.audit_all() == {}
     assert usage_audits.calls == 0
     assert kube.statuses == []
+
+
+def test_all_hosts_are_audited_in_three_statements(
+    db_session_factory: db_engine.SessionFactory, usage_audits: CountingUsageAudit
+) -> None:
+    kube, compute = RecordingKube(), RecordingCompute()
+    hosts = [f"h{n}" for n in range(6)]
+    reports = {}
+    for host in hosts:
+        make_host(db_session_factory, host, vcpus=8, memory_mib=8192, local_gb=100)
+        reports[host] = (_running_on(db_session_factory, host),)
+    auditor = HostAuditor(db_session_factory, kube, compute)  # type: ignore[arg-type]
+    for host, reported in reports.items():
+        auditor.record_report(host, reported)
+    statements: list[str] = []
+    engine = db_session_factory.kw["bind"]
+
+    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(statement)
+
+    sa.event.listen(engine, "before_cursor_execute", count)
+    try:
+        results = auditor.audit_all()
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", count)
+
+    assert sorted(results) == hosts
+    assert all(result["inSync"] for result in results.values())
+    selects = [s for s in statements if s.lstrip().upper().startswith("SELECT")]
+    assert len(selects) == 3, selects

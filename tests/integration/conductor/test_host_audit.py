@@ -7,6 +7,7 @@ import uuid as uuidlib
 
 import pytest
 
+from kubenova.conductor import audit as audit_mod
 from kubenova.conductor.audit import HostAuditor
 from kubenova.db import api as db_api
 from kubenova.db import engine as db_engine
@@ -92,3 +93,63 @@ def test_host_that_never_reported_is_not_audited(auditor_parts):
     auditor, kube, _, _ = auditor_parts
     assert auditor.audit("h1") is None
     assert kube.statuses == []
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_unchanged_findings_are_written_again_only_to_refresh_last_run(db_session_factory):
+    kube, compute, clock = RecordingKube(), RecordingCompute(), FakeClock()
+    make_host(db_session_factory, "h1", vcpus=8, memory_mib=8192, local_gb=100)
+    auditor = HostAuditor(db_session_factory, kube, compute, clock=clock)
+    instance_uuid = _running_on(db_session_factory, "h1")
+    auditor.record_report("h1", (instance_uuid,))
+
+    first = auditor.audit("h1")
+    clock.now += 60
+    second = auditor.audit("h1")
+
+    assert second["inSync"] is True
+    assert kube.statuses == [("h1", {"audit": first})], "the same findings were written twice"
+
+    clock.now += audit_mod.AUDIT_STATUS_REFRESH_S
+    third = auditor.audit("h1")
+    assert kube.statuses[-1] == ("h1", {"audit": third})
+    assert len(kube.statuses) == 2
+
+
+def test_changed_findings_are_written_at_once(db_session_factory):
+    kube, compute, clock = RecordingKube(), RecordingCompute(), FakeClock()
+    make_host(db_session_factory, "h1", vcpus=8, memory_mib=8192, local_gb=100)
+    auditor = HostAuditor(db_session_factory, kube, compute, clock=clock)
+    instance_uuid = _running_on(db_session_factory, "h1")
+    auditor.record_report("h1", (instance_uuid,))
+    auditor.audit("h1")
+
+    stranger = str(uuidlib.uuid4())
+    auditor.record_report("h1", (instance_uuid, stranger))
+    clock.now += 1
+    changed = auditor.audit("h1")
+
+    assert changed["unknownDomains"] == [stranger]
+    assert kube.statuses[-1] == ("h1", {"audit": changed})
+    assert len(kube.statuses) == 2
+
+
+def test_a_host_whose_object_changed_gets_its_findings_written_again(db_session_factory):
+    kube, compute, clock = RecordingKube(), RecordingCompute(), FakeClock()
+    make_host(db_session_factory, "h1", vcpus=8, memory_mib=8192, local_gb=100)
+    auditor = HostAuditor(db_session_factory, kube, compute, clock=clock)
+    auditor.record_report("h1", ())
+    auditor.audit("h1")
+
+    auditor.forget_written("h1")  # say the Hypervisor object was deleted and made again
+    again = auditor.audit("h1")
+
+    assert kube.statuses[-1] == ("h1", {"audit": again})
+    assert len(kube.statuses) == 2

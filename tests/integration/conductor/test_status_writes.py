@@ -422,6 +422,71 @@ def test_a_heartbeat_between_resyncs_is_three_statements(
     assert kube.hypervisors["h1"]["status"]["vcpus"]["capacity"] == 16
 
 
+def test_a_heartbeat_that_changes_nothing_is_one_statement_until_the_refresh(
+    db_session_factory: db_engine.SessionFactory,
+    kube: RecordingKube,
+    conductor: ConductorManager,
+    clock: Clock,
+    statements: list[str],
+) -> None:
+    conductor.compute_node_report(node_report())
+    clock.advance(10)
+    an_hour_ago = models.utcnow() - dt.timedelta(hours=1)
+    with db_engine.transaction(db_session_factory) as session:
+        session.execute(
+            sa.update(models.Service)
+            .where(models.Service.host == "h1")
+            .values(last_seen_up=an_hour_ago)
+        )
+    statements.clear()
+
+    conductor.compute_node_report(node_report())
+
+    # Only the service's heartbeat: the node says what it said, and its status is fresh.
+    assert statements == ["INSERT"]
+    assert kube.calls["patch_hypervisor_status"] == 1
+    with db_engine.transaction(db_session_factory) as session:
+        service = db_api.service_get(session, "h1", models.AGENT_BINARY)
+        assert service is not None
+        assert service.last_seen_up is not None
+        assert service.last_seen_up > an_hour_ago + dt.timedelta(minutes=59)
+
+    # A change to what the node reports is recorded at once.
+    statements.clear()
+    uuid = make_instance(db_session_factory)
+    statements.clear()
+    conductor.compute_node_report(node_report(instance_uuids=(uuid,)))
+    assert statements == ["INSERT", "INSERT", "SELECT"]
+    assert node(db_session_factory, "h1").running_vms == 1
+
+    # And when the status refresh is due, the whole report is recorded and written.
+    clock.advance(manager.HEARTBEAT_STATUS_INTERVAL_S)
+    statements.clear()
+    conductor.compute_node_report(node_report(instance_uuids=(uuid,)))
+    assert statements == ["INSERT", "INSERT", "SELECT"]
+    assert kube.calls["patch_hypervisor_status"] == 2
+
+
+def test_a_heartbeat_of_a_host_marked_down_is_recorded_in_full(
+    db_session_factory: db_engine.SessionFactory,
+    kube: RecordingKube,
+    conductor: ConductorManager,
+    clock: Clock,
+    statements: list[str],
+) -> None:
+    conductor.compute_node_report(node_report())
+    conductor.service_stopping(payloads.ServiceStopping(host="h1"))
+    assert kube.hypervisors["h1"]["status"]["state"] == "down"
+    clock.advance(1)
+    statements.clear()
+
+    conductor.compute_node_report(node_report())
+
+    # The report in full (then its instances are projected again, as the host is back).
+    assert statements[:3] == ["INSERT", "INSERT", "SELECT"]
+    assert kube.hypervisors["h1"]["status"]["state"] == "up"
+
+
 def test_heartbeats_that_only_move_last_heartbeat_patch_once_per_interval(
     kube: RecordingKube, conductor: ConductorManager, clock: Clock
 ) -> None:

@@ -165,3 +165,18 @@ def test_lane_retries_a_failing_message_in_place_before_the_next_one(settings, t
 
     _consume(settings, topic, handler, lambda: len(handled) == 3, workers=2)
     assert handled == [0, 1, 2]
+
+
+def test_stop_wakes_an_idle_consumer(settings, topic):
+    # The loop waits for I/O without a timeout; stop() must wake it, not a timer.
+    consumer = amqp.Consumer(settings, topic, lambda m, user: None)
+    thread = threading.Thread(target=consumer.run, daemon=True)
+    thread.start()
+    assert consumer.connected.wait(10), "the consumer did not connect"
+    time.sleep(0.2)  # let it settle into waiting
+
+    consumer.stop()
+    thread.join(timeout=10)
+
+    assert not thread.is_alive(), "stop() did not end an idle consumer's loop"
+    assert not consumer.connected.is_set()
