@@ -474,3 +474,22 @@ def test_a_watched_status_field_is_in_the_essence(storage: InstanceDerivedDiffBa
     essence = storage.build(body=kopf.Body(_hypervisor_raw()), extra_fields=[("status", "state")])
     assert essence["status"] == {"state": "up"}  # type: ignore[typeddict-item]
     assert "managedFields" not in essence.get("metadata", {})
+
+
+def test_the_essence_derived_by_fetch_is_not_reused_for_another_body(
+    storage: InstanceDerivedDiffBase,
+) -> None:
+    running = _body(status={"phase": "Running"})
+    assert storage.fetch(body=running) is not None
+    other_raw = _raw(status={"phase": "Running"})
+    other_raw["spec"]["flavor"] = "m1.large"
+
+    essence = storage.build(body=kopf.Body(other_raw))
+
+    assert essence["spec"]["flavor"] == "m1.large"  # type: ignore[typeddict-item]
+    # And the same body built twice after a fetch is built afresh the second time.
+    assert storage.fetch(body=running) is not None
+    first = storage.build(body=running)
+    second = storage.build(body=running)
+    assert first == second
+    assert first is not second

@@ -63,6 +63,9 @@ class InstanceDerivedDiffBase(kopf.AnnotationsDiffBaseStorage):
         super().__init__()
         self._progress = progress
         self._create_handler_id = kopf.HandlerId(create_handler_id)
+        # The essence ``fetch`` just derived, and the body it derived it from: kopf builds the
+        # essence of the same body right after fetching (see ``build``).
+        self._derived: tuple[kopf.Body, kopf.BodyEssence] | None = None
 
     @staticmethod
     def _is_instance(body: kopf.Body) -> bool:
@@ -74,6 +77,11 @@ class InstanceDerivedDiffBase(kopf.AnnotationsDiffBaseStorage):
         self, *, body: kopf.Body, extra_fields: Iterable[Any] | None = None
     ) -> kopf.BodyEssence:
         extra = list(extra_fields or ())
+        derived, self._derived = self._derived, None
+        if derived is not None and derived[0] is body and not extra:
+            # kopf asks for the essence of the body whose diff base fetch just derived (the
+            # same essence): reuse it. kopf deep-copies both before comparing or keeping them.
+            return derived[1]
         # A handler may watch a field of its own choosing (the Hypervisor update handlers
         # watch spec and labels): only what such a field lies under is kept.
         keep_status = any(_starts_with(field, ("status",)) for field in extra)
@@ -97,7 +105,9 @@ class InstanceDerivedDiffBase(kopf.AnnotationsDiffBaseStorage):
             return None
         if self._progress.fetch(key=self._create_handler_id, body=body) is not None:
             return None
-        return self.build(body=body)
+        essence = self.build(body=body)
+        self._derived = (body, essence)
+        return essence
 
     def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
         if not self._is_instance(body):

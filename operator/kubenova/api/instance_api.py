@@ -11,19 +11,28 @@ from __future__ import annotations
 import base64
 import dataclasses
 import logging
+from collections.abc import Mapping
 from typing import Any, Protocol
+
+from sqlalchemy import orm
 
 from kubenova.api import request_spec
 from kubenova.compute import states
 from kubenova.conductor import status as status_mod
-from kubenova.conductor.manager import ConductorManager, host_is_up, instance_payload
+from kubenova.conductor.manager import (
+    ConductorManager,
+    Projection,
+    host_is_up,
+    instance_payload,
+)
 from kubenova.config import OperatorSettings
 from kubenova.db import api as db_api
 from kubenova.db import engine as db_engine
 from kubenova.db import models
 from kubenova.k8s.client import KubeClient
 from kubenova.rpc import compute_rpcapi, payloads
-from kubenova.scheduler.manager import NoValidHost, SchedulerManager, Selection
+from kubenova.scheduler.host_state import RequestSpec
+from kubenova.scheduler.manager import ClaimFn, NoValidHost, SchedulerManager, Selection
 
 LOG = logging.getLogger(__name__)
 
@@ -89,6 +98,13 @@ class InstanceAPI:
         by default they are read from the apiserver.
         """
         flavor, image = self._resolve(request, catalog or self.kube)
+        if not request.status:
+            # The first try (nothing has written the status yet): record the instance in the
+            # claim's transaction, one transaction instead of two.
+            placed = self._record_with_claim(request, request_id, flavor, image)
+            if placed is not None:
+                self._cast_build(request, request_id, placed[0], placed[1].host)
+                return
         record = self._record(request, request_id, flavor, image)
         if record is None:
             return
@@ -109,24 +125,84 @@ class InstanceAPI:
                     "alternates": list(selection.alternates),
                 },
             )
-            # The scheduler just found the host up, and a building record has no fault:
-            # the projection needs no database.
-            projection = self.conductor.projection(
-                None, record, host_up=True, current_status=request.status
-            )
-        else:
-            # A retry after the claim (say the broker was down for the cast) casts again;
-            # the agent's build is idempotent, so that has one effect.
-            with db_engine.transaction(self.session_factory) as session:
-                db_api.instance_update_unread(session, request.uid, task_state=states.SPAWNING)
-                record.task_state = states.SPAWNING
-                projection = self.conductor.projection(
-                    session, record, current_status=request.status
-                )
+            self._cast_build(request, request_id, record, host)
+            return
+        # A retry after the claim (say the broker was down for the cast) casts again; the
+        # agent's build is idempotent, so that has one effect.
+        with db_engine.transaction(self.session_factory) as session:
+            db_api.instance_update_unread(session, request.uid, task_state=states.SPAWNING)
+            record.task_state = states.SPAWNING
+            projection = self.conductor.projection(session, record, current_status=request.status)
+        self._write_then_cast(projection, host, record, request_id)
+
+    def _cast_build(
+        self, request: InstanceRequest, request_id: str, record: models.Instance, host: str
+    ) -> None:
+        # The scheduler just found the host up, and a building record has no fault: the
+        # projection needs no database.
+        projection = self.conductor.projection(
+            None, record, host_up=True, current_status=request.status
+        )
+        self._write_then_cast(projection, host, record, request_id)
+
+    def _write_then_cast(
+        self, projection: Projection | None, host: str, record: models.Instance, request_id: str
+    ) -> None:
         # Status first, then the cast: the conductor's later projections must win. The
         # Building status may wait a moment for the host's report to replace it.
         self.conductor.write_status(projection, defer=True)
         self.compute.build_and_run_instance(host, instance_payload(record), request_id)
+
+    def _record_with_claim(
+        self,
+        request: InstanceRequest,
+        request_id: str,
+        flavor: dict[str, Any],
+        image: dict[str, Any],
+    ) -> tuple[models.Instance, Selection] | None:
+        """Schedule, and write the new record with the claim; None when a record exists
+        after all (an earlier try got that far but wrote no status), for the usual road.
+
+        When the instance cannot be placed its record is written before it is declared
+        Pending, as on the usual road.
+        """
+        recorder = _RecordWithClaim(self._insert_values(request, request_id, flavor, image))
+
+        def claim(spec: RequestSpec, host: str, alternates: tuple[str, ...]) -> bool:
+            return request_spec.claim(self.session_factory, spec, host, alternates, record=recorder)
+
+        try:
+            selection = self._schedule(request, flavor, image, claim=claim)
+        except _RecordExists:
+            return None
+        except NotReady:
+            self._record(request, request_id, flavor, image)
+            raise
+        if recorder.record is None:  # pragma: no cover - claim() returned True without it
+            raise RuntimeError(f"instance {request.uid} was claimed but not recorded")
+        return recorder.record, selection
+
+    def _insert_values(
+        self,
+        request: InstanceRequest,
+        request_id: str,
+        flavor: dict[str, Any],
+        image: dict[str, Any],
+    ) -> dict[str, Any]:
+        """The arguments of ``instance_insert`` for this request."""
+        return {
+            "uuid": request.uid,
+            "name": request.name,
+            "namespace": request.namespace,
+            "hostname": request.spec.get("hostname") or request.name,
+            "flavor": flavor,
+            "image": image,
+            "user_data_b64": _encode_user_data(request.spec.get("userData")),
+            "ssh_keys": list(request.spec.get("sshAuthorizedKeys") or []),
+            "request_id": request_id,
+            "generation": request.generation,
+            "availability_zone": request.spec.get("availabilityZone"),
+        }
 
     def _record(
         self,
@@ -138,18 +214,7 @@ class InstanceAPI:
         """The instance's record, made on the first try; None once it is past building."""
         with db_engine.transaction(self.session_factory) as session:
             record, created = db_api.instance_insert(
-                session,
-                uuid=request.uid,
-                name=request.name,
-                namespace=request.namespace,
-                hostname=request.spec.get("hostname") or request.name,
-                flavor=flavor,
-                image=image,
-                user_data_b64=_encode_user_data(request.spec.get("userData")),
-                ssh_keys=list(request.spec.get("sshAuthorizedKeys") or []),
-                request_id=request_id,
-                generation=request.generation,
-                availability_zone=request.spec.get("availabilityZone"),
+                session, **self._insert_values(request, request_id, flavor, image)
             )
             if record.vm_state != states.BUILDING:
                 LOG.info("instance %s is already %s", request.uid, record.vm_state)
@@ -170,7 +235,12 @@ class InstanceAPI:
             return record
 
     def _schedule(
-        self, request: InstanceRequest, flavor: dict[str, Any], image: dict[str, Any]
+        self,
+        request: InstanceRequest,
+        flavor: dict[str, Any],
+        image: dict[str, Any],
+        *,
+        claim: ClaimFn | None = None,
     ) -> Selection:
         group = None
         group_name = request.spec.get("serverGroup")
@@ -191,7 +261,7 @@ class InstanceAPI:
             server_group=group,
         )
         try:
-            return self.scheduler.schedule(spec)
+            return self.scheduler.schedule(spec, claim)
         except NoValidHost as exc:
             raise NotReady("NoValidHost", str(exc)) from exc
 
@@ -280,6 +350,33 @@ class InstanceAPI:
         if user_data is not None and len(user_data.encode()) > payloads.MAX_USER_DATA_BYTES:
             raise NotReady("UserDataTooLarge", "spec.userData: more than 64 KiB once encoded")
         return flavor, image
+
+
+class _RecordExists(Exception):
+    """The claim found the instance recorded already: it was undone."""
+
+
+class _RecordWithClaim:
+    """Writes a new instance's record, placed, and its create action, in the claim's
+    transaction (``kubenova.db.api.RecordNewInstance``); keeps the record it wrote."""
+
+    def __init__(self, values: dict[str, Any]) -> None:
+        self._values = values
+        self.record: models.Instance | None = None
+
+    def __call__(self, session: orm.Session, placed: Mapping[str, Any]) -> None:
+        record, created = db_api.instance_insert(session, **self._values, placed=placed)
+        if not created:
+            raise _RecordExists(record.uuid)
+        db_api.action_start(
+            session,
+            record.uuid,
+            "create",
+            self._values["request_id"],
+            instance=record,
+            new_instance=True,
+        )
+        self.record = record
 
 
 def _apply(record: models.Instance, values: dict[str, Any]) -> None:

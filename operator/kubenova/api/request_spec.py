@@ -83,12 +83,15 @@ def claim(
     spec: RequestSpec,
     host: str,
     alternates: tuple[str, ...],
+    *,
+    record: db_api.RecordNewInstance | None = None,
 ) -> bool:
     """Claim the request's resources (and its place in its server group) on ``host``.
 
     The same transaction records the first build: attempt 1, the alternates a reschedule
     would try (and the zone it must keep to), and the task state ``spawning`` the cast that
-    follows starts.
+    follows starts. With ``record``, it also writes the instance's record, which does not
+    exist yet (see :func:`kubenova.db.api.claim_resources`).
     """
     return db_api.claim_resources(
         session_factory,
@@ -104,4 +107,5 @@ def claim(
             "alternates": list(alternates),
             "availability_zone": spec.availability_zone,
         },
+        record=record,
     )

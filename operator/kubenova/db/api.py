@@ -99,6 +99,7 @@ from kubenova.db.instances import (
     instance_update_unread,
 )
 from kubenova.db.placement import (
+    RecordNewInstance,
     Usage,
     allocations_for_instance,
     claim_resources,
@@ -133,6 +134,7 @@ __all__ = [
     "InstanceActionNotFoundError",
     "InstanceDeletedError",
     "InstanceNotFoundError",
+    "RecordNewInstance",
     "ReportedNode",
     "ServerGroupClaim",
     "ServerGroupConflictError",

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any, Final
 
 import sqlalchemy as sa
@@ -59,11 +59,15 @@ def instance_insert(
     request_id: str | None,
     generation: int,
     availability_zone: str | None = None,
+    placed: Mapping[str, Any] | None = None,
 ) -> tuple[models.Instance, bool]:
     """Record a new instance in ``building``/``scheduling``, or find the live record; the
     record, and whether this call inserted it (True) or found it (False).
 
     ``availability_zone`` is the zone the user asked for (None: any), kept for reschedules.
+    ``placed``: columns a new record starts with instead of the defaults (checked as
+    :func:`instance_update` checks them), for a record written by the claim that placed it
+    (``host``, ``node``, ``task_state``...); a record that exists is returned as it is.
 
     Idempotent: a handler that runs twice for one object gets the first record back unchanged.
     Two concurrent creates of one uuid are settled by the unique key; the loser returns the
@@ -103,6 +107,10 @@ def instance_insert(
         "created_at": models.utcnow(),
         "deleted": 0,
     }
+    if placed:
+        overrides = dict(placed)
+        check_update_values(overrides)
+        values.update(overrides)
     # Insert first: a new object is the common case, and a read before the insert would
     # cost every create a statement. No savepoint: MariaDB undoes only the failed statement
     # on a duplicate key, and a Core statement's error leaves the session's transaction

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final, cast
 
 import sqlalchemy as sa
@@ -56,6 +56,11 @@ _LOCK_LIVE_INSTANCE_HOST: Final = (
     .where(_INSTANCES.c.uuid == sa.bindparam("b_uuid"), _INSTANCES.c.deleted == 0)
     .with_for_update()
 )
+#: ``record(session, placed)``: insert a new instance's record in the claim's transaction with
+#: the columns in ``placed`` (host, node and the claim's instance values), or raise to undo
+#: the claim (say, because a record exists after all).
+RecordNewInstance = Callable[[orm.Session, Mapping[str, Any]], None]
+
 _CLAIM_ON_NODE: Final = (
     _NODES.update()
     .where(
@@ -96,9 +101,16 @@ def claim_resources(
     *,
     server_group: server_groups.ServerGroupClaim | None = None,
     instance_values: Mapping[str, Any] | None = None,
+    record: RecordNewInstance | None = None,
 ) -> bool:
     """Claim resources for an instance on ``host``; True if claimed, False if they do not fit
     (or, with ``server_group``, if the group's hard policy refuses the host).
+
+    ``record``, for an instance that has no record yet: the claim calls it once the host's
+    usage is claimed, in the same transaction, with the columns the claim sets (``host``,
+    ``node`` and ``instance_values``), and it inserts the record with them (see
+    :data:`RecordNewInstance`). Step 1 and the final UPDATE are then left out: a create
+    records and places its instance in one transaction instead of two.
 
     One transaction, which the database keeps from overcommitting however many claims race, in
     this process or any other:
@@ -144,11 +156,14 @@ def claim_resources(
     now = models.utcnow()
     with db_engine.transaction(session_factory) as session:
         conn = session.connection()
-        # Only the row lock and the host: loading the whole record would cost more than
-        # the rest of the claim, and nothing else here reads it.
-        locked = conn.execute(_LOCK_LIVE_INSTANCE_HOST, {"b_uuid": instance_uuid}).one_or_none()
-        if locked is None:
-            raise exceptions.InstanceNotFoundError(instance_uuid)
+        has_host = False
+        if record is None:
+            # Only the row lock and the host: loading the whole record would cost more than
+            # the rest of the claim, and nothing else here reads it.
+            locked = conn.execute(_LOCK_LIVE_INSTANCE_HOST, {"b_uuid": instance_uuid}).one_or_none()
+            if locked is None:
+                raise exceptions.InstanceNotFoundError(instance_uuid)
+            has_host = locked.host is not None
         # Only locking reads until the group is locked: the snapshot of the first plain read
         # must include every member added by the group's previous claims.
         group = None
@@ -156,7 +171,7 @@ def claim_resources(
             group = server_groups.lock_for_claim(session, server_group)
         # An instance without a host holds nothing (allocations and instances.host change
         # together), so only one with a host is asked what it holds.
-        held = _held_allocations(session, instance_uuid) if locked.host is not None else {}
+        held = _held_allocations(session, instance_uuid) if has_host else {}
         if held:
             if set(held) != {host} or held[host] != wanted:
                 raise exceptions.AllocationConflictError(
@@ -177,6 +192,10 @@ def claim_resources(
         if claimed.rowcount != 1:
             return False
         node_id, node_name = conn.execute(_LIVE_NODE_OF_HOST, {"b_host": host}).one()
+        placed = {**extra, "host": host, "node": node_name or host}
+        if record is not None:
+            # Before the allocations and the membership, which refer to the record.
+            record(session, placed)
         conn.execute(
             _INSERT_ALLOCATION,
             [
@@ -192,9 +211,8 @@ def claim_resources(
         )
         if group is not None:
             server_groups.add_member(session, group.id, instance_uuid)
-        instances.instance_update_unread(
-            session, instance_uuid, **extra, host=host, node=node_name or host
-        )
+        if record is None:
+            instances.instance_update_unread(session, instance_uuid, **placed)
     return True
 
 

@@ -134,8 +134,13 @@ class SchedulerManager:
         self._service_down_time_s = service_down_time_s
         self._clock = clock or (lambda: datetime.datetime.now(datetime.UTC))
 
-    def schedule(self, spec: RequestSpec) -> Selection:
-        """Claim on the best host that accepts; keep the next ones as alternates."""
+    def schedule(self, spec: RequestSpec, claim: ClaimFn | None = None) -> Selection:
+        """Claim on the best host that accepts; keep the next ones as alternates.
+
+        ``claim`` replaces the manager's own claim for this request (the api layer's first
+        try records the instance with it).
+        """
+        claim = claim or self._claim
         hosts = self._host_states()
         context = filters_mod.FilterContext(
             now=self._clock(), service_down_time_s=self._service_down_time_s
@@ -143,7 +148,7 @@ class SchedulerManager:
         ordered = select_destinations(spec, hosts, self._filters, self._weighers, context)
         for index, host in enumerate(ordered):
             alternates = tuple(h.host for h in ordered[index + 1 : index + self._max_attempts])
-            if self._claim(spec, host.host, alternates):
+            if claim(spec, host.host, alternates):
                 if self._on_claimed is not None:
                     self._on_claimed(spec, host.host)
                 LOG.info(

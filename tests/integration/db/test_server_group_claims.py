@@ -9,6 +9,7 @@ import pathlib
 import subprocess
 import sys
 import threading
+import uuid as uuid_module
 
 import pytest
 import sqlalchemy as sa
@@ -18,6 +19,7 @@ from kubenova.db import engine as db_engine
 from tests.integration.db import claim_worker
 from tests.integration.db.helpers import (
     claim,
+    instance_fields,
     make_group,
     make_host,
     make_instance,
@@ -349,3 +351,83 @@ def test_the_group_row_lock_serializes_one_group_and_only_that_group(db_session_
     blocked.join(timeout=30)
 
     assert done == {"free": True, "locked": True}
+
+
+class _Recorder:
+    """Inserts the instance's record in the claim's transaction, as a first try does."""
+
+    def __init__(self, uuid: str) -> None:
+        self.uuid = uuid
+        self.calls = 0
+
+    def __call__(self, session, placed) -> None:
+        self.calls += 1
+        _record, created = api.instance_insert(session, **instance_fields(self.uuid), placed=placed)
+        assert created
+
+
+def _claim_recording(session_factory, recorder: _Recorder, host: str, group) -> bool:
+    return api.claim_resources(
+        session_factory,
+        recorder.uuid,
+        host,
+        1,
+        512,
+        1,
+        server_group=api.ServerGroupClaim.from_group(group),
+        record=recorder,
+    )
+
+
+def test_a_claim_that_records_its_instance_joins_the_group_and_obeys_it(db_session_factory):
+    _hosts(db_session_factory, "h1", "h2")
+    group = make_group(db_session_factory, "anti-affinity")
+    first = make_instance(db_session_factory)
+    assert claim(db_session_factory, first, "h1", group)
+    recorder = _Recorder(str(uuid_module.uuid4()))
+
+    # Refused on the member's host: nothing recorded, nothing claimed.
+    assert not _claim_recording(db_session_factory, recorder, "h1", group)
+    assert recorder.calls == 0
+    with db_engine.transaction(db_session_factory) as session:
+        assert api.instance_get(session, recorder.uuid) is None
+    assert node(db_session_factory, "h1").vcpus_used == 1
+
+    assert _claim_recording(db_session_factory, recorder, "h2", group)
+    assert recorder.calls == 1
+    assert member_hosts(db_session_factory, group.id) == {"h1": 1, "h2": 1}
+    with db_engine.transaction(db_session_factory) as session:
+        record = api.instance_get(session, recorder.uuid)
+        assert record is not None
+        assert (record.host, record.node) == ("h2", "h2")
+        assert len(api.allocations_for_instance(session, recorder.uuid)) == 3
+
+
+def test_a_record_that_fails_undoes_the_claim(db_session_factory):
+    _hosts(db_session_factory, "h1")
+    group = make_group(db_session_factory, "anti-affinity")
+    uuid = str(uuid_module.uuid4())
+    generation = node(db_session_factory, "h1").generation
+
+    def failing(session, placed) -> None:
+        api.instance_insert(session, **instance_fields(uuid), placed=placed)
+        raise RuntimeError("say the record existed after all")
+
+    with pytest.raises(RuntimeError):
+        api.claim_resources(
+            db_session_factory,
+            uuid,
+            "h1",
+            1,
+            512,
+            1,
+            server_group=api.ServerGroupClaim.from_group(group),
+            record=failing,
+        )
+
+    h1 = node(db_session_factory, "h1")
+    assert (h1.vcpus_used, h1.generation) == (0, generation)
+    assert members(db_session_factory, group.id) == []
+    with db_engine.transaction(db_session_factory) as session:
+        assert api.instance_get(session, uuid) is None
+        assert api.allocations_for_instance(session, uuid) == []
