@@ -3,7 +3,9 @@
 Create walks Nova's road: record the instance (vm_state building, task_state
 scheduling, action ``create``), let the scheduler claim a host, project the record
 into status, then cast ``build_and_run_instance`` to that host. Every step is
-idempotent, because kopf retries a handler that raised.
+idempotent, because kopf retries a handler that raised. On the first try the record is
+written by the claim's own transaction, already placed (one commit instead of two); a
+retry, or a first try that finds the record written after all, takes the road above.
 """
 
 from __future__ import annotations
@@ -178,7 +180,8 @@ class InstanceAPI:
         except NotReady:
             self._record(request, request_id, flavor, image)
             raise
-        if recorder.record is None:  # pragma: no cover - claim() returned True without it
+        if recorder.record is None:
+            # claim_resources returned True without calling the recorder: a broken contract.
             raise RuntimeError(f"instance {request.uid} was claimed but not recorded")
         return recorder.record, selection
 
