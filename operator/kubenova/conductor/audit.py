@@ -72,6 +72,18 @@ class HostAuditor:
         """Audit every host that has reported: three statements for all of them."""
         with self._lock:
             reports = dict(self._reported)
+        return self._audit(reports)
+
+    def audit(self, host: str) -> dict[str, Any] | None:
+        """Audit ``host`` against its last report; None until it has reported."""
+        with self._lock:
+            reported = self._reported.get(host)
+        if reported is None:
+            return None
+        return self._audit({host: reported})[host]
+
+    def _audit(self, reports: dict[str, tuple[str, ...]]) -> dict[str, dict[str, Any]]:
+        """Audit each host of ``reports`` (host -> the uuids it reported) in one transaction."""
         if not reports:
             return {}
         with db_engine.transaction(self._session_factory) as session:
@@ -86,20 +98,6 @@ class HostAuditor:
             )
             for host in sorted(reports)
         }
-
-    def audit(self, host: str) -> dict[str, Any] | None:
-        """Audit ``host`` against its last report; None until it has reported."""
-        with self._lock:
-            reported = self._reported.get(host)
-        if reported is None:
-            return None
-        with db_engine.transaction(self._session_factory) as session:
-            missing = db_api.instances_not_reported(
-                session, host, reported, exclude_vm_states=_MAY_HAVE_NO_DOMAIN
-            )
-            unrecorded = db_api.reported_without_live_record(session, host, reported)
-            usage = [d for d in db_api.usage_audit(session) if d.host == host]
-        return self._conclude(host, missing, unrecorded, usage)
 
     def _conclude(
         self,

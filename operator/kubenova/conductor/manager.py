@@ -157,9 +157,7 @@ class ConductorManager:
             # Nothing to record but liveness, and nothing the status would show before its
             # refresh is due (usage is the periodic check's): one statement, not three.
             with db_engine.transaction(self.session_factory) as session:
-                db_api.service_record_heartbeat(
-                    session, report.host, models.AGENT_BINARY, f"compute.{report.host}", "1.0"
-                )
+                _record_liveness(session, report.host)
             self.auditor.record_report(report.host, report.instance_uuids)
             return
         if resync:
@@ -170,9 +168,7 @@ class ConductorManager:
                 prior_state = (hypervisor.get("status") or {}).get("state")
             self._hypervisor_read_at[report.host] = now
         with db_engine.transaction(self.session_factory) as session:
-            db_api.service_record_heartbeat(
-                session, report.host, models.AGENT_BINARY, f"compute.{report.host}", "1.0"
-            )
+            _record_liveness(session, report.host)
             node = db_api.compute_node_update_from_report(
                 session,
                 report.host,
@@ -765,6 +761,11 @@ def _inventory(report: payloads.ComputeNodeReport) -> _Inventory:
         report.cpu_arch,
         len(report.instance_uuids),
     )
+
+
+def _record_liveness(session: Any, host: str) -> None:
+    """The agent service of ``host`` was seen up now (its heartbeat's one statement)."""
+    db_api.service_record_heartbeat(session, host, models.AGENT_BINARY, f"compute.{host}", "1.0")
 
 
 def _heartbeat_written_within(status: dict[str, Any] | None, seconds: float) -> bool:

@@ -103,10 +103,16 @@ class FakeClock:
         return self.now
 
 
-def test_unchanged_findings_are_written_again_only_to_refresh_last_run(db_session_factory):
+@pytest.fixture
+def clocked(db_session_factory):
+    """An auditor of host h1 on a clock the test moves, and the statuses it writes."""
     kube, compute, clock = RecordingKube(), RecordingCompute(), FakeClock()
     make_host(db_session_factory, "h1", vcpus=8, memory_mib=8192, local_gb=100)
-    auditor = HostAuditor(db_session_factory, kube, compute, clock=clock)
+    return HostAuditor(db_session_factory, kube, compute, clock=clock), kube, clock
+
+
+def test_unchanged_findings_are_written_again_only_to_refresh_last_run(db_session_factory, clocked):
+    auditor, kube, clock = clocked
     instance_uuid = _running_on(db_session_factory, "h1")
     auditor.record_report("h1", (instance_uuid,))
 
@@ -123,10 +129,8 @@ def test_unchanged_findings_are_written_again_only_to_refresh_last_run(db_sessio
     assert len(kube.statuses) == 2
 
 
-def test_changed_findings_are_written_at_once(db_session_factory):
-    kube, compute, clock = RecordingKube(), RecordingCompute(), FakeClock()
-    make_host(db_session_factory, "h1", vcpus=8, memory_mib=8192, local_gb=100)
-    auditor = HostAuditor(db_session_factory, kube, compute, clock=clock)
+def test_changed_findings_are_written_at_once(db_session_factory, clocked):
+    auditor, kube, clock = clocked
     instance_uuid = _running_on(db_session_factory, "h1")
     auditor.record_report("h1", (instance_uuid,))
     auditor.audit("h1")
@@ -141,10 +145,8 @@ def test_changed_findings_are_written_at_once(db_session_factory):
     assert len(kube.statuses) == 2
 
 
-def test_a_host_whose_object_changed_gets_its_findings_written_again(db_session_factory):
-    kube, compute, clock = RecordingKube(), RecordingCompute(), FakeClock()
-    make_host(db_session_factory, "h1", vcpus=8, memory_mib=8192, local_gb=100)
-    auditor = HostAuditor(db_session_factory, kube, compute, clock=clock)
+def test_a_host_whose_object_changed_gets_its_findings_written_again(clocked):
+    auditor, kube, _ = clocked
     auditor.record_report("h1", ())
     auditor.audit("h1")
 

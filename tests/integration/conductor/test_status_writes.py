@@ -452,7 +452,6 @@ def test_a_heartbeat_that_changes_nothing_is_one_statement_until_the_refresh(
         assert service.last_seen_up > an_hour_ago + dt.timedelta(minutes=59)
 
     # A change to what the node reports is recorded at once.
-    statements.clear()
     uuid = make_instance(db_session_factory)
     statements.clear()
     conductor.compute_node_report(node_report(instance_uuids=(uuid,)))
