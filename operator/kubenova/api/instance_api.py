@@ -170,7 +170,7 @@ class InstanceAPI:
         """
         recorder = _RecordWithClaim(self._insert_values(request, request_id, flavor, image))
 
-        def claim(spec: RequestSpec, host: str, alternates: tuple[str, ...]) -> bool:
+        def claim(spec: RequestSpec, host: str, alternates: tuple[str, ...]) -> db_api.ClaimResult:
             return request_spec.claim(self.session_factory, spec, host, alternates, record=recorder)
 
         try:
@@ -181,7 +181,7 @@ class InstanceAPI:
             self._record(request, request_id, flavor, image)
             raise
         if recorder.record is None:
-            # claim_resources returned True without calling the recorder: a broken contract.
+            # claim_resources claimed without calling the recorder: a broken contract.
             raise RuntimeError(f"instance {request.uid} was claimed but not recorded")
         return recorder.record, selection
 

@@ -85,8 +85,9 @@ def claim(
     alternates: tuple[str, ...],
     *,
     record: db_api.RecordNewInstance | None = None,
-) -> bool:
-    """Claim the request's resources (and its place in its server group) on ``host``.
+) -> db_api.ClaimResult:
+    """Claim the request's resources (and its place in its server group) on ``host``; true
+    when claimed, else the reason the host refused.
 
     The same transaction records the first build: attempt 1, the alternates a reschedule
     would try (and the zone it must keep to), and the task state ``spawning`` the cast that

@@ -352,24 +352,32 @@ class ConductorManager:
             namespace, name = record.namespace, record.name
             flavor = dict(record.flavor)
         db_api.release_resources(self.session_factory, failure.instance_uuid, clear_host=True)
-        may_retry = failure.reschedulable and attempts < self.settings.max_attempts
-        if may_retry and self._reschedule(
-            failure.instance_uuid,
-            namespace,
-            name,
-            flavor,
-            alternates,
-            attempts,
-            {t["host"] for t in tried},
-        ):
-            return
-        hosts = "; ".join(f"{t['host']}: {t['reason']}" for t in tried)
+        refused: list[str] = []
+        if failure.reschedulable and attempts < self.settings.max_attempts:
+            refusals = self._reschedule(
+                failure.instance_uuid,
+                namespace,
+                name,
+                flavor,
+                alternates,
+                attempts,
+                {t["host"] for t in tried},
+            )
+            if refusals is None:
+                return
+            refused = refusals
+        message = "build failed on {} host(s): {}".format(
+            len(tried), "; ".join(f"{t['host']}: {t['reason']}" for t in tried)
+        )
+        if refused:
+            # Why the instance did not get another attempt while it had some left.
+            message += f"; no alternate took it ({', '.join(refused)})"
         with db_engine.transaction(self.session_factory) as session:
             db_api.fault_create(
                 session,
                 failure.instance_uuid,
                 500,
-                f"build failed on {len(tried)} host(s): {hosts}",
+                message,
                 failure.reason,
                 failure.host,
             )
@@ -387,9 +395,11 @@ class ConductorManager:
         alternates: list[str],
         attempts: int,
         tried: set[str],
-    ) -> bool:
-        """Claim the next alternate that takes the instance and cast the build there."""
+    ) -> list[str] | None:
+        """Claim the next alternate that takes the instance and cast the build there; None
+        when one did, else why each alternate refused ("h2: insufficient memory")."""
         group = self._server_group_claim(namespace, name)
+        refused: list[str] = []
         for index, host in enumerate(alternates):
             if host in tried:
                 continue
@@ -403,6 +413,7 @@ class ConductorManager:
                 server_group=group,
             )
             if not claimed:
+                refused.append(f"{host}: {claimed.refusal}")
                 continue
             with db_engine.transaction(self.session_factory) as session:
                 record = db_api.instance_update(
@@ -419,8 +430,8 @@ class ConductorManager:
             LOG.warning("rescheduling instance %s to %s", instance_uuid, host)
             self.project_instance(instance_uuid, namespace, name)
             self.compute.build_and_run_instance(host, instance, request_id)
-            return True
-        return False
+            return None
+        return refused
 
     def _server_group_claim(self, namespace: str, name: str) -> db_api.ServerGroupClaim | None:
         obj = self.kube.get_instance(namespace, name) or {}

@@ -99,6 +99,8 @@ from kubenova.db.instances import (
     instance_update_unread,
 )
 from kubenova.db.placement import (
+    CLAIMED,
+    ClaimResult,
     RecordNewInstance,
     Usage,
     allocations_for_instance,
@@ -121,11 +123,13 @@ from kubenova.db.server_groups import (
 )
 
 __all__ = [
+    "CLAIMED",
     "EVENT_RESULT_ERROR",
     "EVENT_RESULT_SUCCESS",
     "MAX_USER_DATA_B64",
     "MAX_USER_DATA_BYTES",
     "AllocationConflictError",
+    "ClaimResult",
     "ComputeNodeConflictError",
     "DBError",
     "HostCapacity",

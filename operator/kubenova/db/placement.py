@@ -47,6 +47,32 @@ class Usage:
         }
 
 
+#: Why a host refused a claim, in the words the scheduler's filters use for the same
+#: reasons, so one explanation can count both: the node has no room left for one resource
+#: (memory first, then vCPU, then disk, as the ResourceFilter checks them), it was disabled,
+#: or it is no longer registered. A server group's hard policy refuses in its own name
+#: (``affinity``, ``anti-affinity``).
+REFUSED_NO_MEMORY: Final = "insufficient memory"
+REFUSED_NO_VCPU: Final = "insufficient vcpu"
+REFUSED_NO_DISK: Final = "insufficient disk"
+REFUSED_DISABLED: Final = "disabled"
+REFUSED_UNKNOWN_HOST: Final = "not registered"
+
+
+@dataclasses.dataclass(frozen=True)
+class ClaimResult:
+    """What a claim did: true in a boolean context when the host took it; otherwise
+    ``refusal`` says why (one of the ``REFUSED_*`` reasons or a group's hard policy)."""
+
+    refusal: str | None = None
+
+    def __bool__(self) -> bool:
+        return self.refusal is None
+
+
+CLAIMED: Final = ClaimResult()
+
+
 _NODES: Final = models.table(models.ComputeNode)
 _INSTANCES: Final = models.table(models.Instance)
 # The claim's statements are built once: building a statement and its cache key costs the
@@ -61,6 +87,19 @@ _LOCK_LIVE_INSTANCE_HOST: Final = (
 #: the claim (say, because a record exists after all).
 RecordNewInstance = Callable[[orm.Session, Mapping[str, Any]], None]
 
+# What a node has room for, written once for the claim's UPDATE and for the read that says
+# why a claim was refused.
+_VCPUS_FIT: Final = (
+    _NODES.c.vcpus_used + sa.bindparam("b_vcpus") <= _NODES.c.vcpus * _NODES.c.cpu_allocation_ratio
+)
+_MEMORY_FITS: Final = (
+    _NODES.c.memory_mib_used + sa.bindparam("b_memory_mib")
+    <= (_NODES.c.memory_mib - _NODES.c.reserved_host_memory_mib) * _NODES.c.ram_allocation_ratio
+)
+_DISK_FITS: Final = (
+    _NODES.c.local_gb_used + sa.bindparam("b_disk_gib")
+    <= (_NODES.c.local_gb - _NODES.c.reserved_host_disk_gib) * _NODES.c.disk_allocation_ratio
+)
 _CLAIM_ON_NODE: Final = (
     _NODES.update()
     .where(
@@ -69,13 +108,9 @@ _CLAIM_ON_NODE: Final = (
         # Disabling a host keeps every later claim away, whatever the scheduler's (cached)
         # view of hosts says.
         _NODES.c.disabled.is_(False),
-        _NODES.c.vcpus_used + sa.bindparam("b_vcpus")
-        <= _NODES.c.vcpus * _NODES.c.cpu_allocation_ratio,
-        _NODES.c.memory_mib_used + sa.bindparam("b_memory_mib")
-        <= (_NODES.c.memory_mib - _NODES.c.reserved_host_memory_mib)
-        * _NODES.c.ram_allocation_ratio,
-        _NODES.c.local_gb_used + sa.bindparam("b_disk_gib")
-        <= (_NODES.c.local_gb - _NODES.c.reserved_host_disk_gib) * _NODES.c.disk_allocation_ratio,
+        _VCPUS_FIT,
+        _MEMORY_FITS,
+        _DISK_FITS,
     )
     .values(
         vcpus_used=_NODES.c.vcpus_used + sa.bindparam("b_vcpus"),
@@ -83,6 +118,18 @@ _CLAIM_ON_NODE: Final = (
         local_gb_used=_NODES.c.local_gb_used + sa.bindparam("b_disk_gib"),
         generation=_NODES.c.generation + 1,
     )
+)
+# Locking, so it reads the latest committed row even after the transaction's snapshot was
+# taken (a claim into a server group reads its members first).
+_WHY_NODE_REFUSED: Final = (
+    sa.select(
+        _NODES.c.disabled,
+        _MEMORY_FITS.label("memory_fits"),
+        _VCPUS_FIT.label("vcpus_fit"),
+        _DISK_FITS.label("disk_fits"),
+    )
+    .where(_NODES.c.host == sa.bindparam("b_host"), _NODES.c.deleted == 0)
+    .with_for_update(read=True)
 )
 _LIVE_NODE_OF_HOST: Final = sa.select(_NODES.c.id, _NODES.c.hypervisor_hostname).where(
     _NODES.c.host == sa.bindparam("b_host"), _NODES.c.deleted == 0
@@ -102,9 +149,10 @@ def claim_resources(
     server_group: server_groups.ServerGroupClaim | None = None,
     instance_values: Mapping[str, Any] | None = None,
     record: RecordNewInstance | None = None,
-) -> bool:
-    """Claim resources for an instance on ``host``; True if claimed, False if they do not fit
-    (or, with ``server_group``, if the group's hard policy refuses the host).
+) -> ClaimResult:
+    """Claim resources for an instance on ``host``; :data:`CLAIMED` (true) if claimed, a
+    false :class:`ClaimResult` naming the reason if they do not fit, the node is disabled or
+    unknown, or, with ``server_group``, the group's hard policy refuses the host.
 
     ``record``, for an instance that has no record yet: the claim calls it once the host's
     usage is claimed, in the same transaction, with the columns the claim sets (``host``,
@@ -124,7 +172,8 @@ def claim_resources(
        condition on the latest committed row under an exclusive row lock, so concurrent claims
        on one host are serialized and each sees the others' usage: no check-then-act gap. One
        row changed means the claim fits; none means it does not (or the host is unknown).
-       A disabled node (``compute_nodes.disabled``) takes no new claim either.
+       A disabled node (``compute_nodes.disabled``) takes no new claim either. Only then is
+       the node read again, to say which of these refused it.
     3. Three allocation rows are inserted and ``instances.host``/``node`` set, with
        ``instance_values`` (other columns, checked as :func:`instances.instance_update`
        checks them) in the same UPDATE, then commit. A caller that records the outcome of
@@ -134,7 +183,7 @@ def claim_resources(
     claims into one group run one at a time, and the group's live members are counted per
     host, leaving this instance out. Hard ``anti-affinity`` refuses a host holding
     ``max_server_per_host`` members (1 without the rule), hard ``affinity`` a host other
-    than the members'; soft policies never refuse. A refusal returns False having changed
+    than the members'; soft policies never refuse. A refusal, named by the policy, changes
     nothing. On success the instance becomes a member in the same transaction, so the next
     claim of the group, which waits for the lock, counts it. The count is a plain read taken
     after the group lock and before any other plain read of the transaction, so its
@@ -177,20 +226,23 @@ def claim_resources(
                 raise exceptions.AllocationConflictError(
                     instance_uuid, f"holds {held}, asked for {wanted} on {host}"
                 )
-            # A repeat of a claim that succeeded: still True, even if the group's rule was
+            # A repeat of a claim that succeeded: still claimed, even if the group's rule was
             # tightened since. Only an instance that is not yet a member is checked.
             if group is not None and not server_groups.is_member(session, group.id, instance_uuid):
-                if not _group_admits(session, group, instance_uuid, host):
-                    return False
+                refusal = _group_refusal(session, group, instance_uuid, host)
+                if refusal is not None:
+                    return ClaimResult(refusal)
                 server_groups.add_member(session, group.id, instance_uuid)
             instances.instance_update_unread(session, instance_uuid, **extra)
-            return True
-        if group is not None and not _group_admits(session, group, instance_uuid, host):
-            return False
+            return CLAIMED
+        if group is not None:
+            refusal = _group_refusal(session, group, instance_uuid, host)
+            if refusal is not None:
+                return ClaimResult(refusal)
         amounts = {"b_vcpus": vcpus, "b_memory_mib": memory_mib, "b_disk_gib": disk_gib}
         claimed = conn.execute(_CLAIM_ON_NODE, {"b_host": host, **amounts})
         if claimed.rowcount != 1:
-            return False
+            return ClaimResult(_node_refusal(conn, host, amounts))
         node_id, node_name = conn.execute(_LIVE_NODE_OF_HOST, {"b_host": host}).one()
         placed = {**extra, "host": host, "node": node_name or host}
         if record is not None:
@@ -213,30 +265,44 @@ def claim_resources(
             server_groups.add_member(session, group.id, instance_uuid)
         if record is None:
             instances.instance_update_unread(session, instance_uuid, **placed)
-    return True
+    return CLAIMED
 
 
-def _group_admits(
+def _node_refusal(conn: sa.Connection, host: str, amounts: Mapping[str, int]) -> str:
+    why = conn.execute(_WHY_NODE_REFUSED, {"b_host": host, **amounts}).one_or_none()
+    if why is None:
+        return REFUSED_UNKNOWN_HOST
+    if why.disabled:
+        return REFUSED_DISABLED
+    if not why.memory_fits:
+        return REFUSED_NO_MEMORY
+    if not why.vcpus_fit:
+        return REFUSED_NO_VCPU
+    return REFUSED_NO_DISK
+
+
+def _group_refusal(
     session: orm.Session, group: models.ServerGroup, instance_uuid: str, host: str
-) -> bool:
+) -> str | None:
+    """The group's hard policy if it refuses ``host``, else None."""
     if group.policy not in server_groups.HARD_POLICIES:
-        return True
+        return None
     member_hosts = server_groups.server_group_member_hosts(
         session, group.id, exclude_instance=instance_uuid
     )
     refusal = server_groups.policy_refusal(
         group.policy, group.max_server_per_host, member_hosts, host
     )
-    if refusal is not None:
-        LOG.info(
-            "claim of %s on %s refused by server group %s: %s",
-            instance_uuid,
-            host,
-            group.uuid,
-            refusal,
-        )
-        return False
-    return True
+    if refusal is None:
+        return None
+    LOG.info(
+        "claim of %s on %s refused by server group %s: %s",
+        instance_uuid,
+        host,
+        group.uuid,
+        refusal,
+    )
+    return str(group.policy)
 
 
 def _held_allocations(session: orm.Session, instance_uuid: str) -> dict[str, Usage]:

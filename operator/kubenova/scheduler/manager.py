@@ -13,6 +13,7 @@ import datetime
 import logging
 from collections.abc import Callable, Sequence
 
+from kubenova.db import api as db_api
 from kubenova.scheduler import filters as filters_mod
 from kubenova.scheduler import weighers as weighers_mod
 from kubenova.scheduler.host_state import HostState, RequestSpec
@@ -70,6 +71,20 @@ def select_destinations(
     override. Nova's forced host skips every filter; checking liveness and room here turns
     a build that could only fail on the host into a NoValidHost that says why.
     """
+    passing, rejections = filter_hosts(spec, hosts, filters, context)
+    if not passing:
+        raise NoValidHost(explain(len(hosts), rejections), dict(rejections))
+    return weigh_hosts(spec, passing, weighers)
+
+
+def filter_hosts(
+    spec: RequestSpec,
+    hosts: Sequence[HostState],
+    filters: Sequence[filters_mod.BaseHostFilter],
+    context: filters_mod.FilterContext,
+) -> tuple[list[HostState], collections.Counter[str]]:
+    """The hosts that pass every filter (in the given order), and the rejected ones counted
+    by reason; see :func:`select_destinations`."""
     rejections: collections.Counter[str] = collections.Counter()
     passing: list[HostState] = []
     forced = spec.forced_host
@@ -85,8 +100,13 @@ def select_destinations(
                 break
         else:
             passing.append(host)
-    if not passing:
-        raise NoValidHost(explain(len(hosts), rejections), dict(rejections))
+    return passing, rejections
+
+
+def weigh_hosts(
+    spec: RequestSpec, passing: list[HostState], weighers: Sequence[weighers_mod.BaseWeigher]
+) -> list[HostState]:
+    """``passing``, heaviest first (equal weights by host name)."""
     if len(passing) == 1:
         # Normalising one host gives 0 for every weigher: nothing to weigh.
         return passing
@@ -102,10 +122,10 @@ def select_destinations(
     return [passing[i] for i in order]
 
 
-#: claim(spec, host, alternates) -> whether the host took the request (and its server group
-#: allowed it); ``alternates`` are the hosts a reschedule would try next, recorded with the
-#: claim.
-ClaimFn = Callable[[RequestSpec, str, tuple[str, ...]], bool]
+#: claim(spec, host, alternates) -> true when the host took the request (and its server group
+#: allowed it), else why it refused, in the words of the filters' reasons; ``alternates`` are
+#: the hosts a reschedule would try next, recorded with the claim.
+ClaimFn = Callable[[RequestSpec, str, tuple[str, ...]], db_api.ClaimResult]
 
 
 class SchedulerManager:
@@ -137,6 +157,10 @@ class SchedulerManager:
     def schedule(self, spec: RequestSpec, claim: ClaimFn | None = None) -> Selection:
         """Claim on the best host that accepts; keep the next ones as alternates.
 
+        NoValidHost counts every host once: under the first filter that rejected it, or,
+        for one that passed, the reason its claim was refused ("0/5 hosts: 3 node selector,
+        2 anti-affinity" when two members of a group raced for the last two hosts).
+
         ``claim`` replaces the manager's own claim for this request (the api layer's first
         try records the instance with it).
         """
@@ -145,10 +169,14 @@ class SchedulerManager:
         context = filters_mod.FilterContext(
             now=self._clock(), service_down_time_s=self._service_down_time_s
         )
-        ordered = select_destinations(spec, hosts, self._filters, self._weighers, context)
+        passing, rejections = filter_hosts(spec, hosts, self._filters, context)
+        if not passing:
+            raise NoValidHost(explain(len(hosts), rejections), dict(rejections))
+        ordered = weigh_hosts(spec, passing, self._weighers)
         for index, host in enumerate(ordered):
             alternates = tuple(h.host for h in ordered[index + 1 : index + self._max_attempts])
-            if claim(spec, host.host, alternates):
+            outcome = claim(spec, host.host, alternates)
+            if outcome:
                 if self._on_claimed is not None:
                     self._on_claimed(spec, host.host)
                 LOG.info(
@@ -158,11 +186,11 @@ class SchedulerManager:
                     list(alternates),
                 )
                 return Selection(host.host, alternates)
-            # Another claim won the race for this host since we read it: try the next.
-            LOG.debug("claim on %s lost a race; trying the next host", host.host)
+            # The host changed since it was read (another claim took its room, a group member
+            # landed there, it was disabled): count why, with the filters' rejections, and try
+            # the next.
+            LOG.debug("claim on %s refused (%s); trying the next host", host.host, outcome.refusal)
+            rejections[outcome.refusal or "refused"] += 1
             if self._on_refused is not None:
                 self._on_refused()
-        raise NoValidHost(
-            f"0/{len(hosts)} hosts: {len(ordered)} lost a race for their last resources",
-            {"claim race": len(ordered)},
-        )
+        raise NoValidHost(explain(len(hosts), rejections), dict(rejections))

@@ -164,7 +164,7 @@ def claim(
     uuid: str,
     host: str,
     group: models.ServerGroup | None = None,
-) -> bool:
+) -> api.ClaimResult:
     """Claim the 1 vCPU, 512 MiB, 1 GiB flavor, into ``group`` if given."""
     return api.claim_resources(
         session_factory,

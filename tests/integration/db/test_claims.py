@@ -15,8 +15,14 @@ import uuid as uuidlib
 import pytest
 import sqlalchemy as sa
 
-from kubenova.db import api, models
+from kubenova.db import api, models, placement
 from kubenova.db import engine as db_engine
+from kubenova.scheduler.filters import (
+    compute_filter,
+    resource_filter,
+    server_group_affinity_filter,
+    server_group_anti_affinity_filter,
+)
 from tests.integration.db import claim_worker
 from tests.integration.db.helpers import make_host, make_instance, node
 
@@ -176,7 +182,7 @@ def test_racing_claims_of_one_instance_count_it_once(db_session_factory):
     make_host(db_session_factory, "host-a", vcpus=8, memory_mib=8192, local_gb=100)
     uuid = make_instance(db_session_factory)
     barrier = threading.Barrier(8)
-    outcomes: list[bool] = []
+    outcomes: list[api.ClaimResult] = []
 
     def claim() -> None:
         barrier.wait(timeout=30)
@@ -188,7 +194,7 @@ def test_racing_claims_of_one_instance_count_it_once(db_session_factory):
     for t in threads:
         t.join()
 
-    assert outcomes == [True] * 8
+    assert outcomes == [api.CLAIMED] * 8
     n = node(db_session_factory, "host-a")
     assert (n.vcpus_used, n.memory_mib_used, n.local_gb_used) == (2, 1024, 10)
     _assert_consistent(db_session_factory)
@@ -238,8 +244,11 @@ def test_claim_that_does_not_fit_changes_nothing(db_session_factory):
     before = node(db_session_factory, "host-a")
 
     # 1 vCPU x 4.0 = 4 vCPUs fit, 5 do not.
-    assert not api.claim_resources(db_session_factory, uuid, "host-a", 5, 512, 1)
-    assert not api.claim_resources(db_session_factory, uuid, "no-such-host", 1, 512, 1)
+    refused = api.claim_resources(db_session_factory, uuid, "host-a", 5, 512, 1)
+    assert not refused
+    assert refused.refusal == "insufficient vcpu"
+    unknown = api.claim_resources(db_session_factory, uuid, "no-such-host", 1, 512, 1)
+    assert unknown.refusal == "not registered"
 
     after = node(db_session_factory, "host-a")
     assert (after.vcpus_used, after.generation) == (0, before.generation)
@@ -251,6 +260,42 @@ def test_claim_that_does_not_fit_changes_nothing(db_session_factory):
     assert api.claim_resources(db_session_factory, uuid, "host-a", 4, 1024, 10)
 
 
+@pytest.mark.parametrize(
+    ("wanted", "refusal"),
+    [
+        # Memory is named first when several are short, as the ResourceFilter names it.
+        ((9, 4096, 100), "insufficient memory"),
+        ((9, 1024, 10), "insufficient vcpu"),
+        ((1, 1024, 11), "insufficient disk"),
+    ],
+)
+def test_a_refused_claim_names_what_the_host_is_short_of(db_session_factory, wanted, refusal):
+    # 2 vCPUs x 4.0 = 8 vCPUs; (3072 - 1024) MiB; (40 - 30) GiB.
+    make_host(
+        db_session_factory,
+        "host-a",
+        vcpus=2,
+        memory_mib=3072,
+        local_gb=40,
+        reserved_host_memory_mib=1024,
+        reserved_host_disk_gib=30,
+    )
+    uuid = make_instance(db_session_factory)
+    assert api.claim_resources(db_session_factory, uuid, "host-a", *wanted).refusal == refusal
+    # Exactly the room there is still fits: the refusal was about the amounts.
+    assert api.claim_resources(db_session_factory, uuid, "host-a", 8, 2048, 10) == api.CLAIMED
+
+
+def test_claim_refusals_are_worded_as_the_filters_word_their_rejections():
+    # One explanation counts filter rejections and refused claims together.
+    assert resource_filter.NO_MEMORY.reason == placement.REFUSED_NO_MEMORY
+    assert resource_filter.NO_VCPU.reason == placement.REFUSED_NO_VCPU
+    assert resource_filter.NO_DISK.reason == placement.REFUSED_NO_DISK
+    assert compute_filter.DISABLED.reason == placement.REFUSED_DISABLED
+    assert server_group_affinity_filter.NOT_WITH_GROUP.reason == models.POLICY_AFFINITY
+    assert server_group_anti_affinity_filter.WITH_GROUP.reason == models.POLICY_ANTI_AFFINITY
+
+
 def test_a_disabled_host_takes_no_new_claim_and_keeps_what_it_holds(db_session_factory):
     make_host(db_session_factory, "host-a", vcpus=4, memory_mib=4096, local_gb=40)
     held = make_instance(db_session_factory)
@@ -259,9 +304,9 @@ def test_a_disabled_host_takes_no_new_claim_and_keeps_what_it_holds(db_session_f
         api.compute_node_set_disabled(session, "host-a", True, "maintenance")
 
     new = make_instance(db_session_factory)
-    assert not api.claim_resources(db_session_factory, new, "host-a", 1, 512, 1)
-    # The claim it already holds still stands, and repeating it is still True.
-    assert api.claim_resources(db_session_factory, held, "host-a", 1, 512, 1)
+    assert api.claim_resources(db_session_factory, new, "host-a", 1, 512, 1).refusal == "disabled"
+    # The claim it already holds still stands, and repeating it is still claimed.
+    assert api.claim_resources(db_session_factory, held, "host-a", 1, 512, 1) == api.CLAIMED
     n = node(db_session_factory, "host-a")
     assert (n.vcpus_used, n.memory_mib_used, n.local_gb_used) == (1, 512, 1)
     with db_engine.transaction(db_session_factory) as session:

@@ -58,7 +58,7 @@ def test_anti_affinity_refuses_a_second_member_on_a_host_and_changes_nothing(
     assert claim(db_session_factory, first, "h1", group)
     generation = node(db_session_factory, "h1").generation
 
-    assert not claim(db_session_factory, second, "h1", group)
+    assert claim(db_session_factory, second, "h1", group).refusal == "anti-affinity"
 
     _unchanged_by_refusal(db_session_factory, second, "h1", generation)
     assert node(db_session_factory, "h1").vcpus_used == 1
@@ -74,7 +74,7 @@ def test_anti_affinity_with_max_server_per_host_allows_that_many(db_session_fact
 
     outcomes = [claim(db_session_factory, vm, "h1", group) for vm in vms]
 
-    assert outcomes == [True, True, False]
+    assert [outcome.refusal for outcome in outcomes] == [None, None, "anti-affinity"]
     assert member_hosts(db_session_factory, group.id) == {"h1": 2}
     assert node(db_session_factory, "h1").vcpus_used == 2
 
@@ -86,7 +86,7 @@ def test_affinity_refuses_any_host_but_the_members_one(db_session_factory):
     assert claim(db_session_factory, first, "h2", group)
     generation = node(db_session_factory, "h1").generation
 
-    assert not claim(db_session_factory, other, "h1", group)
+    assert claim(db_session_factory, other, "h1", group).refusal == "affinity"
 
     _unchanged_by_refusal(db_session_factory, other, "h1", generation)
     assert claim(db_session_factory, same, "h2", group)
@@ -105,7 +105,7 @@ def test_soft_policies_never_refuse(db_session_factory, policy):
         for host in placement
     ]
 
-    assert outcomes == [True] * 5
+    assert outcomes == [api.CLAIMED] * 5
     assert member_hosts(db_session_factory, group.id) == {"h1": 3, "h2": 2}
 
 
@@ -330,7 +330,7 @@ def test_the_group_row_lock_serializes_one_group_and_only_that_group(db_session_
     _hosts(db_session_factory, "h1", "h2")
     locked, free = (make_group(db_session_factory, "anti-affinity") for _ in range(2))
     into_locked, into_free = make_instance(db_session_factory), make_instance(db_session_factory)
-    done: dict[str, bool] = {}
+    done: dict[str, api.ClaimResult] = {}
 
     def run(name: str, uuid: str, group) -> None:
         done[name] = claim(db_session_factory, uuid, "h1", group)
@@ -350,7 +350,7 @@ def test_the_group_row_lock_serializes_one_group_and_only_that_group(db_session_
         assert "locked" not in done
     blocked.join(timeout=30)
 
-    assert done == {"free": True, "locked": True}
+    assert done == {"free": api.CLAIMED, "locked": api.CLAIMED}
 
 
 class _Recorder:

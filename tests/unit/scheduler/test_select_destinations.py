@@ -2,6 +2,7 @@ import datetime
 
 import pytest
 
+from kubenova.db.api import CLAIMED, ClaimResult
 from kubenova.scheduler.filters import (
     DEFAULT_FILTERS,
     compute_filter,
@@ -59,7 +60,8 @@ def test_schedule_claims_the_best_host_and_falls_back_when_a_claim_loses_a_race(
 
     def claim(spec, host, alternates):
         claims.append((host, alternates))
-        return host != "first"  # someone else just filled "first"
+        # Someone else just filled "first".
+        return ClaimResult("insufficient memory") if host == "first" else CLAIMED
 
     scheduler = SchedulerManager(
         lambda: hosts, claim, filters=FILTERS, weighers=[RAMWeigher()], clock=lambda: NOW
@@ -71,16 +73,22 @@ def test_schedule_claims_the_best_host_and_falls_back_when_a_claim_loses_a_race(
     assert selection.alternates == ("third",)
 
 
-def test_schedule_raises_no_valid_host_when_every_claim_is_refused():
+def test_refused_claims_are_counted_with_the_filters_rejections():
+    # Two hosts pass the filters with the view the scheduler read; by the time of the claim
+    # a group member took one and another claim the other's memory.
+    hosts = [make_host("a"), make_host("b"), make_host("c", memory_mib_used=8192)]
+    refusals = {"a": ClaimResult("anti-affinity"), "b": ClaimResult("insufficient memory")}
     scheduler = SchedulerManager(
-        lambda: [make_host("only")],
-        lambda *args: False,
+        lambda: hosts,
+        lambda spec, host, alternates: refusals[host],
         filters=FILTERS,
         weighers=[],
         clock=lambda: NOW,
     )
-    with pytest.raises(NoValidHost, match="lost a race"):
-        scheduler.schedule(make_spec())
+    with pytest.raises(NoValidHost) as raised:
+        scheduler.schedule(make_spec(memory_mib=512))
+    assert str(raised.value) == "0/3 hosts: 2 insufficient memory, 1 anti-affinity"
+    assert raised.value.rejections == {"insufficient memory": 2, "anti-affinity": 1}
 
 
 ALL_FILTERS = load_filters(DEFAULT_FILTERS)
