@@ -218,6 +218,10 @@ class SimHosts:
         return self._started[host]
 
     def stop_all(self) -> None:
+        """Stop the agents, then forget their hosts, as an administrator retires a host
+        (delete its Hypervisor once it is down and empty), so no test leaves hosts behind
+        that every later explanation counts as down. A host whose agent was killed rather
+        than stopped is not down before the service down time; it is left registered."""
         for host, process in self._started.items():
             _stop(process)
             subprocess.run(
@@ -226,6 +230,27 @@ class SimHosts:
                 capture_output=True,
                 check=False,
             )
+        for host in self._started:
+            if _state_settled(host, timeout=15) == "down":
+                kubectl("delete", "hypervisor", host, "--timeout=30s", check=False)
+
+
+def _state_settled(host: str, timeout: float) -> str | None:
+    """What became of the host's Hypervisor: "down" once it says so (a stopped agent's last
+    message takes it down at once), "gone" if a test deleted it already, None if it is still
+    up after ``timeout``."""
+
+    def settled() -> str | None:
+        obj = get("hypervisors", host)
+        if obj is None:
+            return "gone"
+        return "down" if (obj.get("status") or {}).get("state") == "down" else None
+
+    try:
+        found: str = wait_for(f"{host} to be down", settled, timeout=timeout, interval=0.5)
+    except AssertionError:
+        return None
+    return found
 
 
 @pytest.fixture
