@@ -11,10 +11,12 @@ import collections
 import dataclasses
 import datetime
 import logging
+import time
 from collections.abc import Callable, Sequence
 
 from kubenova.db import api as db_api
 from kubenova.scheduler import filters as filters_mod
+from kubenova.scheduler import metrics
 from kubenova.scheduler import weighers as weighers_mod
 from kubenova.scheduler.host_state import HostState, RequestSpec
 
@@ -164,7 +166,16 @@ class SchedulerManager:
         ``claim`` replaces the manager's own claim for this request (the api layer's first
         try records the instance with it).
         """
-        claim = claim or self._claim
+        started = time.perf_counter()
+        try:
+            selection = self._schedule(spec, claim or self._claim)
+        except NoValidHost as exc:
+            metrics.no_valid_host(time.perf_counter() - started, exc.rejections)
+            raise
+        metrics.scheduled(time.perf_counter() - started)
+        return selection
+
+    def _schedule(self, spec: RequestSpec, claim: ClaimFn) -> Selection:
         hosts = self._host_states()
         context = filters_mod.FilterContext(
             now=self._clock(), service_down_time_s=self._service_down_time_s
@@ -190,7 +201,9 @@ class SchedulerManager:
             # landed there, it was disabled): count why, with the filters' rejections, and try
             # the next.
             LOG.debug("claim on %s refused (%s); trying the next host", host.host, outcome.refusal)
-            rejections[outcome.refusal or "refused"] += 1
+            refusal = outcome.refusal or "refused"
+            rejections[refusal] += 1
+            metrics.claim_refused(refusal)
             if self._on_refused is not None:
                 self._on_refused()
         raise NoValidHost(explain(len(hosts), rejections), dict(rejections))
