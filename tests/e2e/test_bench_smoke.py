@@ -27,6 +27,7 @@ FIELDS = {
     "messages_per_instance",
     "operator_cpu_s",
     "stack_cpu_s",
+    "submitted_in_s",
 }
 # CPU seconds per kind of process of the stack (see benchlib.stack_cpu_s).
 STACK_PROCESSES = {"operator", "agents", "apiserver", "mariadb", "rabbitmq", "client", "other"}
@@ -72,6 +73,9 @@ def test_scheduler_bench_places_every_instance_without_overcommit_and_cleans_up(
     assert report["mode"] == ("paced" if interval else "burst")
     assert report["interval_s"] == interval
     assert report["overcommitted_hosts"] == 0, detail
+    if interval:
+        # Paced: the last of 10 creates is sent 9 intervals after the first.
+        assert report["submitted_in_s"] >= 9 * interval, detail
     # Figures are measured, so present; their size is the benchmark's business, not the test's.
     for field in FIELDS - {"mode", "interval_s", "stack_cpu_s"}:
         assert isinstance(report[field], int | float), f"{field}: {report[field]!r}\n{detail}"
