@@ -2,7 +2,7 @@
 
     .venv/bin/python hack/bench/scheduler_bench.py [--instances 1000] [--hosts 100]
         [--mode burst|paced] [--interval 0.1] [--reuse-hosts] [--operator-pid PID]
-        [--metrics-url URL]
+        [--metrics-url URL] [--timeline FILE.csv]
 
 It needs the operator of the local stack (`make up`, which records its pid in
 .kubenova/run/operator.pid; or --operator-pid), starts M simulated hosts with
@@ -25,6 +25,11 @@ It prints a summary, then, as its last line, one JSON object:
     messages_per_instance        the operator's published + consumed messages delta / N
                                  (host heartbeats included)
     operator_cpu_s               the operator process's utime + stime delta
+    stack_cpu_s                  the same per kind of process of the machine
+    submitted_in_s               first create call sent -> last create call returned
+
+--timeline writes every instance's times (sent, created, first seen Running; seconds from
+the first create call) as CSV, to see where a burst's latency builds up.
 
 Then it deletes its instances (waiting until they are gone), its Flavor and its namespace, and
 stops the hosts it started. It asserts nothing about timings; it exits 1 when an instance did
@@ -38,6 +43,7 @@ import concurrent.futures
 import datetime
 import json
 import math
+import pathlib
 import sys
 import threading
 import time
@@ -272,6 +278,21 @@ def run_creates(
             future.result()
 
 
+def write_timeline(
+    path: pathlib.Path, creator: Creator, running: dict[str, float], origin: float
+) -> None:
+    """name,sent,created,running per instance, in the order the create calls returned."""
+    with path.open("w", encoding="utf-8") as out:
+        out.write("name,sent_s,created_s,running_s\n")
+        for name in sorted(creator.created_at, key=creator.created_at.__getitem__):
+            seen = running.get(name)
+            out.write(
+                f"{name},{creator.sent_at[name] - origin:.3f},"
+                f"{creator.created_at[name] - origin:.3f},"
+                f"{'' if seen is None else f'{seen - origin:.3f}'}\n"
+            )
+
+
 def wait_running(
     watch: InstanceWatch, names: list[str], hosts: set[str], timeout: float, operator_pid: int
 ) -> dict[str, str]:
@@ -356,6 +377,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--metrics-url", default=benchlib.METRICS_URL)
     parser.add_argument("--timeout", type=float, default=900, help="seconds to reach Running")
     parser.add_argument("--hosts-timeout", type=float, default=300)
+    parser.add_argument(
+        "--timeline",
+        type=pathlib.Path,
+        help="write each instance's times (seconds from the first create call sent) as CSV",
+    )
     args = parser.parse_args(argv)
     if args.instances < 1 or args.hosts < 1 or args.workers < 1:
         parser.error("--instances, --hosts and --workers must be positive")
@@ -438,6 +464,8 @@ def main(argv: list[str] | None = None) -> int:
             for name, message in list(errors.items())[:3]:
                 log(f"{name}: {message}")
         first_create = min(creator.sent_at.values(), default=math.nan)
+        if args.timeline is not None:
+            write_timeline(args.timeline, creator, running, first_create)
         last_running = max((running[n] for n in created if n in running), default=math.nan)
         span = last_running - first_create
         messages = (

@@ -3,7 +3,9 @@ figure, never overcommits a host and leaves nothing behind. Timings are not asse
 
 from __future__ import annotations
 
+import csv
 import json
+import pathlib
 import subprocess
 import uuid
 
@@ -39,9 +41,10 @@ STACK_PROCESSES = {"operator", "agents", "apiserver", "mariadb", "rabbitmq", "cl
     ids=["burst", "paced"],
 )
 def test_scheduler_bench_places_every_instance_without_overcommit_and_cleans_up(
-    stack: dict[str, str], mode_args: list[str], interval: float | None
+    stack: dict[str, str], mode_args: list[str], interval: float | None, tmp_path: pathlib.Path
 ) -> None:
     namespace = f"e2e-bench-{uuid.uuid4().hex[:8]}"
+    timeline = tmp_path / "timeline.csv"
     metrics_port = stack.get("KUBENOVA_METRICS_PORT", "9090")
     argv = [
         str(ROOT / ".venv/bin/python"),
@@ -53,6 +56,7 @@ def test_scheduler_bench_places_every_instance_without_overcommit_and_cleans_up(
         "--operator-pid", stack["KUBENOVA_E2E_OPERATOR_PID"],
         "--metrics-url", f"http://127.0.0.1:{metrics_port}/metrics",
         "--timeout", "180",
+        "--timeline", str(timeline),
         *mode_args,
     ]  # fmt: skip
     result = subprocess.run(
@@ -85,5 +89,15 @@ def test_scheduler_bench_places_every_instance_without_overcommit_and_cleans_up(
     # The operator and the benchmark client did work during the run, so they used CPU.
     assert stack_cpu["operator"] > 0, detail
     assert stack_cpu["client"] > 0, detail
+    # One row per instance, in seconds from the first create call sent: its call returned
+    # after it was sent, and it was seen Running after it was sent (possibly, under load,
+    # before the client thread noted the return).
+    with timeline.open(encoding="utf-8") as lines:
+        rows = list(csv.DictReader(lines))
+    assert len(rows) == 10, detail
+    for row in rows:
+        sent, created, running = (float(row[k]) for k in ("sent_s", "created_s", "running_s"))
+        assert 0 <= sent <= created, row
+        assert sent < running, row
     left = kubectl("get", "instances", "-n", namespace, "-o", "name", check=False)
     assert left.stdout.strip() == "", f"left behind: {left.stdout}"
