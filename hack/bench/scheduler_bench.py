@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import csv
 import datetime
 import json
 import math
@@ -282,15 +283,17 @@ def write_timeline(
     path: pathlib.Path, creator: Creator, running: dict[str, float], origin: float
 ) -> None:
     """name,sent,created,running per instance, in the order the create calls returned."""
-    with path.open("w", encoding="utf-8") as out:
-        out.write("name,sent_s,created_s,running_s\n")
+    with path.open("w", encoding="utf-8", newline="") as out:
+        rows = csv.writer(out)
+        rows.writerow(["name", "sent_s", "created_s", "running_s"])
         for name in sorted(creator.created_at, key=creator.created_at.__getitem__):
             seen = running.get(name)
-            out.write(
-                f"{name},{creator.sent_at[name] - origin:.3f},"
-                f"{creator.created_at[name] - origin:.3f},"
-                f"{'' if seen is None else f'{seen - origin:.3f}'}\n"
-            )
+            rows.writerow([
+                name,
+                f"{creator.sent_at[name] - origin:.3f}",
+                f"{creator.created_at[name] - origin:.3f}",
+                "" if seen is None else f"{seen - origin:.3f}",
+            ])  # fmt: skip
 
 
 def wait_running(
