@@ -444,13 +444,18 @@ def main(argv: list[str] | None = None) -> int:
         log(f"creating {args.instances} instances ({args.mode}) in namespace {namespace}")
         creator = Creator(custom, namespace, flavor, args.prefix)
         run_creates(creator, names, args.mode, args.workers, args.interval)
+        # The split between the two phases: while creates arrive, the stack takes them in and
+        # places what it can; after, it only places the backlog.
+        stack_at_last_create = benchlib.stack_cpu_s()
+        placed_while_creating = len(watch.snapshot()[0])
         if creator.failed:
             failures.append(f"{len(creator.failed)} create calls failed")
             log(f"create failures: {list(creator.failed.items())[:3]}")
         created = [n for n in names if n in creator.created_at]
         misplaced = wait_running(watch, created, set(hosts), args.timeout, pid)
         cpu_after = benchlib.process_cpu_s(pid)
-        stack_cpu = benchlib.cpu_delta(stack_before, benchlib.stack_cpu_s())
+        stack_after = benchlib.stack_cpu_s()
+        stack_cpu = benchlib.cpu_delta(stack_before, stack_after)
         questions_after = benchlib.db_questions(engine)
         messages_after = benchlib.rpc_messages(args.metrics_url)
         over, mismatched = overcommit(engine, hosts)
@@ -516,6 +521,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  machine CPU          {busy:.1f}s in all, "
               f"{1000 * busy / max(1, len(latencies)):.1f} ms per instance: "
               + ", ".join(f"{k} {v}" for k, v in stack_cpu.items()))  # fmt: skip
+        phases = (
+            ("while creating", submitted_in, placed_while_creating,
+             benchlib.cpu_delta(stack_before, stack_at_last_create)),
+            ("after", span - submitted_in, len(latencies) - placed_while_creating,
+             benchlib.cpu_delta(stack_at_last_create, stack_after)),
+        )  # fmt: skip
+        for phase, seconds, placed, cpu in phases:
+            print(f"  {phase:<20} {placed} Running in {seconds:.1f}s, CPU "
+                  + ", ".join(f"{k} {v}" for k, v in cpu.items()))  # fmt: skip
     finally:
         if watch is not None:
             if not cleanup(custom, core, watch, namespace, flavor, max(300.0, args.instances)):
