@@ -59,17 +59,26 @@ def _failed(uuid: str, host: str) -> payloads.InstanceBuildFailed:
     )
 
 
-def test_a_failed_build_goes_to_the_first_alternate_that_takes_it(
-    db_session_factory: db_engine.SessionFactory,
-    kube: RecordingKube,
-    caster: RecordingCaster,
-    conductor: ConductorManager,
-) -> None:
+@pytest.fixture
+def building(
+    db_session_factory: db_engine.SessionFactory, kube: RecordingKube, caster: RecordingCaster
+) -> str:
+    """An instance building on h1 with the alternates h2 and h3, h2 since filled up; nothing
+    cast yet as far as the test can tell."""
     _hosts(db_session_factory, "h1", "h2", "h3")
     uuid = _building_on(db_session_factory, kube, "h1", ["h2", "h3"])
     _fill_memory(db_session_factory, "h2")
     caster.casts.clear()
+    return uuid
 
+
+def test_a_failed_build_goes_to_the_first_alternate_that_takes_it(
+    db_session_factory: db_engine.SessionFactory,
+    caster: RecordingCaster,
+    conductor: ConductorManager,
+    building: str,
+) -> None:
+    uuid = building
     conductor.instance_build_failed(_failed(uuid, "h1"))
 
     with db_engine.transaction(db_session_factory) as session:
@@ -85,13 +94,11 @@ def test_when_no_alternate_takes_it_the_fault_says_why_each_refused(
     kube: RecordingKube,
     caster: RecordingCaster,
     conductor: ConductorManager,
+    building: str,
 ) -> None:
-    _hosts(db_session_factory, "h1", "h2", "h3")
-    uuid = _building_on(db_session_factory, kube, "h1", ["h2", "h3"])
-    _fill_memory(db_session_factory, "h2")
+    uuid = building
     with db_engine.transaction(db_session_factory) as session:
         db_api.compute_node_set_disabled(session, "h3", True, "maintenance")
-    caster.casts.clear()
 
     conductor.instance_build_failed(_failed(uuid, "h1"))
 
