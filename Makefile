@@ -42,3 +42,11 @@ bench: venv ## benchmarks on the running `make up` stack: scheduler (1000 on 100
 	$(PY) hack/bench/scheduler_bench.py --mode paced
 	$(PY) hack/bench/scheduler_bench.py --mode paced --interval 0.02
 	$(PY) hack/bench/boot_bench.py
+
+.PHONY: chart chart-test
+chart: venv ## regenerate the chart's values.schema.json, README table and templates/crds/ from their sources
+	$(PY) hack/chart/generate.py
+
+chart-test: venv ## build Helm 4 and 3 if missing, then lint, render and test the chart with both
+	hack/helm/build.sh
+	$(VENV)/bin/pytest -q -p no:cacheprovider tests/unit/chart

@@ -15,5 +15,7 @@ if "$KUBECTL" get --raw /readyz >/dev/null 2>&1 \
 fi
 hack/stack.sh stop
 hack/guest/serve.sh stop
+hack/node/down.sh
 hack/kube/down.sh
+hack/registry.sh stop
 hack/services.sh down

@@ -9,8 +9,13 @@ step() { printf '\n==> %s\n' "$*"; }
 
 step "services: MariaDB, RabbitMQ, libvirtd, virtlogd, network default"
 hack/services.sh up
-step "Kubernetes: kube-apiserver with embedded etcd"
+step "Kubernetes control plane: kube-apiserver (etcd embedded), controller-manager, scheduler"
 hack/kube/up.sh
+step "the image registry and the node's images"
+hack/registry.sh start
+hack/images/build.sh pause coredns toolbox
+step "the node: containerd, kubelet, kube-proxy, CoreDNS"
+hack/node/up.sh
 step "CRDs"
 "$KUBECTL" apply -f crds/
 "$KUBECTL" wait --for=condition=Established --timeout=60s crd --all >/dev/null

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # shellcheck source-path=SCRIPTDIR
-# Build the local control plane (kubenova-kube: kube-apiserver + embedded etcd) and a kubectl of
-# the same release into $KUBENOVA_STATE/bin. Skipped when both binaries are newer than every
-# input (go.mod, go.sum, *.go, this script); pass --force to rebuild anyway.
+# Build the local cluster's Kubernetes binaries, all from the one pinned release: kubenova-kube
+# (kube-apiserver + embedded etcd), kubectl, kube-controller-manager, kube-scheduler, kubelet and
+# kube-proxy. They are built once per set of inputs (go.mod, go.sum, *.go, this script) into
+# $KUBENOVA_CACHE/kube/<release>-<hash>/, which a clean clone on the same machine reuses, then
+# copied into $KUBENOVA_STATE/bin. Pass --force to rebuild anyway.
 #
 # The first build compiles most of Kubernetes and takes several minutes on two cores; later
 # builds reuse Go's module cache (~/go/pkg/mod) and build cache (~/.cache/go-build).
@@ -21,7 +23,15 @@ for arg in "$@"; do
 done
 
 bin_dir="$KUBENOVA_STATE/bin"
-targets=("$bin_dir/kubenova-kube" "$bin_dir/kubectl")
+# name=package: each binary and the command it is built from.
+commands=(
+    kubenova-kube=.
+    kubectl=k8s.io/kubernetes/cmd/kubectl
+    kube-controller-manager=k8s.io/kubernetes/cmd/kube-controller-manager
+    kube-scheduler=k8s.io/kubernetes/cmd/kube-scheduler
+    kubelet=k8s.io/kubernetes/cmd/kubelet
+    kube-proxy=k8s.io/kubernetes/cmd/kube-proxy
+)
 inputs=("$here/go.mod" "$here/go.sum" "$here/build.sh" "$here"/*.go)
 
 # go.mod is the truth for what gets built; the version in env.sh names it for everyone else.
@@ -33,18 +43,39 @@ if [[ "$pinned" != "$KUBENOVA_K8S_VERSION" ]]; then
     exit 1
 fi
 
-up_to_date() {
-    local t i
-    for t in "${targets[@]}"; do
-        [[ -x "$t" ]] || return 1
-        for i in "${inputs[@]}"; do
-            [[ "$t" -nt "$i" ]] || return 1
-        done
+inputs_hash="$(cat "${inputs[@]}" | sha256sum | cut -c1-16)"
+cache_dir="$KUBENOVA_CACHE/kube/$pinned-$inputs_hash"
+
+install_from_cache() {
+    local entry name
+    mkdir -p "$bin_dir"
+    for entry in "${commands[@]}"; do
+        name="${entry%%=*}"
+        # Copy beside the target and rename: a running binary is never written in place.
+        cp -f "$cache_dir/$name" "$bin_dir/$name.tmp"
+        mv -f "$bin_dir/$name.tmp" "$bin_dir/$name"
     done
 }
 
-if (( ! force )) && up_to_date; then
-    echo "build.sh: $bin_dir/{kubenova-kube,kubectl} are up to date ($KUBENOVA_K8S_VERSION)"
+cached() {
+    local entry
+    for entry in "${commands[@]}"; do
+        [[ -x "$cache_dir/${entry%%=*}" ]] || return 1
+    done
+}
+
+installed() {
+    local entry
+    for entry in "${commands[@]}"; do
+        cmp -s "$cache_dir/${entry%%=*}" "$bin_dir/${entry%%=*}" || return 1
+    done
+}
+
+if (( ! force )) && cached; then
+    if ! installed; then
+        install_from_cache
+    fi
+    echo "build.sh: Kubernetes $pinned binaries up to date in $bin_dir (cache $cache_dir)"
     exit 0
 fi
 
@@ -61,17 +92,22 @@ for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
     ldflags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=${build_date:-1970-01-01T00:00:00Z}"
 done
 
-mkdir -p "$bin_dir"
+mkdir -p "$cache_dir"
 build() {
-    local out="$1" pkg="$2" start=$SECONDS
-    echo "build.sh: building $(basename "$out") from $pkg ($pinned)..."
+    local name="$1" pkg="$2" start=$SECONDS
+    echo "build.sh: building $name from $pkg ($pinned)..."
     # Build beside the target and rename, so an interrupted build never leaves a binary that
-    # looks newer than its inputs.
+    # looks complete.
     # CGO_ENABLED=0: static binaries, as Kubernetes releases them; no C toolchain needed.
     (cd "$here" && CGO_ENABLED=0 go build -trimpath -buildvcs=false -ldflags "$ldflags" \
-        -o "$out.tmp" "$pkg")
-    mv -f "$out.tmp" "$out"
-    echo "build.sh: $(basename "$out") built in $((SECONDS - start))s"
+        -o "$cache_dir/$name.tmp" "$pkg")
+    mv -f "$cache_dir/$name.tmp" "$cache_dir/$name"
+    echo "build.sh: $name built in $((SECONDS - start))s"
 }
-build "$bin_dir/kubenova-kube" .
-build "$bin_dir/kubectl" k8s.io/kubernetes/cmd/kubectl
+for entry in "${commands[@]}"; do
+    name="${entry%%=*}"
+    if (( force )) || [[ ! -x "$cache_dir/$name" ]]; then
+        build "$name" "${entry#*=}"
+    fi
+done
+install_from_cache

@@ -26,3 +26,19 @@ kube_ready() {
     [[ -x "$KUBECTL" && -r "$KUBECONFIG" ]] || return 1
     [[ "$("$KUBECTL" --request-timeout=5s get --raw /readyz 2>/dev/null)" == "ok" ]]
 }
+
+# The one node of the local cluster: its name (the kubelet's, and its certificate's) and the
+# address it is reached at. The apiserver is advertised there too, since the `kubernetes`
+# Service's endpoint may not be a loopback address and pods must reach it.
+KUBENOVA_NODE_NAME="${KUBENOVA_NODE_NAME:-$(hostname -s)}"
+node_ip() {
+    if [[ -n "${KUBENOVA_NODE_IP:-}" ]]; then
+        echo "$KUBENOVA_NODE_IP"
+        return
+    fi
+    # The source address of the default route (`ip route get` only looks the route up).
+    ip -4 route get 192.0.2.255 2>/dev/null | sed -n 's/.* src \([0-9.]*\).*/\1/p' | head -n1
+}
+
+# The control plane's other processes, run from the same release's binaries.
+CONTROL_PLANE_COMPONENTS=(kube-controller-manager kube-scheduler)

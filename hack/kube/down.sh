@@ -13,6 +13,12 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 
 stop_timeout="${KUBENOVA_KUBE_STOP_TIMEOUT:-60}"
 
+# shellcheck source=../lib/proc.sh
+. "$KUBENOVA_ROOT/hack/lib/proc.sh"
+for component in "${CONTROL_PLANE_COMPONENTS[@]}"; do
+    proc_stop "$component"
+done
+
 pid="$(kube_pid)"
 if [[ -z "$pid" ]]; then
     [[ -e "$KUBE_PIDFILE" ]] && echo "down.sh: removing stale $KUBE_PIDFILE"

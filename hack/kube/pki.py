@@ -9,8 +9,13 @@ Creates, under ``<state>/pki/`` and only where missing or no longer right:
 - ``admin.crt``/``admin.key``: a client certificate in group ``system:masters``, which RBAC
   lets do everything; it is what the kubeconfig uses.
 - ``sa.key``/``sa.pub``: the key pair that signs and verifies service-account tokens.
+- With ``--node-name``, the node's certificates: a client certificate for each component that
+  talks to the apiserver (kube-controller-manager, kube-scheduler, kube-proxy, and the kubelet
+  as ``system:node:<name>`` in ``system:nodes``, which the Node authorizer expects), the
+  apiserver's client certificate towards kubelets (logs, exec), and the kubelet's serving
+  certificate. Each component's kubeconfig goes to ``<state>/kube/<component>.kubeconfig``.
 
-Then writes the kubeconfig with every certificate and key embedded, so it works from any
+Then writes the admin kubeconfig with every certificate and key embedded, so it works from any
 directory. Running it again changes nothing that is still valid: a certificate is reissued only
 when it is missing, no longer matches the CA or its key, lacks a name it must carry, or expires
 within ``RENEW_BEFORE``. Reissuing the CA reissues everything it signed.
@@ -58,6 +63,11 @@ APISERVER_DNS_NAMES = (
     "kubernetes.default.svc.cluster.local",
 )
 APISERVER_IPS = ("127.0.0.1", "::1", SERVICE_CLUSTER_IP)
+# The node's components and the users RBAC's bootstrap policy (or the Node authorizer) knows.
+CONTROLLER_MANAGER_USER = "system:kube-controller-manager"
+SCHEDULER_USER = "system:kube-scheduler"
+PROXY_USER = "system:kube-proxy"
+NODES_GROUP = "system:nodes"
 
 
 @dataclass(frozen=True)
@@ -99,6 +109,55 @@ ADMIN = LeafSpec(
     organization=ADMIN_GROUP,
     usage=ExtendedKeyUsageOID.CLIENT_AUTH,
 )
+# What kube-apiserver presents to kubelets (`kubectl logs`, `exec`): the kubelet authorizes it
+# through the apiserver, where system:masters may do everything.
+APISERVER_KUBELET_CLIENT = LeafSpec(
+    name="apiserver-kubelet-client",
+    common_name="kube-apiserver-kubelet-client",
+    organization=ADMIN_GROUP,
+    usage=ExtendedKeyUsageOID.CLIENT_AUTH,
+)
+
+
+def apiserver_spec(node_ip: str | None) -> LeafSpec:
+    """The serving certificate: also valid for the node's address when the apiserver is
+    advertised there (pods reach it through the `kubernetes` Service's endpoint)."""
+    if node_ip is None:
+        return APISERVER
+    return LeafSpec(
+        name=APISERVER.name,
+        common_name=APISERVER.common_name,
+        organization=None,
+        usage=APISERVER.usage,
+        dns_names=APISERVER.dns_names,
+        ip_addresses=(*APISERVER.ip_addresses, node_ip),
+    )
+
+
+def node_client_specs(node_name: str) -> dict[str, LeafSpec]:
+    """Each node component's client certificate, by the name of its kubeconfig."""
+
+    def client(name: str, user: str, group: str | None = None) -> LeafSpec:
+        return LeafSpec(name, user, group, ExtendedKeyUsageOID.CLIENT_AUTH)
+
+    return {
+        "kube-controller-manager": client("kube-controller-manager", CONTROLLER_MANAGER_USER),
+        "kube-scheduler": client("kube-scheduler", SCHEDULER_USER),
+        "kube-proxy": client("kube-proxy", PROXY_USER),
+        "kubelet": client("kubelet", f"system:node:{node_name}", NODES_GROUP),
+    }
+
+
+def kubelet_serving_spec(node_name: str, node_ip: str) -> LeafSpec:
+    """The kubelet's serving certificate, which the apiserver checks when it dials the node."""
+    return LeafSpec(
+        name="kubelet-serving",
+        common_name=node_name,
+        organization=None,
+        usage=ExtendedKeyUsageOID.SERVER_AUTH,
+        dns_names=(node_name, "localhost"),
+        ip_addresses=(node_ip, "127.0.0.1"),
+    )
 
 
 @dataclass(frozen=True)
@@ -313,10 +372,23 @@ def _b64(data: bytes) -> str:
 KUBECONFIG_MARKER = "# Admin kubeconfig of the Kubenova local stack, written by hack/kube/pki.py.\n"
 
 
-def render_kubeconfig(server: str, ca: bytes, cert: bytes, key: bytes) -> str:
-    """The admin kubeconfig as YAML, with the certificates and key embedded."""
+# The same for the kubeconfigs of the node's components, which only this script writes.
+COMPONENT_KUBECONFIG_MARKER = (
+    "# Kubeconfig of a Kubenova local-stack component, by hack/kube/pki.py.\n"
+)
+
+
+def render_kubeconfig(
+    server: str,
+    ca: bytes,
+    cert: bytes,
+    key: bytes,
+    user: str = ADMIN_USER,
+    marker: str = KUBECONFIG_MARKER,
+) -> str:
+    """A kubeconfig as YAML, with the certificates and key embedded."""
     return (
-        KUBECONFIG_MARKER + "apiVersion: v1\n"
+        marker + "apiVersion: v1\n"
         "kind: Config\n"
         "clusters:\n"
         f"- name: {CLUSTER_NAME}\n"
@@ -324,7 +396,7 @@ def render_kubeconfig(server: str, ca: bytes, cert: bytes, key: bytes) -> str:
         f"    server: {server}\n"
         f"    certificate-authority-data: {_b64(ca)}\n"
         "users:\n"
-        f"- name: {ADMIN_USER}\n"
+        f"- name: {user}\n"
         "  user:\n"
         f"    client-certificate-data: {_b64(cert)}\n"
         f"    client-key-data: {_b64(key)}\n"
@@ -332,7 +404,7 @@ def render_kubeconfig(server: str, ca: bytes, cert: bytes, key: bytes) -> str:
         f"- name: {CLUSTER_NAME}\n"
         "  context:\n"
         f"    cluster: {CLUSTER_NAME}\n"
-        f"    user: {ADMIN_USER}\n"
+        f"    user: {user}\n"
         "    namespace: default\n"
         f"current-context: {CLUSTER_NAME}\n"
         "preferences: {}\n"
@@ -363,7 +435,33 @@ def write_kubeconfig(path: Path, pki: Path, server: str) -> bool:
     return True
 
 
-def ensure_all(state: Path, kubeconfig: Path, server: str) -> list[str]:
+def write_component_kubeconfig(path: Path, pki: Path, server: str, spec: LeafSpec) -> bool:
+    """Write one node component's kubeconfig unless it already says this; True when written."""
+    text = render_kubeconfig(
+        server,
+        (pki / "ca.crt").read_bytes(),
+        (pki / f"{spec.name}.crt").read_bytes(),
+        (pki / f"{spec.name}.key").read_bytes(),
+        user=spec.common_name,
+        marker=COMPONENT_KUBECONFIG_MARKER,
+    )
+    try:
+        if path.read_text() == text:
+            return False
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _write(path, text.encode(), 0o600)
+    return True
+
+
+def ensure_all(
+    state: Path,
+    kubeconfig: Path,
+    server: str,
+    node_name: str | None = None,
+    node_ip: str | None = None,
+) -> list[str]:
     """Create or refresh everything; returns the names of the files that changed."""
     pki = state / "pki"
     pki.mkdir(parents=True, exist_ok=True)
@@ -372,13 +470,25 @@ def ensure_all(state: Path, kubeconfig: Path, server: str) -> list[str]:
     ca, new_ca = ensure_ca(pki)
     if new_ca:
         changed.append("ca")
-    for spec in (APISERVER, ADMIN):
+    leaves = [apiserver_spec(node_ip), ADMIN]
+    components: dict[str, LeafSpec] = {}
+    if node_name is not None:
+        if node_ip is None:
+            raise SystemExit("pki: --node-name needs --node-ip")
+        components = node_client_specs(node_name)
+        leaves += [APISERVER_KUBELET_CLIENT, kubelet_serving_spec(node_name, node_ip)]
+        leaves += components.values()
+    for spec in leaves:
         if ensure_leaf(pki, ca, spec, force=new_ca):
             changed.append(spec.name)
     if ensure_service_account_keys(pki):
         changed.append("sa")
     if write_kubeconfig(kubeconfig, pki, server):
         changed.append(str(kubeconfig))
+    for name, spec in components.items():
+        path = state / "kube" / f"{name}.kubeconfig"
+        if write_component_kubeconfig(path, pki, server, spec):
+            changed.append(str(path))
     return changed
 
 
@@ -404,6 +514,16 @@ def _parse_args(argv: Sequence[str]) -> argparse.Namespace:
         default=f"https://127.0.0.1:{port}",
         help="API server URL for the kubeconfig (default: https://127.0.0.1:$KUBENOVA_APISERVER_PORT)",
     )
+    parser.add_argument(
+        "--node-name",
+        default=None,
+        help="also make the certificates and kubeconfigs of this node's components",
+    )
+    parser.add_argument(
+        "--node-ip",
+        default=None,
+        help="the node's address: the apiserver is advertised there and the kubelet serves there",
+    )
     return parser.parse_args(argv)
 
 
@@ -416,7 +536,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # KUBECONFIG may be a list of files; kubectl writes to the first, and so do we.
         first = os.environ.get("KUBECONFIG", "").split(os.pathsep)[0]
         kubeconfig = Path(first) if first else state / "kubeconfig"
-    changed = ensure_all(state, kubeconfig, args.server)
+    changed = ensure_all(state, kubeconfig, args.server, args.node_name, args.node_ip)
     print(f"pki: {'updated ' + ', '.join(changed) if changed else 'up to date'}")
     return 0
 

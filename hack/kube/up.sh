@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # shellcheck source-path=SCRIPTDIR
-# Start the local control plane: build it if needed, make certificates and the admin kubeconfig,
-# start kube-apiserver with embedded etcd in the background, and wait until /readyz says ok.
+# Start the local control plane: build it if needed, make certificates and kubeconfigs, start
+# kube-apiserver with embedded etcd in the background and wait until /readyz says ok, then start
+# kube-controller-manager and kube-scheduler (the node's components are hack/node/up.sh's).
 #
 #   hack/kube/up.sh        # idempotent: returns at once when it is already up
 #
@@ -51,13 +52,50 @@ wait_ready() {
 
 python="$KUBENOVA_ROOT/.venv/bin/python"
 [[ -x "$python" ]] || python=python3
+node_address="$(node_ip)"
+[[ -n "$node_address" ]] || fail "cannot tell this node's address (set KUBENOVA_NODE_IP)"
 "$python" "$here/pki.py" --state "$KUBENOVA_STATE" --kubeconfig "$KUBECONFIG" \
-    --server "https://127.0.0.1:$KUBENOVA_APISERVER_PORT"
+    --server "https://127.0.0.1:$KUBENOVA_APISERVER_PORT" \
+    --node-name "$KUBENOVA_NODE_NAME" --node-ip "$node_address"
+
+# shellcheck source=../lib/proc.sh
+. "$KUBENOVA_ROOT/hack/lib/proc.sh"
+kube_config_dir="$KUBENOVA_STATE/kube"
+
+# The controllers (namespace deletion, garbage collection of ownerReferences, Deployments,
+# DaemonSets, service-account tokens, node lifecycle...) and the scheduler. Each talks to the
+# apiserver as its own user, which RBAC's bootstrap policy already knows.
+start_controllers() {
+    local common=(
+        --bind-address=127.0.0.1
+        # One replica of each: nothing to elect.
+        --leader-elect=false
+    )
+    proc_start kube-controller-manager "$KUBENOVA_STATE/bin/kube-controller-manager" \
+        "${common[@]}" \
+        --kubeconfig="$kube_config_dir/kube-controller-manager.kubeconfig" \
+        --authentication-kubeconfig="$kube_config_dir/kube-controller-manager.kubeconfig" \
+        --authorization-kubeconfig="$kube_config_dir/kube-controller-manager.kubeconfig" \
+        --cluster-name=kubenova \
+        --controllers='*,bootstrapsigner,tokencleaner' \
+        --use-service-account-credentials=true \
+        --service-account-private-key-file="$pki/sa.key" \
+        --root-ca-file="$pki/ca.crt" \
+        --cluster-signing-cert-file="$pki/ca.crt" \
+        --cluster-signing-key-file="$pki/ca.key" \
+        --service-cluster-ip-range=10.0.0.0/24 \
+        --allocate-node-cidrs=false
+    proc_start kube-scheduler "$KUBENOVA_STATE/bin/kube-scheduler" "${common[@]}" \
+        --kubeconfig="$kube_config_dir/kube-scheduler.kubeconfig" \
+        --authentication-kubeconfig="$kube_config_dir/kube-scheduler.kubeconfig" \
+        --authorization-kubeconfig="$kube_config_dir/kube-scheduler.kubeconfig"
+}
 
 if pid="$(kube_pid)" && [[ -n "$pid" ]]; then
     echo "up.sh: already running (pid $pid); waiting for /readyz"
     wait_ready "$pid"
     echo "up.sh: kube-apiserver ready at https://127.0.0.1:$KUBENOVA_APISERVER_PORT"
+    start_controllers
     exit 0
 fi
 rm -f "$KUBE_PIDFILE"
@@ -78,12 +116,11 @@ args=(
     --etcd-client-url="http://127.0.0.1:$etcd_client_port"
     --etcd-peer-url="http://127.0.0.1:$etcd_peer_port"
     --
-    --bind-address=127.0.0.1
+    # Loopback for the host's clients, the node's address for pods (through the `kubernetes`
+    # Service, whose endpoint is the advertised address: it may not be a loopback one).
+    --bind-address=0.0.0.0
     --secure-port="$KUBENOVA_APISERVER_PORT"
-    # Endpoints may not hold loopback addresses and nothing in this cluster runs pods that would
-    # dial the `kubernetes` Service, so the Service exists (10.0.0.1) without endpoints.
-    --advertise-address=127.0.0.1
-    --endpoint-reconciler-type=none
+    --advertise-address="$node_address"
     --service-cluster-ip-range=10.0.0.0/24
     --tls-cert-file="$pki/apiserver.crt"
     --tls-private-key-file="$pki/apiserver.key"
@@ -91,7 +128,14 @@ args=(
     --service-account-issuer=https://kubernetes.default.svc.cluster.local
     --service-account-key-file="$pki/sa.pub"
     --service-account-signing-key-file="$pki/sa.key"
-    --authorization-mode=RBAC
+    # Node: a kubelet reads only what its own pods use; NodeRestriction: it writes only its own
+    # Node and pods.
+    --authorization-mode=Node,RBAC
+    --enable-admission-plugins=NodeRestriction
+    --kubelet-client-certificate="$pki/apiserver-kubelet-client.crt"
+    --kubelet-client-key="$pki/apiserver-kubelet-client.key"
+    --kubelet-certificate-authority="$pki/ca.crt"
+    --kubelet-preferred-address-types=InternalIP,Hostname
     --allow-privileged=true
     --profiling=false
     # Without this, shutdown waits for clients' open watches (an operator always has some) until
@@ -107,3 +151,4 @@ echo "$pid" >"$KUBE_PIDFILE"
 wait_ready "$pid"
 echo "up.sh: kube-apiserver ready at https://127.0.0.1:$KUBENOVA_APISERVER_PORT" \
     "(pid $pid, $((SECONDS - start))s)"
+start_controllers

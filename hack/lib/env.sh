@@ -29,6 +29,15 @@ export KUBENOVA_IMAGES_DIR="${KUBENOVA_IMAGES_DIR:-$KUBENOVA_STATE/images}"
 export KUBENOVA_INSTANCES_PATH="${KUBENOVA_INSTANCES_PATH:-/var/lib/kubenova/instances}"
 export KUBENOVA_IMAGE_CACHE_PATH="${KUBENOVA_IMAGE_CACHE_PATH:-/var/lib/kubenova/_base}"
 
+# Builds kept on this machine across clones (Go tools, Kubernetes components, image layers), so
+# a clean clone, CI's included, reuses them instead of building again. Binaries are named with
+# their version, so a changed pin builds anew.
+export KUBENOVA_CACHE="${KUBENOVA_CACHE:-/var/cache/kubenova}"
+export KUBENOVA_TOOLS_BIN="${KUBENOVA_TOOLS_BIN:-$KUBENOVA_CACHE/bin}"
+
+# The image registry on this machine that serves Kubenova's images to the cluster's node.
+export KUBENOVA_REGISTRY="${KUBENOVA_REGISTRY:-127.0.0.1:5000}"
+
 # Go from the official tarball lives in /usr/local/go; a non-interactive shell (CI) may
 # not have it on PATH.
 if ! command -v go >/dev/null 2>&1 && [[ -x /usr/local/go/bin/go ]]; then

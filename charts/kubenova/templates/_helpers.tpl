@@ -1,0 +1,240 @@
+{{/*
+Names, labels and images, defined once. Every object name goes through kubenova.componentName,
+which cuts it to 63 characters (a DNS label, the longest a Service or label value may be).
+*/}}
+
+{{/* The chart's name: kubenova, or nameOverride. */}}
+{{- define "kubenova.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end }}
+
+{{/*
+The prefix of every object's name: fullnameOverride, else the release name, followed by the
+chart's name unless the release name already contains it ("kubenova" gives "kubenova", "prod"
+gives "prod-kubenova").
+*/}}
+{{- define "kubenova.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end }}
+
+{{/*
+The name of one component's objects: <fullname>-<component>, cut to 63 characters, or to
+"max" when given (a StatefulSet's name must leave room for the revision hash the controller
+appends in a label value, so StatefulSets pass 52).
+Call with (dict "root" $ "component" "operator").
+*/}}
+{{- define "kubenova.componentName" -}}
+{{- $max := int (default 63 .max) -}}
+{{- printf "%s-%s" (include "kubenova.fullname" .root) .component | trunc $max | trimSuffix "-" -}}
+{{- end }}
+
+{{/* "<chart>-<version>", for the helm.sh/chart label. */}}
+{{- define "kubenova.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
+{{- end }}
+
+{{/* Labels that select one component's pods. Call with (dict "root" $ "component" "..."). */}}
+{{- define "kubenova.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "kubenova.name" .root }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end }}
+
+{{/* Labels of every object. Call with (dict "root" $ "component" "..."). */}}
+{{- define "kubenova.labels" -}}
+{{ include "kubenova.selectorLabels" . }}
+app.kubernetes.io/version: {{ .root.Chart.AppVersion | quote }}
+app.kubernetes.io/part-of: kubenova
+app.kubernetes.io/managed-by: {{ .root.Release.Service }}
+helm.sh/chart: {{ include "kubenova.chart" .root }}
+{{- end }}
+
+{{/*
+One component's image: <image.registry>/<repository>:<image.tag or appVersion>.
+Call with (dict "root" $ "image" .Values.operator.image).
+*/}}
+{{- define "kubenova.image" -}}
+{{- $tag := default .root.Chart.AppVersion .root.Values.image.tag -}}
+{{- if .root.Values.image.registry -}}
+{{- printf "%s/%s:%s" .root.Values.image.registry .image.repository $tag -}}
+{{- else -}}
+{{- printf "%s:%s" .image.repository $tag -}}
+{{- end -}}
+{{- end }}
+
+{{/*
+imagePullSecrets of a pod spec, if any, indented for spec.template.spec (6 spaces) and led by
+its own newline, so that nothing at all is printed when there are none.
+*/}}
+{{- define "kubenova.imagePullSecrets" -}}
+{{- with .Values.image.pullSecrets }}
+      imagePullSecrets:
+        {{- range . }}
+        - name: {{ . }}
+        {{- end }}
+{{- end }}
+{{- end }}
+
+{{/* The in-cluster DNS name of a component's Service. Call like kubenova.componentName. */}}
+{{- define "kubenova.serviceHost" -}}
+{{- printf "%s.%s.svc" (include "kubenova.componentName" .) .root.Release.Namespace -}}
+{{- end }}
+
+{{/*
+A password kept across upgrades: the one already in the Secret "name" under "key", else a new
+random one. The lookup sees the cluster only during install and upgrade; `helm template` and
+`--dry-run` always make a new one. Call with (dict "root" $ "name" "..." "key" "password").
+*/}}
+{{- define "kubenova.stablePassword" -}}
+{{- $existing := lookup "v1" "Secret" .root.Release.Namespace .name -}}
+{{- $data := dig "data" dict ($existing | default dict) -}}
+{{- if hasKey $data .key -}}
+{{- index $data .key | b64dec -}}
+{{- else -}}
+{{- randAlphaNum 32 -}}
+{{- end -}}
+{{- end }}
+
+{{/*
+Where the operator reads its database URL: a Secret's name and key, as
+"name" and "key" of a dict (use with fromYaml).
+*/}}
+{{- define "kubenova.databaseUrlSecret" -}}
+{{- if .Values.mariadb.enabled -}}
+name: {{ include "kubenova.componentName" (dict "root" . "component" "mariadb") }}
+key: url
+{{- else if .Values.externalDatabase.existingSecret -}}
+name: {{ .Values.externalDatabase.existingSecret }}
+key: {{ .Values.externalDatabase.secretKey }}
+{{- else -}}
+name: {{ include "kubenova.componentName" (dict "root" . "component" "external-database") }}
+key: url
+{{- end -}}
+{{- end }}
+
+{{/* Where the operator reads its AMQP URL, as kubenova.databaseUrlSecret does. */}}
+{{- define "kubenova.amqpUrlSecret" -}}
+{{- if .Values.rabbitmq.enabled -}}
+name: {{ include "kubenova.componentName" (dict "root" . "component" "rabbitmq") }}
+key: url
+{{- else if .Values.externalRabbitmq.existingSecret -}}
+name: {{ .Values.externalRabbitmq.existingSecret }}
+key: {{ .Values.externalRabbitmq.secretKey }}
+{{- else -}}
+name: {{ include "kubenova.componentName" (dict "root" . "component" "external-rabbitmq") }}
+key: url
+{{- end -}}
+{{- end }}
+
+{{/*
+Checks that span several values, which the schema cannot express. Included by the operator's
+Deployment, so every render runs them.
+*/}}
+{{- define "kubenova.validate" -}}
+{{- if not .Values.mariadb.enabled -}}
+{{- if and (not .Values.externalDatabase.url) (not .Values.externalDatabase.existingSecret) -}}
+{{- fail "mariadb.enabled is false: set externalDatabase.url or externalDatabase.existingSecret" -}}
+{{- end -}}
+{{- if and .Values.externalDatabase.url .Values.externalDatabase.existingSecret -}}
+{{- fail "externalDatabase: set url or existingSecret, not both" -}}
+{{- end -}}
+{{- end -}}
+{{- if not .Values.rabbitmq.enabled -}}
+{{- if and (not .Values.externalRabbitmq.url) (not .Values.externalRabbitmq.existingSecret) -}}
+{{- fail "rabbitmq.enabled is false: set externalRabbitmq.url or externalRabbitmq.existingSecret" -}}
+{{- end -}}
+{{- if and .Values.externalRabbitmq.url .Values.externalRabbitmq.existingSecret -}}
+{{- fail "externalRabbitmq: set url or existingSecret, not both" -}}
+{{- end -}}
+{{- end -}}
+{{- end }}
+
+{{/*
+A pod template's annotations (the component's podAnnotations), indented for
+spec.template.metadata (6 spaces) and led by their own newline; nothing when there are none.
+*/}}
+{{- define "kubenova.podAnnotations" -}}
+{{- with . }}
+      annotations:
+        {{- toYaml . | nindent 8 }}
+{{- end }}
+{{- end }}
+
+{{/*
+Where a StatefulSet keeps its data, from <component>.persistence: a hostPath when one is set,
+else a PersistentVolumeClaim when enabled, else an emptyDir. These three helpers render the
+parts of that choice; call each with (dict "root" $ "component" "mariadb").
+*/}}
+
+{{/* The pod's "data" volume, for a hostPath or an emptyDir (a claim comes from the template). */}}
+{{- define "kubenova.dataVolume" -}}
+{{- $persistence := (index .root.Values .component).persistence -}}
+{{- if $persistence.hostPath }}
+- name: data
+  hostPath:
+    path: {{ $persistence.hostPath }}
+    type: DirectoryOrCreate
+{{- else if not $persistence.enabled }}
+- name: data
+  emptyDir: {}
+{{- end }}
+{{- end }}
+
+{{/* The StatefulSet's volumeClaimTemplates, when its data lives on a claim. */}}
+{{- define "kubenova.volumeClaimTemplates" -}}
+{{- $persistence := (index .root.Values .component).persistence -}}
+{{- if and $persistence.enabled (not $persistence.hostPath) }}
+volumeClaimTemplates:
+  - metadata:
+      name: data
+      labels:
+        {{- include "kubenova.selectorLabels" . | nindent 8 }}
+    spec:
+      accessModes: [ReadWriteOnce]
+      {{- with $persistence.storageClass }}
+      storageClassName: {{ . }}
+      {{- end }}
+      resources:
+        requests:
+          storage: {{ $persistence.size }}
+{{- end }}
+{{- end }}
+
+{{/*
+An init container that hands a hostPath data directory to the server's user: the kubelet
+makes a missing one as root, and fsGroup does not apply to hostPath volumes. It runs as root
+with CHOWN only, and changes the directory itself, not what is inside. Call with
+(dict "root" $ "component" "mariadb" "mountPath" "/var/lib/mysql").
+*/}}
+{{- define "kubenova.volumePermissionsContainer" -}}
+{{- $values := index .root.Values .component -}}
+{{- if $values.persistence.hostPath }}
+- name: volume-permissions
+  image: {{ include "kubenova.image" (dict "root" .root "image" $values.image) }}
+  imagePullPolicy: {{ .root.Values.image.pullPolicy }}
+  command:
+    - chown
+    - {{ printf "%v:%v" (default 0 $values.securityContext.runAsUser) (default 0 $values.securityContext.fsGroup) | quote }}
+    - {{ .mountPath }}
+  securityContext:
+    runAsUser: 0
+    runAsNonRoot: false
+    allowPrivilegeEscalation: false
+    readOnlyRootFilesystem: true
+    capabilities:
+      drop: [ALL]
+      add: [CHOWN]
+  volumeMounts:
+    - name: data
+      mountPath: {{ .mountPath }}
+{{- end }}
+{{- end }}

@@ -1,0 +1,67 @@
+# shellcheck shell=bash disable=SC2034  # variables are used by the scripts that source this
+# Shared by hack/node/*.sh; source it after hack/lib/env.sh.
+
+here_node="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=versions.sh
+. "$here_node/versions.sh"
+# shellcheck source=../kube/common.sh
+. "$here_node/../kube/common.sh"
+# shellcheck source=../lib/proc.sh
+. "$here_node/../lib/proc.sh"
+
+# The machine's runtime state (kept across clones, like the images it holds).
+KUBENOVA_NODE_ROOT="${KUBENOVA_NODE_ROOT:-/var/lib/kubenova/node}"
+CONTAINERD_ROOT="$KUBENOVA_NODE_ROOT/containerd"
+KUBELET_ROOT="$KUBENOVA_NODE_ROOT/kubelet"
+NODE_LOG_DIR="$KUBENOVA_NODE_ROOT/pod-logs"
+NODE_RUN_DIR=/run/kubenova
+CONTAINERD_SOCKET="$NODE_RUN_DIR/containerd/containerd.sock"
+# This clone's generated configuration.
+NODE_CONFIG_DIR="$KUBENOVA_STATE/node"
+CNI_CONF_DIR="$NODE_CONFIG_DIR/cni"
+CONTAINERD_HOSTS_DIR="$NODE_CONFIG_DIR/registry-hosts"
+
+# Pods' addresses, and the bridge that joins them to the node.
+POD_CIDR=10.88.0.0/16
+CNI_BRIDGE=kubenova0
+# The tenth address of the Service range (10.0.0.0/24, see hack/kube/up.sh), as is usual.
+CLUSTER_DNS_IP=10.0.0.10
+
+PAUSE_IMAGE="$KUBENOVA_REGISTRY/kubenova/pause:3.10"
+COREDNS_IMAGE="$KUBENOVA_REGISTRY/kubenova/coredns:${COREDNS_VERSION#v}"
+
+NODE_PACKAGES=(runc containernetworking-plugins iptables conntrack iproute2 ethtool socat)
+
+node_die() { echo "node: $*" >&2; exit 1; }
+
+ensure_node_packages() {
+    local missing=() pkg
+    for pkg in "${NODE_PACKAGES[@]}"; do
+        if [[ $(dpkg-query -W -f='${db:Status-Status}' "$pkg" 2>/dev/null) != installed ]]; then
+            missing+=("$pkg")
+        fi
+    done
+    ((${#missing[@]})) || return 0
+    echo "node: installing ${missing[*]}"
+    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=900 update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=900 install -y -qq \
+        "${missing[@]}" >/dev/null
+}
+
+# node_wait SECONDS WHAT COMMAND...: retry COMMAND every second until it succeeds.
+node_wait() {
+    local timeout=$1 what=$2 deadline
+    shift 2
+    deadline=$((SECONDS + timeout))
+    until "$@" >/dev/null 2>&1; do
+        if ((SECONDS >= deadline)); then
+            echo "node: $what not ready after ${timeout}s; logs in $KUBENOVA_STATE/logs/" >&2
+            "$@" || true
+            return 1
+        fi
+        sleep 1
+    done
+}
+
+# The processes of the node, in the order they start.
+NODE_COMPONENTS=(containerd kubelet kube-proxy)
