@@ -1,40 +1,147 @@
-"""``kubenova-operator``: run the control plane (api, scheduler, conductor) under kopf."""
+"""``kubenova-operator``: run the control plane (api, scheduler, conductor) under kopf.
+
+Without ``--leader-elect`` the process runs kopf at once (the local stack and the tests run
+one such process). With it, the process first campaigns for a Lease and runs nothing else
+while it waits: no kopf handler, no consumer of the ``conductor`` queue, no periodic task, no
+status writer (all of them start from kopf's startup handler). Once it leads, it runs kopf
+while a thread renews the Lease; if renewing fails for the renew deadline the process exits
+at once with status 1. On SIGTERM kopf stops (its cleanup handler stops the runtime), then
+the Lease is released so a standby takes over within a retry period.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
+import signal
 import sys
+import threading
+from types import FrameType
 
 import kopf
 
 from kubenova import log
+from kubenova.k8s import client as k8s
+from kubenova.leadership import campaign as campaign_mod
+from kubenova.leadership import election, health, lease, settings
+
+LOG = logging.getLogger(__name__)
+
+# How often kopf's event loop tells the liveness probe it is turning.
+_TURN_S = 1.0
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="kubenova-operator", description="Run the Kubenova operator."
     )
     parser.add_argument(
-        "--peering",
+        "--leader-elect",
+        action=argparse.BooleanOptionalAction,
         default=None,
-        help="kopf peering name for running several replicas with one active (default: standalone)",
+        help="run only while holding a coordination.k8s.io Lease, so that of several replicas "
+        "one is active (default: $KUBENOVA_LEADER_ELECT, else off)",
+    )
+    parser.add_argument(
+        "--leader-elect-lease",
+        default=None,
+        help="the Lease's name (default: $KUBENOVA_LEADER_ELECT_LEASE, else "
+        f"{settings.DEFAULT_LEASE_NAME}); its namespace is $KUBENOVA_LEADER_ELECT_NAMESPACE, "
+        "else the pod's, else default",
     )
     parser.add_argument("--log-level", default=os.environ.get("KUBENOVA_LOG_LEVEL", "INFO"))
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
     log.setup("kubenova-operator", args.log_level)
+    leader_elect = (
+        args.leader_elect
+        if args.leader_elect is not None
+        else settings.env_flag("KUBENOVA_LEADER_ELECT")
+    )
     # Importing the module registers its handlers with kopf's default registry.
     from kubenova.api import handlers  # noqa: F401
 
-    asyncio.run(
-        kopf.operator(
-            clusterwide=True,
-            standalone=args.peering is None,
-            peering_name=args.peering,
-        )
+    clock = election.SystemClock()
+    # The probes are for a pod; an operator run on a workstation opens no port unless asked.
+    probes = settings.HealthSettings.from_env(
+        default_port=settings.DEFAULT_HEALTH_PORT if leader_elect else 0
     )
+    if not leader_elect:
+        state = health.Health(clock, role=health.SINGLE)
+        _serve(state, probes)
+        asyncio.run(_run_kopf(state, threading.Event()))
+        return 0
+    return _run_elected(args.leader_elect_lease, probes, clock)
+
+
+def _run_elected(
+    lease_name: str | None, probes: settings.HealthSettings, clock: election.Clock
+) -> int:
+    elect = settings.LeaderElectionSettings.from_env(lease_name)
+    state = health.Health(clock, role=health.STANDBY, renew_deadline_s=elect.renew_deadline_s)
+    _serve(state, probes)
+    stop = threading.Event()
+
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    # While waiting, a SIGTERM ends the wait; once kopf runs, kopf's own handlers take over.
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    k8s.load_config()
+    leases = lease.KubeLeases(elect.lease_name, elect.namespace)
+    elector = election.LeaderElector(leases, elect.identity, elect.lease_duration_s, clock)
+    campaign = campaign_mod.Campaign(elector, elect, state, clock, where=str(leases))
+    if not campaign.acquire(stop):
+        LOG.info("stopped while waiting to lead")
+        return 0
+    state.became_leader()
+    campaign.start_keeping()
+    if not stop.is_set():
+        # Should kopf fail, the process exits holding the Lease: a standby waits for it to
+        # expire rather than start beside whatever of this process is still winding down.
+        asyncio.run(_run_kopf(state, stop))
+    if campaign.stop_keeping():
+        campaign.release()
     return 0
+
+
+async def _run_kopf(state: health.Health, stop: threading.Event) -> None:
+    """kopf, cluster-wide and standalone, beside a task that reports the loop's turns to the
+    probes.
+
+    ``stop`` is set by a SIGTERM caught before kopf had installed its own handlers: the task
+    sends the signal again, once, when kopf has them. (kopf's ``stop_flag`` would do it too,
+    but kopf leaves that flag's waiter pending on a signal and then waits 5 s for it.)
+    """
+
+    async def turn() -> None:
+        forwarded = False
+        while True:
+            state.turned()
+            # kopf has its signal handlers by the end of the first sleep: it installs them
+            # while it starts, right after this task first runs.
+            await asyncio.sleep(_TURN_S)
+            if stop.is_set() and not forwarded:
+                forwarded = True
+                signal.raise_signal(signal.SIGTERM)
+
+    # Created before kopf starts, so kopf leaves it alone when it stops its own tasks.
+    turner = asyncio.create_task(turn(), name="liveness turns")
+    try:
+        await kopf.operator(clusterwide=True, standalone=True, ready_flag=state.started)
+    finally:
+        turner.cancel()
+
+
+def _serve(state: health.Health, probes: settings.HealthSettings) -> None:
+    if probes.port:
+        health.serve(state, probes.addr, probes.port)
 
 
 if __name__ == "__main__":

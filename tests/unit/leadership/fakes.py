@@ -1,0 +1,123 @@
+"""One fake clock and one fake Lease API for the leadership tests.
+
+:class:`FakeClock` moves only when something waits on it, and runs what a test scheduled
+for the times it passes, so a loop that would take a minute runs in microseconds.
+:class:`FakeLeases` keeps one Lease as the apiserver does: a resourceVersion that changes on
+every write, 409 for a write over a stale version or a create over an existing Lease, and an
+update of a deleted Lease creates it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import threading
+from collections.abc import Callable
+
+from kubenova.leadership.lease import Lease, LeaseConflict, LeaseRecord
+
+EPOCH = datetime.datetime(2030, 1, 1, tzinfo=datetime.UTC)
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.t = 0.0
+        self._scheduled: list[tuple[float, Callable[[], None]]] = []
+
+    def monotonic(self) -> float:
+        return self.t
+
+    def now(self) -> datetime.datetime:
+        return EPOCH + datetime.timedelta(seconds=self.t)
+
+    def at(self, t: float, action: Callable[[], None]) -> None:
+        """Run ``action`` once the clock reaches ``t``."""
+        self._scheduled.append((t, action))
+        self._scheduled.sort(key=lambda item: item[0])
+
+    def advance(self, seconds: float) -> None:
+        target = self.t + seconds
+        while self._scheduled and self._scheduled[0][0] <= target:
+            when, action = self._scheduled.pop(0)
+            self.t = max(self.t, when)
+            action()
+        self.t = target
+
+    def wait(self, event: threading.Event, timeout: float) -> bool:
+        if event.is_set():
+            return True
+        self.advance(timeout)
+        return event.is_set()
+
+
+@dataclasses.dataclass
+class Call:
+    verb: str
+    timeout: float
+    at: float
+
+
+class FakeLeases:
+    """The apiserver's side of one Lease. ``down`` makes every call fail as a lost
+    connection would; ``stall_s`` makes every call take that long on the fake clock first."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        self._clock = clock
+        self.lease: Lease | None = None
+        self._version = 0
+        self.calls: list[Call] = []
+        self.down = False
+        self.stall_s = 0.0
+        # Runs once after the next get answers: another candidate acting in between.
+        self.after_get: Callable[[], object] | None = None
+        # Runs at every call with its verb, before the call takes effect.
+        self.on_call: Callable[[str], object] | None = None
+
+    @property
+    def record(self) -> LeaseRecord:
+        assert self.lease is not None
+        return self.lease.record
+
+    def get(self, *, timeout: float) -> Lease | None:
+        self._call("get", timeout)
+        found = self.lease
+        if self.after_get is not None:
+            action, self.after_get = self.after_get, None
+            action()
+        return found
+
+    def create(self, record: LeaseRecord, *, timeout: float) -> Lease:
+        self._call("create", timeout)
+        if self.lease is not None:
+            raise LeaseConflict("exists")
+        return self._store(record)
+
+    def replace(self, record: LeaseRecord, resource_version: str, *, timeout: float) -> Lease:
+        self._call("replace", timeout)
+        # As the apiserver: a Lease that is gone is created by the update.
+        if self.lease is not None and self.lease.resource_version != resource_version:
+            raise LeaseConflict("stale")
+        return self._store(record)
+
+    def held_by(self, holder: str, *, duration_s: int = 15) -> None:
+        """Another process writes the Lease in its name, as its own renewal would."""
+        transitions = self.lease.record.transitions if self.lease else 0
+        now = self._clock.now()
+        self._store(LeaseRecord(holder, duration_s, now, now, transitions))
+
+    def verbs(self) -> list[str]:
+        return [call.verb for call in self.calls]
+
+    def _call(self, verb: str, timeout: float) -> None:
+        self.calls.append(Call(verb, timeout, self._clock.t))
+        if self.on_call is not None:
+            self.on_call(verb)
+        if self.stall_s:
+            self._clock.advance(min(self.stall_s, timeout))
+        if self.down:
+            raise ConnectionError("apiserver unreachable")
+
+    def _store(self, record: LeaseRecord) -> Lease:
+        self._version += 1
+        self.lease = Lease(record, str(self._version))
+        return self.lease
