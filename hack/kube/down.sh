@@ -30,7 +30,7 @@ fi
 # SIGTERM lets kube-apiserver drain and then the launcher close etcd cleanly.
 kill -TERM "$pid"
 deadline=$((SECONDS + stop_timeout))
-while kill -0 "$pid" 2>/dev/null; do
+while proc_alive "$pid"; do
     if ((SECONDS >= deadline)); then
         echo "down.sh: pid $pid still running after ${stop_timeout}s; sending SIGKILL" >&2
         kill -KILL "$pid" 2>/dev/null || true

@@ -36,7 +36,7 @@ wait_ready() {
     # /readyz can pass a moment before the system-namespaces controller has made `default` on a
     # fresh data directory; callers create objects there straight away, so wait for both.
     until kube_ready && "$KUBECTL" --request-timeout=5s get namespace default >/dev/null 2>&1; do
-        if ! kill -0 "$pid" 2>/dev/null; then
+        if ! proc_alive "$pid"; then
             rm -f "$KUBE_PIDFILE"
             fail "kube-apiserver (pid $pid) exited during start-up"
         fi
@@ -145,7 +145,8 @@ args=(
 
 echo "up.sh: starting kube-apiserver $KUBENOVA_K8S_VERSION with embedded etcd (log: $KUBE_LOG)"
 start=$SECONDS
-nohup "$KUBE_BIN" "${args[@]}" >"$KUBE_LOG" 2>&1 </dev/null &
+# Its own session: it outlives the shell (and the process group) that started it.
+setsid nohup "$KUBE_BIN" "${args[@]}" >"$KUBE_LOG" 2>&1 </dev/null &
 pid=$!
 echo "$pid" >"$KUBE_PIDFILE"
 wait_ready "$pid"

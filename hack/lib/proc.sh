@@ -3,9 +3,19 @@
 
 proc_pidfile() { echo "$KUBENOVA_STATE/run/$1.pid"; }
 
+# proc_alive PID: true when PID runs. A zombie counts as gone: PID 1 on these machines does not
+# reap orphans, so `kill -0` would call a process that exited still alive.
+proc_alive() {
+  local stat
+  [[ ${1:-} =~ ^[0-9]+$ ]] || return 1
+  stat="$(cat "/proc/$1/stat" 2>/dev/null)" || return 1
+  stat="${stat##*) }"
+  [[ ${stat%% *} != [ZX] ]]
+}
+
 proc_running() {
   local pidfile; pidfile="$(proc_pidfile "$1")"
-  [[ -f "$pidfile" ]] && kill -0 "$(cat "$pidfile")" 2>/dev/null
+  [[ -f "$pidfile" ]] && proc_alive "$(cat "$pidfile")"
 }
 
 # proc_start NAME CMD... : run CMD in the background (own session), log to logs/NAME.log.
@@ -26,10 +36,10 @@ proc_stop() {
   pidfile="$(proc_pidfile "$name")"
   [[ -f "$pidfile" ]] || return 0
   pid="$(cat "$pidfile")"
-  if kill -0 "$pid" 2>/dev/null; then
+  if proc_alive "$pid"; then
     kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 1 40); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
-    kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null || true
+    for _ in $(seq 1 40); do proc_alive "$pid" || break; sleep 0.5; done
+    proc_alive "$pid" && kill -KILL "$pid" 2>/dev/null || true
     echo "stopped $name (pid $pid)"
   fi
   rm -f "$pidfile"
