@@ -189,7 +189,8 @@ rabbitmq_start() {
   # distribution listen on loopback only: this is a development broker.
   RABBIT_WRAPPER_PID=$(kn_spawn "$log" "${as_rabbitmq[@]}" env HOME="$KN_RABBIT_HOME" \
     RABBITMQ_LOGS=- RABBITMQ_NODE_IP_ADDRESS=127.0.0.1 \
-    RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}" \
+    RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1} \
+-rabbitmq_management tcp_config $RABBIT_MANAGEMENT_LISTENER" \
     /usr/lib/rabbitmq/bin/rabbitmq-server)
 }
 
@@ -200,6 +201,40 @@ rabbitmq_provision() {
     kn_die "could not set up RabbitMQ user $user"
   kn_rabbitmqctl -q set_permissions -p "$vhost" "$user" '.*' '.*' '.*' >/dev/null
   "$KUBENOVA_ROOT/hack/rabbitmq-agent-user.sh" "$(hostname -s)" 9>&-
+  rabbitmq_management_up
+}
+
+# --- RabbitMQ management API --------------------------------------------------------------
+# In a cluster the operator mints each node's agent user through the management plugin's HTTP
+# API (kubenova.agent_credentials), as its own user: the tag `administrator` is what lets a
+# user manage other users. The integration tests of that path use it here too.
+
+# Loopback only, like AMQP. An Erlang term, passed to the broker at start.
+RABBIT_MANAGEMENT_LISTENER='[{ip,"127.0.0.1"},{port,15672}]'
+
+rabbitmq_management_up() {
+  local user=$KUBENOVA_AMQP_OPERATOR_USER
+  if ! kn_rabbitmqctl -q eval 'application:which_applications().' |
+    grep -q '{rabbitmq_management,'; then
+    # A broker that was running before this setting existed gets the listener here, before
+    # the plugin starts and reads it; one started by rabbitmq_start already has it.
+    kn_rabbitmqctl -q eval \
+      "application:set_env(rabbitmq_management, tcp_config, $RABBIT_MANAGEMENT_LISTENER)." \
+      >/dev/null
+    kn_log "enabling RabbitMQ's management plugin (http://127.0.0.1:15672)"
+    rabbitmq_plugins -q enable rabbitmq_management >/dev/null ||
+      kn_die "could not enable RabbitMQ's management plugin"
+  fi
+  kn_rabbitmqctl -q set_user_tags "$user" administrator >/dev/null
+}
+
+# rabbitmq_plugins ARGS...: rabbitmq-plugins as the rabbitmq user (see kn_rabbitmqctl).
+rabbitmq_plugins() {
+  if [[ $(id -u) == 0 ]]; then
+    runuser -u rabbitmq -- env HOME="$KN_RABBIT_HOME" /usr/lib/rabbitmq/bin/rabbitmq-plugins "$@"
+  else
+    HOME="$KN_RABBIT_HOME" /usr/lib/rabbitmq/bin/rabbitmq-plugins "$@"
+  fi
 }
 
 rabbitmq_down() {

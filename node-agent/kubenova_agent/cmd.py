@@ -11,7 +11,7 @@ import types
 
 from kubenova import log
 from kubenova.config import AgentSettings
-from kubenova_agent import service
+from kubenova_agent import credentials, service
 from kubenova_agent.virt import driver as virt_driver
 
 LOG = logging.getLogger(__name__)
@@ -37,7 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--amqp-url-file",
-        help="file holding this agent's AMQP URL (its own RabbitMQ user); default: "
+        help="file holding this agent's AMQP URL (its own RabbitMQ user); default: from the "
+        "operator when $KUBENOVA_AGENT_CREDENTIALS_URL is set (in a cluster), else "
         "$KUBENOVA_AGENT_AMQP_URL, else $KUBENOVA_STATE/agents/HOST.amqp-url of the local stack",
     )
     parser.add_argument("--vcpus", type=int, default=8, help="test driver: simulated vCPUs")
@@ -69,6 +70,26 @@ def _local_stack_url_file(host: str) -> str | None:
     return candidate if os.path.exists(candidate) else None
 
 
+def _amqp_url_from_operator(host: str, url_file: str | None) -> str | None:
+    """In a cluster ($KUBENOVA_AGENT_CREDENTIALS_URL set, no --amqp-url-file): this node's own
+    AMQP URL, from the operator in exchange for the pod's token; kept in memory only."""
+    if url_file or not credentials.configured():
+        return None
+    try:
+        issued = credentials.fetch_from_env()
+    except credentials.CredentialsError as exc:
+        LOG.error("no RabbitMQ credentials: %s", exc)
+        raise SystemExit(f"kubenova-agent: {exc}") from exc
+    if issued.node != host:
+        # The operator answers for the node the token is bound to; an agent that calls itself
+        # something else would listen on a queue its user may not read.
+        raise SystemExit(
+            f"kubenova-agent: the operator issued credentials for node {issued.node!r}, but "
+            f"this agent runs as host {host!r}: set KUBENOVA_HOST to the node's name"
+        )
+    return issued.amqp_url
+
+
 def make_driver(args: argparse.Namespace, settings: AgentSettings) -> virt_driver.ComputeDriver:
     if args.driver == "test":
         from kubenova_agent.virt import testdriver
@@ -98,8 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     log.setup("kubenova-agent", args.log_level)
     host = args.host or AgentSettings.from_env().host
-    url_file = args.amqp_url_file or _local_stack_url_file(host)
-    amqp_url = None
+    amqp_url = _amqp_url_from_operator(host, args.amqp_url_file)
+    url_file = None if amqp_url else args.amqp_url_file or _local_stack_url_file(host)
     if url_file:
         with open(url_file, encoding="utf-8") as handle:
             amqp_url = handle.read().strip()

@@ -13,6 +13,7 @@ from typing import Any
 import kopf
 
 from kubenova import log
+from kubenova.agent_credentials import service as agent_credentials_service
 from kubenova.api import diffbase, instance_api
 from kubenova.api.runtime import Runtime
 from kubenova.k8s import resources
@@ -105,8 +106,20 @@ def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     memo["runtime"] = runtime
 
 
+@kopf.on.startup(id="agent-credentials")
+def start_agent_credentials(memo: kopf.Memo, **_: Any) -> None:
+    """In a cluster, the endpoint where each node's agent trades its pod's token for its own
+    RabbitMQ user (off unless configured). A handler of its own, so kopf retries it alone."""
+    memo["agent_credentials"] = agent_credentials_service.start_from_env()
+
+
 @kopf.on.cleanup()
 def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    credentials: agent_credentials_service.AgentCredentialsService | None = memo.get(
+        "agent_credentials"
+    )
+    if credentials is not None:
+        credentials.stop()
     runtime: Runtime | None = memo.get("runtime")
     if runtime is not None:
         runtime.stop()

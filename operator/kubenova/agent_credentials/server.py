@@ -1,0 +1,206 @@
+"""``POST /agent-credentials`` over HTTPS: the standard library's server, in a thread.
+
+The request's body is drained and ignored: what the caller may have is decided by its token
+alone (``exchange``). The serving certificate is issued from Kubenova's CA for the operator
+Service's names at start, and issued again once two thirds of its life have passed; each
+connection takes the certificate current when it was accepted. The TLS handshake runs in the
+connection's own thread, so a slow or silent client never holds up the others.
+"""
+
+from __future__ import annotations
+
+import datetime
+import http.server
+import json
+import logging
+import os
+import re
+import ssl
+import tempfile
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from kubenova.agent_credentials import exchange as exchange_mod
+from kubenova.certs import authority
+from kubenova.rpc import envelope
+
+LOG = logging.getLogger(__name__)
+
+PATH = "/agent-credentials"
+# An agent's request has no body worth reading; more than this is not an agent's.
+_MAX_BODY = 64 * 1024
+# A connection that has not finished its handshake or request by then is dropped.
+_CONNECTION_TIMEOUT_S = 10.0
+# A request id the caller sent is kept if it looks like one (it goes into the logs).
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,80}$")
+
+
+class ServingCertificate:
+    """The server's TLS context, with a certificate issued from ``ca`` for ``dns_names``."""
+
+    def __init__(
+        self,
+        ca: authority.KeyPair,
+        dns_names: Sequence[str],
+        now: Callable[[], datetime.datetime] = lambda: datetime.datetime.now(datetime.UTC),
+    ) -> None:
+        self._ca = ca
+        self._dns_names = tuple(dns_names)
+        self._now = now
+        self._lock = threading.Lock()
+        self._context: ssl.SSLContext | None = None
+        self._renew_at: datetime.datetime | None = None
+
+    def context(self) -> ssl.SSLContext:
+        with self._lock:
+            now = self._now()
+            if self._context is None or self._renew_at is None or now >= self._renew_at:
+                pair = authority.issue_server_cert(self._ca, self._dns_names, now=now)
+                self._context = _server_context(pair)
+                self._renew_at = pair.not_before + (pair.not_after - pair.not_before) * 2 / 3
+                LOG.info(
+                    "serving agent credentials with a certificate for %s valid until %s",
+                    ", ".join(self._dns_names),
+                    pair.not_after.isoformat(),
+                )
+            return self._context
+
+
+def _server_context(pair: authority.KeyPair) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    # The ssl module loads keys from files only; these live for the call, mode 0600.
+    with tempfile.TemporaryDirectory(prefix="kubenova-tls-") as directory:
+        cert_path = os.path.join(directory, "tls.crt")
+        key_path = os.path.join(directory, "tls.key")
+        for path, data in ((cert_path, pair.cert_pem()), (key_path, pair.key_pem())):
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+        context.load_cert_chain(cert_path, key_path)
+    return context
+
+
+class CredentialsServer(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(
+        self,
+        address: tuple[str, int],
+        exchange: exchange_mod.Exchange,
+        certificate: ServingCertificate,
+    ) -> None:
+        self.exchange = exchange
+        self.certificate = certificate
+        super().__init__(address, _Handler)
+
+    def get_request(self) -> tuple[Any, Any]:
+        sock, address = super().get_request()
+        try:
+            wrapped = self.certificate.context().wrap_socket(
+                sock, server_side=True, do_handshake_on_connect=False
+            )
+        except Exception as exc:
+            sock.close()
+            LOG.exception("agent credentials: no TLS context for a new connection")
+            # socketserver drops a connection on OSError and keeps serving; anything else
+            # would end serve_forever.
+            raise OSError(f"no TLS context: {exc}") from exc
+        return wrapped, address
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # Mostly clients that hang up or fail the handshake; not worth a traceback.
+        LOG.info("agent credentials: connection from %s failed", client_address[0], exc_info=True)
+
+    @property
+    def port(self) -> int:
+        port: int = self.server_address[1]
+        return port
+
+    def stop(self) -> None:
+        self.shutdown()
+        self.server_close()
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    server: CredentialsServer
+    timeout = _CONNECTION_TIMEOUT_S
+    protocol_version = "HTTP/1.1"
+
+    def setup(self) -> None:
+        self.request.settimeout(self.timeout)
+        self.request.do_handshake()
+        super().setup()
+
+    def do_POST(self) -> None:
+        request_id = self.headers.get("X-Request-Id", "")
+        if not _REQUEST_ID.match(request_id):
+            request_id = envelope.new_request_id()
+        if self.path.split("?", 1)[0] != PATH:
+            self._send(404, {"reason": f"not found: POST {PATH}", "requestId": request_id})
+            return
+        if not self._drain_body():
+            self._send(413, {"reason": "the request needs no body", "requestId": request_id})
+            return
+        answer = self.server.exchange.handle(self.headers.get("Authorization"), request_id)
+        self._send(answer.status, answer.body)
+
+    def do_GET(self) -> None:
+        self._send(405, {"reason": f"use POST {PATH}"}, {"Allow": "POST"})
+
+    def _drain_body(self) -> bool:
+        """Read and drop the body (unread bytes would make the close reset the connection
+        before the client has read the answer); False when it is too large to bother."""
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            return False
+        if not 0 <= length <= _MAX_BODY:
+            return False
+        while length > 0:
+            chunk = self.rfile.read(min(length, 16384))
+            if not chunk:
+                break
+            length -= len(chunk)
+        return True
+
+    def _send(
+        self, status: int, body: dict[str, str], headers: dict[str, str] | None = None
+    ) -> None:
+        payload = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        # The answer may hold a password: no cache anywhere keeps it.
+        self.send_header("Cache-Control", "no-store")
+        self.send_header("Connection", "close")
+        if "requestId" in body:
+            self.send_header("X-Request-Id", body["requestId"])
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(payload)
+        self.close_connection = True
+
+    def log_message(self, format: str, *args: Any) -> None:
+        # The exchange logs every issue and refusal with its request id; the access log
+        # would only repeat it.
+        pass
+
+
+def serve(
+    exchange: exchange_mod.Exchange, certificate: ServingCertificate, addr: str, port: int
+) -> CredentialsServer:
+    """Serve ``exchange`` on ``addr:port`` from a daemon thread (port 0: any free port)."""
+    certificate.context()  # a CA that cannot sign fails here, not at the first agent
+    server = CredentialsServer((addr, port), exchange, certificate)
+    threading.Thread(target=server.serve_forever, name="agent-credentials", daemon=True).start()
+    LOG.info(
+        "serving agent credentials on https://%s:%d%s",
+        addr,
+        server.port,
+        PATH,
+        extra={"agent_credentials_port": server.port},
+    )
+    return server
