@@ -238,3 +238,15 @@ with CHOWN only, and changes the directory itself, not what is inside. Call with
       mountPath: {{ .mountPath }}
 {{- end }}
 {{- end }}
+
+{{/* The agent DaemonSet's nodeSelector as a label selector ("k=v,k2=v2"): the nodes whose
+agents the operator gives RabbitMQ users to. */}}
+{{- define "kubenova.agentNodeSelector" -}}
+{{- $pairs := list -}}
+{{- range $key, $value := .Values.agent.nodeSelector -}}
+{{- if not (kindIs "invalid" $value) -}}
+{{- $pairs = append $pairs (printf "%s=%s" $key $value) -}}
+{{- end -}}
+{{- end -}}
+{{- join "," $pairs -}}
+{{- end }}

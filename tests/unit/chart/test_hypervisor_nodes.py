@@ -45,13 +45,17 @@ def test_should_give_the_agent_a_projected_token_for_the_operator_and_no_shared_
     agent = render().get("DaemonSet", AGENT)
     spec = container(agent, "agent")
     volumes = volumes_of(agent)
-    (source,) = volumes["operator-token"]["projected"]["sources"]
-    assert source == {
+    token, ca = volumes["operator-token"]["projected"]["sources"]
+    assert token == {
         "serviceAccountToken": {
             "audience": "kubenova-operator",
             "path": "token",
             "expirationSeconds": 3600,
         }
+    }
+    # The operator's CA, public: what the agent checks the exchange's certificate against.
+    assert ca == {
+        "configMap": {"name": "kubenova-ca", "items": [{"key": "ca.crt", "path": "ca.crt"}]}
     }
     assert _mounts(spec)["operator-token"]["mountPath"] == "/var/run/secrets/kubenova"
     assert env_of(spec)["KUBENOVA_AGENT_CREDENTIALS_URL"]["value"] == (

@@ -44,12 +44,14 @@ def test_should_grant_the_operator_each_verb_it_uses_and_nothing_more(render) ->
         ("apiextensions.k8s.io", "customresourcedefinitions"): ["list", "watch"],
         ("", "namespaces"): ["list", "watch"],
         ("authentication.k8s.io", "tokenreviews"): ["create"],
+        ("", "nodes"): ["list", "watch"],
     }
     namespaced = rendered.get("Role", OPERATOR)
     assert namespaced["metadata"]["namespace"] == NAMESPACE
     assert _rules(namespaced) == {
         ("coordination.k8s.io", "leases"): ["create", "get", "update"],
-        ("", "secrets"): ["create", "delete", "get", "list", "patch", "update"],
+        ("", "secrets"): ["create", "delete", "get", "list", "update"],
+        ("", "configmaps"): ["create", "get", "update"],
     }
 
 
