@@ -4,7 +4,7 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: help venv up down test test-unit test-integration test-e2e lint format
+.PHONY: help venv up dev-up down images test test-unit test-integration test-e2e lint format
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
 
@@ -14,10 +14,17 @@ $(VENV)/.installed: pyproject.toml hack/bootstrap.sh
 
 venv: $(VENV)/.installed ## create .venv with kubenova and its dev tools
 
-up: venv ## bring up the local stack and boot a demo instance
+up: venv ## the local cluster, Kubenova installed in it with its Helm chart, and a demo instance
 	hack/up.sh
 
-down: ## stop what `make up` started
+dev-up: venv ## the local cluster with the operator and agent as host processes (what `make bench` measures)
+	hack/dev-up.sh
+
+images: venv ## build Kubenova's container images and push them to the registry on this machine
+	hack/registry.sh start
+	hack/images/build.sh
+
+down: ## stop what `make up` or `make dev-up` started
 	hack/down.sh
 
 test: venv ## bring up what the tests need and run every test (unit, integration, e2e)
@@ -37,7 +44,7 @@ format: venv ## apply ruff's fixes and formatting
 	$(VENV)/bin/ruff format .
 
 .PHONY: bench
-bench: venv ## benchmarks on the running `make up` stack: scheduler (1000 on 100 hosts: burst, paced 10/s and 50/s), boot
+bench: venv ## benchmarks on the running `make dev-up` stack: scheduler (1000 on 100 hosts: burst, paced 10/s and 50/s), boot
 	$(PY) hack/bench/scheduler_bench.py --mode burst
 	$(PY) hack/bench/scheduler_bench.py --mode paced
 	$(PY) hack/bench/scheduler_bench.py --mode paced --interval 0.02

@@ -1,17 +1,20 @@
 #!/usr/bin/env bash
-# `make down`: stop what `make up` started, and nothing else.
+# `make down`: stop what `make up` (or `make dev-up`) started, and nothing else.
 set -euo pipefail
 . "$(dirname "$0")/lib/env.sh"
 cd "$KUBENOVA_ROOT"
 KUBECTL="$KUBENOVA_STATE/bin/kubectl"
 . hack/lib/proc.sh
 
-# Delete instances while the operator and agent run (starting them if `make test` or a
-# hand stopped them), so no domain outlives the stack that made it.
-if "$KUBECTL" get --raw /readyz >/dev/null 2>&1 \
-    && [[ -n "$("$KUBECTL" get instances --all-namespaces -o name 2>/dev/null)" ]]; then
-  hack/stack.sh start
-  "$KUBECTL" delete instances --all --all-namespaces --timeout=90s || true
+if "$KUBECTL" get --raw /readyz >/dev/null 2>&1; then
+  # The chart's release: its instances are deleted while its operator runs, then it goes.
+  hack/helm/install.sh --uninstall
+  # Instances of the host-process stack, deleted while its operator and agent run (starting
+  # them if `make test` or a hand stopped them), so no domain outlives the stack that made it.
+  if [[ -n "$("$KUBECTL" get instances --all-namespaces -o name 2>/dev/null)" ]]; then
+    hack/stack.sh start
+    "$KUBECTL" delete instances --all --all-namespaces --timeout=90s || true
+  fi
 fi
 hack/stack.sh stop
 hack/guest/serve.sh stop

@@ -70,13 +70,13 @@ def get_cluster_object(custom: Any, plural: str, name: str) -> dict[str, Any] | 
 
 
 def operator_pid(explicit: int | None) -> int:
-    """The operator's pid: ``explicit``, else the one `make up` recorded; checked alive."""
+    """The operator's pid: ``explicit``, else the one `make dev-up` recorded; checked alive."""
     if explicit is None:
         try:
             explicit = int(OPERATOR_PIDFILE.read_text().split()[0])
         except (OSError, ValueError, IndexError) as exc:
             raise BenchError(
-                f"no operator pid in {OPERATOR_PIDFILE}: start the stack with `make up` "
+                f"no operator pid in {OPERATOR_PIDFILE}: start the stack with `make dev-up` "
                 "(or pass --operator-pid)"
             ) from exc
     try:

@@ -2,7 +2,7 @@
 
     .venv/bin/python hack/bench/boot_bench.py [--repeat 3] [--host vm] [--flavor m1.nano]
 
-It needs the local stack of `make up`, with the agent of host ``--host`` (the libvirt driver,
+It needs the local stack of `make dev-up`, with the agent of host ``--host`` (the libvirt driver,
 real QEMU) running. Each round, one after the other (TCG guests are slow: one at a time):
 
 kubenova   apply an Instance (image kubenova-tiny) and time, from the create call, until a
@@ -221,7 +221,9 @@ def main(argv: list[str] | None = None) -> int:
     hypervisor = benchlib.get_cluster_object(custom, "hypervisors", args.host)
     status = (hypervisor or {}).get("status") or {}
     if status.get("state") != "up":
-        raise BenchError(f"Hypervisor {args.host} is not up: is the agent of `make up` running?")
+        raise BenchError(
+            f"Hypervisor {args.host} is not up: is the agent of `make dev-up` running?"
+        )
     virt_type = status.get("virtType")
     if virt_type not in ("kvm", "qemu"):
         raise BenchError(f"Hypervisor {args.host} is not a libvirt/QEMU host ({virt_type!r})")

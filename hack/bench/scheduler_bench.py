@@ -4,7 +4,7 @@
         [--mode burst|paced] [--interval 0.1] [--reuse-hosts] [--operator-pid PID]
         [--metrics-url URL] [--timeline FILE.csv]
 
-It needs the operator of the local stack (`make up`, which records its pid in
+It needs the operator of the local stack (`make dev-up`, which records its pid in
 .kubenova/run/operator.pid; or --operator-pid), starts M simulated hosts with
 hack/sim-hosts.sh (unless --reuse-hosts), waits until their Hypervisors are up, creates a
 Flavor of its own (1 vCPU, 128 MiB, 1 GiB) and N Instances of the image kubenova-tiny in a

@@ -100,7 +100,7 @@ def stack() -> Iterator[dict[str, str]]:
     env.setdefault("KUBENOVA_DB_URL", DEFAULT_DB_URL)
     # Hosts go down quickly here, so the tests of a host that is down need not wait a minute.
     env["KUBENOVA_SERVICE_DOWN_TIME"] = "20"
-    # Not the port of an operator that `make up` may have running.
+    # Not the port of an operator that `make dev-up` may have running.
     env["KUBENOVA_METRICS_PORT"] = "9091"
     subprocess.run([str(ROOT / ".venv/bin/kubenova-manage"), "db", "sync"], check=True, env=env)
     subprocess.run(
@@ -108,7 +108,7 @@ def stack() -> Iterator[dict[str, str]]:
     )
     subprocess.run([str(ROOT / "hack/register-image.sh")], check=True, env=env, capture_output=True)
     if os.environ.get("KUBENOVA_E2E_USE_RUNNING_STACK") == "1":
-        # For quick iterations against `make up`'s operator and agent (not what CI does).
+        # For quick iterations against `make dev-up`'s operator and agent (not what CI does).
         yield env
         return
     operator = _start("operator", [str(ROOT / ".venv/bin/kubenova-operator")], env)

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# `make dev-up`: the local cluster with Kubenova's operator and this host's agent run as
+# processes on the host (the road `make bench` measures, and a quick one for iterating on the
+# code: no image to build), and the demo instance.
+set -euo pipefail
+. "$(dirname "$0")/lib/env.sh"
+cd "$KUBENOVA_ROOT"
+KUBECTL="$KUBENOVA_STATE/bin/kubectl"
+
+step() { printf '\n==> %s\n' "$*"; }
+
+hack/cluster-up.sh
+# The chart's operator would handle the same objects as the host processes started here.
+step "helm uninstall kubenova, if installed"
+hack/helm/install.sh --uninstall
+step "database: kubenova-manage db sync"
+.venv/bin/kubenova-manage db sync
+hack/guest/serve.sh start
+step "operator and agent"
+hack/stack.sh start
+step "flavors, image and the demo instance"
+hack/register-image.sh
+"$KUBECTL" apply -f examples/01-flavors.yaml
+"$KUBECTL" apply -f examples/02-demo-instance.yaml
+
+# Return with the demo usable and its boot over: under software emulation the guest's boot
+# takes most of a core for a while, which would also skew a benchmark started right after.
+step "waiting for the demo instance to run and its guest to boot"
+"$KUBECTL" wait --for=jsonpath='{.status.phase}'=Running --timeout=300s instance/demo
+demo_console="$KUBENOVA_INSTANCES_PATH/$("$KUBECTL" get instance demo -o jsonpath='{.metadata.uid}')/console.log"
+for _ in $(seq 300); do
+  grep -qs 'kubenova-guest: ready' "$demo_console" && break
+  sleep 1
+done
+if grep -qs 'kubenova-guest: ready' "$demo_console"; then
+  echo "demo guest ready ($demo_console)"
+else
+  echo "warning: the demo guest has not said it is ready after 300 s; see $demo_console" >&2
+fi
+
+cat <<MSG
+
+Kubenova is up, its operator and agent running as host processes. Watch the demo instance:
+
+  export KUBECONFIG=$KUBECONFIG
+  $KUBECTL get instances -w
+  $KUBECTL get hypervisors
+  tail -f $KUBENOVA_INSTANCES_PATH/\$($KUBECTL get instance demo -o jsonpath='{.metadata.uid}')/console.log
+
+Logs: $KUBENOVA_STATE/logs/   Stop everything: make down
+MSG
