@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# shellcheck source-path=SCRIPTDIR
+# shellcheck source-path=SCRIPTDIR disable=SC2016  # hook and chroot scripts expand where they run
 # Build Kubenova's container images without a Docker engine and push them to the registry on
 # this machine ($KUBENOVA_REGISTRY, started by hack/registry.sh):
 #
@@ -109,7 +109,7 @@ recipe_venv() {
 }
 build_venv() {
   local work
-  work="$(mktemp -d "$IMAGES_CACHE/venv.XXXXXX")"
+  work="$(mktemp -d)"
   mkdir "$work/root" "$work/stage"
   tar -xf "$(layer_path python-base "${LAYER_KEYS[python-base]}")" -C "$work/root"
   dependencies >"$work/root/requirements.txt"
@@ -130,7 +130,7 @@ recipe_app() {
 }
 build_app() {
   local work path
-  work="$(mktemp -d "$IMAGES_CACHE/app.XXXXXX")"
+  work="$(mktemp -d)"
   mkdir "$work/root" "$work/stage"
   tar -xf "$(layer_path python-base "${LAYER_KEYS[python-base]}")" -C "$work/root"
   tar -xf "$(layer_path venv "${LAYER_KEYS[venv]}")" -C "$work/root"
@@ -497,6 +497,12 @@ main() {
   # One build at a time: two would write the same layout and cache files.
   exec 9>"$IMAGES_CACHE/.lock"
   flock 9
+  # Scratch space (mmdebstrap's chroots, staging trees) on the cache's disk, not in /tmp,
+  # and gone at the end, even after a failure.
+  clean_scratch
+  mkdir -p "$IMAGES_SCRATCH"
+  export TMPDIR=$IMAGES_SCRATCH
+  trap clean_scratch EXIT
   if ((refresh)); then date -u +%Y-%m-%dT%H:%M:%SZ >"$IMAGES_CACHE/refresh"; fi
 
   "$KUBENOVA_ROOT/hack/registry.sh" start
@@ -542,7 +548,7 @@ main() {
   echo "$tag"
 }
 
-# prune_layout: drop the layout's tags and cached tarballs that no current recipe names.
+# prune_layout: drop the layout's tags, cached tarballs and wheels no current recipe names.
 prune_layout() {
   local keep=() tag layer name removed=0
   for name in "${ALL_IMAGES[@]}"; do
@@ -563,6 +569,10 @@ prune_layout() {
   for layer in "$LAYERS_DIR"/*.tar; do
     [[ -e $layer ]] || continue
     [[ " ${keep[*]} " == *" $layer "* ]] || rm -f "$layer"
+  done
+  keep+=("$(build_dependency_wheels)" "$(build_kubenova_wheel)")
+  for layer in "$IMAGES_CACHE"/wheels/*; do
+    [[ " ${keep[*]} " == *" $layer "* ]] || rm -rf "$layer"
   done
 }
 

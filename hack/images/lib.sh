@@ -1,4 +1,6 @@
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2034,SC2016
+# (SC2034: the variables set here are read by build.sh; SC2016: hook commands are expanded
+# by mmdebstrap, in the chroot, not here.)
 # Layers, caching and the OCI layout for hack/images/build.sh. Source after hack/lib/env.sh.
 #
 # An image here is a list of layers plus a config. Each layer has a recipe: a text naming
@@ -23,6 +25,8 @@ LAYOUT="$IMAGES_CACHE/oci"
 export SOURCE_DATE_EPOCH="${SOURCE_DATE_EPOCH:-1704067200}"
 CREATED="$(date -u -d "@$SOURCE_DATE_EPOCH" +%Y-%m-%dT%H:%M:%SZ)"
 
+IMAGES_SCRATCH="$IMAGES_CACHE/tmp"
+
 log() { echo "images: $*" >&2; }
 die() {
   log "error: $*"
@@ -36,6 +40,16 @@ sha256_text() { sha256sum | cut -c1-64; }
 # resolve to newer packages later; `build.sh --refresh` changes this salt, which changes every
 # key that resolves packages, so their layers are built again from what the archives hold now.
 refresh_salt() { cat "$IMAGES_CACHE/refresh" 2>/dev/null || echo initial; }
+
+# clean_scratch: remove the scratch directory, but never through a mount: an interrupted
+# mmdebstrap can leave the host's /dev or /proc mounted in its chroot.
+clean_scratch() {
+  if grep -qF " $IMAGES_SCRATCH/" /proc/mounts; then
+    log "warning: something is still mounted under $IMAGES_SCRATCH; not removing it"
+    return 0
+  fi
+  rm -rf --one-file-system "$IMAGES_SCRATCH"
+}
 
 # --- layers -------------------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ import pytest
 
 from tests.e2e.conftest import (
     HOST,
+    STATE,
     apply,
     flavor_manifest,
     get,
@@ -24,8 +25,13 @@ from tests.e2e.conftest import (
 pytestmark = pytest.mark.e2e
 
 REGISTRY = os.environ.get("KUBENOVA_REGISTRY", "127.0.0.1:5000")
-TOOLBOX = f"{REGISTRY}/kubenova/toolbox:latest"
 NODE = os.environ.get("KUBENOVA_NODE_NAME", HOST)
+
+
+def _toolbox() -> str:
+    """busybox, as the last image build tagged it (hack/images/build.sh)."""
+    tag = (STATE / "images" / "tag").read_text().strip()
+    return f"{REGISTRY}/kubenova/toolbox:{tag}"
 
 
 def _condition(obj: dict[str, Any] | None, kind: str) -> str | None:
@@ -95,6 +101,7 @@ def test_an_object_whose_owner_is_deleted_is_garbage_collected(plain_namespace):
 
 
 def test_a_pod_reaches_a_service_by_its_dns_name(plain_namespace):
+    toolbox = _toolbox()
     marker = f"served-{uuid.uuid4().hex}"
     labels = {"app": "web"}
     apply(
@@ -111,7 +118,7 @@ def test_a_pod_reaches_a_service_by_its_dns_name(plain_namespace):
                             "containers": [
                                 {
                                     "name": "httpd",
-                                    "image": TOOLBOX,
+                                    "image": toolbox,
                                     "command": [
                                         "sh",
                                         "-c",
@@ -144,14 +151,21 @@ def test_a_pod_reaches_a_service_by_its_dns_name(plain_namespace):
                 "restartPolicy": "Never",
                 "containers": [
                     {
-                        "name": "wget",
-                        "image": TOOLBOX,
-                        # The short name goes through the pod's search path, as an application's
-                        # would; retried because a new Service's endpoints may take a moment.
+                        "name": "client",
+                        "image": toolbox,
+                        # busybox's resolver (nslookup) asks the cluster's DNS for the
+                        # Service's name; nc then speaks HTTP to the address it got (Debian's
+                        # static busybox wget crashes, even on the host). Retried, as a new
+                        # Service's endpoints may take a moment.
                         "command": [
                             "sh",
                             "-c",
-                            "for i in $(seq 30); do wget -q -T 2 -O - http://web/ && exit 0;"
+                            f"name=web.{plain_namespace}.svc.cluster.local;"
+                            " for i in $(seq 30); do"
+                            " ip=$(nslookup $name | awk '/^Address: /{a=$2} END{print a}');"
+                            ' echo "$name is $ip";'
+                            ' [ -n "$ip" ] && printf "GET / HTTP/1.0\\r\\n\\r\\n"'
+                            " | nc -w 2 $ip 80 | grep served- && exit 0;"
                             " sleep 1; done; exit 1",
                         ],
                         "securityContext": {"runAsUser": 65532},
