@@ -128,6 +128,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     core.create_namespace({"metadata": {"name": namespace}})
     admin = ManagementClient(MANAGEMENT_URL)
     exchange = None
+    operator_api: k8s_client.ApiClient | None = None
     try:
         for name in ("kubenova-agent", "kubenova-operator"):
             core.create_namespaced_service_account(namespace, {"metadata": {"name": name}})
@@ -187,6 +188,11 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     finally:
         if exchange is not None:
             exchange.stop()
+        # Their pooled connections would otherwise be found open by the garbage collector
+        # during some later test, which fails on the ResourceWarning.
+        if operator_api is not None:
+            operator_api.close()
+        api.close()
         for node in (node_a, node_b):
             kubectl("delete", "node", node, "--wait=false", check=False)
             admin.delete_user(f"agent-{node}")

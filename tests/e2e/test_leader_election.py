@@ -306,6 +306,7 @@ class CuttableProxy:
         self.port: int = self._listener.getsockname()[1]
         self._sockets: list[socket.socket] = []
         self._lock = threading.Lock()
+        self._cut = False
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self) -> None:
@@ -314,8 +315,18 @@ class CuttableProxy:
                 client, _ = self._listener.accept()
             except OSError:
                 return
-            server = socket.create_connection(self._upstream)
+            try:
+                server = socket.create_connection(self._upstream)
+            except OSError:
+                client.close()
+                continue
             with self._lock:
+                # A connection accepted just as the proxy was cut is closed, not relayed:
+                # nothing else would ever close it.
+                if self._cut:
+                    client.close()
+                    server.close()
+                    return
                 self._sockets += [client, server]
             for source, sink in ((client, server), (server, client)):
                 threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
@@ -329,12 +340,14 @@ class CuttableProxy:
             pass
 
     def cut(self) -> None:
-        self._listener.close()
         with self._lock:
-            for sock in self._sockets:
-                with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
-                sock.close()
+            self._cut = True
+            sockets, self._sockets = self._sockets, []
+        self._listener.close()
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
 
 
 def test_a_leader_that_loses_the_apiserver_exits_before_its_lease_could_be_taken(
@@ -374,12 +387,15 @@ def leases() -> Iterator[KubeLeases]:
     k8s_config.load_kube_config(  # type: ignore[no-untyped-call]
         config_file=os.fspath(KUBECONFIG), client_configuration=configuration
     )
-    api = k8s_client.CoordinationV1Api(k8s_client.ApiClient(configuration))
+    api_client = k8s_client.ApiClient(configuration)
+    api = k8s_client.CoordinationV1Api(api_client)
     name = f"e2e-lease-{uuid.uuid4().hex[:8]}"
     try:
         yield KubeLeases(name, NAMESPACE, api)
     finally:
         kubectl("delete", "lease", name, "-n", NAMESPACE, check=False)
+        # Closed here, not by the garbage collector in some later test (a ResourceWarning).
+        api_client.close()
 
 
 def test_the_apiserver_refuses_a_second_create_and_a_write_over_a_stale_version(
