@@ -20,23 +20,7 @@ step "operator and agent"
 hack/stack.sh start
 step "flavors, image and the demo instance"
 hack/register-image.sh
-"$KUBECTL" apply -f examples/01-flavors.yaml
-"$KUBECTL" apply -f examples/02-demo-instance.yaml
-
-# Return with the demo usable and its boot over: under software emulation the guest's boot
-# takes most of a core for a while, which would also skew a benchmark started right after.
-step "waiting for the demo instance to run and its guest to boot"
-"$KUBECTL" wait --for=jsonpath='{.status.phase}'=Running --timeout=300s instance/demo
-demo_console="$KUBENOVA_INSTANCES_PATH/$("$KUBECTL" get instance demo -o jsonpath='{.metadata.uid}')/console.log"
-for _ in $(seq 300); do
-  grep -qs 'kubenova-guest: ready' "$demo_console" && break
-  sleep 1
-done
-if grep -qs 'kubenova-guest: ready' "$demo_console"; then
-  echo "demo guest ready ($demo_console)"
-else
-  echo "warning: the demo guest has not said it is ready after 300 s; see $demo_console" >&2
-fi
+hack/demo.sh
 
 cat <<MSG
 

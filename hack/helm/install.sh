@@ -56,17 +56,5 @@ start=$SECONDS
     --force-conflicts --wait --timeout 15m "$@"
 echo "install.sh: $RELEASE ($tag) installed in $NAMESPACE in $((SECONDS - start))s"
 
-sha256="$(cat "$KUBENOVA_IMAGES_DIR/kubenova-tiny.qcow2.sha256")"
-"$KUBECTL" apply -f - <<YAML
-apiVersion: compute.kubenova.io/v1alpha1
-kind: Image
-metadata:
-  name: kubenova-tiny
-spec:
-  source:
-    url: http://$RELEASE-image-server.$NAMESPACE.svc:8080/kubenova-tiny.qcow2
-  sha256: $sha256
-  diskFormat: qcow2
-  minDiskGiB: 1
-  minMemoryMiB: 96
-YAML
+"$KUBENOVA_ROOT/hack/register-image.sh" \
+    "http://$RELEASE-image-server.$NAMESPACE.svc:8080/kubenova-tiny.qcow2"

@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import libvirt
 import pytest
 import yaml
 
@@ -70,6 +71,18 @@ def wait_for(what: str, predicate: Callable[[], Any], timeout: float, interval: 
             return last
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
+
+
+def domain_exists(instance_uuid: str) -> bool:
+    """Whether this host's libvirtd has a domain for the instance."""
+    connection = libvirt.open("qemu:///system")
+    try:
+        connection.lookupByUUIDString(instance_uuid)
+    except libvirt.libvirtError:
+        return False
+    finally:
+        connection.close()
+    return True
 
 
 def _start(name: str, argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:

@@ -8,13 +8,13 @@ import os
 import uuid
 from typing import Any
 
-import libvirt
 import pytest
 
 from tests.e2e.conftest import (
     HOST,
     STATE,
     apply,
+    domain_exists,
     flavor_manifest,
     get,
     instance_manifest,
@@ -40,17 +40,6 @@ def _condition(obj: dict[str, Any] | None, kind: str) -> str | None:
             status: str = condition.get("status")
             return status
     return None
-
-
-def _domain_exists(instance_uuid: str) -> bool:
-    connection = libvirt.open("qemu:///system")
-    try:
-        connection.lookupByUUIDString(instance_uuid)
-    except libvirt.libvirtError:
-        return False
-    finally:
-        connection.close()
-    return True
 
 
 @pytest.fixture
@@ -201,8 +190,8 @@ def test_deleting_a_namespace_deletes_its_instances_and_their_guests(stack):
         timeout=180,
     )
     instance_uuid = get("instances", "vm1", name)["metadata"]["uid"]
-    assert _domain_exists(instance_uuid)
+    assert domain_exists(instance_uuid)
 
     kubectl("delete", "namespace", name, "--wait=false")
     wait_for("the namespace to be gone", lambda: get("namespace", name) is None, timeout=180)
-    assert not _domain_exists(instance_uuid)
+    assert not domain_exists(instance_uuid)

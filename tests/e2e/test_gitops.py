@@ -8,10 +8,9 @@ import json
 import subprocess
 from collections.abc import Iterator
 
-import libvirt
 import pytest
 
-from tests.e2e.conftest import HOST, ROOT, get, kubectl, wait_for
+from tests.e2e.conftest import HOST, ROOT, domain_exists, get, kubectl, wait_for
 from tests.unit.gitops.test_argocd_health import argocd_health
 
 pytestmark = pytest.mark.e2e
@@ -19,17 +18,6 @@ pytestmark = pytest.mark.e2e
 EXAMPLE = str(ROOT / "examples" / "gitops")
 NAMESPACE = "gitops-demo"
 INSTANCES = ["gitops-vm1", "gitops-vm2"]
-
-
-def _domain_exists(instance_uuid: str) -> bool:
-    connection = libvirt.open("qemu:///system")
-    try:
-        connection.lookupByUUIDString(instance_uuid)
-    except libvirt.libvirtError:
-        return False
-    finally:
-        connection.close()
-    return True
 
 
 def _delete_example(*flags: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -58,12 +46,12 @@ def test_gitops_example_converges_from_one_apply_and_its_delete_removes_the_doma
         assert health["status"] == "Healthy", (obj["metadata"]["name"], health)
         assert health["message"].startswith(f"Running on host {HOST}"), health
     instance_uuids = [obj["metadata"]["uid"] for obj in live]
-    assert all(_domain_exists(instance_uuid) for instance_uuid in instance_uuids)
+    assert all(domain_exists(instance_uuid) for instance_uuid in instance_uuids)
 
     _delete_example("--wait", "--timeout=100s")
     wait_for(
         "the domains to be gone",
-        lambda: not any(_domain_exists(instance_uuid) for instance_uuid in instance_uuids),
+        lambda: not any(domain_exists(instance_uuid) for instance_uuid in instance_uuids),
         timeout=30,
     )
     assert get("namespace", NAMESPACE) is None

@@ -6,13 +6,13 @@ import os
 import pathlib
 import uuid
 
-import libvirt
 import pytest
 import sqlalchemy as sa
 
 from tests.e2e.conftest import (
     HOST,
     apply,
+    domain_exists,
     flavor_manifest,
     get,
     instance_manifest,
@@ -29,17 +29,6 @@ INSTANCES_PATH = pathlib.Path(
 
 def _status(namespace: str, name: str) -> dict:
     return (get("instances", name, namespace) or {}).get("status") or {}
-
-
-def _domain_exists(instance_uuid: str) -> bool:
-    connection = libvirt.open("qemu:///system")
-    try:
-        connection.lookupByUUIDString(instance_uuid)
-    except libvirt.libvirtError:
-        return False
-    finally:
-        connection.close()
-    return True
 
 
 def test_applied_instance_runs_with_an_address_and_deleting_it_leaves_nothing(namespace, stack):
@@ -59,7 +48,7 @@ def test_applied_instance_runs_with_an_address_and_deleting_it_leaves_nothing(na
     conditions = {c["type"]: c["status"] for c in status["conditions"]}
     assert conditions == {"Scheduled": "True", "Ready": "True"}
     instance_uuid = get("instances", "vm1", namespace)["metadata"]["uid"]
-    assert _domain_exists(instance_uuid)
+    assert domain_exists(instance_uuid)
 
     console = INSTANCES_PATH / instance_uuid / "console.log"
     wait_for(
@@ -85,7 +74,7 @@ def test_applied_instance_runs_with_an_address_and_deleting_it_leaves_nothing(na
     assert held == 3
 
     kubectl("delete", "instance", "vm1", "-n", namespace, "--timeout=60s")
-    wait_for("the domain to be gone", lambda: not _domain_exists(instance_uuid), timeout=30)
+    wait_for("the domain to be gone", lambda: not domain_exists(instance_uuid), timeout=30)
     assert not (INSTANCES_PATH / instance_uuid).exists()
     with engine.connect() as connection:
         held = connection.execute(
