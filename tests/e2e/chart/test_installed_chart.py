@@ -138,7 +138,11 @@ def test_an_upgrade_keeps_the_guests_running_and_loses_no_create(user_namespace)
     # A changed chart value replaces every operator pod (and the agent's); one create is
     # applied while that happens.
     marker = uuid.uuid4().hex[:8]
-    upgrade = helm_install("--set", f"operator.podAnnotations.kubenova\\.io/upgrade={marker}")
+    # --set-string: a marker of digits only would otherwise be a number, which the schema
+    # refuses for an annotation.
+    upgrade = helm_install(
+        "--set-string", f"operator.podAnnotations.kubenova\\.io/upgrade={marker}"
+    )
     assert "has been upgraded" in upgrade.stdout
     apply(instance("during-upgrade", user_namespace))
     running("during-upgrade", user_namespace)
