@@ -37,29 +37,6 @@ NETWORK_MARKER="$KN_RUN_DIR/libvirt-network-$NETWORK.started"
 
 virsh_() { virsh -q -c "$LIBVIRT_URI" "$@"; }
 
-# --- packages -----------------------------------------------------------------------------
-
-ensure_packages() {
-  local missing=() pkg
-  for pkg in "${PACKAGES[@]}"; do
-    if [[ $(dpkg-query -W -f='${db:Status-Status}' "$pkg" 2>/dev/null) != installed ]]; then
-      missing+=("$pkg")
-    fi
-  done
-  ((${#missing[@]})) || return 0
-  kn_log "installing ${missing[*]} (apt output in $KN_LOG_DIR/apt.log)"
-  # The lock timeout waits for another apt run instead of failing. fd 9 (our lock) is closed
-  # because a package's maintainer script may leave a daemon behind.
-  if ! {
-    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=900 update &&
-      DEBIAN_FRONTEND=noninteractive apt-get install -y -o DPkg::Lock::Timeout=900 \
-        "${missing[@]}"
-  } >>"$KN_LOG_DIR/apt.log" 2>&1 9>&-; then
-    tail -n 20 "$KN_LOG_DIR/apt.log" >&2
-    kn_die "apt-get failed"
-  fi
-}
-
 # --- MariaDB ------------------------------------------------------------------------------
 
 mysql_root() { mariadb --protocol=socket --socket="$MYSQL_SOCKET" -uroot; }
@@ -376,7 +353,7 @@ cmd_status() {
 
 cmd_up() {
   local start=$SECONDS
-  ensure_packages
+  kn_ensure_packages "${PACKAGES[@]}"
   mariadb_up
   rabbitmq_up
   libvirt_up

@@ -452,24 +452,6 @@ build_image() {
 
 # --- main -------------------------------------------------------------------------------------
 
-ensure_host_packages() {
-  local missing=() pkg
-  for pkg in "${HOST_PACKAGES[@]}"; do
-    if [[ $(dpkg-query -W -f='${db:Status-Status}' "$pkg" 2>/dev/null) != installed ]]; then
-      missing+=("$pkg")
-    fi
-  done
-  ((${#missing[@]})) || return 0
-  log "installing ${missing[*]} (apt output in $KN_LOG_DIR/apt.log)"
-  if ! {
-    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=900 update &&
-      DEBIAN_FRONTEND=noninteractive apt-get install -y -o DPkg::Lock::Timeout=900 \
-        "${missing[@]}"
-  } >>"$KN_LOG_DIR/apt.log" 2>&1 9>&-; then
-    tail -n 20 "$KN_LOG_DIR/apt.log" >&2
-    die "apt-get failed"
-  fi
-}
 
 main() {
   local refresh=0 names=() name arg tag set_key missing=()
@@ -492,7 +474,7 @@ main() {
 
   [[ $(id -u) == 0 ]] || die "run as root (mmdebstrap and chroot need it)"
   [[ -x $KUBENOVA_ROOT/.venv/bin/python ]] || die "no .venv: run \`make venv\` first"
-  ensure_host_packages
+  kn_ensure_packages "${HOST_PACKAGES[@]}"
   mkdir -p "$IMAGES_CACHE" "$KUBENOVA_STATE/images"
   # One build at a time: two would write the same layout and cache files.
   exec 9>"$IMAGES_CACHE/.lock"

@@ -111,3 +111,26 @@ kn_spawn() {
   ) &
   printf '%s\n' "$!"
 }
+
+# kn_ensure_packages PKG...: apt-get install the Debian packages that are not installed yet, its
+# output in $KN_LOG_DIR/apt.log. The lock timeout waits for another apt run instead of failing.
+# fd 9 (a caller's lock) is closed because a package's maintainer script may leave a daemon
+# behind.
+kn_ensure_packages() {
+  local missing=() pkg
+  for pkg in "$@"; do
+    if [[ $(dpkg-query -W -f='${db:Status-Status}' "$pkg" 2>/dev/null) != installed ]]; then
+      missing+=("$pkg")
+    fi
+  done
+  ((${#missing[@]})) || return 0
+  kn_log "installing ${missing[*]} (apt output in $KN_LOG_DIR/apt.log)"
+  if ! {
+    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=900 update &&
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -o DPkg::Lock::Timeout=900 \
+        "${missing[@]}"
+  } >>"$KN_LOG_DIR/apt.log" 2>&1 9>&-; then
+    tail -n 20 "$KN_LOG_DIR/apt.log" >&2
+    kn_die "apt-get failed"
+  fi
+}

@@ -8,6 +8,8 @@ here_node="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 . "$here_node/../kube/common.sh"
 # shellcheck source=../lib/proc.sh
 . "$here_node/../lib/proc.sh"
+# shellcheck source=../lib/daemon.sh
+. "$here_node/../lib/daemon.sh"
 
 # The machine's runtime state (kept across clones, like the images it holds).
 KUBENOVA_NODE_ROOT="${KUBENOVA_NODE_ROOT:-/var/lib/kubenova/node}"
@@ -32,35 +34,15 @@ COREDNS_IMAGE="$KUBENOVA_REGISTRY/kubenova/coredns:${COREDNS_VERSION#v}"
 
 NODE_PACKAGES=(runc containernetworking-plugins iptables conntrack iproute2 ethtool socat)
 
-node_die() { echo "node: $*" >&2; exit 1; }
-
-ensure_node_packages() {
-    local missing=() pkg
-    for pkg in "${NODE_PACKAGES[@]}"; do
-        if [[ $(dpkg-query -W -f='${db:Status-Status}' "$pkg" 2>/dev/null) != installed ]]; then
-            missing+=("$pkg")
-        fi
-    done
-    ((${#missing[@]})) || return 0
-    echo "node: installing ${missing[*]}"
-    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=900 update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=900 install -y -qq \
-        "${missing[@]}" >/dev/null
-}
-
-# node_wait SECONDS WHAT COMMAND...: retry COMMAND every second until it succeeds.
+# node_wait SECONDS WHAT COMMAND...: kn_wait_until, and on a timeout the command's own last
+# word (why it is not ready) and where the logs are.
 node_wait() {
-    local timeout=$1 what=$2 deadline
+    local timeout=$1 what=$2
     shift 2
-    deadline=$((SECONDS + timeout))
-    until "$@" >/dev/null 2>&1; do
-        if ((SECONDS >= deadline)); then
-            echo "node: $what not ready after ${timeout}s; logs in $KUBENOVA_STATE/logs/" >&2
-            "$@" || true
-            return 1
-        fi
-        sleep 1
-    done
+    kn_wait_until "$timeout" "$what" "$@" && return 0
+    "$@" || true
+    kn_log "logs in $KUBENOVA_STATE/logs/"
+    return 1
 }
 
 # The processes of the node, in the order they start.

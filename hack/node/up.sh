@@ -17,11 +17,11 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=common.sh
 . "$here/common.sh"
 
-ensure_node_packages
+kn_ensure_packages "${NODE_PACKAGES[@]}"
 "$here/build.sh"
 
 node_address="$(node_ip)"
-[[ -n "$node_address" ]] || node_die "cannot tell this node's address (set KUBENOVA_NODE_IP)"
+[[ -n "$node_address" ]] || kn_die "cannot tell this node's address (set KUBENOVA_NODE_IP)"
 mkdir -p "$NODE_CONFIG_DIR" "$CNI_CONF_DIR" "$NODE_RUN_DIR" "$CONTAINERD_ROOT" "$KUBELET_ROOT" \
     "$NODE_LOG_DIR"
 
