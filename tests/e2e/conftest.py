@@ -16,6 +16,8 @@ from typing import Any
 import libvirt
 import pytest
 import yaml
+from kubernetes import client as k8s_client
+from kubernetes import config as k8s_config
 
 from kubenova.config import DEFAULT_DB_URL
 
@@ -71,6 +73,18 @@ def wait_for(what: str, predicate: Callable[[], Any], timeout: float, interval: 
             return last
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
+
+
+def api_configuration() -> k8s_client.Configuration:
+    """The admin kubeconfig of the local stack, for tests that use the Python client; fails
+    the test when the stack is not up."""
+    if not KUBECONFIG.exists() or kubectl("get", "--raw", "/readyz", check=False).returncode:
+        pytest.fail("the local stack is not up: run the tests with `make test`")
+    configuration = k8s_client.Configuration()
+    k8s_config.load_kube_config(  # type: ignore[no-untyped-call]
+        config_file=os.fspath(KUBECONFIG), client_configuration=configuration
+    )
+    return configuration
 
 
 def domain_exists(instance_uuid: str) -> bool:

@@ -24,14 +24,13 @@ import pika
 import pika.exceptions
 import pytest
 from kubernetes import client as k8s_client
-from kubernetes import config as k8s_config
 from kubernetes.client import exceptions as k8s_exceptions
 
 from kubenova.agent_credentials import minter, service, settings
 from kubenova.agent_credentials.rabbitmq_admin import ManagementClient
 from kubenova.config import DEFAULT_AMQP_URL
 from kubenova_agent import credentials
-from tests.e2e.conftest import KUBECONFIG, kubectl, wait_for
+from tests.e2e.conftest import api_configuration, kubectl, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -115,12 +114,7 @@ def _fake_node(name: str, label: str) -> dict[str, object]:
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    if not KUBECONFIG.exists() or kubectl("get", "--raw", "/readyz", check=False).returncode:
-        pytest.fail("the local stack is not up: run the tests with `make test`")
-    configuration = k8s_client.Configuration()
-    k8s_config.load_kube_config(  # type: ignore[no-untyped-call]
-        config_file=os.fspath(KUBECONFIG), client_configuration=configuration
-    )
+    configuration = api_configuration()
     api = k8s_client.ApiClient(configuration)
     core = k8s_client.CoreV1Api(api)
     run = uuid.uuid4().hex[:8]

@@ -7,30 +7,23 @@ sure that what they report is still what the apiserver did.
 from __future__ import annotations
 
 import json
-import os
 import uuid
 from collections.abc import Iterator
 
 import pytest
 from kubernetes import client as k8s_client
-from kubernetes import config as k8s_config
 from kubernetes.client import exceptions as k8s_exceptions
 
 from kubenova.k8s import resources
 from kubenova.k8s.client import KubeClient
-from tests.e2e.conftest import KUBECONFIG, get, kubectl
+from tests.e2e.conftest import api_configuration, get, kubectl
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture
 def kube() -> KubeClient:
-    if not KUBECONFIG.exists() or kubectl("get", "--raw", "/readyz", check=False).returncode:
-        pytest.fail("the local stack is not up: run the tests with `make test`")
-    configuration = k8s_client.Configuration()
-    k8s_config.load_kube_config(  # type: ignore[no-untyped-call]
-        config_file=os.fspath(KUBECONFIG), client_configuration=configuration
-    )
+    configuration = api_configuration()
     return KubeClient(k8s_client.ApiClient(configuration))
 
 

@@ -35,11 +35,19 @@ from typing import Any
 import pytest
 import yaml
 from kubernetes import client as k8s_client
-from kubernetes import config as k8s_config
 
 from kubenova.config import DEFAULT_AMQP_URL, DEFAULT_DB_URL
 from kubenova.leadership.lease import KubeLeases, LeaseConflict, LeaseRecord
-from tests.e2e.conftest import KUBECONFIG, LOGS, ROOT, _start, _stop, kubectl, wait_for
+from tests.e2e.conftest import (
+    KUBECONFIG,
+    LOGS,
+    ROOT,
+    _start,
+    _stop,
+    api_configuration,
+    kubectl,
+    wait_for,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -381,12 +389,7 @@ def test_a_leader_that_loses_the_apiserver_exits_before_its_lease_could_be_taken
 
 @pytest.fixture
 def leases() -> Iterator[KubeLeases]:
-    if not KUBECONFIG.exists() or kubectl("get", "--raw", "/readyz", check=False).returncode:
-        pytest.fail("the local stack is not up: run the tests with `make test`")
-    configuration = k8s_client.Configuration()
-    k8s_config.load_kube_config(  # type: ignore[no-untyped-call]
-        config_file=os.fspath(KUBECONFIG), client_configuration=configuration
-    )
+    configuration = api_configuration()
     api_client = k8s_client.ApiClient(configuration)
     api = k8s_client.CoordinationV1Api(api_client)
     name = f"e2e-lease-{uuid.uuid4().hex[:8]}"
