@@ -54,7 +54,7 @@ class Cluster:
     pod_on_a: k8s_client.V1Pod
     url: str
     ca_file: str
-    exchange: service.AgentCredentialsService
+    exchange: service.AgentCredentials
     # What the exchange talks to the apiserver with: the operator's ServiceAccount.
     operator_api: k8s_client.ApiClient
 

@@ -16,5 +16,6 @@ Modules, lowest first:
 * ``exchange``: one request, from its Authorization header to the answer.
 * ``server``: the HTTPS endpoint ``POST /agent-credentials`` (standard library, a thread).
 * ``janitor``: revokes a node's user when its Node is deleted or stops being a hypervisor.
-* ``service``: the entry point the active operator replica starts and stops.
+* ``service``: the entry point: every operator replica serves the exchange; the one running
+  kopf also runs the janitor.
 """

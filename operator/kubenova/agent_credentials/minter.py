@@ -9,11 +9,21 @@ annotation ``kubenova.io/node`` always names it.
   has it keeps working) and sets the user's password and permissions again each time, which
   also repairs a user someone changed or deleted by hand. The Secret is written before the
   user, so a RabbitMQ user minted here never exists without its Secret.
-* :meth:`Minter.revoke` deletes the user, then the Secret.
+* :meth:`Minter.revoke` deletes the user, then the Secret, then the user once more.
 * :meth:`Minter.sweep` revokes every node with a Secret that is not among those to keep.
 
-Two calls about the same node never run at once in this process (only the active replica
-runs this); two processes racing to create one Secret end with the first one's password.
+Two calls about the same node never run at once in this process. Across processes they do:
+every replica serves the exchange, and the leader's janitor revokes. Both keep to what the
+janitor's sweep relies on, that no user outlives its Secret, and end with one password:
+
+* Two ensures: the Secret is created (or, emptied by hand, given a password again) under the
+  apiserver's guard, so only the first write wins; the other reads the winner's password, and
+  each sets the user to the password the Secret holds.
+* An ensure and a revoke: ensure reads the Secret again once it has set the user. Gone means
+  the node was revoked meanwhile: it deletes the user it may have set back and fails (the
+  agent asks again, and is refused if its node has left). Another password means the node was
+  revoked and minted again: it sets that one. And revoke deletes the user again after the
+  Secret, in case an ensure set it back from the Secret it read before.
 """
 
 from __future__ import annotations
@@ -48,6 +58,12 @@ MAX_NODE_NAME = 253 - len(SECRET_PREFIX)
 _NODE_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _MAX_LABEL_VALUE = 63
 _PASSWORD_ALPHABET = string.ascii_letters + string.digits
+# Rounds of an ensure or a Secret write before giving up on a Secret that keeps changing.
+_ATTEMPTS = 3
+
+
+class Revoked(RuntimeError):
+    """The node's credentials were revoked while they were being ensured."""
 
 
 def new_password() -> str:
@@ -123,13 +139,23 @@ class Minter:
         if problem is not None:
             raise ValueError(problem)
         user = self._messaging.agent_user(node)
+        permissions = rabbitmq_admin.agent_permissions(node, self._messaging)
         with self._lock(node):
-            password = self._stored_password(node, user)
-            self._admin.put_user(user, password)
-            self._admin.set_permissions(
-                self._vhost, user, rabbitmq_admin.agent_permissions(node, self._messaging)
-            )
-        return Credentials(node=node, user=user, amqp_url=self._url(user, password))
+            for _ in range(_ATTEMPTS):
+                password = self._stored_password(node, user)
+                self._admin.put_user(user, password)
+                self._admin.set_permissions(self._vhost, user, permissions)
+                # Another replica may have revoked the node since the Secret was read (module
+                # docstring): what the user was set to must still be what the Secret holds.
+                stored = self._store.get("Secret", secret_name(node))
+                if stored is not None and _password(stored) == password:
+                    return Credentials(node=node, user=user, amqp_url=self._url(user, password))
+                if stored is None:
+                    self._admin.delete_user(user)
+                    raise Revoked(f"node {node}'s credentials were revoked meanwhile")
+        # The user may hold a password the Secret no longer does; the agent's next request
+        # sets it again from the Secret.
+        raise RuntimeError(f"the Secret of node {node} keeps changing under us")
 
     def revoke(self, node: str) -> bool:
         """Delete the node's user and Secret; False when neither existed."""
@@ -137,6 +163,10 @@ class Minter:
         with self._lock(node):
             had_user = self._admin.delete_user(user)
             had_secret = self._store.delete("Secret", secret_name(node))
+            # A replica serving the node's agent may have set the user back in between, from
+            # the Secret it had read. One that does so later undoes it itself (it then finds
+            # no Secret); a user set from a Secret made after this delete comes with it.
+            self._admin.delete_user(user)
         if had_user or had_secret:
             LOG.info("revoked RabbitMQ user %s of node %s", user, node, extra={"node": node})
         return had_user or had_secret
@@ -161,10 +191,10 @@ class Minter:
 
     def _stored_password(self, node: str, user: str) -> str:
         name = secret_name(node)
-        for _ in range(3):
+        for _ in range(_ATTEMPTS):
             stored = self._store.get("Secret", name)
-            password = (stored.data.get("password") or b"").decode() if stored else ""
-            if stored is not None and password:
+            password = _password(stored)
+            if password:
                 return password
             fresh = self._new_password()
             secret = objects.StoredObject(
@@ -189,6 +219,10 @@ class Minter:
         host_port = self._broker.netloc.rpartition("@")[2]
         netloc = f"{urllib.parse.quote(user, safe='')}:{urllib.parse.quote(password, safe='')}"
         return urllib.parse.urlunsplit(self._broker._replace(netloc=f"{netloc}@{host_port}"))
+
+
+def _password(stored: objects.StoredObject | None) -> str:
+    return (stored.data.get("password") or b"").decode() if stored is not None else ""
 
 
 def _labels(node: str) -> dict[str, str]:

@@ -13,7 +13,7 @@ from typing import Any
 import kopf
 
 from kubenova import log
-from kubenova.agent_credentials import service as agent_credentials_service
+from kubenova.agent_credentials import service as agent_credentials
 from kubenova.api import diffbase, instance_api
 from kubenova.api.runtime import Runtime
 from kubenova.k8s import resources
@@ -106,20 +106,22 @@ def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     memo["runtime"] = runtime
 
 
-@kopf.on.startup(id="agent-credentials")
-def start_agent_credentials(memo: kopf.Memo, **_: Any) -> None:
-    """In a cluster, the endpoint where each node's agent trades its pod's token for its own
-    RabbitMQ user (off unless configured). A handler of its own, so kopf retries it alone."""
-    memo["agent_credentials"] = agent_credentials_service.start_from_env()
+@kopf.on.startup(id="agent-credentials-janitor")
+def start_agent_credentials_janitor(memo: kopf.Memo, **_: Any) -> None:
+    """Where kopf runs, revoke the RabbitMQ users of nodes that leave the hypervisors. The
+    exchange itself is served by every replica, leader or not (``kubenova.cmd.operator``
+    puts it in the memo; absent when it is off); one watcher of the Nodes is enough."""
+    credentials: agent_credentials.AgentCredentials | None = memo.get(agent_credentials.MEMO_KEY)
+    if credentials is not None:
+        credentials.start_janitor()
 
 
 @kopf.on.cleanup()
 def cleanup(memo: kopf.Memo, **_: Any) -> None:
-    credentials: agent_credentials_service.AgentCredentialsService | None = memo.get(
-        "agent_credentials"
-    )
+    # Only the janitor: the exchange outlives kopf, until the process ends.
+    credentials: agent_credentials.AgentCredentials | None = memo.get(agent_credentials.MEMO_KEY)
     if credentials is not None:
-        credentials.stop()
+        credentials.stop_janitor()
     runtime: Runtime | None = memo.get("runtime")
     if runtime is not None:
         runtime.stop()

@@ -1,12 +1,18 @@
 """``kubenova-operator``: run the control plane (api, scheduler, conductor) under kopf.
 
 Without ``--leader-elect`` the process runs kopf at once (the local stack and the tests run
-one such process). With it, the process first campaigns for a Lease and runs nothing else
+one such process). With it, the process first campaigns for a Lease and runs no control plane
 while it waits: no kopf handler, no consumer of the ``conductor`` queue, no periodic task, no
 status writer (all of them start from kopf's startup handler). Once it leads, it runs kopf
 while a thread renews the Lease; if renewing fails for the renew deadline the process exits
 at once with status 1. On SIGTERM kopf stops (its cleanup handler stops the runtime), then
 the Lease is released so a standby takes over within a retry period.
+
+The agent credentials exchange (``kubenova.agent_credentials``, when configured) is the one
+thing every replica serves, leader or standby, from before the campaign until the process
+ends: any replica can answer a request, so the Service may send agents to any ready one, and
+``/readyz`` waits for it to listen. Its janitor, which watches Nodes, runs only with kopf
+(started from kopf's startup handler, which finds the exchange in kopf's memo).
 """
 
 from __future__ import annotations
@@ -18,11 +24,14 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Callable, Coroutine
 from types import FrameType
+from typing import Any
 
 import kopf
 
 from kubenova import log
+from kubenova.agent_credentials import service as agent_credentials
 from kubenova.k8s import client as k8s
 from kubenova.leadership import campaign as campaign_mod
 from kubenova.leadership import election, health, lease, settings
@@ -31,6 +40,8 @@ LOG = logging.getLogger(__name__)
 
 # How often kopf's event loop tells the liveness probe it is turning.
 _TURN_S = 1.0
+
+RunKopf = Callable[[health.Health, threading.Event, kopf.Memo], Coroutine[Any, Any, None]]
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -74,7 +85,14 @@ def main(argv: list[str] | None = None) -> int:
     if not leader_elect:
         state = health.Health(clock, role=health.SINGLE)
         _serve(state, probes)
-        asyncio.run(_run_kopf(state, threading.Event()))
+        # kopf's startup handler loads it too (Runtime.from_env); the exchange starts first.
+        k8s.load_config()
+        credentials = _agent_credentials_from_env(state)
+        try:
+            asyncio.run(_run_kopf(state, threading.Event(), _memo(credentials)))
+        finally:
+            if credentials is not None:
+                credentials.stop()
         return 0
     return _run_elected(args.leader_elect_lease, probes, clock)
 
@@ -94,26 +112,71 @@ def _run_elected(
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
     k8s.load_config()
+    credentials = _agent_credentials_from_env(state)
     leases = lease.KubeLeases(elect.lease_name, elect.namespace)
     elector = election.LeaderElector(leases, elect.identity, elect.lease_duration_s, clock)
     campaign = campaign_mod.Campaign(elector, elect, state, clock, where=str(leases))
-    if not campaign.acquire(stop):
-        LOG.info("stopped while waiting to lead")
+    return lead(campaign, state, stop, credentials)
+
+
+def _agent_credentials_from_env(state: health.Health) -> agent_credentials.AgentCredentials | None:
+    credentials = agent_credentials.AgentCredentials.from_env()
+    if credentials is not None:
+        serve_agent_credentials(credentials, state)
+    return credentials
+
+
+def serve_agent_credentials(
+    credentials: agent_credentials.AgentCredentials, state: health.Health
+) -> None:
+    """Serve the exchange in this replica whatever its role, and be ready only once it
+    listens: the Service sends agents to every ready replica."""
+    state.require(credentials.problem)
+    credentials.serve_in_background()
+
+
+def lead(
+    campaign: campaign_mod.Campaign,
+    state: health.Health,
+    stop: threading.Event,
+    credentials: agent_credentials.AgentCredentials | None,
+    *,
+    run_kopf: RunKopf | None = None,
+    on_lost: campaign_mod.OnLost = campaign_mod.exit_at_once,
+) -> int:
+    """Wait for the Lease, then run kopf while keeping it, then give it back; the exchange,
+    served all along, stops last."""
+    run_kopf = run_kopf or _run_kopf
+    try:
+        if not campaign.acquire(stop):
+            LOG.info("stopped while waiting to lead")
+            return 0
+        state.became_leader()
+        campaign.start_keeping(on_lost)
+        if not stop.is_set():
+            # Should kopf fail, the process exits holding the Lease: a standby waits for it to
+            # expire rather than start beside whatever of this process is still winding down.
+            asyncio.run(run_kopf(state, stop, _memo(credentials)))
+        if campaign.stop_keeping():
+            campaign.release()
         return 0
-    state.became_leader()
-    campaign.start_keeping()
-    if not stop.is_set():
-        # Should kopf fail, the process exits holding the Lease: a standby waits for it to
-        # expire rather than start beside whatever of this process is still winding down.
-        asyncio.run(_run_kopf(state, stop))
-    if campaign.stop_keeping():
-        campaign.release()
-    return 0
+    finally:
+        # After the release, which a standby is waiting for; agents asking meanwhile are
+        # still answered.
+        if credentials is not None:
+            credentials.stop()
 
 
-async def _run_kopf(state: health.Health, stop: threading.Event) -> None:
-    """kopf, cluster-wide and standalone, beside a task that reports the loop's turns to the
-    probes.
+def _memo(credentials: agent_credentials.AgentCredentials | None) -> kopf.Memo:
+    memo = kopf.Memo()
+    if credentials is not None:
+        memo[agent_credentials.MEMO_KEY] = credentials
+    return memo
+
+
+async def _run_kopf(state: health.Health, stop: threading.Event, memo: kopf.Memo) -> None:
+    """kopf, cluster-wide and standalone, with ``memo`` as its handlers' memo, beside a task
+    that reports the loop's turns to the probes.
 
     ``stop`` is set by a SIGTERM caught before kopf had installed its own handlers: the task
     sends the signal again, once, when kopf has them. (kopf's ``stop_flag`` would do it too,
@@ -134,7 +197,7 @@ async def _run_kopf(state: health.Health, stop: threading.Event) -> None:
     # Created before kopf starts, so kopf leaves it alone when it stops its own tasks.
     turner = asyncio.create_task(turn(), name="liveness turns")
     try:
-        await kopf.operator(clusterwide=True, standalone=True, ready_flag=state.started)
+        await kopf.operator(clusterwide=True, standalone=True, ready_flag=state.started, memo=memo)
     finally:
         turner.cancel()
 

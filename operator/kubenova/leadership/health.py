@@ -7,10 +7,13 @@ What each answer proves (200 with ``ok: ...``, else 503 with the reason):
   answered); for the leader, and for an operator run without leader election, it is the event
   loop that runs kopf (it turned within ``stall_s``). The leader must also have renewed its
   Lease within the renew deadline. A failure means restarting the container would help.
-* ``/readyz`` (readiness): live, and ready for its role. A standby is ready as a standby: it
-  is healthy and waiting, so a rollout may proceed past it. The leader, and an operator
-  without leader election, is ready once kopf's startup handlers have finished (the database,
-  the bus and the conductor's consumer are wired).
+* ``/readyz`` (readiness): live, able to serve what every replica serves, and ready for its
+  role. What every replica serves, whatever its role, is registered with :meth:`Health.require`
+  (the agent credentials exchange, when it is on): until it can serve, the Service must not
+  send it requests. A standby is otherwise ready as a standby: it is healthy and waiting, so a
+  rollout may proceed past it. The leader, and an operator without leader election, is ready
+  once kopf's startup handlers have finished (the database, the bus and the conductor's
+  consumer are wired).
 
 The server is the standard library's, in a daemon thread: two GETs every few seconds.
 """
@@ -20,6 +23,7 @@ from __future__ import annotations
 import http.server
 import logging
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from kubenova.leadership.election import Clock
@@ -59,6 +63,12 @@ class Health:
         self.holder = ""
         # Set once kopf's startup handlers have finished (kopf's ``ready_flag``).
         self.started = threading.Event()
+        self._requirements: list[Callable[[], str | None]] = []
+
+    def require(self, problem: Callable[[], str | None]) -> None:
+        """Be ready, in every role, only while ``problem()`` answers None (it answers why
+        not otherwise): for what this replica serves whether it leads or not."""
+        self._requirements.append(problem)
 
     def campaigned(self, holder: str) -> None:
         """A standby's campaign made an attempt; ``holder`` is who holds the Lease."""
@@ -95,8 +105,14 @@ class Health:
 
     def readiness(self) -> tuple[bool, str]:
         live, why = self.liveness()
-        if not live or self.role == STANDBY:
+        if not live:
             return live, why
+        for problem in self._requirements:
+            reason = problem()
+            if reason is not None:
+                return False, f"{self.role}: {reason}"
+        if self.role == STANDBY:
+            return True, why
         if not self.started.is_set():
             return False, f"{self.role}: kopf's startup handlers have not finished"
         return True, why

@@ -31,13 +31,15 @@ class FakeObjects:
         self._version = 0
         # Runs once before the next create: another writer acting in between.
         self.before_create: object = None
+        # Every call fails, as while the apiserver is away.
+        self.down = False
 
     def get(self, kind: objects.Kind, name: str) -> objects.StoredObject | None:
-        self.calls.append(f"get {kind} {name}")
+        self._call(f"get {kind} {name}")
         return self.items.get((kind, name))
 
     def list(self, kind: objects.Kind, label_selector: str) -> list[objects.StoredObject]:
-        self.calls.append(f"list {kind} {label_selector}")
+        self._call(f"list {kind} {label_selector}")
         wanted = dict(term.split("=", 1) for term in label_selector.split(","))
         return [
             obj
@@ -46,7 +48,7 @@ class FakeObjects:
         ]
 
     def create(self, kind: objects.Kind, obj: objects.StoredObject) -> objects.StoredObject:
-        self.calls.append(f"create {kind} {obj.name}")
+        self._call(f"create {kind} {obj.name}")
         action, self.before_create = self.before_create, None
         if callable(action):
             action()
@@ -55,15 +57,20 @@ class FakeObjects:
         return self._store(kind, obj)
 
     def replace(self, kind: objects.Kind, obj: objects.StoredObject) -> objects.StoredObject:
-        self.calls.append(f"replace {kind} {obj.name}")
+        self._call(f"replace {kind} {obj.name}")
         current = self.items.get((kind, obj.name))
         if current is None or current.resource_version != obj.resource_version:
             raise objects.Conflict(obj.name)
         return self._store(kind, obj)
 
     def delete(self, kind: objects.Kind, name: str) -> bool:
-        self.calls.append(f"delete {kind} {name}")
+        self._call(f"delete {kind} {name}")
         return self.items.pop((kind, name), None) is not None
+
+    def _call(self, call: str) -> None:
+        self.calls.append(call)
+        if self.down:
+            raise ConnectionError("apiserver unreachable")
 
     def put(self, kind: objects.Kind, obj: objects.StoredObject) -> objects.StoredObject:
         """Store ``obj`` as someone else would have, without recording a call."""

@@ -50,6 +50,8 @@ def test_the_first_mint_keeps_the_password_in_the_node_secret_before_making_the_
         "create Secret kubenova-agent-node-a.lab",
         "put_user agent-node-a.lab",
         "set_permissions kubenova agent-node-a.lab",
+        # Still the password just set: no other replica revoked the node meanwhile.
+        "get Secret kubenova-agent-node-a.lab",
     ]
     assert credentials.user == "agent-node-a.lab"
 
@@ -120,13 +122,17 @@ def test_a_name_that_is_no_node_name_is_refused(mint: minter.Minter, node: str) 
         mint.ensure(node)
 
 
-def test_revoking_deletes_the_user_before_the_secret(
+def test_revoking_deletes_the_user_before_the_secret_and_once_more_after(
     mint: minter.Minter, store: FakeObjects, admin: FakeAdmin, calls: list[str]
 ) -> None:
     mint.ensure("node-a")
     calls.clear()
     assert mint.revoke("node-a")
-    assert calls == ["delete_user agent-node-a", "delete Secret kubenova-agent-node-a"]
+    assert calls == [
+        "delete_user agent-node-a",
+        "delete Secret kubenova-agent-node-a",
+        "delete_user agent-node-a",
+    ]
     assert admin.passwords == {}
     assert store.items == {}
     assert not mint.revoke("node-a")

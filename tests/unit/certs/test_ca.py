@@ -7,6 +7,7 @@ import datetime
 import socket
 import ssl
 import threading
+from collections.abc import Callable
 
 import pytest
 from cryptography import x509
@@ -14,6 +15,7 @@ from cryptography import x509
 from kubenova.certs import authority, store
 from kubenova.k8s import objects
 from tests.unit.agent_credentials.fakes import FakeObjects
+from tests.unit.interleavings import Turns, every_interleaving
 
 NOW = datetime.datetime(2031, 5, 1, tzinfo=datetime.UTC)
 
@@ -56,6 +58,35 @@ def test_a_ca_made_by_another_replica_first_is_the_one_used(objs: FakeObjects) -
     )
     assert store.ensure_ca(objs, now=NOW).cert == theirs.cert
     assert objs.items[("ConfigMap", "kubenova-ca")].data["ca.crt"] == theirs.cert_pem()
+
+
+@pytest.mark.parametrize("start", ["none", "expiring"])
+def test_two_replicas_ensuring_the_ca_at_once_end_with_one_in_every_order(start: str) -> None:
+    # Every replica serves the agent credentials exchange, so each makes sure of the CA as it
+    # starts: both first creates and both replacements of a CA about to expire race.
+    def world(calls: Turns) -> FakeObjects:
+        shared = FakeObjects(calls)
+        if start == "expiring":
+            old = authority.issue_ca(now=NOW - authority.CA_VALIDITY + datetime.timedelta(days=9))
+            shared.put("Secret", store._secret("kubenova-ca", old))
+            shared.put("ConfigMap", objects.StoredObject("kubenova-ca", {"ca.crt": old.cert_pem()}))
+        return shared
+
+    def replicas(shared: FakeObjects) -> dict[str, Callable[[], object]]:
+        return {name: lambda: store.ensure_ca(shared, now=NOW) for name in ("a", "b")}
+
+    orders = 0
+    for shared, run in every_interleaving(world, replicas):
+        orders += 1
+        a, b = run.results["a"], run.results["b"]
+        assert isinstance(a, authority.KeyPair), f"{a!r} ({run})"
+        assert isinstance(b, authority.KeyPair), f"{b!r} ({run})"
+        assert a.cert == b.cert, run
+        assert shared.items[("Secret", "kubenova-ca")].data["tls.crt"] == a.cert_pem(), run
+        assert shared.items[("ConfigMap", "kubenova-ca")].data == {"ca.crt": a.cert_pem()}, run
+        assert a.not_after - NOW == authority.CA_VALIDITY, run  # a new one, not the old
+    # Each makes at least three calls (get and write the Secret, get the ConfigMap).
+    assert orders >= 20
 
 
 def test_a_ca_about_to_expire_is_replaced_and_published_again(objs: FakeObjects) -> None:

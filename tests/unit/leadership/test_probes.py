@@ -1,4 +1,5 @@
-"""What /healthz and /readyz answer for a standby, a leader and a single operator."""
+"""What /healthz and /readyz answer for a standby, a leader and a single operator, and how
+what every replica serves (the agent credentials exchange) weighs on /readyz."""
 
 from __future__ import annotations
 
@@ -70,6 +71,35 @@ def test_an_operator_whose_event_loop_stopped_turning_is_not_live() -> None:
     assert state.readiness() == (True, "single: event loop turned 0.0 s ago")
     clock.advance(health.DEFAULT_STALL_S + 1)
     assert state.liveness() == (False, "single: event loop has not turned for 31.0 s")
+
+
+def test_a_standby_is_ready_only_while_what_every_replica_serves_can_serve() -> None:
+    clock = FakeClock()
+    state = Health(clock, role=STANDBY, renew_deadline_s=RENEW_DEADLINE_S)
+    problem: list[str | None] = ["the agent credentials exchange is not listening yet"]
+    state.require(lambda: problem[0])
+    state.campaigned("other-pod")
+    assert state.liveness()[0]
+    assert state.readiness() == (
+        False,
+        "standby: the agent credentials exchange is not listening yet",
+    )
+    problem[0] = None
+    assert state.readiness() == (True, "standby: lease held by other-pod, last tried 0.0 s ago")
+
+
+def test_a_leader_whose_exchange_does_not_listen_is_not_ready_though_kopf_started() -> None:
+    clock = FakeClock()
+    state = Health(clock, role=STANDBY, renew_deadline_s=RENEW_DEADLINE_S)
+    state.require(lambda: "the agent credentials exchange does not listen: port in use")
+    state.renewed(clock.t)
+    state.became_leader()
+    state.started.set()
+    assert state.liveness()[0]  # nothing a restart of the process is known to fix
+    assert state.readiness() == (
+        False,
+        "leader: the agent credentials exchange does not listen: port in use",
+    )
 
 
 @pytest.fixture
