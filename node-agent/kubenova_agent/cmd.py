@@ -111,14 +111,24 @@ def make_driver(args: argparse.Namespace, settings: AgentSettings) -> virt_drive
         uri=settings.libvirt_uri,
         instances_path=settings.instances_path,
         image_cache_path=settings.image_cache_path,
+        virt_type=settings.virt_type,
         hostname=settings.host,
     )
+
+
+def read_settings(host: str | None = None, amqp_url: str | None = None) -> AgentSettings:
+    """The agent's settings from the environment; a bad value stops the agent, naming it."""
+    try:
+        return AgentSettings.from_env(host=host, amqp_url=amqp_url)
+    except ValueError as exc:
+        raise SystemExit(f"kubenova-agent: {exc}") from exc
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     log.setup("kubenova-agent", args.log_level)
-    host = args.host or AgentSettings.from_env().host
+    # Read before anything else, so that a bad value stops the agent before it connects anywhere.
+    host = read_settings(host=args.host).host
     amqp_url = _amqp_url_from_operator(host, args.amqp_url_file)
     url_file = None if amqp_url else args.amqp_url_file or _local_stack_url_file(host)
     if url_file:
@@ -133,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    settings = AgentSettings.from_env(host=host, amqp_url=amqp_url)
+    settings = read_settings(host=host, amqp_url=amqp_url)
     agent = service.AgentService(settings, make_driver(args, settings), dict(args.label))
 
     def _terminate(signum: int, frame: types.FrameType | None) -> None:

@@ -16,6 +16,10 @@ from typing import TypeVar
 DEFAULT_AMQP_URL = "amqp://kubenova-operator:kubenova-dev@127.0.0.1:5672/kubenova"
 DEFAULT_DB_URL = "mysql+pymysql://kubenova:kubenova-dev@127.0.0.1:3306/nova?charset=utf8mb4"
 
+#: The agent's ``KUBENOVA_VIRT_TYPE`` (Nova's ``[libvirt] virt_type``): "auto" decides at start
+#: whether guests can use KVM, "kvm" and "qemu" (software emulation, TCG) force the choice.
+VIRT_TYPES = ("auto", "kvm", "qemu")
+
 
 _Number = TypeVar("_Number", int, float)
 
@@ -43,6 +47,17 @@ def _env_positive(name: str, default: _Number, parse: type[_Number]) -> _Number:
 
 def _env_float(name: str, default: float) -> float:
     return _env_number(name, default, float, "a number")
+
+
+def _env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    if raw not in choices:
+        raise ValueError(
+            f"environment variable {name} must be one of {', '.join(choices)}, got {raw!r}"
+        )
+    return raw
 
 
 def _env_non_negative(name: str, default: float) -> float:
@@ -157,6 +172,8 @@ class AgentSettings:
     instances_path: str = "/var/lib/kubenova/instances"
     image_cache_path: str = "/var/lib/kubenova/_base"
     libvirt_uri: str = "qemu:///system"
+    # One of VIRT_TYPES; the libvirt driver resolves "auto" when it starts.
+    virt_type: str = "auto"
 
     @classmethod
     def from_env(cls, host: str | None = None, amqp_url: str | None = None) -> AgentSettings:
@@ -168,6 +185,7 @@ class AgentSettings:
             instances_path=os.environ.get("KUBENOVA_INSTANCES_PATH", "/var/lib/kubenova/instances"),
             image_cache_path=os.environ.get("KUBENOVA_IMAGE_CACHE_PATH", "/var/lib/kubenova/_base"),
             libvirt_uri=os.environ.get("KUBENOVA_LIBVIRT_URI", "qemu:///system"),
+            virt_type=_env_choice("KUBENOVA_VIRT_TYPE", "auto", VIRT_TYPES),
         )
 
 

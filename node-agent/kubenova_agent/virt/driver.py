@@ -62,8 +62,8 @@ class HostInfo:
     cpu_arch: str
     #: ``"QEMU"`` for the libvirt driver and for the TestDriver, which simulates one.
     hypervisor_type: str
-    #: ``"kvm"`` or ``"qemu"`` (software emulation, TCG) as the probe decided; ``"test"`` for the
-    #: TestDriver, whose guests run nowhere.
+    #: ``"kvm"`` or ``"qemu"`` (software emulation, TCG), as configured or as the probe decided;
+    #: ``"test"`` for the TestDriver, whose guests run nowhere.
     virt_type: str
     #: Dotted versions, e.g. ``"9.0.0"`` and ``"7.2.22"``.
     libvirt_version: str
@@ -158,8 +158,10 @@ class ComputeDriver(abc.ABC):
         """Prepare the host; called once before any other method.
 
         Connects to the hypervisor, creates the directories the driver keeps files in and
-        decides how guests will run (the libvirt driver probes whether KVM really executes a
-        guest, and otherwise uses software emulation). Raises
+        decides how guests will run. The libvirt driver uses the virt type it was given
+        ("kvm" or "qemu"); for "auto" it probes whether KVM really executes a guest, with a
+        QEMU of its own if it has one, else by asking libvirtd whether it can run KVM guests,
+        and otherwise uses software emulation. Raises
         :class:`~kubenova_agent.exceptions.HypervisorError` when the hypervisor cannot be
         reached; the agent should not start serving then.
         """

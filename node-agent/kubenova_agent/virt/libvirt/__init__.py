@@ -2,5 +2,6 @@
 
 ``connection`` is the only module that imports the ``libvirt`` binding; ``base`` holds the
 domain lifecycle shared with the test driver, ``driver`` the real-host driver, ``domain_xml``
-the domain XML builder, ``disk`` the qemu-img calls and ``probe`` the KVM-versus-TCG probe.
+the domain XML builder, ``disk`` the qemu-img calls, ``probe`` the KVM-versus-TCG probe and
+``payload`` the guest it runs.
 """

@@ -195,6 +195,16 @@ class Connection:
         with _translated():
             return Domain(self._conn().defineXML(xml))
 
+    def create_transient_domain(self, xml: str) -> Domain:
+        """Start a domain that has no definition: it is gone once it stops.
+
+        libvirtd also destroys it when this connection closes (``AUTODESTROY``), so a process
+        that dies while the domain runs leaves nothing behind. libvirt's test driver refuses
+        that flag.
+        """
+        with _translated():
+            return Domain(self._conn().createXML(xml, libvirt.VIR_DOMAIN_START_AUTODESTROY))
+
     def lookup_by_uuid(self, uuid: str) -> Domain | None:
         try:
             with _translated():

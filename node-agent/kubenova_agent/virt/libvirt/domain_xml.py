@@ -35,6 +35,9 @@ ET.register_namespace(NAMESPACE_PREFIX, NAMESPACE)
 #: (libvirt's test driver).
 DOMAIN_TYPES = frozenset({"kvm", "qemu", "test"})
 
+#: The guests' architecture (``<os><type arch=...>``); the KVM probe's domain has it too.
+GUEST_ARCH = "x86_64"
+
 # What XML 1.0 allows in a document (its "Char" production), negated.
 _NOT_XML_CHAR = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
@@ -127,7 +130,7 @@ def build(
     _sub(domain, "vcpu", str(instance.vcpus), placement="static")
 
     os_element = _sub(domain, "os")
-    _sub(os_element, "type", "hvm", arch="x86_64")
+    _sub(os_element, "type", "hvm", arch=GUEST_ARCH)
     _sub(os_element, "boot", dev="hd")
     features = _sub(domain, "features")
     # Without ACPI a guest's poweroff halts the CPU instead of ending the domain.

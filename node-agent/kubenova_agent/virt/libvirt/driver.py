@@ -31,6 +31,7 @@ import shutil
 import socket
 import stat
 
+from kubenova import config
 from kubenova_agent import configdrive, exceptions, imagecache
 from kubenova_agent.virt import driver
 from kubenova_agent.virt.libvirt import base, disk, domain_xml, probe
@@ -39,7 +40,7 @@ LOG = logging.getLogger(__name__)
 
 DEFAULT_INSTANCES_PATH = "/var/lib/kubenova/instances"
 DEFAULT_IMAGE_CACHE_PATH = "/var/lib/kubenova/_base"
-VIRT_TYPES = frozenset({"auto", "kvm", "qemu"})
+VIRT_TYPES = frozenset(config.VIRT_TYPES)
 
 
 class LibvirtDriver(base.BaseLibvirtDriver):
@@ -60,7 +61,8 @@ class LibvirtDriver(base.BaseLibvirtDriver):
     ) -> None:
         """Paths default to $KUBENOVA_INSTANCES_PATH and $KUBENOVA_IMAGE_CACHE_PATH, then to
         /var/lib/kubenova/{instances,_base}. ``virt_type`` "auto" probes at :meth:`init_host`
-        whether KVM really runs guests here (see ``probe``); "kvm" or "qemu" force a choice.
+        whether KVM really runs guests here (see ``probe``: with ``qemu_binary`` when this
+        process has it, else as a libvirt domain); "kvm" or "qemu" force a choice.
         """
         if virt_type not in VIRT_TYPES:
             raise ValueError(f"virt_type {virt_type!r} is not one of {sorted(VIRT_TYPES)}")
@@ -87,7 +89,8 @@ class LibvirtDriver(base.BaseLibvirtDriver):
         self.image_cache.ensure_directory()
         for path in (self.instances_path, self.image_cache.path):
             _warn_unless_traversable(path)
-        LOG.info("guests will run with virt type %s", self.virt_type)
+        how = "probed" if self.requested_virt_type == "auto" else "as configured"
+        LOG.info("guests will run with virt type %s (%s)", self.virt_type, how)
         if not self._connection.network_is_active(self.network):
             LOG.warning(
                 "libvirt network %r is not active: guests cannot start until it is",
@@ -98,7 +101,14 @@ class LibvirtDriver(base.BaseLibvirtDriver):
     def virt_type(self) -> str:
         """The domain type guests get, "kvm" or "qemu"; probed on first use for "auto"."""
         if self._virt_type is None:
-            self._virt_type = probe.probe_virt_type(self._qemu_binary, self._probe_timeout)
+            # Without a local QEMU the probe runs its guest through our libvirtd, with its
+            # files under the instances path: libvirtd's QEMU reaches that path as we do.
+            self._virt_type = probe.probe_virt_type(
+                self._qemu_binary,
+                self._probe_timeout,
+                self._connection,
+                str(self.instances_path),
+            )
         return self._virt_type
 
     def get_host_info(self) -> driver.HostInfo:
