@@ -13,6 +13,8 @@ hack/cluster-up.sh
 # The chart's operator would handle the same objects as the host processes started here.
 step "helm uninstall kubenova, if installed"
 hack/helm/install.sh --uninstall
+step "the host's libvirtd, virtlogd and network default"
+hack/services.sh libvirt-up
 step "database: kubenova-manage db sync"
 .venv/bin/kubenova-manage db sync
 hack/guest/serve.sh start

@@ -3,9 +3,17 @@
 # The local stack's services, from Debian's packages, started directly (there is no systemd):
 # MariaDB, RabbitMQ (with epmd), virtlogd, libvirtd and libvirt's NAT network `default`.
 #
-#   hack/services.sh up       install missing packages, start what is not running, create the
+#   hack/services.sh up [--no-libvirt]
+#                             install missing packages, start what is not running, create the
 #                             database, its user, the vhost, the operator's and this host's
-#                             agent's RabbitMQ users; idempotent
+#                             agent's RabbitMQ users; idempotent. --no-libvirt leaves libvirt
+#                             as it is (the chart's libvirt pod may be the node's libvirtd)
+#   hack/services.sh libvirt-up
+#                             the host's virtlogd, libvirtd and network, after waiting for the
+#                             chart's libvirt pod, if any, to have stopped its libvirtd
+#   hack/services.sh libvirt-down
+#                             stop the host's libvirtd and virtlogd if `up` started them, so
+#                             that the chart's libvirt pod can run (running guests stay)
 #   hack/services.sh down     stop what `up` started from this state dir, and nothing else
 #   hack/services.sh status   one line per service; exits 1 when any is down
 #
@@ -269,7 +277,36 @@ network_field() {
   virsh_ net-info "$NETWORK" 2>/dev/null | awk -F: -v f="$1" '$1 == f {gsub(/ /, "", $2); print $2}'
 }
 
+# The cgroup the chart's libvirt image moves its libvirtd into (kubenova-libvirt's entrypoint).
+POD_LIBVIRT_CGROUP=/kubenova-libvirt
+
+# foreign_libvirtd: print the pid of a libvirtd this script did not start, if one runs.
+foreign_libvirtd() {
+  local pid
+  for pid in $(kn_pgrep -x libvirtd); do
+    [[ $pid == "$(kn_started_pid libvirtd libvirtd)" ]] || { printf '%s\n' "$pid"; return 0; }
+  done
+  return 1
+}
+
+# pod_libvirtd PID: true when PID is the libvirtd of the chart's libvirt pod.
+pod_libvirtd() { grep -q ":$POD_LIBVIRT_CGROUP\$" "/proc/$1/cgroup" 2>/dev/null; }
+
+no_pod_libvirtd() {
+  local pid
+  pid=$(foreign_libvirtd) || return 0
+  ! pod_libvirtd "$pid"
+}
+
+running_guests() { virsh_ list --name 2>/dev/null | grep -c . || true; }
+
 libvirt_up() {
+  local pid
+  # Uninstalling the chart deletes its libvirt pod; its libvirtd stops a moment later.
+  if ! kn_wait_until 60 "the chart's libvirtd to stop" no_pod_libvirtd; then
+    kn_die "the chart's libvirt pod still runs libvirtd (pid $(foreign_libvirtd));" \
+      "uninstall the chart (hack/helm/install.sh --uninstall) before using the host's libvirtd"
+  fi
   libvirt_daemon_up virtlogd
   libvirt_daemon_up libvirtd
   # The first connection probes QEMU's capabilities, which takes seconds under emulation.
@@ -291,8 +328,11 @@ libvirt_up() {
 
 libvirt_down() {
   local name pid
-  if [[ -e $NETWORK_MARKER ]]; then
-    if [[ $(network_field Active) == yes ]]; then
+  # The network is left alone when the libvirtd answering is the chart's pod's.
+  if [[ -e $NETWORK_MARKER ]] && no_pod_libvirtd; then
+    if [[ $(running_guests) != 0 ]]; then
+      kn_log "leaving network $NETWORK active: guests are attached to it"
+    elif [[ $(network_field Active) == yes ]]; then
       kn_log "stopping libvirt network $NETWORK"
       virsh_ net-destroy "$NETWORK" >/dev/null || kn_log "could not stop network $NETWORK"
     fi
@@ -308,6 +348,12 @@ libvirt_down() {
 }
 
 libvirt_daemon_status() {
+  local pid
+  if pid=$(foreign_libvirtd) && pod_libvirtd "$pid"; then
+    [[ $1 == virtlogd ]] && { echo "not used (libvirtd is the chart's)"; return 0; }
+    echo "up   (the chart's libvirt pod, pid $pid)"
+    return 0
+  fi
   libvirt_daemon_pid "$1" >/dev/null || { echo "down"; return 1; }
   if [[ $1 == libvirtd ]]; then
     virsh_ version >/dev/null 2>&1 || { echo "down (does not answer on $LIBVIRT_URI)"; return 1; }
@@ -356,7 +402,9 @@ cmd_up() {
   kn_ensure_packages "${PACKAGES[@]}"
   mariadb_up
   rabbitmq_up
-  libvirt_up
+  if [[ ${1:-} != --no-libvirt ]]; then
+    libvirt_up
+  fi
   cmd_status
   kn_log "services are up ($((SECONDS - start))s); agent URL for this host:" \
     "$KUBENOVA_STATE/agents/$(hostname -s).amqp-url"
@@ -373,22 +421,36 @@ cmd_down() {
 }
 
 usage() {
-  sed -n '3,11p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+  sed -n '3,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
 
+cmd_libvirt_up() {
+  libvirt_up
+  printf '%-16s %s\n' libvirtd "$(libvirt_daemon_status libvirtd)"
+}
+
+cmd_libvirt_down() {
+  local pid
+  libvirt_down
+  if pid=$(foreign_libvirtd) && ! pod_libvirtd "$pid"; then
+    kn_die "a libvirtd not started by hack/services.sh runs (pid $pid): stop it first," \
+      "or the chart's libvirt pod, which would share /run/libvirt with it, cannot start"
+  fi
+}
+
 main() {
-  [[ $# == 1 ]] || usage
-  case "$1" in
-    up | down) ;;
-    status) cmd_status; return ;;
+  case "${1:-}:$#" in
+    up:1 | "up:2" | down:1 | libvirt-up:1 | libvirt-down:1) ;;
+    status:1) cmd_status; return ;;
     *) usage ;;
   esac
+  [[ $1 != up || $# == 1 || $2 == --no-libvirt ]] || usage
   [[ $(id -u) == 0 ]] || kn_die "hack/services.sh $1 must run as root"
-  # One up/down at a time per state dir; concurrent runs wait instead of racing.
+  # One command at a time per state dir; concurrent runs wait instead of racing.
   exec 9>"$KN_RUN_DIR/services.lock"
   flock -w 900 9 || kn_die "another hack/services.sh holds $KN_RUN_DIR/services.lock"
-  "cmd_$1"
+  "cmd_${1//-/_}" "${@:2}"
 }
 
 # Sourcing the file (rather than running it) only defines the functions.

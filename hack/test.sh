@@ -3,9 +3,10 @@
 #
 # Two runs of pytest, because two operators must never watch the same cluster at once:
 #   1. everything but the chart's tests, with the chart uninstalled: the e2e tests start their
-#      own operator and agent processes (the demo's host processes are stopped first);
-#   2. the chart's tests (marker `chart`): Kubenova installed with Helm, as `make up` does,
-#      which they leave installed.
+#      own operator and agent processes (the demo's host processes are stopped first), on the
+#      host's libvirtd;
+#   2. the chart's tests (marker `chart`): Kubenova installed with Helm, as `make up` does, with
+#      the chart's own libvirt pod instead of the host's libvirtd, which they leave installed.
 set -euo pipefail
 . "$(dirname "$0")/lib/env.sh"
 cd "$KUBENOVA_ROOT"
@@ -13,6 +14,7 @@ cd "$KUBENOVA_ROOT"
 hack/cluster-up.sh
 hack/guest/serve.sh start
 hack/helm/install.sh --uninstall
+hack/services.sh libvirt-up
 # An uninstall removes the admission policies the chart brought; the host-process tests rely
 # on them as on the CRDs.
 "$KUBENOVA_STATE/bin/kubectl" apply --server-side --force-conflicts -f crds/ >/dev/null

@@ -7,6 +7,9 @@
 #
 #   hack/helm/install.sh [HELM-FLAGS...]     e.g. --set operator.logLevel=DEBUG
 #   hack/helm/install.sh --uninstall         helm uninstall, after deleting every Instance
+#
+# KUBENOVA_INSTALL_HELM=v3.21.4 (the version of a helm-<version> that hack/helm/build.sh built)
+# installs with that Helm instead of $KUBENOVA_HELM_VERSION, e.g. the Helm 3 the tests check.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -17,7 +20,8 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 
 RELEASE="${KUBENOVA_RELEASE:-kubenova}"
 NAMESPACE="${KUBENOVA_NAMESPACE:-kubenova-system}"
-HELM="$KUBENOVA_TOOLS_BIN/helm-$KUBENOVA_HELM_VERSION"
+HELM_VERSION="${KUBENOVA_INSTALL_HELM:-$KUBENOVA_HELM_VERSION}"
+HELM="$KUBENOVA_TOOLS_BIN/helm-$HELM_VERSION"
 KUBECTL="$KUBENOVA_STATE/bin/kubectl"
 
 [[ -x "$HELM" ]] || "$here/build.sh"
@@ -49,11 +53,26 @@ if ((${#existing[@]})); then
         meta.helm.sh/release-namespace="$NAMESPACE" >/dev/null
 fi
 
+# The chart's libvirt pod (values-local.yaml keeps the chart's default, libvirt.mode=container)
+# takes the node's /run/libvirt: the host's libvirtd must stop first. Running guests go on, and
+# the pod's libvirtd takes them over.
+case " $* " in
+*libvirt.mode=host*) ;;
+*) "$KUBENOVA_ROOT/hack/services.sh" libvirt-down ;;
+esac
+
+# Helm 4 applies server-side; --force-conflicts lets it own the fields kubectl wrote (above).
+# --server-side=true: by default ("auto") Helm 4 keeps the method of the release it upgrades,
+# which for a release Helm 3 made is client-side, where --force-conflicts is refused.
+# Helm 3 patches client-side and has neither flag.
+apply_flags=(--server-side=true --force-conflicts)
+[[ $HELM_VERSION == v3.* ]] && apply_flags=()
+
 start=$SECONDS
 "$HELM" upgrade --install "$RELEASE" "$KUBENOVA_ROOT/charts/kubenova" \
     --namespace "$NAMESPACE" --create-namespace \
     -f "$here/values-local.yaml" --set image.tag="$tag" \
-    --force-conflicts --wait --timeout 15m "$@"
+    "${apply_flags[@]}" --wait --timeout 15m "$@"
 echo "install.sh: $RELEASE ($tag) installed in $NAMESPACE in $((SECONDS - start))s"
 
 "$KUBENOVA_ROOT/hack/register-image.sh" \

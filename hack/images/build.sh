@@ -8,7 +8,7 @@
 #   kubenova/toolbox       busybox, for tests (nslookup, wget)
 #   kubenova/operator      kubenova-operator, kubenova-manage
 #   kubenova/node-agent    kubenova-agent, qemu-img
-#   kubenova/libvirt       libvirtd, virtlogd, QEMU, dnsmasq
+#   kubenova/libvirt       libvirtd, QEMU, dnsmasq
 #   kubenova/mariadb       MariaDB, initialised on first start
 #   kubenova/rabbitmq      RabbitMQ with the management plugin
 #   kubenova/image-server  the tiny guest image over HTTP

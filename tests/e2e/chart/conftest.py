@@ -51,13 +51,22 @@ def helm(*args: str) -> subprocess.CompletedProcess[str]:
     return done
 
 
-def helm_install(*flags: str) -> subprocess.CompletedProcess[str]:
-    """`helm upgrade --install` of the chart, as `make up` runs it."""
+HELM3_VERSION = next(
+    line.split("=", 1)[1].strip()
+    for line in (ROOT / "hack/helm/versions.sh").read_text().splitlines()
+    if line.startswith("KUBENOVA_HELM3_VERSION=")
+)
+
+
+def helm_install(*flags: str, helm_version: str = HELM_VERSION) -> subprocess.CompletedProcess[str]:
+    """`helm upgrade --install` of the chart, as `make up` runs it (with Helm 4, unless
+    ``helm_version`` names another Helm that hack/helm/build.sh built)."""
     done = subprocess.run(
         [str(ROOT / "hack/helm/install.sh"), *flags],
         capture_output=True,
         text=True,
         timeout=1200,
+        env={**os.environ, "KUBENOVA_INSTALL_HELM": helm_version},
     )
     assert done.returncode == 0, f"install.sh {' '.join(flags)}: {done.stdout}{done.stderr}"
     return done

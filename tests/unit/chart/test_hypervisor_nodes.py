@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from tests.unit.chart.chartlib import NAMESPACE, container, env_of, volumes_of
+import json
+
+import pytest
+
+from kubenova.config import VIRT_TYPES
+from tests.unit.chart.chartlib import CHART, NAMESPACE, container, env_of, volumes_of
 
 AGENT = "kubenova-agent"
 LIBVIRT = "kubenova-libvirt"
@@ -75,7 +80,10 @@ def test_should_run_libvirt_in_its_own_privileged_daemonset_in_the_hosts_pid_nam
     spec = container(libvirt, "libvirt")
     assert (pod["hostPID"], pod["hostNetwork"]) == (True, True)
     assert spec["securityContext"]["privileged"] is True
-    assert libvirt["spec"]["updateStrategy"] == {"type": "OnDelete"}
+    assert libvirt["spec"]["updateStrategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxUnavailable": 1},
+    }
     assert spec["image"] == "127.0.0.1:5000/kubenova/libvirt:0.1.0"
 
 
@@ -130,3 +138,24 @@ def test_should_run_the_agent_as_root_with_few_capabilities_on_a_read_only_root(
     assert security["allowPrivilegeEscalation"] is False
     assert security["capabilities"]["drop"] == ["ALL"]
     assert "privileged" not in security
+
+
+def test_should_pass_the_virt_type_to_the_agent(render) -> None:
+    env = env_of(container(render().get("DaemonSet", AGENT), "agent"))
+    assert env["KUBENOVA_VIRT_TYPE"] == {"name": "KUBENOVA_VIRT_TYPE", "value": "auto"}
+    forced = render({"agent": {"virtType": "qemu"}}).get("DaemonSet", AGENT)
+    assert env_of(container(forced, "agent"))["KUBENOVA_VIRT_TYPE"]["value"] == "qemu"
+
+
+@pytest.mark.parametrize("virt_type", ["xen", "KVM", ""])
+def test_should_refuse_a_virt_type_the_agent_does_not_know(helm, virt_type) -> None:
+    result = helm.template({"agent": {"virtType": virt_type}})
+    assert result.returncode != 0
+    assert "schema" in result.stderr
+    assert "virtType" in result.stderr, result.stderr
+
+
+def test_should_offer_the_virt_types_the_agent_accepts() -> None:
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    virt_type = schema["properties"]["agent"]["properties"]["virtType"]
+    assert tuple(virt_type["enum"]) == VIRT_TYPES
