@@ -404,8 +404,11 @@ cmd_up() {
   rabbitmq_up
   if [[ ${1:-} != --no-libvirt ]]; then
     libvirt_up
+    cmd_status
+  else
+    # libvirt may well be down here: whoever needs it starts it later.
+    cmd_status || true
   fi
-  cmd_status
   kn_log "services are up ($((SECONDS - start))s); agent URL for this host:" \
     "$KUBENOVA_STATE/agents/$(hostname -s).amqp-url"
 }
