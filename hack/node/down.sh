@@ -39,8 +39,9 @@ fi
 
 # Mounts left under the runtime's and the kubelet's directories (overlay roots, shm, secrets'
 # tmpfs), deepest first.
-awk '{print $2}' /proc/mounts \
-    | grep -E "^($NODE_RUN_DIR/|$KUBENOVA_NODE_ROOT/)" \
+# awk, not grep: no mount left is no error.
+awk -v runtime="$NODE_RUN_DIR/" -v kubelet="$KUBENOVA_NODE_ROOT/" \
+    'index($2, runtime) == 1 || index($2, kubelet) == 1 {print $2}' /proc/mounts \
     | sort -r \
     | while read -r mount_point; do umount -l "$mount_point" 2>/dev/null || true; done
 
