@@ -182,7 +182,8 @@ cmd_start() {
     if pid=$(kn_pidfile_pid "$(proc_pidfile "agent-$host")"); then
       continue
     fi
-    argv=("$AGENT" --driver test --host "$host" --vcpus "$vcpus" --memory-mib "$memory"
+    # No database settings, as in a cluster (env.sh exports them for the operator).
+    argv=(env -u KUBENOVA_DB_URL -u KUBENOVA_DB_PASSWORD "$AGENT" --driver test --host "$host" --vcpus "$vcpus" --memory-mib "$memory"
       --disk-gib "$disk" --amqp-url-file "$AGENTS_DIR/$host.amqp-url" --log-level "$log_level")
     # Every host says which simulation it belongs to, so a benchmark can keep its instances
     # on its own hosts (nodeSelector) and away from real ones.

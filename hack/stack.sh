@@ -12,7 +12,9 @@ case "${1:-}" in
   start)
     "$KUBENOVA_ROOT/hack/rabbitmq-agent-user.sh" "$HOST" >/dev/null
     proc_start operator "$KUBENOVA_ROOT/.venv/bin/kubenova-operator"
-    proc_start "agent-$HOST" "$KUBENOVA_ROOT/.venv/bin/kubenova-agent" --host "$HOST" \
+    # The agent gets no database settings, as in a cluster (env.sh exports them for the rest).
+    proc_start "agent-$HOST" env -u KUBENOVA_DB_URL -u KUBENOVA_DB_PASSWORD \
+      "$KUBENOVA_ROOT/.venv/bin/kubenova-agent" --host "$HOST" \
       --amqp-url-file "$KUBENOVA_STATE/agents/$HOST.amqp-url"
     ;;
   stop)

@@ -10,8 +10,8 @@ import sys
 import types
 
 from kubenova import log
-from kubenova.config import AgentSettings
 from kubenova_agent import credentials, service
+from kubenova_agent.settings import AgentSettings
 from kubenova_agent.virt import driver as virt_driver
 
 LOG = logging.getLogger(__name__)

@@ -127,6 +127,7 @@ class ComputeManager:
             qemu_version=info.qemu_version,
             instance_uuids=tuple(sorted(self.driver.list_instance_uuids())),
             labels=self.labels,
+            service_version=envelope.VERSION,
         )
         self.conductor.compute_node_report(report, envelope.new_request_id())
 

@@ -6,9 +6,9 @@ import logging
 import threading
 from collections.abc import Callable
 
-from kubenova.config import AgentSettings
 from kubenova.rpc import amqp, conductor_rpcapi
 from kubenova_agent import manager as compute_manager
+from kubenova_agent.settings import AgentSettings
 from kubenova_agent.virt import driver as virt_driver
 
 LOG = logging.getLogger(__name__)

@@ -1,8 +1,12 @@
-"""Process configuration, read from the environment.
+"""Process configuration, read from the environment: what the operator and the node-agent
+share (the message bus, the parsing of variables) and the operator's own settings.
 
-Both the operator and the node-agent import this module; it must stay free of any
-control-plane dependency (no database, no kopf) because the agent imports it.
-The variable names match hack/lib/env.sh, so the local stack and the processes agree.
+The node-agent imports this module (through :mod:`kubenova.rpc` too), so it must stay free of
+any control-plane dependency (no database, no kopf) and hold nothing about the database: the
+database URL is read where the engine is made (:func:`kubenova.db.engine.url_from_env`), in the
+database layer the agent may not import. The agent's own settings are in
+:mod:`kubenova_agent.settings`. The variable names match hack/lib/env.sh, so the local stack
+and the processes agree.
 """
 
 from __future__ import annotations
@@ -10,16 +14,9 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import socket
 from typing import TypeVar
 
 DEFAULT_AMQP_URL = "amqp://kubenova-operator:kubenova-dev@127.0.0.1:5672/kubenova"
-DEFAULT_DB_URL = "mysql+pymysql://kubenova:kubenova-dev@127.0.0.1:3306/nova?charset=utf8mb4"
-
-#: The agent's ``KUBENOVA_VIRT_TYPE`` (Nova's ``[libvirt] virt_type``): "auto" decides at start
-#: whether guests can use KVM, "kvm" and "qemu" (software emulation, TCG) force the choice.
-VIRT_TYPES = ("auto", "kvm", "qemu")
-
 
 _Number = TypeVar("_Number", int, float)
 
@@ -34,22 +31,22 @@ def _env_number(name: str, default: _Number, parse: type[_Number], what: str) ->
         raise ValueError(f"environment variable {name} must be {what}, got {raw!r}") from exc
 
 
-def _env_int(name: str, default: int) -> int:
+def env_int(name: str, default: int) -> int:
     return _env_number(name, default, int, "an integer")
 
 
-def _env_positive(name: str, default: _Number, parse: type[_Number]) -> _Number:
+def env_positive(name: str, default: _Number, parse: type[_Number]) -> _Number:
     value = _env_number(name, default, parse, "a positive number")
     if value <= 0:
         raise ValueError(f"environment variable {name} must be a positive number, got {value!r}")
     return value
 
 
-def _env_float(name: str, default: float) -> float:
+def env_float(name: str, default: float) -> float:
     return _env_number(name, default, float, "a number")
 
 
-def _env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
+def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
     raw = os.environ.get(name)
     if raw is None or raw == "":
         return default
@@ -60,7 +57,7 @@ def _env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
     return raw
 
 
-def _env_non_negative(name: str, default: float) -> float:
+def env_non_negative(name: str, default: float) -> float:
     value = _env_number(name, default, float, "a number")
     if not math.isfinite(value) or value < 0:
         raise ValueError(f"environment variable {name} must be a finite number >= 0, got {value!r}")
@@ -92,7 +89,7 @@ class MessagingSettings:
     def from_env(cls, url: str | None = None) -> MessagingSettings:
         return cls(
             url=url or os.environ.get("KUBENOVA_AMQP_URL", DEFAULT_AMQP_URL),
-            heartbeat_s=_env_int("KUBENOVA_AMQP_HEARTBEAT", 60),
+            heartbeat_s=env_int("KUBENOVA_AMQP_HEARTBEAT", 60),
         )
 
 
@@ -100,7 +97,6 @@ class MessagingSettings:
 class OperatorSettings:
     """Settings of the control plane (api, scheduler, conductor)."""
 
-    db_url: str = DEFAULT_DB_URL
     messaging: MessagingSettings = dataclasses.field(default_factory=MessagingSettings)
     # Nova's service_down_time: a host whose last heartbeat is older is down.
     service_down_time_s: int = 60
@@ -135,57 +131,21 @@ class OperatorSettings:
         filters = os.environ.get("KUBENOVA_SCHEDULER_FILTERS")
         weighers = os.environ.get("KUBENOVA_SCHEDULER_WEIGHERS")
         return cls(
-            db_url=os.environ.get("KUBENOVA_DB_URL", DEFAULT_DB_URL),
             messaging=MessagingSettings.from_env(),
-            service_down_time_s=_env_int("KUBENOVA_SERVICE_DOWN_TIME", 60),
-            max_attempts=_env_int("KUBENOVA_SCHEDULER_MAX_ATTEMPTS", 3),
+            service_down_time_s=env_int("KUBENOVA_SERVICE_DOWN_TIME", 60),
+            max_attempts=env_int("KUBENOVA_SCHEDULER_MAX_ATTEMPTS", 3),
             enabled_filters=tuple(_split(filters)) if filters else None,
             weighers=tuple(_split(weighers)) if weighers else None,
             weigher_multipliers=_multipliers(os.environ.get("KUBENOVA_WEIGHER_MULTIPLIERS", "")),
-            api_workers=_env_positive("KUBENOVA_API_WORKERS", 16, int),
-            conductor_workers=_env_int("KUBENOVA_CONDUCTOR_WORKERS", 32),
-            hypervisor_check_interval_s=_env_positive(
+            api_workers=env_positive("KUBENOVA_API_WORKERS", 16, int),
+            conductor_workers=env_int("KUBENOVA_CONDUCTOR_WORKERS", 32),
+            hypervisor_check_interval_s=env_positive(
                 "KUBENOVA_HYPERVISOR_CHECK_INTERVAL", 10.0, float
             ),
-            audit_interval_s=_env_positive("KUBENOVA_AUDIT_INTERVAL", 60.0, float),
-            building_status_delay_s=_env_non_negative("KUBENOVA_BUILDING_STATUS_DELAY", 0.5),
-            metrics_port=_env_int("KUBENOVA_METRICS_PORT", 9090),
+            audit_interval_s=env_positive("KUBENOVA_AUDIT_INTERVAL", 60.0, float),
+            building_status_delay_s=env_non_negative("KUBENOVA_BUILDING_STATUS_DELAY", 0.5),
+            metrics_port=env_int("KUBENOVA_METRICS_PORT", 9090),
             metrics_addr=os.environ.get("KUBENOVA_METRICS_ADDR", "127.0.0.1"),
-        )
-
-    @property
-    def db_pool_size(self) -> int:
-        """Database connections kept open: one per api worker and conductor lane, and a few
-        for the periodic tasks and the status writer, so a burst does not open new ones."""
-        return self.api_workers + max(1, self.conductor_workers) + 4
-
-
-@dataclasses.dataclass(frozen=True)
-class AgentSettings:
-    """Settings of one node-agent."""
-
-    host: str
-    messaging: MessagingSettings
-    heartbeat_interval_s: float = 10.0
-    # How often the agent compares libvirt's view with what it last reported.
-    sync_interval_s: float = 2.0
-    instances_path: str = "/var/lib/kubenova/instances"
-    image_cache_path: str = "/var/lib/kubenova/_base"
-    libvirt_uri: str = "qemu:///system"
-    # One of VIRT_TYPES; the libvirt driver resolves "auto" when it starts.
-    virt_type: str = "auto"
-
-    @classmethod
-    def from_env(cls, host: str | None = None, amqp_url: str | None = None) -> AgentSettings:
-        return cls(
-            host=host or os.environ.get("KUBENOVA_HOST") or socket.gethostname().split(".")[0],
-            messaging=MessagingSettings.from_env(amqp_url),
-            heartbeat_interval_s=_env_float("KUBENOVA_HEARTBEAT_INTERVAL", 10.0),
-            sync_interval_s=_env_float("KUBENOVA_SYNC_INTERVAL", 2.0),
-            instances_path=os.environ.get("KUBENOVA_INSTANCES_PATH", "/var/lib/kubenova/instances"),
-            image_cache_path=os.environ.get("KUBENOVA_IMAGE_CACHE_PATH", "/var/lib/kubenova/_base"),
-            libvirt_uri=os.environ.get("KUBENOVA_LIBVIRT_URI", "qemu:///system"),
-            virt_type=_env_choice("KUBENOVA_VIRT_TYPE", "auto", VIRT_TYPES),
         )
 
 

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import prometheus_client
 
+from kubenova.rpc import payloads
+
 COMPUTE = "compute"
 CONDUCTOR = "conductor"
 OTHER = "other"
@@ -27,16 +29,7 @@ DEAD_LETTER = "dead_letter"
 
 # A message whose method no handler knows is still timed; its name comes from the sender,
 # so anything outside the contract's methods is counted under one label value.
-_KNOWN_METHODS = frozenset(
-    {
-        "build_and_run_instance",
-        "terminate_instance",
-        "compute_node_report",
-        "instance_update",
-        "instance_build_failed",
-        "instance_terminated",
-    }
-)
+_KNOWN_METHODS = frozenset(payloads.METHODS)
 
 MESSAGES_PUBLISHED = prometheus_client.Counter(
     "kubenova_rpc_messages_published_total",

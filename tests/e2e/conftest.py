@@ -19,7 +19,7 @@ import yaml
 from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
 
-from kubenova.config import DEFAULT_DB_URL
+from tests import localstack
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 STATE = pathlib.Path(os.environ.get("KUBENOVA_STATE", ROOT / ".kubenova"))
@@ -124,7 +124,7 @@ def stack() -> Iterator[dict[str, str]]:
     if not KUBECONFIG.exists() or kubectl("get", "--raw", "/readyz", check=False).returncode:
         pytest.fail("the local stack is not up: run the tests with `make test`")
     env = dict(os.environ, KUBECONFIG=str(KUBECONFIG), KUBENOVA_LOG_LEVEL="INFO")
-    env.setdefault("KUBENOVA_DB_URL", DEFAULT_DB_URL)
+    env["KUBENOVA_DB_URL"] = localstack.db_url()
     # Hosts go down quickly here, so the tests of a host that is down need not wait a minute.
     env["KUBENOVA_SERVICE_DOWN_TIME"] = "20"
     # Not the port of an operator that `make dev-up` may have running.
@@ -149,7 +149,8 @@ def stack() -> Iterator[dict[str, str]]:
             "--amqp-url-file",
             str(STATE / "agents" / f"{HOST}.amqp-url"),
         ],
-        env,
+        # Without the database settings, as in a cluster: the agent must never need them.
+        {k: v for k, v in env.items() if not k.startswith("KUBENOVA_DB_")},
     )
     try:
         wait_for(

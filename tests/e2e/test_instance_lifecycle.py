@@ -65,7 +65,7 @@ def test_applied_instance_runs_with_an_address_and_deleting_it_leaves_nothing(na
     assert table.split("\n")[0].split() == ["NAME", "PHASE", "HOST", "FLAVOR", "IP", "AGE"]
     assert status["addresses"][0] in table
 
-    engine = sa.create_engine(stack.get("KUBENOVA_DB_URL") or _default_db_url())
+    engine = sa.create_engine(stack["KUBENOVA_DB_URL"])
     with engine.connect() as connection:
         held = connection.execute(
             sa.text("SELECT COUNT(*) FROM allocations WHERE instance_uuid = :u"),
@@ -90,9 +90,3 @@ def test_applied_instance_runs_with_an_address_and_deleting_it_leaves_nothing(na
     assert row.deleted != 0
     assert row.deleted_at is not None
     assert row.vm_state == "deleted"
-
-
-def _default_db_url() -> str:
-    from kubenova.config import DEFAULT_DB_URL
-
-    return DEFAULT_DB_URL

@@ -36,8 +36,9 @@ import pytest
 import yaml
 from kubernetes import client as k8s_client
 
-from kubenova.config import DEFAULT_AMQP_URL, DEFAULT_DB_URL
+from kubenova.config import DEFAULT_AMQP_URL
 from kubenova.leadership.lease import KubeLeases, LeaseConflict, LeaseRecord
+from tests import localstack
 from tests.e2e.conftest import (
     KUBECONFIG,
     LOGS,
@@ -145,7 +146,7 @@ def replicas() -> Iterator[Replicas]:
     if not KUBECONFIG.exists() or kubectl("get", "--raw", "/readyz", check=False).returncode:
         pytest.fail("the local stack is not up: run the tests with `make test`")
     env = dict(os.environ, KUBECONFIG=str(KUBECONFIG), KUBENOVA_LOG_LEVEL="INFO")
-    env.setdefault("KUBENOVA_DB_URL", DEFAULT_DB_URL)
+    env["KUBENOVA_DB_URL"] = localstack.db_url()
     subprocess.run([str(ROOT / ".venv/bin/kubenova-manage"), "db", "sync"], check=True, env=env)
     started = Replicas(env, f"e2e-leader-{uuid.uuid4().hex[:8]}")
     try:

@@ -1,25 +1,25 @@
 """Database fixtures for integration tests: a throwaway ``nova_test_<random>`` database.
 
-The server is the one of ``KUBENOVA_DB_URL`` (hack/lib/env.sh; MariaDB started by
-hack/services.sh). Its ``kubenova`` user may create and drop databases named ``nova_test_*``.
+The server is the one of ``KUBENOVA_DB_URL`` (hack/lib/env.sh), else the local stack's
+(tests/localstack.py); MariaDB is started by hack/services.sh. Its ``kubenova`` user may create
+and drop databases named ``nova_test_*``.
 """
 
 from __future__ import annotations
 
-import os
 import secrets
 from collections.abc import Iterator
 
 import pytest
 import sqlalchemy as sa
 
-from kubenova import config
 from kubenova.db import engine as db_engine
 from kubenova.db import migration
+from tests import localstack
 
 
 def _server_url() -> sa.URL:
-    return sa.make_url(os.environ.get(db_engine.DB_URL_ENV) or config.DEFAULT_DB_URL)
+    return sa.make_url(localstack.db_url())
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ import pytest
 
 from kubenova.api import handlers
 from kubenova.api.handlers import IndexedCatalog
+from tests.support import RecordingKube
 
 FLAVOR = {"spec": {"vcpus": 1, "memoryMiB": 512, "diskGiB": 1}}
 IMAGE = {
@@ -21,27 +22,6 @@ IMAGE = {
         "diskFormat": "qcow2",
     }
 }
-
-
-class RecordingKube:
-    """The apiserver's Flavors and Images by name; counts every GET."""
-
-    def __init__(
-        self,
-        flavors: dict[str, dict[str, Any]] | None = None,
-        images: dict[str, dict[str, Any]] | None = None,
-    ) -> None:
-        self.flavors = flavors or {}
-        self.images = images or {}
-        self.gets: list[tuple[str, str]] = []
-
-    def get_flavor(self, name: str) -> dict[str, Any] | None:
-        self.gets.append(("flavor", name))
-        return self.flavors.get(name)
-
-    def get_image(self, name: str) -> dict[str, Any] | None:
-        self.gets.append(("image", name))
-        return self.images.get(name)
 
 
 def _catalog(

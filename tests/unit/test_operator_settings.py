@@ -1,10 +1,18 @@
-"""Operator settings from the environment: a bad value is refused with the variable named."""
+"""Operator settings from the environment: a bad value is refused with the variable named, and
+the database URL has no default."""
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
+import logging
+
 import pytest
 
+from kubenova import config
+from kubenova.cmd import operator as operator_cmd
 from kubenova.config import OperatorSettings
+from kubenova.db import engine as db_engine
 
 
 @pytest.mark.parametrize(
@@ -78,3 +86,38 @@ def test_a_bad_building_status_delay_names_the_variable(
     monkeypatch.setenv("KUBENOVA_BUILDING_STATUS_DELAY", value)
     with pytest.raises(ValueError, match=f"KUBENOVA_BUILDING_STATUS_DELAY {message}"):
         OperatorSettings.from_env()
+
+
+def test_the_database_url_has_no_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("KUBENOVA_DB_URL", raising=False)
+    with pytest.raises(RuntimeError, match="no database URL: set KUBENOVA_DB_URL"):
+        db_engine.url_from_env()
+    monkeypatch.setenv("KUBENOVA_DB_URL", "  ")
+    with pytest.raises(RuntimeError, match="KUBENOVA_DB_URL"):
+        db_engine.url_from_env()
+    monkeypatch.setenv("KUBENOVA_DB_URL", "mysql+pymysql://u:p@db:3306/nova")
+    assert db_engine.url_from_env() == "mysql+pymysql://u:p@db:3306/nova"
+
+
+def test_the_settings_the_agent_imports_hold_nothing_about_the_database() -> None:
+    # The node-agent imports kubenova.config (directly and through kubenova.rpc).
+    assert [f.name for f in dataclasses.fields(OperatorSettings) if "db" in f.name] == []
+    source = inspect.getsource(config)
+    assert "mysql" not in source
+    assert "DB_URL" not in source
+
+
+def test_the_operator_exits_at_once_without_a_database_url(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def must_not_start(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the operator went on without a database URL")
+
+    monkeypatch.delenv("KUBENOVA_DB_URL", raising=False)
+    # log.setup would replace the handlers caplog reads.
+    monkeypatch.setattr(operator_cmd.log, "setup", lambda *args, **kwargs: None)
+    monkeypatch.setattr(operator_cmd.k8s, "load_config", must_not_start)
+    monkeypatch.setattr(operator_cmd, "_serve", must_not_start)
+    with caplog.at_level(logging.ERROR):
+        assert operator_cmd.main([]) == operator_cmd.EXIT_CONFIG_ERROR == 2
+    assert "no database URL: set KUBENOVA_DB_URL" in caplog.text

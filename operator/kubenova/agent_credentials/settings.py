@@ -62,7 +62,7 @@ class ExchangeSettings:
 
     @classmethod
     def from_env(cls) -> ExchangeSettings:
-        port = config._env_int("KUBENOVA_AGENT_CREDENTIALS_PORT", 0)
+        port = config.env_int("KUBENOVA_AGENT_CREDENTIALS_PORT", 0)
         if not 0 <= port <= 65535:
             raise ValueError(f"KUBENOVA_AGENT_CREDENTIALS_PORT is not a port: {port}")
         namespace = os.environ.get("POD_NAMESPACE") or _pod_namespace() or "default"

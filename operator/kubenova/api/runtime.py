@@ -23,6 +23,12 @@ from kubenova.scheduler.manager import SchedulerManager
 LOG = logging.getLogger(__name__)
 
 
+def db_pool_size(settings: OperatorSettings) -> int:
+    """Database connections kept open: one per api worker and conductor lane, and a few for
+    the periodic tasks and the status writer, so a burst does not open new ones."""
+    return settings.api_workers + max(1, settings.conductor_workers) + 4
+
+
 @dataclasses.dataclass
 class Runtime:
     settings: OperatorSettings
@@ -38,10 +44,13 @@ class Runtime:
     @classmethod
     def from_env(cls) -> Runtime:
         settings = OperatorSettings.from_env()
+        # KUBENOVA_DB_URL: the one database setting, read by the database layer (no default:
+        # a URL carries a password, which has no place in the source).
+        db_url = db_engine.url_from_env()
         k8s.load_config()
         kube = k8s.KubeClient()
         session_factory = db_engine.make_session_factory(
-            db_engine.create_engine(settings.db_url, pool_size=settings.db_pool_size)
+            db_engine.create_engine(db_url, pool_size=db_pool_size(settings))
         )
         publisher = amqp.Publisher(settings.messaging, sender="kubenova-operator")
         compute = compute_rpcapi.ComputeAPI(publisher)

@@ -6,7 +6,8 @@ while it waits: no kopf handler, no consumer of the ``conductor`` queue, no peri
 status writer (all of them start from kopf's startup handler). Once it leads, it runs kopf
 while a thread renews the Lease; if renewing fails for the renew deadline the process exits
 at once with status 1. On SIGTERM kopf stops (its cleanup handler stops the runtime), then
-the Lease is released so a standby takes over within a retry period.
+the Lease is released so a standby takes over within a retry period. Without a database URL
+(``KUBENOVA_DB_URL``) the process exits at once with status 2.
 
 The agent credentials exchange (``kubenova.agent_credentials``, when configured) is the one
 thing every replica serves, leader or standby, from before the campaign until the process
@@ -32,11 +33,15 @@ import kopf
 
 from kubenova import log
 from kubenova.agent_credentials import service as agent_credentials
+from kubenova.db import engine as db_engine
 from kubenova.k8s import client as k8s
 from kubenova.leadership import campaign as campaign_mod
 from kubenova.leadership import election, health, lease, settings
 
 LOG = logging.getLogger(__name__)
+
+#: The exit status of a process started without a setting it needs (argparse's for bad usage).
+EXIT_CONFIG_ERROR = 2
 
 # How often kopf's event loop tells the liveness probe it is turning.
 _TURN_S = 1.0
@@ -69,6 +74,13 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     log.setup("kubenova-operator", args.log_level)
+    try:
+        db_engine.url_from_env()
+    except RuntimeError as exc:
+        # Checked before anything starts: otherwise a standby replica would look ready and
+        # find out only when it took the lead, inside kopf's startup handler.
+        LOG.error("%s", exc)
+        return EXIT_CONFIG_ERROR
     leader_elect = (
         args.leader_elect
         if args.leader_elect is not None

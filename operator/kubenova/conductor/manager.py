@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import Any, NamedTuple, TypeVar
 
 from kubenova.compute import states
-from kubenova.conductor import audit, status_writer, written_status
+from kubenova.conductor import audit, faults, status_writer, written_status
 from kubenova.conductor import status as status_mod
 from kubenova.config import MessagingSettings, OperatorSettings
 from kubenova.db import api as db_api
@@ -100,7 +100,9 @@ class ConductorManager:
         """Dispatch one agent report after checking who sent it."""
         method = message.method
         if method == "compute_node_report":
-            self.compute_node_report(self._checked(payloads.ComputeNodeReport, message, user_id))
+            self.compute_node_report(
+                self._checked(payloads.ComputeNodeReport, message, user_id), message.version
+            )
         elif method == "instance_update":
             self.instance_update(self._checked(payloads.InstanceUpdate, message, user_id))
         elif method == "instance_build_failed":
@@ -132,8 +134,14 @@ class ConductorManager:
 
     # -- reports ------------------------------------------------------------------------
 
-    def compute_node_report(self, report: payloads.ComputeNodeReport) -> None:
+    def compute_node_report(
+        self, report: payloads.ComputeNodeReport, version: str = envelope.VERSION
+    ) -> None:
         """Registration and heartbeat: record the node, then project it as a Hypervisor.
+
+        The agent's service version, like Nova's, says what the agent speaks: the report's
+        ``service_version`` (the newest contract version the agent implements), or for an
+        agent older than 1.2, which leaves it out, ``version``, the one its report came in.
 
         The Hypervisor object is where administrators label and disable a host. The
         Hypervisor handlers copy its labels and ``spec.disabled`` into the database at once;
@@ -157,7 +165,7 @@ class ConductorManager:
             # Nothing to record but liveness, and nothing the status would show before its
             # refresh is due (usage is the periodic check's): one statement, not three.
             with db_engine.transaction(self.session_factory) as session:
-                _record_liveness(session, report.host)
+                _record_liveness(session, report.host, report.service_version or version)
             self.auditor.record_report(report.host, report.instance_uuids)
             return
         if resync:
@@ -168,7 +176,7 @@ class ConductorManager:
                 prior_state = (hypervisor.get("status") or {}).get("state")
             self._hypervisor_read_at[report.host] = now
         with db_engine.transaction(self.session_factory) as session:
-            _record_liveness(session, report.host)
+            _record_liveness(session, report.host, report.service_version or version)
             node = db_api.compute_node_update_from_report(
                 session,
                 report.host,
@@ -333,7 +341,8 @@ class ConductorManager:
         counted (the BuildFailureWeigher avoids it), then the alternates chosen at
         scheduling time are claimed in order, up to ``max_attempts`` builds in all. A
         failure that is not reschedulable (a bad image) or the last attempt ends in Error
-        with a fault that lists every host tried and why it failed.
+        with a fault that lists every host tried and why it failed, its code saying which
+        way it ended (:mod:`kubenova.conductor.faults`).
         """
         with db_engine.transaction(self.session_factory) as session:
             record = db_api.instance_get(session, failure.instance_uuid)
@@ -376,7 +385,7 @@ class ConductorManager:
             db_api.fault_create(
                 session,
                 failure.instance_uuid,
-                500,
+                faults.build_fault_code(failure, refused),
                 message,
                 failure.reason,
                 failure.host,
@@ -774,9 +783,10 @@ def _inventory(report: payloads.ComputeNodeReport) -> _Inventory:
     )
 
 
-def _record_liveness(session: Any, host: str) -> None:
-    """The agent service of ``host`` was seen up now (its heartbeat's one statement)."""
-    db_api.service_record_heartbeat(session, host, models.AGENT_BINARY, f"compute.{host}", "1.0")
+def _record_liveness(session: Any, host: str, version: str) -> None:
+    """The agent service of ``host``, speaking contract ``version``, was seen up now (its
+    heartbeat's one statement)."""
+    db_api.service_record_heartbeat(session, host, models.AGENT_BINARY, f"compute.{host}", version)
 
 
 def _heartbeat_written_within(status: dict[str, Any] | None, seconds: float) -> bool:

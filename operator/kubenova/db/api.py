@@ -10,10 +10,10 @@ Two calling styles, chosen by who must own the transaction:
   to decorate with :func:`~kubenova.db.engine.retry_on_deadlock`::
 
       @engine.retry_on_deadlock
-      def fail_build(session_factory, uuid, details, host):
+      def fail_build(session_factory, uuid, code, details, host):
           with engine.transaction(session_factory) as session:
               api.instance_update(session, uuid, vm_state="error", task_state=None)
-              api.fault_create(session, uuid, 500, "build failed", details, host)
+              api.fault_create(session, uuid, code, "build failed", details, host)
 
 * :func:`claim_resources` and :func:`release_resources` take the session factory and own their
   transaction, because their correctness depends on what is locked, in which order, and on
@@ -44,7 +44,6 @@ from kubenova.db.actions import (
 from kubenova.db.audit import (
     UnrecordedDomains,
     UsageDiscrepancy,
-    allocations_without_live_instance,
     instances_not_reported,
     instances_not_reported_by_host,
     reported_without_live_record,
@@ -78,11 +77,9 @@ from kubenova.db.hosts import (
     compute_node_delete,
     compute_node_get,
     compute_node_record_build_failure,
-    compute_node_record_build_success,
     compute_node_set_disabled,
     compute_nodes_list,
     service_get,
-    service_get_all,
     service_is_up,
     service_mark_stopped,
 )
@@ -103,17 +100,13 @@ from kubenova.db.placement import (
     ClaimResult,
     RecordNewInstance,
     Usage,
-    allocations_for_instance,
     claim_resources,
     release_resources,
-    usage_by_host,
 )
 from kubenova.db.server_groups import (
     ServerGroupClaim,
     ServerGroupUsage,
-    server_group_delete,
     server_group_get,
-    server_group_get_by_uuid,
     server_group_member_hosts,
     server_group_members,
     server_group_remove_member,
@@ -154,15 +147,12 @@ __all__ = [
     "action_event_start",
     "action_finish",
     "action_start",
-    "allocations_for_instance",
-    "allocations_without_live_instance",
     "claim_resources",
     "compute_node_capacities",
     "compute_node_clear_build_failures",
     "compute_node_delete",
     "compute_node_get",
     "compute_node_record_build_failure",
-    "compute_node_record_build_success",
     "compute_node_set_disabled",
     "compute_node_update_from_report",
     "compute_nodes_list",
@@ -181,20 +171,16 @@ __all__ = [
     "release_resources",
     "reported_without_live_record",
     "reported_without_live_record_by_host",
-    "server_group_delete",
     "server_group_get",
-    "server_group_get_by_uuid",
     "server_group_member_hosts",
     "server_group_members",
     "server_group_remove_member",
     "server_group_upsert",
     "server_group_usage_all",
     "service_get",
-    "service_get_all",
     "service_is_up",
     "service_mark_stopped",
     "service_record_heartbeat",
     "usage_audit",
-    "usage_by_host",
     "validate_policy",
 ]

@@ -93,25 +93,6 @@ def usage_audit(session: orm.Session) -> list[UsageDiscrepancy]:
     return found
 
 
-def allocations_without_live_instance(session: orm.Session) -> list[str]:
-    """Uuids holding allocations whose instance record is deleted or missing: claims a
-    delete or a failed build never released, which keep their host's room taken."""
-    alloc_t = models.Allocation
-    instance_t = models.Instance
-    return list(
-        session.scalars(
-            sa.select(alloc_t.instance_uuid)
-            .outerjoin(
-                instance_t,
-                sa.and_(instance_t.uuid == alloc_t.instance_uuid, models.live(instance_t)),
-            )
-            .where(instance_t.id.is_(None))
-            .group_by(alloc_t.instance_uuid)
-            .order_by(alloc_t.instance_uuid)
-        )
-    )
-
-
 def instances_not_reported(
     session: orm.Session,
     host: str,

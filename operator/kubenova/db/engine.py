@@ -20,7 +20,7 @@ import logging
 import os
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Final, ParamSpec, TypeVar, overload
 
 import sqlalchemy as sa
@@ -53,12 +53,19 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
-def url_from_env(environ: dict[str, str] | None = None) -> str:
-    """The database URL from ``KUBENOVA_DB_URL``; raises ``RuntimeError`` when it is unset."""
+def url_from_env(environ: Mapping[str, str] | None = None) -> str:
+    """The database URL from ``KUBENOVA_DB_URL``; raises ``RuntimeError`` when it is unset.
+
+    There is no default: a URL carries the database password, so it comes from the process's
+    environment (hack/lib/env.sh for the local stack, a Secret in the chart), never the source.
+    """
     env = os.environ if environ is None else environ
     url = env.get(DB_URL_ENV, "").strip()
     if not url:
-        raise RuntimeError(f"no database URL: set {DB_URL_ENV} or pass one explicitly")
+        raise RuntimeError(
+            f"no database URL: set {DB_URL_ENV} to the nova database's SQLAlchemy URL, "
+            "e.g. mysql+pymysql://USER:PASSWORD@HOST:3306/nova?charset=utf8mb4"
+        )
     return url
 
 
@@ -73,7 +80,7 @@ def create_engine(url: str | sa.URL, **kwargs: Any) -> sa.Engine:
     # The operator runs its kopf handler threads, the conductor's lanes and its timers at
     # once: a pool that small threads outgrow makes every burst open (and TLS-negotiate) new
     # connections, which profiling showed to be a fifth of the operator's time. The
-    # operator sizes its pool from its settings (OperatorSettings.db_pool_size).
+    # operator sizes its pool from its settings (kubenova.api.runtime.db_pool_size).
     options: dict[str, Any] = {"pool_recycle": DEFAULT_POOL_RECYCLE, "pool_reset_on_return": None}
     if "poolclass" not in kwargs:
         options.update(pool_size=24, max_overflow=16)

@@ -49,14 +49,6 @@ def service_get(session: orm.Session, host: str, binary: str) -> models.Service 
     ).one_or_none()
 
 
-def service_get_all(session: orm.Session, *, binary: str | None = None) -> list[models.Service]:
-    """Live services, optionally of one binary."""
-    stmt = sa.select(models.Service).where(models.live(models.Service)).order_by(models.Service.id)
-    if binary is not None:
-        stmt = stmt.where(models.Service.binary == binary)
-    return list(session.scalars(stmt))
-
-
 def service_is_up(
     last_seen_up: dt.datetime | None, *, down_time: float = 60.0, now: dt.datetime | None = None
 ) -> bool:
@@ -85,13 +77,21 @@ def compute_node_record_build_failure(session: orm.Session, host: str) -> int | 
     host each count. Lock order: call it after any instance row lock the transaction takes
     (claims lock instances before compute nodes).
     """
-    return _set_failed_builds(session, host, models.ComputeNode.failed_builds + 1)
-
-
-def compute_node_record_build_success(session: orm.Session, host: str) -> int | None:
-    """A build succeeded on ``host``: reset ``failed_builds`` to 0, as Nova does. Returns 0, or
-    None for a host with no live compute node. Same lock order as the failure."""
-    return _set_failed_builds(session, host, sa.literal(0))
+    node_t = models.ComputeNode
+    updated = session.execute(
+        sa.update(node_t)
+        .where(node_t.host == host, models.live(node_t))
+        .values(failed_builds=node_t.failed_builds + 1)
+        .execution_options(synchronize_session=False)
+    )
+    if cast(sa.CursorResult[Any], updated).rowcount != 1:
+        return None
+    # The update holds the row lock; a locking read returns what it wrote.
+    return session.scalar(
+        sa.select(node_t.failed_builds)
+        .where(node_t.host == host, models.live(node_t))
+        .with_for_update()
+    )
 
 
 _NODES: Final = models.table(models.ComputeNode)
@@ -113,26 +113,6 @@ def compute_node_clear_build_failures(session: orm.Session, host: str) -> None:
     statement that writes only when there is something to reset (it still takes the row
     lock, as any UPDATE does). Same lock order as :func:`compute_node_record_build_failure`."""
     session.connection().execute(_CLEAR_BUILD_FAILURES, {"b_host": host})
-
-
-def _set_failed_builds(session: orm.Session, host: str, value: sa.ColumnElement[int]) -> int | None:
-    node_t = models.ComputeNode
-    updated = session.execute(
-        sa.update(node_t)
-        .where(node_t.host == host, models.live(node_t))
-        .values(failed_builds=value)
-        .execution_options(synchronize_session=False)
-    )
-    if cast(sa.CursorResult[Any], updated).rowcount != 1:
-        # rowcount counts matched rows (SQLAlchemy's MySQL dialects set CLIENT.FOUND_ROWS),
-        # so 0 means no live node, not "already 0".
-        return None
-    # The update holds the row lock; a locking read returns what it wrote.
-    return session.scalar(
-        sa.select(node_t.failed_builds)
-        .where(node_t.host == host, models.live(node_t))
-        .with_for_update()
-    )
 
 
 def compute_node_delete(session: orm.Session, host: str) -> bool:

@@ -392,37 +392,3 @@ def release_resources(
             # decrement twice.
             raise RuntimeError(f"allocations of {instance_uuid} changed during release")
     return True
-
-
-def allocations_for_instance(session: orm.Session, uuid: str) -> list[models.Allocation]:
-    """The allocation rows an instance holds (empty when it holds none)."""
-    return list(
-        session.scalars(
-            sa.select(models.Allocation)
-            .where(models.Allocation.instance_uuid == uuid)
-            .order_by(models.Allocation.id)
-        )
-    )
-
-
-def usage_by_host(session: orm.Session) -> dict[str, Usage]:
-    """The sum of allocations per live compute node, keyed by host (zero for empty hosts).
-
-    For audits: compare with each node's ``*_used`` counters, which claims and releases keep
-    equal to this sum.
-    """
-    rows = session.execute(
-        sa.select(
-            models.ComputeNode.host,
-            models.Allocation.resource_class,
-            sa.func.sum(models.Allocation.used),
-        )
-        .join(models.Allocation, models.Allocation.compute_node_id == models.ComputeNode.id)
-        .where(models.live(models.ComputeNode))
-        .group_by(models.ComputeNode.host, models.Allocation.resource_class)
-    ).all()
-    usage = _sum_by_host((host, rc, used) for host, rc, used in rows)
-    hosts = session.scalars(
-        sa.select(models.ComputeNode.host).where(models.live(models.ComputeNode))
-    )
-    return {host: usage.get(host, Usage()) for host in hosts}

@@ -195,37 +195,6 @@ def server_group_get(session: orm.Session, namespace: str, name: str) -> models.
     ).one_or_none()
 
 
-def server_group_get_by_uuid(
-    session: orm.Session, uuid: str, *, read_deleted: bool = False
-) -> models.ServerGroup | None:
-    """The group with this uuid (the object's uid), or None; deleted ones on request."""
-    group = _get_by_uuid(session, uuid, for_update=False)
-    if group is not None and group.deleted and not read_deleted:
-        return None
-    return group
-
-
-def server_group_delete(session: orm.Session, uuid: str) -> models.ServerGroup | None:
-    """Soft-delete the group and delete its member rows; None if the uuid was never recorded.
-
-    Idempotent: a deleted group is returned unchanged. The instances stay where they are
-    (as in Nova, deleting a group moves nobody). The row is locked first, so a claim that
-    waits for it finds the group deleted and raises :class:`ServerGroupNotFoundError`.
-    """
-    group = _get_by_uuid(session, uuid, for_update=True)
-    if group is None or group.deleted:
-        return group
-    session.execute(
-        sa.delete(models.ServerGroupMember)
-        .where(models.ServerGroupMember.group_id == group.id)
-        .execution_options(synchronize_session=False)
-    )
-    group.deleted = group.id
-    group.deleted_at = models.utcnow()
-    session.flush()
-    return group
-
-
 def server_group_member_hosts(
     session: orm.Session, group_id: int, *, exclude_instance: str | None = None
 ) -> dict[str, int]:

@@ -88,11 +88,11 @@ class LeaderElectionSettings:
             or pod_namespace(namespace_file)
             or "default",
             identity=default_identity(),
-            lease_duration_s=config._env_positive("KUBENOVA_LEADER_ELECT_LEASE_DURATION", 15, int),
-            renew_deadline_s=config._env_positive(
+            lease_duration_s=config.env_positive("KUBENOVA_LEADER_ELECT_LEASE_DURATION", 15, int),
+            renew_deadline_s=config.env_positive(
                 "KUBENOVA_LEADER_ELECT_RENEW_DEADLINE", 10.0, float
             ),
-            retry_period_s=config._env_positive("KUBENOVA_LEADER_ELECT_RETRY_PERIOD", 2.0, float),
+            retry_period_s=config.env_positive("KUBENOVA_LEADER_ELECT_RETRY_PERIOD", 2.0, float),
         )
 
 
@@ -109,7 +109,7 @@ class HealthSettings:
 
     @classmethod
     def from_env(cls, default_port: int) -> HealthSettings:
-        port = config._env_int("KUBENOVA_HEALTH_PORT", default_port)
+        port = config.env_int("KUBENOVA_HEALTH_PORT", default_port)
         if not 0 <= port <= 65535:
             raise ValueError(f"environment variable KUBENOVA_HEALTH_PORT is not a port: {port}")
         return cls(port=port, addr=os.environ.get("KUBENOVA_HEALTH_ADDR", "0.0.0.0"))

@@ -33,7 +33,7 @@ import pydantic
 
 from kubenova import log, metrics
 from kubenova.config import MessagingSettings
-from kubenova.rpc import envelope
+from kubenova.rpc import envelope, payloads
 
 LOG = logging.getLogger(__name__)
 
@@ -113,9 +113,20 @@ class Publisher:
         return self._channel
 
     def cast(self, topic: str, method: str, args: dict[str, Any], request_id: str) -> str:
-        """Publish one message to ``topic``; returns its message id once confirmed."""
+        """Publish one message to ``topic``; returns its message id once confirmed.
+
+        The envelope carries the method's version from the contract, so a receiver that
+        implements an older contract refuses the message rather than misreading it.
+        """
+        contract_method = payloads.METHODS.get(method)
+        if contract_method is None:
+            raise ValueError(f"{method!r} is not a method of the contract (payloads.METHODS)")
         message = envelope.Envelope(
-            request_id=request_id, method=method, args=args, sender=self._sender
+            version=contract_method.version,
+            request_id=request_id,
+            method=method,
+            args=args,
+            sender=self._sender,
         )
         body = message.to_json()
         properties = pika.BasicProperties(
@@ -163,7 +174,8 @@ class Consumer:
     """Consumes one queue with manual acknowledgement.
 
     * handler returns: ack.
-    * unknown major version, invalid envelope or payload, :class:`PermanentFailure`:
+    * a version this receiver does not implement (an unknown major, or newer than
+      :data:`envelope.VERSION`), invalid envelope or payload, :class:`PermanentFailure`:
       reject without requeue, so the broker dead-letters it.
     * any other exception (a database restart, say): tried again after a back-off, then
       requeued, so a transient fault loses nothing.

@@ -1,13 +1,25 @@
 """The versioned envelope every message travels in.
 
-Versioning follows Nova's RPC APIs: ``MAJOR.MINOR``. A receiver accepts any minor
-of a major it knows (new minors only add optional arguments) and refuses a major it
-does not know, which the consumer sends to the dead-letter queue with a log line.
+Versioning follows Nova's RPC APIs: ``MAJOR.MINOR``, one version for the whole contract
+(:data:`VERSION`, the newest this code implements), and each method carries the version in
+which its arguments last changed (:data:`kubenova.rpc.payloads.METHODS`); the publisher puts
+that version in the envelope. A receiver handles a message of a major it knows whose version
+is not newer than its own :data:`VERSION`, as Nova's dispatcher compares a message's version
+with its endpoint's; a newer one (a method or argument it does not know) it refuses with
+:class:`UnsupportedVersion`, and the consumer dead-letters it with a log line naming both
+versions. New minors only add methods or optional arguments, so a receiver still handles the
+older versions of a method it has changed. Change a method's arguments and you give it the
+next minor, raise :data:`VERSION` to it and add a line below; the fingerprints in
+``tests/unit/rpc/test_contract_versions.py`` fail until you do.
 
 Version history:
 
 * 1.0 - build_and_run_instance, terminate_instance (compute); compute_node_report,
   instance_update, instance_build_failed, instance_terminated (conductor).
+* 1.1 - service_stopping (conductor). It was first sent as 1.0, without a new version;
+  a 1.1 receiver handles those still.
+* 1.2 - compute_node_report carries service_version, the newest contract version the agent
+  implements (its service's version).
 """
 
 from __future__ import annotations
@@ -18,14 +30,20 @@ from typing import Any
 
 import pydantic
 
-#: The contract's current version, sent on every message.
-VERSION = "1.0"
+#: The newest version of the contract this code implements: the highest version of a method.
+VERSION = "1.2"
 #: Majors this code understands.
 SUPPORTED_MAJORS = frozenset({1})
 
 
 class UnsupportedVersion(ValueError):
-    """A message's major version is not one this receiver knows."""
+    """A message's version is of a major this receiver does not know, or newer than its own."""
+
+
+def parse_version(version: str) -> tuple[int, int]:
+    """``"1.10"`` -> ``(1, 10)``, which orders as versions do."""
+    major, minor = version.split(".", 1)
+    return int(major), int(minor)
 
 
 class Envelope(pydantic.BaseModel):
@@ -33,6 +51,8 @@ class Envelope(pydantic.BaseModel):
 
     model_config = pydantic.ConfigDict(extra="forbid", frozen=True)
 
+    # The method's version (the publisher sets it from payloads.METHODS); the default, the
+    # newest, is for an envelope built by hand.
     version: str = pydantic.Field(default=VERSION, pattern=r"^\d+\.\d+$")
     message_id: str = pydantic.Field(default_factory=lambda: str(uuid.uuid4()))
     request_id: str
@@ -44,12 +64,17 @@ class Envelope(pydantic.BaseModel):
     sender: str
 
     def check_version(self) -> None:
-        """Raise :class:`UnsupportedVersion` unless this receiver knows the major."""
-        major = int(self.version.split(".", 1)[0])
-        if major not in SUPPORTED_MAJORS:
+        """Raise :class:`UnsupportedVersion` unless this receiver implements the version."""
+        version = parse_version(self.version)
+        if version[0] not in SUPPORTED_MAJORS:
             raise UnsupportedVersion(
-                f"message {self.message_id} has version {self.version}; "
+                f"message {self.message_id} ({self.method}) has version {self.version}; "
                 f"this receiver knows majors {sorted(SUPPORTED_MAJORS)}"
+            )
+        if version > parse_version(VERSION):
+            raise UnsupportedVersion(
+                f"message {self.message_id} ({self.method}) has version {self.version}; "
+                f"this receiver implements the contract up to {VERSION}"
             )
 
     def to_json(self) -> bytes:

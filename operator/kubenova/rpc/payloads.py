@@ -1,13 +1,14 @@
 """Typed arguments of each method in the contract.
 
 Each payload is validated on receipt, so a malformed message fails loudly at the
-boundary instead of deep inside a handler.
+boundary instead of deep inside a handler. :data:`METHODS` names every method of the
+contract with its payload and its version (see :mod:`kubenova.rpc.envelope`).
 """
 
 from __future__ import annotations
 
 import datetime
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import pydantic
 
@@ -63,6 +64,9 @@ class ComputeNodeReport(_Payload):
     qemu_version: str
     instance_uuids: tuple[str, ...] = ()
     labels: dict[str, str] = pydantic.Field(default_factory=dict)
+    # The newest contract version the agent implements, recorded as its service's version
+    # (since 1.2; an older agent's report leaves it out).
+    service_version: str | None = pydantic.Field(default=None, pattern=r"^\d+\.\d+$")
 
 
 class ServiceStopping(_Payload):
@@ -95,3 +99,28 @@ class InstanceBuildFailed(_Payload):
 class InstanceTerminated(_Payload):
     instance_uuid: str
     host: str
+
+
+class Method(NamedTuple):
+    """One method of the contract: its arguments and its version."""
+
+    payload: type[_Payload]
+    #: The contract version in which the arguments last changed (or the method came in). The
+    #: publisher sends it in the envelope; a receiver implementing an older contract refuses it.
+    version: str
+
+
+#: Every method of the contract. Changing a payload (a field, its type, whether it is required,
+#: a constraint, a default) means giving its method the next version: see the history in
+#: :mod:`kubenova.rpc.envelope`, and ``tests/unit/rpc/test_contract_versions.py``.
+METHODS: dict[str, Method] = {
+    # To compute.<host> (compute_rpcapi.ComputeAPI), handled by kubenova_agent.manager.
+    "build_and_run_instance": Method(BuildAndRunInstance, "1.0"),
+    "terminate_instance": Method(TerminateInstance, "1.0"),
+    # To conductor (conductor_rpcapi.ConductorAPI), handled by kubenova.conductor.manager.
+    "compute_node_report": Method(ComputeNodeReport, "1.2"),
+    "instance_update": Method(InstanceUpdate, "1.0"),
+    "instance_build_failed": Method(InstanceBuildFailed, "1.0"),
+    "instance_terminated": Method(InstanceTerminated, "1.0"),
+    "service_stopping": Method(ServiceStopping, "1.1"),
+}

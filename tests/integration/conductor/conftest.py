@@ -11,7 +11,8 @@ import sqlalchemy as sa
 
 from kubenova.conductor.manager import ConductorManager
 from kubenova.db import engine as db_engine
-from tests.integration.conductor.fakes import RecordingCaster, RecordingKube, make_conductor
+from tests.integration.conductor.fakes import make_conductor
+from tests.support import RecordingCaster, RecordingKube
 
 
 @pytest.fixture

@@ -14,26 +14,11 @@ from kubenova.conductor.audit import HostAuditor
 from kubenova.db import api as db_api
 from kubenova.db import engine as db_engine
 from kubenova.db import models
+from kubenova.rpc import compute_rpcapi
 from tests.integration.db.helpers import claim, make_host, make_instance
+from tests.support import RecordingCaster, RecordingKube
 
 pytestmark = pytest.mark.integration
-
-
-class RecordingKube:
-    def __init__(self) -> None:
-        self.statuses: list[tuple[str, dict[str, Any]]] = []
-
-    def patch_hypervisor_status(self, host: str, status: dict[str, Any]) -> None:
-        self.statuses.append((host, status))
-
-
-class RecordingCompute:
-    def __init__(self) -> None:
-        self.terminated: list[tuple[str, str]] = []
-
-    def terminate_instance(self, host: str, instance_uuid: str, request_id: str) -> str:
-        self.terminated.append((host, instance_uuid))
-        return "message-id"
 
 
 class CountingUsageAudit:
@@ -75,12 +60,14 @@ def _leftover_on(session_factory: db_engine.SessionFactory, host: str) -> str:
 def test_every_host_that_reported_is_audited_against_its_own_report(
     db_session_factory: db_engine.SessionFactory, usage_audits: CountingUsageAudit
 ) -> None:
-    kube, compute = RecordingKube(), RecordingCompute()
+    kube, caster = RecordingKube(), RecordingCaster()
     for host in ("h1", "h2", "h3"):
         make_host(db_session_factory, host, vcpus=8, memory_mib=8192, local_gb=100)
+        kube.add_hypervisor(host)
     on_h1 = _running_on(db_session_factory, "h1")
     leftover = _leftover_on(db_session_factory, "h1")
     on_h2 = _running_on(db_session_factory, "h2")
+    compute = compute_rpcapi.ComputeAPI(caster)
     auditor = HostAuditor(db_session_factory, kube, compute)  # type: ignore[arg-type]
     # h3 never reported.
     auditor.record_report("h1", (on_h1, leftover))
@@ -93,23 +80,26 @@ def test_every_host_that_reported_is_audited_against_its_own_report(
     assert first["h1"]["inSync"] is False
     assert first["h2"]["leftoverDomains"] == []
     assert first["h2"]["inSync"] is True
-    assert compute.terminated == []  # one sighting may be a race with the delete
-    assert sorted(host for host, _ in kube.statuses) == ["h1", "h2"]
+    assert caster.casts == []  # one sighting may be a race with the delete
+    assert sorted(host for host, _ in kube.hypervisor_patches) == ["h1", "h2"]
 
     second = auditor.audit_all()
     assert usage_audits.calls == 2
     assert set(second) == {"h1", "h2"}
-    assert compute.terminated == [("h1", leftover)]
+    assert [(c.topic, c.method, c.args) for c in caster.casts] == [
+        ("compute.h1", "terminate_instance", {"instance_uuid": leftover})
+    ]
     assert second["h2"]["inSync"] is True
-    assert [host for host, _ in kube.statuses].count("h3") == 0
+    assert [host for host, _ in kube.hypervisor_patches].count("h3") == 0
 
 
 def test_a_usage_difference_shows_only_on_its_own_host(
     db_session_factory: db_engine.SessionFactory, usage_audits: CountingUsageAudit
 ) -> None:
-    kube, compute = RecordingKube(), RecordingCompute()
+    kube, caster = RecordingKube(), RecordingCaster()
     for host in ("h1", "h2"):
         make_host(db_session_factory, host, vcpus=8, memory_mib=8192, local_gb=100)
+        kube.add_hypervisor(host)
     on = {host: _running_on(db_session_factory, host) for host in ("h1", "h2")}
     with db_engine.transaction(db_session_factory) as session:
         session.execute(
@@ -117,6 +107,7 @@ def test_a_usage_difference_shows_only_on_its_own_host(
             .where(models.ComputeNode.host == "h2")
             .values(memory_mib_used=models.ComputeNode.memory_mib_used + 256)
         )
+    compute = compute_rpcapi.ComputeAPI(caster)
     auditor = HostAuditor(db_session_factory, kube, compute)  # type: ignore[arg-type]
     for host, instance_uuid in on.items():
         auditor.record_report(host, (instance_uuid,))
@@ -133,23 +124,27 @@ def test_a_usage_difference_shows_only_on_its_own_host(
 def test_no_host_reported_means_no_audit_and_no_query(
     db_session_factory: db_engine.SessionFactory, usage_audits: CountingUsageAudit
 ) -> None:
-    kube, compute = RecordingKube(), RecordingCompute()
+    kube, caster = RecordingKube(), RecordingCaster()
     make_host(db_session_factory, "h1", vcpus=8, memory_mib=8192, local_gb=100)
+    kube.add_hypervisor("h1")
+    compute = compute_rpcapi.ComputeAPI(caster)
     auditor = HostAuditor(db_session_factory, kube, compute)  # type: ignore[arg-type]
     assert auditor.audit_all() == {}
     assert usage_audits.calls == 0
-    assert kube.statuses == []
+    assert kube.hypervisor_patches == []
 
 
 def test_all_hosts_are_audited_in_three_statements(
     db_session_factory: db_engine.SessionFactory, usage_audits: CountingUsageAudit
 ) -> None:
-    kube, compute = RecordingKube(), RecordingCompute()
+    kube, caster = RecordingKube(), RecordingCaster()
     hosts = [f"h{n}" for n in range(6)]
     reports = {}
     for host in hosts:
         make_host(db_session_factory, host, vcpus=8, memory_mib=8192, local_gb=100)
+        kube.add_hypervisor(host)
         reports[host] = (_running_on(db_session_factory, host),)
+    compute = compute_rpcapi.ComputeAPI(caster)
     auditor = HostAuditor(db_session_factory, kube, compute)  # type: ignore[arg-type]
     for host, reported in reports.items():
         auditor.record_report(host, reported)

@@ -24,8 +24,8 @@ from kubenova.scheduler.filters.compute_filter import ComputeFilter
 from kubenova.scheduler.filters.resource_filter import ResourceFilter
 from kubenova.scheduler.manager import SchedulerManager
 from kubenova.scheduler.weighers.ram_weigher import RAMWeigher
-from tests.integration.conductor.fakes import RecordingCaster, RecordingKube
-from tests.integration.db.helpers import make_host, make_instance, node
+from tests.integration.db.helpers import allocations_of, make_host, make_instance, node
+from tests.support import RecordingCaster, RecordingKube
 
 pytestmark = pytest.mark.integration
 
@@ -72,7 +72,7 @@ def api(
         filters=[ComputeFilter(), ResourceFilter()],
         weighers=[RAMWeigher()],
     )
-    compute = compute_rpcapi.ComputeAPI(caster)  # type: ignore[arg-type]
+    compute = compute_rpcapi.ComputeAPI(caster)
     yield instance_api.InstanceAPI(
         OperatorSettings(),
         db_session_factory,
@@ -102,7 +102,7 @@ def _state(session_factory: db_engine.SessionFactory, uuid: str) -> dict[str, An
     with db_engine.transaction(session_factory) as session:
         record = db_api.instance_get(session, uuid)
         assert record is not None
-        allocations = db_api.allocations_for_instance(session, uuid)
+        allocations = allocations_of(session, uuid)
         actions = session.scalars(
             sa.select(models.InstanceAction.action).where(
                 models.InstanceAction.instance_uuid == uuid
@@ -150,7 +150,7 @@ def test_a_first_try_records_the_instance_in_its_claims_transaction(
     sent = list(statements)
 
     assert _state(db_session_factory, request.uid) == PLACED_ON_H1
-    assert caster.casts == [("compute.h1", "build_and_run_instance")]
+    assert caster.sent() == [("compute.h1", "build_and_run_instance")]
     # After the host states' read: the claim, the node's name, then the record, its action
     # and the allocations, in that one transaction; the record is never read or updated.
     assert sent[0] == "SELECT"
@@ -175,7 +175,7 @@ def test_a_first_try_that_finds_a_record_undoes_its_claim_and_takes_the_usual_ro
     api.create(_request(uuid), "req-2", Catalog())
 
     assert _state(db_session_factory, uuid) == PLACED_ON_H1
-    assert caster.casts == [("compute.h1", "build_and_run_instance")]
+    assert caster.sent() == [("compute.h1", "build_and_run_instance")]
     # The claim that found the record was undone: the host counts one instance, not two.
     h1 = node(db_session_factory, "h1")
     assert (h1.vcpus_used, h1.memory_mib_used, h1.local_gb_used) == (1, 512, 1)
@@ -223,7 +223,7 @@ def test_a_retry_of_a_pending_instance_claims_its_record(
     sent = list(statements)
 
     assert _state(db_session_factory, request.uid) == PLACED_ON_H1
-    assert caster.casts == [("compute.h1", "build_and_run_instance")]
+    assert caster.sent() == [("compute.h1", "build_and_run_instance")]
     # The usual road: the record (its insert finds it), then the claim locks and updates it.
     assert sent[0] == "INSERT"
     assert sent[-1] == "UPDATE"

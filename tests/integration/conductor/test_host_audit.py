@@ -11,34 +11,21 @@ from kubenova.conductor import audit as audit_mod
 from kubenova.conductor.audit import HostAuditor
 from kubenova.db import api as db_api
 from kubenova.db import engine as db_engine
+from kubenova.rpc import compute_rpcapi
 from tests.integration.db.helpers import claim, make_host, make_instance
+from tests.support import FakeClock, RecordingCaster, RecordingKube
 
 pytestmark = pytest.mark.integration
 
 
-class RecordingKube:
-    def __init__(self) -> None:
-        self.statuses: list[tuple[str, dict]] = []
-
-    def patch_hypervisor_status(self, host, status):
-        self.statuses.append((host, status))
-
-
-class RecordingCompute:
-    def __init__(self) -> None:
-        self.terminated: list[tuple[str, str]] = []
-
-    def terminate_instance(self, host, instance_uuid, request_id):
-        self.terminated.append((host, instance_uuid))
-        return "message-id"
-
-
 @pytest.fixture
 def auditor_parts(db_session_factory):
-    kube, compute = RecordingKube(), RecordingCompute()
+    kube, caster = RecordingKube(), RecordingCaster()
     make_host(db_session_factory, "h1", vcpus=8, memory_mib=8192, local_gb=100)
-    auditor = HostAuditor(db_session_factory, kube, compute)
-    return auditor, kube, compute, db_session_factory
+    kube.add_hypervisor("h1")
+    compute = compute_rpcapi.ComputeAPI(caster)
+    auditor = HostAuditor(db_session_factory, kube, compute)  # type: ignore[arg-type]
+    return auditor, kube, caster, db_session_factory
 
 
 def _running_on(session_factory, host: str) -> str:
@@ -50,17 +37,17 @@ def _running_on(session_factory, host: str) -> str:
 
 
 def test_host_running_exactly_its_instances_is_in_sync(auditor_parts):
-    auditor, kube, compute, sf = auditor_parts
+    auditor, kube, caster, sf = auditor_parts
     instance_uuid = _running_on(sf, "h1")
     auditor.record_report("h1", (instance_uuid,))
     audit = auditor.audit("h1")
     assert audit["inSync"] is True
-    assert kube.statuses[-1] == ("h1", {"audit": audit})
-    assert compute.terminated == []
+    assert kube.hypervisor_patches[-1] == ("h1", {"audit": audit})
+    assert caster.casts == []
 
 
 def test_missing_and_unknown_domains_are_reported_and_never_terminated(auditor_parts):
-    auditor, _, compute, sf = auditor_parts
+    auditor, _, caster, sf = auditor_parts
     recorded = _running_on(sf, "h1")
     stranger = str(uuidlib.uuid4())
     auditor.record_report("h1", (stranger,))
@@ -70,11 +57,11 @@ def test_missing_and_unknown_domains_are_reported_and_never_terminated(auditor_p
     assert audit["missingDomains"] == [recorded]
     assert audit["unknownDomains"] == [stranger]
     assert audit["inSync"] is False
-    assert compute.terminated == []
+    assert caster.casts == []
 
 
 def test_leftover_of_a_deleted_record_is_terminated_after_two_audits_agree(auditor_parts):
-    auditor, _, compute, sf = auditor_parts
+    auditor, _, caster, sf = auditor_parts
     leftover = _running_on(sf, "h1")
     db_api.release_resources(sf, leftover)
     with db_engine.transaction(sf) as session:
@@ -83,32 +70,29 @@ def test_leftover_of_a_deleted_record_is_terminated_after_two_audits_agree(audit
 
     first = auditor.audit("h1")
     assert first["leftoverDomains"] == [leftover]
-    assert compute.terminated == []  # one sighting may be a race with the delete
+    assert caster.casts == []  # one sighting may be a race with the delete
 
     auditor.audit("h1")
-    assert compute.terminated == [("h1", leftover)]
+    assert [(c.topic, c.method, c.args) for c in caster.casts] == [
+        ("compute.h1", "terminate_instance", {"instance_uuid": leftover})
+    ]
 
 
 def test_host_that_never_reported_is_not_audited(auditor_parts):
     auditor, kube, _, _ = auditor_parts
     assert auditor.audit("h1") is None
-    assert kube.statuses == []
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+    assert kube.hypervisor_patches == []
 
 
 @pytest.fixture
 def clocked(db_session_factory):
     """An auditor of host h1 on a clock the test moves, and the statuses it writes."""
-    kube, compute, clock = RecordingKube(), RecordingCompute(), FakeClock()
+    kube, caster, clock = RecordingKube(), RecordingCaster(), FakeClock()
     make_host(db_session_factory, "h1", vcpus=8, memory_mib=8192, local_gb=100)
-    return HostAuditor(db_session_factory, kube, compute, clock=clock), kube, clock
+    kube.add_hypervisor("h1")
+    compute = compute_rpcapi.ComputeAPI(caster)
+    auditor = HostAuditor(db_session_factory, kube, compute, clock=clock)  # type: ignore[arg-type]
+    return auditor, kube, clock
 
 
 def test_unchanged_findings_are_written_again_only_to_refresh_last_run(db_session_factory, clocked):
@@ -117,16 +101,18 @@ def test_unchanged_findings_are_written_again_only_to_refresh_last_run(db_sessio
     auditor.record_report("h1", (instance_uuid,))
 
     first = auditor.audit("h1")
-    clock.now += 60
+    clock.advance(60)
     second = auditor.audit("h1")
 
     assert second["inSync"] is True
-    assert kube.statuses == [("h1", {"audit": first})], "the same findings were written twice"
+    assert kube.hypervisor_patches == [("h1", {"audit": first})], (
+        "the same findings were written twice"
+    )
 
-    clock.now += audit_mod.AUDIT_STATUS_REFRESH_S
+    clock.advance(audit_mod.AUDIT_STATUS_REFRESH_S)
     third = auditor.audit("h1")
-    assert kube.statuses[-1] == ("h1", {"audit": third})
-    assert len(kube.statuses) == 2
+    assert kube.hypervisor_patches[-1] == ("h1", {"audit": third})
+    assert len(kube.hypervisor_patches) == 2
 
 
 def test_changed_findings_are_written_at_once(db_session_factory, clocked):
@@ -137,12 +123,12 @@ def test_changed_findings_are_written_at_once(db_session_factory, clocked):
 
     stranger = str(uuidlib.uuid4())
     auditor.record_report("h1", (instance_uuid, stranger))
-    clock.now += 1
+    clock.advance(1)
     changed = auditor.audit("h1")
 
     assert changed["unknownDomains"] == [stranger]
-    assert kube.statuses[-1] == ("h1", {"audit": changed})
-    assert len(kube.statuses) == 2
+    assert kube.hypervisor_patches[-1] == ("h1", {"audit": changed})
+    assert len(kube.hypervisor_patches) == 2
 
 
 def test_a_host_whose_object_changed_gets_its_findings_written_again(clocked):
@@ -153,5 +139,5 @@ def test_a_host_whose_object_changed_gets_its_findings_written_again(clocked):
     auditor.forget_written("h1")  # say the Hypervisor object was deleted and made again
     again = auditor.audit("h1")
 
-    assert kube.statuses[-1] == ("h1", {"audit": again})
-    assert len(kube.statuses) == 2
+    assert kube.hypervisor_patches[-1] == ("h1", {"audit": again})
+    assert len(kube.hypervisor_patches) == 2

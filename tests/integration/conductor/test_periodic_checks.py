@@ -26,15 +26,13 @@ from kubenova.db import models
 from kubenova.rpc import envelope, payloads
 from kubenova.rpc.amqp import PermanentFailure
 from tests.integration.conductor.fakes import (
-    NAMESPACE,
-    RecordingCaster,
-    RecordingKube,
     instance_name,
     make_conductor,
     node_report,
     running_instance,
 )
 from tests.integration.db.helpers import claim, make_host, make_instance
+from tests.support import NAMESPACE, RecordingCaster, RecordingKube
 
 pytestmark = pytest.mark.integration
 

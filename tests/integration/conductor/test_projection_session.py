@@ -17,8 +17,9 @@ from kubenova.config import OperatorSettings
 from kubenova.db import api as db_api
 from kubenova.db import engine as db_engine
 from kubenova.db import models
-from tests.integration.conductor.fakes import RecordingKube, running_instance
+from tests.integration.conductor.fakes import running_instance
 from tests.integration.db.helpers import claim, make_host, make_instance
+from tests.support import RecordingKube
 
 pytestmark = pytest.mark.integration
 

@@ -11,8 +11,9 @@ from kubenova.config import MessagingSettings
 from kubenova.db import api as db_api
 from kubenova.db import engine as db_engine
 from kubenova.rpc import payloads
-from tests.integration.conductor.fakes import RecordingCaster, RecordingKube, instance_name
+from tests.integration.conductor.fakes import instance_name
 from tests.integration.db.helpers import FLAVOR, make_host, make_instance, node
+from tests.support import RecordingCaster, RecordingKube
 
 pytestmark = pytest.mark.integration
 
@@ -85,7 +86,7 @@ def test_a_failed_build_goes_to_the_first_alternate_that_takes_it(
         record = db_api.instance_get(session, uuid)
         assert record is not None
         assert (record.host, record.attempts, record.alternates) == ("h3", 2, [])
-    assert caster.casts == [(MessagingSettings.compute_topic("h3"), "build_and_run_instance")]
+    assert caster.sent() == [(MessagingSettings.compute_topic("h3"), "build_and_run_instance")]
     assert node(db_session_factory, "h1").memory_mib_used == 0
 
 

@@ -15,8 +15,8 @@ from kubenova.conductor.manager import ConductorManager
 from kubenova.db import api as db_api
 from kubenova.db import engine as db_engine
 from kubenova.db import models, server_groups
-from tests.integration.conductor.fakes import RecordingKube
 from tests.integration.db.helpers import claim, make_host, make_instance
+from tests.support import RecordingKube
 
 pytestmark = pytest.mark.integration
 

@@ -27,16 +27,9 @@ from kubenova.db import api as db_api
 from kubenova.db import engine as db_engine
 from kubenova.db import models
 from kubenova.rpc import compute_rpcapi, payloads
-from tests.integration.conductor.fakes import (
-    LAUNCHED,
-    NAMESPACE,
-    RecordingCaster,
-    RecordingKube,
-    instance_name,
-    node_report,
-    running_instance,
-)
+from tests.integration.conductor.fakes import LAUNCHED, instance_name, node_report, running_instance
 from tests.integration.db.helpers import claim, make_host, make_instance, node
+from tests.support import NAMESPACE, FakeClock, RecordingCaster, RecordingKube
 
 pytestmark = pytest.mark.integration
 
@@ -44,27 +37,12 @@ LONG_AGO = "2020-01-01T00:00:00Z"
 T0 = dt.datetime(2026, 6, 1, 8, 0, 0, tzinfo=dt.UTC)
 
 
-class Clock:
-    """Stands in for the manager module's ``time`` (monotonic) and ``utcnow``."""
-
-    def __init__(self) -> None:
-        self.seconds = 0.0
-
-    def advance(self, seconds: float) -> None:
-        self.seconds += seconds
-
-    def monotonic(self) -> float:
-        return 1000.0 + self.seconds
-
-    def utcnow(self) -> dt.datetime:
-        return T0 + dt.timedelta(seconds=self.seconds)
-
-
 @pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
-    clock = Clock()
+def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
+    """Stands in for the manager module's ``time`` (monotonic) and ``utcnow``."""
+    clock = FakeClock(start=1000.0, wall_start=T0)
     monkeypatch.setattr(manager, "time", clock)
-    monkeypatch.setattr(manager, "utcnow", clock.utcnow)
+    monkeypatch.setattr(manager, "utcnow", clock.now)
     return clock
 
 
@@ -345,7 +323,7 @@ def test_a_terminated_instance_is_forgotten(
 
 
 def test_heartbeats_read_the_hypervisor_on_the_first_report_then_every_resync_interval(
-    kube: RecordingKube, conductor: ConductorManager, clock: Clock
+    kube: RecordingKube, conductor: ConductorManager, clock: FakeClock
 ) -> None:
     conductor.compute_node_report(node_report())
     clock.advance(1)
@@ -367,7 +345,7 @@ def test_heartbeats_read_the_hypervisor_on_the_first_report_then_every_resync_in
 
 
 def test_each_host_is_read_on_its_own_first_report(
-    kube: RecordingKube, conductor: ConductorManager, clock: Clock
+    kube: RecordingKube, conductor: ConductorManager, clock: FakeClock
 ) -> None:
     conductor.compute_node_report(node_report())
     conductor.compute_node_report(node_report(host="h2"))
@@ -381,7 +359,7 @@ def test_a_missed_change_to_the_hypervisor_is_picked_up_at_the_resync(
     db_session_factory: db_engine.SessionFactory,
     kube: RecordingKube,
     conductor: ConductorManager,
-    clock: Clock,
+    clock: FakeClock,
 ) -> None:
     conductor.compute_node_report(node_report())
     first = node(db_session_factory, "h1")
@@ -409,7 +387,7 @@ def test_a_missed_change_to_the_hypervisor_is_picked_up_at_the_resync(
 
 
 def test_a_heartbeat_between_resyncs_is_three_statements(
-    kube: RecordingKube, conductor: ConductorManager, clock: Clock, statements: list[str]
+    kube: RecordingKube, conductor: ConductorManager, clock: FakeClock, statements: list[str]
 ) -> None:
     conductor.compute_node_report(node_report())
     clock.advance(10)
@@ -426,7 +404,7 @@ def test_a_heartbeat_that_changes_nothing_is_one_statement_until_the_refresh(
     db_session_factory: db_engine.SessionFactory,
     kube: RecordingKube,
     conductor: ConductorManager,
-    clock: Clock,
+    clock: FakeClock,
     statements: list[str],
 ) -> None:
     conductor.compute_node_report(node_report())
@@ -470,7 +448,7 @@ def test_a_heartbeat_of_a_host_marked_down_is_recorded_in_full(
     db_session_factory: db_engine.SessionFactory,
     kube: RecordingKube,
     conductor: ConductorManager,
-    clock: Clock,
+    clock: FakeClock,
     statements: list[str],
 ) -> None:
     conductor.compute_node_report(node_report())
@@ -487,7 +465,7 @@ def test_a_heartbeat_of_a_host_marked_down_is_recorded_in_full(
 
 
 def test_heartbeats_that_only_move_last_heartbeat_patch_once_per_interval(
-    kube: RecordingKube, conductor: ConductorManager, clock: Clock
+    kube: RecordingKube, conductor: ConductorManager, clock: FakeClock
 ) -> None:
     conductor.compute_node_report(node_report())
     assert kube.calls["patch_hypervisor_status"] == 1
@@ -514,7 +492,7 @@ def test_a_usage_change_is_patched_by_the_check_and_refreshed_by_the_heartbeat_i
     db_session_factory: db_engine.SessionFactory,
     kube: RecordingKube,
     conductor: ConductorManager,
-    clock: Clock,
+    clock: FakeClock,
 ) -> None:
     conductor.compute_node_report(node_report())
     assert kube.hypervisors["h1"]["status"]["vcpus"]["used"] == 0
@@ -544,7 +522,7 @@ def test_a_state_change_is_patched_at_the_next_heartbeat_at_once(
     db_session_factory: db_engine.SessionFactory,
     kube: RecordingKube,
     conductor: ConductorManager,
-    clock: Clock,
+    clock: FakeClock,
 ) -> None:
     conductor.compute_node_report(node_report())
     clock.advance(1)
@@ -554,7 +532,7 @@ def test_a_state_change_is_patched_at_the_next_heartbeat_at_once(
 
 
 def test_a_capacity_change_is_patched_at_the_next_heartbeat(
-    kube: RecordingKube, conductor: ConductorManager, clock: Clock
+    kube: RecordingKube, conductor: ConductorManager, clock: FakeClock
 ) -> None:
     conductor.compute_node_report(node_report())
     clock.advance(1)
@@ -567,7 +545,7 @@ def test_a_heartbeat_after_the_host_was_marked_down_patches_it_up_at_once(
     db_session_factory: db_engine.SessionFactory,
     kube: RecordingKube,
     conductor: ConductorManager,
-    clock: Clock,
+    clock: FakeClock,
 ) -> None:
     conductor.compute_node_report(node_report())
     with db_engine.transaction(db_session_factory) as session:
@@ -587,7 +565,7 @@ def test_a_heartbeat_after_the_host_was_marked_down_patches_it_up_at_once(
 
 
 def test_a_hypervisor_deleted_while_its_host_is_up_comes_back_at_the_next_heartbeat(
-    kube: RecordingKube, conductor: ConductorManager, clock: Clock
+    kube: RecordingKube, conductor: ConductorManager, clock: FakeClock
 ) -> None:
     conductor.compute_node_report(node_report())
     assert conductor.hypervisor_deleted("h1") is False  # up: "it will register again"
@@ -603,7 +581,7 @@ def test_disabling_a_host_is_recorded_patched_into_its_status_and_drops_cached_h
     db_session_factory: db_engine.SessionFactory,
     kube: RecordingKube,
     conductor: ConductorManager,
-    clock: Clock,
+    clock: FakeClock,
 ) -> None:
     conductor.compute_node_report(node_report())
     assert kube.hypervisors["h1"]["status"]["disabled"] is False

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy import orm
 
 from kubenova.db import api, models
 from kubenova.db import engine as db_engine
@@ -192,4 +193,33 @@ def members(session_factory: db_engine.SessionFactory, group_id: int) -> list[st
                 .where(models.ServerGroupMember.group_id == group_id)
                 .order_by(models.ServerGroupMember.id)
             )
+        )
+
+
+def allocations_of(session: orm.Session, uuid: str) -> list[models.Allocation]:
+    """The allocation rows an instance holds, oldest first (empty when it holds none)."""
+    return list(
+        session.scalars(
+            sa.select(models.Allocation)
+            .where(models.Allocation.instance_uuid == uuid)
+            .order_by(models.Allocation.id)
+        )
+    )
+
+
+def soft_delete_group(session_factory: db_engine.SessionFactory, uuid: str) -> None:
+    """Mark the group's record deleted, as Nova's soft delete does (``deleted = id``), and drop
+    its members: the state a deleted ServerGroup leaves, which the claims and upserts under
+    test must meet. The operator has no delete of its own yet, so the test writes it."""
+    group_t = models.ServerGroup
+    with db_engine.transaction(session_factory) as session:
+        group_id = session.scalar(sa.select(group_t.id).where(group_t.uuid == uuid))
+        assert group_id is not None, f"no server group {uuid}"
+        session.execute(
+            sa.delete(models.ServerGroupMember).where(models.ServerGroupMember.group_id == group_id)
+        )
+        session.execute(
+            sa.update(group_t)
+            .where(group_t.id == group_id)
+            .values(deleted=group_t.id, deleted_at=models.utcnow())
         )

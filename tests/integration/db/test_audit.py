@@ -81,21 +81,6 @@ def test_usage_audit_names_only_hosts_whose_counters_differ_from_allocations(
     assert (host, claimed.vcpus, allocated.vcpus) == ("h3", 2, 0)
 
 
-def test_allocations_of_deleted_or_unknown_instances_are_listed(
-    db_session_factory, read_only_session_factory
-):
-    _hosts(db_session_factory, "h1")
-    kept, leaked = make_instance(db_session_factory), make_instance(db_session_factory)
-    for uuid in (kept, leaked):
-        assert claim(db_session_factory, uuid, "h1")
-    # Deleted without releasing its claim first.
-    with db_engine.transaction(db_session_factory) as session:
-        api.instance_soft_delete(session, leaked)
-
-    with db_engine.transaction(read_only_session_factory) as session:
-        assert api.allocations_without_live_instance(session) == [leaked]
-
-
 def test_live_records_the_host_did_not_report_are_listed(
     db_session_factory, read_only_session_factory
 ):

@@ -25,6 +25,7 @@ from tests.integration.db.helpers import (
     IMAGE,
     LONG_AGO,
     age_instance,
+    allocations_of,
     make_group,
     make_host,
     make_instance,
@@ -69,7 +70,7 @@ def _row(session_factory: db_engine.SessionFactory, uuid: str) -> dict[str, Any]
 
 def _allocations(session_factory: db_engine.SessionFactory, uuid: str) -> list[tuple[str, int]]:
     with db_engine.transaction(session_factory) as session:
-        held = api.allocations_for_instance(session, uuid)
+        held = allocations_of(session, uuid)
     return sorted((a.resource_class, a.used) for a in held)
 
 

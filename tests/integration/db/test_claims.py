@@ -24,7 +24,7 @@ from kubenova.scheduler.filters import (
     server_group_anti_affinity_filter,
 )
 from tests.integration.db import claim_worker
-from tests.integration.db.helpers import make_host, make_instance, node
+from tests.integration.db.helpers import allocations_of, make_host, make_instance, node
 
 pytestmark = pytest.mark.integration
 
@@ -76,11 +76,36 @@ def _make_hosts(session_factory: db_engine.SessionFactory) -> None:
         )
 
 
+def _allocated_by_host(session: sa.orm.Session) -> dict[str, api.Usage]:
+    """The sum of the allocations on each live host (zero for an empty one), summed here
+    rather than by the code under test."""
+    rows = session.execute(
+        sa.select(models.ComputeNode.host, models.Allocation.resource_class, models.Allocation.used)
+        .select_from(models.ComputeNode)
+        .outerjoin(models.Allocation, models.Allocation.compute_node_id == models.ComputeNode.id)
+        .where(models.live(models.ComputeNode))
+    ).all()
+    sums: dict[str, collections.Counter[str]] = {}
+    for host, resource_class, used in rows:
+        sums.setdefault(host, collections.Counter())
+        if resource_class is not None:
+            sums[host][resource_class] += used
+    return {
+        host: api.Usage(
+            vcpus=summed[models.VCPU],
+            memory_mib=summed[models.MEMORY_MB],
+            disk_gib=summed[models.DISK_GB],
+        )
+        for host, summed in sums.items()
+    }
+
+
 def _assert_consistent(session_factory: db_engine.SessionFactory) -> dict[str, api.Usage]:
     """*_used equals the sum of allocations on every host, and never exceeds capacity."""
     with db_engine.transaction(session_factory) as session:
-        usage = api.usage_by_host(session)
+        usage = _allocated_by_host(session)
         nodes = {n.node.host: n.node for n in api.compute_nodes_list(session)}
+    assert set(usage) == set(nodes)
     for host, n in nodes.items():
         assert (n.vcpus_used, n.memory_mib_used, n.local_gb_used) == (
             usage[host].vcpus,
@@ -171,7 +196,7 @@ def test_racing_claims_from_threads_and_processes_fill_hosts_exactly(db_url, db_
     assert {host: u.vcpus for host, u in usage.items()} == ROOM
     with db_engine.transaction(db_session_factory) as session:
         for uuid, host in results.items():
-            allocations = api.allocations_for_instance(session, uuid)
+            allocations = allocations_of(session, uuid)
             instance = api.instance_get(session, uuid)
             assert instance is not None
             assert instance.host == host
@@ -212,7 +237,7 @@ def test_claim_is_idempotent_on_the_same_host(db_session_factory):
     assert (n.vcpus_used, n.memory_mib_used, n.local_gb_used) == (1, 512, 1)
     assert n.generation == generation
     with db_engine.transaction(db_session_factory) as session:
-        allocations = api.allocations_for_instance(session, uuid)
+        allocations = allocations_of(session, uuid)
         instance = api.instance_get(session, uuid)
     assert sorted((a.resource_class, a.used) for a in allocations) == [
         (models.DISK_GB, 1),
@@ -253,7 +278,7 @@ def test_claim_that_does_not_fit_changes_nothing(db_session_factory):
     after = node(db_session_factory, "host-a")
     assert (after.vcpus_used, after.generation) == (0, before.generation)
     with db_engine.transaction(db_session_factory) as session:
-        assert api.allocations_for_instance(session, uuid) == []
+        assert allocations_of(session, uuid) == []
         instance = api.instance_get(session, uuid)
         assert instance is not None
         assert instance.host is None
@@ -310,7 +335,7 @@ def test_a_disabled_host_takes_no_new_claim_and_keeps_what_it_holds(db_session_f
     n = node(db_session_factory, "host-a")
     assert (n.vcpus_used, n.memory_mib_used, n.local_gb_used) == (1, 512, 1)
     with db_engine.transaction(db_session_factory) as session:
-        assert api.allocations_for_instance(session, new) == []
+        assert allocations_of(session, new) == []
 
     with db_engine.transaction(db_session_factory) as session:
         api.compute_node_set_disabled(session, "host-a", False, None)
@@ -342,8 +367,8 @@ def test_release_frees_the_claim_once(db_session_factory):
     assert (n.vcpus_used, n.memory_mib_used, n.local_gb_used) == (1, 512, 1)
     _assert_consistent(db_session_factory)
     with db_engine.transaction(db_session_factory) as session:
-        assert api.allocations_for_instance(session, free) == []
-        assert len(api.allocations_for_instance(session, keep)) == 3
+        assert allocations_of(session, free) == []
+        assert len(allocations_of(session, keep)) == 3
         instance = api.instance_get(session, free)
         assert instance is not None
         assert instance.host == "host-a"
@@ -393,7 +418,7 @@ def test_racing_claims_and_releases_keep_counters_equal_to_allocations(db_sessio
     usage = _assert_consistent(db_session_factory)
     assert usage["host-a"].memory_mib <= 2048
     with db_engine.transaction(db_session_factory) as session:
-        holders = [u for u in instances if api.allocations_for_instance(session, u)]
+        holders = [u for u in instances if allocations_of(session, u)]
     assert len(holders) * 512 == usage["host-a"].memory_mib
 
 

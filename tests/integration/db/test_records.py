@@ -471,7 +471,9 @@ def test_heartbeats_register_once_and_count_every_report(db_session_factory):
         t.join()
 
     with db_engine.transaction(db_session_factory) as session:
-        services = api.service_get_all(session, binary=models.AGENT_BINARY)
+        services = session.scalars(
+            sa.select(models.Service).where(models.Service.binary == models.AGENT_BINARY)
+        ).all()
     assert [s.id for s in services] == [first.id]
     assert (first.report_count, second.report_count) == (1, 2)
     assert services[0].report_count == 12

@@ -18,6 +18,7 @@ from kubenova.db import api, models
 from kubenova.db import engine as db_engine
 from tests.integration.db import claim_worker
 from tests.integration.db.helpers import (
+    allocations_of,
     claim,
     instance_fields,
     make_group,
@@ -26,6 +27,7 @@ from tests.integration.db.helpers import (
     member_hosts,
     members,
     node,
+    soft_delete_group,
 )
 
 pytestmark = pytest.mark.integration
@@ -43,7 +45,7 @@ def _hosts(session_factory, *hosts: str) -> None:
 def _unchanged_by_refusal(session_factory, uuid: str, host: str, generation: int) -> None:
     assert node(session_factory, host).generation == generation
     with db_engine.transaction(session_factory) as session:
-        assert api.allocations_for_instance(session, uuid) == []
+        assert allocations_of(session, uuid) == []
         instance = api.instance_get(session, uuid)
     assert instance is not None
     assert instance.host is None
@@ -183,8 +185,7 @@ def test_a_claim_that_does_not_fit_adds_no_member(db_session_factory):
 def test_a_claim_into_a_deleted_group_is_refused_with_an_error(db_session_factory):
     _hosts(db_session_factory, "h1")
     group = make_group(db_session_factory, "anti-affinity")
-    with db_engine.transaction(db_session_factory) as session:
-        api.server_group_delete(session, group.uuid)
+    soft_delete_group(db_session_factory, group.uuid)
     vm = make_instance(db_session_factory)
 
     with pytest.raises(api.ServerGroupNotFoundError):
@@ -400,7 +401,7 @@ def test_a_claim_that_records_its_instance_joins_the_group_and_obeys_it(db_sessi
         record = api.instance_get(session, recorder.uuid)
         assert record is not None
         assert (record.host, record.node) == ("h2", "h2")
-        assert len(api.allocations_for_instance(session, recorder.uuid)) == 3
+        assert len(allocations_of(session, recorder.uuid)) == 3
 
 
 def test_a_record_that_fails_undoes_the_claim(db_session_factory):
@@ -430,4 +431,4 @@ def test_a_record_that_fails_undoes_the_claim(db_session_factory):
     assert members(db_session_factory, group.id) == []
     with db_engine.transaction(db_session_factory) as session:
         assert api.instance_get(session, uuid) is None
-        assert api.allocations_for_instance(session, uuid) == []
+        assert allocations_of(session, uuid) == []

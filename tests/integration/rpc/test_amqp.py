@@ -1,5 +1,5 @@
-"""The pika adapter against the real RabbitMQ: confirms, mandatory routing, user_id,
-manual acknowledgement and dead-lettering."""
+"""The pika adapter against the real RabbitMQ: confirms, mandatory routing, user_id, the
+method's version, manual acknowledgement and dead-lettering."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import pytest
 
 from kubenova import metrics
 from kubenova.config import MessagingSettings
-from kubenova.rpc import amqp, envelope
+from kubenova.rpc import amqp, envelope, payloads
 
 pytestmark = pytest.mark.integration
 
@@ -67,10 +67,11 @@ def test_cast_is_delivered_once_with_the_publishers_verified_user(settings, topi
     _consume(settings, topic, lambda m, user: received.append((m, user)), lambda: received)
     assert len(received) == 1
     message, user_id = received[0]
-    assert (message.method, message.args, message.request_id) == (
+    assert (message.method, message.args, message.request_id, message.version) == (
         "terminate_instance",
         {"instance_uuid": "u-1"},
         "req-itest",
+        payloads.METHODS["terminate_instance"].version,
     )
     assert user_id == amqp.user_from_url(settings.url)
 
@@ -78,14 +79,26 @@ def test_cast_is_delivered_once_with_the_publishers_verified_user(settings, topi
 def test_cast_to_a_topic_no_queue_takes_is_an_error(settings):
     publisher = amqp.Publisher(settings, sender="itest")
     with pytest.raises(amqp.PublishError, match="no queue takes"):
-        publisher.cast(f"compute.nobody-{uuid.uuid4().hex[:8]}", "m", {}, "req-itest")
+        publisher.cast(
+            f"compute.nobody-{uuid.uuid4().hex[:8]}",
+            "terminate_instance",
+            {"instance_uuid": "u-0"},
+            "req-itest",
+        )
     publisher.close()
 
 
-def test_unknown_major_version_is_dead_lettered_not_handled(settings, topic):
+@pytest.mark.parametrize(
+    "version",
+    ["2.0", "1.99"],
+    ids=["unknown-major", "newer-minor-than-the-receiver"],
+)
+def test_a_version_the_receiver_does_not_implement_is_dead_lettered_not_handled(
+    settings, topic, version
+):
     before = _consumed(metrics.DEAD_LETTER)
     body = json.loads(envelope.Envelope(request_id="r", method="m", sender="future").to_json())
-    body["version"] = "2.0"
+    body["version"] = version
     connection = pika.BlockingConnection(pika.URLParameters(settings.url))
     connection.channel().basic_publish(settings.exchange, topic, json.dumps(body).encode())
     connection.close()

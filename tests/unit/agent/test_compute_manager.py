@@ -9,20 +9,9 @@ from kubenova.rpc.amqp import PermanentFailure
 from kubenova_agent import exceptions, manager
 from kubenova_agent.virt import driver as virt_driver
 from kubenova_agent.virt.power_state import PowerState
+from tests.support import RecordingCaster
 
 UUID = "6f1c1d9e-0000-4000-8000-000000000001"
-
-
-class RecordingCaster:
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, str, dict]] = []
-
-    def cast(self, topic, method, args, request_id):
-        self.sent.append((topic, method, args))
-        return "id"
-
-    def methods(self) -> list[str]:
-        return [method for _, method, _ in self.sent]
 
 
 class ScriptedDriver(virt_driver.ComputeDriver):
@@ -109,25 +98,25 @@ def test_build_reports_only_the_result(parts):
         None,
     )
     assert driver.spawned == [UUID]
-    updates = [args for _, method, args in caster.sent if method == "instance_update"]
+    updates = [c.args for c in caster.casts if c.method == "instance_update"]
     assert [(u["vm_state"], u["task_state"], u["power_state"]) for u in updates] == [
         ("active", None, "running"),
     ]
     assert updates[-1]["launched_at"] is not None
-    assert {topic for topic, _, _ in caster.sent} == {"conductor"}
+    assert {c.topic for c in caster.casts} == {"conductor"}
 
 
 def test_sync_reports_an_address_once_when_it_appears(parts):
     compute, driver, caster = parts
     compute.build_and_run_instance(_instance(), "req-1")
-    caster.sent.clear()
+    caster.casts.clear()
     compute.sync_power_states()
-    assert caster.sent == []
+    assert caster.casts == []
     driver.addresses[UUID] = ["192.168.122.5"]
     compute.sync_power_states()
     compute.sync_power_states()
     assert caster.methods() == ["instance_update"]
-    assert caster.sent[0][2]["addresses"] == ["192.168.122.5"]
+    assert caster.casts[0].args["addresses"] == ["192.168.122.5"]
 
 
 @pytest.mark.parametrize(
@@ -143,11 +132,11 @@ def test_failed_build_is_reported_with_whether_it_can_be_rescheduled(
     compute, driver, caster = parts
     driver.fail_with = error
     compute.build_and_run_instance(_instance(), "req-1")
-    failure = caster.sent[-1]
-    assert failure[1] == "instance_build_failed"
-    assert failure[2]["reason"] == reason
-    assert failure[2]["reschedulable"] is reschedulable
-    assert failure[2]["message"] == error.reason
+    failure = caster.casts[-1]
+    assert failure.method == "instance_build_failed"
+    assert failure.args["reason"] == reason
+    assert failure.args["reschedulable"] is reschedulable
+    assert failure.args["message"] == error.reason
 
 
 def test_terminate_twice_has_one_effect_and_reports_each_time(parts):
@@ -169,7 +158,7 @@ def test_compute_node_report_carries_capacity_and_instances(parts):
     compute, driver, caster = parts
     driver.domains["u-1"] = PowerState.RUNNING
     compute.report_compute_node()
-    topic, method, args = caster.sent[0]
+    topic, method, args, _ = caster.casts[0]
     assert (topic, method) == ("conductor", "compute_node_report")
     assert (args["vcpus"], args["memory_mib"], args["instance_uuids"]) == (4, 8192, ["u-1"])
 
@@ -177,11 +166,11 @@ def test_compute_node_report_carries_capacity_and_instances(parts):
 def test_sync_reports_a_power_change_once(parts):
     compute, driver, caster = parts
     compute.build_and_run_instance(_instance(), "req-1")
-    caster.sent.clear()
+    caster.casts.clear()
     driver.domains[UUID] = PowerState.SHUTDOWN
     compute.sync_power_states()
     compute.sync_power_states()
-    assert [(a["vm_state"], a["power_state"]) for _, _, a in caster.sent] == [
+    assert [(a["vm_state"], a["power_state"]) for _, _, a, _ in caster.casts] == [
         ("stopped", "shutdown")
     ]
 
@@ -215,31 +204,22 @@ def test_sync_lists_the_host_once_rather_than_asking_per_instance():
     driver.domains = {"u-1": PowerState.RUNNING, "u-2": PowerState.PAUSED}
     compute.sync_power_states()
     assert driver.listings == 1
-    assert sorted((a["instance_uuid"], a["vm_state"]) for _, _, a in caster.sent) == [
+    assert sorted((a["instance_uuid"], a["vm_state"]) for _, _, a, _ in caster.casts) == [
         ("u-1", "active"),
         ("u-2", "paused"),
     ]
 
 
-class RequestIdCaster(RecordingCaster):
-    def __init__(self) -> None:
-        super().__init__()
-        self.request_ids: list[str] = []
-
-    def cast(self, topic, method, args, request_id):
-        self.request_ids.append(request_id)
-        return super().cast(topic, method, args, request_id)
-
-
 def test_reports_about_an_instance_found_on_the_host_share_one_request_id():
     # An instance this agent did not build (it ran before a restart) gets one request id for
     # all its reports, so its history reads as one request.
-    caster, driver = RequestIdCaster(), ScriptedDriver()
+    caster, driver = RecordingCaster(), ScriptedDriver()
     compute = manager.ComputeManager("h1", driver, conductor_rpcapi.ConductorAPI(caster))
     driver.domains["u-1"] = PowerState.RUNNING
     compute.sync_power_states()
     driver.domains["u-1"] = PowerState.SHUTDOWN
     compute.sync_power_states()
     assert caster.methods() == ["instance_update", "instance_update"]
-    assert caster.request_ids[0] == caster.request_ids[1]
-    assert caster.request_ids[0].startswith("req-")
+    first, second = (cast.request_id for cast in caster.casts)
+    assert first == second
+    assert first.startswith("req-")

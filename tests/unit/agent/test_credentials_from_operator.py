@@ -13,25 +13,8 @@ import pytest
 
 from kubenova.certs import authority
 from kubenova_agent import cmd, credentials
+from tests.support import FakeClock
 from tests.unit.agent_credentials.endpoint import Endpoint, running_endpoint, write_token
-
-
-class FakeTime:
-    """A clock that moves only when the agent sleeps; records the pauses."""
-
-    def __init__(self) -> None:
-        self.t = 0.0
-        self.pauses: list[float] = []
-        self.on_sleep: object = None
-
-    def monotonic(self) -> float:
-        return self.t
-
-    def sleep(self, seconds: float) -> None:
-        self.pauses.append(seconds)
-        self.t += seconds
-        if callable(self.on_sleep):
-            self.on_sleep()
 
 
 @pytest.fixture
@@ -41,14 +24,15 @@ def endpoint(tmp_path: pathlib.Path) -> Iterator[Endpoint]:
 
 
 @pytest.fixture
-def clock() -> FakeTime:
-    return FakeTime()
+def clock() -> FakeClock:
+    """Moves only when the agent sleeps; records the pauses."""
+    return FakeClock()
 
 
 def fetch(
     endpoint: Endpoint,
     token_file: str,
-    clock: FakeTime,
+    clock: FakeClock,
     *,
     url: str | None = None,
     ca_file: str | None = None,
@@ -65,7 +49,7 @@ def fetch(
 
 
 def test_the_agent_gets_its_nodes_url(
-    endpoint: Endpoint, tmp_path: pathlib.Path, clock: FakeTime
+    endpoint: Endpoint, tmp_path: pathlib.Path, clock: FakeClock
 ) -> None:
     issued = fetch(endpoint, write_token(tmp_path, "token-of-node-b"), clock)
     assert (issued.node, issued.user) == ("node-b", "agent-node-b")
@@ -74,7 +58,7 @@ def test_the_agent_gets_its_nodes_url(
 
 
 def test_while_the_operator_cannot_review_tokens_the_agent_tries_again(
-    endpoint: Endpoint, tmp_path: pathlib.Path, clock: FakeTime
+    endpoint: Endpoint, tmp_path: pathlib.Path, clock: FakeClock
 ) -> None:
     endpoint.reviewer.down = True
     clock.on_sleep = lambda: setattr(endpoint.reviewer, "down", len(clock.pauses) < 3)
@@ -84,7 +68,7 @@ def test_while_the_operator_cannot_review_tokens_the_agent_tries_again(
 
 
 def test_the_token_is_read_again_for_each_try(
-    endpoint: Endpoint, tmp_path: pathlib.Path, clock: FakeTime
+    endpoint: Endpoint, tmp_path: pathlib.Path, clock: FakeClock
 ) -> None:
     # The kubelet rotates the projected token; a try after a failure sends the new one.
     token_file = write_token(tmp_path, "expired-token")
@@ -100,7 +84,7 @@ def test_the_token_is_read_again_for_each_try(
 
 
 def test_a_refusal_is_raised_at_once_with_the_operators_reason(
-    endpoint: Endpoint, tmp_path: pathlib.Path, clock: FakeTime
+    endpoint: Endpoint, tmp_path: pathlib.Path, clock: FakeClock
 ) -> None:
     with pytest.raises(credentials.CredentialsRefused) as info:
         fetch(endpoint, write_token(tmp_path, "operator-token"), clock)
@@ -110,7 +94,7 @@ def test_a_refusal_is_raised_at_once_with_the_operators_reason(
 
 
 def test_an_operator_that_does_not_answer_is_tried_until_the_deadline(
-    tmp_path: pathlib.Path, clock: FakeTime, endpoint: Endpoint
+    tmp_path: pathlib.Path, clock: FakeClock, endpoint: Endpoint
 ) -> None:
     with socket.socket() as sock:  # a port nothing listens on: a standby, or no operator yet
         sock.bind(("127.0.0.1", 0))
@@ -121,7 +105,7 @@ def test_an_operator_that_does_not_answer_is_tried_until_the_deadline(
 
 
 def test_a_server_kubenovas_ca_did_not_sign_never_gets_the_token(
-    endpoint: Endpoint, tmp_path: pathlib.Path, clock: FakeTime
+    endpoint: Endpoint, tmp_path: pathlib.Path, clock: FakeClock
 ) -> None:
     other_ca = tmp_path / "other-ca.crt"
     other_ca.write_bytes(authority.issue_ca().cert_pem())
@@ -137,7 +121,7 @@ def test_a_server_kubenovas_ca_did_not_sign_never_gets_the_token(
 
 
 def test_a_plain_http_url_is_refused_before_the_token_is_sent(
-    tmp_path: pathlib.Path, clock: FakeTime, endpoint: Endpoint
+    tmp_path: pathlib.Path, clock: FakeClock, endpoint: Endpoint
 ) -> None:
     with pytest.raises(credentials.CredentialsError, match="https"):
         fetch(

@@ -16,20 +16,13 @@ from kubenova_agent.virt import driver as virt_driver
 from kubenova_agent.virt import testdriver
 from kubenova_agent.virt.libvirt import connection, domain_xml, ownership
 from kubenova_agent.virt.power_state import PowerState
+from tests.support import FakeClock
 
 URI = testdriver.DEFAULT_URI
 IMAGE = virt_driver.ImageRef(
     name="tiny", url="http://127.0.0.1:8089/tiny.qcow2", sha256="ab" * 32, disk_format="qcow2"
 )
 FILES = domain_xml.DomainFiles(disk="/nowhere/disk", config_drive="/nowhere/cd", console_log="")
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def make_driver() -> testdriver.TestDriver:
@@ -151,7 +144,7 @@ def test_a_shut_off_domain_redefined_by_hand_is_noticed_within_max_age(raw):
     domain.undefine(testdriver.TestDriver.undefine_flags)
     define_for_another_host(raw, instance)  # shut off too: the runtime id cannot tell
     try:
-        clock.now += 60.0
+        clock.advance(60.0)
         assert instance.uuid not in mine.list_instance_uuids()
     finally:
         raw_domain(raw, instance.uuid).undefine(testdriver.TestDriver.undefine_flags)

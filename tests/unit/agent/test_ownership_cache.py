@@ -3,17 +3,10 @@
 from __future__ import annotations
 
 from kubenova_agent.virt.libvirt import ownership
+from tests.support import FakeClock
 
 UUID = "6f1c1d9e-0000-4000-8000-0000000000aa"
 OTHER = "6f1c1d9e-0000-4000-8000-0000000000bb"
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def test_an_answer_holds_while_the_runtime_id_is_unchanged():
@@ -40,9 +33,9 @@ def test_an_answer_expires_after_max_age():
     clock = FakeClock()
     cache = ownership.OwnershipCache(max_age_s=60.0, clock=clock)
     cache.remember(UUID, -1, True)
-    clock.now += 59.9
+    clock.advance(59.9)
     assert cache.get(UUID, -1) is True
-    clock.now += 0.1
+    clock.advance(0.1)
     assert cache.get(UUID, -1) is None
 
 

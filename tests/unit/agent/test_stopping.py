@@ -13,10 +13,12 @@ from typing import Any
 
 import pytest
 
-from kubenova.config import AgentSettings, MessagingSettings
+from kubenova.config import MessagingSettings
 from kubenova.rpc import amqp, conductor_rpcapi, payloads
 from kubenova_agent import manager as compute_manager
 from kubenova_agent import service as service_mod
+from kubenova_agent.settings import AgentSettings
+from tests.support import RecordingCaster
 from tests.unit.agent.test_compute_manager import ScriptedDriver
 
 PATIENCE_S = 5.0
@@ -106,19 +108,13 @@ def _stop_in_thread(service: service_mod.AgentService) -> threading.Thread:
 
 
 def test_report_stopping_casts_service_stopping_for_its_host() -> None:
-    sent: list[tuple[str, str, dict[str, Any], str]] = []
-
-    class Caster:
-        def cast(self, topic: str, method: str, args: dict[str, Any], request_id: str) -> str:
-            sent.append((topic, method, args, request_id))
-            return "message-id"
-
+    caster = RecordingCaster()
     compute = compute_manager.ComputeManager(
-        "h1", ScriptedDriver(), conductor_rpcapi.ConductorAPI(Caster())
+        "h1", ScriptedDriver(), conductor_rpcapi.ConductorAPI(caster)
     )
     compute.report_stopping()
 
-    ((topic, method, args, request_id),) = sent
+    ((topic, method, args, request_id),) = caster.casts
     assert (topic, method) == (conductor_rpcapi.CONDUCTOR_TOPIC, "service_stopping")
     assert payloads.ServiceStopping.model_validate(args) == payloads.ServiceStopping(host="h1")
     assert request_id

@@ -8,8 +8,9 @@ import re
 
 import pytest
 
-from kubenova.config import VIRT_TYPES, AgentSettings, MessagingSettings
+from kubenova.config import MessagingSettings
 from kubenova_agent import cmd
+from kubenova_agent.settings import VIRT_TYPES, AgentSettings
 from kubenova_agent.virt.libvirt import driver as libvirt_driver
 from kubenova_agent.virt.libvirt import probe
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from kubenova.config import VIRT_TYPES
+from kubenova_agent.settings import VIRT_TYPES
 from tests.unit.chart.chartlib import CHART, NAMESPACE, container, env_of, volumes_of
 
 AGENT = "kubenova-agent"

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from kubenova.conductor.status_writer import StatusWriter
+from tests.support import FakeClock
 
 # The deferral, in fake seconds (and the writer thread's polling period, in real ones).
 DELAY = 0.02
@@ -34,20 +35,6 @@ WRITER_THREAD = "status-writer"
 class Proj:
     uid: str
     label: str
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self._now = 1000.0
-        self._lock = threading.Lock()
-
-    def __call__(self) -> float:
-        with self._lock:
-            return self._now
-
-    def advance(self, seconds: float) -> None:
-        with self._lock:
-            self._now += seconds
 
 
 @dataclasses.dataclass(frozen=True)

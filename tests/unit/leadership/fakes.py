@@ -1,7 +1,7 @@
-"""One fake clock and one fake Lease API for the leadership tests.
+"""A fake Lease API for the leadership tests, on the shared :class:`tests.support.FakeClock`
+(which moves only when something waits on it, and runs what a test scheduled for the times it
+passes, so a loop that would take a minute runs in microseconds).
 
-:class:`FakeClock` moves only when something waits on it, and runs what a test scheduled
-for the times it passes, so a loop that would take a minute runs in microseconds.
 :class:`FakeLeases` keeps one Lease as the apiserver does: a resourceVersion that changes on
 every write, 409 for a write over a stale version or a create over an existing Lease, and an
 update of a deleted Lease creates it.
@@ -10,44 +10,10 @@ update of a deleted Lease creates it.
 from __future__ import annotations
 
 import dataclasses
-import datetime
-import threading
 from collections.abc import Callable
 
 from kubenova.leadership.lease import Lease, LeaseConflict, LeaseRecord
-
-EPOCH = datetime.datetime(2030, 1, 1, tzinfo=datetime.UTC)
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.t = 0.0
-        self._scheduled: list[tuple[float, Callable[[], None]]] = []
-
-    def monotonic(self) -> float:
-        return self.t
-
-    def now(self) -> datetime.datetime:
-        return EPOCH + datetime.timedelta(seconds=self.t)
-
-    def at(self, t: float, action: Callable[[], None]) -> None:
-        """Run ``action`` once the clock reaches ``t``."""
-        self._scheduled.append((t, action))
-        self._scheduled.sort(key=lambda item: item[0])
-
-    def advance(self, seconds: float) -> None:
-        target = self.t + seconds
-        while self._scheduled and self._scheduled[0][0] <= target:
-            when, action = self._scheduled.pop(0)
-            self.t = max(self.t, when)
-            action()
-        self.t = target
-
-    def wait(self, event: threading.Event, timeout: float) -> bool:
-        if event.is_set():
-            return True
-        self.advance(timeout)
-        return event.is_set()
+from tests.support import FakeClock
 
 
 @dataclasses.dataclass

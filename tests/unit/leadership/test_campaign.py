@@ -13,7 +13,8 @@ from kubenova.leadership.campaign import Campaign
 from kubenova.leadership.election import LeaderElector, SystemClock
 from kubenova.leadership.health import STANDBY, Health
 from kubenova.leadership.settings import LeaderElectionSettings
-from tests.unit.leadership.fakes import FakeClock, FakeLeases
+from tests.support import FakeClock
+from tests.unit.leadership.fakes import FakeLeases
 
 SETTINGS = LeaderElectionSettings(identity="me")  # 15 s, renew deadline 10 s, retry 2 s
 

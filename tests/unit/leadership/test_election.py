@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from kubenova.leadership.election import LeaderElector
-from tests.unit.leadership.fakes import EPOCH, FakeClock, FakeLeases
+from tests.support import EPOCH, FakeClock
+from tests.unit.leadership.fakes import FakeLeases
 
 DURATION_S = 15
 TIMEOUT_S = 10.0

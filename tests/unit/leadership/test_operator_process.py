@@ -29,6 +29,7 @@ from kubenova.leadership.campaign import Campaign
 from kubenova.leadership.election import Clock, LeaderElector, SystemClock
 from kubenova.leadership.health import STANDBY, Health
 from kubenova.leadership.settings import LeaderElectionSettings
+from tests.support import FakeClock
 from tests.unit.agent_credentials.fakes import (
     NODE_SELECTOR,
     FakeAdmin,
@@ -37,7 +38,7 @@ from tests.unit.agent_credentials.fakes import (
     FakeReviewer,
     agent_review,
 )
-from tests.unit.leadership.fakes import FakeClock, FakeLeases
+from tests.unit.leadership.fakes import FakeLeases
 
 SETTINGS = LeaderElectionSettings(identity="me")  # 15 s, renew deadline 10 s, retry 2 s
 # For a leader that keeps its Lease on the real clock while the test runs.

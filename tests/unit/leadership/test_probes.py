@@ -12,7 +12,7 @@ import pytest
 from kubenova.leadership import health
 from kubenova.leadership.election import SystemClock
 from kubenova.leadership.health import LEADER, SINGLE, STANDBY, Health
-from tests.unit.leadership.fakes import FakeClock
+from tests.support import FakeClock
 
 RENEW_DEADLINE_S = 10.0
 

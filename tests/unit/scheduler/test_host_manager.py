@@ -1,4 +1,5 @@
 from kubenova.scheduler.host_manager import HostManager
+from tests.support import FakeClock
 from tests.unit.scheduler.conftest import make_host, make_spec
 
 
@@ -11,28 +12,20 @@ class Loader:
         return [make_host("h1"), make_host("h2")]
 
 
-class Clock:
-    def __init__(self):
-        self.now = 100.0
-
-    def __call__(self):
-        return self.now
-
-
 def test_view_is_loaded_once_per_refresh_interval():
-    loader, clock = Loader(), Clock()
+    loader, clock = Loader(), FakeClock()
     manager = HostManager(loader, refresh_s=1.0, clock=clock)
     manager.host_states()
-    clock.now += 0.5
+    clock.advance(0.5)
     manager.host_states()
     assert loader.calls == 1
-    clock.now += 0.6
+    clock.advance(0.6)
     manager.host_states()
     assert loader.calls == 2
 
 
 def test_claim_is_subtracted_from_the_cached_view_until_the_next_reload():
-    loader, clock = Loader(), Clock()
+    loader, clock = Loader(), FakeClock()
     manager = HostManager(loader, refresh_s=1.0, clock=clock)
     manager.host_states()
     manager.consume(make_spec(vcpus=2, memory_mib=1024, disk_gib=5), "h1")
@@ -43,13 +36,13 @@ def test_claim_is_subtracted_from_the_cached_view_until_the_next_reload():
         5,
         1,
     )
-    clock.now += 1.0
+    clock.advance(1.0)
     h1 = next(h for h in manager.host_states() if h.host == "h1")
     assert h1.memory_mib_used == 0  # the database's view wins at the reload
 
 
 def test_refused_claim_forces_a_reload():
-    loader, clock = Loader(), Clock()
+    loader, clock = Loader(), FakeClock()
     manager = HostManager(loader, refresh_s=60.0, clock=clock)
     manager.host_states()
     manager.mark_stale()

@@ -31,8 +31,7 @@ import shutil
 import socket
 import stat
 
-from kubenova import config
-from kubenova_agent import configdrive, exceptions, imagecache
+from kubenova_agent import configdrive, exceptions, imagecache, settings
 from kubenova_agent.virt import driver
 from kubenova_agent.virt.libvirt import base, disk, domain_xml, probe
 
@@ -40,7 +39,7 @@ LOG = logging.getLogger(__name__)
 
 DEFAULT_INSTANCES_PATH = "/var/lib/kubenova/instances"
 DEFAULT_IMAGE_CACHE_PATH = "/var/lib/kubenova/_base"
-VIRT_TYPES = frozenset(config.VIRT_TYPES)
+VIRT_TYPES = frozenset(settings.VIRT_TYPES)
 
 
 class LibvirtDriver(base.BaseLibvirtDriver):

@@ -1,0 +1,47 @@
+"""Settings of one node-agent, read from the environment.
+
+The agent's own module, apart from the operator's (:mod:`kubenova.config`), so that what an
+agent reads says at a glance what a hypervisor host holds: where the message bus is, how often
+to report, where instance files live. Nothing about the database: the agent never reaches it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import socket
+
+from kubenova.config import MessagingSettings, env_choice, env_float
+
+#: The agent's ``KUBENOVA_VIRT_TYPE`` (Nova's ``[libvirt] virt_type``): "auto" decides at start
+#: whether guests can use KVM, "kvm" and "qemu" (software emulation, TCG) force the choice.
+VIRT_TYPES = ("auto", "kvm", "qemu")
+
+
+@dataclasses.dataclass(frozen=True)
+class AgentSettings:
+    """Settings of one node-agent."""
+
+    host: str
+    messaging: MessagingSettings
+    heartbeat_interval_s: float = 10.0
+    # How often the agent compares libvirt's view with what it last reported.
+    sync_interval_s: float = 2.0
+    instances_path: str = "/var/lib/kubenova/instances"
+    image_cache_path: str = "/var/lib/kubenova/_base"
+    libvirt_uri: str = "qemu:///system"
+    # One of VIRT_TYPES; the libvirt driver resolves "auto" when it starts.
+    virt_type: str = "auto"
+
+    @classmethod
+    def from_env(cls, host: str | None = None, amqp_url: str | None = None) -> AgentSettings:
+        return cls(
+            host=host or os.environ.get("KUBENOVA_HOST") or socket.gethostname().split(".")[0],
+            messaging=MessagingSettings.from_env(amqp_url),
+            heartbeat_interval_s=env_float("KUBENOVA_HEARTBEAT_INTERVAL", 10.0),
+            sync_interval_s=env_float("KUBENOVA_SYNC_INTERVAL", 2.0),
+            instances_path=os.environ.get("KUBENOVA_INSTANCES_PATH", "/var/lib/kubenova/instances"),
+            image_cache_path=os.environ.get("KUBENOVA_IMAGE_CACHE_PATH", "/var/lib/kubenova/_base"),
+            libvirt_uri=os.environ.get("KUBENOVA_LIBVIRT_URI", "qemu:///system"),
+            virt_type=env_choice("KUBENOVA_VIRT_TYPE", "auto", VIRT_TYPES),
+        )
