@@ -11,7 +11,7 @@ from kubenova.config import OperatorSettings
 from kubenova.db import api as db_api
 from kubenova.db import engine as db_engine
 from kubenova.rpc import compute_rpcapi, payloads
-from tests.integration.db.helpers import claim, make_instance
+from tests.integration.db.helpers import FLAVOR, claim, make_instance
 from tests.support import RecordingCaster, RecordingKube
 
 LAUNCHED = dt.datetime(2026, 1, 1, 12, 0, 0, tzinfo=dt.UTC)
@@ -69,4 +69,29 @@ def running_instance(
             launched_at=LAUNCHED,
         )
     kube.add_instance(instance_name(uuid), status)
+    return uuid
+
+
+def building_on(
+    session_factory: db_engine.SessionFactory,
+    kube: RecordingKube,
+    host: str,
+    alternates: list[str],
+    *,
+    attempts: int = 1,
+) -> str:
+    """An instance claimed on ``host`` at its ``attempts``-th try with the alternates the
+    scheduler chose, as the scheduler claims it, and present in Kubernetes."""
+    uuid = make_instance(session_factory)
+    claimed = db_api.claim_resources(
+        session_factory,
+        uuid,
+        host,
+        FLAVOR["vcpus"],
+        FLAVOR["memory_mib"],
+        FLAVOR["disk_gib"],
+        instance_values={"task_state": "spawning", "attempts": attempts, "alternates": alternates},
+    )
+    assert claimed
+    kube.add_instance(instance_name(uuid))
     return uuid

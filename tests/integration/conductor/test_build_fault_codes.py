@@ -10,35 +10,11 @@ from kubenova.conductor.manager import ConductorManager
 from kubenova.db import api as db_api
 from kubenova.db import engine as db_engine
 from kubenova.rpc import payloads
-from tests.integration.conductor.fakes import instance_name
-from tests.integration.db.helpers import FLAVOR, make_host, make_instance
+from tests.integration.conductor.fakes import building_on
+from tests.integration.db.helpers import make_host, make_instance
 from tests.support import RecordingKube
 
 pytestmark = pytest.mark.integration
-
-
-def _building_on(
-    session_factory: db_engine.SessionFactory,
-    kube: RecordingKube,
-    host: str,
-    *,
-    attempts: int,
-    alternates: list[str],
-) -> str:
-    """An instance claimed on ``host`` at its ``attempts``-th try, as the scheduler claims it."""
-    uuid = make_instance(session_factory)
-    claimed = db_api.claim_resources(
-        session_factory,
-        uuid,
-        host,
-        FLAVOR["vcpus"],
-        FLAVOR["memory_mib"],
-        FLAVOR["disk_gib"],
-        instance_values={"task_state": "spawning", "attempts": attempts, "alternates": alternates},
-    )
-    assert claimed
-    kube.add_instance(instance_name(uuid))
-    return uuid
 
 
 def _fail(conductor: ConductorManager, uuid: str, *, reschedulable: bool) -> None:
@@ -75,7 +51,7 @@ def test_a_request_the_host_refused_is_400_even_with_alternates_left(
     kube: RecordingKube,
     conductor: ConductorManager,
 ) -> None:
-    uuid = _building_on(db_session_factory, kube, "h1", attempts=1, alternates=["h2", "h3"])
+    uuid = building_on(db_session_factory, kube, "h1", ["h2", "h3"])
     _fail(conductor, uuid, reschedulable=False)
     assert _fault_code(db_session_factory, uuid) == 400
 
@@ -86,7 +62,7 @@ def test_no_alternate_taking_the_reschedule_is_409(
     kube: RecordingKube,
     conductor: ConductorManager,
 ) -> None:
-    uuid = _building_on(db_session_factory, kube, "h1", attempts=1, alternates=["h2", "h3"])
+    uuid = building_on(db_session_factory, kube, "h1", ["h2", "h3"])
     # Both alternates lose their room after the scheduler chose them.
     for host in ("h2", "h3"):
         filler = make_instance(db_session_factory)
@@ -109,6 +85,6 @@ def test_a_build_that_failed_on_every_host_tried_is_500(
     attempts: int,
     alternates: list[str],
 ) -> None:
-    uuid = _building_on(db_session_factory, kube, "h1", attempts=attempts, alternates=alternates)
+    uuid = building_on(db_session_factory, kube, "h1", alternates, attempts=attempts)
     _fail(conductor, uuid, reschedulable=True)
     assert _fault_code(db_session_factory, uuid) == 500

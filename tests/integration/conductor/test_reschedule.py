@@ -11,8 +11,8 @@ from kubenova.config import MessagingSettings
 from kubenova.db import api as db_api
 from kubenova.db import engine as db_engine
 from kubenova.rpc import payloads
-from tests.integration.conductor.fakes import instance_name
-from tests.integration.db.helpers import FLAVOR, make_host, make_instance, node
+from tests.integration.conductor.fakes import building_on, instance_name
+from tests.integration.db.helpers import make_host, make_instance, node
 from tests.support import RecordingCaster, RecordingKube
 
 pytestmark = pytest.mark.integration
@@ -26,28 +26,6 @@ def _hosts(session_factory: db_engine.SessionFactory, *hosts: str) -> None:
 def _fill_memory(session_factory: db_engine.SessionFactory, host: str) -> None:
     """Another instance takes all of the host's memory after the scheduler chose it."""
     assert db_api.claim_resources(session_factory, make_instance(session_factory), host, 1, 1024, 1)
-
-
-def _building_on(
-    session_factory: db_engine.SessionFactory,
-    kube: RecordingKube,
-    host: str,
-    alternates: list[str],
-) -> str:
-    """An instance claimed on ``host`` as the scheduler claims it, with its alternates."""
-    uuid = make_instance(session_factory)
-    claimed = db_api.claim_resources(
-        session_factory,
-        uuid,
-        host,
-        FLAVOR["vcpus"],
-        FLAVOR["memory_mib"],
-        FLAVOR["disk_gib"],
-        instance_values={"task_state": "spawning", "attempts": 1, "alternates": alternates},
-    )
-    assert claimed
-    kube.add_instance(instance_name(uuid))
-    return uuid
 
 
 def _failed(uuid: str, host: str) -> payloads.InstanceBuildFailed:
@@ -67,7 +45,7 @@ def building(
     """An instance building on h1 with the alternates h2 and h3, h2 since filled up; nothing
     cast yet as far as the test can tell."""
     _hosts(db_session_factory, "h1", "h2", "h3")
-    uuid = _building_on(db_session_factory, kube, "h1", ["h2", "h3"])
+    uuid = building_on(db_session_factory, kube, "h1", ["h2", "h3"])
     _fill_memory(db_session_factory, "h2")
     caster.casts.clear()
     return uuid
