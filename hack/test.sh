@@ -12,6 +12,8 @@ set -euo pipefail
 cd "$KUBENOVA_ROOT"
 
 hack/cluster-up.sh
+# Everything the tests need is up now: a test that finds it missing fails instead of skipping.
+export KUBENOVA_REQUIRE_SERVICES=1
 hack/guest/serve.sh start
 hack/helm/install.sh --uninstall
 hack/services.sh libvirt-up

@@ -23,6 +23,8 @@ from typing import Any
 
 import pytest
 
+from tests.support.required import missing
+
 pytestmark = pytest.mark.e2e
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -61,9 +63,9 @@ def tag() -> str:
     try:
         registry_get("")
     except OSError as exc:
-        pytest.skip(f"no registry at {REGISTRY} ({exc}): run hack/registry.sh start")
+        missing(f"no registry at {REGISTRY} ({exc}): run hack/registry.sh start")
     if not TAG_FILE.exists():
-        pytest.skip(f"no {TAG_FILE}: run `make images`")
+        missing(f"no {TAG_FILE}: run `make images`")
     return TAG_FILE.read_text().strip()
 
 
@@ -121,7 +123,7 @@ def bundle(tag: str, name: str) -> tuple[pathlib.Path, dict[str, Any]]:
     """The image's root filesystem, pulled from the registry and unpacked once per digest,
     and the runtime config umoci derived from the image config."""
     if shutil.which("runc") is None or os.geteuid() != 0:
-        pytest.skip("running images needs root and runc")
+        missing("running images needs root and runc")
     _, digest = manifest(name, tag)
     path = BUNDLES / f"{name}-{digest.removeprefix('sha256:')[:16]}"
     if not (path / "config.json").exists():

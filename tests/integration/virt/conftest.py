@@ -2,11 +2,11 @@
 
 ``driver_harness`` is parametrized over the TestDriver (always available) and the LibvirtDriver
 on qemu:///system (marked ``integration``; skipped with the reason when libvirtd cannot be
-reached). The LibvirtDriver boots a real guest: the tiny guest image from
-``$KUBENOVA_IMAGES_DIR/kubenova-tiny.qcow2`` when hack/guest/build.sh has made it, otherwise a
-blank qcow2 (the domain then runs with no operating system, which is enough for everything but
-the boot test). Images are served by an http.server on 127.0.0.1 started here, so the suite
-does not depend on hack/guest/serve.sh.
+reached, failed instead under ``make test``: ``tests.support.required``). The LibvirtDriver
+boots a real guest: the tiny guest image from ``$KUBENOVA_IMAGES_DIR/kubenova-tiny.qcow2`` when
+hack/guest/build.sh has made it, otherwise a blank qcow2 (the domain then runs with no
+operating system, which is enough for everything but the boot test). Images are served by an
+http.server on 127.0.0.1 started here, so the suite does not depend on hack/guest/serve.sh.
 
 Isolation: each harness gives its driver a host name of its own, so the driver neither sees
 nor touches the domains of a real agent on the same libvirtd (or of another test), and its
@@ -36,6 +36,7 @@ from kubenova_agent.virt import driver as virt_driver
 from kubenova_agent.virt.libvirt import connection
 from kubenova_agent.virt.libvirt import driver as libvirt_driver
 from kubenova_agent.virt.testdriver import TestDriver
+from tests.support.required import missing
 
 REPO = pathlib.Path(__file__).resolve().parents[3]
 LIBVIRT_URI = os.environ.get("KUBENOVA_LIBVIRT_URI", "qemu:///system")
@@ -275,9 +276,9 @@ def driver_harness(request, image_files) -> Iterator[Harness]:
     else:
         reason = _libvirt_reachable()
         if reason is not None:
-            pytest.skip(reason)
+            missing(reason)
         if shutil.which("qemu-img") is None:
-            pytest.skip("qemu-img is not installed (Debian package qemu-utils)")
+            missing("qemu-img is not installed (Debian package qemu-utils)")
         workdir = _traversable_tmpdir()
         harness = _make_libvirt_harness(server, served, workdir)
     harness.driver.init_host()

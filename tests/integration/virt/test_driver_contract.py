@@ -20,6 +20,7 @@ import pytest
 from kubenova_agent import exceptions
 from kubenova_agent.virt import driver
 from kubenova_agent.virt.power_state import PowerState
+from tests.support.required import missing
 
 UNKNOWN_UUID = "00000000-0000-4000-8000-000000000000"
 GUEST_BOOT_TIMEOUT = 120.0
@@ -275,7 +276,7 @@ def test_guest_boots_and_reports_address_uuid_and_user_data(driver_harness):
     if driver_harness.kind != "libvirt":
         pytest.skip("only the LibvirtDriver runs guests")
     if not driver_harness.served.boots:
-        pytest.skip("the tiny guest image is not built (hack/guest/build.sh)")
+        missing("the tiny guest image is not built (hack/guest/build.sh)")
     user_data = f"contract-user-data {uuid.uuid4()}\n".encode()
     instance = driver_harness.instance(user_data=user_data)
     driver_harness.driver.spawn(instance)

@@ -23,6 +23,7 @@ import pytest
 
 from kubenova_agent import exceptions
 from kubenova_agent.virt.libvirt import connection, probe
+from tests.support.required import missing
 
 from .conftest import LIBVIRT_URI
 
@@ -35,7 +36,7 @@ def libvirtd() -> Iterator[connection.Connection]:
     try:
         conn.open()
     except exceptions.HypervisorError as exc:
-        pytest.skip(f"libvirtd is not reachable at {LIBVIRT_URI} ({exc})")
+        missing(f"libvirtd is not reachable at {LIBVIRT_URI} ({exc})")
     yield conn
     conn.close()
 
