@@ -23,6 +23,22 @@ from kubenova.scheduler.manager import SchedulerManager
 LOG = logging.getLogger(__name__)
 
 
+_metrics_lock = threading.Lock()
+_metrics_served: tuple[int, str] | None = None
+
+
+def serve_metrics_once(port: int, addr: str) -> None:
+    """Prometheus metrics (kubenova.metrics and the process collectors), served once per
+    process: a startup handler that failed after serving them, and runs again, must not bind
+    the port a second time."""
+    global _metrics_served
+    with _metrics_lock:
+        if _metrics_served is not None:
+            return
+        prometheus_client.start_http_server(port, addr=addr)
+        _metrics_served = (port, addr)
+
+
 def db_pool_size(settings: OperatorSettings) -> int:
     """Database connections kept open: one per api worker and conductor lane, and a few for
     the periodic tasks and the status writer, so a burst does not open new ones."""
@@ -109,13 +125,11 @@ class Runtime:
         )
 
     def start(self) -> None:
-        if self.settings.metrics_port:
-            # Prometheus metrics (kubenova.metrics and the process collectors) on loopback;
-            # a pod exposes them through its own port instead.
-            prometheus_client.start_http_server(
-                self.settings.metrics_port, addr=self.settings.metrics_addr
-            )
+        # First what fails while RabbitMQ is away: kopf then runs the startup handler again,
+        # with a new Runtime, in the same process.
         amqp.declare_topology(self.settings.messaging)
+        if self.settings.metrics_port:
+            serve_metrics_once(self.settings.metrics_port, self.settings.metrics_addr)
         self._thread = threading.Thread(target=self.consumer.run, name="conductor", daemon=True)
         self._thread.start()
         self.periodic.start()

@@ -65,6 +65,10 @@ class KubeNodes:
                 _request_timeout=timeout_s + _WATCH_GRACE_S,
             ):
                 obj = event["object"]
+                if event["type"] == "ERROR":
+                    # The stream's own error (410 Gone when resource_version is too old) comes
+                    # as a Status dict, not a Node: raise it as the API would have.
+                    raise _watch_error(obj)
                 resume_from = str(watch.resource_version or resource_version)
                 yield NodeEvent(event["type"], obj.metadata.name or ""), resume_from
         finally:
@@ -75,3 +79,13 @@ class KubeNodes:
         watch = self._watch
         if watch is not None:
             watch.stop()  # type: ignore[no-untyped-call]
+
+
+def _watch_error(status: Any) -> k8s_client.ApiException:
+    """The ``ApiException`` a watch's ERROR event stands for."""
+    fields = status if isinstance(status, dict) else {}
+    error = k8s_client.ApiException(
+        status=int(fields.get("code") or 500), reason=str(fields.get("reason") or "")
+    )
+    error.body = str(fields.get("message") or status)
+    return error
