@@ -22,6 +22,7 @@ from tests.e2e.conftest import (
     kubectl,
     wait_for,
 )
+from tests.unit.chart.chartlib import HELM3, HELM4, helm_path
 
 NAMESPACE = "kubenova-system"
 INSTANCES_PATH = pathlib.Path(
@@ -30,14 +31,10 @@ INSTANCES_PATH = pathlib.Path(
 FLAVOR = "chart-nano"
 
 
-HELM_VERSION = next(
-    line.split("=", 1)[1].strip()
-    for line in (ROOT / "hack/helm/versions.sh").read_text().splitlines()
-    if line.startswith("KUBENOVA_HELM_VERSION=")
-)
-HELM = pathlib.Path(os.environ.get("KUBENOVA_TOOLS_BIN", "/var/cache/kubenova/bin")) / (
-    f"helm-{HELM_VERSION}"
-)
+# The Helm versions pinned in hack/helm/versions.sh, and where hack/helm/build.sh put them.
+HELM_VERSION = HELM4
+HELM3_VERSION = HELM3
+HELM = helm_path(HELM_VERSION)
 
 
 def helm(*args: str) -> subprocess.CompletedProcess[str]:
@@ -49,13 +46,6 @@ def helm(*args: str) -> subprocess.CompletedProcess[str]:
     )
     assert done.returncode == 0, f"helm {' '.join(args)}: {done.stdout}{done.stderr}"
     return done
-
-
-HELM3_VERSION = next(
-    line.split("=", 1)[1].strip()
-    for line in (ROOT / "hack/helm/versions.sh").read_text().splitlines()
-    if line.startswith("KUBENOVA_HELM3_VERSION=")
-)
 
 
 def helm_install(*flags: str, helm_version: str = HELM_VERSION) -> subprocess.CompletedProcess[str]:
