@@ -44,8 +44,8 @@ format: venv ## apply ruff's fixes and formatting
 	$(VENV)/bin/ruff format .
 
 .PHONY: bench
-bench: venv ## benchmarks on the running `make dev-up` stack: scheduler (1000 on 100 hosts: burst, paced 10/s and 50/s), boot
-	$(PY) hack/bench/scheduler_bench.py --mode burst
+bench: venv ## benchmarks on the running `make dev-up` stack: scheduler (1000 filling 100 hosts: 5 bursts, paced 10/s and 50/s), boot
+	$(PY) hack/bench/scheduler_bench.py --mode burst --runs 5
 	$(PY) hack/bench/scheduler_bench.py --mode paced
 	$(PY) hack/bench/scheduler_bench.py --mode paced --interval 0.02
 	$(PY) hack/bench/boot_bench.py
