@@ -56,3 +56,41 @@ def test_changing_an_instances_flavor_is_refused_and_keeps_the_old_one(namespace
     message = _refused(instance_manifest("fixed", namespace, "e2e-never-created-b"))
     assert "flavor is immutable" in message
     assert get("instances", "fixed", namespace)["spec"]["flavor"] == "e2e-never-created-a"
+
+
+def test_changing_an_instances_image_is_refused_and_keeps_the_old_one(namespace):
+    apply(instance_manifest("imaged", namespace, "m1.nano", image="e2e-never-created-a"))
+    message = _refused(
+        instance_manifest("imaged", namespace, "m1.nano", image="e2e-never-created-b")
+    )
+    assert "spec.image" in message
+    assert "image is immutable" in message
+    assert get("instances", "imaged", namespace)["spec"]["image"] == "e2e-never-created-a"
+
+
+def test_changing_an_instances_server_group_is_refused_and_keeps_the_old_one(namespace):
+    apply(instance_manifest("grouped", namespace, "m1.nano", serverGroup="e2e-group-a"))
+    message = _refused(
+        instance_manifest("grouped", namespace, "m1.nano", serverGroup="e2e-group-b")
+    )
+    assert "spec.serverGroup" in message
+    assert "serverGroup is immutable" in message
+    assert get("instances", "grouped", namespace)["spec"]["serverGroup"] == "e2e-group-a"
+
+
+def test_putting_an_instance_into_a_server_group_after_create_is_refused(namespace):
+    # As in Nova, a server joins a group when it is created or never.
+    apply(instance_manifest("loner", namespace, "m1.nano"))
+    message = _refused(instance_manifest("loner", namespace, "m1.nano", serverGroup="e2e-group-a"))
+    assert "spec.serverGroup" in message
+    assert "serverGroup is immutable" in message
+    assert "serverGroup" not in get("instances", "loner", namespace)["spec"]
+
+
+def test_taking_an_instance_out_of_its_server_group_is_refused(namespace):
+    apply(instance_manifest("member", namespace, "m1.nano", serverGroup="e2e-group-a"))
+    # kubectl apply drops a field the last applied manifest had and this one lacks.
+    message = _refused(instance_manifest("member", namespace, "m1.nano"))
+    assert "spec.serverGroup" in message
+    assert "serverGroup is immutable" in message
+    assert get("instances", "member", namespace)["spec"]["serverGroup"] == "e2e-group-a"

@@ -46,6 +46,9 @@ test_agent_consumes_what_is_routed_to_its_queue = (
 test_agent_publishes_to_the_conductor_as_itself = (
     script_user.test_agent_publishes_to_the_conductor_as_itself
 )
+test_agent_cannot_publish_to_the_conductor_as_another_user = (
+    script_user.test_agent_cannot_publish_to_the_conductor_as_another_user
+)
 test_agent_cannot_consume_another_hosts_queue = (
     script_user.test_agent_cannot_consume_another_hosts_queue
 )

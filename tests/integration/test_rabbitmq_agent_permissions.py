@@ -45,8 +45,10 @@ AMQP_URL = _setting(
 # The messaging contract's exchanges (kubenova.config.MessagingSettings).
 EXCHANGE = "kubenova"
 DEAD_LETTER_EXCHANGE = "kubenova-dlx"
+CONDUCTOR_TOPIC = "conductor"
 ACCESS_REFUSED = 403
 NOT_FOUND = 404
+PRECONDITION_FAILED = 406
 
 
 @dataclasses.dataclass(frozen=True)
@@ -238,6 +240,60 @@ def test_agent_publishes_to_the_conductor_as_itself(
     listener.close()
     assert method is not None, "the message never reached the conductor's routing key"
     assert properties.user_id == agent.user
+
+
+def _conductor_bodies(listener: Any, queue: str, until: bytes) -> list[bytes]:
+    """The bodies routed to the conductor's routing key, read from ``queue`` until ``until``
+    arrives (within 5 s). Other agents' reports on the shared broker may be among them."""
+    bodies: list[bytes] = []
+    deadline = time.monotonic() + 5
+    while until not in bodies and time.monotonic() < deadline:
+        method, _, body = listener.basic_get(queue, auto_ack=True)
+        if method is not None:
+            bodies.append(body)
+    assert until in bodies, "the agent's own message never reached the conductor's routing key"
+    return bodies
+
+
+@pytest.mark.parametrize("impersonated", ["another-agent", "operator"])
+def test_agent_cannot_publish_to_the_conductor_as_another_user(
+    agent_channel: Any, agent: Agent, operator: Any, impersonated: str
+) -> None:
+    """The conductor trusts the user_id of a report because RabbitMQ refuses a user_id that
+    is not the publisher's own (406), so an agent cannot pass for another host or for the
+    operator. The queue bound to the conductor's routing key here gets a copy of whatever
+    that key routes, as the conductor's queue does: the forgery must not be among it."""
+    user_id = OPERATOR_USER if impersonated == "operator" else f"agent-{agent.host}-other"
+    forged = f"forged as {user_id} {secrets.token_hex(8)}".encode()
+    genuine = f"sent as {agent.user} {secrets.token_hex(8)}".encode()
+    listener = operator.channel()
+    queue = listener.queue_declare("", exclusive=True).method.queue
+    listener.queue_bind(queue, EXCHANGE, routing_key=CONDUCTOR_TOPIC)
+
+    agent_channel.confirm_delivery()
+    with pytest.raises(pika.exceptions.ChannelClosedByBroker) as info:
+        agent_channel.basic_publish(
+            EXCHANGE,
+            CONDUCTOR_TOPIC,
+            forged,
+            pika.BasicProperties(user_id=user_id),
+            mandatory=True,
+        )
+    assert info.value.reply_code == PRECONDITION_FAILED, info.value.reply_text
+    assert user_id in info.value.reply_text
+
+    # The same agent, on a new channel, still gets its own report through: the listener hears
+    # what is routed, and only that arrived.
+    channel = agent_channel.connection.channel()
+    channel.confirm_delivery()
+    channel.basic_publish(
+        EXCHANGE, CONDUCTOR_TOPIC, genuine, pika.BasicProperties(user_id=agent.user), mandatory=True
+    )
+    channel.close()
+    bodies = _conductor_bodies(listener, queue, until=genuine)
+    listener.queue_delete(queue)
+    listener.close()
+    assert forged not in bodies
 
 
 def test_agent_cannot_consume_another_hosts_queue(agent_channel: Any, other_queue: str) -> None:
