@@ -12,8 +12,8 @@ import datetime
 import logging
 import threading
 
+from kubenova.exception import PermanentFailure
 from kubenova.rpc import conductor_rpcapi, envelope, payloads
-from kubenova.rpc.amqp import PermanentFailure
 from kubenova_agent import exceptions
 from kubenova_agent.virt import driver as virt_driver
 from kubenova_agent.virt.power_state import PowerState

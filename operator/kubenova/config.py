@@ -16,7 +16,9 @@ import math
 import os
 from typing import TypeVar
 
-DEFAULT_AMQP_URL = "amqp://kubenova-operator:kubenova-dev@127.0.0.1:5672/kubenova"
+# The broker on this machine, without credentials: a password has no place in the source, so
+# KUBENOVA_AMQP_URL (hack/lib/env.sh, the chart's Secret) carries the user and password.
+DEFAULT_AMQP_URL = "amqp://127.0.0.1:5672/kubenova"
 
 _Number = TypeVar("_Number", int, float)
 
@@ -100,7 +102,7 @@ class OperatorSettings:
     messaging: MessagingSettings = dataclasses.field(default_factory=MessagingSettings)
     # Nova's service_down_time: a host whose last heartbeat is older is down.
     service_down_time_s: int = 60
-    # Nova's scheduler max_attempts: the first host plus alternates.
+    # Nova's scheduler max_attempts: builds per instance, the first and its reschedules.
     max_attempts: int = 3
     # None: the scheduler's defaults (kubenova.scheduler.filters.DEFAULT_FILTERS and
     # weighers.DEFAULT_WEIGHERS, Nova's set and order).
@@ -120,7 +122,7 @@ class OperatorSettings:
     hypervisor_check_interval_s: float = 10.0
     audit_interval_s: float = 60.0
     # How long the "Building" status written when a build is cast may wait for a newer one
-    # (usually "Running") to replace it; 0 writes it at once (see conductor/status_writer.py).
+    # (usually "Running") to replace it; 0 writes it at once (see conductor/patch_queue.py).
     building_status_delay_s: float = 0.5
     # Where Prometheus metrics are served; port 0 turns them off.
     metrics_port: int = 9090

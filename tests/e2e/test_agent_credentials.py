@@ -28,14 +28,14 @@ from kubernetes.client import exceptions as k8s_exceptions
 
 from kubenova.agent_credentials import minter, service, settings
 from kubenova.agent_credentials.rabbitmq_admin import ManagementClient
-from kubenova.config import DEFAULT_AMQP_URL
 from kubenova_agent import credentials
+from tests import localstack
 from tests.e2e.conftest import api_configuration, kubectl, wait_for
 
 pytestmark = pytest.mark.e2e
 
 AUDIENCE = "kubenova-operator"
-AMQP_URL = os.environ.get("KUBENOVA_AMQP_URL", DEFAULT_AMQP_URL)
+AMQP_URL = localstack.amqp_url()
 MANAGEMENT_URL = os.environ.get("KUBENOVA_AMQP_MANAGEMENT_URL") or settings.management_url_for(
     AMQP_URL
 )

@@ -36,7 +36,6 @@ import pytest
 import yaml
 from kubernetes import client as k8s_client
 
-from kubenova.config import DEFAULT_AMQP_URL
 from kubenova.leadership.lease import KubeLeases, LeaseConflict, LeaseRecord
 from tests import localstack
 from tests.e2e.conftest import (
@@ -159,7 +158,7 @@ def replicas() -> Iterator[Replicas]:
 def broker_connections(pid: int) -> int:
     """The process's established TCP connections to the broker's port, from /proc (the
     broker is shared with whatever else runs on this machine, so its own counts are not)."""
-    port = urllib.parse.urlsplit(os.environ.get("KUBENOVA_AMQP_URL", DEFAULT_AMQP_URL)).port
+    port = urllib.parse.urlsplit(localstack.amqp_url()).port
     sockets = set()
     for fd in pathlib.Path(f"/proc/{pid}/fd").iterdir():
         with contextlib.suppress(OSError):

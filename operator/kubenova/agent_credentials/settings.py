@@ -41,7 +41,7 @@ class ExchangeSettings:
     # The nodes that are hypervisors (the agent DaemonSet's nodeSelector says the same).
     node_selector: str = DEFAULT_NODE_SELECTOR
     # RabbitMQ's management API, with the credentials of a user tagged administrator.
-    management_url: str = "http://kubenova-operator:kubenova-dev@127.0.0.1:15672/"
+    management_url: str = "http://127.0.0.1:15672/"
     management_ca_file: str | None = None
     # The broker as agents reach it, without credentials; each agent's URL is this one with
     # its own user and password.

@@ -16,6 +16,7 @@ from kubenova import log
 from kubenova.agent_credentials import service as agent_credentials
 from kubenova.api import diffbase, instance_api
 from kubenova.api.runtime import Runtime
+from kubenova.exception import NotReady
 from kubenova.k8s import resources
 from kubenova.k8s.client import KubeClient
 from kubenova.rpc import envelope
@@ -141,7 +142,7 @@ def create_instance(body: kopf.Body, memo: kopf.Memo, patch: kopf.Patch, **kwarg
     with log.request_context(request_id):
         try:
             runtime.instances.create(request, request_id, catalog)
-        except instance_api.NotReady as exc:
+        except NotReady as exc:
             patch.status.update(runtime.instances.pending_status(request, exc))
             patch.status["requestId"] = request_id
             if _scheduled_message(request) != str(exc):
@@ -169,7 +170,7 @@ def hypervisor_changed(
 ) -> None:
     """Disabling a host keeps new instances away at once; running ones stay."""
     runtime: Runtime = memo["runtime"]
-    runtime.conductor.hypervisor_changed(name, dict(labels), dict(spec))
+    runtime.conductor.api.hypervisor_changed(name, dict(labels), dict(spec))
 
 
 @kopf.on.delete(resources.GROUP, resources.VERSION, resources.HYPERVISORS)
@@ -180,4 +181,4 @@ def hypervisor_deleted(name: str, memo: kopf.Memo, **_: Any) -> None:
     while it was down. The handler never blocks it: a host it will not forget is logged.
     """
     runtime: Runtime = memo["runtime"]
-    runtime.conductor.hypervisor_deleted(name)
+    runtime.conductor.api.hypervisor_deleted(name)

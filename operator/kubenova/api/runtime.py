@@ -3,22 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
-import functools
 import logging
 import threading
 
 import prometheus_client
 
-from kubenova.api import instance_api, request_spec
+from kubenova.api import instance_api
 from kubenova.conductor import periodic as periodic_mod
-from kubenova.conductor.manager import ConductorManager
+from kubenova.conductor.service import Conductor
 from kubenova.config import OperatorSettings
 from kubenova.db import engine as db_engine
 from kubenova.k8s import client as k8s
 from kubenova.rpc import amqp, compute_rpcapi
-from kubenova.scheduler import filters, host_state, weighers
-from kubenova.scheduler.host_manager import HostManager
-from kubenova.scheduler.manager import SchedulerManager
 
 LOG = logging.getLogger(__name__)
 
@@ -28,9 +24,9 @@ _metrics_served: tuple[int, str] | None = None
 
 
 def serve_metrics_once(port: int, addr: str) -> None:
-    """Prometheus metrics (kubenova.metrics and the process collectors), served once per
-    process: a startup handler that failed after serving them, and runs again, must not bind
-    the port a second time."""
+    """Prometheus metrics (kubenova.rpc.metrics, kubenova.scheduler.metrics and the process
+    collectors), served once per process: a startup handler that failed after serving them,
+    and runs again, must not bind the port a second time."""
     global _metrics_served
     with _metrics_lock:
         if _metrics_served is not None:
@@ -51,7 +47,7 @@ class Runtime:
     kube: k8s.KubeClient
     session_factory: db_engine.SessionFactory
     publisher: amqp.Publisher
-    conductor: ConductorManager
+    conductor: Conductor
     instances: instance_api.InstanceAPI
     consumer: amqp.Consumer
     periodic: periodic_mod.PeriodicTasks
@@ -70,33 +66,12 @@ class Runtime:
         )
         publisher = amqp.Publisher(settings.messaging, sender="kubenova-operator")
         compute = compute_rpcapi.ComputeAPI(publisher)
-        conductor = ConductorManager(settings, session_factory, kube, compute)
-        host_manager = HostManager(lambda: host_state.load_host_states(session_factory))
-        conductor.on_hosts_changed = host_manager.mark_stale
-        scheduler = SchedulerManager(
-            host_manager.host_states,
-            functools.partial(request_spec.claim, session_factory),
-            filters=filters.load_filters(settings.enabled_filters or filters.DEFAULT_FILTERS),
-            weighers=weighers.load_weighers(
-                settings.weighers or weighers.DEFAULT_WEIGHERS, settings.weigher_multipliers
-            ),
-            max_attempts=settings.max_attempts,
-            service_down_time_s=settings.service_down_time_s,
-            on_claimed=host_manager.consume,
-            on_refused=host_manager.mark_stale,
-        )
-        instances = instance_api.InstanceAPI(
-            settings,
-            session_factory,
-            kube,
-            scheduler,
-            compute,
-            conductor,
-        )
+        conductor = Conductor.build(settings, session_factory, kube, compute)
+        instances = instance_api.InstanceAPI(conductor.api, kube)
         consumer = amqp.Consumer(
             settings.messaging,
             settings.messaging.conductor_topic,
-            conductor.handle,
+            conductor.manager.handle,
             workers=settings.conductor_workers,
         )
         periodic = periodic_mod.PeriodicTasks(
@@ -104,12 +79,12 @@ class Runtime:
                 periodic_mod.PeriodicTask(
                     "check_hypervisors",
                     settings.hypervisor_check_interval_s,
-                    conductor.check_hypervisors,
+                    conductor.hypervisors.check_hypervisors,
                 ),
                 periodic_mod.PeriodicTask(
                     "project_server_groups",
                     settings.hypervisor_check_interval_s,
-                    conductor.project_server_groups,
+                    conductor.server_groups.project_all,
                 ),
                 periodic_mod.PeriodicTask(
                     "audit_hosts",
@@ -133,12 +108,12 @@ class Runtime:
         self._thread = threading.Thread(target=self.consumer.run, name="conductor", daemon=True)
         self._thread.start()
         self.periodic.start()
-        self.conductor.status_writer.start()
+        self.conductor.projector.start()
 
     def stop(self) -> None:
         self.periodic.stop()
         self.consumer.stop()
         if self._thread is not None:
             self._thread.join(timeout=10)
-        self.conductor.status_writer.stop()
+        self.conductor.projector.stop()
         self.publisher.close()

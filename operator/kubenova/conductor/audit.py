@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from kubenova.conductor import status as status_mod
+from kubenova.conductor import instance_status
 from kubenova.db import api as db_api
 from kubenova.db import engine as db_engine
 from kubenova.k8s.client import KubeClient
@@ -138,7 +138,7 @@ class HostAuditor:
         }
         audit = {
             **findings,
-            "lastRun": status_mod.timestamp(datetime.datetime.now(datetime.UTC)),
+            "lastRun": instance_status.timestamp(datetime.datetime.now(datetime.UTC)),
         }
         self._write(host, findings, audit)
         return audit

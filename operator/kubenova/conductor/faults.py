@@ -11,35 +11,34 @@ code   when
        format or size, an image URL that answers 4xx, a spec the host cannot build). Any
        host would fail the same way. Nova's ``Invalid`` family: ``ImageUnacceptable``,
        ``InvalidDiskFormat``, ``ImageBadRequest``.
-409    The build failed on its host and attempts were left, but every alternate chosen at
-       scheduling time refused the claim (its room taken meanwhile, disabled, the group's
-       policy): placement answers 409 Conflict to an allocation that no longer fits, and
+409    The build failed on its host and attempts were left, but the scheduler found no other
+       host to take it (every one already tried, full, disabled, or refused by the group's
+       policy): placement answers 409 Conflict to an allocation that does not fit, and
        creating the instance again may well succeed once room frees.
-500    The build failed on every host it was tried on (attempts used up, or no alternate
-       to try): Nova's ``MaxRetriesExceeded``, a ``NoValidHost``, which is 500.
+500    The build failed on every host it was tried on (attempts used up): Nova's
+       ``MaxRetriesExceeded``, which is 500.
 =====  ============================================================================
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Final
 
 from kubenova.rpc import payloads
 
 #: The request cannot be built on any host.
 BUILD_ABORTED: Final = 400
-#: No alternate host had room for a reschedule any more.
-NO_ALTERNATE_TOOK_IT: Final = 409
+#: No other host took a reschedule.
+NO_OTHER_HOST: Final = 409
 #: Every host the build was tried on failed it.
 RETRIES_EXHAUSTED: Final = 500
 
 
-def build_fault_code(failure: payloads.InstanceBuildFailed, refused: Sequence[str]) -> int:
+def build_fault_code(failure: payloads.InstanceBuildFailed, *, rescheduled: bool) -> int:
     """The fault code of a build that ends in Error after ``failure``, its last one;
-    ``refused`` lists why each alternate refused a reschedule (empty when none was tried)."""
+    ``rescheduled``: a reschedule was tried and no host took it."""
     if not failure.reschedulable:
         return BUILD_ABORTED
-    if refused:
-        return NO_ALTERNATE_TOOK_IT
+    if rescheduled:
+        return NO_OTHER_HOST
     return RETRIES_EXHAUSTED

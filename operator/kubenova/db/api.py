@@ -1,7 +1,7 @@
 """The operations the control plane performs on the ``nova`` database: the one module callers
 import (``from kubenova.db import api``). The work lives in :mod:`~kubenova.db.instances`,
 :mod:`~kubenova.db.actions`, :mod:`~kubenova.db.hosts`, :mod:`~kubenova.db.host_reports`,
-:mod:`~kubenova.db.placement`, :mod:`~kubenova.db.server_groups` and :mod:`~kubenova.db.audit`.
+:mod:`~kubenova.db.claims`, :mod:`~kubenova.db.server_groups` and :mod:`~kubenova.db.audit`.
 
 Two calling styles, chosen by who must own the transaction:
 
@@ -17,7 +17,7 @@ Two calling styles, chosen by who must own the transaction:
 
 * :func:`claim_resources` and :func:`release_resources` take the session factory and own their
   transaction, because their correctness depends on what is locked, in which order, and on
-  retrying the whole transaction after a deadlock (see :mod:`kubenova.db.placement`).
+  retrying the whole transaction after a deadlock (see :mod:`kubenova.db.claims`).
   A claim into a server group (``server_group=ServerGroupClaim(...)``) enforces the group's
   hard policy in that same transaction.
 
@@ -50,6 +50,14 @@ from kubenova.db.audit import (
     reported_without_live_record_by_host,
     usage_audit,
 )
+from kubenova.db.claims import (
+    CLAIMED,
+    ClaimResult,
+    RecordNewInstance,
+    Usage,
+    claim_resources,
+    release_resources,
+)
 from kubenova.db.exceptions import (
     AllocationConflictError,
     ComputeNodeConflictError,
@@ -79,6 +87,7 @@ from kubenova.db.hosts import (
     compute_node_record_build_failure,
     compute_node_set_disabled,
     compute_nodes_list,
+    host_is_up,
     service_get,
     service_is_up,
     service_mark_stopped,
@@ -86,6 +95,7 @@ from kubenova.db.hosts import (
 from kubenova.db.instances import (
     MAX_USER_DATA_B64,
     MAX_USER_DATA_BYTES,
+    instance_count_by_host,
     instance_get,
     instance_get_all,
     instance_insert,
@@ -94,14 +104,6 @@ from kubenova.db.instances import (
     instance_soft_delete,
     instance_update,
     instance_update_unread,
-)
-from kubenova.db.placement import (
-    CLAIMED,
-    ClaimResult,
-    RecordNewInstance,
-    Usage,
-    claim_resources,
-    release_resources,
 )
 from kubenova.db.server_groups import (
     ServerGroupClaim,
@@ -158,6 +160,8 @@ __all__ = [
     "compute_nodes_list",
     "fault_create",
     "fault_get_latest",
+    "host_is_up",
+    "instance_count_by_host",
     "instance_get",
     "instance_get_all",
     "instance_insert",

@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy import orm
 
 from kubenova.db import models
-from kubenova.db.placement import Usage
+from kubenova.db.claims import Usage
 
 # Keeps each IN (...) list to a size every MySQL server parses quickly.
 _CHUNK: Final = 500

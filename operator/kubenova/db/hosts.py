@@ -60,6 +60,12 @@ def service_is_up(
     return (now - last_seen_up).total_seconds() <= down_time
 
 
+def host_is_up(session: orm.Session, host: str, down_time_s: int) -> bool:
+    """Whether ``host``'s agent reported within ``down_time_s`` (Nova's servicegroup rule)."""
+    service = service_get(session, host, models.AGENT_BINARY)
+    return service is not None and service_is_up(service.last_seen_up, down_time=down_time_s)
+
+
 def compute_node_get(session: orm.Session, host: str) -> models.ComputeNode | None:
     """The live compute node of ``host``, or None."""
     return session.scalars(

@@ -178,6 +178,16 @@ def instance_get_all(
     return list(session.scalars(stmt))
 
 
+def instance_count_by_host(session: orm.Session) -> dict[str, int]:
+    """How many live instances each host holds (placed there, whatever their state)."""
+    rows = session.execute(
+        sa.select(models.Instance.host, sa.func.count())
+        .where(models.live(models.Instance), models.Instance.host.is_not(None))
+        .group_by(models.Instance.host)
+    )
+    return {str(host): int(count) for host, count in rows}
+
+
 def instance_update(
     session: orm.Session,
     uuid: str,

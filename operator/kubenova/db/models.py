@@ -187,18 +187,6 @@ class ComputeNode(TimestampMixin, SoftDeleteMixin, Base):
     # BuildFailureWeigher. Not inventory, so changing it does not move ``generation``.
     failed_builds: Mapped[int] = mapped_column(sa.Integer, default=0, server_default="0")
 
-    def vcpu_capacity(self) -> float:
-        """Schedulable vCPUs: ``vcpus * cpu_allocation_ratio`` (placement's formula)."""
-        return self.vcpus * self.cpu_allocation_ratio
-
-    def memory_mib_capacity(self) -> float:
-        """Schedulable memory: ``(memory_mib - reserved) * ram_allocation_ratio``."""
-        return (self.memory_mib - self.reserved_host_memory_mib) * self.ram_allocation_ratio
-
-    def disk_gib_capacity(self) -> float:
-        """Schedulable disk: ``(local_gb - reserved) * disk_allocation_ratio``."""
-        return (self.local_gb - self.reserved_host_disk_gib) * self.disk_allocation_ratio
-
 
 class Instance(TimestampMixin, SoftDeleteMixin, Base):
     """One VM, keyed by its Instance object's ``metadata.uid`` (Nova's ``instances``).
@@ -334,20 +322,6 @@ class InstanceFault(TimestampMixin, SoftDeleteMixin, Base):
     message: Mapped[str] = mapped_column(sa.String(255))
     details: Mapped[str | None] = mapped_column(MediumText)
     host: Mapped[str | None] = mapped_column(sa.String(255))
-
-
-# Server group policies, Nova's names. The hard ones are rules the claim enforces; the soft
-# ones are preferences for the weighers and never refuse a claim.
-POLICY_AFFINITY = "affinity"
-POLICY_ANTI_AFFINITY = "anti-affinity"
-POLICY_SOFT_AFFINITY = "soft-affinity"
-POLICY_SOFT_ANTI_AFFINITY = "soft-anti-affinity"
-SERVER_GROUP_POLICIES = (
-    POLICY_AFFINITY,
-    POLICY_ANTI_AFFINITY,
-    POLICY_SOFT_AFFINITY,
-    POLICY_SOFT_ANTI_AFFINITY,
-)
 
 
 class ServerGroup(TimestampMixin, SoftDeleteMixin, Base):

@@ -1,7 +1,7 @@
 """Server groups: their records, their members, and the policy check a claim makes.
 
 Every public function runs in the caller's transaction (see :mod:`kubenova.db.api`), except
-the claim's part, which :func:`kubenova.db.placement.claim_resources` runs inside its own.
+the claim's part, which :func:`kubenova.db.claims.claim_resources` runs inside its own.
 
 Concurrency. The group row is the lock of its membership: everything that adds members or
 changes the policy locks that row first (``SELECT ... FOR UPDATE``), so claims of one group
@@ -9,7 +9,7 @@ run one at a time while claims of different groups do not wait for each other. R
 member needs no group lock: it can only make a policy easier to satisfy, so a claim that
 counted the member a moment too long refuses conservatively, never wrongly admits.
 
-Lock order, shared with :mod:`kubenova.db.placement`: ``instances`` row, then
+Lock order, shared with :mod:`kubenova.db.claims`: ``instances`` row, then
 ``server_groups`` row, then ``compute_nodes`` rows (by id), then ``allocations`` and
 ``server_group_members`` rows. No function here locks a group after a compute node, nor an
 instance row after a group, so none of them can deadlock with a claim; the deadlocks InnoDB
@@ -21,21 +21,16 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Mapping
-from typing import Any, Final, cast
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy import orm
 from sqlalchemy.dialects import mysql
 
+from kubenova import placement
 from kubenova.db import exceptions, models
 
 LOG = logging.getLogger(__name__)
-
-#: The hard policies a claim enforces; the soft ones never refuse (weighers use them).
-HARD_POLICIES: Final = frozenset({models.POLICY_AFFINITY, models.POLICY_ANTI_AFFINITY})
-#: Nova's limit of an anti-affinity group without a ``max_server_per_host`` rule.
-DEFAULT_MAX_SERVER_PER_HOST: Final = 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,41 +60,18 @@ def validate_policy(policy: str, max_server_per_host: int | None) -> None:
     As in Nova (API microversion 2.64), ``max_server_per_host`` belongs to ``anti-affinity``
     only and must be at least 1.
     """
-    if policy not in models.SERVER_GROUP_POLICIES:
-        known = ", ".join(models.SERVER_GROUP_POLICIES)
+    if policy not in placement.SERVER_GROUP_POLICIES:
+        known = ", ".join(placement.SERVER_GROUP_POLICIES)
         raise ValueError(f"unknown server group policy {policy!r}; known: {known}")
     if max_server_per_host is None:
         return
-    if policy != models.POLICY_ANTI_AFFINITY:
+    if policy != placement.POLICY_ANTI_AFFINITY:
         raise ValueError(
-            f"max_server_per_host applies to the {models.POLICY_ANTI_AFFINITY} policy only, "
+            f"max_server_per_host applies to the {placement.POLICY_ANTI_AFFINITY} policy only, "
             f"not to {policy}"
         )
     if max_server_per_host < 1:
         raise ValueError(f"max_server_per_host must be at least 1, not {max_server_per_host}")
-
-
-def policy_refusal(
-    policy: str, max_server_per_host: int | None, member_hosts: Mapping[str, int], host: str
-) -> str | None:
-    """Why the group's policy refuses one more member on ``host``, or None if it allows it.
-
-    ``member_hosts`` counts the *other* members per host (the instance being placed left
-    out). Hard ``anti-affinity`` refuses a host that already holds ``max_server_per_host``
-    members (1 without the rule); hard ``affinity`` refuses any host but the one its members
-    are on. Soft policies never refuse. Pure: the claim calls it on counts it read under the
-    group's lock.
-    """
-    if policy == models.POLICY_ANTI_AFFINITY:
-        limit = max_server_per_host or DEFAULT_MAX_SERVER_PER_HOST
-        here = member_hosts.get(host, 0)
-        if here >= limit:
-            return f"anti-affinity: {host} already holds {here} member(s), at most {limit}"
-    elif policy == models.POLICY_AFFINITY:
-        elsewhere = sorted(h for h, count in member_hosts.items() if count > 0 and h != host)
-        if elsewhere:
-            return f"affinity: members are on {', '.join(elsewhere)}, not on {host}"
-    return None
 
 
 def server_group_upsert(

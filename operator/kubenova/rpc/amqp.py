@@ -31,18 +31,15 @@ import pika
 import pika.exceptions
 import pydantic
 
-from kubenova import log, metrics
+from kubenova import log
 from kubenova.config import MessagingSettings
-from kubenova.rpc import envelope, payloads
+from kubenova.exception import PermanentFailure
+from kubenova.rpc import envelope, metrics, payloads
 
 LOG = logging.getLogger(__name__)
 
 #: A handler gets the envelope and the RabbitMQ-verified user that published it.
 Handler = Callable[[envelope.Envelope, str | None], None]
-
-
-class PermanentFailure(Exception):
-    """Raised by a handler for a message that will never succeed: dead-letter it."""
 
 
 class PublishError(Exception):

@@ -14,6 +14,8 @@ import threading
 import time
 from collections.abc import Callable
 
+from kubenova.db import api as db_api
+from kubenova.db import engine as db_engine
 from kubenova.scheduler.host_state import HostState, RequestSpec
 
 
@@ -33,6 +35,11 @@ class HostManager:
         self._lock = threading.Lock()
         self._states: dict[str, HostState] = {}
         self._loaded_at: float | None = None
+
+    @classmethod
+    def over_database(cls, session_factory: db_engine.SessionFactory) -> HostManager:
+        """The view of the hosts recorded in the database."""
+        return cls(lambda: load_host_states(session_factory))
 
     def host_states(self) -> list[HostState]:
         """The current view; reloaded from the database when older than refresh_s."""
@@ -61,3 +68,35 @@ class HostManager:
         """Reload on the next read (a claim found the view wrong)."""
         with self._lock:
             self._loaded_at = None
+
+
+def load_host_states(session_factory: db_engine.SessionFactory) -> list[HostState]:
+    """Every live compute node with its agent's heartbeat, read in one transaction."""
+    with db_engine.transaction(session_factory) as session:
+        rows = db_api.compute_node_capacities(session)
+    return [
+        HostState(
+            host=row.host,
+            vcpus=row.vcpus,
+            vcpus_used=row.vcpus_used,
+            memory_mib=row.memory_mib,
+            memory_mib_used=row.memory_mib_used,
+            disk_gib=row.local_gb,
+            disk_gib_used=row.local_gb_used,
+            cpu_allocation_ratio=row.cpu_allocation_ratio,
+            ram_allocation_ratio=row.ram_allocation_ratio,
+            disk_allocation_ratio=row.disk_allocation_ratio,
+            reserved_host_memory_mib=row.reserved_host_memory_mib,
+            reserved_host_disk_gib=row.reserved_host_disk_gib,
+            disabled=row.disabled,
+            disabled_reason=row.disabled_reason,
+            last_seen_up=row.last_seen_up,
+            num_instances=row.running_vms,
+            labels=dict(row.labels or {}),
+            cpu_arch=row.cpu_arch,
+            hypervisor_type=row.hypervisor_type,
+            virt_type=row.virt_type,
+            failed_builds=row.failed_builds or 0,
+        )
+        for row in rows
+    ]

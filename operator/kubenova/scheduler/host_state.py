@@ -5,19 +5,15 @@ from __future__ import annotations
 import dataclasses
 import datetime
 from collections.abc import Mapping
-from typing import Final, Literal, get_args
+from typing import Final
 
-from kubenova.db import api as db_api
-from kubenova.db import engine as db_engine
+from kubenova import placement
 
 #: The well-known Kubernetes label that names a node's zone; Kubenova reads it as the
 #: host's availability zone.
 AVAILABILITY_ZONE_LABEL: Final = "topology.kubernetes.io/zone"
 #: Nova's ``default_availability_zone``: the zone of a host that does not name one.
 DEFAULT_AVAILABILITY_ZONE: Final = "nova"
-
-ServerGroupPolicy = Literal["affinity", "anti-affinity", "soft-affinity", "soft-anti-affinity"]
-SERVER_GROUP_POLICIES: Final = frozenset(get_args(ServerGroupPolicy))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,7 +28,7 @@ class ServerGroupSpec:
     """
 
     name: str
-    policy: ServerGroupPolicy
+    policy: placement.ServerGroupPolicy
     max_server_per_host: int | None = None
     # The group's database id: the claim locks that row, so racing claims of one group
     # see each other's members (kubenova.db.api.claim_resources).
@@ -45,10 +41,10 @@ class ServerGroupSpec:
     def __post_init__(self) -> None:
         # The values come from the database and the API as plain strings and ints; refusing a
         # bad one here names it, where a filter would silently treat it as "no policy".
-        if self.policy not in SERVER_GROUP_POLICIES:
+        if self.policy not in placement.SERVER_GROUP_POLICIES:
             raise ValueError(
                 f"server group {self.name}: unknown policy {self.policy!r}; "
-                f"known: {sorted(SERVER_GROUP_POLICIES)}"
+                f"known: {sorted(placement.SERVER_GROUP_POLICIES)}"
             )
         if self.max_server_per_host is not None and self.max_server_per_host < 1:
             raise ValueError(
@@ -131,19 +127,21 @@ class HostState:
 
     @property
     def free_vcpus(self) -> float:
-        return self.vcpus * self.cpu_allocation_ratio - self.vcpus_used
+        return placement.allocatable(self.vcpus, 0, self.cpu_allocation_ratio) - self.vcpus_used
 
     @property
     def free_memory_mib(self) -> float:
-        return (
-            self.memory_mib - self.reserved_host_memory_mib
-        ) * self.ram_allocation_ratio - self.memory_mib_used
+        allocatable = placement.allocatable(
+            self.memory_mib, self.reserved_host_memory_mib, self.ram_allocation_ratio
+        )
+        return allocatable - self.memory_mib_used
 
     @property
     def free_disk_gib(self) -> float:
-        return (
-            self.disk_gib - self.reserved_host_disk_gib
-        ) * self.disk_allocation_ratio - self.disk_gib_used
+        allocatable = placement.allocatable(
+            self.disk_gib, self.reserved_host_disk_gib, self.disk_allocation_ratio
+        )
+        return allocatable - self.disk_gib_used
 
     @property
     def availability_zone(self) -> str:
@@ -156,35 +154,3 @@ class HostState:
             return False
         age = now - self.last_seen_up
         return age.total_seconds() <= service_down_time_s
-
-
-def load_host_states(session_factory: db_engine.SessionFactory) -> list[HostState]:
-    """Every live compute node with its agent's heartbeat, read in one transaction."""
-    with db_engine.transaction(session_factory) as session:
-        rows = db_api.compute_node_capacities(session)
-    return [
-        HostState(
-            host=row.host,
-            vcpus=row.vcpus,
-            vcpus_used=row.vcpus_used,
-            memory_mib=row.memory_mib,
-            memory_mib_used=row.memory_mib_used,
-            disk_gib=row.local_gb,
-            disk_gib_used=row.local_gb_used,
-            cpu_allocation_ratio=row.cpu_allocation_ratio,
-            ram_allocation_ratio=row.ram_allocation_ratio,
-            disk_allocation_ratio=row.disk_allocation_ratio,
-            reserved_host_memory_mib=row.reserved_host_memory_mib,
-            reserved_host_disk_gib=row.reserved_host_disk_gib,
-            disabled=row.disabled,
-            disabled_reason=row.disabled_reason,
-            last_seen_up=row.last_seen_up,
-            num_instances=row.running_vms,
-            labels=dict(row.labels or {}),
-            cpu_arch=row.cpu_arch,
-            hypervisor_type=row.hypervisor_type,
-            virt_type=row.virt_type,
-            failed_builds=row.failed_builds or 0,
-        )
-        for row in rows
-    ]

@@ -1,23 +1,25 @@
 """The scheduler: filter, weigh, claim.
 
 ``select_destinations`` is pure (host states in, ordered hosts out) so it can be
-tested without a database; :class:`SchedulerManager` reads the host states and makes
-the claim, which the database guards (see ``kubenova.db.api.claim_resources``).
+tested without a database; :class:`SchedulerManager` reads the (cached) host states and
+tries the hosts in order with the claim its caller hands it: the conductor's, which the
+database guards (see ``kubenova.db.api.claim_resources``) and which records the build.
 """
 
 from __future__ import annotations
 
 import collections
-import dataclasses
 import datetime
 import logging
 import time
 from collections.abc import Callable, Sequence
 
+from kubenova.config import OperatorSettings
 from kubenova.db import api as db_api
 from kubenova.scheduler import filters as filters_mod
 from kubenova.scheduler import metrics
 from kubenova.scheduler import weighers as weighers_mod
+from kubenova.scheduler.host_manager import HostManager
 from kubenova.scheduler.host_state import HostState, RequestSpec
 
 LOG = logging.getLogger(__name__)
@@ -29,14 +31,6 @@ class NoValidHost(Exception):
     def __init__(self, message: str, rejections: dict[str, int] | None = None) -> None:
         super().__init__(message)
         self.rejections = dict(rejections or {})
-
-
-@dataclasses.dataclass(frozen=True)
-class Selection:
-    """The host that holds the claim and the alternates for a reschedule."""
-
-    host: str
-    alternates: tuple[str, ...]
 
 
 def explain(total: int, rejections: collections.Counter[str]) -> str:
@@ -124,23 +118,20 @@ def weigh_hosts(
     return [passing[i] for i in order]
 
 
-#: claim(spec, host, alternates) -> true when the host took the request (and its server group
-#: allowed it), else why it refused, in the words of the filters' reasons; ``alternates`` are
-#: the hosts a reschedule would try next, recorded with the claim.
-ClaimFn = Callable[[RequestSpec, str, tuple[str, ...]], db_api.ClaimResult]
+#: claim(spec, host) -> true when the host took the request (and its server group allowed
+#: it), else why it refused, in the words of the filters' reasons.
+ClaimFn = Callable[[RequestSpec, str], db_api.ClaimResult]
 
 
 class SchedulerManager:
-    """Picks a host and claims the request's resources on it."""
+    """Picks a host and claims the request's resources on it with the caller's claim."""
 
     def __init__(
         self,
         host_states: Callable[[], list[HostState]],
-        claim: ClaimFn,
         *,
         filters: Sequence[filters_mod.BaseHostFilter],
         weighers: Sequence[weighers_mod.BaseWeigher],
-        max_attempts: int = 3,
         service_down_time_s: int = 60,
         clock: Callable[[], datetime.datetime] | None = None,
         on_claimed: Callable[[RequestSpec, str], None] | None = None,
@@ -149,33 +140,47 @@ class SchedulerManager:
         self._on_claimed = on_claimed
         self._on_refused = on_refused
         self._host_states = host_states
-        self._claim = claim
         self._filters = list(filters)
         self._weighers = list(weighers)
-        self._max_attempts = max_attempts
         self._service_down_time_s = service_down_time_s
         self._clock = clock or (lambda: datetime.datetime.now(datetime.UTC))
 
-    def schedule(self, spec: RequestSpec, claim: ClaimFn | None = None) -> Selection:
-        """Claim on the best host that accepts; keep the next ones as alternates.
+    @classmethod
+    def from_settings(
+        cls, settings: OperatorSettings, host_manager: HostManager
+    ) -> SchedulerManager:
+        """The configured filters and weighers over ``host_manager``'s view of the hosts, which
+        each claim updates (or, refused, marks stale)."""
+        return cls(
+            host_manager.host_states,
+            filters=filters_mod.load_filters(
+                settings.enabled_filters or filters_mod.DEFAULT_FILTERS
+            ),
+            weighers=weighers_mod.load_weighers(
+                settings.weighers or weighers_mod.DEFAULT_WEIGHERS, settings.weigher_multipliers
+            ),
+            service_down_time_s=settings.service_down_time_s,
+            on_claimed=host_manager.consume,
+            on_refused=host_manager.mark_stale,
+        )
+
+    def schedule(self, spec: RequestSpec, claim: ClaimFn) -> str:
+        """Claim on the best host that accepts, trying the next while hosts refuse; the host.
 
         NoValidHost counts every host once: under the first filter that rejected it, or,
         for one that passed, the reason its claim was refused ("0/5 hosts: 3 node selector,
         2 anti-affinity" when two members of a group raced for the last two hosts).
-
-        ``claim`` replaces the manager's own claim for this request (the api layer's first
-        try records the instance with it).
         """
         started = time.perf_counter()
         try:
-            selection = self._schedule(spec, claim or self._claim)
+            host = self._schedule(spec, claim)
         except NoValidHost as exc:
             metrics.no_valid_host(time.perf_counter() - started, exc.rejections)
             raise
         metrics.scheduled(time.perf_counter() - started)
-        return selection
+        return host
 
-    def _schedule(self, spec: RequestSpec, claim: ClaimFn) -> Selection:
+    def _schedule(self, spec: RequestSpec, claim: ClaimFn) -> str:
         hosts = self._host_states()
         context = filters_mod.FilterContext(
             now=self._clock(), service_down_time_s=self._service_down_time_s
@@ -184,19 +189,13 @@ class SchedulerManager:
         if not passing:
             raise NoValidHost(explain(len(hosts), rejections), dict(rejections))
         ordered = weigh_hosts(spec, passing, self._weighers)
-        for index, host in enumerate(ordered):
-            alternates = tuple(h.host for h in ordered[index + 1 : index + self._max_attempts])
-            outcome = claim(spec, host.host, alternates)
+        for host in ordered:
+            outcome = claim(spec, host.host)
             if outcome:
                 if self._on_claimed is not None:
                     self._on_claimed(spec, host.host)
-                LOG.info(
-                    "instance %s claimed on %s (alternates %s)",
-                    spec.instance_uuid,
-                    host.host,
-                    list(alternates),
-                )
-                return Selection(host.host, alternates)
+                LOG.info("instance %s claimed on %s", spec.instance_uuid, host.host)
+                return host.host
             # The host changed since it was read (another claim took its room, a group member
             # landed there, it was disabled): count why, with the filters' rejections, and try
             # the next.

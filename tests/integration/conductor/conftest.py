@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from kubenova.conductor.manager import ConductorManager
+from kubenova.conductor.service import Conductor
 from kubenova.db import engine as db_engine
 from tests.integration.conductor.fakes import make_conductor
 from tests.support import RecordingCaster, RecordingKube
@@ -28,7 +28,7 @@ def caster() -> RecordingCaster:
 @pytest.fixture
 def conductor(
     db_session_factory: db_engine.SessionFactory, kube: RecordingKube, caster: RecordingCaster
-) -> ConductorManager:
+) -> Conductor:
     return make_conductor(db_session_factory, kube, caster)
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from kubenova.conductor.manager import ConductorManager
+from kubenova.conductor.service import Conductor
 from kubenova.config import OperatorSettings
 from kubenova.db import api as db_api
 from kubenova.db import engine as db_engine
@@ -19,10 +19,11 @@ LAUNCHED = dt.datetime(2026, 1, 1, 12, 0, 0, tzinfo=dt.UTC)
 
 def make_conductor(
     session_factory: db_engine.SessionFactory, kube: RecordingKube, caster: RecordingCaster
-) -> ConductorManager:
-    """A conductor with the default settings over the fakes."""
+) -> Conductor:
+    """A conductor with the default settings over the fakes (and a scheduler over the
+    database's hosts)."""
     compute = compute_rpcapi.ComputeAPI(caster)
-    return ConductorManager(OperatorSettings(), session_factory, kube, compute)  # type: ignore[arg-type]
+    return Conductor.build(OperatorSettings(), session_factory, kube, compute)  # type: ignore[arg-type]
 
 
 def node_report(host: str = "h1", **overrides: Any) -> payloads.ComputeNodeReport:

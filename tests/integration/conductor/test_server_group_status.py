@@ -1,6 +1,6 @@
 """ServerGroup status: members counted and placed per host, written only when it changes.
 
-``ConductorManager.project_server_groups`` runs on the conductor's periodic thread; here it
+``ServerGroupStatus.project_all`` runs on the conductor's periodic thread; here it
 is called directly against the real database, with a fake holding the ServerGroup objects
 and applying status patches as JSON merge patches (so a host patched to null disappears).
 """
@@ -11,7 +11,7 @@ import uuid as uuidlib
 
 import pytest
 
-from kubenova.conductor.manager import ConductorManager
+from kubenova.conductor.service import Conductor
 from kubenova.db import api as db_api
 from kubenova.db import engine as db_engine
 from kubenova.db import models, server_groups
@@ -34,7 +34,7 @@ def _group(session_factory: db_engine.SessionFactory, name: str) -> models.Serve
 
 
 def test_members_are_counted_per_host_and_unchanged_groups_are_not_written(
-    db_session_factory: db_engine.SessionFactory, kube: RecordingKube, conductor: ConductorManager
+    db_session_factory: db_engine.SessionFactory, kube: RecordingKube, conductor: Conductor
 ) -> None:
     for host in ("h1", "h2"):
         make_host(db_session_factory, host, vcpus=8, memory_mib=8192, local_gb=100)
@@ -45,21 +45,21 @@ def test_members_are_counted_per_host_and_unchanged_groups_are_not_written(
     assert claim(db_session_factory, placed[1], "h1", group)
     assert claim(db_session_factory, placed[2], "h2", group)
 
-    assert conductor.project_server_groups() == 1
+    assert conductor.server_groups.project_all() == 1
     assert kube.server_groups[("default", "web")]["status"] == {
         "memberCount": 3,
         "hosts": {"h1": 2, "h2": 1},
     }
 
     kube.calls.clear()
-    assert conductor.project_server_groups() == 0
+    assert conductor.server_groups.project_all() == 0
     assert kube.calls == {}  # remembered: no GET, no PATCH
 
     # The member on h2 is deleted: h2 leaves the map (patched to null), the count drops.
     with db_engine.transaction(db_session_factory) as session:
         db_api.server_group_remove_member(session, placed[2])
         db_api.instance_soft_delete(session, placed[2])
-    assert conductor.project_server_groups() == 1
+    assert conductor.server_groups.project_all() == 1
     assert kube.server_groups[("default", "web")]["status"] == {
         "memberCount": 2,
         "hosts": {"h1": 2},
@@ -67,7 +67,7 @@ def test_members_are_counted_per_host_and_unchanged_groups_are_not_written(
 
 
 def test_a_group_whose_object_is_gone_is_skipped_and_others_are_written(
-    db_session_factory: db_engine.SessionFactory, kube: RecordingKube, conductor: ConductorManager
+    db_session_factory: db_engine.SessionFactory, kube: RecordingKube, conductor: Conductor
 ) -> None:
     make_host(db_session_factory, "h1", vcpus=8, memory_mib=8192, local_gb=100)
     gone, kept = _group(db_session_factory, "gone"), _group(db_session_factory, "kept")
@@ -75,7 +75,7 @@ def test_a_group_whose_object_is_gone_is_skipped_and_others_are_written(
     for group in (gone, kept):
         assert claim(db_session_factory, make_instance(db_session_factory), "h1", group)
 
-    assert conductor.project_server_groups() == 1
+    assert conductor.server_groups.project_all() == 1
     assert kube.server_groups[("default", "kept")]["status"] == {
         "memberCount": 1,
         "hosts": {"h1": 1},
@@ -84,7 +84,7 @@ def test_a_group_whose_object_is_gone_is_skipped_and_others_are_written(
 
     # The missing object is remembered, not read again every pass.
     kube.calls.clear()
-    assert conductor.project_server_groups() == 0
+    assert conductor.server_groups.project_all() == 0
     assert kube.calls == {}
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from kubenova.conductor.manager import ConductorManager
+from kubenova.conductor.service import Conductor
 from kubenova.config import MessagingSettings
 from kubenova.db import api as db_api
 from kubenova.db import engine as db_engine
@@ -38,21 +38,21 @@ def _recorded_version(session_factory: db_engine.SessionFactory, host: str = "h1
 
 
 def test_the_agent_service_records_the_version_its_agent_implements(
-    db_session_factory: db_engine.SessionFactory, conductor: ConductorManager
+    db_session_factory: db_engine.SessionFactory, conductor: Conductor
 ) -> None:
     # An agent older than 1.2 says nothing itself: the version its report came in stands.
-    conductor.handle(_report_in("1.0"), MessagingSettings.agent_user("h1"))
+    conductor.manager.handle(_report_in("1.0"), MessagingSettings.agent_user("h1"))
     assert _recorded_version(db_session_factory) == "1.0"
 
     # A current agent reports what it implements, whatever the method's own version.
-    conductor.handle(
+    conductor.manager.handle(
         _report_in("1.2", service_version=envelope.VERSION), MessagingSettings.agent_user("h1")
     )
     assert _recorded_version(db_session_factory) == envelope.VERSION
 
 
 def test_a_report_handed_over_directly_is_of_the_current_contract(
-    db_session_factory: db_engine.SessionFactory, conductor: ConductorManager
+    db_session_factory: db_engine.SessionFactory, conductor: Conductor
 ) -> None:
-    conductor.compute_node_report(node_report("h2"))
+    conductor.hypervisors.compute_node_report(node_report("h2"))
     assert _recorded_version(db_session_factory, "h2") == envelope.VERSION

@@ -5,7 +5,7 @@ unchanged projection is not written, and an agent report that changes nothing wr
 nothing. A heartbeat reads its Hypervisor object only on the host's first report and then
 every ``HYPERVISOR_RESYNC_S``, and rewrites a status whose only changes are
 ``lastHeartbeat``, usage or the running count only every ``HEARTBEAT_STATUS_INTERVAL_S``
-(the periodic check writes usage changes).
+(the periodic check writes usage changes and the placed count, ``instances``).
 
 The Kubernetes side is a recording fake holding the objects in memory and applying status
 patches as JSON merge patches.
@@ -15,19 +15,25 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import types
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
-from kubenova.conductor import manager
-from kubenova.conductor.manager import ConductorManager
-from kubenova.config import OperatorSettings
+from kubenova.conductor import hypervisor_status, hypervisors
+from kubenova.conductor.service import Conductor
 from kubenova.db import api as db_api
 from kubenova.db import engine as db_engine
 from kubenova.db import models
-from kubenova.rpc import compute_rpcapi, payloads
-from tests.integration.conductor.fakes import LAUNCHED, instance_name, node_report, running_instance
+from kubenova.rpc import payloads
+from tests.integration.conductor.fakes import (
+    LAUNCHED,
+    instance_name,
+    make_conductor,
+    node_report,
+    running_instance,
+)
 from tests.integration.db.helpers import claim, make_host, make_instance, node
 from tests.support import NAMESPACE, FakeClock, RecordingCaster, RecordingKube
 
@@ -39,10 +45,19 @@ T0 = dt.datetime(2026, 6, 1, 8, 0, 0, tzinfo=dt.UTC)
 
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
-    """Stands in for the manager module's ``time`` (monotonic) and ``utcnow``."""
+    """Stands in for the hypervisors module's ``time`` (monotonic) and for the wall clock
+    that module and ``hypervisor_status`` read (``datetime.datetime.now``)."""
     clock = FakeClock(start=1000.0, wall_start=T0)
-    monkeypatch.setattr(manager, "time", clock)
-    monkeypatch.setattr(manager, "utcnow", clock.now)
+
+    class WallClock(dt.datetime):
+        @classmethod
+        def now(cls, tz: dt.tzinfo | None = None) -> dt.datetime:  # type: ignore[override]
+            return clock.now()
+
+    wall = types.SimpleNamespace(datetime=WallClock, UTC=dt.UTC)
+    monkeypatch.setattr(hypervisors, "time", clock)
+    monkeypatch.setattr(hypervisors, "datetime", wall)
+    monkeypatch.setattr(hypervisor_status, "datetime", wall)
     return clock
 
 
@@ -58,8 +73,8 @@ def _set(session_factory: db_engine.SessionFactory, uuid: str, **values: Any) ->
         db_api.instance_update(session, uuid, **values)
 
 
-def _project(conductor: ConductorManager, uuid: str, **kwargs: Any) -> None:
-    conductor.project_instance(uuid, NAMESPACE, instance_name(uuid), **kwargs)
+def _project(conductor: Conductor, uuid: str, **kwargs: Any) -> None:
+    conductor.projector.project(uuid, **kwargs)
 
 
 def _condition(status: dict[str, Any], type_: str) -> dict[str, Any]:
@@ -94,7 +109,7 @@ def h1(db_session_factory: db_engine.SessionFactory) -> str:
 def test_first_projection_reads_the_object_and_later_ones_start_from_memory(
     db_session_factory: db_engine.SessionFactory,
     kube: RecordingKube,
-    conductor: ConductorManager,
+    conductor: Conductor,
     h1: str,
 ) -> None:
     scheduled = {
@@ -125,7 +140,7 @@ def test_first_projection_reads_the_object_and_later_ones_start_from_memory(
 def test_a_projection_that_changes_nothing_is_not_patched(
     db_session_factory: db_engine.SessionFactory,
     kube: RecordingKube,
-    conductor: ConductorManager,
+    conductor: Conductor,
     h1: str,
 ) -> None:
     uuid = running_instance(db_session_factory, kube)
@@ -140,7 +155,7 @@ def test_a_projection_that_changes_nothing_is_not_patched(
 def test_an_object_already_saying_what_the_record_projects_is_not_patched(
     db_session_factory: db_engine.SessionFactory,
     kube: RecordingKube,
-    conductor: ConductorManager,
+    conductor: Conductor,
     caster: RecordingCaster,
     h1: str,
 ) -> None:
@@ -150,15 +165,10 @@ def test_an_object_already_saying_what_the_record_projects_is_not_patched(
 
     # Another process (a restarted operator) with no memory reads the object once, finds it
     # current, and from then on needs neither a GET nor a PATCH.
-    other = ConductorManager(
-        OperatorSettings(),
-        db_session_factory,
-        kube,  # type: ignore[arg-type]
-        compute_rpcapi.ComputeAPI(caster),
-    )
+    other = make_conductor(db_session_factory, kube, caster)
     kube.calls.clear()
-    other.project_instance(uuid, NAMESPACE, instance_name(uuid))
-    other.project_instance(uuid, NAMESPACE, instance_name(uuid))
+    _project(other, uuid)
+    _project(other, uuid)
     assert kube.calls == {"get_instance": 1}
     assert kube.status_of(instance_name(uuid)) == current
 
@@ -166,7 +176,7 @@ def test_an_object_already_saying_what_the_record_projects_is_not_patched(
 def test_the_status_a_caller_holds_stands_in_for_the_get(
     db_session_factory: db_engine.SessionFactory,
     kube: RecordingKube,
-    conductor: ConductorManager,
+    conductor: Conductor,
     h1: str,
 ) -> None:
     uuid = running_instance(db_session_factory, kube, status={"phase": "Pending"})
@@ -182,7 +192,7 @@ def test_the_status_a_caller_holds_stands_in_for_the_get(
 def test_a_projection_for_an_object_that_is_gone_writes_nothing_and_remembers_nothing(
     db_session_factory: db_engine.SessionFactory,
     kube: RecordingKube,
-    conductor: ConductorManager,
+    conductor: Conductor,
     h1: str,
 ) -> None:
     uuid = running_instance(db_session_factory, kube)
@@ -195,7 +205,7 @@ def test_a_projection_for_an_object_that_is_gone_writes_nothing_and_remembers_no
 def test_a_patch_that_finds_the_object_gone_makes_the_next_projection_read_it(
     db_session_factory: db_engine.SessionFactory,
     kube: RecordingKube,
-    conductor: ConductorManager,
+    conductor: Conductor,
     h1: str,
 ) -> None:
     uuid = running_instance(db_session_factory, kube)
@@ -219,14 +229,14 @@ def test_a_patch_that_finds_the_object_gone_makes_the_next_projection_read_it(
 def test_a_report_identical_to_the_record_writes_nothing_and_patches_nothing(
     db_session_factory: db_engine.SessionFactory,
     kube: RecordingKube,
-    conductor: ConductorManager,
+    conductor: Conductor,
     statements: list[str],
     h1: str,
 ) -> None:
     uuid = running_instance(db_session_factory, kube, status={"phase": "Running"})
     statements.clear()
 
-    conductor.instance_update(_report(uuid))
+    conductor.instances.instance_update(_report(uuid))
 
     assert kube.calls == {}  # not even a GET, though this conductor remembers nothing
     assert not {"UPDATE", "INSERT", "DELETE"} & set(statements), statements
@@ -236,14 +246,14 @@ def test_a_report_identical_to_the_record_writes_nothing_and_patches_nothing(
 def test_a_changed_report_is_recorded_and_patched_once(
     db_session_factory: db_engine.SessionFactory,
     kube: RecordingKube,
-    conductor: ConductorManager,
+    conductor: Conductor,
     h1: str,
 ) -> None:
     uuid = running_instance(db_session_factory, kube)
     _project(conductor, uuid)
     kube.calls.clear()
 
-    conductor.instance_update(
+    conductor.instances.instance_update(
         _report(uuid, vm_state="stopped", power_state="shutdown", addresses=())
     )
 
@@ -260,7 +270,7 @@ def test_a_changed_report_is_recorded_and_patched_once(
     assert (status["phase"], status["addresses"]) == ("Stopped", [])
 
     # The same report again is now what the record says.
-    conductor.instance_update(
+    conductor.instances.instance_update(
         _report(uuid, vm_state="stopped", power_state="shutdown", addresses=())
     )
     assert kube.calls == {"patch_instance_status": 1}
@@ -269,7 +279,7 @@ def test_a_changed_report_is_recorded_and_patched_once(
 def test_a_report_projects_its_host_as_up_without_asking_the_database(
     db_session_factory: db_engine.SessionFactory,
     kube: RecordingKube,
-    conductor: ConductorManager,
+    conductor: Conductor,
 ) -> None:
     # h1 has a compute node but no heartbeat on record: the database calls it down.
     make_host(db_session_factory, "h1", vcpus=8, memory_mib=8192, local_gb=100)
@@ -277,14 +287,14 @@ def test_a_report_projects_its_host_as_up_without_asking_the_database(
     _project(conductor, uuid)
     assert kube.status_of(instance_name(uuid))["phase"] == "Unknown"
 
-    conductor.instance_update(_report(uuid, vm_state="stopped", power_state="shutdown"))
+    conductor.instances.instance_update(_report(uuid, vm_state="stopped", power_state="shutdown"))
     assert kube.status_of(instance_name(uuid))["phase"] == "Stopped"
 
 
 def test_a_launch_report_clears_the_build_failures_of_its_host(
     db_session_factory: db_engine.SessionFactory,
     kube: RecordingKube,
-    conductor: ConductorManager,
+    conductor: Conductor,
     h1: str,
 ) -> None:
     uuid = make_instance(db_session_factory)
@@ -298,7 +308,7 @@ def test_a_launch_report_clears_the_build_failures_of_its_host(
             .values(failed_builds=2)
         )
 
-    conductor.instance_update(_report(uuid, launched_at=LAUNCHED))
+    conductor.instances.instance_update(_report(uuid, launched_at=LAUNCHED))
 
     assert node(db_session_factory, "h1").failed_builds == 0
     assert kube.calls == {"get_instance": 1, "patch_instance_status": 1}
@@ -309,48 +319,50 @@ def test_a_launch_report_clears_the_build_failures_of_its_host(
 def test_a_terminated_instance_is_forgotten(
     db_session_factory: db_engine.SessionFactory,
     kube: RecordingKube,
-    conductor: ConductorManager,
+    conductor: Conductor,
     h1: str,
 ) -> None:
     uuid = running_instance(db_session_factory, kube)
     _project(conductor, uuid)
-    assert conductor.written.get(uuid) is not None
-    conductor.instance_terminated(payloads.InstanceTerminated(instance_uuid=uuid, host="h1"))
-    assert conductor.written.get(uuid) is None
+    assert conductor.projector._last_written.get(uuid) is not None
+    conductor.instances.instance_terminated(
+        payloads.InstanceTerminated(instance_uuid=uuid, host="h1")
+    )
+    assert conductor.projector._last_written.get(uuid) is None
 
 
 # -- heartbeats -----------------------------------------------------------------------------
 
 
 def test_heartbeats_read_the_hypervisor_on_the_first_report_then_every_resync_interval(
-    kube: RecordingKube, conductor: ConductorManager, clock: FakeClock
+    kube: RecordingKube, conductor: Conductor, clock: FakeClock
 ) -> None:
-    conductor.compute_node_report(node_report())
+    conductor.hypervisors.compute_node_report(node_report())
     clock.advance(1)
-    conductor.compute_node_report(node_report())
+    conductor.hypervisors.compute_node_report(node_report())
     assert kube.calls["ensure_hypervisor"] == 1
 
-    clock.advance(manager.HYPERVISOR_RESYNC_S - 1.5)
-    conductor.compute_node_report(node_report())
+    clock.advance(hypervisors.HYPERVISOR_RESYNC_S - 1.5)
+    conductor.hypervisors.compute_node_report(node_report())
     assert kube.calls["ensure_hypervisor"] == 1
 
     clock.advance(0.5)  # HYPERVISOR_RESYNC_S after the first read
-    conductor.compute_node_report(node_report())
+    conductor.hypervisors.compute_node_report(node_report())
     assert kube.calls["ensure_hypervisor"] == 2
 
     clock.advance(1)
-    conductor.compute_node_report(node_report())
+    conductor.hypervisors.compute_node_report(node_report())
     assert kube.calls["ensure_hypervisor"] == 2
     assert kube.calls["get_hypervisor"] == 0
 
 
 def test_each_host_is_read_on_its_own_first_report(
-    kube: RecordingKube, conductor: ConductorManager, clock: FakeClock
+    kube: RecordingKube, conductor: Conductor, clock: FakeClock
 ) -> None:
-    conductor.compute_node_report(node_report())
-    conductor.compute_node_report(node_report(host="h2"))
-    conductor.compute_node_report(node_report())
-    conductor.compute_node_report(node_report(host="h2"))
+    conductor.hypervisors.compute_node_report(node_report())
+    conductor.hypervisors.compute_node_report(node_report(host="h2"))
+    conductor.hypervisors.compute_node_report(node_report())
+    conductor.hypervisors.compute_node_report(node_report(host="h2"))
     assert kube.calls["ensure_hypervisor"] == 2
     assert set(kube.hypervisors) == {"h1", "h2"}
 
@@ -358,10 +370,10 @@ def test_each_host_is_read_on_its_own_first_report(
 def test_a_missed_change_to_the_hypervisor_is_picked_up_at_the_resync(
     db_session_factory: db_engine.SessionFactory,
     kube: RecordingKube,
-    conductor: ConductorManager,
+    conductor: Conductor,
     clock: FakeClock,
 ) -> None:
-    conductor.compute_node_report(node_report())
+    conductor.hypervisors.compute_node_report(node_report())
     first = node(db_session_factory, "h1")
     assert (first.labels, first.disabled) == ({"topology.kubernetes.io/zone": "az1"}, False)
 
@@ -371,13 +383,13 @@ def test_a_missed_change_to_the_hypervisor_is_picked_up_at_the_resync(
     hypervisor["spec"] = {"disabled": True, "disabledReason": "maintenance"}
 
     clock.advance(5)
-    conductor.compute_node_report(node_report(labels={"ignored": "seed-only"}))
+    conductor.hypervisors.compute_node_report(node_report(labels={"ignored": "seed-only"}))
     between = node(db_session_factory, "h1")
     # Not read yet; and a heartbeat that did not read keeps the recorded labels.
     assert (between.labels, between.disabled) == ({"topology.kubernetes.io/zone": "az1"}, False)
 
-    clock.advance(manager.HYPERVISOR_RESYNC_S)
-    conductor.compute_node_report(node_report())
+    clock.advance(hypervisors.HYPERVISOR_RESYNC_S)
+    conductor.hypervisors.compute_node_report(node_report())
     after = node(db_session_factory, "h1")
     assert after.labels == {"topology.kubernetes.io/zone": "az2"}
     assert (after.disabled, after.disabled_reason) == (True, "maintenance")
@@ -387,13 +399,13 @@ def test_a_missed_change_to_the_hypervisor_is_picked_up_at_the_resync(
 
 
 def test_a_heartbeat_between_resyncs_is_three_statements(
-    kube: RecordingKube, conductor: ConductorManager, clock: FakeClock, statements: list[str]
+    kube: RecordingKube, conductor: Conductor, clock: FakeClock, statements: list[str]
 ) -> None:
-    conductor.compute_node_report(node_report())
+    conductor.hypervisors.compute_node_report(node_report())
     clock.advance(10)
     statements.clear()
 
-    conductor.compute_node_report(node_report(vcpus=16))
+    conductor.hypervisors.compute_node_report(node_report(vcpus=16))
 
     # The service's heartbeat, the node's report, and the node read back for its status.
     assert statements == ["INSERT", "INSERT", "SELECT"]
@@ -403,11 +415,11 @@ def test_a_heartbeat_between_resyncs_is_three_statements(
 def test_a_heartbeat_that_changes_nothing_is_one_statement_until_the_refresh(
     db_session_factory: db_engine.SessionFactory,
     kube: RecordingKube,
-    conductor: ConductorManager,
+    conductor: Conductor,
     clock: FakeClock,
     statements: list[str],
 ) -> None:
-    conductor.compute_node_report(node_report())
+    conductor.hypervisors.compute_node_report(node_report())
     clock.advance(10)
     an_hour_ago = models.utcnow() - dt.timedelta(hours=1)
     with db_engine.transaction(db_session_factory) as session:
@@ -418,7 +430,7 @@ def test_a_heartbeat_that_changes_nothing_is_one_statement_until_the_refresh(
         )
     statements.clear()
 
-    conductor.compute_node_report(node_report())
+    conductor.hypervisors.compute_node_report(node_report())
 
     # Only the service's heartbeat: the node says what it said, and its status is fresh.
     assert statements == ["INSERT"]
@@ -432,14 +444,14 @@ def test_a_heartbeat_that_changes_nothing_is_one_statement_until_the_refresh(
     # A change to what the node reports is recorded at once.
     uuid = make_instance(db_session_factory)
     statements.clear()
-    conductor.compute_node_report(node_report(instance_uuids=(uuid,)))
+    conductor.hypervisors.compute_node_report(node_report(instance_uuids=(uuid,)))
     assert statements == ["INSERT", "INSERT", "SELECT"]
     assert node(db_session_factory, "h1").running_vms == 1
 
     # And when the status refresh is due, the whole report is recorded and written.
-    clock.advance(manager.HEARTBEAT_STATUS_INTERVAL_S)
+    clock.advance(hypervisors.HEARTBEAT_STATUS_INTERVAL_S)
     statements.clear()
-    conductor.compute_node_report(node_report(instance_uuids=(uuid,)))
+    conductor.hypervisors.compute_node_report(node_report(instance_uuids=(uuid,)))
     assert statements == ["INSERT", "INSERT", "SELECT"]
     assert kube.calls["patch_hypervisor_status"] == 2
 
@@ -447,17 +459,17 @@ def test_a_heartbeat_that_changes_nothing_is_one_statement_until_the_refresh(
 def test_a_heartbeat_of_a_host_marked_down_is_recorded_in_full(
     db_session_factory: db_engine.SessionFactory,
     kube: RecordingKube,
-    conductor: ConductorManager,
+    conductor: Conductor,
     clock: FakeClock,
     statements: list[str],
 ) -> None:
-    conductor.compute_node_report(node_report())
-    conductor.service_stopping(payloads.ServiceStopping(host="h1"))
+    conductor.hypervisors.compute_node_report(node_report())
+    conductor.hypervisors.service_stopping(payloads.ServiceStopping(host="h1"))
     assert kube.hypervisors["h1"]["status"]["state"] == "down"
     clock.advance(1)
     statements.clear()
 
-    conductor.compute_node_report(node_report())
+    conductor.hypervisors.compute_node_report(node_report())
 
     # The report in full (then its instances are projected again, as the host is back).
     assert statements[:3] == ["INSERT", "INSERT", "SELECT"]
@@ -465,78 +477,79 @@ def test_a_heartbeat_of_a_host_marked_down_is_recorded_in_full(
 
 
 def test_heartbeats_that_only_move_last_heartbeat_patch_once_per_interval(
-    kube: RecordingKube, conductor: ConductorManager, clock: FakeClock
+    kube: RecordingKube, conductor: Conductor, clock: FakeClock
 ) -> None:
-    conductor.compute_node_report(node_report())
+    conductor.hypervisors.compute_node_report(node_report())
     assert kube.calls["patch_hypervisor_status"] == 1
     first = copy.deepcopy(kube.hypervisors["h1"]["status"])
     assert first["lastHeartbeat"] == "2026-06-01T08:00:00Z"
 
     for _ in range(3):
         clock.advance(9)  # 9, 18, 27 s after the written lastHeartbeat
-        conductor.compute_node_report(node_report())
+        conductor.hypervisors.compute_node_report(node_report())
     assert kube.calls["patch_hypervisor_status"] == 1
     assert kube.hypervisors["h1"]["status"] == first
 
     clock.advance(3)  # HEARTBEAT_STATUS_INTERVAL_S after the written one
-    conductor.compute_node_report(node_report())
+    conductor.hypervisors.compute_node_report(node_report())
     assert kube.calls["patch_hypervisor_status"] == 2
     assert kube.hypervisors["h1"]["status"]["lastHeartbeat"] == "2026-06-01T08:00:30Z"
 
     clock.advance(1)
-    conductor.compute_node_report(node_report())
+    conductor.hypervisors.compute_node_report(node_report())
     assert kube.calls["patch_hypervisor_status"] == 2
 
 
 def test_a_usage_change_is_patched_by_the_check_and_refreshed_by_the_heartbeat_interval(
     db_session_factory: db_engine.SessionFactory,
     kube: RecordingKube,
-    conductor: ConductorManager,
+    conductor: Conductor,
     clock: FakeClock,
 ) -> None:
-    conductor.compute_node_report(node_report())
+    conductor.hypervisors.compute_node_report(node_report())
     assert kube.hypervisors["h1"]["status"]["vcpus"]["used"] == 0
 
     uuid = make_instance(db_session_factory)
     assert claim(db_session_factory, uuid, "h1")
     clock.advance(1)
-    conductor.compute_node_report(node_report(instance_uuids=(uuid,)))
+    conductor.hypervisors.compute_node_report(node_report(instance_uuids=(uuid,)))
     # Usage and the running count alone wait: the periodic check writes usage.
     assert kube.calls["patch_hypervisor_status"] == 1
 
-    assert conductor.check_hypervisors() == {"h1": "up"}
+    assert conductor.hypervisors.check_hypervisors() == {"h1": "up"}
     assert kube.calls["patch_hypervisor_status"] == 2
     status = kube.hypervisors["h1"]["status"]
     assert (status["vcpus"]["used"], status["memoryMiB"]["used"]) == (1, 512)
-    assert status["runningInstances"] == 0
+    # The check writes the placed count; the running count is the agent's, at its refresh.
+    assert (status["instances"], status["runningInstances"]) == (1, 0)
 
     clock.advance(29)  # HEARTBEAT_STATUS_INTERVAL_S after the written lastHeartbeat
-    conductor.compute_node_report(node_report(instance_uuids=(uuid,)))
+    conductor.hypervisors.compute_node_report(node_report(instance_uuids=(uuid,)))
     assert kube.calls["patch_hypervisor_status"] == 3
     status = kube.hypervisors["h1"]["status"]
-    assert status["runningInstances"] == 1
+    assert (status["instances"], status["runningInstances"]) == (1, 1)
     assert status["lastHeartbeat"] == "2026-06-01T08:00:30Z"
 
 
 def test_a_state_change_is_patched_at_the_next_heartbeat_at_once(
     db_session_factory: db_engine.SessionFactory,
     kube: RecordingKube,
-    conductor: ConductorManager,
+    conductor: Conductor,
     clock: FakeClock,
 ) -> None:
-    conductor.compute_node_report(node_report())
+    conductor.hypervisors.compute_node_report(node_report())
     clock.advance(1)
-    conductor.compute_node_report(node_report(qemu_version="9.9.9"))
+    conductor.hypervisors.compute_node_report(node_report(qemu_version="9.9.9"))
     assert kube.calls["patch_hypervisor_status"] == 2
     assert kube.hypervisors["h1"]["status"]["qemuVersion"] == "9.9.9"
 
 
 def test_a_capacity_change_is_patched_at_the_next_heartbeat(
-    kube: RecordingKube, conductor: ConductorManager, clock: FakeClock
+    kube: RecordingKube, conductor: Conductor, clock: FakeClock
 ) -> None:
-    conductor.compute_node_report(node_report())
+    conductor.hypervisors.compute_node_report(node_report())
     clock.advance(1)
-    conductor.compute_node_report(node_report(vcpus=16))
+    conductor.hypervisors.compute_node_report(node_report(vcpus=16))
     assert kube.calls["patch_hypervisor_status"] == 2
     assert kube.hypervisors["h1"]["status"]["vcpus"]["capacity"] == 16
 
@@ -544,35 +557,38 @@ def test_a_capacity_change_is_patched_at_the_next_heartbeat(
 def test_a_heartbeat_after_the_host_was_marked_down_patches_it_up_at_once(
     db_session_factory: db_engine.SessionFactory,
     kube: RecordingKube,
-    conductor: ConductorManager,
+    conductor: Conductor,
     clock: FakeClock,
 ) -> None:
-    conductor.compute_node_report(node_report())
+    conductor.hypervisors.compute_node_report(node_report())
     with db_engine.transaction(db_session_factory) as session:
         session.execute(
             sa.update(models.Service)
             .where(models.Service.host == "h1")
             .values(last_seen_up=models.utcnow() - dt.timedelta(hours=1))
         )
-    assert conductor.check_hypervisors() == {"h1": "down"}
+    assert conductor.hypervisors.check_hypervisors() == {"h1": "down"}
     assert kube.hypervisors["h1"]["status"]["state"] == "down"
+    assert "runningInstances" not in kube.hypervisors["h1"]["status"]
     patches = kube.calls["patch_hypervisor_status"]
 
     clock.advance(1)  # well within the heartbeat interval
-    conductor.compute_node_report(node_report())
+    conductor.hypervisors.compute_node_report(node_report())
     assert kube.calls["patch_hypervisor_status"] == patches + 1
-    assert kube.hypervisors["h1"]["status"]["state"] == "up"
+    status = kube.hypervisors["h1"]["status"]
+    # Up again, with its agent's word on what runs there.
+    assert (status["state"], status["runningInstances"]) == ("up", 0)
 
 
 def test_a_hypervisor_deleted_while_its_host_is_up_comes_back_at_the_next_heartbeat(
-    kube: RecordingKube, conductor: ConductorManager, clock: FakeClock
+    kube: RecordingKube, conductor: Conductor, clock: FakeClock
 ) -> None:
-    conductor.compute_node_report(node_report())
-    assert conductor.hypervisor_deleted("h1") is False  # up: "it will register again"
+    conductor.hypervisors.compute_node_report(node_report())
+    assert conductor.hypervisors.hypervisor_deleted("h1") is False  # up: "it will register again"
     del kube.hypervisors["h1"]  # kopf lets the deletion through (the handler is optional)
 
     clock.advance(10)  # the agent's next heartbeat
-    conductor.compute_node_report(node_report())
+    conductor.hypervisors.compute_node_report(node_report())
     assert "h1" in kube.hypervisors
     assert kube.hypervisors["h1"]["status"].get("state") == "up"
 
@@ -580,32 +596,34 @@ def test_a_hypervisor_deleted_while_its_host_is_up_comes_back_at_the_next_heartb
 def test_disabling_a_host_is_recorded_patched_into_its_status_and_drops_cached_host_views(
     db_session_factory: db_engine.SessionFactory,
     kube: RecordingKube,
-    conductor: ConductorManager,
+    conductor: Conductor,
     clock: FakeClock,
 ) -> None:
-    conductor.compute_node_report(node_report())
+    conductor.hypervisors.compute_node_report(node_report())
     assert kube.hypervisors["h1"]["status"]["disabled"] is False
     hosts_changed: list[bool] = []
-    conductor.on_hosts_changed = lambda: hosts_changed.append(True)
+    conductor.hypervisors.on_hosts_changed = lambda: hosts_changed.append(True)
 
     labels = {"topology.kubernetes.io/zone": "az1"}
-    conductor.hypervisor_changed("h1", labels, {"disabled": True, "disabledReason": "maint"})
+    conductor.hypervisors.hypervisor_changed(
+        "h1", labels, {"disabled": True, "disabledReason": "maint"}
+    )
     assert (node(db_session_factory, "h1").disabled, hosts_changed) == (True, [True])
     status = kube.hypervisors["h1"]["status"]
     assert (status["disabled"], status["disabledReason"]) == (True, "maint")
 
     # The next heartbeat carries the same, and enabling again is said at once as well.
     clock.advance(1)
-    conductor.compute_node_report(node_report())
+    conductor.hypervisors.compute_node_report(node_report())
     assert kube.hypervisors["h1"]["status"]["disabled"] is True
-    conductor.hypervisor_changed("h1", labels, {"disabled": False})
+    conductor.hypervisors.hypervisor_changed("h1", labels, {"disabled": False})
     status = kube.hypervisors["h1"]["status"]
     assert (status["disabled"], status.get("disabledReason")) == (False, None)
     assert hosts_changed == [True, True]
 
 
 def test_a_change_to_a_host_never_recorded_patches_nothing(
-    kube: RecordingKube, conductor: ConductorManager
+    kube: RecordingKube, conductor: Conductor
 ) -> None:
-    conductor.hypervisor_changed("unknown", {}, {"disabled": True})
+    conductor.hypervisors.hypervisor_changed("unknown", {}, {"disabled": True})
     assert kube.calls.get("patch_hypervisor_status", 0) == 0

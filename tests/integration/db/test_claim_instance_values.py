@@ -1,11 +1,10 @@
-"""A claim records the first build with it: ``claim_resources(..., instance_values=...)`` sets
-the instance's host, node and the given columns in one UPDATE of the claim's transaction, and
-a refused claim leaves the instance's row as it was. ``request_spec.claim`` (what the scheduler
-calls) records task state, attempt, alternates and zone this way."""
+"""A claim records the build with it: ``claim_resources(..., instance_values=...)`` sets the
+instance's host, node and the given columns in one UPDATE of the claim's transaction, and a
+refused claim leaves the instance's row as it was. The conductor's claim, which the scheduler
+calls for each host it tries, records the build's states, attempt and zone this way."""
 
 from __future__ import annotations
 
-import functools
 import types
 import uuid as uuidlib
 from typing import Any
@@ -13,11 +12,12 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from kubenova.api import request_spec
+from kubenova.conductor import request_spec
 from kubenova.db import api, models
 from kubenova.db import engine as db_engine
-from kubenova.scheduler import host_state
 from kubenova.scheduler.filters import compute_filter, resource_filter
+from kubenova.scheduler.host_manager import load_host_states
+from kubenova.scheduler.host_state import RequestSpec
 from kubenova.scheduler.manager import SchedulerManager
 from kubenova.scheduler.weighers.ram_weigher import RAMWeigher
 from tests.integration.db.helpers import (
@@ -36,11 +36,12 @@ from tests.integration.db.helpers import (
 pytestmark = pytest.mark.integration
 
 
-# What the scheduler records with a first claim (see request_spec.claim).
+# What the conductor records with the claim of a first build (conductor/compute_tasks.py).
 FIRST_BUILD: dict[str, Any] = {
+    "vm_state": "building",
     "task_state": "spawning",
+    "power_state": "nostate",
     "attempts": 1,
-    "alternates": ["h2", "h3"],
     "availability_zone": "az1",
 }
 
@@ -156,18 +157,9 @@ def test_a_claim_sets_host_node_and_the_given_values_in_one_go(
 
     row = _row(db_session_factory, aged_instance)
     assert (row["host"], row["node"]) == ("h1", "h1.example")
-    assert (row["task_state"], row["attempts"], row["alternates"], row["availability_zone"]) == (
-        "spawning",
-        1,
-        ["h2", "h3"],
-        "az1",
-    )
+    assert (row["task_state"], row["attempts"], row["availability_zone"]) == ("spawning", 1, "az1")
     # Columns not given are kept.
-    assert (row["vm_state"], row["power_state"], row["tried_hosts"]) == (
-        "building",
-        "nostate",
-        None,
-    )
+    assert (row["alternates"], row["tried_hosts"]) == (None, None)
     assert row["request_id"] == f"req-{aged_instance}"
     assert row["updated_at"] > LONG_AGO
     assert _allocations(db_session_factory, aged_instance) == [
@@ -214,20 +206,22 @@ def test_a_claim_into_a_server_group_sets_the_values_and_makes_a_member(
         assert api.server_group_member_hosts(session, group.id) == {"h1": 1}
 
 
-def test_the_callers_values_and_alternates_list_stay_the_callers(
+def test_the_callers_values_and_tried_hosts_list_stay_the_callers(
     db_session_factory: db_engine.SessionFactory, h1: str, aged_instance: str
 ) -> None:
-    alternates = ["h2", "h3"]
-    given = {"task_state": "spawning", "alternates": alternates}
+    tried = [{"host": "h2", "reason": "disk on fire"}]
+    given = {"task_state": "spawning", "tried_hosts": tried}
     # A read-only mapping: the claim must copy it before checking (which rewrites lists).
     values = types.MappingProxyType(given)
 
     assert _claim(db_session_factory, aged_instance, h1, values)
-    alternates.append("h4")
+    tried.append({"host": "h3", "reason": "no network"})
 
-    assert given == {"task_state": "spawning", "alternates": ["h2", "h3", "h4"]}
-    assert given["alternates"] is alternates
-    assert _row(db_session_factory, aged_instance)["alternates"] == ["h2", "h3"]
+    assert given["tried_hosts"] is tried
+    assert len(tried) == 2
+    assert _row(db_session_factory, aged_instance)["tried_hosts"] == [
+        {"host": "h2", "reason": "disk on fire"}
+    ]
 
 
 # -- a repeated claim ----------------------------------------------------------------------
@@ -240,12 +234,12 @@ def test_a_repeated_claim_applies_its_values_and_holds_one_set_of_allocations(
     usage = _usage(db_session_factory, h1)
     age_instance(db_session_factory, aged_instance)
 
-    again = {"task_state": "networking", "attempts": 2, "alternates": ["h3"]}
+    again = {"task_state": "networking", "attempts": 2}
     assert _claim(db_session_factory, aged_instance, h1, again)
 
     row = _row(db_session_factory, aged_instance)
     assert (row["host"], row["node"]) == ("h1", "h1.example")
-    assert (row["task_state"], row["attempts"], row["alternates"]) == ("networking", 2, ["h3"])
+    assert (row["task_state"], row["attempts"]) == ("networking", 2)
     assert row["availability_zone"] == "az1"  # from the first claim, not given again
     assert row["updated_at"] > LONG_AGO
     assert _allocations(db_session_factory, aged_instance) == [
@@ -433,7 +427,7 @@ def test_a_first_claim_reads_only_the_instance_host_and_updates_the_row_once(
     # One UPDATE of the instance, carrying host, node and the values.
     instance_updates = [s for s in upper if s.startswith("UPDATE INSTANCES ")]
     assert len(instance_updates) == 1, instance_updates
-    for column in ("HOST=", "NODE=", "TASK_STATE=", "ATTEMPTS=", "ALTERNATES="):
+    for column in ("HOST=", "NODE=", "VM_STATE=", "TASK_STATE=", "ATTEMPTS=", "AVAILABILITY_ZONE="):
         assert column in instance_updates[0], column
     # The three allocations in one executemany.
     inserts = [(s, many) for s, many in sent if s.upper().startswith("INSERT INTO ALLOCATIONS")]
@@ -445,55 +439,67 @@ def test_a_first_claim_reads_only_the_instance_host_and_updates_the_row_once(
     assert len(statements) <= 5, statements
 
 
-# -- request_spec.claim: what the scheduler records with its claim -----------------------
+# -- the scheduler with a database claim ---------------------------------------------------
 
 
-def test_request_spec_claim_records_the_first_build(
-    db_session_factory: db_engine.SessionFactory, h1: str
+def _db_claim(session_factory: db_engine.SessionFactory, values: dict[str, Any]) -> Any:
+    """A claim as the conductor hands the scheduler one: the request's amounts and group,
+    with ``values`` recorded."""
+
+    def claim(spec: RequestSpec, host: str) -> api.ClaimResult:
+        return api.claim_resources(
+            session_factory,
+            spec.instance_uuid,
+            host,
+            spec.vcpus,
+            spec.memory_mib,
+            spec.disk_gib,
+            server_group=request_spec.group_claim(spec),
+            instance_values=values,
+        )
+
+    return claim
+
+
+def _up(session_factory: db_engine.SessionFactory, *hosts: str) -> None:
+    for host in hosts:
+        with db_engine.transaction(session_factory) as session:
+            api.service_record_heartbeat(
+                session, host, models.AGENT_BINARY, f"compute.{host}", "1.0"
+            )
+
+
+def test_the_scheduler_claims_the_next_host_when_the_database_refuses_the_first(
+    db_session_factory: db_engine.SessionFactory,
 ) -> None:
+    # h1 has the most free memory, h3 the least: the RAM weigher orders them h1, h2, h3.
+    for host, memory_mib in (("h1", 10240), ("h2", 8192), ("h3", 6144)):
+        make_host(db_session_factory, host, vcpus=4, memory_mib=memory_mib, local_gb=100)
+    _up(db_session_factory, "h1", "h2", "h3")
+    # The scheduler's view of hosts is read before h1 is disabled: its claim on h1 is
+    # refused by the database, and the next host is claimed.
+    hosts = load_host_states(db_session_factory)
+    with db_engine.transaction(db_session_factory) as session:
+        api.compute_node_set_disabled(session, "h1", True, "maintenance")
     uuid = make_instance(db_session_factory)
+    scheduler = SchedulerManager(
+        lambda: hosts,
+        filters=[compute_filter.ComputeFilter(), resource_filter.ResourceFilter()],
+        weighers=[RAMWeigher()],
+    )
     spec = request_spec.build(
-        instance_uuid=uuid,
-        spec={"availabilityZone": "az1"},
-        flavor=FLAVOR,
-        image=IMAGE,
-        server_group=None,
+        instance_uuid=uuid, spec={}, flavor=FLAVOR, image=IMAGE, server_group=None
     )
-    alternates = ("h2", "h3")
 
-    assert request_spec.claim(db_session_factory, spec, h1, alternates)
+    assert scheduler.schedule(spec, _db_claim(db_session_factory, dict(FIRST_BUILD))) == "h2"
 
     row = _row(db_session_factory, uuid)
-    assert (row["host"], row["node"]) == ("h1", "h1.example")
-    assert (row["task_state"], row["attempts"], row["alternates"], row["availability_zone"]) == (
-        "spawning",
-        1,
-        ["h2", "h3"],
-        "az1",
-    )
-    assert row["vm_state"] == "building"
-    assert _allocations(db_session_factory, uuid) == [
-        (models.DISK_GB, FLAVOR["disk_gib"]),
-        (models.MEMORY_MB, FLAVOR["memory_mib"]),
-        (models.VCPU, FLAVOR["vcpus"]),
-    ]
+    assert (row["host"], row["task_state"], row["attempts"]) == ("h2", "spawning", 1)
+    assert node(db_session_factory, "h1").vcpus_used == 0
+    assert node(db_session_factory, "h3").vcpus_used == 0
 
 
-def test_request_spec_claim_without_a_zone_or_alternates_records_none_and_empty(
-    db_session_factory: db_engine.SessionFactory, h1: str
-) -> None:
-    uuid = make_instance(db_session_factory, availability_zone="stale")
-    spec = host_state.RequestSpec(instance_uuid=uuid, vcpus=2, memory_mib=1024, disk_gib=5)
-
-    assert request_spec.claim(db_session_factory, spec, h1, ())
-
-    row = _row(db_session_factory, uuid)
-    assert (row["host"], row["task_state"], row["attempts"]) == ("h1", "spawning", 1)
-    assert (row["alternates"], row["availability_zone"]) == ([], None)
-    assert _usage(db_session_factory, h1)[:3] == (2, 1024, 5)
-
-
-def test_request_spec_claim_into_a_group_refused_records_nothing(
+def test_a_claim_its_server_group_refuses_records_nothing_and_the_next_host_takes_it(
     db_session_factory: db_engine.SessionFactory, h1: str
 ) -> None:
     make_host(db_session_factory, "h2", vcpus=4, memory_mib=8192, local_gb=100)
@@ -503,68 +509,22 @@ def test_request_spec_claim_into_a_group_refused_records_nothing(
     }
     first, second = make_instance(db_session_factory), make_instance(db_session_factory)
 
-    def spec_for(uuid: str) -> host_state.RequestSpec:
+    def spec_for(uuid: str) -> RequestSpec:
         group = request_spec.server_group(db_session_factory, group_object, uuid)
         return request_spec.build(
             instance_uuid=uuid, spec={}, flavor=FLAVOR, image=IMAGE, server_group=group
         )
 
-    assert request_spec.claim(db_session_factory, spec_for(first), h1, ("h2",))
-    assert not request_spec.claim(db_session_factory, spec_for(second), h1, ("h2",))
+    claim = _db_claim(db_session_factory, dict(FIRST_BUILD))
+    # Both read the group before either claimed: neither member runs anywhere yet.
+    first_spec, second_spec = spec_for(first), spec_for(second)
+    assert claim(first_spec, h1)
 
+    refused = claim(second_spec, h1)
+
+    assert refused.refusal == "anti-affinity"
     row = _row(db_session_factory, second)
-    assert (row["host"], row["task_state"], row["attempts"], row["alternates"]) == (
-        None,
-        "scheduling",
-        0,
-        None,
-    )
-    assert request_spec.claim(db_session_factory, spec_for(second), "h2", ())
+    assert (row["host"], row["task_state"], row["attempts"]) == (None, "scheduling", 0)
+    assert claim(second_spec, "h2")
     row = _row(db_session_factory, second)
-    assert (row["host"], row["task_state"], row["attempts"], row["alternates"]) == (
-        "h2",
-        "spawning",
-        1,
-        [],
-    )
-
-
-def test_the_scheduler_records_the_alternates_that_follow_the_host_it_claimed(
-    db_session_factory: db_engine.SessionFactory,
-) -> None:
-    # h1 has the most free memory, h5 the least: the RAM weigher orders them h1..h5.
-    for host, memory_mib in (("h1", 10240), ("h2", 8192), ("h3", 6144), ("h4", 4096), ("h5", 2048)):
-        make_host(db_session_factory, host, vcpus=4, memory_mib=memory_mib, local_gb=100)
-        with db_engine.transaction(db_session_factory) as session:
-            api.service_record_heartbeat(
-                session, host, models.AGENT_BINARY, f"compute.{host}", "1.0"
-            )
-    # The scheduler's view of hosts is read before h1 is disabled: its claim on h1 is
-    # refused by the database, and the next host is claimed, with the max_attempts - 1
-    # hosts that follow it (not h5) as alternates.
-    hosts = host_state.load_host_states(db_session_factory)
-    with db_engine.transaction(db_session_factory) as session:
-        api.compute_node_set_disabled(session, "h1", True, "maintenance")
-    uuid = make_instance(db_session_factory)
-    scheduler = SchedulerManager(
-        lambda: hosts,
-        functools.partial(request_spec.claim, db_session_factory),
-        filters=[compute_filter.ComputeFilter(), resource_filter.ResourceFilter()],
-        weighers=[RAMWeigher()],
-        max_attempts=3,
-    )
-    spec = request_spec.build(
-        instance_uuid=uuid, spec={}, flavor=FLAVOR, image=IMAGE, server_group=None
-    )
-
-    selection = scheduler.schedule(spec)
-
-    assert (selection.host, selection.alternates) == ("h2", ("h3", "h4"))
-    row = _row(db_session_factory, uuid)
-    assert (row["host"], row["task_state"], row["attempts"], row["alternates"]) == (
-        "h2",
-        "spawning",
-        1,
-        ["h3", "h4"],
-    )
-    assert node(db_session_factory, "h1").vcpus_used == 0
+    assert (row["host"], row["task_state"], row["attempts"]) == ("h2", "spawning", 1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import datetime as dt
 import json
 import logging
 import math
@@ -15,14 +16,17 @@ import uuid as uuidlib
 import pytest
 import sqlalchemy as sa
 
-from kubenova.db import api, models, placement
+from kubenova import placement
+from kubenova.db import api, models
 from kubenova.db import engine as db_engine
+from kubenova.scheduler import filters, host_manager
 from kubenova.scheduler.filters import (
     compute_filter,
     resource_filter,
     server_group_affinity_filter,
     server_group_anti_affinity_filter,
 )
+from kubenova.scheduler.host_state import RequestSpec
 from tests.integration.db import claim_worker
 from tests.integration.db.helpers import allocations_of, make_host, make_instance, node
 
@@ -112,10 +116,19 @@ def _assert_consistent(session_factory: db_engine.SessionFactory) -> dict[str, a
             usage[host].memory_mib,
             usage[host].disk_gib,
         ), host
-        assert n.vcpus_used <= n.vcpu_capacity(), host
-        assert n.memory_mib_used <= n.memory_mib_capacity(), host
-        assert n.local_gb_used <= n.disk_gib_capacity(), host
+        assert _within_capacity(n), host
     return usage
+
+
+def _within_capacity(n: models.ComputeNode) -> bool:
+    """Every resource's usage is within what placement allows to be allocated."""
+    return (
+        n.vcpus_used <= placement.allocatable(n.vcpus, 0, n.cpu_allocation_ratio)
+        and n.memory_mib_used
+        <= placement.allocatable(n.memory_mib, n.reserved_host_memory_mib, n.ram_allocation_ratio)
+        and n.local_gb_used
+        <= placement.allocatable(n.local_gb, n.reserved_host_disk_gib, n.disk_allocation_ratio)
+    )
 
 
 def test_room_per_host_is_what_the_test_expects():
@@ -157,10 +170,7 @@ def test_racing_claims_from_threads_and_processes_fill_hosts_exactly(db_url, db_
             with db_engine.transaction(db_session_factory) as session:
                 for record in api.compute_nodes_list(session):
                     n = record.node
-                    if n.vcpus_used > n.vcpu_capacity() or (
-                        n.memory_mib_used > n.memory_mib_capacity()
-                        or n.local_gb_used > n.disk_gib_capacity()
-                    ):
+                    if not _within_capacity(n):
                         over_capacity.append(f"{n.host}: {n.vcpus_used}/{n.memory_mib_used}")
 
     try:
@@ -311,14 +321,55 @@ def test_a_refused_claim_names_what_the_host_is_short_of(db_session_factory, wan
     assert api.claim_resources(db_session_factory, uuid, "host-a", 8, 2048, 10) == api.CLAIMED
 
 
+# Allocatable: 3 vCPUs x 1.5 = 4.5; (3000 - 1000) MiB x 1.5 = 3000; (100 - 10) GiB x 1.1 =
+# 99.00000000000001 in floating point.
+BOUNDARY_HOST = {
+    "vcpus": 3,
+    "memory_mib": 3000,
+    "local_gb": 100,
+    "cpu_allocation_ratio": 1.5,
+    "ram_allocation_ratio": 1.5,
+    "disk_allocation_ratio": 1.1,
+    "reserved_host_memory_mib": 1000,
+    "reserved_host_disk_gib": 10,
+}
+
+
+@pytest.mark.parametrize(
+    ("wanted", "refusal"),
+    [
+        ((4, 3000, 99), None),
+        ((5, 3000, 99), placement.REFUSED_NO_VCPU),
+        ((4, 3001, 99), placement.REFUSED_NO_MEMORY),
+        ((4, 3000, 100), placement.REFUSED_NO_DISK),
+    ],
+    ids=["all-room", "one-vcpu-more", "one-mib-more", "one-gib-more"],
+)
+def test_the_claim_and_the_resource_filter_draw_the_same_boundary(
+    db_session_factory, wanted, refusal
+):
+    make_host(db_session_factory, "host-a", **BOUNDARY_HOST)
+    uuid = make_instance(db_session_factory)
+    [host_state] = host_manager.load_host_states(db_session_factory)
+    vcpus, memory_mib, disk_gib = wanted
+    spec = RequestSpec(uuid, vcpus, memory_mib, disk_gib)
+    context = filters.FilterContext(now=dt.datetime.now(dt.UTC))
+
+    filtered = resource_filter.ResourceFilter().host_passes(host_state, spec, context)
+    claimed = api.claim_resources(db_session_factory, uuid, "host-a", *wanted)
+
+    assert (filtered.passed, filtered.reason or None) == (refusal is None, refusal)
+    assert claimed.refusal == refusal
+
+
 def test_claim_refusals_are_worded_as_the_filters_word_their_rejections():
     # One explanation counts filter rejections and refused claims together.
     assert resource_filter.NO_MEMORY.reason == placement.REFUSED_NO_MEMORY
     assert resource_filter.NO_VCPU.reason == placement.REFUSED_NO_VCPU
     assert resource_filter.NO_DISK.reason == placement.REFUSED_NO_DISK
     assert compute_filter.DISABLED.reason == placement.REFUSED_DISABLED
-    assert server_group_affinity_filter.NOT_WITH_GROUP.reason == models.POLICY_AFFINITY
-    assert server_group_anti_affinity_filter.WITH_GROUP.reason == models.POLICY_ANTI_AFFINITY
+    assert server_group_affinity_filter.NOT_WITH_GROUP.reason == placement.POLICY_AFFINITY
+    assert server_group_anti_affinity_filter.WITH_GROUP.reason == placement.POLICY_ANTI_AFFINITY
 
 
 def test_a_disabled_host_takes_no_new_claim_and_keeps_what_it_holds(db_session_factory):

@@ -12,6 +12,7 @@ import pytest
 from kubenova.db import api, models
 from kubenova.db import engine as db_engine
 from kubenova.scheduler import host_state
+from kubenova.scheduler.host_manager import load_host_states
 from tests.integration.db.helpers import make_host, make_instance, node
 
 pytestmark = pytest.mark.integration
@@ -217,7 +218,7 @@ def test_host_states_carry_liveness_labels_and_build_failures(db_session_factory
         h1_agent = api.service_get(session, "h1", models.AGENT_BINARY)
     assert h1_agent is not None
 
-    states = host_state.load_host_states(db_session_factory)
+    states = load_host_states(db_session_factory)
 
     assert [s.host for s in states] == ["h1", "h2", "h3"]
     h1, h2, h3 = states

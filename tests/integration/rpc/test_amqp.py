@@ -13,9 +13,8 @@ import pika.exceptions
 import prometheus_client
 import pytest
 
-from kubenova import metrics
 from kubenova.config import MessagingSettings
-from kubenova.rpc import amqp, envelope, payloads
+from kubenova.rpc import amqp, envelope, metrics, payloads
 
 pytestmark = pytest.mark.integration
 

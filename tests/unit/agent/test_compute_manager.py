@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from kubenova.exception import PermanentFailure
 from kubenova.rpc import conductor_rpcapi, envelope, payloads
-from kubenova.rpc.amqp import PermanentFailure
 from kubenova_agent import exceptions, manager
 from kubenova_agent.virt import driver as virt_driver
 from kubenova_agent.virt.power_state import PowerState

@@ -1,7 +1,7 @@
 import dataclasses
 import datetime
 
-from kubenova.conductor import status
+from kubenova.conductor import instance_status as status
 
 
 @dataclasses.dataclass

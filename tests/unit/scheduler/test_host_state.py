@@ -1,8 +1,5 @@
-from unittest import mock
-
 import pytest
 
-from kubenova.scheduler import host_state
 from kubenova.scheduler.host_state import RequestSpec, ServerGroupSpec
 from tests.unit.scheduler.conftest import make_host
 
@@ -38,58 +35,3 @@ def test_server_group_occupied_hosts_leave_out_hosts_with_no_members():
     group = ServerGroupSpec(name="g", policy="affinity", member_hosts={"h1": 2, "h2": 0})
     assert group.occupied_hosts == frozenset({"h1"})
     assert (group.members_on("h1"), group.members_on("h2"), group.members_on("h3")) == (2, 0, 0)
-
-
-def _node(**extra):
-    values = {
-        "host": "h1",
-        "vcpus": 8,
-        "vcpus_used": 2,
-        "memory_mib": 16384,
-        "memory_mib_used": 1024,
-        "local_gb": 200,
-        "local_gb_used": 20,
-        "cpu_allocation_ratio": 4.0,
-        "ram_allocation_ratio": 1.0,
-        "disk_allocation_ratio": 1.0,
-        "reserved_host_memory_mib": 512,
-        "reserved_host_disk_gib": 0,
-        "node_disabled": False,
-        "disabled_reason": None,
-        "running_vms": 3,
-        "labels": {"topology.kubernetes.io/zone": "az1"},
-        "cpu_arch": "x86_64",
-        "hypervisor_type": "QEMU",
-        "virt_type": "kvm",
-        "failed_builds": 0,
-        "service_disabled": False,
-        "last_seen_up": None,
-    }
-    values.update(extra)
-    return host_state.db_api.HostCapacity(**values)
-
-
-def _load(monkeypatch, node):
-    monkeypatch.setattr(host_state.db_api, "compute_node_capacities", lambda session: [node])
-    # A session factory whose sessions and transactions are no-op context managers.
-    return host_state.load_host_states(mock.MagicMock())
-
-
-def test_load_host_states_reads_the_hosts_facts(monkeypatch):
-    [state] = _load(monkeypatch, _node())
-    assert (state.cpu_arch, state.hypervisor_type, state.virt_type) == ("x86_64", "QEMU", "kvm")
-    assert state.availability_zone == "az1"
-    assert (state.num_instances, state.disk_gib, state.disk_gib_used) == (3, 200, 20)
-    assert state.disabled is False
-
-
-def test_load_host_states_reads_failed_builds(monkeypatch):
-    [state] = _load(monkeypatch, _node(failed_builds=4))
-    assert state.failed_builds == 4
-
-
-def test_load_host_states_disables_a_host_whose_node_or_service_is_disabled(monkeypatch):
-    [by_node] = _load(monkeypatch, _node(node_disabled=True))
-    [by_service] = _load(monkeypatch, _node(service_disabled=True))
-    [no_service] = _load(monkeypatch, _node(service_disabled=None))
-    assert (by_node.disabled, by_service.disabled, no_service.disabled) == (True, True, False)

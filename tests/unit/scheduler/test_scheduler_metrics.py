@@ -18,13 +18,13 @@ def _sample(name: str, **labels: str) -> float:
     return prometheus_client.REGISTRY.get_sample_value(name, labels) or 0.0
 
 
-def _scheduler(hosts, claim) -> SchedulerManager:
-    return SchedulerManager(lambda: hosts, claim, filters=FILTERS, weighers=[], clock=lambda: NOW)
+def _scheduler(hosts) -> SchedulerManager:
+    return SchedulerManager(lambda: hosts, filters=FILTERS, weighers=[], clock=lambda: NOW)
 
 
 def test_a_scheduled_attempt_is_timed_under_scheduled():
     before = _sample("kubenova_scheduler_attempt_duration_seconds_count", result="scheduled")
-    _scheduler([make_host("a")], lambda *args: CLAIMED).schedule(make_spec())
+    _scheduler([make_host("a")]).schedule(make_spec(), lambda spec, host: CLAIMED)
     after = _sample("kubenova_scheduler_attempt_duration_seconds_count", result="scheduled")
     assert after - before == 1
 
@@ -43,7 +43,7 @@ def test_an_attempt_without_a_host_counts_its_rejections_and_refusals():
     before = [_sample(name, **labels) for name, labels, _ in expected]
 
     with pytest.raises(NoValidHost):
-        _scheduler(hosts, lambda spec, host, alternates: refusals[host]).schedule(make_spec())
+        _scheduler(hosts).schedule(make_spec(), lambda spec, host: refusals[host])
 
     after = [_sample(name, **labels) for name, labels, _ in expected]
     assert [a - b for a, b in zip(after, before, strict=True)] == [n for *_, n in expected]

@@ -12,9 +12,12 @@ from kubenova.scheduler.filters import (
 from kubenova.scheduler.manager import NoValidHost, SchedulerManager, select_destinations
 from kubenova.scheduler.weighers import load_weighers
 from kubenova.scheduler.weighers.ram_weigher import RAMWeigher
-from tests.unit.scheduler.conftest import NOW, group_spec, make_host, make_spec
+from tests.unit.scheduler.conftest import NOW, UUID, group_spec, make_host, make_spec
 
 FILTERS = [compute_filter.ComputeFilter(), resource_filter.ResourceFilter()]
+ALL_FILTERS = load_filters(DEFAULT_FILTERS)
+ZONE = "topology.kubernetes.io/zone"
+DOWN = NOW - datetime.timedelta(minutes=5)
 
 
 def test_hosts_are_ordered_by_free_memory_when_spreading(context):
@@ -50,7 +53,25 @@ def test_no_hosts_at_all_says_none_registered(context):
         select_destinations(make_spec(), [], FILTERS, [], context)
 
 
-def test_schedule_claims_the_best_host_and_falls_back_when_a_claim_loses_a_race():
+def _scheduler(hosts, **kwargs) -> SchedulerManager:
+    return SchedulerManager(
+        lambda: hosts, filters=FILTERS, weighers=[RAMWeigher()], clock=lambda: NOW, **kwargs
+    )
+
+
+def test_schedule_claims_on_the_best_host_and_returns_it():
+    hosts = [make_host("second", memory_mib_used=100), make_host("first")]
+    claims = []
+
+    def claim(spec, host):
+        claims.append(host)
+        return CLAIMED
+
+    assert _scheduler(hosts).schedule(make_spec(), claim) == "first"
+    assert claims == ["first"]
+
+
+def test_schedule_tries_the_next_host_when_a_claim_loses_a_race():
     hosts = [
         make_host("first"),
         make_host("second", memory_mib_used=100),
@@ -58,19 +79,41 @@ def test_schedule_claims_the_best_host_and_falls_back_when_a_claim_loses_a_race(
     ]
     claims = []
 
-    def claim(spec, host, alternates):
-        claims.append((host, alternates))
+    def claim(spec, host):
+        claims.append(host)
         # Someone else just filled "first".
         return ClaimResult("insufficient memory") if host == "first" else CLAIMED
 
-    scheduler = SchedulerManager(
-        lambda: hosts, claim, filters=FILTERS, weighers=[RAMWeigher()], clock=lambda: NOW
+    assert _scheduler(hosts).schedule(make_spec(), claim) == "second"
+    assert claims == ["first", "second"]
+
+
+def test_schedule_claims_only_hosts_that_pass_the_filters():
+    hosts = [make_host("full", memory_mib_used=8192), make_host("down", last_seen_up=DOWN)]
+    claims = []
+
+    with pytest.raises(NoValidHost) as raised:
+        _scheduler(hosts).schedule(make_spec(), lambda spec, host: claims.append(host))
+
+    assert claims == []
+    assert str(raised.value) == "0/2 hosts: 1 insufficient memory, 1 down"
+
+
+def test_schedule_tells_the_host_view_of_each_claim_and_of_each_refusal():
+    hosts = [make_host("first"), make_host("second", memory_mib_used=100)]
+    claimed, refused = [], []
+    scheduler = _scheduler(
+        hosts,
+        on_claimed=lambda spec, host: claimed.append((spec.instance_uuid, host)),
+        on_refused=lambda: refused.append(True),
     )
-    selection = scheduler.schedule(make_spec())
-    # Each claim is told the alternates that would follow it (max_attempts 3: two).
-    assert claims == [("first", ("second", "third")), ("second", ("third",))]
-    assert selection.host == "second"
-    assert selection.alternates == ("third",)
+
+    scheduler.schedule(
+        make_spec(), lambda spec, host: ClaimResult("disabled") if host == "first" else CLAIMED
+    )
+
+    assert claimed == [(UUID, "second")]
+    assert refused == [True]
 
 
 def test_refused_claims_are_counted_with_the_filters_rejections():
@@ -78,22 +121,26 @@ def test_refused_claims_are_counted_with_the_filters_rejections():
     # a group member took one and another claim the other's memory.
     hosts = [make_host("a"), make_host("b"), make_host("c", memory_mib_used=8192)]
     refusals = {"a": ClaimResult("anti-affinity"), "b": ClaimResult("insufficient memory")}
-    scheduler = SchedulerManager(
-        lambda: hosts,
-        lambda spec, host, alternates: refusals[host],
-        filters=FILTERS,
-        weighers=[],
-        clock=lambda: NOW,
-    )
     with pytest.raises(NoValidHost) as raised:
-        scheduler.schedule(make_spec(memory_mib=512))
+        _scheduler(hosts).schedule(make_spec(memory_mib=512), lambda spec, host: refusals[host])
     assert str(raised.value) == "0/3 hosts: 2 insufficient memory, 1 anti-affinity"
     assert raised.value.rejections == {"insufficient memory": 2, "anti-affinity": 1}
 
 
-ALL_FILTERS = load_filters(DEFAULT_FILTERS)
-ZONE = "topology.kubernetes.io/zone"
-DOWN = NOW - datetime.timedelta(minutes=5)
+def test_a_host_the_build_already_failed_on_is_never_claimed():
+    hosts = [make_host("tried"), make_host("other", memory_mib_used=4096)]
+    claims = []
+
+    def claim(spec, host):
+        claims.append(host)
+        return CLAIMED
+
+    scheduler = SchedulerManager(
+        lambda: hosts, filters=ALL_FILTERS, weighers=load_weighers(), clock=lambda: NOW
+    )
+    host = scheduler.schedule(make_spec(ignore_hosts=frozenset({"tried"})), claim)
+
+    assert (host, claims) == ("other", ["other"])
 
 
 def test_forced_host_is_chosen_over_filters_an_administrator_may_override(context):

@@ -5,12 +5,13 @@ from __future__ import annotations
 import logging
 from typing import Final
 
-from kubenova.scheduler.filters import PASS, BaseHostFilter, FilterContext, FilterResult
+from kubenova import placement
+from kubenova.scheduler.filters.base import PASS, BaseHostFilter, FilterContext, FilterResult
 from kubenova.scheduler.host_state import HostState, RequestSpec
 
 LOG = logging.getLogger(__name__)
 
-DISABLED: Final = FilterResult.reject("disabled")
+DISABLED: Final = FilterResult.reject(placement.REFUSED_DISABLED)
 DOWN: Final = FilterResult.reject("down")
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 from typing import Final
 
-from kubenova.scheduler.filters import PASS, BaseHostFilter, FilterContext, FilterResult
+from kubenova.scheduler.filters.base import PASS, BaseHostFilter, FilterContext, FilterResult
 from kubenova.scheduler.host_state import HostState, RequestSpec
 
 LOG = logging.getLogger(__name__)

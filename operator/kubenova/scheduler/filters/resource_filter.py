@@ -1,9 +1,10 @@
 """ResourceFilter: the host has room for the flavor's vCPU, memory and disk.
 
-Room is capacity times the allocation ratio, less what is reserved for the host,
-less what claims already hold (Nova's CoreFilter, RamFilter and DiskFilter, which
-placement replaced). The claim re-checks this in the database, so a stale view can
-only make the scheduler try a host that then refuses, never overcommit one.
+Room is what is allocatable (:func:`kubenova.placement.allocatable`: capacity less what is
+reserved for the host, times the allocation ratio) less what claims already hold (Nova's
+CoreFilter, RamFilter and DiskFilter, which placement replaced). The claim re-checks this in
+the database, so a stale view can only make the scheduler try a host that then refuses, never
+overcommit one.
 """
 
 from __future__ import annotations
@@ -11,14 +12,15 @@ from __future__ import annotations
 import logging
 from typing import Final
 
-from kubenova.scheduler.filters import PASS, BaseHostFilter, FilterContext, FilterResult
+from kubenova import placement
+from kubenova.scheduler.filters.base import PASS, BaseHostFilter, FilterContext, FilterResult
 from kubenova.scheduler.host_state import HostState, RequestSpec
 
 LOG = logging.getLogger(__name__)
 
-NO_MEMORY: Final = FilterResult.reject("insufficient memory")
-NO_VCPU: Final = FilterResult.reject("insufficient vcpu")
-NO_DISK: Final = FilterResult.reject("insufficient disk")
+NO_MEMORY: Final = FilterResult.reject(placement.REFUSED_NO_MEMORY)
+NO_VCPU: Final = FilterResult.reject(placement.REFUSED_NO_VCPU)
+NO_DISK: Final = FilterResult.reject(placement.REFUSED_NO_DISK)
 
 
 class ResourceFilter(BaseHostFilter):

@@ -10,12 +10,13 @@ from __future__ import annotations
 import logging
 from typing import Final
 
-from kubenova.scheduler.filters import PASS, BaseHostFilter, FilterContext, FilterResult
+from kubenova import placement
+from kubenova.scheduler.filters.base import PASS, BaseHostFilter, FilterContext, FilterResult
 from kubenova.scheduler.host_state import HostState, RequestSpec
 
 LOG = logging.getLogger(__name__)
 
-NOT_WITH_GROUP: Final = FilterResult.reject("affinity")
+NOT_WITH_GROUP: Final = FilterResult.reject(placement.POLICY_AFFINITY)
 
 
 class ServerGroupAffinityFilter(BaseHostFilter):
@@ -29,11 +30,10 @@ class ServerGroupAffinityFilter(BaseHostFilter):
     ) -> FilterResult:
         del context
         group = spec.server_group
-        if group is None or group.policy != "affinity":
+        if group is None or group.policy != placement.POLICY_AFFINITY:
             return PASS
         # A host recorded with zero members holds none: it does not anchor the group.
-        occupied = group.occupied_hosts
-        if occupied and host_state.host not in occupied:
+        if not placement.affinity_allows(group.occupied_hosts, host_state.host):
             LOG.debug("%s has no member of affinity group %s", host_state.host, group.name)
             return NOT_WITH_GROUP
         return PASS

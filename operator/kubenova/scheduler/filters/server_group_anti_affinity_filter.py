@@ -10,15 +10,13 @@ from __future__ import annotations
 import logging
 from typing import Final
 
-from kubenova.scheduler.filters import PASS, BaseHostFilter, FilterContext, FilterResult
+from kubenova import placement
+from kubenova.scheduler.filters.base import PASS, BaseHostFilter, FilterContext, FilterResult
 from kubenova.scheduler.host_state import HostState, RequestSpec
 
 LOG = logging.getLogger(__name__)
 
-WITH_GROUP: Final = FilterResult.reject("anti-affinity")
-
-#: Nova's limit when the group has no ``max_server_per_host`` rule.
-DEFAULT_MAX_SERVER_PER_HOST: Final = 1
+WITH_GROUP: Final = FilterResult.reject(placement.POLICY_ANTI_AFFINITY)
 
 
 class ServerGroupAntiAffinityFilter(BaseHostFilter):
@@ -32,17 +30,15 @@ class ServerGroupAntiAffinityFilter(BaseHostFilter):
     ) -> FilterResult:
         del context
         group = spec.server_group
-        if group is None or group.policy != "anti-affinity":
+        if group is None or group.policy != placement.POLICY_ANTI_AFFINITY:
             return PASS
-        limit = group.max_server_per_host or DEFAULT_MAX_SERVER_PER_HOST
         members = group.members_on(host_state.host)
-        if members >= limit:
+        if not placement.anti_affinity_allows(members, group.max_server_per_host):
             LOG.debug(
-                "%s already holds %d member(s) of anti-affinity group %s (at most %d)",
+                "%s already holds %d member(s) of anti-affinity group %s",
                 host_state.host,
                 members,
                 group.name,
-                limit,
             )
             return WITH_GROUP
         return PASS

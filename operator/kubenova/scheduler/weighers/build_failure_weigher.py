@@ -11,7 +11,7 @@ filters but kills each guest) would otherwise attract every new instance.
 from __future__ import annotations
 
 from kubenova.scheduler.host_state import HostState, RequestSpec
-from kubenova.scheduler.weighers import BaseWeigher
+from kubenova.scheduler.weighers.base import BaseWeigher
 
 
 class BuildFailureWeigher(BaseWeigher):

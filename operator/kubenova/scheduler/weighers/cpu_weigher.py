@@ -7,7 +7,7 @@ multiplier 1.0 (Nova's ``cpu_weight_multiplier``); a negative multiplier packs i
 from __future__ import annotations
 
 from kubenova.scheduler.host_state import HostState, RequestSpec
-from kubenova.scheduler.weighers import BaseWeigher
+from kubenova.scheduler.weighers.base import BaseWeigher
 
 
 class CPUWeigher(BaseWeigher):

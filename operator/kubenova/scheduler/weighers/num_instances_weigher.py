@@ -11,7 +11,7 @@ opposite sign (raw weight = the count, positive multiplier packs): translate a N
 from __future__ import annotations
 
 from kubenova.scheduler.host_state import HostState, RequestSpec
-from kubenova.scheduler.weighers import BaseWeigher
+from kubenova.scheduler.weighers.base import BaseWeigher
 
 
 class NumInstancesWeigher(BaseWeigher):

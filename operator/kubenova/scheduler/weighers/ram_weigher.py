@@ -8,7 +8,7 @@ the host with the least free memory wins.
 from __future__ import annotations
 
 from kubenova.scheduler.host_state import HostState, RequestSpec
-from kubenova.scheduler.weighers import BaseWeigher
+from kubenova.scheduler.weighers.base import BaseWeigher
 
 
 class RAMWeigher(BaseWeigher):

@@ -10,7 +10,7 @@ turn affinity into anti-affinity.
 from __future__ import annotations
 
 from kubenova.scheduler.host_state import HostState, RequestSpec
-from kubenova.scheduler.weighers import BaseWeigher
+from kubenova.scheduler.weighers.base import BaseWeigher
 
 
 class ServerGroupSoftAffinityWeigher(BaseWeigher):

@@ -44,7 +44,7 @@ class _Slot(Generic[P]):
     projection: P
 
 
-class StatusWriter(Generic[P]):
+class PatchQueue(Generic[P]):
     """Per-instance ordered status writes, with optional deferral (see the module doc).
 
     ``write`` patches one projection (and records the outcome); it must not raise for an

@@ -6,11 +6,11 @@ from typing import Any
 
 import pytest
 
-from kubenova.conductor.written_status import WrittenStatus, changed_fields
+from kubenova.conductor.last_written import LastWritten, changed_fields
 
 
 def test_unknown_key_is_none_and_a_remembered_one_comes_back() -> None:
-    memory = WrittenStatus()
+    memory = LastWritten()
     assert memory.get("a") is None
     memory.remember("a", {"phase": "Running"})
     assert memory.get("a") == {"phase": "Running"}
@@ -20,11 +20,11 @@ def test_unknown_key_is_none_and_a_remembered_one_comes_back() -> None:
 @pytest.mark.parametrize("capacity", [0, -1])
 def test_capacity_below_one_is_refused(capacity: int) -> None:
     with pytest.raises(ValueError, match="at least 1"):
-        WrittenStatus(capacity)
+        LastWritten(capacity)
 
 
 def test_capacity_of_one_keeps_only_the_last_key() -> None:
-    memory = WrittenStatus(1)
+    memory = LastWritten(1)
     memory.remember("a", {"phase": "Running"})
     memory.remember("b", {"phase": "Building"})
     assert memory.get("a") is None
@@ -33,7 +33,7 @@ def test_capacity_of_one_keeps_only_the_last_key() -> None:
 
 
 def test_the_least_recently_written_key_is_evicted_first() -> None:
-    memory = WrittenStatus(3)
+    memory = LastWritten(3)
     for key in ("a", "b", "c"):
         memory.remember(key, {"key": key})
     memory.remember("d", {"key": "d"})
@@ -43,7 +43,7 @@ def test_the_least_recently_written_key_is_evicted_first() -> None:
 
 
 def test_reading_a_key_makes_it_recently_used() -> None:
-    memory = WrittenStatus(3)
+    memory = LastWritten(3)
     for key in ("a", "b", "c"):
         memory.remember(key, {"key": key})
     assert memory.get("a") == {"key": "a"}  # now "b" is the oldest
@@ -53,7 +53,7 @@ def test_reading_a_key_makes_it_recently_used() -> None:
 
 
 def test_writing_a_key_again_makes_it_recently_used() -> None:
-    memory = WrittenStatus(3)
+    memory = LastWritten(3)
     for key in ("a", "b", "c"):
         memory.remember(key, {"key": key})
     memory.remember("a", {"phase": "Running"})  # now "b" is the oldest
@@ -64,7 +64,7 @@ def test_writing_a_key_again_makes_it_recently_used() -> None:
 
 
 def test_a_missed_read_does_not_change_the_eviction_order() -> None:
-    memory = WrittenStatus(2)
+    memory = LastWritten(2)
     memory.remember("a", {"key": "a"})
     memory.remember("b", {"key": "b"})
     assert memory.get("z") is None
@@ -74,7 +74,7 @@ def test_a_missed_read_does_not_change_the_eviction_order() -> None:
 
 
 def test_remember_merges_top_level_fields_like_a_merge_patch() -> None:
-    memory = WrittenStatus()
+    memory = LastWritten()
     memory.remember("h1", {"state": "up", "vcpus": {"used": 1, "capacity": 8}, "audit": "x"})
     memory.remember("h1", {"state": "down", "vcpus": {"used": 2}})
     # Fields not given stay; a given field replaces the remembered value as a whole.
@@ -82,7 +82,7 @@ def test_remember_merges_top_level_fields_like_a_merge_patch() -> None:
 
 
 def test_forget_drops_the_key_and_forgetting_an_unknown_key_is_harmless() -> None:
-    memory = WrittenStatus()
+    memory = LastWritten()
     memory.remember("a", {"phase": "Running"})
     memory.remember("b", {"phase": "Running"})
     memory.forget("a")
@@ -96,7 +96,7 @@ def test_forget_drops_the_key_and_forgetting_an_unknown_key_is_harmless() -> Non
 
 
 def test_get_returns_a_copy_the_caller_may_change() -> None:
-    memory = WrittenStatus()
+    memory = LastWritten()
     memory.remember("a", {"conditions": [{"type": "Ready", "status": "True"}], "phase": "Running"})
     got = memory.get("a")
     assert got is not None
@@ -110,7 +110,7 @@ def test_get_returns_a_copy_the_caller_may_change() -> None:
 
 
 def test_remember_keeps_a_copy_of_what_it_was_given() -> None:
-    memory = WrittenStatus()
+    memory = LastWritten()
     status: dict[str, Any] = {"addresses": ["10.0.0.1"], "usage": {"used": 1}}
     memory.remember("a", status)
     status["addresses"].append("10.0.0.2")

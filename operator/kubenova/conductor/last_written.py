@@ -23,7 +23,7 @@ from typing import Any
 DEFAULT_CAPACITY = 50_000
 
 
-class WrittenStatus:
+class LastWritten:
     """A bounded, thread-safe map from an object's key to the status last written to it."""
 
     def __init__(self, capacity: int = DEFAULT_CAPACITY) -> None:

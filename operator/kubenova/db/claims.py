@@ -24,6 +24,7 @@ from typing import Any, Final, cast
 import sqlalchemy as sa
 from sqlalchemy import orm
 
+from kubenova import placement
 from kubenova.db import engine as db_engine
 from kubenova.db import exceptions, instances, models, server_groups
 
@@ -47,22 +48,11 @@ class Usage:
         }
 
 
-#: Why a host refused a claim, in the words the scheduler's filters use for the same
-#: reasons, so one explanation can count both: the node has no room left for one resource
-#: (memory first, then vCPU, then disk, as the ResourceFilter checks them), it was disabled,
-#: or it is no longer registered. A server group's hard policy refuses in its own name
-#: (``affinity``, ``anti-affinity``).
-REFUSED_NO_MEMORY: Final = "insufficient memory"
-REFUSED_NO_VCPU: Final = "insufficient vcpu"
-REFUSED_NO_DISK: Final = "insufficient disk"
-REFUSED_DISABLED: Final = "disabled"
-REFUSED_UNKNOWN_HOST: Final = "not registered"
-
-
 @dataclasses.dataclass(frozen=True)
 class ClaimResult:
     """What a claim did: true in a boolean context when the host took it; otherwise
-    ``refusal`` says why (one of the ``REFUSED_*`` reasons or a group's hard policy)."""
+    ``refusal`` says why, in the words of :mod:`kubenova.placement` (a ``REFUSED_*`` reason or
+    the name of a group's hard policy)."""
 
     refusal: str | None = None
 
@@ -87,18 +77,18 @@ _LOCK_LIVE_INSTANCE_HOST: Final = (
 #: the claim (say, because a record exists after all).
 RecordNewInstance = Callable[[orm.Session, Mapping[str, Any]], None]
 
-# What a node has room for, written once for the claim's UPDATE and for the read that says
-# why a claim was refused.
-_VCPUS_FIT: Final = (
-    _NODES.c.vcpus_used + sa.bindparam("b_vcpus") <= _NODES.c.vcpus * _NODES.c.cpu_allocation_ratio
+# What a node has room for (placement's formula, on the row's columns), for the claim's
+# UPDATE and for the read that says why a claim was refused.
+_VCPUS_FIT: Final = _NODES.c.vcpus_used + sa.bindparam("b_vcpus") <= placement.allocatable(
+    _NODES.c.vcpus, 0, _NODES.c.cpu_allocation_ratio
 )
-_MEMORY_FITS: Final = (
-    _NODES.c.memory_mib_used + sa.bindparam("b_memory_mib")
-    <= (_NODES.c.memory_mib - _NODES.c.reserved_host_memory_mib) * _NODES.c.ram_allocation_ratio
+_MEMORY_FITS: Final = _NODES.c.memory_mib_used + sa.bindparam(
+    "b_memory_mib"
+) <= placement.allocatable(
+    _NODES.c.memory_mib, _NODES.c.reserved_host_memory_mib, _NODES.c.ram_allocation_ratio
 )
-_DISK_FITS: Final = (
-    _NODES.c.local_gb_used + sa.bindparam("b_disk_gib")
-    <= (_NODES.c.local_gb - _NODES.c.reserved_host_disk_gib) * _NODES.c.disk_allocation_ratio
+_DISK_FITS: Final = _NODES.c.local_gb_used + sa.bindparam("b_disk_gib") <= placement.allocatable(
+    _NODES.c.local_gb, _NODES.c.reserved_host_disk_gib, _NODES.c.disk_allocation_ratio
 )
 _CLAIM_ON_NODE: Final = (
     _NODES.update()
@@ -177,7 +167,7 @@ def claim_resources(
     3. Three allocation rows are inserted and ``instances.host``/``node`` set, with
        ``instance_values`` (other columns, checked as :func:`instances.instance_update`
        checks them) in the same UPDATE, then commit. A caller that records the outcome of
-       scheduling (alternates, task state) this way needs no transaction of its own after.
+       scheduling (attempt, task state) this way needs no transaction of its own after.
 
     With ``server_group``, between steps 1 and 2 the group row is locked (``FOR UPDATE``), so
     claims into one group run one at a time, and the group's live members are counted per
@@ -271,28 +261,28 @@ def claim_resources(
 def _node_refusal(conn: sa.Connection, host: str, amounts: Mapping[str, int]) -> str:
     why = conn.execute(_WHY_NODE_REFUSED, {"b_host": host, **amounts}).one_or_none()
     if why is None:
-        return REFUSED_UNKNOWN_HOST
+        return placement.REFUSED_UNKNOWN_HOST
     if why.disabled:
-        return REFUSED_DISABLED
-    if not why.memory_fits:
-        return REFUSED_NO_MEMORY
-    if not why.vcpus_fit:
-        return REFUSED_NO_VCPU
-    return REFUSED_NO_DISK
+        return placement.REFUSED_DISABLED
+    missing = placement.missing_resource(
+        memory_fits=bool(why.memory_fits),
+        vcpus_fit=bool(why.vcpus_fit),
+        disk_fits=bool(why.disk_fits),
+    )
+    # The UPDATE found no room, so one of them is missing.
+    return missing or placement.REFUSED_NO_DISK
 
 
 def _group_refusal(
     session: orm.Session, group: models.ServerGroup, instance_uuid: str, host: str
 ) -> str | None:
     """The group's hard policy if it refuses ``host``, else None."""
-    if group.policy not in server_groups.HARD_POLICIES:
+    if group.policy not in placement.HARD_POLICIES:
         return None
     member_hosts = server_groups.server_group_member_hosts(
         session, group.id, exclude_instance=instance_uuid
     )
-    refusal = server_groups.policy_refusal(
-        group.policy, group.max_server_per_host, member_hosts, host
-    )
+    refusal = placement.policy_refusal(group.policy, group.max_server_per_host, member_hosts, host)
     if refusal is None:
         return None
     LOG.info(

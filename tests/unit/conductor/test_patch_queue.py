@@ -1,4 +1,4 @@
-"""The status writer: per-instance ordered writes, deferred projections held and replaced.
+"""The patch queue: per-instance ordered status writes, deferred projections held and replaced.
 
 Time is a fake clock the tests advance; the writer's thread is real. The thread waits on a
 Condition whose timeout is the time left until the next due projection *by the fake clock*,
@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from kubenova.conductor.status_writer import StatusWriter
+from kubenova.conductor.patch_queue import PatchQueue
 from tests.support import FakeClock
 
 # The deferral, in fake seconds (and the writer thread's polling period, in real ones).
@@ -123,14 +123,12 @@ def recorder() -> Recorder:
 
 
 @pytest.fixture
-def make_writer(
-    clock: FakeClock, recorder: Recorder
-) -> Iterator[Callable[..., StatusWriter[Proj]]]:
+def make_writer(clock: FakeClock, recorder: Recorder) -> Iterator[Callable[..., PatchQueue[Proj]]]:
     """Builds writers over ``recorder`` and ``clock``, and stops them after the test."""
-    writers: list[StatusWriter[Proj]] = []
+    writers: list[PatchQueue[Proj]] = []
 
-    def make(delay_s: float = DELAY, *, start: bool = True) -> StatusWriter[Proj]:
-        writer: StatusWriter[Proj] = StatusWriter(recorder, delay_s=delay_s, clock=clock)
+    def make(delay_s: float = DELAY, *, start: bool = True) -> PatchQueue[Proj]:
+        writer: PatchQueue[Proj] = PatchQueue(recorder, delay_s=delay_s, clock=clock)
         writers.append(writer)
         if start:
             writer.start()
@@ -146,11 +144,11 @@ def make_writer(
 
 def test_negative_delay_is_refused() -> None:
     with pytest.raises(ValueError, match="finite number of seconds >= 0"):
-        StatusWriter(lambda projection: None, delay_s=-0.001)
+        PatchQueue(lambda projection: None, delay_s=-0.001)
 
 
 def test_with_no_delay_a_deferred_projection_is_written_at_once_in_the_caller(
-    make_writer: Callable[..., StatusWriter[Proj]], recorder: Recorder
+    make_writer: Callable[..., PatchQueue[Proj]], recorder: Recorder
 ) -> None:
     writer = make_writer(0.0, start=False)
     writer.submit(Proj("a", "building"), defer=True)
@@ -161,7 +159,7 @@ def test_with_no_delay_a_deferred_projection_is_written_at_once_in_the_caller(
 
 
 def test_a_projection_with_nothing_pending_is_written_in_the_callers_thread(
-    make_writer: Callable[..., StatusWriter[Proj]], recorder: Recorder
+    make_writer: Callable[..., PatchQueue[Proj]], recorder: Recorder
 ) -> None:
     writer = make_writer()
     writer.submit(Proj("a", "running"))
@@ -170,7 +168,7 @@ def test_a_projection_with_nothing_pending_is_written_in_the_callers_thread(
 
 
 def test_a_deferred_projection_is_written_by_the_thread_once_due(
-    make_writer: Callable[..., StatusWriter[Proj]], recorder: Recorder, clock: FakeClock
+    make_writer: Callable[..., PatchQueue[Proj]], recorder: Recorder, clock: FakeClock
 ) -> None:
     writer = make_writer(start=False)  # a deferred submit starts the thread itself
     writer.submit(Proj("a", "building"), defer=True)
@@ -191,7 +189,7 @@ def test_a_deferred_projection_is_written_by_the_thread_once_due(
 
 
 def test_a_newer_projection_replaces_a_held_one_and_is_written_without_waiting(
-    make_writer: Callable[..., StatusWriter[Proj]], recorder: Recorder, clock: FakeClock
+    make_writer: Callable[..., PatchQueue[Proj]], recorder: Recorder, clock: FakeClock
 ) -> None:
     """Running replaces Building: one PATCH, of Running, sent now rather than when Building
     would have fallen due (the fake clock never gets there before the write)."""
@@ -211,7 +209,7 @@ def test_a_newer_projection_replaces_a_held_one_and_is_written_without_waiting(
 
 
 def test_two_deferred_projections_of_one_instance_are_one_write_of_the_latest(
-    make_writer: Callable[..., StatusWriter[Proj]], recorder: Recorder, clock: FakeClock
+    make_writer: Callable[..., PatchQueue[Proj]], recorder: Recorder, clock: FakeClock
 ) -> None:
     writer = make_writer()
     writer.submit(Proj("a", "building-1"), defer=True)
@@ -232,7 +230,7 @@ def test_two_deferred_projections_of_one_instance_are_one_write_of_the_latest(
 
 
 def test_deferred_projections_of_different_instances_are_each_written(
-    make_writer: Callable[..., StatusWriter[Proj]], recorder: Recorder, clock: FakeClock
+    make_writer: Callable[..., PatchQueue[Proj]], recorder: Recorder, clock: FakeClock
 ) -> None:
     writer = make_writer()
     writer.submit(Proj("a", "a-building"), defer=True)
@@ -244,7 +242,7 @@ def test_deferred_projections_of_different_instances_are_each_written(
 
 
 def test_a_projection_submitted_while_its_instance_is_written_waits_for_that_write(
-    make_writer: Callable[..., StatusWriter[Proj]], recorder: Recorder
+    make_writer: Callable[..., PatchQueue[Proj]], recorder: Recorder
 ) -> None:
     writer = make_writer()
     release = recorder.block_on("x-1")
@@ -273,7 +271,7 @@ def test_a_projection_submitted_while_its_instance_is_written_waits_for_that_wri
 
 
 def test_only_the_last_projection_submitted_during_a_write_follows_it(
-    make_writer: Callable[..., StatusWriter[Proj]], recorder: Recorder, clock: FakeClock
+    make_writer: Callable[..., PatchQueue[Proj]], recorder: Recorder, clock: FakeClock
 ) -> None:
     """The write in flight is the writer thread's own (a deferred projection fell due)."""
     writer = make_writer()
@@ -302,12 +300,12 @@ def test_only_the_last_projection_submitted_during_a_write_follows_it(
 
 
 def test_a_failed_write_in_the_thread_is_logged_and_the_thread_goes_on(
-    make_writer: Callable[..., StatusWriter[Proj]],
+    make_writer: Callable[..., PatchQueue[Proj]],
     recorder: Recorder,
     clock: FakeClock,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.ERROR, logger="kubenova.conductor.status_writer")
+    caplog.set_level(logging.ERROR, logger="kubenova.conductor.patch_queue")
     writer = make_writer()
     recorder.fail.add("a-building")
     writer.submit(Proj("a", "a-building"), defer=True)
@@ -330,7 +328,7 @@ def test_a_failed_write_in_the_thread_is_logged_and_the_thread_goes_on(
 
 
 def test_a_failed_write_in_the_callers_thread_raises_there_and_frees_the_instance(
-    make_writer: Callable[..., StatusWriter[Proj]], recorder: Recorder
+    make_writer: Callable[..., PatchQueue[Proj]], recorder: Recorder
 ) -> None:
     writer = make_writer()
     recorder.fail.add("a-1")
@@ -344,7 +342,7 @@ def test_a_failed_write_in_the_callers_thread_raises_there_and_frees_the_instanc
 
 
 def test_stop_writes_what_is_held_and_later_submits_are_written_at_once(
-    make_writer: Callable[..., StatusWriter[Proj]], recorder: Recorder
+    make_writer: Callable[..., PatchQueue[Proj]], recorder: Recorder
 ) -> None:
     writer = make_writer()
     writer.submit(Proj("a", "a-building"), defer=True)
@@ -364,7 +362,7 @@ def test_stop_writes_what_is_held_and_later_submits_are_written_at_once(
 
 
 def test_without_a_started_thread_a_projection_held_behind_a_write_is_still_written(
-    make_writer: Callable[..., StatusWriter[Proj]], recorder: Recorder
+    make_writer: Callable[..., PatchQueue[Proj]], recorder: Recorder
 ) -> None:
     writer = make_writer(0.0, start=False)
     release = recorder.block_on("x-1")

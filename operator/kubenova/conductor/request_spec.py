@@ -1,11 +1,11 @@
-"""From an Instance's spec, its Flavor, Image and ServerGroup to the scheduler's RequestSpec."""
+"""From an Instance's spec, its flavor and image snapshots and its ServerGroup to the
+scheduler's RequestSpec, and the server group part of the claim."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from typing import Any
 
-from kubenova.compute import states
 from kubenova.db import api as db_api
 from kubenova.db import engine as db_engine
 from kubenova.scheduler.host_state import RequestSpec, ServerGroupSpec
@@ -75,38 +75,4 @@ def group_claim(spec: RequestSpec) -> db_api.ServerGroupClaim | None:
         group_id=group.group_id,
         policy=group.policy,
         max_server_per_host=group.max_server_per_host,
-    )
-
-
-def claim(
-    session_factory: db_engine.SessionFactory,
-    spec: RequestSpec,
-    host: str,
-    alternates: tuple[str, ...],
-    *,
-    record: db_api.RecordNewInstance | None = None,
-) -> db_api.ClaimResult:
-    """Claim the request's resources (and its place in its server group) on ``host``; true
-    when claimed, else the reason the host refused.
-
-    The same transaction records the first build: attempt 1, the alternates a reschedule
-    would try (and the zone it must keep to), and the task state ``spawning`` the cast that
-    follows starts. With ``record``, it also writes the instance's record, which does not
-    exist yet (see :func:`kubenova.db.api.claim_resources`).
-    """
-    return db_api.claim_resources(
-        session_factory,
-        spec.instance_uuid,
-        host,
-        spec.vcpus,
-        spec.memory_mib,
-        spec.disk_gib,
-        server_group=group_claim(spec),
-        instance_values={
-            "task_state": states.SPAWNING,
-            "attempts": 1,
-            "alternates": list(alternates),
-            "availability_zone": spec.availability_zone,
-        },
-        record=record,
     )

@@ -1,0 +1,288 @@
+"""The hypervisor lifecycle: registration and heartbeats, a stopping agent, an administrator's
+changes to a Hypervisor object, its deletion, and the periodic check that marks silent hosts
+down and keeps every Hypervisor's status true to the database.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import math
+import time
+from collections.abc import Callable
+from typing import Any
+
+from kubenova.conductor import audit, hypervisor_status, last_written
+from kubenova.conductor.projector import InstanceProjector
+from kubenova.config import OperatorSettings
+from kubenova.db import api as db_api
+from kubenova.db import engine as db_engine
+from kubenova.db import models
+from kubenova.k8s.client import KubeClient
+from kubenova.rpc import envelope, payloads
+
+LOG = logging.getLogger(__name__)
+
+# How often a heartbeat reads the Hypervisor object even though its handlers keep the
+# database current (a safety net for a missed watch event; as often as the kubelet writes
+# an unchanged Node status).
+HYPERVISOR_RESYNC_S = 300.0
+# How often a heartbeat that changed nothing else refreshes status.lastHeartbeat.
+HEARTBEAT_STATUS_INTERVAL_S = 30.0
+
+
+class Hypervisors:
+    """Keeps compute node records and Hypervisor objects in step with the agents' reports."""
+
+    def __init__(
+        self,
+        settings: OperatorSettings,
+        session_factory: db_engine.SessionFactory,
+        kube: KubeClient,
+        projector: InstanceProjector,
+        auditor: audit.HostAuditor,
+    ) -> None:
+        self.settings = settings
+        self.session_factory = session_factory
+        self.kube = kube
+        self.projector = projector
+        self.auditor = auditor
+        # Hypervisor name -> the status this process last wrote to it.
+        self.last_written = last_written.LastWritten()
+        # Host -> when a heartbeat last read its Hypervisor object (time.monotonic()).
+        self._hypervisor_read_at: dict[str, float] = {}
+        # Host -> what its last heartbeat that recorded the compute node said of it.
+        self._recorded_inventory: dict[str, hypervisor_status.Inventory] = {}
+        # Called when an administrator changed a host, so cached views of hosts (the
+        # scheduler's) are read again; the conductor's wiring sets it.
+        self.on_hosts_changed: Callable[[], None] = lambda: None
+
+    def compute_node_report(
+        self, report: payloads.ComputeNodeReport, version: str = envelope.VERSION
+    ) -> None:
+        """Registration and heartbeat: record the node, then project it as a Hypervisor.
+
+        The agent's service version, like Nova's, says what the agent speaks: the report's
+        ``service_version`` (the newest contract version the agent implements), or for an
+        agent older than 1.2, which leaves it out, ``version``, the one its report came in.
+
+        The Hypervisor object is where administrators label and disable a host. The
+        Hypervisor handlers copy its labels and ``spec.disabled`` into the database at once;
+        a heartbeat reads the object only on a host's first report to this process and then
+        every ``HYPERVISOR_RESYNC_S``, to create it and to catch a change whose event was
+        missed. The labels an agent starts with only seed the object when it is created.
+        """
+        labels: dict[str, str] | None = None
+        spec: dict[str, Any] | None = None
+        remembered = self.last_written.get(report.host)
+        prior_state = remembered.get("state") if remembered is not None else None
+        now = time.monotonic()
+        resync = now - self._hypervisor_read_at.get(report.host, -math.inf) >= HYPERVISOR_RESYNC_S
+        inventory = hypervisor_status.inventory(report)
+        service_version = report.service_version or version
+        if (
+            not resync
+            and prior_state == "up"
+            and self._recorded_inventory.get(report.host) == inventory
+            and hypervisor_status.heartbeat_written_within(remembered, HEARTBEAT_STATUS_INTERVAL_S)
+        ):
+            # Nothing to record but liveness, and nothing the status would show before its
+            # refresh is due (usage is the periodic check's): one statement, not three.
+            with db_engine.transaction(self.session_factory) as session:
+                _record_liveness(session, report.host, service_version)
+            self.auditor.record_report(report.host, report.instance_uuids)
+            return
+        if resync:
+            hypervisor = self.kube.ensure_hypervisor(report.host, report.labels)
+            labels = dict(hypervisor.get("metadata", {}).get("labels") or {})
+            spec = dict(hypervisor.get("spec") or {})
+            if prior_state is None:
+                prior_state = (hypervisor.get("status") or {}).get("state")
+            self._hypervisor_read_at[report.host] = now
+        with db_engine.transaction(self.session_factory) as session:
+            _record_liveness(session, report.host, service_version)
+            node = db_api.compute_node_update_from_report(
+                session,
+                report.host,
+                vcpus=report.vcpus,
+                memory_mib=report.memory_mib,
+                local_gb=report.disk_gib,
+                hypervisor_type=report.hypervisor_type,
+                hypervisor_version=report.qemu_version,
+                libvirt_version=report.libvirt_version,
+                virt_type=report.virt_type,
+                cpu_arch=report.cpu_arch,
+                running_vms=len(report.instance_uuids),
+                labels=labels,
+            )
+            if spec is not None and bool(spec.get("disabled", False)) != node.disabled:
+                changed = db_api.compute_node_set_disabled(
+                    session, report.host, bool(spec.get("disabled")), spec.get("disabledReason")
+                )
+                if changed is not None:
+                    node = node._replace(
+                        disabled=changed.disabled, disabled_reason=changed.disabled_reason
+                    )
+            status = hypervisor_status.reported_status(node, datetime.datetime.now(datetime.UTC))
+        self._recorded_inventory[report.host] = inventory
+        self._write_reported_status(report.host, status, remembered)
+        self.auditor.record_report(report.host, report.instance_uuids)
+        if prior_state == "down":
+            # Back up: its instances said Unknown while it was down; say what they are.
+            LOG.warning("hypervisor %s is up", report.host)
+            self.projector.project_host(report.host)
+
+    def service_stopping(self, stopping: payloads.ServiceStopping) -> None:
+        """An agent is stopping: its host is down now, not ``service_down_time`` from now.
+
+        The scheduler stops choosing it at once and its instances say Unknown (builds cast
+        meanwhile wait in its durable queue); the next heartbeat brings it back up.
+        """
+        with db_engine.transaction(self.session_factory) as session:
+            known = db_api.service_mark_stopped(session, stopping.host, models.AGENT_BINARY)
+        if not known:
+            return
+        previous = self.last_written.get(stopping.host)
+        if previous is None:
+            # Nothing written by this process yet (it restarted, or the object changed): what
+            # the object shows, so that the agent's last count goes with the host's state.
+            hypervisor = self.kube.get_hypervisor(stopping.host) or {}
+            previous = dict(hypervisor.get("status") or {})
+        self._apply_check(stopping.host, False, {}, previous)
+
+    def _write_reported_status(
+        self, host: str, status: dict[str, Any], previous: dict[str, Any] | None
+    ) -> None:
+        """Patch the status if it changed from ``previous`` (what this process last wrote, if
+        anything). A heartbeat that changed only ``lastHeartbeat``, usage or the running
+        count refreshes the status only every ``HEARTBEAT_STATUS_INTERVAL_S``, as the
+        kubelet does for a Node's status: liveness itself is in the database at every
+        heartbeat, and the periodic check writes usage changes every few seconds, so a host
+        taking builds is not written twice per interval."""
+        changes = last_written.changed_fields(previous, status)
+        if (
+            previous is not None
+            and hypervisor_status.only_refreshed(previous, changes)
+            and hypervisor_status.heartbeat_written_within(previous, HEARTBEAT_STATUS_INTERVAL_S)
+        ):
+            return
+        if not changes:
+            return
+        self.kube.patch_hypervisor_status(host, status)
+        self.last_written.remember(host, status)
+
+    def hypervisor_deleted(self, host: str) -> bool:
+        """The Hypervisor object was deleted: forget the host unless something runs there.
+
+        A host whose agent still heartbeats simply registers again (and its object comes
+        back); one with instances keeps its records, and the deletion is logged as refused.
+        """
+        # A recreated object starts with no status: the next heartbeat reads and writes it.
+        self._hypervisor_read_at.pop(host, None)
+        self._recorded_inventory.pop(host, None)
+        self.last_written.forget(host)
+        self.auditor.forget_written(host)
+        with db_engine.transaction(self.session_factory) as session:
+            if db_api.host_is_up(session, host, self.settings.service_down_time_s):
+                LOG.warning("hypervisor %s was deleted while up; it will register again", host)
+                return False
+            forgotten = db_api.compute_node_delete(session, host)
+        if not forgotten:
+            LOG.warning("hypervisor %s was deleted but instances are recorded on it", host)
+        return forgotten
+
+    def hypervisor_changed(self, host: str, labels: dict[str, str], spec: dict[str, Any]) -> None:
+        """An administrator labelled, disabled or enabled a host (or made its object): record
+        it now; the object's status is written again at the next check."""
+        self.last_written.forget(host)
+        self._recorded_inventory.pop(host, None)
+        self.auditor.forget_written(host)
+        with db_engine.transaction(self.session_factory) as session:
+            node = db_api.compute_node_get(session, host)
+            if node is None:
+                return  # its first heartbeat will record it
+            node.labels = dict(labels)
+            node = db_api.compute_node_set_disabled(
+                session, host, bool(spec.get("disabled", False)), spec.get("disabledReason")
+            )
+            applied = hypervisor_status.disabled_status(node) if node is not None else None
+        self.on_hosts_changed()
+        if applied is not None:
+            # Say it is in force: from here on no claim lands on a disabled host.
+            self.kube.patch_hypervisor_status(host, applied)
+
+    def check_hypervisors(self) -> dict[str, str]:
+        """Mark every Hypervisor down after service_down_time without a heartbeat (or up
+        again), and keep its usage and instance count true to the claims while no heartbeat
+        refreshes them.
+
+        One query reads all nodes with their heartbeats (as Kubernetes' node lifecycle
+        controller walks all Nodes), one more counts the instances placed on each, and status
+        is written only where it changed, so idle hosts cost no API writes. When a state
+        flips, the instances on that host are projected again, so their phase says Unknown
+        while nobody can vouch for them. Returns each host's state.
+        """
+        with db_engine.transaction(self.session_factory) as session:
+            placed = db_api.instance_count_by_host(session)
+            views = [
+                (
+                    record.node.host,
+                    db_api.service_is_up(
+                        record.last_seen_up, down_time=self.settings.service_down_time_s
+                    ),
+                    {
+                        **hypervisor_status.usage_status(record.node),
+                        "instances": placed.get(record.node.host, 0),
+                    },
+                )
+                for record in db_api.compute_nodes_list(session)
+            ]
+        if any(host not in self.last_written for host, _, _ in views):
+            # After a start, learn what the objects say with one LIST instead of a GET each.
+            for obj in self.kube.list_hypervisors():
+                name = obj.get("metadata", {}).get("name")
+                if name and name not in self.last_written:
+                    self.last_written.remember(name, dict(obj.get("status") or {}))
+        states = {}
+        for host, up, usage in views:
+            try:
+                states[host] = self._apply_check(host, up, usage, self.last_written.get(host) or {})
+            except Exception:
+                # One host's trouble must not keep the others from being marked down.
+                LOG.exception("checking hypervisor %s failed", host)
+        return states
+
+    def _apply_check(
+        self, host: str, up: bool, usage: dict[str, Any], previous: dict[str, Any]
+    ) -> str:
+        state = "up" if up else "down"
+        changed = {key: value for key, value in usage.items() if previous.get(key) != value}
+        if state != previous.get("state"):
+            changed["state"] = state
+        if not up and previous.get("runningInstances") is not None:
+            # What the agent last counted running is nobody's word while it is down; the
+            # placed count (``instances``) stays, kept true to the claims.
+            changed["runningInstances"] = None
+        if changed:
+            # A down host whose object is gone was deleted while nobody handled it (say,
+            # before its object carried the finalizer): forget it now, as the delete
+            # handler would have, so it stops counting in every scheduling pass.
+            gone = not self.kube.patch_hypervisor_status(host, changed)
+            if gone and not up and self.hypervisor_deleted(host):
+                LOG.info("hypervisor %s has no object and is down: forgotten", host)
+                return state
+            # A node whose object was deleted (or not made yet) is remembered all the same,
+            # so it is not patched again every pass; a new object is forgotten by
+            # hypervisor_changed and gets its status at the next pass. The whole status is
+            # remembered, as a refused hypervisor_deleted forgot what was known before.
+            self.last_written.remember(host, {**previous, **changed})
+        if "state" in changed:
+            LOG.warning("hypervisor %s is %s", host, state)
+            self.projector.project_host(host)
+        return state
+
+
+def _record_liveness(session: Any, host: str, version: str) -> None:
+    """The agent service of ``host``, speaking contract ``version``, was seen up now (its
+    heartbeat's one statement)."""
+    db_api.service_record_heartbeat(session, host, models.AGENT_BINARY, f"compute.{host}", version)

@@ -1,0 +1,191 @@
+"""What hosts report about their instances: a change of state, a failed build (rescheduled
+or ended in Error), a domain destroyed. Each report's sender has been checked against the
+host it names (``ConductorManager``); here it is also checked against the record, so a host
+can only speak of the instances assigned to it.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from kubenova.compute import states
+from kubenova.conductor import faults
+from kubenova.conductor.compute_tasks import ComputeTaskManager
+from kubenova.conductor.projector import InstanceProjector
+from kubenova.config import OperatorSettings
+from kubenova.db import api as db_api
+from kubenova.db import engine as db_engine
+from kubenova.db import models
+from kubenova.exception import PermanentFailure
+from kubenova.rpc import compute_rpcapi, envelope, payloads
+
+LOG = logging.getLogger(__name__)
+
+
+class InstanceReports:
+    """Records what hosts report about instances and projects it into status."""
+
+    def __init__(
+        self,
+        settings: OperatorSettings,
+        session_factory: db_engine.SessionFactory,
+        compute: compute_rpcapi.ComputeAPI,
+        projector: InstanceProjector,
+        tasks: ComputeTaskManager,
+    ) -> None:
+        self.settings = settings
+        self.session_factory = session_factory
+        self.compute = compute
+        self.projector = projector
+        self.tasks = tasks
+
+    def instance_update(self, update: payloads.InstanceUpdate) -> None:
+        """Record the host's view of one instance and project it into status.
+
+        A report about an instance whose record was deleted (its host was down at the
+        time) reaps the leftover domain: the conductor casts terminate back to the host.
+        """
+        with db_engine.transaction(self.session_factory) as session:
+            record = db_api.instance_lock(session, update.instance_uuid, read_deleted=True)
+            if record is None:
+                # Not ours at all: report it, never destroy what we did not make.
+                LOG.warning(
+                    "host %s reports instance %s, which has no record",
+                    update.host,
+                    update.instance_uuid,
+                )
+                return
+            deleted = bool(record.deleted)
+            if not deleted and record.host != update.host:
+                raise PermanentFailure(
+                    f"host {update.host!r} reported instance {update.instance_uuid}, "
+                    f"which is assigned to {record.host!r}"
+                )
+            if not deleted:
+                values: dict[str, Any] = {
+                    "power_state": update.power_state,
+                    "addresses": list(update.addresses),
+                }
+                # A delete in progress owns the states; the agent's view only adds power.
+                if record.task_state != states.DELETING and record.vm_state != states.ERROR:
+                    values["vm_state"] = update.vm_state
+                    values["task_state"] = update.task_state
+                if update.launched_at is not None and record.launched_at is None:
+                    values["launched_at"] = update.launched_at
+                    # Nova resets a host's build failure count on a successful build.
+                    db_api.compute_node_clear_build_failures(session, update.host)
+                if all(getattr(record, key) == value for key, value in values.items()):
+                    return  # what the record already says (the agent's "spawning", say)
+                db_api.instance_set(session, record, **values)
+        if deleted:
+            LOG.warning(
+                "host %s still runs deleted instance %s; reaping it",
+                update.host,
+                update.instance_uuid,
+            )
+            self.compute.terminate_instance(
+                update.host, update.instance_uuid, envelope.new_request_id()
+            )
+            return
+        # The host just reported, so it is up.
+        self.projector.project(update.instance_uuid, record=record, host_up=True)
+
+    def instance_build_failed(self, failure: payloads.InstanceBuildFailed) -> None:
+        """A build failed on its host: build again elsewhere, or go to Error.
+
+        As Nova's conductor does: the failed host's claim is freed and its build failures
+        counted (the BuildFailureWeigher avoids it), then, while attempts are left (up to
+        ``max_attempts`` builds in all), the build goes down the scheduler's road again with
+        every host tried so far ignored. A failure that is not reschedulable (a bad image),
+        the last attempt, or a reschedule no host takes ends in Error with a fault that
+        lists every host tried and why it failed, its code saying which way it ended
+        (:mod:`kubenova.conductor.faults`).
+        """
+        with db_engine.transaction(self.session_factory) as session:
+            record = db_api.instance_get(session, failure.instance_uuid)
+            if record is not None and _rescheduled_from(record, failure.host):
+                # This failure was handled, and rescheduled to record.host, but the report
+                # came again: the reschedule's cast may have been lost (the broker was away
+                # and the report was not acknowledged). Cast it again; the agent's build is
+                # idempotent, so a cast that did arrive has one effect.
+                LOG.info(
+                    "build failure of %s from %s was handled; casting the rebuild again",
+                    failure.instance_uuid,
+                    failure.host,
+                )
+                self.tasks.cast_again(record)
+                return
+            if record is None or record.host != failure.host:
+                LOG.warning(
+                    "ignoring a build failure of %s from %s", failure.instance_uuid, failure.host
+                )
+                return
+            if record.task_state == states.DELETING:
+                return  # the delete in flight finishes the job
+            tried = [*(record.tried_hosts or []), {"host": failure.host, "reason": failure.message}]
+            db_api.compute_node_record_build_failure(session, failure.host)
+            db_api.instance_update(session, failure.instance_uuid, tried_hosts=tried)
+        db_api.release_resources(self.session_factory, failure.instance_uuid, clear_host=True)
+        no_host: str | None = None
+        if failure.reschedulable and (record.attempts or 1) < self.settings.max_attempts:
+            no_host = self.tasks.reschedule(record, {t["host"] for t in tried})
+            if no_host is None:
+                return
+        message = "build failed on {} host(s): {}".format(
+            len(tried), "; ".join(f"{t['host']}: {t['reason']}" for t in tried)
+        )
+        if no_host is not None:
+            # Why the instance did not get another attempt while it had some left.
+            message += f"; no other host took it ({no_host})"
+        with db_engine.transaction(self.session_factory) as session:
+            db_api.fault_create(
+                session,
+                failure.instance_uuid,
+                faults.build_fault_code(failure, rescheduled=no_host is not None),
+                message,
+                failure.reason,
+                failure.host,
+            )
+            db_api.instance_update(
+                session, failure.instance_uuid, vm_state=states.ERROR, task_state=None
+            )
+        self.projector.project(failure.instance_uuid)
+
+    def instance_terminated(self, event: payloads.InstanceTerminated) -> None:
+        """The host destroyed the domain: free the claim and soft-delete the record."""
+        with db_engine.transaction(self.session_factory) as session:
+            record = db_api.instance_get(session, event.instance_uuid)
+            if record is None:
+                return
+            if record.host is None:
+                # Placed nowhere (a build that ended in Error, or never placed): whatever
+                # domain the host destroyed (an audit's leftover, say), the record, its
+                # object and its fault stay until the Instance is deleted.
+                LOG.warning(
+                    "host %s terminated %s, which is assigned to no host; nothing to record",
+                    event.host,
+                    event.instance_uuid,
+                )
+                return
+            if record.host != event.host:
+                raise PermanentFailure(
+                    f"host {event.host!r} terminated {event.instance_uuid}, "
+                    f"which is assigned to {record.host!r}"
+                )
+        db_api.release_resources(self.session_factory, event.instance_uuid)
+        with db_engine.transaction(self.session_factory) as session:
+            db_api.instance_update(session, event.instance_uuid, power_state=states.NOSTATE)
+            db_api.server_group_remove_member(session, event.instance_uuid)
+            db_api.instance_soft_delete(session, event.instance_uuid)
+        self.projector.forget(event.instance_uuid)
+
+
+def _rescheduled_from(record: models.Instance, host: str) -> bool:
+    """Whether ``record`` is building on another host after a build failed on ``host``."""
+    return (
+        record.vm_state == states.BUILDING
+        and record.task_state == states.SPAWNING
+        and record.host not in (None, host)
+        and any(tried["host"] == host for tried in record.tried_hosts or [])
+    )

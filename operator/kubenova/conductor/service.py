@@ -1,0 +1,71 @@
+"""The conductor's parts, wired once: the projector, the road of builds, the reports of
+instances and hypervisors, the server groups' status, the audit, and their doors (the
+queue's dispatcher and the api layer's facade)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from kubenova.conductor import audit
+from kubenova.conductor.api import ConductorAPI
+from kubenova.conductor.compute_tasks import ComputeTaskManager
+from kubenova.conductor.hypervisors import Hypervisors
+from kubenova.conductor.instance_reports import InstanceReports
+from kubenova.conductor.manager import ConductorManager
+from kubenova.conductor.projector import InstanceProjector
+from kubenova.conductor.server_group_status import ServerGroupStatus
+from kubenova.config import OperatorSettings
+from kubenova.db import engine as db_engine
+from kubenova.k8s.client import KubeClient
+from kubenova.rpc import compute_rpcapi
+from kubenova.scheduler.host_manager import HostManager
+from kubenova.scheduler.manager import SchedulerManager
+
+
+@dataclasses.dataclass(frozen=True)
+class Conductor:
+    projector: InstanceProjector
+    tasks: ComputeTaskManager
+    instances: InstanceReports
+    hypervisors: Hypervisors
+    server_groups: ServerGroupStatus
+    auditor: audit.HostAuditor
+    manager: ConductorManager
+    api: ConductorAPI
+
+    @classmethod
+    def build(
+        cls,
+        settings: OperatorSettings,
+        session_factory: db_engine.SessionFactory,
+        kube: KubeClient,
+        compute: compute_rpcapi.ComputeAPI,
+        *,
+        host_manager: HostManager | None = None,
+    ) -> Conductor:
+        """The conductor over the database, the apiserver and the bus, with a scheduler over
+        ``host_manager``'s cached view of the hosts (a new one by default)."""
+        host_manager = host_manager or HostManager.over_database(session_factory)
+        scheduler = SchedulerManager.from_settings(settings, host_manager)
+        projector = InstanceProjector(
+            session_factory,
+            kube,
+            service_down_time_s=settings.service_down_time_s,
+            building_status_delay_s=settings.building_status_delay_s,
+        )
+        tasks = ComputeTaskManager(settings, session_factory, kube, scheduler, compute, projector)
+        instances = InstanceReports(settings, session_factory, compute, projector, tasks)
+        auditor = audit.HostAuditor(session_factory, kube, compute)
+        hypervisors = Hypervisors(settings, session_factory, kube, projector, auditor)
+        # An administrator's change to a host must not wait for the cached view to expire.
+        hypervisors.on_hosts_changed = host_manager.mark_stale
+        return cls(
+            projector=projector,
+            tasks=tasks,
+            instances=instances,
+            hypervisors=hypervisors,
+            server_groups=ServerGroupStatus(session_factory, kube),
+            auditor=auditor,
+            manager=ConductorManager(hypervisors, instances),
+            api=ConductorAPI(tasks, projector, hypervisors),
+        )
