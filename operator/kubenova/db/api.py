@@ -44,9 +44,7 @@ from kubenova.db.actions import (
 from kubenova.db.audit import (
     UnrecordedDomains,
     UsageDiscrepancy,
-    instances_not_reported,
     instances_not_reported_by_host,
-    reported_without_live_record,
     reported_without_live_record_by_host,
     usage_audit,
 )
@@ -170,10 +168,8 @@ __all__ = [
     "instance_soft_delete",
     "instance_update",
     "instance_update_unread",
-    "instances_not_reported",
     "instances_not_reported_by_host",
     "release_resources",
-    "reported_without_live_record",
     "reported_without_live_record_by_host",
     "server_group_get",
     "server_group_member_hosts",

@@ -93,32 +93,20 @@ def usage_audit(session: orm.Session) -> list[UsageDiscrepancy]:
     return found
 
 
-def instances_not_reported(
-    session: orm.Session,
-    host: str,
-    reported_uuids: Iterable[str],
-    *,
-    exclude_vm_states: Collection[str] = (),
-) -> list[str]:
-    """Uuids of live instances recorded on ``host`` that the host did not report, oldest
-    record first: domains that vanished (or never got defined) behind the record's back.
-
-    ``exclude_vm_states`` leaves out records whose domain may rightly not exist yet, e.g.
-    ``("building",)`` for builds whose message has not reached the host.
-    """
-    return instances_not_reported_by_host(
-        session, {host: reported_uuids}, exclude_vm_states=exclude_vm_states
-    )[host]
-
-
 def instances_not_reported_by_host(
     session: orm.Session,
     reports: Mapping[str, Iterable[str]],
     *,
     exclude_vm_states: Collection[str] = (),
 ) -> dict[str, list[str]]:
-    """:func:`instances_not_reported` for every host of ``reports`` (host -> the uuids it
-    reported) in one statement per 500 hosts; every host of ``reports`` has an entry."""
+    """Uuids of live instances recorded on each host of ``reports`` (host -> the uuids it
+    reported) that the host did not report, oldest record first: domains that vanished (or
+    never got defined) behind the record's back. One statement per 500 hosts; every host of
+    ``reports`` has an entry.
+
+    ``exclude_vm_states`` leaves out records whose domain may rightly not exist yet, e.g.
+    ``("building",)`` for builds whose message has not reached the host.
+    """
     reported = {host: set(uuids) for host, uuids in reports.items()}
     found: dict[str, list[str]] = {host: [] for host in reported}
     instance_t = models.Instance
@@ -137,19 +125,12 @@ def instances_not_reported_by_host(
     return found
 
 
-def reported_without_live_record(
-    session: orm.Session, host: str, reported_uuids: Iterable[str]
-) -> UnrecordedDomains:
-    """Sort the uuids ``host`` reported that have no live record on it (see
-    :class:`UnrecordedDomains`); each list sorted, each uuid once."""
-    return reported_without_live_record_by_host(session, {host: reported_uuids})[host]
-
-
 def reported_without_live_record_by_host(
     session: orm.Session, reports: Mapping[str, Iterable[str]]
 ) -> dict[str, UnrecordedDomains]:
-    """:func:`reported_without_live_record` for every host of ``reports`` (host -> the
-    uuids it reported), reading each reported uuid's record once for all hosts."""
+    """Sort the uuids each host of ``reports`` (host -> the uuids it reported) reported that
+    have no live record on it (see :class:`UnrecordedDomains`); each list sorted, each uuid
+    once. Each reported uuid's record is read once for all hosts."""
     reported = {host: sorted(set(uuids)) for host, uuids in reports.items()}
     everything = sorted({uuid for uuids in reported.values() for uuid in uuids})
     records: dict[str, tuple[int, str | None]] = {}

@@ -94,12 +94,14 @@ def test_live_records_the_host_did_not_report_are_listed(
             api.instance_update(session, uuid, vm_state="active", task_state=None)
 
     with db_engine.transaction(read_only_session_factory) as session:
-        everything = api.instances_not_reported(session, "h1", [reported, "not-a-record"])
-        settled = api.instances_not_reported(
-            session, "h1", iter([reported]), exclude_vm_states=("building",)
-        )
-        on_h2 = api.instances_not_reported(session, "h2", [elsewhere])
-        nothing_reported = api.instances_not_reported(session, "h2", [])
+        everything = api.instances_not_reported_by_host(
+            session, {"h1": [reported, "not-a-record"]}
+        )["h1"]
+        settled = api.instances_not_reported_by_host(
+            session, {"h1": iter([reported])}, exclude_vm_states=("building",)
+        )["h1"]
+        on_h2 = api.instances_not_reported_by_host(session, {"h2": [elsewhere]})["h2"]
+        nothing_reported = api.instances_not_reported_by_host(session, {"h2": []})["h2"]
 
     assert everything == [vanished, building]
     assert settled == [vanished]
@@ -121,10 +123,10 @@ def test_reported_uuids_without_a_live_record_here_are_sorted_by_why(
     strangers = sorted(str(uuidlib.uuid4()) for _ in range(1200))
 
     with db_engine.transaction(read_only_session_factory) as session:
-        found = api.reported_without_live_record(
-            session, "h1", [here, deleted, deleted, on_h2, unplaced, *strangers]
-        )
-        clean = api.reported_without_live_record(session, "h1", [here])
+        found = api.reported_without_live_record_by_host(
+            session, {"h1": [here, deleted, deleted, on_h2, unplaced, *strangers]}
+        )["h1"]
+        clean = api.reported_without_live_record_by_host(session, {"h1": [here]})["h1"]
 
     assert found.soft_deleted == [deleted]
     assert found.unknown == strangers
