@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
 
-$(VENV)/.installed: pyproject.toml hack/bootstrap.sh
+$(VENV)/.installed: pyproject.toml hack/bootstrap.sh hack/install-go.sh
 	hack/bootstrap.sh
 	@touch $@
 
@@ -49,6 +49,10 @@ bench: venv ## benchmarks on the running `make dev-up` stack: scheduler (1000 fi
 	$(PY) hack/bench/scheduler_bench.py --mode paced
 	$(PY) hack/bench/scheduler_bench.py --mode paced --interval 0.02
 	$(PY) hack/bench/boot_bench.py
+
+.PHONY: bootstrap-test
+bootstrap-test: ## `make venv` as a new user meets it: in a freshly made Debian bookworm root (about 2 minutes)
+	hack/ci/fresh-debian.sh
 
 .PHONY: chart chart-test
 chart: venv ## regenerate the chart's values.schema.json, README table and templates/crds/ from their sources

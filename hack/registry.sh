@@ -21,6 +21,8 @@ set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib/env.sh"
 # shellcheck source=lib/daemon.sh
 . "$KUBENOVA_ROOT/hack/lib/daemon.sh"
+# shellcheck source=lib/go.sh
+. "$KUBENOVA_ROOT/hack/lib/go.sh"
 
 # Pinned release; `go list -m -versions github.com/distribution/distribution/v3` lists others.
 REGISTRY_VERSION=v3.1.2
@@ -48,7 +50,7 @@ build() {
     echo "$REGISTRY_BIN"
     return 0
   fi
-  command -v go >/dev/null 2>&1 || kn_die "Go is needed to build the registry (/usr/local/go/bin)"
+  kn_require_go
   mkdir -p "$KUBENOVA_TOOLS_BIN"
   # Two builds at once (up.sh and a test run) must not write the same file.
   exec 8>"$KUBENOVA_TOOLS_BIN/.registry-build.lock"

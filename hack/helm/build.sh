@@ -13,6 +13,8 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=../lib/env.sh
 . "$here/../lib/env.sh"
+# shellcheck source=../lib/go.sh
+. "$here/../lib/go.sh"
 # shellcheck source=versions.sh
 . "$here/versions.sh"
 
@@ -24,11 +26,6 @@ for arg in "$@"; do
     esac
 done
 
-command -v go >/dev/null 2>&1 || {
-    echo "build.sh: go is not installed (https://go.dev/dl/, into /usr/local/go)" >&2
-    exit 1
-}
-
 mkdir -p "$KUBENOVA_TOOLS_BIN"
 
 build() {
@@ -39,6 +36,7 @@ build() {
         echo "build.sh: $out is present"
         return 0
     fi
+    kn_require_go
     local pkg="helm.sh/helm/$major/cmd/helm@$version"
     echo "build.sh: building helm-$version from $pkg..."
     # `go install pkg@version` builds the module exactly as released (its own go.mod and

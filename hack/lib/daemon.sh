@@ -124,6 +124,9 @@ kn_ensure_packages() {
     fi
   done
   ((${#missing[@]})) || return 0
+  # Name what is missing, rather than leave it to apt-get's "are you root?".
+  ((EUID == 0)) || kn_die "these Debian packages are missing: ${missing[*]}; run this as root," \
+    "or install them first: sudo apt-get install ${missing[*]}"
   kn_log "installing ${missing[*]} (apt output in $KN_LOG_DIR/apt.log)"
   if ! {
     DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=900 update &&

@@ -38,9 +38,19 @@ export KUBENOVA_TOOLS_BIN="${KUBENOVA_TOOLS_BIN:-$KUBENOVA_CACHE/bin}"
 # The image registry on this machine that serves Kubenova's images to the cluster's node.
 export KUBENOVA_REGISTRY="${KUBENOVA_REGISTRY:-127.0.0.1:5000}"
 
-# Go from the official tarball lives in /usr/local/go; a non-interactive shell (CI) may
-# not have it on PATH.
-if ! command -v go >/dev/null 2>&1 && [[ -x /usr/local/go/bin/go ]]; then
+# Go: hack/kube/go.mod asks for a newer Go than Debian packages, so where the machine has none
+# new enough, hack/install-go.sh (run by `make venv`) keeps this release under
+# $KUBENOVA_GO_ROOT, named by its version; when it is there it comes first. Otherwise Go from
+# the official tarball lives in /usr/local/go, which a non-interactive shell (CI) may not have
+# on PATH.
+export KUBENOVA_GO_VERSION="${KUBENOVA_GO_VERSION:-go1.26.8}"
+export KUBENOVA_GO_ROOT="${KUBENOVA_GO_ROOT:-$KUBENOVA_CACHE/go/$KUBENOVA_GO_VERSION}"
+if [[ -x "$KUBENOVA_GO_ROOT/bin/go" ]]; then
+  case ":$PATH:" in
+    *":$KUBENOVA_GO_ROOT/bin:"*) ;;
+    *) export PATH="$KUBENOVA_GO_ROOT/bin:$PATH" ;;
+  esac
+elif ! command -v go >/dev/null 2>&1 && [[ -x /usr/local/go/bin/go ]]; then
   export PATH="/usr/local/go/bin:$PATH"
 fi
 

@@ -12,6 +12,8 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=../lib/env.sh
 . "$here/../lib/env.sh"
+# shellcheck source=../lib/go.sh
+. "$here/../lib/go.sh"
 # shellcheck source=versions.sh
 . "$here/versions.sh"
 
@@ -22,6 +24,7 @@ go_install() {
     if [[ -f "$dir/.complete" ]]; then
         return 0
     fi
+    kn_require_go
     echo "node/build.sh: building ${*##*/} at $version..."
     rm -rf "$dir.tmp"
     mkdir -p "$dir.tmp"
