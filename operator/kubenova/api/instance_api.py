@@ -82,9 +82,7 @@ class InstanceAPI:
 
     def delete(self, request: InstanceRequest, request_id: str) -> bool:
         """Terminate on the host behind the finalizer; True once the record is gone."""
-        return self.conductor.delete_instance(
-            request.uid, request.namespace, request.name, request_id
-        )
+        return self.conductor.delete_instance(request.uid, request_id)
 
 
 def _resolve(request: InstanceRequest, catalog: Catalog) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -27,11 +27,9 @@ class ConductorAPI:
         """Record, schedule, claim and cast; raises ``NotReady`` while the instance must wait."""
         self._tasks.build_instance(build)
 
-    def delete_instance(
-        self, instance_uuid: str, namespace: str, name: str, request_id: str
-    ) -> bool:
+    def delete_instance(self, instance_uuid: str, request_id: str) -> bool:
         """Terminate and forget the instance; True once its record is gone."""
-        return self._tasks.delete_instance(instance_uuid, namespace, name, request_id)
+        return self._tasks.delete_instance(instance_uuid, request_id)
 
     def pending_status(
         self,

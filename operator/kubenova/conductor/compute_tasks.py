@@ -248,16 +248,13 @@ class ComputeTaskManager:
 
     # -- delete -------------------------------------------------------------------------
 
-    def delete_instance(
-        self, instance_uuid: str, namespace: str, name: str, request_id: str
-    ) -> bool:
+    def delete_instance(self, instance_uuid: str, request_id: str) -> bool:
         """Terminate on the host behind the finalizer; True once the record is gone.
 
         A host that is down does not block a delete: the record is deleted here and the
         terminate stays in the host's durable queue, so its agent reaps the domain when
         it comes back.
         """
-        del namespace, name  # the record names its object
         with db_engine.transaction(self.session_factory) as session:
             record = db_api.instance_get(session, instance_uuid)
             if record is None:

@@ -24,6 +24,10 @@ from kubenova.scheduler.manager import SchedulerManager
 
 @dataclasses.dataclass(frozen=True)
 class Conductor:
+    """The conductor of one operator process: ``manager`` handles the ``conductor`` queue,
+    ``api`` is the api layer's door, the periodic tasks run ``hypervisors``,
+    ``server_groups`` and ``auditor``, and the runtime starts and stops ``projector``."""
+
     projector: InstanceProjector
     tasks: ComputeTaskManager
     instances: InstanceReports

@@ -35,7 +35,7 @@ from tests.integration.conductor.fakes import (
     running_instance,
 )
 from tests.integration.db.helpers import claim, make_host, make_instance
-from tests.support import NAMESPACE, RecordingCaster, RecordingKube
+from tests.support import RecordingCaster, RecordingKube
 
 pytestmark = pytest.mark.integration
 
@@ -271,9 +271,7 @@ def test_the_placed_count_of_a_down_host_follows_its_instance_going_with_the_usa
     assert conductor.hypervisors.check_hypervisors() == {"h1": "down"}
     if gone == "deleted":
         # The host is down: the record is deleted here, the terminate left in its queue.
-        assert conductor.api.delete_instance(
-            counted, NAMESPACE, instance_name(counted), "req-delete"
-        )
+        assert conductor.api.delete_instance(counted, "req-delete")
     else:
         # The agent's last word before it went silent, handled late.
         conductor.instances.instance_terminated(
