@@ -66,6 +66,15 @@ class RecordingKube:
             "status": copy.deepcopy(status or {}),
         }
 
+    def list_instance_uids(self) -> set[str]:
+        """The uids of the Instances that carry one (``metadata.uid``)."""
+        self.calls["list_instance_uids"] += 1
+        return {
+            obj["metadata"]["uid"]
+            for obj in self.instances.values()
+            if obj["metadata"].get("uid") is not None
+        }
+
     def status_of(self, name: str) -> dict[str, Any]:
         status: dict[str, Any] = self.instances[(NAMESPACE, name)]["status"]
         return status

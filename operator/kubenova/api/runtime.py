@@ -87,6 +87,9 @@ class Runtime:
                     conductor.server_groups.project_all,
                 ),
                 periodic_mod.PeriodicTask(
+                    "sweep_orphans", settings.audit_interval_s, conductor.orphans.sweep
+                ),
+                periodic_mod.PeriodicTask(
                     "audit_hosts",
                     settings.audit_interval_s,
                     conductor.auditor.audit_all,

@@ -12,6 +12,7 @@ from kubenova.conductor.compute_tasks import ComputeTaskManager
 from kubenova.conductor.hypervisors import Hypervisors
 from kubenova.conductor.instance_reports import InstanceReports
 from kubenova.conductor.manager import ConductorManager
+from kubenova.conductor.orphans import OrphanSweeper
 from kubenova.conductor.projector import InstanceProjector
 from kubenova.conductor.server_group_status import ServerGroupStatus
 from kubenova.config import OperatorSettings
@@ -26,7 +27,8 @@ from kubenova.scheduler.manager import SchedulerManager
 class Conductor:
     """The conductor of one operator process: ``manager`` handles the ``conductor`` queue,
     ``api`` is the api layer's door, the periodic tasks run ``hypervisors``,
-    ``server_groups`` and ``auditor``, and the runtime starts and stops ``projector``."""
+    ``server_groups``, ``auditor`` and ``orphans``, and the runtime starts and stops
+    ``projector``."""
 
     projector: InstanceProjector
     tasks: ComputeTaskManager
@@ -34,6 +36,7 @@ class Conductor:
     hypervisors: Hypervisors
     server_groups: ServerGroupStatus
     auditor: audit.HostAuditor
+    orphans: OrphanSweeper
     manager: ConductorManager
     api: ConductorAPI
 
@@ -70,6 +73,7 @@ class Conductor:
             hypervisors=hypervisors,
             server_groups=ServerGroupStatus(session_factory, kube),
             auditor=auditor,
+            orphans=OrphanSweeper(session_factory, kube, tasks, grace_s=settings.audit_interval_s),
             manager=ConductorManager(hypervisors, instances),
             api=ConductorAPI(tasks, projector, hypervisors),
         )

@@ -191,6 +191,16 @@ class KubeClient:
         """Merge ``status`` into the Hypervisor's status; False if there is no such object."""
         return self._patch_status(resources.HYPERVISORS, None, host, status)
 
+    def list_instance_uids(self) -> set[str]:
+        """The uid of every Instance object, in every namespace (one LIST)."""
+        result = cast(
+            dict[str, Any],
+            self._custom.list_cluster_custom_object(
+                resources.GROUP, resources.VERSION, resources.INSTANCES
+            ),
+        )
+        return {item["metadata"]["uid"] for item in result.get("items", [])}
+
     def list_hypervisors(self) -> list[dict[str, Any]]:
         result = cast(
             dict[str, Any],
