@@ -51,11 +51,7 @@ class OrphanSweeper:
         objects = self._kube.list_instance_uids()
         cutoff = datetime.datetime.now(datetime.UTC) - self._grace
         with db_engine.transaction(self._session_factory) as session:
-            suspects = {
-                record.uuid
-                for record in db_api.instance_get_all(session)
-                if record.uuid not in objects and record.created_at <= cutoff
-            }
+            suspects = db_api.instance_uuids_created_before(session, cutoff) - objects
         confirmed, self._suspects = sorted(suspects & self._suspects), suspects
         for instance_uuid in confirmed:
             LOG.warning("instance %s has no Instance object any more: deleting it", instance_uuid)

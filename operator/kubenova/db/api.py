@@ -102,6 +102,7 @@ from kubenova.db.instances import (
     instance_soft_delete,
     instance_update,
     instance_update_unread,
+    instance_uuids_created_before,
 )
 from kubenova.db.server_groups import (
     ServerGroupClaim,
@@ -168,6 +169,7 @@ __all__ = [
     "instance_soft_delete",
     "instance_update",
     "instance_update_unread",
+    "instance_uuids_created_before",
     "instances_not_reported_by_host",
     "release_resources",
     "reported_without_live_record_by_host",

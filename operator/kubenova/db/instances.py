@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import datetime as dt
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any, Final
 
@@ -176,6 +177,18 @@ def instance_get_all(
     if not read_deleted:
         stmt = stmt.where(models.live(models.Instance))
     return list(session.scalars(stmt))
+
+
+def instance_uuids_created_before(session: orm.Session, cutoff: dt.datetime) -> set[str]:
+    """The uuids of the live instances recorded before ``cutoff`` (one indexed column each,
+    not whole records: the orphan sweep reads them all)."""
+    return set(
+        session.scalars(
+            sa.select(models.Instance.uuid).where(
+                models.live(models.Instance), models.Instance.created_at <= cutoff
+            )
+        )
+    )
 
 
 def instance_count_by_host(session: orm.Session) -> dict[str, int]:
