@@ -118,7 +118,7 @@ class OperatorSettings:
     # creates still arriving (a burst's p95 fell from 5.2-5.7 s to 3.0-3.9 s).
     conductor_workers: int = 32
     # How often every Hypervisor's up/down state and usage are checked, and how often
-    # each host is audited against its last report.
+    # each host is audited against its last report and records are swept for orphans.
     hypervisor_check_interval_s: float = 10.0
     audit_interval_s: float = 60.0
     # How long the "Building" status written when a build is cast may wait for a newer one
