@@ -100,7 +100,8 @@ class ComputeTaskManager:
         with db_engine.transaction(self.session_factory) as session:
             db_api.instance_update_unread(session, build.uid, task_state=states.SPAWNING)
         record.task_state = states.SPAWNING
-        self._project_and_cast(build, record, record.host)
+        # Whether that host is still up is the database's to say, not assumed.
+        self._project_and_cast(build, record, record.host, host_up=None)
 
     def reschedule(self, record: models.Instance, tried: Collection[str]) -> str | None:
         """Build ``record`` again, on a host other than those ``tried``, down the same road;
@@ -189,15 +190,22 @@ class ComputeTaskManager:
                 setattr(record, key, value)
         self._project_and_cast(build, record, host)
 
-    def _project_and_cast(self, build: BuildRequest, record: models.Instance, host: str) -> None:
+    def _project_and_cast(
+        self,
+        build: BuildRequest,
+        record: models.Instance,
+        host: str,
+        *,
+        host_up: bool | None = True,
+    ) -> None:
         # Status first, then the cast: the projections that follow the host's reports must
-        # win. The host was just found up or claimed, and a building record has no fault:
-        # the projection needs no database. The Building status may wait a moment for the
+        # win. A host just claimed was found up, and a building record has no fault: the
+        # projection needs no database then. The Building status may wait a moment for the
         # host's report to replace it.
         self.projector.project(
             build.uid,
             record=record,
-            host_up=True,
+            host_up=host_up,
             current_status=build.current_status,
             defer=True,
         )

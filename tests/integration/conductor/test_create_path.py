@@ -11,6 +11,7 @@ scheduler's view of the hosts is read again.
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid as uuidlib
 from collections.abc import Iterator
 from typing import Any
@@ -277,6 +278,39 @@ def test_a_retry_after_a_lost_cast_casts_again_to_the_claimed_host_without_a_new
     assert caster.casts[0].args["instance"]["uuid"] == request.uid
     h1 = node(db_session_factory, "h1")
     assert (h1.vcpus_used, h1.generation) == (1, claimed.generation)
+
+
+def test_a_retry_after_a_lost_cast_to_a_host_now_down_says_so_in_the_status(
+    db_session_factory: db_engine.SessionFactory,
+    api: instance_api.InstanceAPI,
+    conductor: Conductor,
+    kube: RecordingKube,
+    caster: RecordingCaster,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    request = _request()
+    kube.add_instance(request.name)
+
+    def broker_away(*args: Any) -> str:
+        raise ConnectionError("the broker is away")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(caster, "cast", broker_away)
+        with pytest.raises(ConnectionError):
+            api.create(request, "req-6", Catalog())
+    # h1's agent goes silent before the retry casts again.
+    with db_engine.transaction(db_session_factory) as session:
+        session.execute(
+            sa.update(models.Service)
+            .where(models.Service.host == "h1")
+            .values(last_seen_up=models.utcnow() - dt.timedelta(hours=1))
+        )
+
+    api.create(_request(request.uid, status={"phase": "Building"}), "req-6", Catalog())
+    conductor.projector.stop()  # writes the status it held back
+
+    assert caster.sent() == [("compute.h1", "build_and_run_instance")]
+    assert kube.status_of(request.name)["phase"] == "Unknown"
 
 
 def test_a_retry_of_an_instance_past_building_casts_nothing(
