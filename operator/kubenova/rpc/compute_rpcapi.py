@@ -7,7 +7,7 @@ contract's version history.
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Literal, Protocol
 
 from kubenova.config import MessagingSettings
 from kubenova.rpc import payloads
@@ -38,3 +38,62 @@ class ComputeAPI:
         return self._caster.cast(
             MessagingSettings.compute_topic(host), "terminate_instance", args, request_id
         )
+
+    def stop_instance(
+        self,
+        host: str,
+        instance_uuid: str,
+        request_id: str,
+        *,
+        clean_shutdown: bool,
+        shutdown_timeout_s: int,
+    ) -> str:
+        args = payloads.StopInstance(
+            instance_uuid=instance_uuid,
+            clean_shutdown=clean_shutdown,
+            shutdown_timeout_s=shutdown_timeout_s,
+        )
+        return self._cast(host, "stop_instance", args, request_id)
+
+    def reboot_instance(
+        self,
+        host: str,
+        instance_uuid: str,
+        request_id: str,
+        *,
+        reboot_type: Literal["SOFT", "HARD"],
+        shutdown_timeout_s: int,
+    ) -> str:
+        args = payloads.RebootInstance(
+            instance_uuid=instance_uuid,
+            reboot_type=reboot_type,
+            shutdown_timeout_s=shutdown_timeout_s,
+        )
+        return self._cast(host, "reboot_instance", args, request_id)
+
+    def instance_operation(
+        self, host: str, method: str, instance_uuid: str, request_id: str
+    ) -> str:
+        """start_instance, pause_instance, unpause_instance, suspend_instance or
+        resume_instance: operations that need only the instance's uuid."""
+        if method not in INSTANCE_OPERATIONS:
+            raise ValueError(f"{method!r} is not one of {sorted(INSTANCE_OPERATIONS)}")
+        return self._cast(
+            host, method, payloads.InstanceOperation(instance_uuid=instance_uuid), request_id
+        )
+
+    def _cast(self, host: str, method: str, args: payloads._Payload, request_id: str) -> str:
+        return self._caster.cast(
+            MessagingSettings.compute_topic(host),
+            method,
+            args.model_dump(mode="json"),
+            request_id,
+        )
+
+
+#: The compute methods whose payload is :class:`~kubenova.rpc.payloads.InstanceOperation`.
+INSTANCE_OPERATIONS = frozenset(
+    name
+    for name, method in payloads.METHODS.items()
+    if method.payload is payloads.InstanceOperation
+)

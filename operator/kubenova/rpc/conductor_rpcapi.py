@@ -38,3 +38,8 @@ class ConductorAPI:
 
     def instance_terminated(self, event: payloads.InstanceTerminated, request_id: str) -> str:
         return self._cast("instance_terminated", event, request_id)
+
+    def instance_operation_finished(
+        self, finished: payloads.InstanceOperationFinished, request_id: str
+    ) -> str:
+        return self._cast("instance_operation_finished", finished, request_id)

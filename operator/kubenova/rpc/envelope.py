@@ -20,6 +20,8 @@ Version history:
   a 1.1 receiver handles those still.
 * 1.2 - compute_node_report carries service_version, the newest contract version the agent
   implements (its service's version).
+* 1.3 - stop_instance, start_instance, pause_instance, unpause_instance, suspend_instance,
+  resume_instance, reboot_instance (compute); instance_operation_finished (conductor).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from typing import Any
 import pydantic
 
 #: The newest version of the contract this code implements: the highest version of a method.
-VERSION = "1.2"
+VERSION = "1.3"
 #: Majors this code understands.
 SUPPORTED_MAJORS = frozenset({1})
 

@@ -50,6 +50,62 @@ class TerminateInstance(_Payload):
     instance_uuid: str
 
 
+#: The power operations a host carries out on an existing instance (Nova's stop_instance,
+#: start_instance, ...). The conductor names the task state each runs under
+#: (``kubenova.compute.operations``).
+PowerOperationName = Literal["stop", "start", "pause", "unpause", "suspend", "resume", "reboot"]
+#: How long a host waits, at most, for a guest to shut down by itself (ACPI power button)
+#: before it powers it off: Nova's ``shutdown_timeout``.
+MAX_SHUTDOWN_TIMEOUT_S = 3600
+
+
+class InstanceOperation(_Payload):
+    """An operation on one instance that needs nothing but its uuid (start, pause, unpause,
+    suspend, resume)."""
+
+    instance_uuid: str = pydantic.Field(min_length=36, max_length=36)
+
+
+class StopInstance(_Payload):
+    """Power an instance off. ``clean_shutdown``: ask the guest first (ACPI power button)
+    and wait up to ``shutdown_timeout_s`` before powering it off; else power it off at once."""
+
+    instance_uuid: str = pydantic.Field(min_length=36, max_length=36)
+    clean_shutdown: bool = True
+    shutdown_timeout_s: int = pydantic.Field(default=60, ge=0, le=MAX_SHUTDOWN_TIMEOUT_S)
+
+
+class RebootInstance(_Payload):
+    """Reboot an instance. ``SOFT`` asks the guest to shut down, waits up to
+    ``shutdown_timeout_s``, then starts it again, and falls back to ``HARD`` (power off and
+    on) when the guest ignores the request, as Nova's libvirt driver does. A hard reboot also
+    starts a stopped, paused or suspended instance."""
+
+    instance_uuid: str = pydantic.Field(min_length=36, max_length=36)
+    reboot_type: Literal["SOFT", "HARD"]
+    shutdown_timeout_s: int = pydantic.Field(default=60, ge=0, le=MAX_SHUTDOWN_TIMEOUT_S)
+
+
+class InstanceOperationFinished(_Payload):
+    """A host finished (or failed) an operation on one of its instances: the action event
+    (Nova's ``compute_<operation>_instance``) and the instance's state afterwards.
+
+    ``vm_state`` is what the host sees now (active, stopped, paused, suspended, error);
+    ``message`` explains an ``Error`` or, for a success, anything worth recording (a soft
+    reboot that became hard)."""
+
+    instance_uuid: str
+    host: str
+    operation: PowerOperationName
+    result: Literal["Success", "Error"]
+    message: str | None = pydantic.Field(default=None, max_length=4096)
+    started_at: datetime.datetime
+    finished_at: datetime.datetime
+    vm_state: str
+    power_state: PowerStateName
+    addresses: tuple[str, ...] = ()
+
+
 class ComputeNodeReport(_Payload):
     """An agent's registration and heartbeat: its capacity and what it runs."""
 
@@ -117,10 +173,18 @@ METHODS: dict[str, Method] = {
     # To compute.<host> (compute_rpcapi.ComputeAPI), handled by kubenova_agent.manager.
     "build_and_run_instance": Method(BuildAndRunInstance, "1.0"),
     "terminate_instance": Method(TerminateInstance, "1.0"),
+    "stop_instance": Method(StopInstance, "1.3"),
+    "start_instance": Method(InstanceOperation, "1.3"),
+    "pause_instance": Method(InstanceOperation, "1.3"),
+    "unpause_instance": Method(InstanceOperation, "1.3"),
+    "suspend_instance": Method(InstanceOperation, "1.3"),
+    "resume_instance": Method(InstanceOperation, "1.3"),
+    "reboot_instance": Method(RebootInstance, "1.3"),
     # To conductor (conductor_rpcapi.ConductorAPI), handled by kubenova.conductor.manager.
     "compute_node_report": Method(ComputeNodeReport, "1.2"),
     "instance_update": Method(InstanceUpdate, "1.0"),
     "instance_build_failed": Method(InstanceBuildFailed, "1.0"),
     "instance_terminated": Method(InstanceTerminated, "1.0"),
     "service_stopping": Method(ServiceStopping, "1.1"),
+    "instance_operation_finished": Method(InstanceOperationFinished, "1.3"),
 }
