@@ -124,6 +124,13 @@ class OperatorSettings:
     # How long the "Building" status written when a build is cast may wait for a newer one
     # (usually "Running") to replace it; 0 writes it at once (see conductor/patch_queue.py).
     building_status_delay_s: float = 0.5
+    # Nova's shutdown_timeout: how long a stop or a soft reboot waits for the guest to shut
+    # down by itself before its host powers it off.
+    shutdown_timeout_s: int = 60
+    # An operation whose host has not answered this long after its cast (beyond the
+    # shutdown timeout) is cast once more, and after twice as long rolled back (Nova's
+    # _init_instance, run from the conductor's side).
+    operation_timeout_s: float = 120.0
     # Where Prometheus metrics are served; port 0 turns them off.
     metrics_port: int = 9090
     metrics_addr: str = "127.0.0.1"
@@ -146,6 +153,8 @@ class OperatorSettings:
             ),
             audit_interval_s=env_positive("KUBENOVA_AUDIT_INTERVAL", 60.0, float),
             building_status_delay_s=env_non_negative("KUBENOVA_BUILDING_STATUS_DELAY", 0.5),
+            shutdown_timeout_s=env_int("KUBENOVA_SHUTDOWN_TIMEOUT", 60),
+            operation_timeout_s=env_positive("KUBENOVA_OPERATION_TIMEOUT", 120.0, float),
             metrics_port=env_int("KUBENOVA_METRICS_PORT", 9090),
             metrics_addr=os.environ.get("KUBENOVA_METRICS_ADDR", "127.0.0.1"),
         )

@@ -49,6 +49,10 @@ class RecordingKube:
         self.gets: list[tuple[str, str]] = []
         # Hosts whose status patch the apiserver fails with a 500.
         self.failing: set[str] = set()
+        # Events posted: (object name, reason, message, type).
+        self.events: list[tuple[str, str, str, str]] = []
+        # InstanceAction objects by (namespace, name), as last written.
+        self.instance_actions: dict[tuple[str, str], dict[str, Any]] = {}
 
     def clear(self) -> None:
         """Forget the calls and patches so far (the objects stay)."""
@@ -90,6 +94,17 @@ class RecordingKube:
             return False
         self.instance_patches.append((name, copy.deepcopy(status)))
         merge_patch(obj.setdefault("status", {}), status)
+        return True
+
+    def post_event(
+        self, obj: dict[str, Any], *, reason: str, message: str, type_: str = "Warning"
+    ) -> None:
+        self.calls["post_event"] += 1
+        self.events.append((obj["metadata"]["name"], reason, message, type_))
+
+    def apply_instance_action(self, namespace: str, body: dict[str, Any]) -> bool:
+        self.calls["apply_instance_action"] += 1
+        self.instance_actions[(namespace, body["metadata"]["name"])] = copy.deepcopy(body)
         return True
 
     # -- Hypervisors ----------------------------------------------------------------------

@@ -7,6 +7,7 @@ status or a retry.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -149,6 +150,35 @@ def create_instance(body: kopf.Body, memo: kopf.Memo, patch: kopf.Patch, **kwarg
                 # One Event per new explanation, not one per retry.
                 runtime.kube.post_event(dict(body), reason=exc.reason, message=str(exc))
             raise kopf.TemporaryError(str(exc), delay=NOT_READY_RETRY_S) from exc
+
+
+@kopf.on.event(resources.GROUP, resources.VERSION, resources.INSTANCES)
+async def instance_spec_changed(
+    event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any
+) -> None:
+    """Apply a changed spec (power state, reboot request) of a created Instance.
+
+    Instances have no update handlers (see ``diffbase``): every watch event of one comes
+    here, and the test of whether its ``metadata.generation`` is newer than its
+    ``status.observedGeneration`` is made on the event loop, so the events of a burst of
+    creates cost no thread. A change found waits, on the conductor's side, for the task
+    under way to end; the status written then brings another event here.
+    """
+    if event.get("type") == "DELETED" or body.get("metadata", {}).get("deletionTimestamp"):
+        return
+    if not diffbase.create_handled(body):
+        return
+    runtime: Runtime = memo["runtime"]
+    request = _request(body)
+    if not runtime.instances.spec_changed(request):
+        return
+    request_id = envelope.new_request_id()
+
+    def apply() -> None:
+        with log.request_context(request_id):
+            runtime.instances.apply_spec(request, request_id)
+
+    await asyncio.get_running_loop().run_in_executor(None, apply)
 
 
 @kopf.on.delete(resources.GROUP, resources.VERSION, resources.INSTANCES)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Protocol
 
-from kubenova.conductor.api import BuildRequest, ConductorAPI
+from kubenova.conductor.api import BuildRequest, ConductorAPI, SpecChange
 from kubenova.exception import NotReady
 from kubenova.rpc import payloads
 
@@ -38,7 +38,7 @@ class InstanceRequest:
 
 
 class InstanceAPI:
-    """Create and delete instances."""
+    """Create, change and delete instances."""
 
     def __init__(self, conductor: ConductorAPI, catalog: Catalog) -> None:
         self.conductor = conductor
@@ -67,6 +67,31 @@ class InstanceAPI:
                 # Nothing has written the status yet: most likely the first try.
                 first_try=not request.status,
                 current_status=request.status,
+            )
+        )
+
+    def spec_changed(self, request: InstanceRequest) -> bool:
+        """Whether the object's spec is newer than what its status says was acted on: a cheap
+        test on the object alone, made on every watch event of a created Instance."""
+        observed = self.observed_generation(request)
+        return observed is not None and request.generation > observed
+
+    @staticmethod
+    def observed_generation(request: InstanceRequest) -> int | None:
+        observed = request.status.get("observedGeneration")
+        return int(observed) if isinstance(observed, int) else None
+
+    def apply_spec(self, request: InstanceRequest, request_id: str) -> None:
+        """Hand a changed spec (power state, reboot request) to the conductor, which starts
+        the operation it asks for, refuses it, or records it applied."""
+        self.conductor.apply_spec(
+            SpecChange(
+                uid=request.uid,
+                namespace=request.namespace,
+                name=request.name,
+                generation=request.generation,
+                spec=request.spec,
+                request_id=request_id,
             )
         )
 

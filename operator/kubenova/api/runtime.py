@@ -87,6 +87,11 @@ class Runtime:
                     conductor.server_groups.project_all,
                 ),
                 periodic_mod.PeriodicTask(
+                    "finish_stale_operations",
+                    settings.hypervisor_check_interval_s,
+                    conductor.operations.finish_stale,
+                ),
+                periodic_mod.PeriodicTask(
                     "sweep_orphans", settings.audit_interval_s, conductor.orphans.sweep
                 ),
                 periodic_mod.PeriodicTask(
@@ -112,6 +117,7 @@ class Runtime:
         self._thread.start()
         self.periodic.start()
         self.conductor.projector.start()
+        self.conductor.history.start()
 
     def stop(self) -> None:
         self.periodic.stop()
@@ -119,4 +125,5 @@ class Runtime:
         if self._thread is not None:
             self._thread.join(timeout=10)
         self.conductor.projector.stop()
+        self.conductor.history.stop()
         self.publisher.close()

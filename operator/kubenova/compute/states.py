@@ -21,6 +21,14 @@ DELETED = "deleted"
 SCHEDULING = "scheduling"
 SPAWNING = "spawning"
 DELETING = "deleting"
+POWERING_OFF = "powering-off"
+POWERING_ON = "powering-on"
+PAUSING = "pausing"
+UNPAUSING = "unpausing"
+SUSPENDING = "suspending"
+RESUMING = "resuming"
+REBOOTING = "rebooting"
+REBOOTING_HARD = "rebooting_hard"
 
 # power_state
 RUNNING = "running"
@@ -48,7 +56,10 @@ def phase(
     if vm_state == BUILDING:
         return "Building"
     if vm_state == ACTIVE:
-        return "Running" if power_state == RUNNING else "Building"
+        # A running guest being rebooted or stopped is still Running (taskState says
+        # what is under way), as Nova shows ACTIVE with a task; one that never ran is
+        # still Building.
+        return "Running" if power_state == RUNNING or task_state is not None else "Building"
     return {
         STOPPED: "Stopped",
         PAUSED: "Paused",

@@ -8,20 +8,26 @@ from typing import Any
 
 from kubenova.conductor.compute_tasks import BuildRequest, ComputeTaskManager
 from kubenova.conductor.hypervisors import Hypervisors
+from kubenova.conductor.instance_operations import InstanceOperations, SpecChange
 from kubenova.conductor.projector import InstanceProjector
 
-__all__ = ["BuildRequest", "ConductorAPI"]
+__all__ = ["BuildRequest", "ConductorAPI", "SpecChange"]
 
 
 class ConductorAPI:
     """Requests from the api layer's handlers, each handed to the part that owns it."""
 
     def __init__(
-        self, tasks: ComputeTaskManager, projector: InstanceProjector, hypervisors: Hypervisors
+        self,
+        tasks: ComputeTaskManager,
+        projector: InstanceProjector,
+        hypervisors: Hypervisors,
+        operations: InstanceOperations,
     ) -> None:
         self._tasks = tasks
         self._projector = projector
         self._hypervisors = hypervisors
+        self._operations = operations
 
     def build_instance(self, build: BuildRequest) -> None:
         """Record, schedule, claim and cast; raises ``NotReady`` while the instance must wait."""
@@ -30,6 +36,11 @@ class ConductorAPI:
     def delete_instance(self, instance_uuid: str, request_id: str) -> bool:
         """Terminate and forget the instance; True once its record is gone."""
         return self._tasks.delete_instance(instance_uuid, request_id)
+
+    def apply_spec(self, change: SpecChange) -> None:
+        """Apply a changed spec (power state, reboot request): start the operation it asks
+        for, refuse it, or record it applied; nothing while another task is under way."""
+        self._operations.reconcile(change)
 
     def pending_status(
         self,

@@ -11,7 +11,9 @@ from typing import Any
 
 from kubenova.compute import states
 from kubenova.conductor import faults
+from kubenova.conductor.action_history import ActionHistory, ActionView
 from kubenova.conductor.compute_tasks import ComputeTaskManager
+from kubenova.conductor.instance_operations import InstanceOperations
 from kubenova.conductor.projector import InstanceProjector
 from kubenova.config import OperatorSettings
 from kubenova.db import api as db_api
@@ -21,6 +23,9 @@ from kubenova.exception import PermanentFailure
 from kubenova.rpc import compute_rpcapi, envelope, payloads
 
 LOG = logging.getLogger(__name__)
+
+# The host's part of a create, as Nova names it.
+_BUILD_EVENT = "compute_build_and_run_instance"
 
 
 class InstanceReports:
@@ -33,12 +38,16 @@ class InstanceReports:
         compute: compute_rpcapi.ComputeAPI,
         projector: InstanceProjector,
         tasks: ComputeTaskManager,
+        operations: InstanceOperations,
+        history: ActionHistory,
     ) -> None:
         self.settings = settings
         self.session_factory = session_factory
         self.compute = compute
         self.projector = projector
         self.tasks = tasks
+        self.operations = operations
+        self.history = history
 
     def instance_update(self, update: payloads.InstanceUpdate) -> None:
         """Record the host's view of one instance and project it into status.
@@ -62,15 +71,23 @@ class InstanceReports:
                     f"host {update.host!r} reported instance {update.instance_uuid}, "
                     f"which is assigned to {record.host!r}"
                 )
+            built: ActionView | None = None
+            stopped_by_guest = False
             if not deleted:
                 values: dict[str, Any] = {
                     "power_state": update.power_state,
                     "addresses": list(update.addresses),
                 }
-                # A delete in progress owns the states; the agent's view only adds power.
-                if record.task_state != states.DELETING and record.vm_state != states.ERROR:
+                # An operation under way (a delete, a reboot...) owns the states until it
+                # ends; meanwhile the agent's view only adds power and addresses.
+                if record.task_state in (None, states.SPAWNING) and record.vm_state != states.ERROR:
                     values["vm_state"] = update.vm_state
                     values["task_state"] = update.task_state
+                    stopped_by_guest = (
+                        record.task_state is None
+                        and record.vm_state == states.ACTIVE
+                        and update.vm_state in (states.STOPPED, states.ERROR)
+                    )
                 if update.launched_at is not None and record.launched_at is None:
                     values["launched_at"] = update.launched_at
                     # Nova resets a host's build failure count on a successful build.
@@ -78,6 +95,8 @@ class InstanceReports:
                 if all(getattr(record, key) == value for key, value in values.items()):
                     return  # what the record already says (the agent's "spawning", say)
                 db_api.instance_set(session, record, **values)
+                if "launched_at" in values:
+                    built = self._finish_create(session, record, update)
         if deleted:
             LOG.warning(
                 "host %s still runs deleted instance %s; reaping it",
@@ -90,6 +109,58 @@ class InstanceReports:
             return
         # The host just reported, so it is up.
         self.projector.project(update.instance_uuid, record=record, host_up=True)
+        if built is not None:
+            self.history.record(built)
+        if stopped_by_guest:
+            self.operations.guest_stopped(record)
+
+    def _finish_create(
+        self, session: Any, record: models.Instance, update: payloads.InstanceUpdate
+    ) -> ActionView | None:
+        """The build succeeded: its event, and the end of the create action."""
+        request_id = record.request_id
+        if request_id is None:
+            return None
+        try:
+            action, event = db_api.action_event_record(
+                session,
+                record.uuid,
+                request_id,
+                _BUILD_EVENT,
+                db_api.EVENT_RESULT_SUCCESS,
+                host=update.host,
+                start_time=None,
+                finish_time=update.launched_at or models.utcnow(),
+            )
+        except db_api.InstanceActionNotFoundError:
+            LOG.info("instance %s: no create action of %s to finish", record.uuid, request_id)
+            return None
+        db_api.action_finish(session, record.uuid, request_id)
+        # A first try's create has this one event; a rescheduled one also its failures.
+        events = (
+            [event] if (record.attempts or 1) <= 1 else db_api.action_events(session, action.id)
+        )
+        return ActionView.from_rows(record, action, events, result="Success")
+
+    def _record_build_event(
+        self, session: Any, record: models.Instance, failure: payloads.InstanceBuildFailed
+    ) -> None:
+        if record.request_id is None:
+            return
+        try:
+            db_api.action_event_record(
+                session,
+                record.uuid,
+                record.request_id,
+                _BUILD_EVENT,
+                db_api.EVENT_RESULT_ERROR,
+                host=failure.host,
+                start_time=None,
+                finish_time=models.utcnow(),
+                details=failure.message,
+            )
+        except db_api.InstanceActionNotFoundError:
+            LOG.info("instance %s: no create action to record the failure in", record.uuid)
 
     def instance_build_failed(self, failure: payloads.InstanceBuildFailed) -> None:
         """A build failed on its host: build again elsewhere, or go to Error.
@@ -126,6 +197,7 @@ class InstanceReports:
             tried = [*(record.tried_hosts or []), {"host": failure.host, "reason": failure.message}]
             db_api.compute_node_record_build_failure(session, failure.host)
             db_api.instance_update(session, failure.instance_uuid, tried_hosts=tried)
+            self._record_build_event(session, record, failure)
         db_api.release_resources(self.session_factory, failure.instance_uuid, clear_host=True)
         no_host: str | None = None
         if failure.reschedulable and (record.attempts or 1) < self.settings.max_attempts:
@@ -147,13 +219,26 @@ class InstanceReports:
                 failure.reason,
                 failure.host,
             )
-            db_api.instance_update(
+            errored = db_api.instance_update(
                 session, failure.instance_uuid, vm_state=states.ERROR, task_state=None
             )
+            view = self._finish_action(session, errored, errored.request_id, message[:255])
         self.projector.project(failure.instance_uuid)
+        if view is not None:
+            self.history.record(view)
 
-    def instance_terminated(self, event: payloads.InstanceTerminated) -> None:
-        """The host destroyed the domain: free the claim and soft-delete the record."""
+    def _finish_action(
+        self, session: Any, record: models.Instance, request_id: str | None, message: str | None
+    ) -> ActionView | None:
+        """End the action of ``request_id`` with ``message``; its view for the history."""
+        if request_id is None or db_api.action_get(session, record.uuid, request_id) is None:
+            return None
+        action = db_api.action_finish(session, record.uuid, request_id, message=message)
+        return ActionView.from_rows(record, action, db_api.action_events(session, action.id))
+
+    def instance_terminated(self, event: payloads.InstanceTerminated, request_id: str) -> None:
+        """The host destroyed the domain: free the claim, end the delete action and
+        soft-delete the record."""
         with db_engine.transaction(self.session_factory) as session:
             record = db_api.instance_get(session, event.instance_uuid)
             if record is None:
@@ -176,6 +261,19 @@ class InstanceReports:
         db_api.release_resources(self.session_factory, event.instance_uuid)
         with db_engine.transaction(self.session_factory) as session:
             db_api.instance_update(session, event.instance_uuid, power_state=states.NOSTATE)
+            if db_api.action_get(session, event.instance_uuid, request_id) is not None:
+                now = models.utcnow()
+                db_api.action_event_record(
+                    session,
+                    event.instance_uuid,
+                    request_id,
+                    "compute_terminate_instance",
+                    db_api.EVENT_RESULT_SUCCESS,
+                    host=event.host,
+                    start_time=None,
+                    finish_time=now,
+                )
+                db_api.action_finish(session, event.instance_uuid, request_id)
             db_api.server_group_remove_member(session, event.instance_uuid)
             db_api.instance_soft_delete(session, event.instance_uuid)
         self.projector.forget(event.instance_uuid)

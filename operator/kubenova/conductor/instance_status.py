@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime
 from typing import Any, Protocol
 
-from kubenova.compute import states
+from kubenova.compute import operations, states
 
 
 class InstanceRecord(Protocol):
@@ -25,6 +25,8 @@ class InstanceRecord(Protocol):
     generation: int
     request_id: str | None
     availability_zone: str | None
+    sync_reason: str | None
+    sync_message: str | None
 
 
 # Kubernetes' timestamp format (RFC 3339, UTC, whole seconds), for every time in a status.
@@ -125,6 +127,9 @@ def project(
             generation,
         )
     )
+    synced = _synced(record, previous_conditions)
+    if synced is not None:
+        updates.append(synced)
     status: dict[str, Any] = {
         "phase": phase,
         "vmState": record.vm_state,
@@ -141,6 +146,40 @@ def project(
     if fault is not None:
         status["fault"] = fault
     return status
+
+
+def _synced(record: InstanceRecord, previous: list[dict[str, Any]] | None) -> dict[str, Any] | None:
+    """The Synced condition: whether the spec at ``generation`` is applied, under way, or why
+    not. None while the instance is being built or deleted (its create or delete says it)."""
+    if record.vm_state in (states.BUILDING, states.DELETED) or record.task_state in (
+        states.SCHEDULING,
+        states.SPAWNING,
+        states.DELETING,
+    ):
+        return None
+    generation = record.generation
+    operation = operations.BY_TASK_STATE.get(record.task_state or "")
+    if operation is not None:
+        return condition(
+            "Synced",
+            False,
+            "InProgress",
+            f"{operation.name} in progress ({record.task_state})",
+            previous,
+            generation,
+        )
+    if record.sync_reason:
+        return condition(
+            "Synced", False, record.sync_reason, record.sync_message or "", previous, generation
+        )
+    return condition(
+        "Synced",
+        True,
+        "Synced",
+        f"the spec of generation {generation} is applied",
+        previous,
+        generation,
+    )
 
 
 def pending(

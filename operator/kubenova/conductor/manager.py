@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import TypeVar
 
 from kubenova.conductor.hypervisors import Hypervisors
+from kubenova.conductor.instance_operations import InstanceOperations
 from kubenova.conductor.instance_reports import InstanceReports
 from kubenova.config import MessagingSettings
 from kubenova.exception import PermanentFailure
@@ -24,15 +25,22 @@ _Report = TypeVar(
     payloads.InstanceBuildFailed,
     payloads.InstanceTerminated,
     payloads.ServiceStopping,
+    payloads.InstanceOperationFinished,
 )
 
 
 class ConductorManager:
     """Handles the ``conductor`` queue."""
 
-    def __init__(self, hypervisors: Hypervisors, instances: InstanceReports) -> None:
+    def __init__(
+        self,
+        hypervisors: Hypervisors,
+        instances: InstanceReports,
+        operations: InstanceOperations,
+    ) -> None:
         self.hypervisors = hypervisors
         self.instances = instances
+        self.operations = operations
 
     def handle(self, message: envelope.Envelope, user_id: str | None) -> None:
         """Dispatch one agent report after checking who sent it."""
@@ -51,7 +59,12 @@ class ConductorManager:
             self.hypervisors.service_stopping(_checked(payloads.ServiceStopping, message, user_id))
         elif method == "instance_terminated":
             self.instances.instance_terminated(
-                _checked(payloads.InstanceTerminated, message, user_id)
+                _checked(payloads.InstanceTerminated, message, user_id), message.request_id
+            )
+        elif method == "instance_operation_finished":
+            self.operations.operation_finished(
+                _checked(payloads.InstanceOperationFinished, message, user_id),
+                message.request_id,
             )
         else:
             raise PermanentFailure(f"the conductor has no method {method!r}")

@@ -7,9 +7,11 @@ from __future__ import annotations
 import dataclasses
 
 from kubenova.conductor import audit
+from kubenova.conductor.action_history import ActionHistory
 from kubenova.conductor.api import ConductorAPI
 from kubenova.conductor.compute_tasks import ComputeTaskManager
 from kubenova.conductor.hypervisors import Hypervisors
+from kubenova.conductor.instance_operations import InstanceOperations
 from kubenova.conductor.instance_reports import InstanceReports
 from kubenova.conductor.manager import ConductorManager
 from kubenova.conductor.orphans import OrphanSweeper
@@ -27,11 +29,13 @@ from kubenova.scheduler.manager import SchedulerManager
 class Conductor:
     """The conductor of one operator process: ``manager`` handles the ``conductor`` queue,
     ``api`` is the api layer's door, the periodic tasks run ``hypervisors``,
-    ``server_groups``, ``auditor`` and ``orphans``, and the runtime starts and stops
-    ``projector``."""
+    ``server_groups``, ``auditor``, ``orphans`` and ``operations`` (stale ones), and the runtime
+    starts and stops ``projector`` and ``history``."""
 
     projector: InstanceProjector
+    history: ActionHistory
     tasks: ComputeTaskManager
+    operations: InstanceOperations
     instances: InstanceReports
     hypervisors: Hypervisors
     server_groups: ServerGroupStatus
@@ -61,19 +65,27 @@ class Conductor:
             building_status_delay_s=settings.building_status_delay_s,
         )
         tasks = ComputeTaskManager(settings, session_factory, kube, scheduler, compute, projector)
-        instances = InstanceReports(settings, session_factory, compute, projector, tasks)
+        history = ActionHistory(kube)
+        operations = InstanceOperations(
+            settings, session_factory, kube, compute, projector, history
+        )
+        instances = InstanceReports(
+            settings, session_factory, compute, projector, tasks, operations, history
+        )
         auditor = audit.HostAuditor(session_factory, kube, compute)
         hypervisors = Hypervisors(settings, session_factory, kube, projector, auditor)
         # An administrator's change to a host must not wait for the cached view to expire.
         hypervisors.on_hosts_changed = host_manager.mark_stale
         return cls(
             projector=projector,
+            history=history,
             tasks=tasks,
+            operations=operations,
             instances=instances,
             hypervisors=hypervisors,
             server_groups=ServerGroupStatus(session_factory, kube),
             auditor=auditor,
             orphans=OrphanSweeper(session_factory, kube, tasks, grace_s=settings.audit_interval_s),
-            manager=ConductorManager(hypervisors, instances),
-            api=ConductorAPI(tasks, projector, hypervisors),
+            manager=ConductorManager(hypervisors, instances, operations),
+            api=ConductorAPI(tasks, projector, hypervisors, operations),
         )

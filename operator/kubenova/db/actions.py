@@ -6,6 +6,7 @@ idempotent where a retried handler or a duplicated message would otherwise write
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Final
 
 import sqlalchemy as sa
@@ -223,5 +224,77 @@ def fault_get_latest(session: orm.Session, uuid: str) -> models.InstanceFault | 
         sa.select(models.InstanceFault)
         .where(models.InstanceFault.instance_uuid == uuid, models.live(models.InstanceFault))
         .order_by(models.InstanceFault.id.desc())
+        .limit(1)
+    ).first()
+
+
+def action_event_record(
+    session: orm.Session,
+    uuid: str,
+    request_id: str,
+    event: str,
+    result: str,
+    *,
+    host: str | None,
+    start_time: dt.datetime | None,
+    finish_time: dt.datetime,
+    details: str | None = None,
+) -> tuple[models.InstanceAction, models.InstanceActionEvent]:
+    """Record an event that began and ended elsewhere (a host reports both times in one
+    message), as part of the action of ``request_id``; ``start_time`` None is the action's
+    start. An ``Error`` also sets the action's message to ``"Error"``, as
+    :func:`action_event_finish` does. Returns the action and the event. Raises
+    :class:`InstanceActionNotFoundError` when there is no such action."""
+    if result not in (EVENT_RESULT_SUCCESS, EVENT_RESULT_ERROR):
+        raise ValueError(f"event result must be {EVENT_RESULT_SUCCESS} or {EVENT_RESULT_ERROR}")
+    action = _action_get(session, uuid, request_id)
+    record = models.InstanceActionEvent(
+        action_id=action.id,
+        event=event,
+        host=host,
+        start_time=start_time if start_time is not None else action.start_time,
+        finish_time=finish_time,
+        result=result,
+        details=details,
+    )
+    session.add(record)
+    if result == EVENT_RESULT_ERROR:
+        action.message = EVENT_RESULT_ERROR
+    session.flush()
+    return action, record
+
+
+def action_get(session: orm.Session, uuid: str, request_id: str) -> models.InstanceAction | None:
+    """The newest live action of ``request_id`` for the instance, or None."""
+    try:
+        return _action_get(session, uuid, request_id)
+    except exceptions.InstanceActionNotFoundError:
+        return None
+
+
+def action_events(session: orm.Session, action_id: int) -> list[models.InstanceActionEvent]:
+    """The events of one action, oldest first."""
+    return list(
+        session.scalars(
+            sa.select(models.InstanceActionEvent)
+            .where(
+                models.InstanceActionEvent.action_id == action_id,
+                models.live(models.InstanceActionEvent),
+            )
+            .order_by(models.InstanceActionEvent.id)
+        )
+    )
+
+
+def action_latest_unfinished(session: orm.Session, uuid: str) -> models.InstanceAction | None:
+    """The newest action of the instance that has not finished, or None."""
+    return session.scalars(
+        sa.select(models.InstanceAction)
+        .where(
+            models.InstanceAction.instance_uuid == uuid,
+            models.InstanceAction.finish_time.is_(None),
+            models.live(models.InstanceAction),
+        )
+        .order_by(models.InstanceAction.id.desc())
         .limit(1)
     ).first()

@@ -179,6 +179,20 @@ def instance_get_all(
     return list(session.scalars(stmt))
 
 
+def instances_in_task_states(
+    session: orm.Session, task_states: Collection[str]
+) -> list[models.Instance]:
+    """Live instances with one of ``task_states`` under way: what a restart must finish or
+    roll back."""
+    return list(
+        session.scalars(
+            sa.select(models.Instance)
+            .where(models.Instance.task_state.in_(list(task_states)), models.live(models.Instance))
+            .order_by(models.Instance.id)
+        )
+    )
+
+
 def instance_uuids_created_before(session: orm.Session, cutoff: dt.datetime) -> set[str]:
     """The uuids of the live instances recorded before ``cutoff`` (one indexed column each,
     not whole records: the orphan sweep reads them all)."""

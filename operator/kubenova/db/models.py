@@ -234,6 +234,12 @@ class Instance(TimestampMixin, SoftDeleteMixin, Base):
     attempts: Mapped[int] = mapped_column(sa.Integer, default=0, server_default="0")
     alternates: Mapped[list[str] | None] = mapped_column(sa.JSON)
     tried_hosts: Mapped[list[dict[str, str]] | None] = mapped_column(sa.JSON)
+    # The spec.reboot.requestedAt stamp last acted on: a stamp is acted on once.
+    last_reboot_request: Mapped[str | None] = mapped_column(sa.String(64))
+    # Why the spec at ``generation`` is not applied (the Synced condition's reason and
+    # message): refused in this state, failed on the host, or the guest powered itself off.
+    sync_reason: Mapped[str | None] = mapped_column(sa.String(64))
+    sync_message: Mapped[str | None] = mapped_column(sa.String(1024))
 
 
 class Allocation(TimestampMixin, Base):

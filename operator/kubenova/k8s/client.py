@@ -158,6 +158,38 @@ class KubeClient:
             # An Event is a courtesy: never fail the work because it could not be posted.
             LOG.warning("could not post event %s on %s: %s", reason, meta["name"], exc.reason)
 
+    def apply_instance_action(self, namespace: str, body: dict[str, Any]) -> bool:
+        """Create the InstanceAction ``body``, or merge it into the one of that name; False
+        when its namespace or its owner is gone (nothing to record it for)."""
+        name = body["metadata"]["name"]
+        try:
+            self._custom.create_namespaced_custom_object(
+                resources.GROUP, resources.VERSION, namespace, resources.INSTANCE_ACTIONS, body
+            )
+            return True
+        except k8s_exceptions.ApiException as exc:
+            if exc.status == 404:
+                return False
+            if exc.status != 409:
+                raise
+        patch = {key: value for key, value in body.items() if key not in ("apiVersion", "kind")}
+        patch["metadata"] = {"labels": body["metadata"].get("labels", {})}
+        try:
+            # A dict body is sent as a JSON merge patch.
+            self._custom.patch_namespaced_custom_object(
+                resources.GROUP,
+                resources.VERSION,
+                namespace,
+                resources.INSTANCE_ACTIONS,
+                name,
+                patch,
+            )
+        except k8s_exceptions.ApiException as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
     def get_hypervisor(self, host: str) -> dict[str, Any] | None:
         return self._get_cluster(resources.HYPERVISORS, host)
 

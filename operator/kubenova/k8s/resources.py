@@ -8,4 +8,7 @@ FLAVORS = "flavors"
 IMAGES = "images"
 HYPERVISORS = "hypervisors"
 SERVER_GROUPS = "servergroups"
+INSTANCE_ACTIONS = "instanceactions"
+#: The label naming the Instance an InstanceAction belongs to.
+INSTANCE_LABEL = f"{GROUP}/instance"
 FINALIZER = f"{GROUP}/instance-protection"

@@ -85,7 +85,8 @@ def test_a_record_without_its_object_is_deleted_through_its_host_at_the_second_s
     assert record.task_state == "deleting"
     # The host terminates the domain: the claim goes with the record, as for any delete.
     conductor.instances.instance_terminated(
-        payloads.InstanceTerminated(instance_uuid=orphan, host="h1")
+        payloads.InstanceTerminated(instance_uuid=orphan, host="h1"),
+        "req-terminate",
     )
     assert _live(db_session_factory, orphan) is None
     assert _live(db_session_factory, kept) is not None

@@ -275,7 +275,8 @@ def test_the_placed_count_of_a_down_host_follows_its_instance_going_with_the_usa
     else:
         # The agent's last word before it went silent, handled late.
         conductor.instances.instance_terminated(
-            payloads.InstanceTerminated(instance_uuid=counted, host="h1")
+            payloads.InstanceTerminated(instance_uuid=counted, host="h1"),
+            "req-terminate",
         )
     kube.clear()
 
@@ -475,7 +476,8 @@ def test_a_down_host_whose_object_is_gone_is_kept_while_an_instance_is_recorded_
 
     # Once its instance is gone, the usage it frees is patched for, and the host forgotten.
     conductor.instances.instance_terminated(
-        payloads.InstanceTerminated(instance_uuid=two_hosts["h1"], host="h1")
+        payloads.InstanceTerminated(instance_uuid=two_hosts["h1"], host="h1"),
+        "req-terminate",
     )
     assert conductor.hypervisors.check_hypervisors() == {"h1": "down", "h2": "up"}
     assert not _recorded(db_session_factory, "h1")

@@ -250,6 +250,9 @@ def test_a_changed_report_is_recorded_and_patched_once(
     h1: str,
 ) -> None:
     uuid = running_instance(db_session_factory, kube)
+    # Stopped as its spec asks (a guest that stops against the spec is restarted: see
+    # test_power_operations.py).
+    kube.instances[(NAMESPACE, instance_name(uuid))]["spec"]["powerState"] = "Stopped"
     _project(conductor, uuid)
     kube.calls.clear()
 
@@ -257,7 +260,8 @@ def test_a_changed_report_is_recorded_and_patched_once(
         _report(uuid, vm_state="stopped", power_state="shutdown", addresses=())
     )
 
-    assert kube.calls == {"patch_instance_status": 1}
+    # The spec is read to learn whether the guest stopped against it.
+    assert kube.calls == {"patch_instance_status": 1, "get_instance": 1}
     with db_engine.transaction(db_session_factory) as session:
         record = db_api.instance_get(session, uuid)
         assert record is not None
@@ -273,7 +277,7 @@ def test_a_changed_report_is_recorded_and_patched_once(
     conductor.instances.instance_update(
         _report(uuid, vm_state="stopped", power_state="shutdown", addresses=())
     )
-    assert kube.calls == {"patch_instance_status": 1}
+    assert kube.calls == {"patch_instance_status": 1, "get_instance": 1}
 
 
 def test_a_report_projects_its_host_as_up_without_asking_the_database(
@@ -284,6 +288,7 @@ def test_a_report_projects_its_host_as_up_without_asking_the_database(
     # h1 has a compute node but no heartbeat on record: the database calls it down.
     make_host(db_session_factory, "h1", vcpus=8, memory_mib=8192, local_gb=100)
     uuid = running_instance(db_session_factory, kube)
+    kube.instances[(NAMESPACE, instance_name(uuid))]["spec"]["powerState"] = "Stopped"
     _project(conductor, uuid)
     assert kube.status_of(instance_name(uuid))["phase"] == "Unknown"
 
@@ -326,7 +331,8 @@ def test_a_terminated_instance_is_forgotten(
     _project(conductor, uuid)
     assert conductor.projector._last_written.get(uuid) is not None
     conductor.instances.instance_terminated(
-        payloads.InstanceTerminated(instance_uuid=uuid, host="h1")
+        payloads.InstanceTerminated(instance_uuid=uuid, host="h1"),
+        "req-terminate",
     )
     assert conductor.projector._last_written.get(uuid) is None
 

@@ -40,6 +40,7 @@ def test_should_grant_the_operator_each_verb_it_uses_and_nothing_more(render) ->
         (group, "images"): ["get", "list", "watch"],
         (group, "servergroups"): ["get"],
         (group, "servergroups/status"): ["patch"],
+        (group, "instanceactions"): ["create", "patch"],
         ("", "events"): ["create"],
         ("apiextensions.k8s.io", "customresourcedefinitions"): ["list", "watch"],
         ("", "namespaces"): ["list", "watch"],

@@ -45,6 +45,8 @@ class Record:
     generation: int = 1
     request_id: str | None = "req-1"
     availability_zone: str | None = "az1"
+    sync_reason: str | None = None
+    sync_message: str | None = None
 
 
 BUILDING = Record(states.BUILDING, states.SPAWNING, states.NOSTATE)

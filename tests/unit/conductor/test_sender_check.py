@@ -55,20 +55,20 @@ def _update(host: str) -> envelope.Envelope:
 def test_report_about_a_host_from_another_user_is_refused_before_any_write(
     user_id: str | None,
 ) -> None:
-    manager = ConductorManager(Untouchable(), Untouchable())  # type: ignore[arg-type]
+    manager = ConductorManager(Untouchable(), Untouchable(), Untouchable())  # type: ignore[arg-type]
     with pytest.raises(PermanentFailure, match="not 'agent-h1'"):
         manager.handle(_update("h1"), user_id)
 
 
 def test_report_from_the_hosts_own_agent_reaches_its_handler() -> None:
     reports = RecordingReports()
-    manager = ConductorManager(Untouchable(), reports)  # type: ignore[arg-type]
+    manager = ConductorManager(Untouchable(), reports, Untouchable())  # type: ignore[arg-type]
     manager.handle(_update("h1"), "agent-h1")
     assert [(update.host, update.instance_uuid) for update in reports.updates] == [("h1", UUID)]
 
 
 def test_unknown_method_is_refused() -> None:
-    manager = ConductorManager(Untouchable(), Untouchable())  # type: ignore[arg-type]
+    manager = ConductorManager(Untouchable(), Untouchable(), Untouchable())  # type: ignore[arg-type]
     message = envelope.Envelope(request_id="r", method="drop_tables", sender="x")
     with pytest.raises(PermanentFailure, match="drop_tables"):
         manager.handle(message, "agent-h1")

@@ -15,6 +15,8 @@ class Record:
     generation: int = 3
     request_id: str | None = "req-1"
     availability_zone: str | None = None
+    sync_reason: str | None = None
+    sync_message: str | None = None
 
 
 def test_running_record_projects_running_ready_and_scheduled():

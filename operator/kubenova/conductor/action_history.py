@@ -1,0 +1,226 @@
+"""The action history shown to kubectl users: each instance action (Nova's instance_actions,
+kept in the database) written as an InstanceAction object owned by its Instance, so it goes
+when the Instance goes and needs no database access to read (``kubectl nova events``).
+
+The objects are a projection, written on a thread of their own from a queue, off the road of
+requests: a create or a reboot never waits for its history. The database stays the record;
+an object that could not be written is tried again a few times, then logged.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import datetime
+import hashlib
+import logging
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from kubenova.conductor.instance_status import timestamp
+from kubenova.db import models
+from kubenova.k8s import resources
+from kubenova.k8s.client import KubeClient
+
+LOG = logging.getLogger(__name__)
+
+IN_PROGRESS = "InProgress"
+SUCCESS = "Success"
+ERROR = "Error"
+
+# Attempts at writing one object before it is given up (logged).
+_ATTEMPTS = 3
+# Kubernetes object names are at most 253 characters; the suffix takes at most 40.
+_NAME_PREFIX_MAX = 200
+
+
+@dataclasses.dataclass(frozen=True)
+class EventView:
+    """One event of an action, as the object shows it."""
+
+    event: str
+    host: str | None
+    start_time: datetime.datetime | None
+    finish_time: datetime.datetime | None
+    result: str | None
+    details: str | None = None
+
+    @classmethod
+    def from_row(cls, row: models.InstanceActionEvent) -> EventView:
+        return cls(row.event, row.host, row.start_time, row.finish_time, row.result, row.details)
+
+
+@dataclasses.dataclass(frozen=True)
+class ActionView:
+    """One action of one instance, as its InstanceAction object shows it."""
+
+    instance_uuid: str
+    namespace: str
+    instance_name: str
+    action: str
+    request_id: str
+    start_time: datetime.datetime | None
+    finish_time: datetime.datetime | None
+    result: str
+    message: str | None
+    events: tuple[EventView, ...] = ()
+
+    @classmethod
+    def from_rows(
+        cls,
+        record: models.Instance,
+        action: models.InstanceAction,
+        events: Sequence[models.InstanceActionEvent],
+        *,
+        result: str | None = None,
+    ) -> ActionView:
+        """The view of ``action`` of ``record``; its result is In progress until it has a
+        finish time, then that of its last event unless given."""
+        views = tuple(EventView.from_row(event) for event in events)
+        if result is None:
+            if action.finish_time is None:
+                result = IN_PROGRESS
+            elif views and views[-1].result == ERROR:
+                result = ERROR
+            else:
+                result = SUCCESS
+        return cls(
+            instance_uuid=record.uuid,
+            namespace=record.namespace,
+            instance_name=record.name,
+            action=action.action,
+            request_id=action.request_id,
+            start_time=action.start_time,
+            finish_time=action.finish_time,
+            result=result,
+            message=action.message,
+            events=views,
+        )
+
+    @property
+    def object_name(self) -> str:
+        """``<instance>-<action>-<10 hex digits of the request id>``: one object per action,
+        the same name however often it is written."""
+        digest = hashlib.sha256(self.request_id.encode()).hexdigest()[:10]
+        return f"{self.instance_name[:_NAME_PREFIX_MAX]}-{self.action}-{digest}"
+
+    def body(self) -> dict[str, Any]:
+        """The InstanceAction object."""
+        body: dict[str, Any] = {
+            "apiVersion": resources.API_VERSION,
+            "kind": "InstanceAction",
+            "metadata": {
+                "name": self.object_name,
+                "namespace": self.namespace,
+                "labels": {resources.INSTANCE_LABEL: self.instance_name[:63]},
+                "ownerReferences": [
+                    {
+                        "apiVersion": resources.API_VERSION,
+                        "kind": "Instance",
+                        "name": self.instance_name,
+                        "uid": self.instance_uuid,
+                    }
+                ],
+            },
+            "instance": self.instance_name,
+            "instanceUID": self.instance_uuid,
+            "action": self.action,
+            "requestId": self.request_id,
+            "result": self.result,
+            "events": [_event_body(event) for event in self.events],
+        }
+        if self.start_time is not None:
+            body["startTime"] = timestamp(self.start_time)
+        if self.finish_time is not None:
+            body["finishTime"] = timestamp(self.finish_time)
+        if self.message:
+            body["message"] = self.message
+        return body
+
+
+def _event_body(event: EventView) -> dict[str, Any]:
+    body: dict[str, Any] = {"event": event.event}
+    if event.host:
+        body["host"] = event.host
+    if event.start_time is not None:
+        body["startTime"] = timestamp(event.start_time)
+    if event.finish_time is not None:
+        body["finishTime"] = timestamp(event.finish_time)
+    body["result"] = event.result or IN_PROGRESS
+    if event.details:
+        body["details"] = event.details
+    return body
+
+
+class ActionHistory:
+    """Writes InstanceAction objects on its own thread; the newest view of an action wins."""
+
+    def __init__(self, kube: KubeClient) -> None:
+        self._kube = kube
+        self._pending: collections.OrderedDict[tuple[str, str], ActionView] = (
+            collections.OrderedDict()
+        )
+        self._condition = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._stopping = False
+
+    def record(self, view: ActionView) -> None:
+        """Write ``view`` soon; a newer view of the same action replaces one not yet written."""
+        with self._condition:
+            key = (view.namespace, view.object_name)
+            self._pending.pop(key, None)
+            self._pending[key] = view
+            self._condition.notify()
+
+    def start(self) -> None:
+        with self._condition:
+            if self._thread is not None:
+                return
+            self._stopping = False
+            self._thread = threading.Thread(target=self._run, name="action-history", daemon=True)
+            self._thread.start()
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Write what is queued (within ``timeout_s``), then stop."""
+        with self._condition:
+            thread, self._thread = self._thread, None
+            self._stopping = True
+            self._condition.notify()
+        if thread is not None:
+            thread.join(timeout_s)
+
+    def pending(self) -> int:
+        with self._condition:
+            return len(self._pending)
+
+    def flush(self) -> None:
+        """Write everything queued on the calling thread (for a process that does not run
+        the writer thread, and for tests)."""
+        while True:
+            with self._condition:
+                if not self._pending:
+                    return
+                _, view = self._pending.popitem(last=False)
+            self._write(view)
+
+    def _run(self) -> None:
+        while True:
+            with self._condition:
+                while not self._pending and not self._stopping:
+                    self._condition.wait()
+                if not self._pending:
+                    return
+                _, view = self._pending.popitem(last=False)
+            self._write(view)
+
+    def _write(self, view: ActionView) -> None:
+        for attempt in range(1, _ATTEMPTS + 1):
+            try:
+                self._kube.apply_instance_action(view.namespace, view.body())
+                return
+            except Exception:
+                if attempt == _ATTEMPTS:
+                    LOG.exception(
+                        "could not write InstanceAction %s/%s", view.namespace, view.object_name
+                    )

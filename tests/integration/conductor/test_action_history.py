@@ -1,0 +1,109 @@
+"""Actions that finish: a create ends when its host reports the guest launched (or when its
+build fails for good), with the host's event; each is shown as an InstanceAction object."""
+
+from __future__ import annotations
+
+import pytest
+
+from kubenova.conductor.service import Conductor
+from kubenova.db import api as db_api
+from kubenova.db import engine as db_engine
+from kubenova.rpc import payloads
+from tests.integration.conductor.fakes import LAUNCHED, instance_name, node_report
+from tests.integration.db.helpers import claim, make_instance
+from tests.support import RecordingKube
+
+pytestmark = pytest.mark.integration
+
+
+def _building(session_factory: db_engine.SessionFactory, kube: RecordingKube) -> str:
+    uuid = make_instance(session_factory)
+    with db_engine.transaction(session_factory) as session:
+        db_api.action_start(session, uuid, "create", f"req-{uuid}")
+    assert claim(session_factory, uuid, "h1")
+    with db_engine.transaction(session_factory) as session:
+        db_api.instance_update(session, uuid, task_state="spawning", attempts=1)
+    kube.add_instance(instance_name(uuid))
+    return uuid
+
+
+def test_a_launch_report_finishes_the_create_action_with_the_build_event(
+    db_session_factory: db_engine.SessionFactory, kube: RecordingKube, conductor: Conductor
+) -> None:
+    conductor.hypervisors.compute_node_report(node_report("h1"), "1.3")
+    uuid = _building(db_session_factory, kube)
+
+    conductor.instances.instance_update(
+        payloads.InstanceUpdate(
+            instance_uuid=uuid,
+            host="h1",
+            vm_state="active",
+            task_state=None,
+            power_state="running",
+            launched_at=LAUNCHED,
+        )
+    )
+
+    with db_engine.transaction(db_session_factory) as session:
+        action = db_api.action_get(session, uuid, f"req-{uuid}")
+        assert action is not None and action.finish_time is not None
+        events = db_api.action_events(session, action.id)
+        assert [(e.event, e.result, e.host) for e in events] == [
+            ("compute_build_and_run_instance", "Success", "h1")
+        ]
+        assert events[0].start_time == action.start_time
+    conductor.history.flush()
+    (obj,) = kube.instance_actions.values()
+    assert (obj["action"], obj["result"], obj["instance"]) == (
+        "create",
+        "Success",
+        instance_name(uuid),
+    )
+    assert obj["metadata"]["labels"] == {"compute.kubenova.io/instance": instance_name(uuid)}
+
+
+def test_a_build_that_fails_for_good_ends_the_create_action_in_error(
+    db_session_factory: db_engine.SessionFactory, kube: RecordingKube, conductor: Conductor
+) -> None:
+    conductor.hypervisors.compute_node_report(node_report("h1"), "1.3")
+    uuid = _building(db_session_factory, kube)
+
+    conductor.instances.instance_build_failed(
+        payloads.InstanceBuildFailed(
+            instance_uuid=uuid,
+            host="h1",
+            reason="BuildAborted",
+            message="image checksum mismatch",
+            reschedulable=False,
+        )
+    )
+
+    with db_engine.transaction(db_session_factory) as session:
+        action = db_api.action_get(session, uuid, f"req-{uuid}")
+        assert action is not None and action.finish_time is not None
+        assert action.message == "build failed on 1 host(s): h1: image checksum mismatch"
+        events = db_api.action_events(session, action.id)
+        assert [(e.event, e.result, e.details) for e in events] == [
+            ("compute_build_and_run_instance", "Error", "image checksum mismatch")
+        ]
+    conductor.history.flush()
+    (obj,) = kube.instance_actions.values()
+    assert (obj["action"], obj["result"]) == ("create", "Error")
+
+
+def test_a_terminate_report_finishes_the_delete_action(
+    db_session_factory: db_engine.SessionFactory, kube: RecordingKube, conductor: Conductor
+) -> None:
+    conductor.hypervisors.compute_node_report(node_report("h1"), "1.3")
+    uuid = _building(db_session_factory, kube)
+    assert conductor.api.delete_instance(uuid, "req-delete") is False
+
+    conductor.instances.instance_terminated(
+        payloads.InstanceTerminated(instance_uuid=uuid, host="h1"), "req-delete"
+    )
+
+    with db_engine.transaction(db_session_factory) as session:
+        action = db_api.action_get(session, uuid, "req-delete")
+        assert action is not None and action.finish_time is not None
+        events = db_api.action_events(session, action.id)
+        assert [(e.event, e.result) for e in events] == [("compute_terminate_instance", "Success")]
