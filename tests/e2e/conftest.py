@@ -118,6 +118,46 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
             process.wait()
 
 
+class AgentProcess:
+    """This host's agent, which a test may kill (SIGKILL, as a crash) and start again."""
+
+    def __init__(self) -> None:
+        self.process: subprocess.Popen[bytes] | None = None
+        self.env: dict[str, str] = {}
+
+    def start(self, env: dict[str, str]) -> None:
+        # Without the database settings, as in a cluster: the agent must never need them.
+        self.env = {k: v for k, v in env.items() if not k.startswith("KUBENOVA_DB_")}
+        self.process = _start(
+            "agent",
+            [
+                str(ROOT / ".venv/bin/kubenova-agent"),
+                "--host",
+                HOST,
+                "--amqp-url-file",
+                str(STATE / "agents" / f"{HOST}.amqp-url"),
+            ],
+            self.env,
+        )
+
+    def kill(self) -> None:
+        """SIGKILL the agent and everything it started."""
+        assert self.process is not None
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+
+    def restart(self) -> None:
+        self.start(self.env)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            _stop(self.process)
+
+
+#: The agent the ``stack`` fixture runs.
+AGENT = AgentProcess()
+
+
 @pytest.fixture(scope="session")
 def stack() -> Iterator[dict[str, str]]:
     """Operator and agent processes on the local stack; yields the environment they use."""
@@ -127,6 +167,11 @@ def stack() -> Iterator[dict[str, str]]:
     env["KUBENOVA_DB_URL"] = localstack.db_url()
     # Hosts go down quickly here, so the tests of a host that is down need not wait a minute.
     env["KUBENOVA_SERVICE_DOWN_TIME"] = "20"
+    # A stop or soft reboot the guest ignores becomes hard after this long (Nova's 60 s
+    # would make the tests of such a guest wait a minute each).
+    env["KUBENOVA_SHUTDOWN_TIMEOUT"] = "10"
+    # The plugin, as kubectl finds it: on the PATH.
+    env["PATH"] = f"{ROOT / '.venv/bin'}{os.pathsep}{env.get('PATH', '')}"
     # Not the port of an operator that `make dev-up` may have running.
     env["KUBENOVA_METRICS_PORT"] = "9091"
     subprocess.run([str(ROOT / ".venv/bin/kubenova-manage"), "db", "sync"], check=True, env=env)
@@ -140,18 +185,7 @@ def stack() -> Iterator[dict[str, str]]:
         return
     operator = _start("operator", [str(ROOT / ".venv/bin/kubenova-operator")], env)
     env["KUBENOVA_E2E_OPERATOR_PID"] = str(operator.pid)  # for the benchmark's smoke test
-    agent = _start(
-        "agent",
-        [
-            str(ROOT / ".venv/bin/kubenova-agent"),
-            "--host",
-            HOST,
-            "--amqp-url-file",
-            str(STATE / "agents" / f"{HOST}.amqp-url"),
-        ],
-        # Without the database settings, as in a cluster: the agent must never need them.
-        {k: v for k, v in env.items() if not k.startswith("KUBENOVA_DB_")},
-    )
+    AGENT.start(env)
     try:
         wait_for(
             f"Hypervisor {HOST} to be up",
@@ -160,7 +194,7 @@ def stack() -> Iterator[dict[str, str]]:
         )
         yield env
     finally:
-        _stop(agent)
+        AGENT.stop()
         _stop(operator)
 
 

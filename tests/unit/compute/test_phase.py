@@ -10,6 +10,7 @@ from kubenova.compute import states
         ("building", "spawning", "nostate", "h1", True, "Building"),
         ("active", None, "running", "h1", True, "Running"),
         ("active", None, "nostate", "h1", True, "Building"),
+        ("active", "rebooting_hard", "shutdown", "h1", True, "Running"),
         ("active", None, "running", "h1", False, "Unknown"),
         ("stopped", None, "shutdown", "h1", True, "Stopped"),
         ("paused", None, "paused", "h1", True, "Paused"),
