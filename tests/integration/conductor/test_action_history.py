@@ -46,7 +46,8 @@ def test_a_launch_report_finishes_the_create_action_with_the_build_event(
 
     with db_engine.transaction(db_session_factory) as session:
         action = db_api.action_get(session, uuid, f"req-{uuid}")
-        assert action is not None and action.finish_time is not None
+        assert action is not None
+        assert action.finish_time is not None
         events = db_api.action_events(session, action.id)
         assert [(e.event, e.result, e.host) for e in events] == [
             ("compute_build_and_run_instance", "Success", "h1")
@@ -80,7 +81,8 @@ def test_a_build_that_fails_for_good_ends_the_create_action_in_error(
 
     with db_engine.transaction(db_session_factory) as session:
         action = db_api.action_get(session, uuid, f"req-{uuid}")
-        assert action is not None and action.finish_time is not None
+        assert action is not None
+        assert action.finish_time is not None
         assert action.message == "build failed on 1 host(s): h1: image checksum mismatch"
         events = db_api.action_events(session, action.id)
         assert [(e.event, e.result, e.details) for e in events] == [
@@ -104,6 +106,7 @@ def test_a_terminate_report_finishes_the_delete_action(
 
     with db_engine.transaction(db_session_factory) as session:
         action = db_api.action_get(session, uuid, "req-delete")
-        assert action is not None and action.finish_time is not None
+        assert action is not None
+        assert action.finish_time is not None
         events = db_api.action_events(session, action.id)
         assert [(e.event, e.result) for e in events] == [("compute_terminate_instance", "Success")]

@@ -142,7 +142,8 @@ def test_a_stop_is_checked_swapped_recorded_cast_and_finished_by_the_hosts_repor
     assert action["metadata"]["ownerReferences"][0]["uid"] == uuid
     with db_engine.transaction(db_session_factory) as session:
         stored = db_api.action_get(session, uuid, "req-gen-2")
-        assert stored is not None and stored.finish_time is not None
+        assert stored is not None
+        assert stored.finish_time is not None
         events = db_api.action_events(session, stored.id)
         assert [(e.event, e.result, e.host) for e in events] == [
             ("compute_stop_instance", "Success", "h1")
@@ -407,5 +408,6 @@ def test_operations_under_way_are_cast_again_at_start_up_then_again_then_rolled_
 def _started(session_factory: db_engine.SessionFactory, uuid: str) -> dt.datetime:
     with db_engine.transaction(session_factory) as session:
         action = db_api.action_latest_unfinished(session, uuid)
-        assert action is not None and action.start_time is not None
+        assert action is not None
+        assert action.start_time is not None
         return action.start_time
