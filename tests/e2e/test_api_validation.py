@@ -58,16 +58,6 @@ def test_changing_an_instances_flavor_is_refused_and_keeps_the_old_one(namespace
     assert get("instances", "fixed", namespace)["spec"]["flavor"] == "e2e-never-created-a"
 
 
-def test_changing_an_instances_image_is_refused_and_keeps_the_old_one(namespace):
-    apply(instance_manifest("imaged", namespace, "m1.nano", image="e2e-never-created-a"))
-    message = _refused(
-        instance_manifest("imaged", namespace, "m1.nano", image="e2e-never-created-b")
-    )
-    assert "spec.image" in message
-    assert "image is immutable" in message
-    assert get("instances", "imaged", namespace)["spec"]["image"] == "e2e-never-created-a"
-
-
 def test_changing_an_instances_server_group_is_refused_and_keeps_the_old_one(namespace):
     apply(instance_manifest("grouped", namespace, "m1.nano", serverGroup="e2e-group-a"))
     message = _refused(

@@ -154,9 +154,9 @@ def create_instance(body: kopf.Body, memo: kopf.Memo, patch: kopf.Patch, **kwarg
 
 @kopf.on.event(resources.GROUP, resources.VERSION, resources.INSTANCES)
 async def instance_spec_changed(
-    event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any
+    event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **kwargs: Any
 ) -> None:
-    """Apply a changed spec (power state, reboot request) of a created Instance.
+    """Apply a changed spec (image, power state, reboot request) of a created Instance.
 
     Instances have no update handlers (see ``diffbase``): every watch event of one comes
     here, and the test of whether its ``metadata.generation`` is newer than its
@@ -173,10 +173,11 @@ async def instance_spec_changed(
     if not runtime.instances.spec_changed(request):
         return
     request_id = envelope.new_request_id()
+    catalog = IndexedCatalog(kwargs["flavors_by_name"], kwargs["images_by_name"], runtime.kube)
 
     def apply() -> None:
         with log.request_context(request_id):
-            runtime.instances.apply_spec(request, request_id)
+            runtime.instances.apply_spec(request, request_id, catalog)
 
     await asyncio.get_running_loop().run_in_executor(None, apply)
 

@@ -81,9 +81,18 @@ class InstanceAPI:
         observed = request.status.get("observedGeneration")
         return int(observed) if isinstance(observed, int) else None
 
-    def apply_spec(self, request: InstanceRequest, request_id: str) -> None:
-        """Hand a changed spec (power state, reboot request) to the conductor, which starts
-        the operation it asks for, refuses it, or records it applied."""
+    def apply_spec(
+        self, request: InstanceRequest, request_id: str, catalog: Catalog | None = None
+    ) -> None:
+        """Hand a changed spec (image, power state, reboot request) to the conductor, which
+        starts the next operation it asks for, refuses it, or records it applied. The image is
+        resolved here, as a create resolves it (a rebuild is built from its snapshot)."""
+        image: dict[str, Any] | None = None
+        unresolved: tuple[str, str] | None = None
+        try:
+            _, image = _resolve(request, catalog or self.catalog)
+        except NotReady as exc:
+            unresolved = (exc.reason, str(exc))
         self.conductor.apply_spec(
             SpecChange(
                 uid=request.uid,
@@ -92,6 +101,8 @@ class InstanceAPI:
                 generation=request.generation,
                 spec=request.spec,
                 request_id=request_id,
+                image=image,
+                unresolved=unresolved,
             )
         )
 

@@ -89,7 +89,7 @@ class Runtime:
                 periodic_mod.PeriodicTask(
                     "finish_stale_operations",
                     settings.hypervisor_check_interval_s,
-                    conductor.operations.finish_stale,
+                    conductor.stale.finish_stale,
                 ),
                 periodic_mod.PeriodicTask(
                     "sweep_orphans", settings.audit_interval_s, conductor.orphans.sweep

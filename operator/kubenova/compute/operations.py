@@ -67,11 +67,16 @@ REBOOT_HARD = _operation(
     states.ACTIVE,
 )
 
+# A new root disk from another image, where the instance is; a stopped one stays stopped.
+REBUILD = _operation(
+    "rebuild", {states.ACTIVE, states.STOPPED, states.ERROR}, states.REBUILDING, states.ACTIVE
+)
+
 #: Every operation by the task state it runs under: the way back from a record to what is
 #: under way.
 BY_TASK_STATE: dict[str, Operation] = {
     op.task_state: op
-    for op in (STOP, START, PAUSE, UNPAUSE, SUSPEND, RESUME, REBOOT_SOFT, REBOOT_HARD)
+    for op in (STOP, START, PAUSE, UNPAUSE, SUSPEND, RESUME, REBOOT_SOFT, REBOOT_HARD, REBUILD)
 }
 
 #: spec.powerState -> the vm_state it stands for.

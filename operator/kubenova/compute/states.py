@@ -29,6 +29,7 @@ SUSPENDING = "suspending"
 RESUMING = "resuming"
 REBOOTING = "rebooting"
 REBOOTING_HARD = "rebooting_hard"
+REBUILDING = "rebuilding"
 
 # power_state
 RUNNING = "running"

@@ -8,8 +8,9 @@ from typing import Any
 
 from kubenova.conductor.compute_tasks import BuildRequest, ComputeTaskManager
 from kubenova.conductor.hypervisors import Hypervisors
-from kubenova.conductor.instance_operations import InstanceOperations, SpecChange
+from kubenova.conductor.instance_operations import InstanceOperations
 from kubenova.conductor.projector import InstanceProjector
+from kubenova.conductor.spec_change import SpecChange
 
 __all__ = ["BuildRequest", "ConductorAPI", "SpecChange"]
 

@@ -17,6 +17,7 @@ from kubenova.conductor.manager import ConductorManager
 from kubenova.conductor.orphans import OrphanSweeper
 from kubenova.conductor.projector import InstanceProjector
 from kubenova.conductor.server_group_status import ServerGroupStatus
+from kubenova.conductor.stale_operations import StaleOperations
 from kubenova.config import OperatorSettings
 from kubenova.db import engine as db_engine
 from kubenova.k8s.client import KubeClient
@@ -29,13 +30,14 @@ from kubenova.scheduler.manager import SchedulerManager
 class Conductor:
     """The conductor of one operator process: ``manager`` handles the ``conductor`` queue,
     ``api`` is the api layer's door, the periodic tasks run ``hypervisors``,
-    ``server_groups``, ``auditor``, ``orphans`` and ``operations`` (stale ones), and the runtime
+    ``server_groups``, ``auditor``, ``orphans`` and ``stale`` (operations), and the runtime
     starts and stops ``projector`` and ``history``."""
 
     projector: InstanceProjector
     history: ActionHistory
     tasks: ComputeTaskManager
     operations: InstanceOperations
+    stale: StaleOperations
     instances: InstanceReports
     hypervisors: Hypervisors
     server_groups: ServerGroupStatus
@@ -69,6 +71,8 @@ class Conductor:
         operations = InstanceOperations(
             settings, session_factory, kube, compute, projector, history
         )
+        stale = StaleOperations(operations)
+        operations.on_finished = stale.forget
         instances = InstanceReports(
             settings, session_factory, compute, projector, tasks, operations, history
         )
@@ -81,6 +85,7 @@ class Conductor:
             history=history,
             tasks=tasks,
             operations=operations,
+            stale=stale,
             instances=instances,
             hypervisors=hypervisors,
             server_groups=ServerGroupStatus(session_factory, kube),

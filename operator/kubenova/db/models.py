@@ -236,6 +236,8 @@ class Instance(TimestampMixin, SoftDeleteMixin, Base):
     tried_hosts: Mapped[list[dict[str, str]] | None] = mapped_column(sa.JSON)
     # The spec.reboot.requestedAt stamp last acted on: a stamp is acted on once.
     last_reboot_request: Mapped[str | None] = mapped_column(sa.String(64))
+    # The generation whose spec the operation under way applies (None: not from the spec).
+    task_generation: Mapped[int | None] = mapped_column(sa.Integer)
     # Why the spec at ``generation`` is not applied (the Synced condition's reason and
     # message): refused in this state, failed on the host, or the guest powered itself off.
     sync_reason: Mapped[str | None] = mapped_column(sa.String(64))

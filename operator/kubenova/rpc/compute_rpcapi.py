@@ -71,6 +71,17 @@ class ComputeAPI:
         )
         return self._cast(host, "reboot_instance", args, request_id)
 
+    def rebuild_instance(
+        self,
+        host: str,
+        instance: payloads.InstancePayload,
+        request_id: str,
+        *,
+        power_on: bool,
+    ) -> str:
+        args = payloads.RebuildInstance(instance=instance, power_on=power_on)
+        return self._cast(host, "rebuild_instance", args, request_id)
+
     def instance_operation(
         self, host: str, method: str, instance_uuid: str, request_id: str
     ) -> str:

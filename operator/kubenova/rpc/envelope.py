@@ -21,7 +21,8 @@ Version history:
 * 1.2 - compute_node_report carries service_version, the newest contract version the agent
   implements (its service's version).
 * 1.3 - stop_instance, start_instance, pause_instance, unpause_instance, suspend_instance,
-  resume_instance, reboot_instance (compute); instance_operation_finished (conductor).
+  resume_instance, reboot_instance, rebuild_instance (compute); instance_operation_finished
+  (conductor).
 """
 
 from __future__ import annotations

@@ -50,10 +50,14 @@ class TerminateInstance(_Payload):
     instance_uuid: str
 
 
-#: The power operations a host carries out on an existing instance (Nova's stop_instance,
-#: start_instance, ...). The conductor names the task state each runs under
+#: The operations a host carries out on an existing instance (Nova's stop_instance,
+#: start_instance, ..., rebuild_instance). The conductor names the task state each runs under
 #: (``kubenova.compute.operations``).
-PowerOperationName = Literal["stop", "start", "pause", "unpause", "suspend", "resume", "reboot"]
+OperationName = Literal[
+    "stop", "start", "pause", "unpause", "suspend", "resume", "reboot", "rebuild"
+]
+PowerOperationName = OperationName
+
 #: How long a host waits, at most, for a guest to shut down by itself (ACPI power button)
 #: before it powers it off: Nova's ``shutdown_timeout``.
 MAX_SHUTDOWN_TIMEOUT_S = 3600
@@ -86,6 +90,16 @@ class RebootInstance(_Payload):
     shutdown_timeout_s: int = pydantic.Field(default=60, ge=0, le=MAX_SHUTDOWN_TIMEOUT_S)
 
 
+class RebuildInstance(_Payload):
+    """Rebuild an instance where it is (Nova's rebuild): a new root disk from ``instance``'s
+    image and a new config drive (its user data), with the same uuid, host and network
+    identity (so the same addresses). ``power_on`` False leaves it stopped afterwards, as
+    Nova leaves a rebuilt instance that was stopped."""
+
+    instance: InstancePayload
+    power_on: bool = True
+
+
 class InstanceOperationFinished(_Payload):
     """A host finished (or failed) an operation on one of its instances: the action event
     (Nova's ``compute_<operation>_instance``) and the instance's state afterwards.
@@ -96,7 +110,7 @@ class InstanceOperationFinished(_Payload):
 
     instance_uuid: str
     host: str
-    operation: PowerOperationName
+    operation: OperationName
     result: Literal["Success", "Error"]
     message: str | None = pydantic.Field(default=None, max_length=4096)
     started_at: datetime.datetime
@@ -180,6 +194,7 @@ METHODS: dict[str, Method] = {
     "suspend_instance": Method(InstanceOperation, "1.3"),
     "resume_instance": Method(InstanceOperation, "1.3"),
     "reboot_instance": Method(RebootInstance, "1.3"),
+    "rebuild_instance": Method(RebuildInstance, "1.3"),
     # To conductor (conductor_rpcapi.ConductorAPI), handled by kubenova.conductor.manager.
     "compute_node_report": Method(ComputeNodeReport, "1.2"),
     "instance_update": Method(InstanceUpdate, "1.0"),

@@ -5,6 +5,7 @@ whose host never answers."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from typing import Any
 
@@ -101,16 +102,18 @@ def test_a_stop_is_checked_swapped_recorded_cast_and_finished_by_the_hosts_repor
     }
     assert caster.casts[0].request_id == "req-gen-2"
     record = _record(db_session_factory, uuid)
-    assert (record.vm_state, record.task_state, record.generation) == (
+    # The generation is observed once the whole spec is applied.
+    assert (record.vm_state, record.task_state, record.generation, record.task_generation) == (
         "active",
         "powering-off",
+        1,
         2,
     )
     status = kube.status_of(instance_name(uuid))
     assert (status["phase"], status["taskState"], status["observedGeneration"]) == (
         "Running",
         "powering-off",
-        2,
+        1,
     )
     assert _synced(kube, uuid)["reason"] == "InProgress"
     conductor.history.flush()
@@ -128,10 +131,13 @@ def test_a_stop_is_checked_swapped_recorded_cast_and_finished_by_the_hosts_repor
     )
     status = kube.status_of(instance_name(uuid))
     assert status["phase"] == "Stopped"
+    # That status's watch event brings the object back: nothing more to do, so observed.
+    conductor.api.apply_spec(_change(uuid, 2, powerState="Stopped"))
     assert (_synced(kube, uuid)["status"], _synced(kube, uuid)["observedGeneration"]) == (
         "True",
         2,
     )
+    assert _record(db_session_factory, uuid).generation == 2
     conductor.history.flush()
     action = _action(kube, "stop")
     assert action["result"] == "Success"
@@ -193,7 +199,7 @@ def test_a_change_while_an_operation_runs_waits_and_is_applied_after_it(
     # The user changes their mind while the pause runs: nothing is cast, nothing observed.
     conductor.api.apply_spec(_change(uuid, 3, powerState="Stopped"))
     assert caster.casts == []
-    assert _record(db_session_factory, uuid).generation == 2
+    assert _record(db_session_factory, uuid).generation == 1
 
     conductor.manager.operations.operation_finished(
         _finished(uuid, "pause", "paused", "paused"), "req-gen-2"
@@ -373,7 +379,7 @@ def test_operations_under_way_are_cast_again_at_start_up_then_again_then_rolled_
 ) -> None:
     conductor.api.apply_spec(_change(uuid, 2, powerState="Stopped"))
     caster.casts.clear()
-    operations = conductor.operations
+    operations = conductor.stale
     started = _started(db_session_factory, uuid)
 
     operations.finish_stale()  # the first sweep of a process: everything under way again
@@ -411,3 +417,125 @@ def _started(session_factory: db_engine.SessionFactory, uuid: str) -> dt.datetim
         assert action is not None
         assert action.start_time is not None
         return action.start_time
+
+
+NEW_IMAGE = {
+    "name": "tiny-2",
+    "url": "http://images.example/tiny-2.qcow2",
+    "sha256": "b" * 64,
+    "disk_format": "qcow2",
+    "architecture": None,
+    "hypervisor_type": None,
+}
+
+
+def test_a_new_image_rebuilds_the_instance_where_it_is_with_the_specs_user_data(
+    db_session_factory: db_engine.SessionFactory,
+    kube: RecordingKube,
+    caster: RecordingCaster,
+    conductor: Conductor,
+    uuid: str,
+) -> None:
+    caster.casts.clear()
+    change = _change(uuid, 2, userData="hello again")
+    change = dataclasses.replace(
+        change, spec={**change.spec, "image": "tiny-2"}, image=dict(NEW_IMAGE)
+    )
+    conductor.api.apply_spec(change)
+
+    assert [(c.topic, c.method) for c in caster.casts] == [("compute.h1", "rebuild_instance")]
+    sent = payloads.RebuildInstance.model_validate(caster.casts[0].args)
+    assert sent.power_on is True
+    assert (sent.instance.uuid, sent.instance.image.name, sent.instance.user_data) == (
+        uuid,
+        "tiny-2",
+        "hello again",
+    )
+    record = _record(db_session_factory, uuid)
+    assert (record.task_state, record.image["name"], record.host) == ("rebuilding", "tiny-2", "h1")
+
+    conductor.manager.operations.operation_finished(
+        _finished(uuid, "rebuild", "active", "running"), "req-gen-2"
+    )
+    conductor.api.apply_spec(change)
+    record = _record(db_session_factory, uuid)
+    assert (record.vm_state, record.task_state, record.generation) == ("active", None, 2)
+    assert caster.methods() == ["rebuild_instance"]
+
+
+def test_a_stopped_instance_is_rebuilt_stopped_and_one_generation_runs_its_operations_in_turn(
+    db_session_factory: db_engine.SessionFactory,
+    kube: RecordingKube,
+    caster: RecordingCaster,
+    conductor: Conductor,
+    uuid: str,
+) -> None:
+    with db_engine.transaction(db_session_factory) as session:
+        db_api.instance_update(session, uuid, vm_state="stopped", power_state="shutdown")
+    caster.casts.clear()
+    # One change asks for a new image and for the instance to run.
+    change = dataclasses.replace(
+        _change(uuid, 2, powerState="Running"),
+        spec={"flavor": "m1.tiny", "image": "tiny-2", "powerState": "Running"},
+        image=dict(NEW_IMAGE),
+    )
+    conductor.api.apply_spec(change)
+    assert caster.methods() == ["rebuild_instance"]
+    assert caster.casts[0].args["power_on"] is False
+    conductor.manager.operations.operation_finished(
+        _finished(uuid, "rebuild", "stopped", "shutdown"), "req-gen-2"
+    )
+    assert _record(db_session_factory, uuid).generation == 1  # not all applied yet
+
+    conductor.api.apply_spec(dataclasses.replace(change, request_id="req-next"))
+    assert caster.methods() == ["rebuild_instance", "start_instance"]
+    conductor.manager.operations.operation_finished(
+        _finished(uuid, "start", "active", "running"), "req-next"
+    )
+    conductor.api.apply_spec(dataclasses.replace(change, request_id="req-last"))
+    assert caster.methods() == ["rebuild_instance", "start_instance"]
+    assert _record(db_session_factory, uuid).generation == 2
+    assert _synced(kube, uuid)["status"] == "True"
+
+
+def test_an_image_that_does_not_exist_is_refused_naming_the_field(
+    db_session_factory: db_engine.SessionFactory,
+    kube: RecordingKube,
+    caster: RecordingCaster,
+    conductor: Conductor,
+    uuid: str,
+) -> None:
+    caster.casts.clear()
+    change = dataclasses.replace(
+        _change(uuid, 2),
+        spec={"flavor": "m1.tiny", "image": "nope"},
+        unresolved=("ImageNotFound", "spec.image: Image 'nope' does not exist"),
+    )
+    conductor.api.apply_spec(change)
+    assert caster.casts == []
+    synced = _synced(kube, uuid)
+    assert (synced["reason"], synced["message"]) == (
+        "ImageNotFound",
+        "spec.image: Image 'nope' does not exist",
+    )
+    record = _record(db_session_factory, uuid)
+    assert (record.image["name"], record.generation) == ("tiny", 2)
+
+
+def test_a_failed_operation_is_not_tried_again_until_the_spec_changes(
+    db_session_factory: db_engine.SessionFactory,
+    caster: RecordingCaster,
+    conductor: Conductor,
+    uuid: str,
+) -> None:
+    conductor.api.apply_spec(_change(uuid, 2, powerState="Paused"))
+    conductor.manager.operations.operation_finished(
+        _finished(uuid, "pause", "active", "running", result="Error", message="no"),
+        "req-gen-2",
+    )
+    caster.casts.clear()
+    conductor.api.apply_spec(_change(uuid, 2, powerState="Paused"))
+    assert caster.casts == []
+    assert _record(db_session_factory, uuid).generation == 2
+    conductor.api.apply_spec(_change(uuid, 3, powerState="Paused"))
+    assert caster.methods() == ["pause_instance"]

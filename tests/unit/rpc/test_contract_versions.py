@@ -36,12 +36,13 @@ MESSAGE_DATA = {
     "suspend_instance": "1.3-3dddf86f3b44847f97313ef3de112191",
     "resume_instance": "1.3-3dddf86f3b44847f97313ef3de112191",
     "reboot_instance": "1.3-58d8501d5814c189d4558141a9d98a23",
+    "rebuild_instance": "1.3-cc801deef5fb7b10646861d8167f4554",
     "compute_node_report": "1.2-381f58c233812279146163577c2ebf33",
     "instance_update": "1.0-ba3aed4395861decbf341f9e723b189c",
     "instance_build_failed": "1.0-55f8e0c3b1992e9989937f0d69cf6e72",
     "instance_terminated": "1.0-59cbe46bee5024e38a2e36671c589b52",
     "service_stopping": "1.1-381d33b2bf9e40666dd541179166b5c3",
-    "instance_operation_finished": "1.3-9faf3cf1e2fd09b8d848983a256b9ade",
+    "instance_operation_finished": "1.3-cd6072aa16729e1866f06ea5ce3d9901",
 }
 
 # Schema keywords that describe rather than constrain: not part of the wire format.
