@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import urllib3
 from kubernetes.client import exceptions as k8s_exceptions
 
-from kubenova.cli import events, kube, power
+from kubenova.cli import events, kube, power, rebuild
 
 _EPILOG = """\
 examples:
@@ -66,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     verbs = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
     power.register(verbs, [common])
     events.register(verbs, [common])
+    rebuild.register(verbs, [common])
     return parser
 
 
