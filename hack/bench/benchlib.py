@@ -1,5 +1,7 @@
 """What the benchmarks under hack/bench share: the local stack's settings, Kubernetes access,
-the operator's CPU time and message counters, MariaDB's query counter, and percentiles.
+the operator's CPU time and message counters, MariaDB's query counter, percentiles, and real
+guests of the tiny image (their console's ready lines, the same guest defined on libvirt
+without Kubenova).
 
 Settings come from the environment, as for every process of the stack (hack/lib/env.sh); the
 defaults are the local stack's.
@@ -7,13 +9,18 @@ defaults are the local stack's.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import math
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
+import uuid
 from collections.abc import Sequence
 from typing import Any
 
@@ -227,3 +234,171 @@ def sim_hosts(*args: str) -> None:
         log(f"sim-hosts: {line}")
     if result.returncode != 0:
         raise BenchError(f"hack/sim-hosts.sh {' '.join(args)} failed ({result.returncode})")
+
+
+# -- Real guests: the tiny image on libvirt, started through Kubenova or directly -------------
+
+#: What the tiny guest prints on its serial console once per boot, when it is up.
+READY_LINE = b"kubenova-guest: ready"
+INSTANCES_PATH = pathlib.Path(
+    os.environ.get("KUBENOVA_INSTANCES_PATH", "/var/lib/kubenova/instances")
+)
+IMAGE_CACHE_PATH = os.environ.get("KUBENOVA_IMAGE_CACHE_PATH", "/var/lib/kubenova/_base")
+# Beside the agent's instances directory, never inside it: the agent owns that one.
+DIRECT_PATH = INSTANCES_PATH.parent / "bench-direct"
+
+
+def ready_count(console_log: pathlib.Path) -> int:
+    """How many boots ``console_log`` shows: its lines ending in the ready line (0 while the
+    file is missing or unreadable). The console is appended to across restarts, so the count
+    goes up by one with each boot."""
+    try:
+        data = console_log.read_bytes()
+    except (FileNotFoundError, PermissionError):
+        return 0
+    # A line ending, not a substring: the lines end in "\r\n", and firmware output may share
+    # a line's start after an unclean stop.
+    return sum(1 for line in data.splitlines() if line.rstrip().endswith(READY_LINE))
+
+
+def wait_ready_count(
+    console_log: pathlib.Path,
+    above: int,
+    deadline: float,
+    *,
+    interval: float = 0.02,
+    stop: threading.Event | None = None,
+) -> float:
+    """Poll ``console_log`` until more than ``above`` ready lines are in it; the monotonic
+    time that was seen. ``stop`` ends the wait early (with BenchError)."""
+    stop = stop or threading.Event()
+    while time.monotonic() < deadline and not stop.is_set():
+        if ready_count(console_log) > above:
+            return time.monotonic()
+        stop.wait(interval)
+    if stop.is_set():
+        raise BenchError(f"the wait for a ready line in {console_log} was cancelled")
+    raise BenchError(f"no new {READY_LINE.decode()!r} in {console_log} in time")
+
+
+@dataclasses.dataclass(frozen=True)
+class DirectGuest:
+    """A domain of the tiny image defined on libvirt without Kubenova, and its files."""
+
+    domain: Any
+    directory: pathlib.Path
+    console_log: pathlib.Path
+
+
+def define_direct_guest(
+    connection: Any,
+    flavor: dict[str, int],
+    image: dict[str, Any],
+    virt_type: str,
+    host: str,
+    hostname: str,
+) -> DirectGuest:
+    """Define (not start) the guest an agent would make of this Flavor's and Image's spec,
+    with the agent's own helpers: the qcow2 overlay on the cached image (``disk``), the config
+    drive (``configdrive``) and the XML (``domain_xml``), in ``DIRECT_PATH/<uuid>/``.
+
+    ``host`` goes into the domain's metadata: a name no agent has, so that no agent treats the
+    domain as its own. Undo with :func:`remove_direct_guest`.
+    """
+    from kubenova_agent import configdrive, imagecache
+    from kubenova_agent.virt import driver
+    from kubenova_agent.virt.libvirt import disk, domain_xml
+
+    instance_uuid = str(uuid.uuid4())
+    spec = driver.InstanceSpec(
+        uuid=instance_uuid,
+        name=f"{hostname}-{instance_uuid[:8]}",
+        hostname=hostname,
+        vcpus=flavor["vcpus"],
+        memory_mib=flavor["memoryMiB"],
+        disk_gib=flavor["diskGiB"],
+        image=driver.ImageRef(
+            name=TINY_IMAGE,
+            url=image["source"]["url"],
+            sha256=image["sha256"],
+            disk_format=image["diskFormat"],
+        ),
+    )
+    base_image = imagecache.ImageCache(IMAGE_CACHE_PATH).fetch(spec.image.url, spec.image.sha256)
+    directory = DIRECT_PATH / instance_uuid
+    DIRECT_PATH.mkdir(mode=0o711, exist_ok=True)
+    directory.mkdir(mode=0o711)
+    try:
+        # QEMU may run as an unprivileged user that must traverse to the files.
+        for path in (DIRECT_PATH, directory):
+            path.chmod(0o711)
+        files = domain_xml.DomainFiles(
+            disk=str(directory / "disk"),
+            config_drive=str(directory / "disk.config"),
+            console_log=str(directory / "console.log"),
+        )
+        disk.create_overlay(
+            files.disk,
+            backing_file=str(base_image),
+            backing_format=spec.image.disk_format,
+            size_gib=spec.disk_gib,
+        )
+        configdrive.build(files.config_drive, spec)
+        os.close(os.open(files.console_log, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        xml = domain_xml.build(
+            spec, domain_type=virt_type, files=files, network="default", host=host
+        )
+        domain = connection.defineXML(xml)
+    except BaseException:
+        _remove_direct_files(directory)
+        raise
+    return DirectGuest(domain, directory, pathlib.Path(files.console_log))
+
+
+def remove_direct_guest(guest: DirectGuest) -> None:
+    """Destroy (if it runs) and undefine the domain of :func:`define_direct_guest`, and remove
+    its files."""
+    import libvirt
+
+    try:
+        # Asked first because libvirt prints the error of destroying a stopped domain even
+        # when it is caught; suppressed for one that stops meanwhile.
+        with contextlib.suppress(libvirt.libvirtError):
+            if guest.domain.isActive():
+                guest.domain.destroy()
+        guest.domain.undefineFlags(
+            libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE
+            | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA
+            | libvirt.VIR_DOMAIN_UNDEFINE_NVRAM
+        )
+    finally:
+        _remove_direct_files(guest.directory)
+
+
+def _remove_direct_files(directory: pathlib.Path) -> None:
+    shutil.rmtree(directory, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        DIRECT_PATH.rmdir()  # only when no other run's files are left in it
+
+
+def delete_instance(custom: Any, namespace: str, name: str, timeout: float) -> None:
+    """Delete an Instance and wait until it is gone (its finalizer removed); a missing one is
+    already gone."""
+    from kubernetes.client import exceptions
+
+    try:
+        custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, "instances", name)
+    except exceptions.ApiException as exc:
+        if exc.status == 404:
+            return
+        raise
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            custom.get_namespaced_custom_object(GROUP, VERSION, namespace, "instances", name)
+        except exceptions.ApiException as exc:
+            if exc.status == 404:
+                return
+            raise
+        time.sleep(0.5)
+    raise BenchError(f"instance {namespace}/{name} was not deleted in {timeout:.0f}s")
