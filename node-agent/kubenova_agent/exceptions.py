@@ -7,7 +7,9 @@ Two families matter to the manager:
   host) and puts the instance in error on a :class:`BuildAbortedError` (the request itself is bad,
   so another host would fail the same way). This is Nova's ``RescheduledException`` versus
   ``BuildAbortedException`` split.
-- :class:`InstanceNotFound` says the hypervisor has no domain for the uuid.
+- :class:`InstanceNotFound` says the hypervisor has no domain for the uuid, and
+  :class:`InstanceInvalidState` that a power operation does not apply to the state the instance
+  is in; the manager reports either as the operation's error.
 
 The others are raised by the helpers (image cache, hypervisor adapter) and are translated into a
 build error by the driver; their messages are written for an operator reading an instance fault.
@@ -26,6 +28,19 @@ class InstanceNotFound(AgentError):
     def __init__(self, instance_uuid: str) -> None:
         super().__init__(f"instance {instance_uuid} is not on this host")
         self.instance_uuid = instance_uuid
+
+
+class InstanceInvalidState(AgentError):
+    """The instance is in no state to undergo ``operation`` (pausing a shut-off instance, say).
+
+    ``state`` names what it is instead, in the words of vm_state ("stopped", "paused"...).
+    """
+
+    def __init__(self, instance_uuid: str, operation: str, state: str) -> None:
+        super().__init__(f"cannot {operation} instance {instance_uuid}: it is {state}")
+        self.instance_uuid = instance_uuid
+        self.operation = operation
+        self.state = state
 
 
 class HypervisorError(AgentError):

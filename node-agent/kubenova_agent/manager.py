@@ -3,31 +3,39 @@
 Nova's ``compute/manager.py`` in miniature. Every handler is idempotent, because a
 message is acknowledged only after its effect is durable and may therefore arrive
 twice (a crash between the effect and the ack redelivers it).
+
+The conductor hears about an instance in three ways: the result of what it asked (a build's
+report, ``instance_terminated``, ``instance_operation_finished``), a lifecycle event from the
+hypervisor (a guest that powered itself off, crashed, or was paused by libvirt), reported within
+moments, and the periodic power-state sync, the backstop for events lost while the hypervisor was
+unreachable. While this agent works on an instance (a build, a delete, a power operation), the
+other two keep quiet about it: the work's own report is the one that counts, and a report from
+half-way through would set the record's task state back to None while the work still runs.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import logging
 import threading
+from collections.abc import Iterator
+from typing import Literal
 
 from kubenova.exception import PermanentFailure
 from kubenova.rpc import conductor_rpcapi, envelope, payloads
-from kubenova_agent import exceptions
+from kubenova_agent import exceptions, lifecycle, operations
+from kubenova_agent.operations import vm_state
 from kubenova_agent.virt import driver as virt_driver
 from kubenova_agent.virt.power_state import PowerState
 
 LOG = logging.getLogger(__name__)
 
-# What vm_state a power state means for an instance that is not being built or deleted.
-_VM_STATE_FOR_POWER: dict[PowerState, str] = {
-    PowerState.RUNNING: "active",
-    PowerState.PAUSED: "paused",
-    PowerState.SHUTDOWN: "stopped",
-    PowerState.CRASHED: "error",
-    PowerState.NOSTATE: "active",
-}
+#: The ``message`` field's limit in the contract.
+_MESSAGE_MAX = 4096
+
+_Report = tuple[str, str | None, str, tuple[str, ...]]
 
 
 @dataclasses.dataclass
@@ -35,7 +43,7 @@ class _Tracked:
     """What this agent last told the conductor about one instance."""
 
     request_id: str
-    last_report: tuple[str, str | None, str, tuple[str, ...]] | None = None
+    last_report: _Report | None = None
     launched_at: datetime.datetime | None = None
 
 
@@ -54,15 +62,27 @@ class ComputeManager:
         self.conductor = conductor
         self.labels = dict(labels or {})
         self._tracked: dict[str, _Tracked] = {}
-        # Periodic tasks and message handlers run on different threads.
+        # Periodic tasks, message handlers (one thread per consumer lane) and the lifecycle
+        # worker run on different threads.
         self._lock = threading.RLock()
+        # Instances being built, deleted or operated on (a count: two lanes may overlap).
+        self._busy: dict[str, int] = {}
+        # Counts finished work; _done[uuid] is the count when work on it last finished, so
+        # that a state read before that is not reported after it (see _report_state).
+        self._work_count = 0
+        self._done: dict[str, int] = {}
+        self._forget_done_before = 0
+        self._events = lifecycle.EventWorker(self._on_lifecycle_event)
 
     # -- message handling -------------------------------------------------------------
 
     def handle(self, message: envelope.Envelope, user_id: str | None) -> None:
         """Dispatch one message from this host's queue."""
         del user_id  # only the operator can publish to compute.<host> (broker permissions)
-        if message.method == "build_and_run_instance":
+        operation = operations.from_message(message)
+        if operation is not None:
+            self.run_operation(operation, message.request_id)
+        elif message.method == "build_and_run_instance":
             build = payloads.BuildAndRunInstance.model_validate(message.args)
             self.build_and_run_instance(build.instance, message.request_id)
         elif message.method == "terminate_instance":
@@ -84,31 +104,121 @@ class ComputeManager:
         except ValueError as exc:
             self._build_failed(instance.uuid, "BuildAborted", str(exc), False, request_id)
             return
-        with self._lock:
-            self._tracked.setdefault(instance.uuid, _Tracked(request_id=request_id))
-        try:
-            self.driver.spawn(spec)
-        except exceptions.RescheduledBuildError as exc:
-            self._build_failed(instance.uuid, "BuildFailed", exc.reason, True, request_id)
-            return
-        except exceptions.BuildAbortedError as exc:
-            self._build_failed(instance.uuid, "BuildAborted", exc.reason, False, request_id)
-            return
-        launched_at = datetime.datetime.now(datetime.UTC)
-        with self._lock:
-            self._tracked[instance.uuid].launched_at = launched_at
-        LOG.info("instance %s spawned", instance.uuid, extra={"instance_uuid": instance.uuid})
-        self._sync_one(instance.uuid, force=True)
+        with self._working_on(instance.uuid):
+            with self._lock:
+                self._tracked.setdefault(instance.uuid, _Tracked(request_id=request_id))
+            try:
+                self.driver.spawn(spec)
+            except exceptions.RescheduledBuildError as exc:
+                self._build_failed(instance.uuid, "BuildFailed", exc.reason, True, request_id)
+                return
+            except exceptions.BuildAbortedError as exc:
+                self._build_failed(instance.uuid, "BuildAborted", exc.reason, False, request_id)
+                return
+            launched_at = datetime.datetime.now(datetime.UTC)
+            with self._lock:
+                self._tracked[instance.uuid].launched_at = launched_at
+            LOG.info("instance %s spawned", instance.uuid, extra={"instance_uuid": instance.uuid})
+            self._sync_one(instance.uuid, force=True)
 
     def terminate_instance(self, instance_uuid: str, request_id: str) -> None:
         """Destroy the domain and its files; a second terminate is a no-op."""
-        self.driver.destroy(instance_uuid)
-        with self._lock:
-            self._tracked.pop(instance_uuid, None)
-        LOG.info("instance %s terminated", instance_uuid, extra={"instance_uuid": instance_uuid})
-        self.conductor.instance_terminated(
-            payloads.InstanceTerminated(instance_uuid=instance_uuid, host=self.host), request_id
+        with self._working_on(instance_uuid):
+            self.driver.destroy(instance_uuid)
+            with self._lock:
+                self._tracked.pop(instance_uuid, None)
+            LOG.info(
+                "instance %s terminated", instance_uuid, extra={"instance_uuid": instance_uuid}
+            )
+            self.conductor.instance_terminated(
+                payloads.InstanceTerminated(instance_uuid=instance_uuid, host=self.host),
+                request_id,
+            )
+
+    def run_operation(self, operation: operations.PowerOperation, request_id: str) -> None:
+        """Carry out a power operation and report it with one ``instance_operation_finished``.
+
+        Whatever the driver raises (an unknown instance, a state the operation does not apply
+        to, a libvirt error) is reported as the operation's ``Error`` rather than raised: the
+        request has had its answer, and a message that failed the same way on every delivery
+        would only go round. Doing it again (a redelivered message) is harmless: the driver's
+        operations are idempotent, and the report says the same.
+        """
+        uuid = operation.instance_uuid
+        extra = {"instance_uuid": uuid}
+        with self._working_on(uuid):
+            started_at = datetime.datetime.now(datetime.UTC)
+            result: Literal["Success", "Error"] = "Success"
+            try:
+                note = operation.run(self.driver)
+            except (exceptions.AgentError, ValueError) as exc:
+                result, note = "Error", str(exc)
+                LOG.warning("instance %s: %s failed: %s", uuid, operation.name, exc, extra=extra)
+            except Exception as exc:
+                result, note = "Error", f"{type(exc).__name__}: {exc}"
+                LOG.exception("instance %s: %s failed", uuid, operation.name, extra=extra)
+            finished_at = datetime.datetime.now(datetime.UTC)
+            state: virt_driver.InstanceState | None
+            try:
+                state = self.driver.get_instance_state(uuid)
+            except Exception as exc:
+                state = None
+                if result == "Success":
+                    result, note = "Error", f"the instance's state cannot be read: {exc}"
+            # No domain (or no answer): there is no power state to speak of.
+            report: _Report = (
+                ("error", None, PowerState.NOSTATE.value, ())
+                if state is None
+                else (vm_state(state), None, state.power_state.value, state.addresses)
+            )
+            vm, _, power, addresses = report
+            self.conductor.instance_operation_finished(
+                payloads.InstanceOperationFinished(
+                    instance_uuid=uuid,
+                    host=self.host,
+                    operation=operation.name,
+                    result=result,
+                    message=note[:_MESSAGE_MAX] if note else None,
+                    started_at=started_at,
+                    finished_at=finished_at,
+                    vm_state=vm,
+                    power_state=power,
+                    addresses=addresses,
+                ),
+                request_id,
+            )
+            if state is not None:
+                with self._lock:
+                    tracked = self._tracked.setdefault(uuid, _Tracked(request_id=request_id))
+                    # What the conductor now records: the sync has nothing new to say.
+                    tracked.last_report = report
+        LOG.info(
+            "instance %s: %s finished: %s%s",
+            uuid,
+            operation.name,
+            result,
+            f" ({note})" if note else "",
+            extra=extra,
         )
+
+    # -- lifecycle events -------------------------------------------------------------
+
+    def start_lifecycle_events(self) -> bool:
+        """Report instances as soon as the hypervisor says they changed; returns whether
+        the driver delivers events (else only the periodic sync reports changes)."""
+        self._events.start()
+        if self.driver.set_lifecycle_listener(self._events.put):
+            return True
+        LOG.info("the driver delivers no lifecycle events; the periodic sync reports changes")
+        self._events.stop()
+        return False
+
+    def stop_lifecycle_events(self) -> None:
+        self.driver.set_lifecycle_listener(None)
+        self._events.stop()
+
+    def _on_lifecycle_event(self, instance_uuid: str) -> None:
+        self._sync_one(instance_uuid, force=False)
 
     # -- periodic tasks ---------------------------------------------------------------
 
@@ -143,68 +253,88 @@ class ComputeManager:
         Runs every few seconds for every instance on the host, so it asks the driver for all
         of them in one listing rather than instance by instance.
         """
+        with self._lock:
+            read_at = self._work_count
         for instance_uuid, state in self.driver.list_instance_states().items():
-            self._report_state(instance_uuid, state, force=False)
+            self._report_state(instance_uuid, state, read_at=read_at)
+        with self._lock:
+            # A state read before the last sync began has been reported or dropped by now.
+            forget = self._forget_done_before
+            self._done = {uuid: done for uuid, done in self._done.items() if done > forget}
+            self._forget_done_before = read_at
 
     def _sync_one(self, instance_uuid: str, *, force: bool) -> None:
+        with self._lock:
+            read_at = self._work_count
+            if not force and instance_uuid in self._busy:
+                return  # not worth asking the hypervisor: the work will report it
         try:
             state = self.driver.get_instance_state(instance_uuid)
         except exceptions.InstanceNotFound:
             return
-        self._report_state(instance_uuid, state, force=force)
+        self._report_state(instance_uuid, state, read_at=None if force else read_at)
 
     def _report_state(
-        self, instance_uuid: str, state: virt_driver.InstanceState, *, force: bool
+        self, instance_uuid: str, state: virt_driver.InstanceState, *, read_at: int | None
     ) -> None:
+        """Report ``state``, read when the work count was ``read_at``: unless it is what was
+        last reported, or the instance is being worked on or was since it was read (the
+        work's report says more). ``read_at`` None forces the report."""
         with self._lock:
+            if read_at is not None and (
+                instance_uuid in self._busy or self._done.get(instance_uuid, 0) > read_at
+            ):
+                return
             tracked = self._tracked.get(instance_uuid)
             if tracked is None:
                 # Found on the host but not built by this process (e.g. before a restart).
                 tracked = self._tracked[instance_uuid] = _Tracked(
                     request_id=envelope.new_request_id()
                 )
-            request_id = tracked.request_id
-            launched_at = tracked.launched_at
-        power = state.power_state
-        self._report(
-            instance_uuid,
-            _VM_STATE_FOR_POWER[power],
-            None,
-            power,
-            state.addresses,
-            request_id,
-            launched_at=launched_at,
-            force=force,
-        )
+            report: _Report = (
+                vm_state(state),
+                None,
+                state.power_state.value,
+                state.addresses,
+            )
+            if read_at is not None and tracked.last_report == report:
+                return
+            tracked.last_report = report
+            # Sent under the lock, so that no work on the instance starts between the checks
+            # above and the report.
+            self._send_update(instance_uuid, report, tracked.request_id, tracked.launched_at)
 
     # -- helpers ----------------------------------------------------------------------
 
-    def _report(
+    @contextlib.contextmanager
+    def _working_on(self, instance_uuid: str) -> Iterator[None]:
+        with self._lock:
+            self._busy[instance_uuid] = self._busy.get(instance_uuid, 0) + 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                remaining = self._busy.pop(instance_uuid) - 1
+                if remaining:
+                    self._busy[instance_uuid] = remaining
+                self._work_count += 1
+                self._done[instance_uuid] = self._work_count
+
+    def _send_update(
         self,
         instance_uuid: str,
-        vm_state: str,
-        task_state: str | None,
-        power: PowerState,
-        addresses: tuple[str, ...],
+        report: _Report,
         request_id: str,
-        *,
-        launched_at: datetime.datetime | None = None,
-        force: bool = True,
+        launched_at: datetime.datetime | None,
     ) -> None:
-        state = (vm_state, task_state, power.value, addresses)
-        with self._lock:
-            tracked = self._tracked.get(instance_uuid)
-            if tracked is not None:
-                if not force and tracked.last_report == state:
-                    return
-                tracked.last_report = state
+        vm, task_state, power, addresses = report
         self.conductor.instance_update(
             payloads.InstanceUpdate(
                 instance_uuid=instance_uuid,
                 host=self.host,
-                vm_state=vm_state,
+                vm_state=vm,
                 task_state=task_state,
-                power_state=power.value,
+                power_state=power,
                 addresses=addresses,
                 launched_at=launched_at,
             ),

@@ -1,4 +1,10 @@
-"""The agent's process: one consumer thread and one periodic-task thread."""
+"""The agent's process: the consumer (its thread and its lanes), the periodic-task thread and
+the lifecycle-event worker.
+
+Messages are handled on ``settings.workers`` consumer lanes, each message about one instance on
+the same lane (``amqp.Consumer``), and acknowledged once handled: a stop that waits a minute for
+its guest holds up only the instances whose messages share its lane, not the whole host.
+"""
 
 from __future__ import annotations
 
@@ -36,6 +42,7 @@ class AgentService:
             settings.messaging.compute_topic(settings.host),
             self.manager.handle,
             declare_own_queue=True,
+            workers=settings.workers,
         )
         self._stop = threading.Event()
         self._periodic: threading.Thread | None = None
@@ -43,6 +50,7 @@ class AgentService:
     def start(self) -> None:
         """Initialise the host, then start the periodic tasks; returns at once."""
         self.driver.init_host()
+        self.manager.start_lifecycle_events()
         self._periodic = threading.Thread(target=self._run_periodic, name="periodic", daemon=True)
         self._periodic.start()
 
@@ -56,6 +64,7 @@ class AgentService:
         self.consumer.stop()
         if self._periodic is not None:
             self._periodic.join(timeout=10)
+        self.manager.stop_lifecycle_events()
         try:
             # After the last heartbeat (same thread order), so nothing marks it up again.
             self.manager.report_stopping()

@@ -11,7 +11,7 @@ import dataclasses
 import os
 import socket
 
-from kubenova.config import MessagingSettings, env_choice, env_float
+from kubenova.config import MessagingSettings, env_choice, env_float, env_positive
 
 #: The agent's ``KUBENOVA_VIRT_TYPE`` (Nova's ``[libvirt] virt_type``): "auto" decides at start
 #: whether guests can use KVM, "kvm" and "qemu" (software emulation, TCG) force the choice.
@@ -32,6 +32,10 @@ class AgentSettings:
     libvirt_uri: str = "qemu:///system"
     # One of VIRT_TYPES; the libvirt driver resolves "auto" when it starts.
     virt_type: str = "auto"
+    # How many messages the agent handles at once: the consumer's lanes. One instance's
+    # messages always share a lane (they are handled in order), so a clean stop waiting up to
+    # its shutdown timeout holds up only the instances whose uuids hash to the same lane.
+    workers: int = 8
 
     @classmethod
     def from_env(cls, host: str | None = None, amqp_url: str | None = None) -> AgentSettings:
@@ -44,4 +48,5 @@ class AgentSettings:
             image_cache_path=os.environ.get("KUBENOVA_IMAGE_CACHE_PATH", "/var/lib/kubenova/_base"),
             libvirt_uri=os.environ.get("KUBENOVA_LIBVIRT_URI", "qemu:///system"),
             virt_type=env_choice("KUBENOVA_VIRT_TYPE", "auto", VIRT_TYPES),
+            workers=env_positive("KUBENOVA_AGENT_WORKERS", 8, int),
         )

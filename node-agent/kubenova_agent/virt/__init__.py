@@ -12,6 +12,7 @@ from kubenova_agent.virt.driver import (
     ImageRef,
     InstanceSpec,
     InstanceState,
+    RebootType,
 )
 from kubenova_agent.virt.power_state import PowerState
 
@@ -22,4 +23,5 @@ __all__ = [
     "InstanceSpec",
     "InstanceState",
     "PowerState",
+    "RebootType",
 ]

@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import enum
 import re
 import uuid as uuid_lib
+from collections.abc import Callable
 
 from kubenova_agent import exceptions
 from kubenova_agent.virt import power_state
@@ -132,15 +134,33 @@ class InstanceSpec:
 
 @dataclasses.dataclass(frozen=True)
 class InstanceState:
-    """What the hypervisor says about one instance: its power state and IPv4 addresses.
+    """What the hypervisor says about one instance: its power state, IPv4 addresses, and
+    whether it is suspended.
 
-    The two things the agent's power-state sync compares with what it last reported; see
+    What the agent's power-state sync compares with what it last reported; see
     :meth:`ComputeDriver.get_instance_state`.
     """
 
     power_state: power_state.PowerState
     #: Sorted, as :meth:`ComputeDriver.get_addresses` returns them.
     addresses: tuple[str, ...] = ()
+    #: True when the instance is suspended (:meth:`ComputeDriver.suspend`): shut off, with its
+    #: memory saved to disk for the next start to restore. Its power state is then SHUTDOWN,
+    #: as for a stopped instance, which is what this tells apart.
+    saved: bool = False
+
+
+class RebootType(enum.StrEnum):
+    """How an instance was rebooted; the values are the contract's ``reboot_type``."""
+
+    #: The guest shut down when asked (ACPI power button) and was started again.
+    SOFT = "SOFT"
+    #: The domain was powered off and started again, whatever the guest was doing.
+    HARD = "HARD"
+
+
+#: Called with an instance uuid when the hypervisor reports a change in its lifecycle.
+LifecycleListener = Callable[[str], None]
 
 
 class ComputeDriver(abc.ABC):
@@ -209,6 +229,102 @@ class ComputeDriver(abc.ABC):
         may then be half deleted; calling again finishes the job).
         """
 
+    # -- power operations -------------------------------------------------------------------
+    #
+    # Each raises InstanceNotFound for an instance the driver does not have, is serialised
+    # with every other call that changes the same instance, and returns once its effect is in
+    # place. Each is idempotent: the agent acknowledges a message only after its effect, so a
+    # message may be delivered again, and doing it again must do no harm. Errors from the
+    # hypervisor are raised as HypervisorError.
+
+    @abc.abstractmethod
+    def power_off(self, instance_uuid: str, timeout_s: float) -> bool:
+        """Stop the instance; return whether the guest shut down by itself.
+
+        A running guest is asked to shut down (the ACPI power button; asked again every 10 s,
+        as Nova does, for a guest that missed it), and given up to ``timeout_s`` seconds to
+        reach shut off; then, or at once when ``timeout_s`` is 0, it is powered off. A paused
+        guest cannot answer, so it is powered off at once. A suspended instance's saved memory
+        is discarded, so that it ends stopped. An instance already stopped is left as it is
+        (and True is returned: nothing was forced).
+        """
+
+    @abc.abstractmethod
+    def power_on(self, instance_uuid: str) -> None:
+        """Start a stopped instance; a suspended one is restored from its saved memory (as
+        :meth:`resume`). An instance that runs already, or is paused, is left as it is."""
+
+    @abc.abstractmethod
+    def pause(self, instance_uuid: str) -> None:
+        """Stop running the guest's vCPUs; its memory stays in the host's RAM.
+
+        A paused instance is left as it is. Raises
+        :class:`~kubenova_agent.exceptions.InstanceInvalidState` for one that is not running
+        (stopped or suspended).
+        """
+
+    @abc.abstractmethod
+    def unpause(self, instance_uuid: str) -> None:
+        """Run a paused guest's vCPUs again.
+
+        A running instance is left as it is. Raises
+        :class:`~kubenova_agent.exceptions.InstanceInvalidState` for one that is stopped or
+        suspended.
+        """
+
+    @abc.abstractmethod
+    def suspend(self, instance_uuid: str) -> None:
+        """Save the guest's memory and device state to disk and stop it, freeing its RAM
+        (libvirt's managed save, as Nova's libvirt suspend does). Running or paused instances
+        can be suspended; the state reads SHUTDOWN with ``saved`` set afterwards.
+
+        A suspended instance is left as it is. Raises
+        :class:`~kubenova_agent.exceptions.InstanceInvalidState` for a stopped one.
+        """
+
+    @abc.abstractmethod
+    def resume(self, instance_uuid: str) -> None:
+        """Restore a suspended instance from its saved state; it runs afterwards, even when it
+        was paused when it was suspended.
+
+        A running instance is left as it is. Raises
+        :class:`~kubenova_agent.exceptions.InstanceInvalidState` for one that is stopped or
+        paused (unpause a paused one).
+        """
+
+    @abc.abstractmethod
+    def reboot(self, instance_uuid: str, hard: bool, timeout_s: float) -> RebootType:
+        """Reboot the instance; return how it was done.
+
+        Soft (``hard`` False), as Nova's ``_soft_reboot``: a running guest is asked to shut
+        down (ACPI power button) and given up to ``timeout_s`` seconds to reach shut off; then
+        it is started again. A guest that does not shut down in time, or an instance that is
+        not running (paused, stopped, suspended), or a ``timeout_s`` of 0, gets a hard reboot
+        instead.
+
+        Hard: the domain is powered off, whatever the guest is doing, and started again. This
+        also starts a stopped, paused or suspended instance; a suspended one's saved memory is
+        discarded first, so it boots afresh, as Nova's hard reboot does.
+
+        Not idempotent in the strict sense: a message delivered twice reboots twice, which a
+        guest survives as it survives one reboot.
+        """
+
+    def set_lifecycle_listener(self, listener: LifecycleListener | None) -> bool:
+        """Have ``listener(instance_uuid)`` called whenever the hypervisor reports that an
+        instance's lifecycle changed (started, paused, resumed, shut down, crashed...),
+        including changes the guest makes itself; None stops it. Returns whether events will
+        be delivered.
+
+        The listener runs on the hypervisor's event thread: it must return at once (hand the
+        uuid over to another thread) and must not call the driver. The uuid may be of a domain
+        the driver does not manage; :meth:`get_instance_state` then raises InstanceNotFound.
+        Events may be repeated or coalesced, and are lost while the hypervisor is unreachable,
+        so the agent's periodic sync stays as the backstop. The default delivers none.
+        """
+        del listener
+        return False
+
     @abc.abstractmethod
     def get_power_state(self, instance_uuid: str) -> power_state.PowerState:
         """Return what the hypervisor says the instance is doing right now.
@@ -245,11 +361,12 @@ class ComputeDriver(abc.ABC):
     # -- derived from the methods above; drivers may override them to ask less often --------
 
     def get_instance_state(self, instance_uuid: str) -> InstanceState:
-        """Return the instance's power state and addresses together.
+        """Return the instance's power state, addresses and whether it is suspended.
 
         The same answers as :meth:`get_power_state` and :meth:`get_addresses`, and the same
-        errors (``InstanceNotFound``, ``ValueError``). A driver overrides it when it can find
-        the domain once for both.
+        errors (``InstanceNotFound``, ``ValueError``). This default knows nothing of
+        suspension (``saved`` False); the libvirt drivers override it, finding the domain once
+        for all three.
         """
         return InstanceState(
             power_state=self.get_power_state(instance_uuid),

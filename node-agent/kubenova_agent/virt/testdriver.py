@@ -16,7 +16,30 @@ machine. What is simulated, and how:
 - No console log (:meth:`console_log_path` returns None).
 
 - Host failures: :meth:`TestDriver.simulate_host_failure` makes domain starts fail, so that
-  builds fail the way a broken host's do (reschedulable, after cleanup).
+  builds fail the way a broken host's do (reschedulable, after cleanup); power_on, resume and
+  reboot fail too then.
+
+Power operations run on the test hypervisor's own implementations, which libvirt provides:
+pause and unpause (``suspend``/``resume``), managed save (suspend) and its restore by a start,
+and the ACPI power button, which a simulated guest always honours at once: the domain is shut
+off before ``shutdown()`` returns, where a real guest takes seconds. Two differences are
+evened out by the shared code rather than simulated: a domain saved while paused comes back
+running here (QEMU restores it paused, and resume then unpauses it), and a paused domain would
+honour the power button here (the driver never presses it for a paused guest). What the test
+hypervisor cannot do at all is simulated:
+
+- A guest that ignores the power button: :meth:`TestDriver.simulate_guest_ignores_acpi` makes
+  the driver's presses do nothing for that instance, so a soft reboot or a clean stop waits for
+  its timeout and then falls back to a hard reboot or a power-off, as with a real guest that has
+  no ACPI daemon.
+- A guest that powers itself off: a ``shutdown()`` of its domain from another connection (what
+  a test does) is seen exactly as a real guest's poweroff is: the domain shuts off and libvirt
+  emits the lifecycle event.
+
+Lifecycle events: the test hypervisor emits them (started, suspended, resumed, stopped...)
+through libvirt's event loop like libvirtd does, to every connection in the process that
+registered for them, so simulated hosts report a change within the event path's latency. They
+are dispatched by the process-wide event loop thread, which the driver starts in init_host.
 
 Sharing one hypervisor: every ``libvirt.open("test:///default")`` in a process sees the same
 in-memory state, so simulated hosts in one process share it. As every driver built on
@@ -76,6 +99,8 @@ class TestDriver(base.BaseLibvirtDriver):
         #: When set, every domain start fails with this message, as a broken host's would
         #: (see :meth:`simulate_host_failure`).
         self.host_failure: str | None = None
+        #: Instances whose simulated guest ignores the power button.
+        self.acpi_ignored: set[str] = set()
         self.known_images = (
             {url: digest.lower() for url, digest in known_images.items()}
             if known_images is not None
@@ -90,6 +115,15 @@ class TestDriver(base.BaseLibvirtDriver):
         exercise rescheduling with simulated hosts.
         """
         self.host_failure = reason
+
+    def simulate_guest_ignores_acpi(self, instance_uuid: str, ignores: bool = True) -> None:
+        """Make the instance's simulated guest ignore (or, with ``ignores`` False, honour
+        again) the ACPI power button, as a real guest without an ACPI daemon does."""
+        driver.validate_uuid(instance_uuid)
+        if ignores:
+            self.acpi_ignored.add(instance_uuid)
+        else:
+            self.acpi_ignored.discard(instance_uuid)
 
     def get_host_info(self) -> driver.HostInfo:
         return driver.HostInfo(
@@ -114,6 +148,11 @@ class TestDriver(base.BaseLibvirtDriver):
         if self.host_failure is not None:
             raise exceptions.HypervisorError(f"{self.host_failure} (simulated)", code=-1)
         domain.start()
+
+    def _request_shutdown(self, domain: connection.Domain) -> None:
+        if domain.uuid in self.acpi_ignored:
+            return  # the simulated guest has no ACPI daemon: nothing happens
+        domain.shutdown()
 
     def _prepare_files(self, instance: driver.InstanceSpec) -> domain_xml.DomainFiles:
         image = instance.image

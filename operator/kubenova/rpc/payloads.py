@@ -56,8 +56,6 @@ class TerminateInstance(_Payload):
 OperationName = Literal[
     "stop", "start", "pause", "unpause", "suspend", "resume", "reboot", "rebuild"
 ]
-PowerOperationName = OperationName
-
 #: How long a host waits, at most, for a guest to shut down by itself (ACPI power button)
 #: before it powers it off: Nova's ``shutdown_timeout``.
 MAX_SHUTDOWN_TIMEOUT_S = 3600

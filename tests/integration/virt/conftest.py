@@ -10,11 +10,13 @@ http.server on 127.0.0.1 started here, so the suite does not depend on hack/gues
 
 Isolation: each harness gives its driver a host name of its own, so the driver neither sees
 nor touches the domains of a real agent on the same libvirtd (or of another test), and its
-teardown destroys every instance the test made.
+teardown destroys every instance the test made. ``shared_harness`` is the same, made once per
+test module, for tests that share guests.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import hashlib
@@ -262,16 +264,17 @@ def make_qcow2() -> Callable[[pathlib.Path, str], pathlib.Path]:
     return qcow2
 
 
-@pytest.fixture(
-    params=[
-        pytest.param("test", id="TestDriver"),
-        pytest.param("libvirt", id="LibvirtDriver", marks=pytest.mark.integration),
-    ]
-)
-def driver_harness(request, image_files) -> Iterator[Harness]:
+_DRIVER_PARAMS = [
+    pytest.param("test", id="TestDriver"),
+    pytest.param("libvirt", id="LibvirtDriver", marks=pytest.mark.integration),
+]
+
+
+@contextlib.contextmanager
+def _harness(kind: str, image_files: tuple[ImageServer, ServedImage]) -> Iterator[Harness]:
     server, served = image_files
     workdir: pathlib.Path | None = None
-    if request.param == "test":
+    if kind == "test":
         harness = _make_test_harness(server, served)
     else:
         reason = _libvirt_reachable()
@@ -281,9 +284,25 @@ def driver_harness(request, image_files) -> Iterator[Harness]:
             missing("qemu-img is not installed (Debian package qemu-utils)")
         workdir = _traversable_tmpdir()
         harness = _make_libvirt_harness(server, served, workdir)
-    harness.driver.init_host()
-    yield harness
-    for instance_uuid in sorted(harness.created):
-        harness.driver.destroy(instance_uuid)
-    if workdir is not None:
-        shutil.rmtree(workdir, ignore_errors=True)
+    try:
+        harness.driver.init_host()
+        yield harness
+    finally:
+        for instance_uuid in sorted(harness.created):
+            harness.driver.destroy(instance_uuid)
+        if workdir is not None:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.fixture(params=_DRIVER_PARAMS)
+def driver_harness(request, image_files) -> Iterator[Harness]:
+    with _harness(request.param, image_files) as harness:
+        yield harness
+
+
+@pytest.fixture(scope="module", params=_DRIVER_PARAMS)
+def shared_harness(request, image_files) -> Iterator[Harness]:
+    """A harness for a whole test module, so that its guests (slow to boot under TCG) can be
+    shared by its tests; each test leaves them fit for the next."""
+    with _harness(request.param, image_files) as harness:
+        yield harness

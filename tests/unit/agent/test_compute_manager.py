@@ -10,57 +10,9 @@ from kubenova_agent import exceptions, manager
 from kubenova_agent.virt import driver as virt_driver
 from kubenova_agent.virt.power_state import PowerState
 from tests.support import RecordingCaster
+from tests.unit.agent.scripted_driver import ScriptedDriver
 
 UUID = "6f1c1d9e-0000-4000-8000-000000000001"
-
-
-class ScriptedDriver(virt_driver.ComputeDriver):
-    """Keeps domains in a dict; ``fail_with`` makes the next spawn raise."""
-
-    def __init__(self) -> None:
-        self.domains: dict[str, PowerState] = {}
-        self.addresses: dict[str, list[str]] = {}
-        self.fail_with: Exception | None = None
-        self.spawned: list[str] = []
-
-    def init_host(self) -> None:
-        pass
-
-    def get_host_info(self) -> virt_driver.HostInfo:
-        return virt_driver.HostInfo(
-            hostname="h1",
-            vcpus=4,
-            memory_mib=8192,
-            disk_gib=100,
-            cpu_arch="x86_64",
-            hypervisor_type="QEMU",
-            virt_type="qemu",
-            libvirt_version="9.0.0",
-            qemu_version="7.2.0",
-        )
-
-    def spawn(self, instance: virt_driver.InstanceSpec) -> None:
-        if self.fail_with is not None:
-            raise self.fail_with
-        self.spawned.append(instance.uuid)
-        self.domains[instance.uuid] = PowerState.RUNNING
-
-    def destroy(self, instance_uuid: str) -> None:
-        self.domains.pop(instance_uuid, None)
-
-    def get_power_state(self, instance_uuid: str) -> PowerState:
-        if instance_uuid not in self.domains:
-            raise exceptions.InstanceNotFound(instance_uuid)
-        return self.domains[instance_uuid]
-
-    def get_addresses(self, instance_uuid: str) -> list[str]:
-        return self.addresses.get(instance_uuid, [])
-
-    def list_instance_uuids(self) -> list[str]:
-        return list(self.domains)
-
-    def console_log_path(self, instance_uuid: str) -> str | None:
-        return None
 
 
 def _instance() -> payloads.InstancePayload:

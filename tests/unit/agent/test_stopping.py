@@ -19,7 +19,7 @@ from kubenova_agent import manager as compute_manager
 from kubenova_agent import service as service_mod
 from kubenova_agent.settings import AgentSettings
 from tests.support import RecordingCaster
-from tests.unit.agent.test_compute_manager import ScriptedDriver
+from tests.unit.agent.scripted_driver import ScriptedDriver
 
 PATIENCE_S = 5.0
 

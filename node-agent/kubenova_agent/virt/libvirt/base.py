@@ -2,8 +2,10 @@
 
 :class:`BaseLibvirtDriver` implements the :class:`~kubenova_agent.virt.driver.ComputeDriver`
 contract on a libvirt connection: idempotent spawn with cleanup on failure, idempotent destroy,
-power state, addresses, listing. Subclasses supply what differs between a real host and a
-simulated one: how an instance's files are made and removed, the domain type, the host's facts.
+the power operations (their steps are in ``power``), power state, addresses, listing, and
+lifecycle events from libvirt's event loop. Subclasses supply what differs between a real host
+and a simulated one: how an instance's files are made and removed, the domain type, the host's
+facts.
 ``LibvirtDriver`` (virt/libvirt/driver.py) and ``TestDriver`` (virt/testdriver.py) both derive
 from it and do not import each other.
 
@@ -28,7 +30,8 @@ from collections.abc import Iterator
 
 from kubenova_agent import exceptions
 from kubenova_agent.virt import driver, power_state
-from kubenova_agent.virt.libvirt import connection, domain_xml, ownership
+from kubenova_agent.virt.libvirt import connection, domain_xml, ownership, power
+from kubenova_agent.virt.power_state import LibvirtDomainState
 
 LOG = logging.getLogger(__name__)
 
@@ -79,6 +82,7 @@ class BaseLibvirtDriver(driver.ComputeDriver):
         self._ownership = ownership.OwnershipCache()
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
+        self._lifecycle_listener: driver.LifecycleListener | None = None
 
     # -- what subclasses supply ----------------------------------------------------------
 
@@ -113,9 +117,16 @@ class BaseLibvirtDriver(driver.ComputeDriver):
         del instance_uuid
         return domain.lease_ipv4_addresses()
 
+    def _request_shutdown(self, domain: connection.Domain) -> None:
+        """Press the guest's ACPI power button (a seam for the test driver's simulated guests
+        that ignore it)."""
+        domain.shutdown()
+
     # -- the contract ----------------------------------------------------------------------
 
     def init_host(self) -> None:
+        # Before the connection opens: only connections opened afterwards deliver events.
+        connection.start_event_loop()
         self._connection.open()
 
     def spawn(self, instance: driver.InstanceSpec) -> None:
@@ -168,6 +179,49 @@ class BaseLibvirtDriver(driver.ComputeDriver):
                 LOG.info("instance %s: domain destroyed and undefined", instance_uuid)
             self._remove_files(instance_uuid)
 
+    def power_off(self, instance_uuid: str, timeout_s: float) -> bool:
+        with self._changing(instance_uuid) as domain:
+            clean = power.power_off(domain, timeout_s, self._request_shutdown)
+        LOG.info("instance %s: powered off (%s)", instance_uuid, "clean" if clean else "forced")
+        return clean
+
+    def power_on(self, instance_uuid: str) -> None:
+        with self._changing(instance_uuid) as domain:
+            power.power_on(domain, self._start)
+        LOG.info("instance %s: powered on", instance_uuid)
+
+    def pause(self, instance_uuid: str) -> None:
+        with self._changing(instance_uuid) as domain:
+            power.pause(domain, instance_uuid)
+        LOG.info("instance %s: paused", instance_uuid)
+
+    def unpause(self, instance_uuid: str) -> None:
+        with self._changing(instance_uuid) as domain:
+            power.unpause(domain, instance_uuid)
+        LOG.info("instance %s: unpaused", instance_uuid)
+
+    def suspend(self, instance_uuid: str) -> None:
+        with self._changing(instance_uuid) as domain:
+            power.suspend(domain, instance_uuid)
+        LOG.info("instance %s: suspended", instance_uuid)
+
+    def resume(self, instance_uuid: str) -> None:
+        with self._changing(instance_uuid) as domain:
+            power.resume(domain, instance_uuid, self._start)
+        LOG.info("instance %s: resumed", instance_uuid)
+
+    def reboot(self, instance_uuid: str, hard: bool, timeout_s: float) -> driver.RebootType:
+        with self._changing(instance_uuid) as domain:
+            done = power.reboot(domain, hard, timeout_s, self._request_shutdown, self._start)
+        LOG.info("instance %s: rebooted (%s)", instance_uuid, done.value.lower())
+        return done
+
+    def set_lifecycle_listener(self, listener: driver.LifecycleListener | None) -> bool:
+        self._lifecycle_listener = listener
+        return self._connection.watch_lifecycle(
+            self._on_lifecycle_event if listener is not None else None
+        )
+
     def get_power_state(self, instance_uuid: str) -> power_state.PowerState:
         domain = self._require(instance_uuid)
         with self._not_found_as(instance_uuid):
@@ -181,18 +235,27 @@ class BaseLibvirtDriver(driver.ComputeDriver):
     def get_instance_state(self, instance_uuid: str) -> driver.InstanceState:
         domain = self._require(instance_uuid)
         with self._not_found_as(instance_uuid):
-            return self._state(domain, instance_uuid)
+            state = domain.state()
+            saved = state == LibvirtDomainState.SHUTOFF and domain.has_managed_save_image()
+            return self._state(domain, instance_uuid, state, saved)
 
     def list_instance_uuids(self) -> list[str]:
         return [instance_uuid for instance_uuid, _ in self._owned_domains()]
 
     def list_instance_states(self) -> dict[str, driver.InstanceState]:
         # One listing for every instance, asking each domain handle directly, instead of a
-        # lookup by uuid (and an ownership check) per instance and per question.
+        # lookup by uuid (and an ownership check) per instance and per question. Which of
+        # them are suspended is one more listing, made only when some domain is shut off.
         states: dict[str, driver.InstanceState] = {}
+        saved: set[str] | None = None
         for instance_uuid, domain in self._owned_domains():
             with self._gone_is_fine():
-                states[instance_uuid] = self._state(domain, instance_uuid)
+                state = domain.state()
+                if state == LibvirtDomainState.SHUTOFF and saved is None:
+                    saved = self._connection.managed_save_uuids()
+                states[instance_uuid] = self._state(
+                    domain, instance_uuid, state, instance_uuid in (saved or ())
+                )
         return states
 
     def console_log_path(self, instance_uuid: str) -> str | None:
@@ -237,11 +300,36 @@ class BaseLibvirtDriver(driver.ComputeDriver):
         owned.sort(key=lambda pair: pair[0])
         return owned
 
-    def _state(self, domain: connection.Domain, instance_uuid: str) -> driver.InstanceState:
+    def _state(
+        self, domain: connection.Domain, instance_uuid: str, state: int, saved: bool
+    ) -> driver.InstanceState:
         return driver.InstanceState(
-            power_state=power_state.from_libvirt(domain.state()),
+            power_state=power_state.from_libvirt(state),
             addresses=tuple(sorted(self._addresses(domain, instance_uuid))),
+            saved=saved,
         )
+
+    @contextlib.contextmanager
+    def _changing(self, instance_uuid: str) -> Iterator[connection.Domain]:
+        """The instance's domain, under the instance's lock, with a domain that vanishes
+        meanwhile reported as InstanceNotFound."""
+        driver.validate_uuid(instance_uuid)
+        with self._instance_lock(instance_uuid):
+            domain = self._require(instance_uuid)
+            with self._not_found_as(instance_uuid):
+                yield domain
+
+    def _on_lifecycle_event(self, domain_uuid: str, event: int, detail: int) -> None:
+        # On libvirt's event thread: hand over, nothing more.
+        LOG.debug(
+            "domain %s: lifecycle event %s (detail %d)",
+            domain_uuid,
+            connection.LIFECYCLE_EVENT_NAMES.get(event, str(event)),
+            detail,
+        )
+        listener = self._lifecycle_listener
+        if listener is not None:
+            listener(domain_uuid)
 
     def _lookup(self, instance_uuid: str, *, cached: bool) -> connection.Domain | None:
         """The instance's domain if it exists and is this driver's.

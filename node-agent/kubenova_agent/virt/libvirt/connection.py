@@ -4,6 +4,11 @@ Everything else talks to libvirt through :class:`Connection` and :class:`Domain`
 small typed surface, turn ``libvirt.libvirtError`` into
 :class:`~kubenova_agent.exceptions.HypervisorError` (carrying libvirt's error code) and reopen a
 connection that libvirtd dropped (a restarted daemon must not take the agent down with it).
+
+Domain lifecycle events: :func:`start_event_loop` registers libvirt's default event loop and
+runs it on a daemon thread; a connection opened after that delivers the events
+:meth:`Connection.watch_lifecycle` asks for (and asks again after each reconnect). Callbacks run
+on that thread, which also carries the connections' keepalives, so they must return at once.
 """
 
 from __future__ import annotations
@@ -11,7 +16,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import libvirt
@@ -32,6 +38,53 @@ UNDEFINE_MANAGED_SAVE: int = libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE
 UNDEFINE_SNAPSHOTS_METADATA: int = libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA
 UNDEFINE_NVRAM: int = libvirt.VIR_DOMAIN_UNDEFINE_NVRAM
 UNDEFINE_CHECKPOINTS_METADATA: int = libvirt.VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA
+
+
+#: ``virDomainEventType``: what a lifecycle event says happened, by name (for logs).
+LIFECYCLE_EVENT_NAMES: dict[int, str] = {
+    libvirt.VIR_DOMAIN_EVENT_DEFINED: "defined",
+    libvirt.VIR_DOMAIN_EVENT_UNDEFINED: "undefined",
+    libvirt.VIR_DOMAIN_EVENT_STARTED: "started",
+    libvirt.VIR_DOMAIN_EVENT_SUSPENDED: "suspended",
+    libvirt.VIR_DOMAIN_EVENT_RESUMED: "resumed",
+    libvirt.VIR_DOMAIN_EVENT_STOPPED: "stopped",
+    libvirt.VIR_DOMAIN_EVENT_SHUTDOWN: "shutdown",
+    libvirt.VIR_DOMAIN_EVENT_PMSUSPENDED: "pmsuspended",
+    libvirt.VIR_DOMAIN_EVENT_CRASHED: "crashed",
+}
+
+#: Called with (domain uuid, ``virDomainEventType``, its detail) on libvirt's event thread.
+LifecycleCallback = Callable[[str, int, int], None]
+
+_event_loop_lock = threading.Lock()
+_event_loop_started = False
+
+
+def start_event_loop() -> None:
+    """Register libvirt's default event loop and run it on a daemon thread; idempotent.
+
+    Process-wide, and only connections opened afterwards use it: call it before opening the
+    connections that should deliver events. It also makes remote connections send keepalives,
+    so a libvirtd that stops answering is noticed even while nothing is asked of it.
+    """
+    global _event_loop_started
+    with _event_loop_lock:
+        if _event_loop_started:
+            return
+        with _translated():
+            libvirt.virEventRegisterDefaultImpl()
+        threading.Thread(target=_run_event_loop, name="libvirt-events", daemon=True).start()
+        _event_loop_started = True
+
+
+def _run_event_loop() -> None:
+    while True:
+        try:
+            libvirt.virEventRunDefaultImpl()
+        except libvirt.libvirtError:
+            # Never seen in practice; the loop must outlive it, or events stop for good.
+            LOG.exception("libvirt's event loop failed; running it again in a second")
+            time.sleep(1.0)
 
 
 def _ignore_error(_context: object, _error: object) -> None:
@@ -96,8 +149,40 @@ class Domain:
             return bool(self._handle.isActive())
 
     def start(self) -> None:
+        """Start a shut-off domain; one with a managed-save image is restored from it."""
         with _translated():
             self._handle.create()
+
+    def shutdown(self) -> None:
+        """Press the ACPI power button: ask the guest to shut down. Returns at once; the guest
+        may take its time, or ignore it."""
+        with _translated():
+            self._handle.shutdown()
+
+    def pause(self) -> None:
+        """Stop running the guest's vCPUs, keeping its memory (libvirt's ``suspend``)."""
+        with _translated():
+            self._handle.suspend()
+
+    def unpause(self) -> None:
+        """Run a paused guest's vCPUs again (libvirt's ``resume``)."""
+        with _translated():
+            self._handle.resume()
+
+    def managed_save(self) -> None:
+        """Save the guest's memory and device state to a file libvirt manages, then stop it;
+        the next :meth:`start` restores it."""
+        with _translated():
+            self._handle.managedSave(0)
+
+    def has_managed_save_image(self) -> bool:
+        with _translated():
+            return bool(self._handle.hasManagedSaveImage(0))
+
+    def remove_managed_save_image(self) -> None:
+        """Discard the managed-save image: the next start boots the guest afresh."""
+        with _translated():
+            self._handle.managedSaveRemove(0)
 
     def destroy(self) -> None:
         """Power the domain off at once; a domain that is not running is left as it is."""
@@ -162,6 +247,8 @@ class Connection:
         self.uri = uri
         self._handle: Any = None
         self._lock = threading.Lock()
+        self._lifecycle: LifecycleCallback | None = None
+        self._lifecycle_id: int | None = None
 
     def _conn(self) -> Any:
         with self._lock:
@@ -173,11 +260,11 @@ class Connection:
                 if alive:
                     return self._handle
                 LOG.warning("connection to %s lost; reconnecting", self.uri)
-                with contextlib.suppress(libvirt.libvirtError):
-                    self._handle.close()
-                self._handle = None
+                self._close_locked()
             with _translated():
                 self._handle = libvirt.open(self.uri)
+            # A callback registration belongs to the connection it was made on.
+            self._watch_locked()
             return self._handle
 
     def open(self) -> None:
@@ -186,10 +273,64 @@ class Connection:
 
     def close(self) -> None:
         with self._lock:
-            if self._handle is not None:
-                with contextlib.suppress(libvirt.libvirtError):
-                    self._handle.close()
-                self._handle = None
+            self._close_locked()
+
+    def _close_locked(self) -> None:
+        if self._handle is not None:
+            self._unwatch_locked()
+            with contextlib.suppress(libvirt.libvirtError):
+                self._handle.close()
+            self._handle = None
+
+    def watch_lifecycle(self, callback: LifecycleCallback | None) -> bool:
+        """Have ``callback`` called for every lifecycle event of any domain on this
+        connection (started, suspended, resumed, stopped, shut down, crashed...); None stops.
+
+        The callback runs on libvirt's event thread (see :func:`start_event_loop`, which must
+        have been called before the connection opened) and must return at once, without calling
+        libvirt. The registration is made again whenever the connection is reopened, so events
+        resume once a restarted libvirtd has been reconnected to (by the next call that needs
+        the connection). Returns False when the hypervisor refuses to deliver events (logged);
+        before the connection is opened, True: it registers when it opens.
+        """
+        with self._lock:
+            self._lifecycle = callback
+            if self._handle is None:
+                return callback is not None
+            self._unwatch_locked()
+            return self._watch_locked()
+
+    def _watch_locked(self) -> bool:
+        if self._lifecycle is None or self._handle is None:
+            return False
+        try:
+            self._lifecycle_id = int(
+                self._handle.domainEventRegisterAny(
+                    None, libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE, self._on_lifecycle, None
+                )
+            )
+        except libvirt.libvirtError as exc:
+            LOG.warning("%s delivers no domain lifecycle events: %s", self.uri, exc)
+            return False
+        return True
+
+    def _unwatch_locked(self) -> None:
+        if self._lifecycle_id is not None and self._handle is not None:
+            with contextlib.suppress(libvirt.libvirtError):
+                self._handle.domainEventDeregisterAny(self._lifecycle_id)
+        self._lifecycle_id = None
+
+    def _on_lifecycle(self, _conn: Any, dom: Any, event: int, detail: int, _opaque: Any) -> None:
+        callback = self._lifecycle
+        if callback is None:
+            return
+        try:
+            # Read from the handle libvirt passed in: no call to the hypervisor.
+            domain_uuid = str(dom.UUIDString())
+            callback(domain_uuid, int(event), int(detail))
+        except Exception:
+            # An exception must not unwind into libvirt's event loop.
+            LOG.exception("lifecycle event callback failed")
 
     def define_domain(self, xml: str) -> Domain:
         with _translated():
@@ -218,6 +359,12 @@ class Connection:
         """All domains, running or not."""
         with _translated():
             return [Domain(handle) for handle in self._conn().listAllDomains(0)]
+
+    def managed_save_uuids(self) -> set[str]:
+        """The uuids of every domain that has a managed-save image, in one call."""
+        with _translated():
+            handles = self._conn().listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_MANAGEDSAVE)
+            return {str(handle.UUIDString()) for handle in handles}
 
     def node_info(self) -> NodeInfo:
         with _translated():
