@@ -11,7 +11,7 @@ from typing import Any
 
 from kubenova.compute import states
 from kubenova.conductor import faults
-from kubenova.conductor.action_history import ActionHistory, ActionView
+from kubenova.conductor.action_history import ActionHistory, ActionView, EventView
 from kubenova.conductor.compute_tasks import ComputeTaskManager
 from kubenova.conductor.instance_operations import InstanceOperations
 from kubenova.conductor.projector import InstanceProjector
@@ -117,30 +117,44 @@ class InstanceReports:
     def _finish_create(
         self, session: Any, record: models.Instance, update: payloads.InstanceUpdate
     ) -> ActionView | None:
-        """The build succeeded: its event, and the end of the create action."""
+        """The build succeeded: its event, and the end of the create action (two statements,
+        no read: every create ends here)."""
         request_id = record.request_id
         if request_id is None:
             return None
-        try:
-            action, event = db_api.action_event_record(
-                session,
-                record.uuid,
-                request_id,
-                _BUILD_EVENT,
-                db_api.EVENT_RESULT_SUCCESS,
-                host=update.host,
-                start_time=None,
-                finish_time=update.launched_at or models.utcnow(),
-            )
-        except db_api.InstanceActionNotFoundError:
+        finished = update.launched_at or models.utcnow()
+        if not db_api.action_finish_with_event(
+            session,
+            record.uuid,
+            request_id,
+            "create",
+            _BUILD_EVENT,
+            db_api.EVENT_RESULT_SUCCESS,
+            host=update.host,
+            finish_time=finished,
+        ):
             LOG.info("instance %s: no create action of %s to finish", record.uuid, request_id)
             return None
-        db_api.action_finish(session, record.uuid, request_id)
-        # A first try's create has this one event; a rescheduled one also its failures.
-        events = (
-            [event] if (record.attempts or 1) <= 1 else db_api.action_events(session, action.id)
+        if (record.attempts or 1) > 1:
+            # A rescheduled create also has its failures: show them all.
+            action = db_api.action_get(session, record.uuid, request_id)
+            if action is not None:
+                events = db_api.action_events(session, action.id)
+                return ActionView.from_rows(record, action, events, result="Success")
+        # The action began with the record (one transaction at a first try).
+        started = record.created_at
+        return ActionView(
+            instance_uuid=record.uuid,
+            namespace=record.namespace,
+            instance_name=record.name,
+            action="create",
+            request_id=request_id,
+            start_time=started,
+            finish_time=finished,
+            result="Success",
+            message=None,
+            events=(EventView(_BUILD_EVENT, update.host, started, finished, "Success"),),
         )
-        return ActionView.from_rows(record, action, events, result="Success")
 
     def _record_build_event(
         self, session: Any, record: models.Instance, failure: payloads.InstanceBuildFailed
