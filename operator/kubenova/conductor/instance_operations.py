@@ -255,7 +255,7 @@ class InstanceOperations:
         runStrategy Always, with a spec that wants it Running, start it again (a hard reboot
         for a crashed one); under Manual, say so in the Synced condition."""
         instance = self.kube.get_instance(record.namespace, record.name)
-        if instance is None:
+        if instance is None or (instance.get("metadata") or {}).get("deletionTimestamp"):
             return
         spec = instance.get("spec") or {}
         if spec.get("powerState", "Running") != "Running":
