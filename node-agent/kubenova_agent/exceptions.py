@@ -10,6 +10,9 @@ Two families matter to the manager:
 - :class:`InstanceNotFound` says the hypervisor has no domain for the uuid, and
   :class:`InstanceInvalidState` that a power operation does not apply to the state the instance
   is in; the manager reports either as the operation's error.
+- :class:`RebuildFailed` is what ``ComputeDriver.rebuild`` raises; ``intact`` tells the manager
+  whether the instance is as it was (the report then gives its state as it is) or was left in
+  error.
 
 The others are raised by the helpers (image cache, hypervisor adapter) and are translated into a
 build error by the driver; their messages are written for an operator reading an instance fault.
@@ -41,6 +44,27 @@ class InstanceInvalidState(AgentError):
         self.instance_uuid = instance_uuid
         self.operation = operation
         self.state = state
+
+
+class RebuildFailed(AgentError):
+    """A rebuild failed; ``reason`` says why.
+
+    ``intact`` is true when the failure came before the instance was touched (a bad image: a
+    checksum that does not match, a 404, a wrong format): it still runs, or stays stopped, on its
+    old disk. Otherwise the old guest had been powered off and its disk may be replaced already:
+    the instance is left shut off, in error, until a rebuild succeeds.
+    """
+
+    def __init__(self, instance_uuid: str, reason: str, *, intact: bool) -> None:
+        outcome = (
+            "the instance is unchanged"
+            if intact
+            else "the instance is left shut off, in error: rebuild it again"
+        )
+        super().__init__(f"rebuild of instance {instance_uuid} failed: {reason}; {outcome}")
+        self.instance_uuid = instance_uuid
+        self.reason = reason
+        self.intact = intact
 
 
 class HypervisorError(AgentError):

@@ -8,9 +8,10 @@ The conductor hears about an instance in three ways: the result of what it asked
 report, ``instance_terminated``, ``instance_operation_finished``), a lifecycle event from the
 hypervisor (a guest that powered itself off, crashed, or was paused by libvirt), reported within
 moments, and the periodic power-state sync, the backstop for events lost while the hypervisor was
-unreachable. While this agent works on an instance (a build, a delete, a power operation), the
-other two keep quiet about it: the work's own report is the one that counts, and a report from
-half-way through would set the record's task state back to None while the work still runs.
+unreachable. While this agent works on an instance (a build, a delete, a power operation, a
+rebuild), the other two keep quiet about it: the work's own report is the one that counts, and a
+report from half-way through would set the record's task state back to None while the work
+still runs.
 """
 
 from __future__ import annotations
@@ -100,7 +101,7 @@ class ComputeManager:
         to building when a build message was delivered twice.
         """
         try:
-            spec = _instance_spec(instance)
+            spec = operations.instance_spec(instance)
         except ValueError as exc:
             self._build_failed(instance.uuid, "BuildAborted", str(exc), False, request_id)
             return
@@ -135,24 +136,30 @@ class ComputeManager:
                 request_id,
             )
 
-    def run_operation(self, operation: operations.PowerOperation, request_id: str) -> None:
-        """Carry out a power operation and report it with one ``instance_operation_finished``.
+    def run_operation(self, operation: operations.Operation, request_id: str) -> None:
+        """Carry out a power operation or a rebuild and report it with one
+        ``instance_operation_finished``.
 
         Whatever the driver raises (an unknown instance, a state the operation does not apply
-        to, a libvirt error) is reported as the operation's ``Error`` rather than raised: the
-        request has had its answer, and a message that failed the same way on every delivery
-        would only go round. Doing it again (a redelivered message) is harmless: the driver's
-        operations are idempotent, and the report says the same.
+        to, a bad image, a libvirt error) is reported as the operation's ``Error`` rather than
+        raised: the request has had its answer, and a message that failed the same way on
+        every delivery would only go round. The report's vm_state is what the host sees
+        afterwards, except after a rebuild that left the instance broken (powered off with its
+        old disk possibly gone): "error" then, which only a rebuild that succeeds clears. Doing
+        it again (a redelivered message) is harmless: the driver's operations are idempotent
+        (a rebuild ends the same, done twice), and the report says the same.
         """
         uuid = operation.instance_uuid
         extra = {"instance_uuid": uuid}
         with self._working_on(uuid):
             started_at = datetime.datetime.now(datetime.UTC)
             result: Literal["Success", "Error"] = "Success"
+            broken = False
             try:
                 note = operation.run(self.driver)
             except (exceptions.AgentError, ValueError) as exc:
                 result, note = "Error", str(exc)
+                broken = isinstance(exc, exceptions.RebuildFailed) and not exc.intact
                 LOG.warning("instance %s: %s failed: %s", uuid, operation.name, exc, extra=extra)
             except Exception as exc:
                 result, note = "Error", f"{type(exc).__name__}: {exc}"
@@ -166,10 +173,15 @@ class ComputeManager:
                 if result == "Success":
                     result, note = "Error", f"the instance's state cannot be read: {exc}"
             # No domain (or no answer): there is no power state to speak of.
-            report: _Report = (
-                ("error", None, PowerState.NOSTATE.value, ())
+            seen: _Report | None = (
+                None
                 if state is None
                 else (vm_state(state), None, state.power_state.value, state.addresses)
+            )
+            report: _Report = (
+                ("error", None, PowerState.NOSTATE.value, ())
+                if seen is None
+                else ("error" if broken else seen[0], *seen[1:])
             )
             vm, _, power, addresses = report
             self.conductor.instance_operation_finished(
@@ -187,11 +199,12 @@ class ComputeManager:
                 ),
                 request_id,
             )
-            if state is not None:
+            if seen is not None:
                 with self._lock:
                     tracked = self._tracked.setdefault(uuid, _Tracked(request_id=request_id))
-                    # What the conductor now records: the sync has nothing new to say.
-                    tracked.last_report = report
+                    # The sync has nothing new to say until the host's view changes (the
+                    # conductor keeps an instance in error whatever the sync says).
+                    tracked.last_report = seen
         LOG.info(
             "instance %s: %s finished: %s%s",
             uuid,
@@ -357,20 +370,3 @@ class ComputeManager:
             ),
             request_id,
         )
-
-
-def _instance_spec(instance: payloads.InstancePayload) -> virt_driver.InstanceSpec:
-    image = instance.image
-    return virt_driver.InstanceSpec(
-        uuid=instance.uuid,
-        name=instance.name,
-        hostname=instance.hostname,
-        vcpus=instance.vcpus,
-        memory_mib=instance.memory_mib,
-        disk_gib=instance.disk_gib,
-        image=virt_driver.ImageRef(
-            name=image.name, url=image.url, sha256=image.sha256, disk_format=image.disk_format
-        ),
-        user_data=instance.user_data.encode() if instance.user_data is not None else None,
-        ssh_authorized_keys=tuple(instance.ssh_authorized_keys),
-    )

@@ -1,5 +1,6 @@
-"""The power operations a host is asked for (contract 1.3): which driver call each message
-means, and what is worth recording about how it went.
+"""The operations a host is asked for on an instance it runs (contract 1.3: the power
+operations and rebuild): which driver call each message means, and what is worth recording about
+how it went.
 
 ``ComputeManager.run_operation`` runs them, times them and reports each with one
 ``instance_operation_finished``; this module only decides what to call. An operation returns a
@@ -39,7 +40,7 @@ _SIMPLE: dict[
 }
 
 #: Every compute method this module handles.
-METHODS = frozenset({"stop_instance", "reboot_instance", *_SIMPLE})
+METHODS = frozenset({"stop_instance", "reboot_instance", "rebuild_instance", *_SIMPLE})
 
 
 def vm_state(state: virt_driver.InstanceState) -> str:
@@ -50,9 +51,28 @@ def vm_state(state: virt_driver.InstanceState) -> str:
     return _VM_STATE_FOR_POWER[state.power_state]
 
 
+def instance_spec(instance: payloads.InstancePayload) -> virt_driver.InstanceSpec:
+    """What the driver is given to build (or rebuild) an instance; raises ``ValueError`` for
+    what the driver's value types refuse."""
+    image = instance.image
+    return virt_driver.InstanceSpec(
+        uuid=instance.uuid,
+        name=instance.name,
+        hostname=instance.hostname,
+        vcpus=instance.vcpus,
+        memory_mib=instance.memory_mib,
+        disk_gib=instance.disk_gib,
+        image=virt_driver.ImageRef(
+            name=image.name, url=image.url, sha256=image.sha256, disk_format=image.disk_format
+        ),
+        user_data=instance.user_data.encode() if instance.user_data is not None else None,
+        ssh_authorized_keys=tuple(instance.ssh_authorized_keys),
+    )
+
+
 @dataclasses.dataclass(frozen=True)
-class PowerOperation:
-    """One power operation asked of this host."""
+class Operation:
+    """One operation asked of this host."""
 
     #: The method's name without ``_instance``, as ``instance_operation_finished`` names it.
     name: payloads.OperationName
@@ -61,18 +81,21 @@ class PowerOperation:
     run: Callable[[virt_driver.ComputeDriver], str | None]
 
 
-def from_message(message: envelope.Envelope) -> PowerOperation | None:
-    """The operation a message asks for; None when it is not a power operation.
+def from_message(message: envelope.Envelope) -> Operation | None:
+    """The operation a message asks for; None when it is none of :data:`METHODS`.
 
     Raises ``pydantic.ValidationError`` for malformed arguments (the consumer dead-letters the
     message).
     """
     if message.method == "stop_instance":
         stop = payloads.StopInstance.model_validate(message.args)
-        return PowerOperation("stop", stop.instance_uuid, functools.partial(_stop, stop))
+        return Operation("stop", stop.instance_uuid, functools.partial(_stop, stop))
     if message.method == "reboot_instance":
         reboot = payloads.RebootInstance.model_validate(message.args)
-        return PowerOperation("reboot", reboot.instance_uuid, functools.partial(_reboot, reboot))
+        return Operation("reboot", reboot.instance_uuid, functools.partial(_reboot, reboot))
+    if message.method == "rebuild_instance":
+        rebuild = payloads.RebuildInstance.model_validate(message.args)
+        return Operation("rebuild", rebuild.instance.uuid, functools.partial(_rebuild, rebuild))
     simple = _SIMPLE.get(message.method)
     if simple is None:
         return None
@@ -82,7 +105,7 @@ def from_message(message: envelope.Envelope) -> PowerOperation | None:
     def run(driver: virt_driver.ComputeDriver) -> None:
         call(driver, uuid)
 
-    return PowerOperation(name, uuid, run)
+    return Operation(name, uuid, run)
 
 
 def _stop(args: payloads.StopInstance, driver: virt_driver.ComputeDriver) -> str | None:
@@ -116,6 +139,13 @@ def _reboot(args: payloads.RebootInstance, driver: virt_driver.ComputeDriver) ->
     if timeout == 0:
         return "the shutdown timeout is 0 s; rebooted hard"
     return f"the guest did not shut down within {timeout} s; rebooted hard"
+
+
+def _rebuild(args: payloads.RebuildInstance, driver: virt_driver.ComputeDriver) -> None:
+    # The spec is made here, not when the message is read: an instance the driver's checks
+    # refuse (user-data over the cap in bytes, say) is then this rebuild's reported error
+    # rather than a message dead-lettered with no answer.
+    driver.rebuild(instance_spec(args.instance), args.power_on)
 
 
 def _described(state: virt_driver.InstanceState) -> str:

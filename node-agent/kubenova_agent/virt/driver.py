@@ -310,6 +310,35 @@ class ComputeDriver(abc.ABC):
         guest survives as it survives one reboot.
         """
 
+    # -- rebuild ---------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def rebuild(self, instance: InstanceSpec, power_on: bool) -> None:
+        """Rebuild the instance where it is (Nova's ``rebuild_instance``): a new root disk
+        from ``instance.image`` and a new config drive from ``instance``. Kept: the domain (uuid,
+        name), the NIC's MAC address (so libvirt's DHCP gives the guest its address again) and
+        the console log, which the new boot appends to.
+
+        Steps: make the new disk and config drive beside the old ones, as :meth:`spawn` makes
+        them (image fetched and verified, overlay sized to ``disk_gib``), while the old guest
+        still runs; then power the domain off at once (its disk is about to go: the guest is
+        not asked), drop any managed-save image, put the new files in place of the old, define
+        the domain again and start it, or, with ``power_on`` False, leave it shut off (Nova
+        keeps a stopped instance stopped through a rebuild). Any state may be rebuilt.
+
+        Raises InstanceNotFound for an instance the driver does not have, and
+        :class:`~kubenova_agent.exceptions.RebuildFailed` otherwise, in one of two end states:
+
+        - ``intact``: the failure came before the old guest was powered off (a bad image:
+          checksum, HTTP 404, format, too big; or no room for the new files). The new files
+          are removed and the instance is as it was, on its old disk.
+        - not ``intact``: the hypervisor failed afterwards (the define or the start). The
+          instance is left shut off, in error until a rebuild succeeds.
+
+        Doing it again (a redelivered message) rebuilds again: the same end state as one
+        rebuild (a fresh disk from the same image, the same config drive and power state).
+        """
+
     def set_lifecycle_listener(self, listener: LifecycleListener | None) -> bool:
         """Have ``listener(instance_uuid)`` called whenever the hypervisor reports that an
         instance's lifecycle changed (started, paused, resumed, shut down, crashed...),

@@ -11,8 +11,13 @@ machine. What is simulated, and how:
 - Images: there is no download. The spec is still validated, and when ``known_images`` (URL to
   sha256, a stand-in for the image server) is given, an unknown URL fails as a download answered
   with 404 and a wrong sha256 as a checksum mismatch, both non-reschedulable as on a real host.
+- Files: none is written. What a real host would have written is recorded in memory instead
+  (:meth:`TestDriver.simulated_files`: the cached image the root disk is an overlay on, what
+  the config drive carries, a serial number per disk made), so that spawn and rebuild can be
+  checked alike; a TestDriver made again for the same host starts with no record.
 - Addresses: a running instance reports one IPv4 address in 10.0.0.0/8 derived from its uuid
-  (the same uuid always gives the same address). It is not reachable: nothing runs.
+  (the same uuid always gives the same address, across a rebuild too). It is not reachable:
+  nothing runs.
 - No console log (:meth:`console_log_path` returns None).
 
 - Host failures: :meth:`TestDriver.simulate_host_failure` makes domain starts fail, so that
@@ -55,14 +60,32 @@ host.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import itertools
 from collections.abc import Mapping
+from typing import Any
 
-from kubenova_agent import exceptions
+from kubenova_agent import configdrive, exceptions
 from kubenova_agent.virt import driver
 from kubenova_agent.virt.libvirt import base, connection, domain_xml
 
 DEFAULT_URI = "test:///default"
+
+
+@dataclasses.dataclass(frozen=True)
+class SimulatedFiles:
+    """What a real host would have written for an instance's root disk and config drive."""
+
+    #: The cached image the root disk would be an overlay on:
+    #: ``/simulated/<host>/_base/<sha256>``, as the image cache names it.
+    backing_file: str
+    #: What the config drive would carry (``meta_data.json``'s content, and the user-data).
+    meta_data: dict[str, Any]
+    user_data: bytes | None
+    #: Different for every disk the driver makes: a rebuild's disk is new even from the same
+    #: image.
+    disk_serial: int
 
 
 def simulated_address(instance_uuid: str) -> str:
@@ -106,6 +129,15 @@ class TestDriver(base.BaseLibvirtDriver):
             if known_images is not None
             else None
         )
+        # The simulated files, by instance uuid: in place, and staged by a rebuild.
+        self._files: dict[str, SimulatedFiles] = {}
+        self._staged: dict[str, SimulatedFiles] = {}
+        self._disk_serials = itertools.count(1)
+
+    def simulated_files(self, instance_uuid: str) -> SimulatedFiles | None:
+        """The instance's simulated root disk and config drive; None when this driver made
+        none for it."""
+        return self._files.get(driver.validate_uuid(instance_uuid))
 
     def simulate_host_failure(self, reason: str | None) -> None:
         """Make every following domain start fail with ``reason`` (None: work again).
@@ -155,6 +187,21 @@ class TestDriver(base.BaseLibvirtDriver):
         domain.shutdown()
 
     def _prepare_files(self, instance: driver.InstanceSpec) -> domain_xml.DomainFiles:
+        self._files[instance.uuid] = self._simulate(instance)
+        return self._paths(instance.uuid)
+
+    def _stage_rebuild(self, instance: driver.InstanceSpec) -> None:
+        self._staged[instance.uuid] = self._simulate(instance)
+
+    def _commit_rebuild(self, instance_uuid: str) -> domain_xml.DomainFiles:
+        self._files[instance_uuid] = self._staged.pop(instance_uuid)
+        return self._paths(instance_uuid)
+
+    def _discard_rebuild(self, instance_uuid: str) -> None:
+        self._staged.pop(instance_uuid, None)
+
+    def _simulate(self, instance: driver.InstanceSpec) -> SimulatedFiles:
+        """The files a real host would make, after the checks of the image it would make."""
         image = instance.image
         if self.known_images is not None:
             served = self.known_images.get(image.url)
@@ -166,8 +213,16 @@ class TestDriver(base.BaseLibvirtDriver):
                 raise exceptions.ImageChecksumMismatch(
                     image.url, expected=image.sha256, actual=served
                 )
+        return SimulatedFiles(
+            backing_file=f"/simulated/{self.hostname}/_base/{image.sha256}",
+            meta_data=configdrive.meta_data(instance),
+            user_data=instance.user_data,
+            disk_serial=next(self._disk_serials),
+        )
+
+    def _paths(self, instance_uuid: str) -> domain_xml.DomainFiles:
         # Paths that exist nowhere: the test hypervisor records them and opens nothing.
-        directory = f"/simulated/{self.hostname}/instances/{instance.uuid}"
+        directory = f"/simulated/{self.hostname}/instances/{instance_uuid}"
         return domain_xml.DomainFiles(
             disk=f"{directory}/disk",
             config_drive=f"{directory}/disk.config",
@@ -175,7 +230,8 @@ class TestDriver(base.BaseLibvirtDriver):
         )
 
     def _remove_files(self, instance_uuid: str) -> None:
-        del instance_uuid  # none were made
+        self._files.pop(instance_uuid, None)
+        self._staged.pop(instance_uuid, None)
 
     def _console_log(self, instance_uuid: str) -> str | None:
         del instance_uuid

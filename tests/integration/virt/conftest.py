@@ -107,6 +107,8 @@ class Harness:
     image_cache_path: pathlib.Path | None
     #: Makes the host fail its next builds the way a broken host does.
     break_host: Callable[[], None]
+    #: Undoes ``break_host``.
+    repair_host: Callable[[], None] = lambda: None
     created: set[str] = dataclasses.field(default_factory=set)
 
     def instance(self, **overrides: Any) -> virt_driver.InstanceSpec:
@@ -218,6 +220,7 @@ def _make_test_harness(server: ImageServer, served: ServedImage) -> Harness:
         instances_path=None,
         image_cache_path=None,
         break_host=lambda: test_driver.simulate_host_failure("qemu exited unexpectedly"),
+        repair_host=lambda: test_driver.simulate_host_failure(None),
     )
 
 
@@ -254,7 +257,12 @@ def _make_libvirt_harness(
         harness.driver = make("kubenova-contract-no-such-network")
         harness.driver.init_host()
 
+    def repair_host() -> None:
+        harness.driver = make("default")
+        harness.driver.init_host()
+
     harness.break_host = break_host
+    harness.repair_host = repair_host
     return harness
 
 

@@ -26,6 +26,11 @@ class ScriptedDriver(virt_driver.ComputeDriver):
         self.spawned: list[str] = []
         #: (operation, uuid) of every power operation that changed something.
         self.effects: list[tuple[str, str]] = []
+        #: The spec and power_on of every rebuild done.
+        self.rebuilt: list[tuple[virt_driver.InstanceSpec, bool]] = []
+        #: Raised by the next rebuild; one that is not ``intact`` leaves the domain shut off
+        #: first, as the contract says.
+        self.rebuild_fails_with: exceptions.RebuildFailed | None = None
         self.listener: virt_driver.LifecycleListener | None = None
 
     # -- the basics ------------------------------------------------------------------------
@@ -141,6 +146,18 @@ class ScriptedDriver(virt_driver.ComputeDriver):
         self.saved.discard(instance_uuid)
         self._set(instance_uuid, PowerState.RUNNING, "reboot")
         return virt_driver.RebootType.SOFT if soft else virt_driver.RebootType.HARD
+
+    def rebuild(self, instance: virt_driver.InstanceSpec, power_on: bool) -> None:
+        self._operate(instance.uuid)
+        if self.rebuild_fails_with is not None:
+            error, self.rebuild_fails_with = self.rebuild_fails_with, None
+            if not error.intact:
+                self.saved.discard(instance.uuid)
+                self.domains[instance.uuid] = PowerState.SHUTDOWN
+            raise error
+        self.saved.discard(instance.uuid)
+        self.rebuilt.append((instance, power_on))
+        self._set(instance.uuid, PowerState.RUNNING if power_on else PowerState.SHUTDOWN, "rebuild")
 
     def set_lifecycle_listener(self, listener: virt_driver.LifecycleListener | None) -> bool:
         self.listener = listener

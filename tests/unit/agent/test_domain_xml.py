@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import xml.etree.ElementTree as ET
 
 import pytest
@@ -10,6 +11,7 @@ from kubenova_agent.virt import driver
 from kubenova_agent.virt.libvirt import domain_xml
 
 UUID = "6f1c2a9e-8d3b-4c5e-9f7a-0b1c2d3e4f50"
+OTHER_UUID = "6f1c2a9e-8d3b-4c5e-9f7a-0b1c2d3e4f51"
 NS = {"kn": domain_xml.NAMESPACE}
 FILES = domain_xml.DomainFiles(
     disk=f"/var/lib/kubenova/instances/{UUID}/disk",
@@ -108,6 +110,56 @@ def test_nic_is_virtio_on_the_given_network():
     assert source.get("network") == "default"
     assert model is not None
     assert model.get("type") == "virtio"
+
+
+def test_nic_mac_is_derived_from_the_uuid_locally_administered_and_unicast():
+    mac = build().find("devices/interface/mac")
+    assert mac is not None
+    address = mac.get("address", "")
+    assert address == domain_xml.derived_mac(UUID)
+    digest = hashlib.sha256(UUID.encode()).hexdigest()
+    assert address == f"52:54:00:{digest[0:2]}:{digest[2:4]}:{digest[4:6]}"
+    first = int(address[:2], 16)
+    assert first & 0b10, "locally administered"
+    assert not first & 0b01, "unicast"
+    # Stable: the same uuid always gives the same address, another uuid another one.
+    assert domain_xml.derived_mac(UUID) == address
+    assert domain_xml.derived_mac(OTHER_UUID) != address
+
+
+def test_a_given_mac_is_used_and_reads_back():
+    xml = domain_xml.build(
+        make_instance(),
+        domain_type="qemu",
+        files=FILES,
+        network="default",
+        host="node-a",
+        mac="52:54:00:12:34:56",
+    )
+    assert domain_xml.interface_mac(xml) == "52:54:00:12:34:56"
+
+
+def test_the_mac_reads_back_from_libvirts_xml_in_lower_case():
+    libvirt_xml = (
+        "<domain type='qemu'><name>x</name><devices>"
+        "<interface type='network'><mac address='52:54:00:AB:CD:EF'/>"
+        "<source network='default'/></interface></devices></domain>"
+    )
+    assert domain_xml.interface_mac(libvirt_xml) == "52:54:00:ab:cd:ef"
+    assert domain_xml.interface_mac("<domain><devices/></domain>") is None
+
+
+@pytest.mark.parametrize("mac", ["53:54:00:12:34:56", "52:54:00:12:34", "52-54-00-12-34-56"])
+def test_a_multicast_or_malformed_mac_is_refused(mac):
+    with pytest.raises(ValueError, match="MAC"):
+        domain_xml.build(
+            make_instance(),
+            domain_type="qemu",
+            files=FILES,
+            network="default",
+            host="node-a",
+            mac=mac,
+        )
 
 
 def test_serial_console_goes_to_the_console_log_file():

@@ -2,8 +2,8 @@
 
 :class:`BaseLibvirtDriver` implements the :class:`~kubenova_agent.virt.driver.ComputeDriver`
 contract on a libvirt connection: idempotent spawn with cleanup on failure, idempotent destroy,
-the power operations (their steps are in ``power``), power state, addresses, listing, and
-lifecycle events from libvirt's event loop. Subclasses supply what differs between a real host
+the power operations (their steps are in ``power``), rebuild, power state, addresses, listing,
+and lifecycle events from libvirt's event loop. Subclasses supply what differs between a real host
 and a simulated one: how an instance's files are made and removed, the domain type, the host's
 facts.
 ``LibvirtDriver`` (virt/libvirt/driver.py) and ``TestDriver`` (virt/testdriver.py) both derive
@@ -24,43 +24,15 @@ from __future__ import annotations
 import abc
 import contextlib
 import logging
-import subprocess
 import threading
 from collections.abc import Iterator
 
 from kubenova_agent import exceptions
 from kubenova_agent.virt import driver, power_state
-from kubenova_agent.virt.libvirt import connection, domain_xml, ownership, power
+from kubenova_agent.virt.libvirt import connection, domain_xml, errors, ownership, power
 from kubenova_agent.virt.power_state import LibvirtDomainState
 
 LOG = logging.getLogger(__name__)
-
-# Errors whose cause is the request (the image), so that no other host would do better.
-_ABORT_ERRORS: tuple[type[BaseException], ...] = (
-    exceptions.ImageChecksumMismatch,
-    exceptions.InvalidImage,
-    exceptions.ImageTooLarge,
-    ValueError,
-)
-
-
-def build_error(instance_uuid: str, exc: BaseException) -> exceptions.BuildError | None:
-    """Classify a spawn failure as reschedulable or not; None for what must propagate as is
-    (``KeyboardInterrupt`` and the like)."""
-    if isinstance(exc, exceptions.BuildError):
-        return exc
-    if not isinstance(exc, Exception):
-        return None
-    reason = str(exc) or type(exc).__name__
-    if isinstance(exc, subprocess.CalledProcessError) and exc.stderr:
-        reason = f"{reason}: {str(exc.stderr).strip()}"
-    if isinstance(exc, _ABORT_ERRORS) or (
-        isinstance(exc, exceptions.ImageDownloadError) and exc.permanent
-    ):
-        return exceptions.BuildAbortedError(instance_uuid, reason)
-    # Everything else (libvirt and qemu errors, OSError such as a full disk, an image server
-    # that does not answer, and bugs) is this host's problem: another host may succeed.
-    return exceptions.RescheduledBuildError(instance_uuid, reason)
 
 
 class BaseLibvirtDriver(driver.ComputeDriver):
@@ -94,12 +66,27 @@ class BaseLibvirtDriver(driver.ComputeDriver):
     def _prepare_files(self, instance: driver.InstanceSpec) -> domain_xml.DomainFiles:
         """Make the instance's root disk, config drive and console log; return their paths.
 
-        Raises what :func:`build_error` classifies.
+        Raises what :func:`errors.build_error` classifies.
         """
 
     @abc.abstractmethod
     def _remove_files(self, instance_uuid: str) -> None:
-        """Remove everything :meth:`_prepare_files` made; nothing there is fine."""
+        """Remove everything :meth:`_prepare_files` and :meth:`_stage_rebuild` made; nothing
+        there is fine."""
+
+    @abc.abstractmethod
+    def _stage_rebuild(self, instance: driver.InstanceSpec) -> None:
+        """Make a new root disk and config drive beside the instance's files, which its guest
+        may be running on; raises as :meth:`_prepare_files` does."""
+
+    @abc.abstractmethod
+    def _commit_rebuild(self, instance_uuid: str) -> domain_xml.DomainFiles:
+        """Put the staged disk and config drive in place of the current ones (the domain is
+        shut off); return the instance's files, the console log kept as it is."""
+
+    @abc.abstractmethod
+    def _discard_rebuild(self, instance_uuid: str) -> None:
+        """Remove what :meth:`_stage_rebuild` left uncommitted; never raises."""
 
     @abc.abstractmethod
     def _console_log(self, instance_uuid: str) -> str | None:
@@ -145,23 +132,14 @@ class BaseLibvirtDriver(driver.ComputeDriver):
                 if existing is not None:
                     self._ensure_running(existing, instance.uuid)
                     return
-                files = self._prepare_files(instance)
-                xml = domain_xml.build(
-                    instance,
-                    domain_type=self._domain_type(),
-                    files=files,
-                    network=self.network,
-                    host=self.hostname,
-                )
-                domain = self._connection.define_domain(xml)
-                LOG.info("instance %s: domain %s defined", instance.uuid, domain.name)
+                domain = self._define(instance, self._prepare_files(instance), mac=None)
                 self._start(domain)
                 # Recorded once started: starting gives the domain the runtime id it will be
                 # listed with.
                 self._ownership.remember(instance.uuid, domain.runtime_id, True)
                 LOG.info("instance %s: domain started", instance.uuid)
             except BaseException as exc:
-                error = build_error(instance.uuid, exc)
+                error = errors.build_error(instance.uuid, exc)
                 self._clean_up_failed_spawn(instance.uuid, exc)
                 if error is None or error is exc:
                     raise
@@ -215,6 +193,47 @@ class BaseLibvirtDriver(driver.ComputeDriver):
             done = power.reboot(domain, hard, timeout_s, self._request_shutdown, self._start)
         LOG.info("instance %s: rebooted (%s)", instance_uuid, done.value.lower())
         return done
+
+    def rebuild(self, instance: driver.InstanceSpec, power_on: bool) -> None:
+        uuid = instance.uuid
+        with self._instance_lock(uuid):
+            # Metadata read afresh, as before anything destructive.
+            domain = self._lookup(uuid, cached=False)
+            if domain is None:
+                raise exceptions.InstanceNotFound(uuid)
+            with self._not_found_as(uuid):
+                # Kept, so that libvirt's DHCP gives the guest its address again.
+                mac = domain_xml.interface_mac(domain.xml_desc())
+            # Everything that can fail because of the image happens while the old guest still
+            # runs on its old disk: a bad image leaves the instance as it was.
+            try:
+                self._stage_rebuild(instance)
+            except BaseException as exc:
+                self._discard_rebuild(uuid)
+                if not isinstance(exc, Exception):
+                    raise
+                raise errors.rebuild_failed(uuid, exc, intact=True) from exc
+            try:
+                with self._not_found_as(uuid):
+                    power.stop_afresh(domain)
+                domain = self._define(instance, self._commit_rebuild(uuid), mac=mac)
+                if power_on:
+                    self._start(domain)
+                self._ownership.remember(uuid, domain.runtime_id, True)
+            except exceptions.InstanceNotFound:
+                self._discard_rebuild(uuid)  # the domain vanished from under us
+                raise
+            except Exception as exc:
+                self._discard_rebuild(uuid)
+                with contextlib.suppress(Exception):
+                    domain.destroy()  # the documented end state: shut off
+                raise errors.rebuild_failed(uuid, exc, intact=False) from exc
+        LOG.info(
+            "instance %s: rebuilt from image %s%s",
+            uuid,
+            instance.image.name,
+            "" if power_on else ", left shut off",
+        )
 
     def set_lifecycle_listener(self, listener: driver.LifecycleListener | None) -> bool:
         self._lifecycle_listener = listener
@@ -272,6 +291,22 @@ class BaseLibvirtDriver(driver.ComputeDriver):
             lock = self._locks.setdefault(instance_uuid, threading.Lock())
         with lock:
             yield
+
+    def _define(
+        self, instance: driver.InstanceSpec, files: domain_xml.DomainFiles, *, mac: str | None
+    ) -> connection.Domain:
+        """Define (or define again) the instance's domain; ``mac`` None derives it."""
+        xml = domain_xml.build(
+            instance,
+            domain_type=self._domain_type(),
+            files=files,
+            network=self.network,
+            host=self.hostname,
+            mac=mac,
+        )
+        domain = self._connection.define_domain(xml)
+        LOG.info("instance %s: domain %s defined", instance.uuid, domain.name)
+        return domain
 
     def _is_ours(self, domain: connection.Domain, domain_uuid: str) -> bool:
         """Read the domain's metadata to tell whether it is ours, and remember the answer."""

@@ -8,6 +8,11 @@ owned by root)::
     disk.config   the config drive (ISO 9660, label config-2)
     console.log   the serial console
 
+A rebuild makes ``disk.rebuild`` and ``disk.config.rebuild`` beside them while the old guest
+runs, then renames them over ``disk`` and ``disk.config`` once it is powered off: the old disk
+is there until the new one is complete, and a rename is all that replaces it. The console log
+is kept, so the guest's earlier boots stay readable above the new one.
+
 Images are cached once per host in ``image_cache_path`` (see ``kubenova_agent.imagecache``).
 
 Who opens these files: libvirt's DAC security driver (``dynamic_ownership``, on by default)
@@ -40,6 +45,8 @@ LOG = logging.getLogger(__name__)
 DEFAULT_INSTANCES_PATH = "/var/lib/kubenova/instances"
 DEFAULT_IMAGE_CACHE_PATH = "/var/lib/kubenova/_base"
 VIRT_TYPES = frozenset(settings.VIRT_TYPES)
+#: The suffix of the disk and config drive a rebuild makes before they replace the old ones.
+_STAGED = ".rebuild"
 
 
 class LibvirtDriver(base.BaseLibvirtDriver):
@@ -132,6 +139,15 @@ class LibvirtDriver(base.BaseLibvirtDriver):
     def _instance_dir(self, instance_uuid: str) -> pathlib.Path:
         return self.instances_path / driver.validate_uuid(instance_uuid)
 
+    def _files(self, instance_uuid: str, suffix: str = "") -> domain_xml.DomainFiles:
+        """The instance's files; with ``suffix``, the disk and config drive a rebuild stages."""
+        directory = self._instance_dir(instance_uuid)
+        return domain_xml.DomainFiles(
+            disk=str(directory / f"disk{suffix}"),
+            config_drive=str(directory / f"disk.config{suffix}"),
+            console_log=str(directory / "console.log"),
+        )
+
     def _prepare_files(self, instance: driver.InstanceSpec) -> domain_xml.DomainFiles:
         directory = self._instance_dir(instance.uuid)
         # No domain exists for this uuid (spawn checked), so anything here was left by a spawn
@@ -139,12 +155,45 @@ class LibvirtDriver(base.BaseLibvirtDriver):
         shutil.rmtree(directory, ignore_errors=True)
         directory.mkdir(mode=0o711, parents=True)
         directory.chmod(0o711)  # mkdir's mode is filtered by the umask
-        files = domain_xml.DomainFiles(
-            disk=str(directory / "disk"),
-            config_drive=str(directory / "disk.config"),
-            console_log=str(directory / "console.log"),
-        )
+        files = self._files(instance.uuid)
+        self._write_disk_and_drive(instance, files)
+        fd = os.open(files.console_log, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        os.close(fd)
+        return files
 
+    def _stage_rebuild(self, instance: driver.InstanceSpec) -> None:
+        directory = self._instance_dir(instance.uuid)
+        directory.mkdir(mode=0o711, parents=True, exist_ok=True)
+        directory.chmod(0o711)
+        # Left by a rebuild that died half-way, if anything: made again from scratch.
+        self._discard_rebuild(instance.uuid)
+        self._write_disk_and_drive(instance, self._files(instance.uuid, _STAGED))
+
+    def _commit_rebuild(self, instance_uuid: str) -> domain_xml.DomainFiles:
+        staged, files = self._files(instance_uuid, _STAGED), self._files(instance_uuid)
+        os.replace(staged.disk, files.disk)
+        os.replace(staged.config_drive, files.config_drive)
+        # Appended to by the new boot; made again only if someone removed it.
+        fd = os.open(files.console_log, os.O_WRONLY | os.O_CREAT, 0o600)
+        os.close(fd)
+        LOG.info("instance %s: new disk and config drive in place", instance_uuid)
+        return files
+
+    def _discard_rebuild(self, instance_uuid: str) -> None:
+        staged = self._files(instance_uuid, _STAGED)
+        for path in (staged.disk, staged.config_drive):
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+            except OSError:
+                # destroy removes the whole directory; until then it only takes room.
+                LOG.warning("instance %s: cannot remove %s", instance_uuid, path, exc_info=True)
+
+    def _write_disk_and_drive(
+        self, instance: driver.InstanceSpec, files: domain_xml.DomainFiles
+    ) -> None:
+        """The root disk from the image (fetched and verified) and the config drive."""
         image = instance.image
         base_image = self.image_cache.fetch(image.url, image.sha256)
         info = disk.image_info(str(base_image), image.disk_format, qemu_img=self._qemu_img)
@@ -168,9 +217,6 @@ class LibvirtDriver(base.BaseLibvirtDriver):
         os.chmod(files.disk, 0o600)
         configdrive.build(files.config_drive, instance)
         os.chmod(files.config_drive, 0o600)
-        fd = os.open(files.console_log, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        os.close(fd)
-        return files
 
     def _remove_files(self, instance_uuid: str) -> None:
         directory = self._instance_dir(instance_uuid)

@@ -3,13 +3,13 @@
 Whether a domain is ours is read from its ``<kubenova:instance>`` metadata element: a libvirt
 call (an RPC to libvirtd on a real host) and an XML parse. The periodic power-state sync and the
 heartbeat ask it about every domain on the host every few seconds, although the answer cannot
-change while a definition lives: spawn writes the metadata once, when it defines the domain, and
-nothing in Kubenova rewrites it. So the answer is kept per domain uuid, together with the
-domain's runtime id (libvirt's ``virDomainGetID``, read from the handle without asking the
-hypervisor), and read again only when it may have changed:
+change while a definition lives: spawn writes the metadata when it defines the domain, and the
+only rewrite, a rebuild's, names the same host. So the answer is kept per domain uuid, together
+with the domain's runtime id (libvirt's ``virDomainGetID``, read from the handle without asking
+the hypervisor), and read again only when it may have changed:
 
-- the driver itself defines or undefines the domain (spawn, destroy, cleanup after a failed
-  spawn): it records or forgets the answer there;
+- the driver itself defines or undefines the domain (spawn, rebuild, destroy, cleanup after a
+  failed spawn): it records or forgets the answer there;
 - the uuid drops out of a listing of the host's domains: that definition is gone;
 - the runtime id differs: the domain was started or stopped since (libvirt gives every start a
   new id), which is also what a domain redefined behind the driver's back with the same uuid
@@ -18,7 +18,7 @@ hypervisor), and read again only when it may have changed:
   undefined and defined again by hand between two listings, or an edited metadata element) is
   noticed within that time.
 
-Destructive calls (destroy, cleanup) never rely on this cache: they read the metadata again
+Destructive calls (destroy, rebuild, cleanup) never rely on this cache: they read the metadata again
 before they touch a domain, so a stale answer can at worst make a sync report about, or leave
 out, one domain for up to ``max_age_s``.
 """

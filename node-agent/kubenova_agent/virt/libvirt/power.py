@@ -1,5 +1,5 @@
 """Power operations on one libvirt domain: the steps behind the driver's power_off, power_on,
-pause, unpause, suspend, resume and reboot.
+pause, unpause, suspend, resume and reboot (and the power-off that begins a rebuild).
 
 Functions of a :class:`~kubenova_agent.virt.libvirt.connection.Domain`, so that
 ``BaseLibvirtDriver`` only finds the domain, holds the instance's lock and translates a vanished
@@ -165,13 +165,19 @@ def reboot(
         LOG.warning(
             "domain %s did not shut down within %s s; rebooting it hard", domain.name, timeout_s
         )
+    # A hard reboot boots afresh: saved memory would otherwise be restored.
+    stop_afresh(domain)
+    start(domain)
+    return driver.RebootType.HARD
+
+
+def stop_afresh(domain: connection.Domain) -> None:
+    """Power the domain off at once, whatever the guest is doing, and drop any managed-save
+    image, so that its next start boots the guest afresh."""
     if domain.is_active():
         domain.destroy()
     elif domain.has_managed_save_image():
-        # A hard reboot boots afresh: the saved memory would otherwise be restored.
         domain.remove_managed_save_image()
-    start(domain)
-    return driver.RebootType.HARD
 
 
 def _start_running(domain: connection.Domain, start: Start) -> None:
