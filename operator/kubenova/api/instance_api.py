@@ -70,17 +70,6 @@ class InstanceAPI:
             )
         )
 
-    def spec_changed(self, request: InstanceRequest) -> bool:
-        """Whether the object's spec is newer than what its status says was acted on: a cheap
-        test on the object alone, made on every watch event of a created Instance."""
-        observed = self.observed_generation(request)
-        return observed is not None and request.generation > observed
-
-    @staticmethod
-    def observed_generation(request: InstanceRequest) -> int | None:
-        observed = request.status.get("observedGeneration")
-        return int(observed) if isinstance(observed, int) else None
-
     def apply_spec(
         self, request: InstanceRequest, request_id: str, catalog: Catalog | None = None
     ) -> None:

@@ -3,8 +3,12 @@ kept in the database) written as an InstanceAction object owned by its Instance,
 when the Instance goes and needs no database access to read (``kubectl nova events``).
 
 The objects are a projection, written on a thread of their own from a queue, off the road of
-requests: a create or a reboot never waits for its history. The database stays the record;
-an object that could not be written is tried again a few times, then logged.
+requests: a create or a reboot never waits for its history. While views keep arriving (a
+burst of creates) the writer waits for a quiet moment, up to ``max_delay_s``: each write costs
+the apiserver and this process what a status write costs, and the history of a burst can come
+a few seconds later without anyone waiting on it, where the statuses cannot. The database
+stays the record; an object that could not be written is tried again a few times, then
+logged.
 """
 
 from __future__ import annotations
@@ -15,7 +19,8 @@ import datetime
 import hashlib
 import logging
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from kubenova.conductor.instance_status import timestamp
@@ -154,13 +159,29 @@ def _event_body(event: EventView) -> dict[str, Any]:
 
 
 class ActionHistory:
-    """Writes InstanceAction objects on its own thread; the newest view of an action wins."""
+    """Writes InstanceAction objects on its own thread; the newest view of an action wins.
 
-    def __init__(self, kube: KubeClient) -> None:
+    A view is written once none has arrived for ``quiet_s``, or once it has waited
+    ``max_delay_s``.
+    """
+
+    def __init__(
+        self,
+        kube: KubeClient,
+        *,
+        quiet_s: float = 0.5,
+        max_delay_s: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._kube = kube
-        self._pending: collections.OrderedDict[tuple[str, str], ActionView] = (
+        self._quiet_s = quiet_s
+        self._max_delay_s = max_delay_s
+        self._clock = clock
+        # (namespace, object name) -> (the view, when it was first queued)
+        self._pending: collections.OrderedDict[tuple[str, str], tuple[ActionView, float]] = (
             collections.OrderedDict()
         )
+        self._last_arrival = 0.0
         self._condition = threading.Condition()
         self._thread: threading.Thread | None = None
         self._stopping = False
@@ -169,8 +190,10 @@ class ActionHistory:
         """Write ``view`` soon; a newer view of the same action replaces one not yet written."""
         with self._condition:
             key = (view.namespace, view.object_name)
-            self._pending.pop(key, None)
-            self._pending[key] = view
+            now = self._clock()
+            previous = self._pending.pop(key, None)
+            self._pending[key] = (view, previous[1] if previous else now)
+            self._last_arrival = now
             self._condition.notify()
 
     def start(self) -> None:
@@ -201,17 +224,26 @@ class ActionHistory:
             with self._condition:
                 if not self._pending:
                     return
-                _, view = self._pending.popitem(last=False)
+                _, (view, _) = self._pending.popitem(last=False)
             self._write(view)
+
+    def _due_in(self) -> float:
+        """Seconds until the oldest view may be written (0: now); the lock is held."""
+        now = self._clock()
+        _, queued = next(iter(self._pending.values()))
+        return max(
+            0.0,
+            min(self._last_arrival + self._quiet_s - now, queued + self._max_delay_s - now),
+        )
 
     def _run(self) -> None:
         while True:
             with self._condition:
-                while not self._pending and not self._stopping:
-                    self._condition.wait()
+                while not self._stopping and (not self._pending or self._due_in() > 0):
+                    self._condition.wait(self._due_in() if self._pending else None)
                 if not self._pending:
                     return
-                _, view = self._pending.popitem(last=False)
+                _, (view, _) = self._pending.popitem(last=False)
             self._write(view)
 
     def _write(self, view: ActionView) -> None:
