@@ -46,7 +46,8 @@ def test_applied_instance_runs_with_an_address_and_deleting_it_leaves_nothing(na
     assert status["host"] == HOST
     assert status["powerState"] == "running"
     conditions = {c["type"]: c["status"] for c in status["conditions"]}
-    assert conditions == {"Scheduled": "True", "Ready": "True"}
+    # Synced: the spec of its generation is applied (nothing asked of it since the create).
+    assert conditions == {"Scheduled": "True", "Ready": "True", "Synced": "True"}
     instance_uuid = get("instances", "vm1", namespace)["metadata"]["uid"]
     assert domain_exists(instance_uuid)
 
