@@ -138,21 +138,28 @@ def test_a_guest_is_stopped_started_paused_suspended_and_rebooted_through_the_pl
     _ok(nova(stack, "reboot", "--hard", "vm", "-n", namespace))
     wait_for("the boot after a hard reboot", lambda: _boots(uuid) == 4, timeout=120)
 
-    history = [(a["action"], a["result"]) for a in _actions(namespace, "vm")]
-    assert history == [
-        ("create", "Success"),
-        ("stop", "Success"),
-        ("start", "Success"),
-        ("pause", "Success"),
-        ("unpause", "Success"),
-        ("suspend", "Success"),
-        ("resume", "Success"),
-        ("reboot", "Success"),
-        ("reboot", "Success"),
-    ]
+    # The history is written a moment after the statuses (action_history.py).
+    wait_for(
+        "the history of every operation",
+        lambda: [(a["action"], a["result"]) for a in _actions(namespace, "vm")] == EXPECTED_HISTORY,
+        timeout=60,
+    )
     events = _ok(nova(stack, "events", "vm", "-n", namespace))
     for action in ("create", "stop", "start", "pause", "suspend", "reboot"):
         assert action in events
+
+
+EXPECTED_HISTORY = [
+    ("create", "Success"),
+    ("stop", "Success"),
+    ("start", "Success"),
+    ("pause", "Success"),
+    ("unpause", "Success"),
+    ("suspend", "Success"),
+    ("resume", "Success"),
+    ("reboot", "Success"),
+    ("reboot", "Success"),
+]
 
 
 def test_a_soft_reboot_the_guest_ignores_becomes_hard(
@@ -195,14 +202,29 @@ def test_a_guest_that_powers_itself_off_is_recorded_stopped_under_run_strategy_m
         interval=0.2,
     )
     assert _domain_state(uuid)[0] == libvirt.VIR_DOMAIN_SHUTOFF
-    synced = condition_of(namespace, "quitter", "Synced")
-    assert (synced["status"], synced["reason"]) == ("False", "GuestPoweredOff")
+    # The conductor reads the spec after recording the power-off: the condition follows.
+    synced = wait_for(
+        "the Synced condition to say the guest powered itself off",
+        lambda: (
+            (c := condition_of(namespace, "quitter", "Synced")).get("reason") == "GuestPoweredOff"
+            and c
+        ),
+        timeout=30,
+        interval=0.2,
+    )
+    assert synced["status"] == "False"
 
     # Started again by asking (a hard reboot, as the spec already says Running). The guest
     # powers itself off again soon after, so the reboot's record is what is checked.
     _ok(nova(stack, "start", "quitter", "-n", namespace))
-    reboots = [a for a in _actions(namespace, "quitter") if a["action"] == "reboot"]
-    assert [a["result"] for a in reboots] == ["Success"]
+    wait_for(
+        "the hard reboot's action",
+        lambda: (
+            [a["result"] for a in _actions(namespace, "quitter") if a["action"] == "reboot"]
+            == ["Success"]
+        ),
+        timeout=60,
+    )
 
 
 def test_a_guest_that_powers_itself_off_is_started_again_under_run_strategy_always(
@@ -210,8 +232,11 @@ def test_a_guest_that_powers_itself_off_is_started_again_under_run_strategy_alwa
 ) -> None:
     uuid = _boot(namespace, "phoenix", userData="#kubenova-guest: poweroff-after=3\n")
     wait_for("a second boot", lambda: _boots(uuid) >= 2, timeout=120)
-    starts = [a for a in _actions(namespace, "phoenix") if a["action"] == "start"]
-    assert starts
+    starts = wait_for(
+        "the start action",
+        lambda: [a for a in _actions(namespace, "phoenix") if a["action"] == "start"],
+        timeout=60,
+    )
     assert "spec.runStrategy Always starts it again" in starts[0].get("message", "")
 
 
@@ -239,6 +264,15 @@ def test_killing_the_agent_in_the_middle_of_a_reboot_leaves_no_instance_stuck(
         timeout=180,
     )
     wait_for("the boot after the reboot", lambda: _boots(uuid) >= 2, timeout=120)
-    (reboot,) = [a for a in _actions(namespace, "victim") if a["action"] == "reboot"]
-    assert reboot["result"] == "Success"
-    assert reboot.get("finishTime")
+    wait_for(
+        "the reboot action to end in success",
+        lambda: (
+            [
+                (a["result"], bool(a.get("finishTime")))
+                for a in _actions(namespace, "victim")
+                if a["action"] == "reboot"
+            ]
+            == [("Success", True)]
+        ),
+        timeout=60,
+    )

@@ -59,5 +59,11 @@ def test_an_instance_rebuilt_from_another_image_keeps_its_identity_and_address(
     second_boot = _console(uuid).split("kubenova-guest: ready")[1]
     assert "second life" in second_boot
     assert "first life" not in second_boot
-    rebuilds = [a for a in _actions(namespace, "reborn") if a["action"] == "rebuild"]
-    assert [a["result"] for a in rebuilds] == ["Success"]
+    wait_for(
+        "the rebuild's action",
+        lambda: (
+            [a["result"] for a in _actions(namespace, "reborn") if a["action"] == "rebuild"]
+            == ["Success"]
+        ),
+        timeout=60,
+    )
