@@ -158,9 +158,13 @@ class AgentProcess:
 AGENT = AgentProcess()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def stack() -> Iterator[dict[str, str]]:
-    """Operator and agent processes on the local stack; yields the environment they use."""
+    """Operator and agent processes on the local stack; yields the environment they use.
+
+    Stopped once the end-to-end tests are done: the tests that come after them (the plugin's
+    integration tests, with a stand-in operator) must not have a real one reacting to their
+    Instances."""
     if not KUBECONFIG.exists() or kubectl("get", "--raw", "/readyz", check=False).returncode:
         pytest.fail("the local stack is not up: run the tests with `make test`")
     env = dict(os.environ, KUBECONFIG=str(KUBECONFIG), KUBENOVA_LOG_LEVEL="INFO")

@@ -36,6 +36,11 @@ POLL_INTERVAL_S = 0.1
 #: press while it boots or is busy (Nova's SHUTDOWN_RETRY_INTERVAL).
 SHUTDOWN_RETRY_INTERVAL_S = 10.0
 
+#: How long a start waits for a domain whose guest is shutting down to be off: QEMU takes a
+#: second or two to exit after the guest powers off, and a start in between would find the
+#: domain still running and do nothing.
+SHUTDOWN_SETTLE_S = 30.0
+
 #: States in which a guest runs instructions, so it can answer the power button.
 _RUNNING = frozenset({LibvirtDomainState.RUNNING, LibvirtDomainState.BLOCKED})
 #: States in which a guest's vCPUs are stopped but its memory is in RAM.
@@ -103,6 +108,12 @@ def power_off(domain: connection.Domain, timeout_s: float, ask: Ask) -> bool:
 
 def power_on(domain: connection.Domain, start: Start) -> None:
     """See ``ComputeDriver.power_on``."""
+    if domain.is_active() and domain.state() == LibvirtDomainState.SHUTDOWN:
+        # The guest powered itself off a moment ago (the report of that is what asked for
+        # this start): wait for QEMU to exit, then start it.
+        deadline = time.monotonic() + SHUTDOWN_SETTLE_S
+        while domain.is_active() and time.monotonic() < deadline:
+            time.sleep(POLL_INTERVAL_S)
     if domain.is_active():
         return
     _start_running(domain, start)
