@@ -192,6 +192,9 @@ class ActionHistory:
             key = (view.namespace, view.object_name)
             now = self._clock()
             previous = self._pending.pop(key, None)
+            if previous is not None and view.result == IN_PROGRESS != previous[0].result:
+                # An action's end is never undone by a view of it in progress.
+                view = previous[0]
             self._pending[key] = (view, previous[1] if previous else now)
             self._last_arrival = now
             self._condition.notify()

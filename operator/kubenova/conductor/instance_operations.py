@@ -133,8 +133,10 @@ class InstanceOperations:
             LOG.warning("instance %s: %s", change.uid, refusal[1])
             self.post_event(record, refusal[0], refusal[1])
         if accepted is not None:
-            self.cast(record, accepted)
+            # Recorded before the cast: a quick operation's end may be reported, and its
+            # final view recorded, before this thread gets further.
             self.history.record(view)
+            self.cast(record, accepted)
         self.projector.project(record.uuid, record=record)
 
     def _host_refusal(
@@ -300,8 +302,8 @@ class InstanceOperations:
             view = ActionView.from_rows(current, action, [])
         LOG.warning("instance %s: %s", record.uuid, message)
         self.post_event(current, "Restarting", message, type_="Normal")
+        self.history.record(view)  # before the cast, as in reconcile
         self.cast(current, Cast(operation, current.host, request_id))
-        self.history.record(view)
         self.projector.project(current.uuid, record=current)
 
     # -- operations that lost their way -------------------------------------------------

@@ -79,3 +79,12 @@ def test_a_view_waits_no_longer_than_its_maximum_delay() -> None:
         assert kube.event.wait(5)
     finally:
         history.stop()
+
+
+def test_a_view_in_progress_never_replaces_the_end_of_its_action() -> None:
+    kube = Recorder()
+    history = ActionHistory(kube)  # type: ignore[arg-type]
+    history.record(_view("Success"))
+    history.record(_view("InProgress"))
+    history.flush()
+    assert [body["result"] for body in kube.written] == ["Success"]
