@@ -28,16 +28,12 @@ class ComputeAPI:
     def build_and_run_instance(
         self, host: str, instance: payloads.InstancePayload, request_id: str
     ) -> str:
-        args = payloads.BuildAndRunInstance(instance=instance).model_dump(mode="json")
-        return self._caster.cast(
-            MessagingSettings.compute_topic(host), "build_and_run_instance", args, request_id
-        )
+        args = payloads.BuildAndRunInstance(instance=instance)
+        return self._cast(host, "build_and_run_instance", args, request_id)
 
     def terminate_instance(self, host: str, instance_uuid: str, request_id: str) -> str:
-        args = payloads.TerminateInstance(instance_uuid=instance_uuid).model_dump(mode="json")
-        return self._caster.cast(
-            MessagingSettings.compute_topic(host), "terminate_instance", args, request_id
-        )
+        args = payloads.TerminateInstance(instance_uuid=instance_uuid)
+        return self._cast(host, "terminate_instance", args, request_id)
 
     def stop_instance(
         self,
