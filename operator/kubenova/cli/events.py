@@ -3,7 +3,9 @@
 
 The operations are the InstanceAction objects labelled with the Instance's name. Those whose
 ``instanceUID`` names another uid belonged to an earlier Instance of the same name (left behind
-where nothing collected them) and are not shown.
+where nothing collected them) and are not shown. A create that succeeded at its first try has
+no object (the operator does not write one, to keep bursts of creates cheap): it is shown from
+the Instance's own status, which carries its request id, host and launch time.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from kubenova.cli import kube, output
 
 LIST_HEADERS = ("REQUEST ID", "ACTION", "RESULT", "START TIME", "FINISH TIME", "MESSAGE")
 EVENT_HEADERS = ("EVENT", "HOST", "RESULT", "START TIME", "FINISH TIME", "DETAILS")
+BUILD_EVENT = "compute_build_and_run_instance"
 _LATEST = datetime.datetime.max.replace(tzinfo=datetime.UTC)
 
 
@@ -42,6 +45,43 @@ def actions_of(instance: dict[str, Any], items: list[dict[str, Any]]) -> list[di
     uid = (instance.get("metadata") or {}).get("uid")
     mine = [item for item in items if item.get("instanceUID") in (None, "", uid)]
     return sorted(mine, key=_order)
+
+
+def create_from_status(instance: dict[str, Any]) -> dict[str, Any] | None:
+    """The create action as the Instance's status tells it: in progress until the guest is
+    launched, then a success on the status's host. None when the status names no request."""
+    meta = instance.get("metadata") or {}
+    status = instance.get("status") or {}
+    request_id = status.get("requestId")
+    if not request_id:
+        return None
+    started = meta.get("creationTimestamp")
+    launched = status.get("launchedAt")
+    result = "Success" if launched else "InProgress"
+    event: dict[str, Any] = {"event": BUILD_EVENT, "result": result, "startTime": started}
+    if status.get("host"):
+        event["host"] = status["host"]
+    action: dict[str, Any] = {
+        "metadata": {"name": f"{meta.get('name')}-create", "creationTimestamp": started},
+        "instance": meta.get("name"),
+        "instanceUID": meta.get("uid"),
+        "action": "create",
+        "requestId": request_id,
+        "result": result,
+        "startTime": started,
+        "events": [event],
+    }
+    if launched:
+        action["finishTime"] = event["finishTime"] = launched
+    return action
+
+
+def with_create(instance: dict[str, Any], actions: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``actions`` (oldest first) with the create first, from the status when it has no object."""
+    create = create_from_status(instance)
+    if create is None or any(a.get("requestId") == create["requestId"] for a in actions):
+        return actions
+    return [create, *actions]
 
 
 def find_action(actions: list[dict[str, Any]], request_id: str) -> dict[str, Any] | None:
@@ -96,7 +136,9 @@ def describe_action(action: dict[str, Any]) -> str:
 def run(cluster: kube.Cluster, options: argparse.Namespace) -> int:
     # Read first: a missing Instance is NotFound, not an empty history.
     instance = kube.get_instance(cluster, options.name)
-    actions = actions_of(instance, kube.list_instance_actions(cluster, options.name))
+    actions = with_create(
+        instance, actions_of(instance, kube.list_instance_actions(cluster, options.name))
+    )
     if options.request_id is not None:
         action = find_action(actions, options.request_id)
         if action is None:

@@ -11,7 +11,7 @@ from typing import Any
 
 from kubenova.compute import states
 from kubenova.conductor import faults
-from kubenova.conductor.action_history import ActionHistory, ActionView, EventView
+from kubenova.conductor.action_history import ActionHistory, ActionView
 from kubenova.conductor.compute_tasks import ComputeTaskManager
 from kubenova.conductor.instance_operations import InstanceOperations
 from kubenova.conductor.projector import InstanceProjector
@@ -136,25 +136,16 @@ class InstanceReports:
             LOG.info("instance %s: no create action of %s to finish", record.uuid, request_id)
             return None
         if (record.attempts or 1) > 1:
-            # A rescheduled create also has its failures: show them all.
+            # A rescheduled create also has its failures: its object shows them all.
             action = db_api.action_get(session, record.uuid, request_id)
             if action is not None:
                 events = db_api.action_events(session, action.id)
                 return ActionView.from_rows(record, action, events, result="Success")
-        # The action began with the record (one transaction at a first try).
-        started = record.created_at
-        return ActionView(
-            instance_uuid=record.uuid,
-            namespace=record.namespace,
-            instance_name=record.name,
-            action="create",
-            request_id=request_id,
-            start_time=started,
-            finish_time=finished,
-            result="Success",
-            message=None,
-            events=(EventView(_BUILD_EVENT, update.host, started, finished, "Success"),),
-        )
+        # A create that succeeded at its first try gets no object: the Instance's status
+        # says all it would (request id, host, launch time), and `kubectl nova events` shows
+        # it from there. An object per create would cost a burst one more apiserver write,
+        # and its garbage collection one more delete, per instance.
+        return None
 
     def _record_build_event(
         self, session: Any, record: models.Instance, failure: payloads.InstanceBuildFailed

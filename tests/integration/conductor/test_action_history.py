@@ -53,14 +53,38 @@ def test_a_launch_report_finishes_the_create_action_with_the_build_event(
             ("compute_build_and_run_instance", "Success", "h1")
         ]
         assert events[0].start_time == action.start_time
+    # A create that succeeded at its first try is shown from the Instance: no object.
+    conductor.history.flush()
+    assert kube.instance_actions == {}
+
+
+def test_a_create_that_succeeded_after_a_reschedule_keeps_its_object_with_both_hosts(
+    db_session_factory: db_engine.SessionFactory, kube: RecordingKube, conductor: Conductor
+) -> None:
+    conductor.hypervisors.compute_node_report(node_report("h1"), "1.3")
+    uuid = _building(db_session_factory, kube)
+    with db_engine.transaction(db_session_factory) as session:
+        db_api.action_event_record(
+            session, uuid, f"req-{uuid}", "compute_build_and_run_instance",
+            db_api.EVENT_RESULT_ERROR, host="h0", start_time=None, finish_time=LAUNCHED,
+        )  # fmt: skip
+        db_api.instance_update(session, uuid, attempts=2)
+
+    conductor.instances.instance_update(
+        payloads.InstanceUpdate(
+            instance_uuid=uuid,
+            host="h1",
+            vm_state="active",
+            task_state=None,
+            power_state="running",
+            launched_at=LAUNCHED,
+        )
+    )
+
     conductor.history.flush()
     (obj,) = kube.instance_actions.values()
-    assert (obj["action"], obj["result"], obj["instance"]) == (
-        "create",
-        "Success",
-        instance_name(uuid),
-    )
-    assert obj["metadata"]["labels"] == {"compute.kubenova.io/instance": instance_name(uuid)}
+    assert (obj["action"], obj["result"]) == ("create", "Success")
+    assert [(e["host"], e["result"]) for e in obj["events"]] == [("h0", "Error"), ("h1", "Success")]
 
 
 def test_a_build_that_fails_for_good_ends_the_create_action_in_error(

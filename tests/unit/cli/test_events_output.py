@@ -134,3 +134,52 @@ def test_json_and_yaml_print_a_list_as_kubectl_get_does():
     assert as_json == as_yaml
     assert as_json["kind"] == "List"
     assert as_json["items"] == items
+
+
+def _launched(**status):
+    body = instance()
+    body["metadata"]["creationTimestamp"] = "2025-03-01T09:59:00Z"
+    body["status"] = {"requestId": "req-0", "host": "h1", **status}
+    return body
+
+
+def test_a_create_with_no_object_is_shown_from_the_status_first():
+    listed = events.with_create(
+        _launched(launchedAt="2025-03-01T09:59:30Z"), [action("req-1", start="2025-03-01T10:00Z")]
+    )
+
+    assert [(a["requestId"], a["action"], a["result"]) for a in listed] == [
+        ("req-0", "create", "Success"),
+        ("req-1", "stop", "Success"),
+    ]
+    create = listed[0]
+    assert (create["startTime"], create["finishTime"]) == (
+        "2025-03-01T09:59:00Z",
+        "2025-03-01T09:59:30Z",
+    )
+    assert create["events"] == [
+        {
+            "event": "compute_build_and_run_instance",
+            "host": "h1",
+            "result": "Success",
+            "startTime": "2025-03-01T09:59:00Z",
+            "finishTime": "2025-03-01T09:59:30Z",
+        }
+    ]
+
+
+def test_a_create_not_yet_launched_is_in_progress():
+    (create,) = events.with_create(_launched(), [])
+
+    assert create["result"] == "InProgress"
+    assert "finishTime" not in create
+
+
+def test_a_create_that_has_its_object_is_not_shown_twice():
+    written = action("req-0", action="create", result="Error")
+
+    assert events.with_create(_launched(), [written]) == [written]
+
+
+def test_an_instance_with_no_request_in_its_status_adds_nothing():
+    assert events.with_create(instance(), []) == []
