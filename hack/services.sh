@@ -14,6 +14,11 @@
 #   hack/services.sh libvirt-down
 #                             stop the host's libvirtd and virtlogd if `up` started them, so
 #                             that the chart's libvirt pod can run (running guests stay)
+#   hack/services.sh libvirt2-up | libvirt2-down | libvirt2-status
+#                             a second libvirtd (and virtlogd) in a mount namespace of its own:
+#                             a second hypervisor host for migrations (hack/lib/libvirt2.sh).
+#                             Not part of `up` or `status`; `down` stops it too, and
+#                             libvirt2-down, destroying its guests first
 #   hack/services.sh down     stop what `up` started from this state dir, and nothing else
 #   hack/services.sh status   one line per service; exits 1 when any is down
 #
@@ -28,6 +33,8 @@ set -euo pipefail
 . "$KUBENOVA_ROOT/hack/lib/daemon.sh"
 # shellcheck source=lib/rabbitmq.sh
 . "$KUBENOVA_ROOT/hack/lib/rabbitmq.sh"
+# shellcheck source=lib/libvirt2.sh
+. "$KUBENOVA_ROOT/hack/lib/libvirt2.sh"
 
 PACKAGES=(
   mariadb-server mariadb-client rabbitmq-server qemu-system-x86 qemu-utils libvirt-daemon
@@ -284,7 +291,9 @@ POD_LIBVIRT_CGROUP=/kubenova-libvirt
 foreign_libvirtd() {
   local pid
   for pid in $(kn_pgrep -x libvirtd); do
-    [[ $pid == "$(kn_started_pid libvirtd libvirtd)" ]] || { printf '%s\n' "$pid"; return 0; }
+    # The second host's libvirtd (libvirt2-up) has its own namespace and /run/libvirt.
+    [[ $pid == "$(kn_started_pid libvirtd libvirtd)" || $pid == "$(libvirt2_pid libvirtd)" ]] ||
+      { printf '%s\n' "$pid"; return 0; }
   done
   return 1
 }
@@ -416,6 +425,9 @@ cmd_up() {
 cmd_down() {
   # The reverse of up; each step runs even when an earlier one fails.
   local rc=0
+  if kn_is_marked libvirtd2 || kn_is_marked virtlogd2; then
+    libvirt2_down || rc=1
+  fi
   libvirt_down || rc=1
   rabbitmq_down || rc=1
   mariadb_down || rc=1
@@ -424,7 +436,7 @@ cmd_down() {
 }
 
 usage() {
-  sed -n '3,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+  sed -n '3,23p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
 
@@ -442,10 +454,23 @@ cmd_libvirt_down() {
   fi
 }
 
+cmd_libvirt2_up() {
+  libvirt2_up
+  printf '%-16s %s\n' libvirtd2 "$(libvirt2_status)"
+}
+
+cmd_libvirt2_down() { libvirt2_down; }
+
 main() {
   case "${1:-}:$#" in
-    up:1 | "up:2" | down:1 | libvirt-up:1 | libvirt-down:1) ;;
+    up:1 | "up:2" | down:1 | libvirt-up:1 | libvirt-down:1 | libvirt2-up:1 | libvirt2-down:1) ;;
     status:1) cmd_status; return ;;
+    libvirt2-status:1)
+      local line rc=0
+      line=$(libvirt2_status) || rc=1
+      printf '%-16s %s\n' libvirtd2 "$line"
+      return "$rc"
+      ;;
     *) usage ;;
   esac
   [[ $1 != up || $# == 1 || $2 == --no-libvirt ]] || usage

@@ -17,6 +17,8 @@ export KUBENOVA_REQUIRE_SERVICES=1
 hack/guest/serve.sh start
 hack/helm/install.sh --uninstall
 hack/services.sh libvirt-up
+# The second libvirt host (its own mount namespace): live migration's real destination.
+hack/services.sh libvirt2-up
 # An uninstall removes the admission policies the chart brought; the host-process tests rely
 # on them as on the CRDs.
 "$KUBENOVA_STATE/bin/kubectl" apply --server-side --force-conflicts -f crds/ >/dev/null

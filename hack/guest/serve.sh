@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Serves $KUBENOVA_IMAGES_DIR over HTTP on 127.0.0.1:$KUBENOVA_IMAGE_PORT, so that an Image can
-# point at http://127.0.0.1:$KUBENOVA_IMAGE_PORT/kubenova-tiny.qcow2.
+# point at http://127.0.0.1:$KUBENOVA_IMAGE_PORT/kubenova-tiny.qcow2, with kubenova-image-server
+# (kubenova.images.server): GET with byte ranges, and PUT of new files (snapshots) for holders of
+# the token in $KUBENOVA_IMAGE_UPLOAD_TOKEN_FILE, which start makes when it is missing.
 #
 # Usage: hack/guest/serve.sh {start|stop|status}
 #   start   idempotent: does nothing when our server already runs; fails when another
@@ -18,15 +20,25 @@ log_file="$KUBENOVA_STATE/logs/images-http.log"
 url="http://127.0.0.1:$KUBENOVA_IMAGE_PORT/"
 
 # Prints the pid from the pid file when that process is still our HTTP server; a stale file
-# (the process is gone, or the pid now belongs to something else) prints nothing.
+# (the process is gone, or the pid now belongs to something else) prints nothing. A server
+# started by an older version of this script (python -m http.server) counts, so stop stops it.
 running_pid() {
 	local pid
 	pid="$(cat "$pid_file" 2>/dev/null || true)"
 	[[ "$pid" =~ ^[0-9]+$ ]] || return 0
 	[[ "$(cat "/proc/$pid/comm" 2>/dev/null)" == python* ]] || return 0
-	if tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q -- "-m http.server .*--directory"; then
+	if tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null |
+		grep -Eq -- "-m (kubenova\.images\.server|http\.server) .*--directory"; then
 		echo "$pid"
 	fi
+}
+
+# The upload token, made once (32 random bytes, hex) and readable by root only.
+ensure_token() {
+	[ -s "$KUBENOVA_IMAGE_UPLOAD_TOKEN_FILE" ] && return 0
+	mkdir -p "$(dirname "$KUBENOVA_IMAGE_UPLOAD_TOKEN_FILE")"
+	(umask 077 && python3 -c 'import secrets; print(secrets.token_hex(32))' \
+		>"$KUBENOVA_IMAGE_UPLOAD_TOKEN_FILE")
 }
 
 port_answers() {
@@ -72,11 +84,13 @@ start() {
 		return 1
 	fi
 	mkdir -p "$KUBENOVA_IMAGES_DIR"
+	ensure_token
 	# setsid: the server must outlive the shell that started it and not get its signals. A
 	# background child of a script leads no process group, so setsid execs without forking
 	# and $! is the server's own pid.
-	setsid python3 -m http.server --bind 127.0.0.1 --directory "$KUBENOVA_IMAGES_DIR" \
-		"$KUBENOVA_IMAGE_PORT" </dev/null >>"$log_file" 2>&1 &
+	setsid "$KUBENOVA_ROOT/.venv/bin/python" -m kubenova.images.server --bind 127.0.0.1 \
+		--directory "$KUBENOVA_IMAGES_DIR" --port "$KUBENOVA_IMAGE_PORT" \
+		--token-file "$KUBENOVA_IMAGE_UPLOAD_TOKEN_FILE" </dev/null >>"$log_file" 2>&1 &
 	pid=$!
 	echo "$pid" >"$pid_file"
 	for _ in $(seq 1 50); do

@@ -11,7 +11,7 @@
 #   kubenova/libvirt       libvirtd, QEMU, dnsmasq
 #   kubenova/mariadb       MariaDB, initialised on first start
 #   kubenova/rabbitmq      RabbitMQ with the management plugin
-#   kubenova/image-server  the tiny guest image over HTTP
+#   kubenova/image-server  the tiny guest image over HTTP, and the snapshots uploaded to it
 #
 # Usage: hack/images/build.sh [--refresh] [NAME...]   (default: every image, in that order)
 #   --refresh   build the layers made of Debian and PyPI packages again, from what the
@@ -399,12 +399,14 @@ image_spec() {
       DESCRIPTION="RabbitMQ server with the management plugin"
       ;;
     image-server)
-      LAYERS=(busybox guest-image)
-      CONFIG=(--config.user=65532:65532 --config.env=PATH=/usr/sbin:/usr/bin:/sbin:/bin
-        --config.entrypoint=/bin/busybox --config.entrypoint=httpd --config.cmd=-f
-        --config.cmd=-v --config.cmd=-p --config.cmd=8080 --config.cmd=-h --config.cmd=/srv/images
+      # kubenova-image-server (the operator's layers: the same blobs in the registry) and the
+      # tiny guest; uploads need the token and a writable snapshots/ (the chart mounts both).
+      LAYERS=(python-base venv app guest-image)
+      CONFIG=(--config.user=65532:65532 "${python_env[@]}"
+        --config.entrypoint=kubenova-image-server --config.cmd=--directory=/srv/images
+        --config.cmd=--bind=0.0.0.0 --config.cmd=--port=8080
         --config.workingdir=/srv/images --config.exposedports=8080/tcp)
-      DESCRIPTION="The tiny test guest ($GUEST_IMAGE and its .sha256) over HTTP on port 8080"
+      DESCRIPTION="The tiny test guest ($GUEST_IMAGE and its .sha256) over HTTP on port 8080, and snapshots uploaded to it"
       ;;
     *) die "unknown image $1 (known: ${ALL_IMAGES[*]})" ;;
   esac

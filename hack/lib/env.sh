@@ -24,6 +24,10 @@ export KUBENOVA_AMQP_URL="${KUBENOVA_AMQP_URL:-amqp://$KUBENOVA_AMQP_OPERATOR_US
 # The tiny guest image, served over loopback HTTP.
 export KUBENOVA_IMAGE_PORT="${KUBENOVA_IMAGE_PORT:-8089}"
 export KUBENOVA_IMAGES_DIR="${KUBENOVA_IMAGES_DIR:-$KUBENOVA_STATE/images}"
+# Snapshots are uploaded to that server (hack/guest/serve.sh runs kubenova-image-server) with
+# a token the server and the agents read from this file; the operator makes Images point there.
+export KUBENOVA_IMAGE_UPLOAD_TOKEN_FILE="${KUBENOVA_IMAGE_UPLOAD_TOKEN_FILE:-$KUBENOVA_STATE/run/image-upload.token}"
+export KUBENOVA_IMAGE_SERVER_URL="${KUBENOVA_IMAGE_SERVER_URL:-http://127.0.0.1:$KUBENOVA_IMAGE_PORT/}"
 
 # Where the agent keeps instance files and its image cache (as the issue asks).
 export KUBENOVA_INSTANCES_PATH="${KUBENOVA_INSTANCES_PATH:-/var/lib/kubenova/instances}"
@@ -55,3 +59,10 @@ elif ! command -v go >/dev/null 2>&1 && [[ -x /usr/local/go/bin/go ]]; then
 fi
 
 mkdir -p "$KUBENOVA_STATE/logs" "$KUBENOVA_STATE/run"
+
+# The second libvirtd (hack/services.sh libvirt2-up, hack/lib/libvirt2.sh): a second real
+# hypervisor host on this machine, for migrations. Its socket is reachable from outside its
+# mount namespace at KUBENOVA_LIBVIRT2_SOCKET.
+export KUBENOVA_LIBVIRT2_DIR="${KUBENOVA_LIBVIRT2_DIR:-$KUBENOVA_STATE/libvirt2}"
+export KUBENOVA_LIBVIRT2_SOCKET="${KUBENOVA_LIBVIRT2_SOCKET:-$KUBENOVA_LIBVIRT2_DIR/run/libvirt-sock}"
+export KUBENOVA_LIBVIRT2_URI="${KUBENOVA_LIBVIRT2_URI:-qemu:///system?socket=$KUBENOVA_LIBVIRT2_SOCKET}"

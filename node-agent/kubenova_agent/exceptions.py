@@ -13,6 +13,9 @@ Two families matter to the manager:
 - :class:`RebuildFailed` is what ``ComputeDriver.rebuild`` raises; ``intact`` tells the manager
   whether the instance is as it was (the report then gives its state as it is) or was left in
   error.
+- :class:`MigrationFailed` and :class:`MigrationAborted` are what the migration and resize
+  methods raise (``kubenova_agent.virt.migration``); an aborted or failed live migration leaves
+  the guest running on its source.
 
 The others are raised by the helpers (image cache, hypervisor adapter) and are translated into a
 build error by the driver; their messages are written for an operator reading an instance fault.
@@ -65,6 +68,11 @@ class RebuildFailed(AgentError):
         self.instance_uuid = instance_uuid
         self.reason = reason
         self.intact = intact
+
+
+class SnapshotFailed(AgentError):
+    """A snapshot could not be made or uploaded; the message says why. The instance is as it
+    was (a guest paused for the copy runs again)."""
 
 
 class HypervisorError(AgentError):
@@ -141,3 +149,29 @@ class BuildAbortedError(BuildError):
 
     Every host would fail the same way: the manager should not reschedule.
     """
+
+
+class MigrationError(AgentError):
+    """A migration or resize step failed; ``reason`` says why."""
+
+    def __init__(self, instance_uuid: str, reason: str) -> None:
+        super().__init__(f"migration of instance {instance_uuid} failed: {reason}")
+        self.instance_uuid = instance_uuid
+        self.reason = reason
+
+
+class MigrationFailed(MigrationError):
+    """The hypervisor failed the migration (or the destination cannot take the guest).
+
+    A failed live migration leaves the guest running on its source, as libvirt does.
+    """
+
+
+class MigrationAborted(MigrationError):
+    """A live migration was aborted before it completed: asked to (``timed_out`` False) or
+    because it made no progress for too long (``timed_out`` True). The guest runs on its
+    source."""
+
+    def __init__(self, instance_uuid: str, reason: str, *, timed_out: bool) -> None:
+        super().__init__(instance_uuid, reason)
+        self.timed_out = timed_out

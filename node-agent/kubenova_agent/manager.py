@@ -26,7 +26,7 @@ from typing import Literal
 
 from kubenova.exception import PermanentFailure
 from kubenova.rpc import conductor_rpcapi, envelope, payloads
-from kubenova_agent import exceptions, lifecycle, operations
+from kubenova_agent import exceptions, lifecycle, operations, resizes, snapshots
 from kubenova_agent.operations import vm_state
 from kubenova_agent.virt import driver as virt_driver
 from kubenova_agent.virt.power_state import PowerState
@@ -74,6 +74,9 @@ class ComputeManager:
         self._done: dict[str, int] = {}
         self._forget_done_before = 0
         self._events = lifecycle.EventWorker(self._on_lifecycle_event)
+        self.snapshots = snapshots.Snapshotter(
+            host, driver, conductor, snapshots.SnapshotSettings.from_env()
+        )
 
     # -- message handling -------------------------------------------------------------
 
@@ -89,6 +92,15 @@ class ComputeManager:
         elif message.method == "terminate_instance":
             terminate = payloads.TerminateInstance.model_validate(message.args)
             self.terminate_instance(terminate.instance_uuid, message.request_id)
+        elif message.method in resizes.METHODS:
+            step = resizes.from_message(message.method, message.args)
+            with self._working_on(step.instance_uuid):
+                resizes.run(step, self.host, self.driver, self.conductor, message.request_id)
+        elif message.method == snapshots.METHOD:
+            snapshot = payloads.SnapshotInstance.model_validate(message.args)
+            # Busy while the copy is made: the guest's pause and resume are not reported.
+            with self._working_on(snapshot.instance_uuid):
+                self.snapshots.run(snapshot, message.request_id)
         else:
             raise PermanentFailure(f"unknown method {message.method!r}")
 
@@ -251,6 +263,7 @@ class ComputeManager:
             instance_uuids=tuple(sorted(self.driver.list_instance_uuids())),
             labels=self.labels,
             service_version=envelope.VERSION,
+            migration_uri=info.migration_uri,
         )
         self.conductor.compute_node_report(report, envelope.new_request_id())
 

@@ -36,6 +36,9 @@ class AgentSettings:
     # messages always share a lane (they are handled in order), so a clean stop waiting up to
     # its shutdown timeout holds up only the instances whose uuids hash to the same lane.
     workers: int = 8
+    # The URI other hosts' agents reach this host's libvirtd by, for migrations (reported in
+    # the host's facts); None: this host cannot be a migration's destination.
+    migration_uri: str | None = None
 
     @classmethod
     def from_env(cls, host: str | None = None, amqp_url: str | None = None) -> AgentSettings:
@@ -49,4 +52,5 @@ class AgentSettings:
             libvirt_uri=os.environ.get("KUBENOVA_LIBVIRT_URI", "qemu:///system"),
             virt_type=env_choice("KUBENOVA_VIRT_TYPE", "auto", VIRT_TYPES),
             workers=env_positive("KUBENOVA_AGENT_WORKERS", 8, int),
+            migration_uri=os.environ.get("KUBENOVA_MIGRATION_URI") or None,
         )

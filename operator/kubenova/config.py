@@ -131,6 +131,12 @@ class OperatorSettings:
     # shutdown timeout) is cast once more, and after twice as long rolled back (Nova's
     # _init_instance, run from the conductor's side).
     operation_timeout_s: float = 120.0
+    # Nova's resize_confirm_window: a resize not confirmed or reverted within it is confirmed
+    # (0: never). Nova's default is 0; a day here, so forgotten resizes free their source.
+    resize_confirm_window_s: int = 86400
+    # Nova's allow_resize_to_same_host: a resize may stay on its host when the new flavor
+    # fits there too (the scheduler weighs it with the others).
+    allow_resize_to_same_host: bool = True
     # Where Prometheus metrics are served; port 0 turns them off.
     metrics_port: int = 9090
     metrics_addr: str = "127.0.0.1"
@@ -155,6 +161,11 @@ class OperatorSettings:
             building_status_delay_s=env_non_negative("KUBENOVA_BUILDING_STATUS_DELAY", 0.5),
             shutdown_timeout_s=env_int("KUBENOVA_SHUTDOWN_TIMEOUT", 60),
             operation_timeout_s=env_positive("KUBENOVA_OPERATION_TIMEOUT", 120.0, float),
+            resize_confirm_window_s=int(env_non_negative("KUBENOVA_RESIZE_CONFIRM_WINDOW", 86400)),
+            allow_resize_to_same_host=env_choice(
+                "KUBENOVA_ALLOW_RESIZE_TO_SAME_HOST", "true", ("true", "false")
+            )
+            == "true",
             metrics_port=env_int("KUBENOVA_METRICS_PORT", 9090),
             metrics_addr=os.environ.get("KUBENOVA_METRICS_ADDR", "127.0.0.1"),
         )

@@ -51,11 +51,13 @@ def test_malformed_sha256_is_refused_naming_sha256(stack):
     assert "spec.sha256" in message
 
 
-def test_changing_an_instances_flavor_is_refused_and_keeps_the_old_one(namespace):
+def test_a_resize_confirmation_without_its_stamp_is_refused_and_keeps_the_spec(namespace):
     apply(instance_manifest("fixed", namespace, "e2e-never-created-a"))
-    message = _refused(instance_manifest("fixed", namespace, "e2e-never-created-b"))
-    assert "flavor is immutable" in message
-    assert get("instances", "fixed", namespace)["spec"]["flavor"] == "e2e-never-created-a"
+    message = _refused(
+        instance_manifest("fixed", namespace, "e2e-never-created-a", confirmResize={})
+    )
+    assert "spec.confirmResize.requestedAt" in message
+    assert "confirmResize" not in get("instances", "fixed", namespace)["spec"]
 
 
 def test_changing_an_instances_server_group_is_refused_and_keeps_the_old_one(namespace):

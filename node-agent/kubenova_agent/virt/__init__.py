@@ -14,6 +14,12 @@ from kubenova_agent.virt.driver import (
     InstanceState,
     RebootType,
 )
+from kubenova_agent.virt.migration import (
+    MigrationDriver,
+    MigrationProgress,
+    MigrationResult,
+    MigrationTarget,
+)
 from kubenova_agent.virt.power_state import PowerState
 
 __all__ = [
@@ -22,6 +28,10 @@ __all__ = [
     "ImageRef",
     "InstanceSpec",
     "InstanceState",
+    "MigrationDriver",
+    "MigrationProgress",
+    "MigrationResult",
+    "MigrationTarget",
     "PowerState",
     "RebootType",
 ]

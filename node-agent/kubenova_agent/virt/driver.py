@@ -21,7 +21,7 @@ import uuid as uuid_lib
 from collections.abc import Callable
 
 from kubenova_agent import exceptions
-from kubenova_agent.virt import power_state
+from kubenova_agent.virt import migration, power_state
 
 #: The cap Kubenova puts on an instance's user-data, in bytes (as Nova's API does).
 USER_DATA_MAX_BYTES = 64 * 1024
@@ -70,6 +70,9 @@ class HostInfo:
     #: Dotted versions, e.g. ``"9.0.0"`` and ``"7.2.22"``.
     libvirt_version: str
     qemu_version: str
+    #: The URI other hosts' agents reach this host's hypervisor by, for migrations
+    #: (``KUBENOVA_MIGRATION_URI``); None: this host cannot be a migration's destination.
+    migration_uri: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -163,8 +166,9 @@ class RebootType(enum.StrEnum):
 LifecycleListener = Callable[[str], None]
 
 
-class ComputeDriver(abc.ABC):
-    """The contract between the node-agent's manager and a hypervisor.
+class ComputeDriver(migration.MigrationDriver):
+    """The contract between the node-agent's manager and a hypervisor (with its migration
+    methods, :class:`~kubenova_agent.virt.migration.MigrationDriver`).
 
     Every method may be called from any thread; a driver serialises the calls that concern one
     instance. Methods that take an instance uuid raise ``ValueError`` when it is not a uuid in
@@ -337,6 +341,26 @@ class ComputeDriver(abc.ABC):
 
         Doing it again (a redelivered message) rebuilds again: the same end state as one
         rebuild (a fresh disk from the same image, the same config drive and power state).
+        """
+
+    # -- snapshot --------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def snapshot(self, instance_uuid: str, target: str) -> None:
+        """Write an image of the instance's root disk as it is now to ``target``, a path that
+        must not exist yet (its directory must): a standalone qcow2 (no backing file) of the
+        disk's virtual size, which an instance can boot from (Nova's ``snapshot``).
+
+        The copy is consistent: taken at one instant of the guest's life, with everything the
+        guest had written to its disk by then (what it holds in its own caches is not there,
+        as after a power cut). A running guest is paused for the moment of the copy and runs
+        again afterwards, whether the snapshot worked or not; a paused, stopped or suspended
+        instance stays as it is. Any state but a crashed one may be snapshotted.
+
+        Raises InstanceNotFound for an instance the driver does not have, and
+        :class:`~kubenova_agent.exceptions.SnapshotFailed` when the copy cannot be made; then
+        nothing is left at ``target``. Doing it again makes another copy of the disk as it is
+        then.
         """
 
     def set_lifecycle_listener(self, listener: LifecycleListener | None) -> bool:

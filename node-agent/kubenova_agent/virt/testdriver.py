@@ -19,6 +19,8 @@ machine. What is simulated, and how:
   (the same uuid always gives the same address, across a rebuild too). It is not reachable:
   nothing runs.
 - No console log (:meth:`console_log_path` returns None).
+- Resize, cold and live migration: simulated, see ``virt/testmigration.py``.
+- Snapshots: a small JSON file that describes the simulated disk stands for its image.
 
 - Host failures: :meth:`TestDriver.simulate_host_failure` makes domain starts fail, so that
   builds fail the way a broken host's do (reschedulable, after cleanup); power_on, resume and
@@ -63,12 +65,15 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import itertools
+import json
+import os
 from collections.abc import Mapping
 from typing import Any
 
 from kubenova_agent import configdrive, exceptions
-from kubenova_agent.virt import driver
-from kubenova_agent.virt.libvirt import base, connection, domain_xml
+from kubenova_agent.virt import driver, testmigration
+from kubenova_agent.virt.libvirt import connection, domain_xml
+from kubenova_agent.virt.power_state import LibvirtDomainState
 
 DEFAULT_URI = "test:///default"
 
@@ -86,6 +91,8 @@ class SimulatedFiles:
     #: Different for every disk the driver makes: a rebuild's disk is new even from the same
     #: image.
     disk_serial: int
+    #: The root disk's size: the flavor's, or more after a resize to a smaller disk.
+    disk_gib: int = 0
 
 
 def simulated_address(instance_uuid: str) -> str:
@@ -94,7 +101,7 @@ def simulated_address(instance_uuid: str) -> str:
     return f"10.{digest[0]}.{digest[1]}.{digest[2] % 254 + 1}"
 
 
-class TestDriver(base.BaseLibvirtDriver):
+class TestDriver(testmigration.SimulatedMigration):
     """A simulated hypervisor host; see the module docstring."""
 
     # Not a test case, whatever pytest thinks of the name.
@@ -113,9 +120,12 @@ class TestDriver(base.BaseLibvirtDriver):
         uri: str = DEFAULT_URI,
         network: str = "default",
         known_images: Mapping[str, str] | None = None,
+        migration_uri: str | None = None,
     ) -> None:
-        """``known_images`` maps image URLs to their sha256; None accepts any image."""
+        """``known_images`` maps image URLs to their sha256; None accepts any image.
+        ``migration_uri`` is what the host reports for migrations (default: ``uri``)."""
         super().__init__(uri=uri, hostname=hostname, network=network)
+        self.migration_uri = migration_uri or uri
         self.vcpus = vcpus
         self.memory_mib = memory_mib
         self.disk_gib = disk_gib
@@ -130,7 +140,7 @@ class TestDriver(base.BaseLibvirtDriver):
             else None
         )
         # The simulated files, by instance uuid: in place, and staged by a rebuild.
-        self._files: dict[str, SimulatedFiles] = {}
+        self._files: dict[str, Any] = {}
         self._staged: dict[str, SimulatedFiles] = {}
         self._disk_serials = itertools.count(1)
 
@@ -169,7 +179,33 @@ class TestDriver(base.BaseLibvirtDriver):
             virt_type="test",
             libvirt_version=self._connection.library_version(),
             qemu_version=self._connection.hypervisor_version(),
+            migration_uri=self.migration_uri,
         )
+
+    def snapshot(self, instance_uuid: str, target: str) -> None:
+        """What stands for the root disk's image: a small JSON file describing the simulated
+        disk (its base image and serial), not a qcow2, since no disk exists. Two snapshots of
+        one disk are alike; a rebuilt disk's differs."""
+        with self._changing(instance_uuid) as domain:
+            if domain.state() == LibvirtDomainState.CRASHED:
+                raise exceptions.InstanceInvalidState(instance_uuid, "snapshot", "crashed")
+            files = self._files.get(instance_uuid)
+            if files is None:
+                raise exceptions.SnapshotFailed(f"instance {instance_uuid} has no simulated disk")
+            content = json.dumps(
+                {
+                    "simulated-snapshot-of": instance_uuid,
+                    "backing_file": files.backing_file,
+                    "disk_serial": files.disk_serial,
+                },
+                sort_keys=True,
+            ).encode()
+        try:
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except OSError as exc:
+            raise exceptions.SnapshotFailed(f"cannot write {target}: {exc}") from exc
+        with open(fd, "wb") as out:
+            out.write(content)
 
     # -- hooks -----------------------------------------------------------------------------
 
@@ -218,6 +254,7 @@ class TestDriver(base.BaseLibvirtDriver):
             meta_data=configdrive.meta_data(instance),
             user_data=instance.user_data,
             disk_serial=next(self._disk_serials),
+            disk_gib=instance.disk_gib,
         )
 
     def _paths(self, instance_uuid: str) -> domain_xml.DomainFiles:
@@ -232,6 +269,7 @@ class TestDriver(base.BaseLibvirtDriver):
     def _remove_files(self, instance_uuid: str) -> None:
         self._files.pop(instance_uuid, None)
         self._staged.pop(instance_uuid, None)
+        self.forget_migration(instance_uuid)
 
     def _console_log(self, instance_uuid: str) -> str | None:
         del instance_uuid

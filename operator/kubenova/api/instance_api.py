@@ -73,13 +73,15 @@ class InstanceAPI:
     def apply_spec(
         self, request: InstanceRequest, request_id: str, catalog: Catalog | None = None
     ) -> None:
-        """Hand a changed spec (image, power state, reboot request) to the conductor, which
-        starts the next operation it asks for, refuses it, or records it applied. The image is
-        resolved here, as a create resolves it (a rebuild is built from its snapshot)."""
+        """Hand a changed spec (image, flavor, power state, reboot or resize confirmation) to
+        the conductor, which starts the next operation it asks for, refuses it, or records it
+        applied. The flavor and image are resolved here, as a create resolves them (a rebuild
+        and a resize are built from their snapshots)."""
+        flavor: dict[str, Any] | None = None
         image: dict[str, Any] | None = None
         unresolved: tuple[str, str] | None = None
         try:
-            _, image = _resolve(request, catalog or self.catalog)
+            flavor, image = _resolve(request, catalog or self.catalog)
         except NotReady as exc:
             unresolved = (exc.reason, str(exc))
         self.conductor.apply_spec(
@@ -90,6 +92,7 @@ class InstanceAPI:
                 generation=request.generation,
                 spec=request.spec,
                 request_id=request_id,
+                flavor=flavor,
                 image=image,
                 unresolved=unresolved,
             )

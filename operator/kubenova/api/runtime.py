@@ -92,6 +92,16 @@ class Runtime:
                     conductor.stale.finish_stale,
                 ),
                 periodic_mod.PeriodicTask(
+                    "confirm_resizes",
+                    settings.hypervisor_check_interval_s,
+                    conductor.resizes.confirm_due,
+                ),
+                periodic_mod.PeriodicTask(
+                    "finish_stale_snapshots",
+                    settings.hypervisor_check_interval_s,
+                    conductor.snapshots.finish_stale,
+                ),
+                periodic_mod.PeriodicTask(
                     "sweep_orphans", settings.audit_interval_s, conductor.orphans.sweep
                 ),
                 periodic_mod.PeriodicTask(

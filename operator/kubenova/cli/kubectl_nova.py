@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import urllib3
 from kubernetes.client import exceptions as k8s_exceptions
 
-from kubenova.cli import events, kube, power, rebuild
+from kubenova.cli import events, kube, migrate, power, rebuild, resize, snapshot
 
 _EPILOG = """\
 examples:
@@ -21,6 +21,7 @@ examples:
   kubectl nova start web-1 -n prod        start web-1 in namespace prod
   kubectl nova reboot web-1 --hard        power web-1 off and on
   kubectl nova pause web-1 --no-wait      ask, and return without waiting
+  kubectl nova snapshot web-1 web-1-img   make the Image web-1-img of web-1's disk
   kubectl nova events web-1               the operations on web-1, oldest first
   kubectl nova events web-1 req-0c1d...   one operation and its steps
 
@@ -67,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     power.register(verbs, [common])
     events.register(verbs, [common])
     rebuild.register(verbs, [common])
+    resize.register(verbs, [common])
+    migrate.register(verbs, [common])
+    snapshot.register(verbs, [common])
     return parser
 
 

@@ -86,8 +86,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.leader_elect is not None
         else settings.env_flag("KUBENOVA_LEADER_ELECT")
     )
-    # Importing the module registers its handlers with kopf's default registry.
-    from kubenova.api import handlers  # noqa: F401
+    # Importing the modules registers their handlers with kopf's default registry.
+    from kubenova.api import handlers, migration_handlers, snapshot_handlers  # noqa: F401
 
     clock = election.SystemClock()
     # The probes are for a pod; an operator run on a workstation opens no port unless asked.

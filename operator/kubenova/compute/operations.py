@@ -26,8 +26,8 @@ class Operation:
     allowed_vm_states: frozenset[str]
     #: The task state while it runs.
     task_state: str
-    #: The vm_state it leaves the instance in when it succeeds.
-    final_vm_state: str
+    #: The vm_state it leaves the instance in when it succeeds (None: the one it was in).
+    final_vm_state: str | None
 
     @property
     def event(self) -> str:
@@ -47,7 +47,7 @@ class Operation:
         return None
 
 
-def _operation(name: str, allowed: set[str], task_state: str, final: str) -> Operation:
+def _operation(name: str, allowed: set[str], task_state: str, final: str | None) -> Operation:
     return Operation(name, frozenset(allowed), task_state, final)
 
 
@@ -72,11 +72,55 @@ REBUILD = _operation(
     "rebuild", {states.ACTIVE, states.STOPPED, states.ERROR}, states.REBUILDING, states.ACTIVE
 )
 
-#: Every operation by the task state it runs under: the way back from a record to what is
-#: under way.
+#: Nova's task state while an image is made of the instance's disk.
+IMAGE_SNAPSHOT = "image_snapshot"
+# An image of the root disk (Nova's createImage, with Nova's allowed states); the instance
+# stays in the state it was in. Its road is kubenova.conductor.snapshots, not the spec's, so
+# it is not in BY_TASK_STATE below.
+SNAPSHOT = _operation(
+    "snapshot",
+    {states.ACTIVE, states.STOPPED, states.PAUSED, states.SUSPENDED},
+    IMAGE_SNAPSHOT,
+    None,
+)
+
+# A resize: a new flavor, on the same host or another (the scheduler picks), awaiting the
+# user's confirmation at the end (vm_state resized, phase VerifyResize). It runs in several
+# steps on two hosts (:mod:`kubenova.conductor.resize`), under the task states of its steps.
+RESIZE = _operation("resize", {states.ACTIVE, states.STOPPED}, states.RESIZE_PREP, states.RESIZED)
+CONFIRM_RESIZE = _operation(
+    "confirmResize", {states.RESIZED}, states.RESIZE_CONFIRMING, states.ACTIVE
+)
+REVERT_RESIZE = _operation("revertResize", {states.RESIZED}, states.RESIZE_REVERTING, states.ACTIVE)
+# A cold migration (an InstanceMigration): the resize's steps with the same flavor, to another
+# host, confirmed at once.
+MIGRATE = _operation("migrate", {states.ACTIVE, states.STOPPED}, states.RESIZE_PREP, states.ACTIVE)
+#: The task states of a resize's steps, in order, and of its confirmation and revert.
+RESIZE_TASK_STATES = frozenset(
+    {
+        states.RESIZE_PREP,
+        states.RESIZE_MIGRATING,
+        states.RESIZE_MIGRATED,
+        states.RESIZE_FINISH,
+        states.RESIZE_CONFIRMING,
+        states.RESIZE_REVERTING,
+    }
+)
+
+#: Every operation of one cast by the task state it runs under: the way back from a record to
+#: what is under way.
 BY_TASK_STATE: dict[str, Operation] = {
     op.task_state: op
     for op in (STOP, START, PAUSE, UNPAUSE, SUSPEND, RESUME, REBOOT_SOFT, REBOOT_HARD, REBUILD)
+}
+
+#: Every operation, the resize's steps included, by the task state it runs under: what the
+#: Synced condition says is in progress.
+IN_PROGRESS: dict[str, Operation] = {
+    **BY_TASK_STATE,
+    **dict.fromkeys(RESIZE_TASK_STATES, RESIZE),
+    states.RESIZE_CONFIRMING: CONFIRM_RESIZE,
+    states.RESIZE_REVERTING: REVERT_RESIZE,
 }
 
 #: spec.powerState -> the vm_state it stands for.
@@ -106,7 +150,8 @@ def for_power_state(wanted: str, vm_state: str) -> Operation | None:
     None when it is there already. For Running from a state no operation leaves (error, say),
     START, which the table then refuses with a message that says why."""
     target = VM_STATE_FOR_POWER_STATE[wanted]
-    if vm_state == target:
+    if vm_state == target or vm_state == states.RESIZED:
+        # A resized instance keeps the power it had until it is confirmed or reverted.
         return None
     if target == states.ACTIVE:
         return _TO_ACTIVE.get(vm_state, START)

@@ -14,6 +14,7 @@ ACTIVE = "active"
 STOPPED = "stopped"
 PAUSED = "paused"
 SUSPENDED = "suspended"
+RESIZED = "resized"
 ERROR = "error"
 DELETED = "deleted"
 
@@ -30,6 +31,12 @@ RESUMING = "resuming"
 REBOOTING = "rebooting"
 REBOOTING_HARD = "rebooting_hard"
 REBUILDING = "rebuilding"
+RESIZE_PREP = "resize_prep"
+RESIZE_MIGRATING = "resize_migrating"
+RESIZE_MIGRATED = "resize_migrated"
+RESIZE_FINISH = "resize_finish"
+RESIZE_CONFIRMING = "resize_confirming"
+RESIZE_REVERTING = "resize_reverting"
 
 # power_state
 RUNNING = "running"
@@ -65,4 +72,6 @@ def phase(
         STOPPED: "Stopped",
         PAUSED: "Paused",
         SUSPENDED: "Suspended",
+        # Resized, on its new flavor (and host), until the user confirms or reverts.
+        RESIZED: "VerifyResize",
     }.get(vm_state, "Unknown")

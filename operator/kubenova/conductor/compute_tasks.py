@@ -19,13 +19,13 @@ from typing import Any
 
 from sqlalchemy import orm
 
-from kubenova.compute import states
+from kubenova.compute import operations, states
 from kubenova.conductor import request_spec
 from kubenova.conductor.projector import InstanceProjector
 from kubenova.config import OperatorSettings
 from kubenova.db import api as db_api
 from kubenova.db import engine as db_engine
-from kubenova.db import models
+from kubenova.db import models, moves
 from kubenova.exception import NotReady
 from kubenova.k8s.client import KubeClient
 from kubenova.rpc import compute_rpcapi, envelope, payloads
@@ -269,14 +269,22 @@ class ComputeTaskManager:
                 return True
             host = record.host
             first_time = record.task_state != states.DELETING
+            moving = record.vm_state == states.RESIZED or (
+                record.task_state in operations.RESIZE_TASK_STATES
+            )
             if first_time:
                 db_api.instance_update(session, instance_uuid, task_state=states.DELETING)
                 db_api.action_start(session, instance_uuid, "delete", request_id, instance=record)
             host_up = host is not None and db_api.host_is_up(
                 session, host, self.settings.service_down_time_s
             )
+        # A resize under way ends with the delete: what it held is freed now.
+        moving_with = moves.abandon_moves(self.session_factory, instance_uuid) if moving else set()
         if host is not None and first_time:
             self.compute.terminate_instance(host, instance_uuid, request_id)
+            for elsewhere in sorted(moving_with - {host}):
+                # The other host of a resize under way keeps a copy of the guest.
+                self.compute.terminate_instance(elsewhere, instance_uuid, request_id)
             self.projector.project(instance_uuid)
         if host is not None and host_up:
             return False  # the conductor finishes the delete when the agent reports back

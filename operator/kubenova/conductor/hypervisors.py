@@ -114,6 +114,7 @@ class Hypervisors:
                 cpu_arch=report.cpu_arch,
                 running_vms=len(report.instance_uuids),
                 labels=labels,
+                migration_uri=report.migration_uri,
             )
             if spec is not None and bool(spec.get("disabled", False)) != node.disabled:
                 changed = db_api.compute_node_set_disabled(

@@ -15,6 +15,7 @@ it again.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 from collections.abc import Callable
@@ -24,12 +25,14 @@ from kubenova.compute import operations, states
 from kubenova.conductor import spec_change
 from kubenova.conductor.action_history import ActionHistory, ActionView
 from kubenova.conductor.compute_tasks import instance_payload
+from kubenova.conductor.instance_events import post_instance_event
 from kubenova.conductor.projector import InstanceProjector
+from kubenova.conductor.resize import MoveRefused, Resizes
 from kubenova.conductor.spec_change import SpecChange
 from kubenova.config import OperatorSettings
 from kubenova.db import api as db_api
 from kubenova.db import engine as db_engine
-from kubenova.db import models
+from kubenova.db import models, moves
 from kubenova.exception import PermanentFailure
 from kubenova.k8s.client import KubeClient
 from kubenova.rpc import compute_rpcapi, envelope, payloads
@@ -65,6 +68,7 @@ class InstanceOperations:
         compute: compute_rpcapi.ComputeAPI,
         projector: InstanceProjector,
         history: ActionHistory,
+        resizes: Resizes,
     ) -> None:
         self.settings = settings
         self.session_factory = session_factory
@@ -72,6 +76,7 @@ class InstanceOperations:
         self.compute = compute
         self.projector = projector
         self.history = history
+        self.resizes = resizes
         #: Told when an operation ends (the stale-operation sweep's memory).
         self.on_finished: Callable[[str], None] = lambda _uuid: None
 
@@ -89,10 +94,13 @@ class InstanceOperations:
                 return
             if record.vm_state in (states.BUILDING, states.DELETED) or record.task_state:
                 return
-            wanted = spec_change.wanted(change, record)
-            values: dict[str, Any] = {}
-            if wanted.stamp is not None:
-                values["last_reboot_request"] = wanted.stamp  # acted on once, even if refused
+            resized_from = None
+            if record.vm_state == states.RESIZED:
+                migration = moves.migration_in_progress(session, record.uuid)
+                resized_from = migration.old_flavor.get("name") if migration else None
+            wanted = spec_change.wanted(change, record, resized_from)
+            # One-shot requests are acted on once, even if refused.
+            values: dict[str, Any] = dict(wanted.stamps)
             if wanted.operation is None and wanted.refusal is None:
                 values.update(generation=change.generation, sync_reason=None, sync_message=None)
                 db_api.instance_set(session, record, **values)
@@ -136,6 +144,17 @@ class InstanceOperations:
             # Recorded before the cast: a quick operation's end may be reported, and its
             # final view recorded, before this thread gets further.
             self.history.record(view)
+            if accepted.operation is operations.RESIZE:
+                assert wanted.flavor is not None
+                with contextlib.suppress(MoveRefused):  # ended, and said why
+                    self.resizes.start(record, wanted.flavor, change.spec, change.request_id)
+                return
+            if accepted.operation is operations.CONFIRM_RESIZE:
+                self.resizes.confirm(record, change.request_id)
+                return
+            if accepted.operation is operations.REVERT_RESIZE:
+                self.resizes.revert(record, change.request_id)
+                return
             self.cast(record, accepted)
         self.projector.project(record.uuid, record=record)
 
@@ -311,20 +330,7 @@ class InstanceOperations:
     def post_event(
         self, record: models.Instance, reason: str, message: str, *, type_: str = "Warning"
     ) -> None:
-        self.kube.post_event(
-            {
-                "apiVersion": "compute.kubenova.io/v1alpha1",
-                "kind": "Instance",
-                "metadata": {
-                    "name": record.name,
-                    "namespace": record.namespace,
-                    "uid": record.uuid,
-                },
-            },
-            reason=reason,
-            message=message,
-            type_=type_,
-        )
+        post_instance_event(self.kube, record, reason, message, type_=type_)
 
 
 def short(message: str | None) -> str | None:

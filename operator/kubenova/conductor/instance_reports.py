@@ -18,7 +18,7 @@ from kubenova.conductor.projector import InstanceProjector
 from kubenova.config import OperatorSettings
 from kubenova.db import api as db_api
 from kubenova.db import engine as db_engine
-from kubenova.db import models
+from kubenova.db import models, moves
 from kubenova.exception import PermanentFailure
 from kubenova.rpc import compute_rpcapi, envelope, payloads
 
@@ -67,6 +67,10 @@ class InstanceReports:
                 return
             deleted = bool(record.deleted)
             if not deleted and record.host != update.host:
+                if _moving_with(session, record.uuid, update.host):
+                    # The other host of a resize under way (its guest set aside, or the new
+                    # one not yet recorded): the migration's steps say what happens there.
+                    return
                 raise PermanentFailure(
                     f"host {update.host!r} reported instance {update.instance_uuid}, "
                     f"which is assigned to {record.host!r}"
@@ -259,6 +263,9 @@ class InstanceReports:
                 )
                 return
             if record.host != event.host:
+                if _moving_with(session, record.uuid, event.host):
+                    LOG.info("host %s removed its copy of %s", event.host, record.uuid)
+                    return
                 raise PermanentFailure(
                     f"host {event.host!r} terminated {event.instance_uuid}, "
                     f"which is assigned to {record.host!r}"
@@ -282,6 +289,12 @@ class InstanceReports:
             db_api.server_group_remove_member(session, event.instance_uuid)
             db_api.instance_soft_delete(session, event.instance_uuid)
         self.projector.forget(event.instance_uuid)
+
+
+def _moving_with(session: Any, instance_uuid: str, host: str) -> bool:
+    """Whether ``host`` is a host of the instance's migration under way."""
+    migration = moves.migration_in_progress(session, instance_uuid)
+    return migration is not None and host in (migration.source_compute, migration.dest_compute)
 
 
 def _rescheduled_from(record: models.Instance, host: str) -> bool:

@@ -94,8 +94,10 @@ def project(
     previous_conditions: list[dict[str, Any]] | None = None,
     host_up: bool = True,
     fault: dict[str, str] | None = None,
+    resize: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The status block for an Instance whose record is ``record``."""
+    """The status block for an Instance whose record is ``record``; ``resize``, the resize
+    that awaits confirmation (shown while the instance is resized)."""
     phase = states.phase(
         record.vm_state,
         record.task_state,
@@ -145,6 +147,8 @@ def project(
     }
     if fault is not None:
         status["fault"] = fault
+    if resize is not None:
+        status["resize"] = resize
     return status
 
 
@@ -158,7 +162,7 @@ def _synced(record: InstanceRecord, previous: list[dict[str, Any]] | None) -> di
     ):
         return None
     generation = record.generation
-    operation = operations.BY_TASK_STATE.get(record.task_state or "")
+    operation = operations.IN_PROGRESS.get(record.task_state or "")
     if operation is not None:
         return condition(
             "Synced",

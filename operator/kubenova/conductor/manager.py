@@ -13,9 +13,11 @@ from typing import TypeVar
 from kubenova.conductor.hypervisors import Hypervisors
 from kubenova.conductor.instance_operations import InstanceOperations
 from kubenova.conductor.instance_reports import InstanceReports
+from kubenova.conductor.resize import Resizes
+from kubenova.conductor.snapshots import Snapshots
 from kubenova.config import MessagingSettings
 from kubenova.exception import PermanentFailure
-from kubenova.rpc import envelope, payloads
+from kubenova.rpc import envelope, migration_payloads, payloads
 
 # Every agent report names the host it is about; the conductor checks the sender against it.
 _Report = TypeVar(
@@ -26,6 +28,8 @@ _Report = TypeVar(
     payloads.InstanceTerminated,
     payloads.ServiceStopping,
     payloads.InstanceOperationFinished,
+    payloads.SnapshotFinished,
+    migration_payloads.MigrationStepFinished,
 )
 
 
@@ -37,10 +41,14 @@ class ConductorManager:
         hypervisors: Hypervisors,
         instances: InstanceReports,
         operations: InstanceOperations,
+        snapshots: Snapshots | None = None,
+        resizes: Resizes | None = None,
     ) -> None:
         self.hypervisors = hypervisors
         self.instances = instances
         self.operations = operations
+        self.snapshots = snapshots
+        self.resizes = resizes
 
     def handle(self, message: envelope.Envelope, user_id: str | None) -> None:
         """Dispatch one agent report after checking who sent it."""
@@ -64,6 +72,15 @@ class ConductorManager:
         elif method == "instance_operation_finished":
             self.operations.operation_finished(
                 _checked(payloads.InstanceOperationFinished, message, user_id),
+                message.request_id,
+            )
+        elif method == "snapshot_finished" and self.snapshots is not None:
+            self.snapshots.snapshot_finished(
+                _checked(payloads.SnapshotFinished, message, user_id), message.request_id
+            )
+        elif method == "migration_step_finished" and self.resizes is not None:
+            self.resizes.step_finished(
+                _checked(migration_payloads.MigrationStepFinished, message, user_id),
                 message.request_id,
             )
         else:

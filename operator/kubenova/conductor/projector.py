@@ -10,13 +10,14 @@ instance's projections in order. Nothing else touches that memory or that queue.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 from typing import Any
 
 from kubenova.compute import states
 from kubenova.conductor import instance_status, last_written, patch_queue
 from kubenova.db import api as db_api
 from kubenova.db import engine as db_engine
-from kubenova.db import models
+from kubenova.db import models, moves
 from kubenova.k8s.client import KubeClient
 
 
@@ -40,10 +41,12 @@ class InstanceProjector:
         *,
         service_down_time_s: int,
         building_status_delay_s: float = 0.0,
+        resize_confirm_window_s: int = 0,
     ) -> None:
         self._session_factory = session_factory
         self._kube = kube
         self._service_down_time_s = service_down_time_s
+        self._confirm_window_s = resize_confirm_window_s
         # Instance uid -> the status last written to it.
         self._last_written = last_written.LastWritten()
         self._queue: patch_queue.PatchQueue[Projection] = patch_queue.PatchQueue(
@@ -72,6 +75,7 @@ class InstanceProjector:
         ``defer`` lets a newer projection of the same instance replace this one within the
         queue's delay (the Building status a build's Running report soon follows).
         """
+        resize = None
         if record is None or self._needs_database(record, host_up, fault):
             with db_engine.transaction(self._session_factory) as session:
                 if record is None:
@@ -79,6 +83,8 @@ class InstanceProjector:
                     if record is None:
                         return
                 host_up, fault = self._database_view(session, record, host_up, fault)
+                if record.vm_state == states.RESIZED:
+                    resize = _resize_view(session, record.uuid, self._confirm_window_s)
         previous = self._last_written.get(record.uuid) or current_status
         if previous is None:
             current = self._kube.get_instance(record.namespace, record.name)
@@ -90,7 +96,10 @@ class InstanceProjector:
             previous_conditions=previous.get("conditions"),
             host_up=True if host_up is None else host_up,  # None: no host to be down
             fault=fault,
+            resize=resize,
         )
+        if resize is None and previous.get("resize") is not None:
+            status["resize"] = None  # the merge patch removes it
         # Remembered as soon as it is submitted, so the next projection is compared with it
         # even while it waits in the queue.
         self._last_written.remember(record.uuid, status)
@@ -139,8 +148,10 @@ class InstanceProjector:
     def _needs_database(
         self, record: models.Instance, host_up: bool | None, fault: dict[str, str] | None
     ) -> bool:
-        return (host_up is None and record.host is not None) or (
-            fault is None and record.vm_state == states.ERROR
+        return (
+            (host_up is None and record.host is not None)
+            or (fault is None and record.vm_state == states.ERROR)
+            or record.vm_state == states.RESIZED
         )
 
     def _database_view(
@@ -173,3 +184,22 @@ class InstanceProjector:
             raise
         if not written:
             self._last_written.forget(projection.uid)
+
+
+def _resize_view(session: Any, instance_uuid: str, window_s: int) -> dict[str, Any] | None:
+    """What ``status.resize`` shows of the resize awaiting an answer: the flavors and hosts,
+    and when it confirms itself (Nova's resize_confirm_window; none when 0)."""
+    migration = moves.migration_in_progress(session, instance_uuid)
+    if migration is None:
+        return None
+    view: dict[str, Any] = {
+        "migration": migration.uuid,
+        "oldFlavor": migration.old_flavor.get("name"),
+        "newFlavor": migration.new_flavor.get("name"),
+        "sourceHost": migration.source_compute,
+        "destinationHost": migration.dest_compute,
+    }
+    if window_s > 0 and migration.finished_at is not None:
+        deadline = migration.finished_at + datetime.timedelta(seconds=window_s)
+        view["autoConfirmAt"] = instance_status.timestamp(deadline)
+    return view

@@ -11,15 +11,21 @@ from kubenova.conductor.action_history import ActionHistory
 from kubenova.conductor.api import ConductorAPI
 from kubenova.conductor.compute_tasks import ComputeTaskManager
 from kubenova.conductor.hypervisors import Hypervisors
+from kubenova.conductor.instance_migrations import InstanceMigrations, MigrationObjects
 from kubenova.conductor.instance_operations import InstanceOperations
 from kubenova.conductor.instance_reports import InstanceReports
 from kubenova.conductor.manager import ConductorManager
 from kubenova.conductor.orphans import OrphanSweeper
 from kubenova.conductor.projector import InstanceProjector
+from kubenova.conductor.resize import Resizes
 from kubenova.conductor.server_group_status import ServerGroupStatus
+from kubenova.conductor.snapshot_requests import SnapshotObjects, SnapshotSettings
+from kubenova.conductor.snapshots import Snapshots
 from kubenova.conductor.stale_operations import StaleOperations
 from kubenova.config import OperatorSettings
 from kubenova.db import engine as db_engine
+from kubenova.k8s import migrations as k8s_migrations
+from kubenova.k8s import snapshots as k8s_snapshots
 from kubenova.k8s.client import KubeClient
 from kubenova.rpc import compute_rpcapi
 from kubenova.scheduler.host_manager import HostManager
@@ -37,6 +43,9 @@ class Conductor:
     history: ActionHistory
     tasks: ComputeTaskManager
     operations: InstanceOperations
+    resizes: Resizes
+    #: InstanceMigrations: started by the api layer's handler, advanced by the resizes.
+    migrations: InstanceMigrations
     stale: StaleOperations
     instances: InstanceReports
     hypervisors: Hypervisors
@@ -45,6 +54,8 @@ class Conductor:
     orphans: OrphanSweeper
     manager: ConductorManager
     api: ConductorAPI
+    #: InstanceSnapshots: started by the api layer's snapshot handler, finished from the queue.
+    snapshots: Snapshots
 
     @classmethod
     def build(
@@ -55,6 +66,8 @@ class Conductor:
         compute: compute_rpcapi.ComputeAPI,
         *,
         host_manager: HostManager | None = None,
+        snapshot_objects: SnapshotObjects | None = None,
+        migration_objects: MigrationObjects | None = None,
     ) -> Conductor:
         """The conductor over the database, the apiserver and the bus, with a scheduler over
         ``host_manager``'s cached view of the hosts (a new one by default)."""
@@ -65,11 +78,20 @@ class Conductor:
             kube,
             service_down_time_s=settings.service_down_time_s,
             building_status_delay_s=settings.building_status_delay_s,
+            resize_confirm_window_s=settings.resize_confirm_window_s,
         )
         tasks = ComputeTaskManager(settings, session_factory, kube, scheduler, compute, projector)
         history = ActionHistory(kube)
+        resizes = Resizes(settings, session_factory, kube, scheduler, compute, projector, history)
         operations = InstanceOperations(
-            settings, session_factory, kube, compute, projector, history
+            settings, session_factory, kube, compute, projector, history, resizes
+        )
+        migrations = InstanceMigrations(
+            session_factory,
+            migration_objects or k8s_migrations.MigrationObjectsClient(),
+            resizes,
+            history,
+            service_down_time_s=settings.service_down_time_s,
         )
         stale = StaleOperations(operations)
         operations.on_finished = stale.forget
@@ -80,17 +102,29 @@ class Conductor:
         hypervisors = Hypervisors(settings, session_factory, kube, projector, auditor)
         # An administrator's change to a host must not wait for the cached view to expire.
         hypervisors.on_hosts_changed = host_manager.mark_stale
+        snapshots = Snapshots.build(
+            SnapshotSettings.from_env(),
+            session_factory,
+            snapshot_objects or k8s_snapshots.SnapshotObjectsClient(),
+            compute,
+            projector,
+            history,
+            service_down_time_s=settings.service_down_time_s,
+        )
         return cls(
             projector=projector,
             history=history,
             tasks=tasks,
             operations=operations,
+            resizes=resizes,
+            migrations=migrations,
             stale=stale,
             instances=instances,
             hypervisors=hypervisors,
             server_groups=ServerGroupStatus(session_factory, kube),
             auditor=auditor,
             orphans=OrphanSweeper(session_factory, kube, tasks, grace_s=settings.audit_interval_s),
-            manager=ConductorManager(hypervisors, instances, operations),
+            manager=ConductorManager(hypervisors, instances, operations, snapshots, resizes),
             api=ConductorAPI(tasks, projector, hypervisors, operations),
+            snapshots=snapshots,
         )

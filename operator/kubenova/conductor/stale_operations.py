@@ -1,5 +1,7 @@
 """Operations whose host never answered (Nova's ``_init_instance``, from the conductor's
-side): cast once more, then rolled back, so that no instance stays in a task state."""
+side): cast once more, then rolled back, so that no instance stays in a task state. A
+resize's step is cast again each time it has waited that long (its steps are idempotent, and
+half a resize cannot be rolled back from here: the guest may be on either host)."""
 
 from __future__ import annotations
 
@@ -15,6 +17,9 @@ from kubenova.db import models
 from kubenova.rpc import envelope
 
 LOG = logging.getLogger(__name__)
+
+#: The task states whose operations are swept.
+_WATCHED = frozenset(operations.BY_TASK_STATE) | operations.RESIZE_TASK_STATES
 
 
 class StaleOperations:
@@ -51,7 +56,7 @@ class StaleOperations:
             seconds=self.settings.operation_timeout_s + self.settings.shutdown_timeout_s
         )
         with db_engine.transaction(self.session_factory) as session:
-            busy = db_api.instances_in_task_states(session, operations.BY_TASK_STATE)
+            busy = db_api.instances_in_task_states(session, _WATCHED)
             stale = []
             for record in busy:
                 action = db_api.action_latest_unfinished(session, record.uuid)
@@ -60,6 +65,11 @@ class StaleOperations:
                     request_id = action.request_id if action else envelope.new_request_id()
                     stale.append((record, request_id, now - started > 2 * limit))
         for record, request_id, give_up in stale:
+            if record.task_state in operations.RESIZE_TASK_STATES:
+                if self._recast.get(record.uuid) != f"{request_id}/{record.task_state}":
+                    self._recast[record.uuid] = f"{request_id}/{record.task_state}"
+                    self._operations.resizes.recast(record, request_id)
+                continue
             operation = operations.BY_TASK_STATE[record.task_state or ""]
             if give_up:
                 self._roll_back(record, operation, request_id, limit * 2)
@@ -82,10 +92,13 @@ class StaleOperations:
         with db_engine.transaction(self.session_factory) as session:
             busy = [
                 (record, db_api.action_latest_unfinished(session, record.uuid))
-                for record in db_api.instances_in_task_states(session, operations.BY_TASK_STATE)
+                for record in db_api.instances_in_task_states(session, _WATCHED)
             ]
         for record, action in busy:
             if record.host is None or action is None:
+                continue
+            if record.task_state in operations.RESIZE_TASK_STATES:
+                self._operations.resizes.recast(record, action.request_id)
                 continue
             operation = operations.BY_TASK_STATE[record.task_state or ""]
             LOG.info(

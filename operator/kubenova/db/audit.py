@@ -18,7 +18,7 @@ from typing import Final, NamedTuple
 import sqlalchemy as sa
 from sqlalchemy import orm
 
-from kubenova.db import models
+from kubenova.db import models, moves
 from kubenova.db.claims import Usage
 
 # Keeps each IN (...) list to a size every MySQL server parses quickly.
@@ -141,6 +141,14 @@ def reported_without_live_record_by_host(
             )
         )
         records.update((uuid, (deleted, on)) for uuid, deleted, on in rows)
+    # Only a domain that would be a leftover is worth asking about its migrations.
+    strays = {
+        uuid
+        for host, uuids in reported.items()
+        for uuid in uuids
+        if (record := records.get(uuid)) is not None and not record[0] and record[1] != host
+    }
+    moving = _moving_hosts(session, sorted(strays)) if strays else set()
     found = {}
     for host, uuids in reported.items():
         soft_deleted, unknown, elsewhere = [], [], []
@@ -150,11 +158,27 @@ def reported_without_live_record_by_host(
                 unknown.append(uuid)
             elif record[0]:
                 soft_deleted.append(uuid)
-            elif record[1] != host:
+            elif record[1] != host and (uuid, host) not in moving:
+                # (A host of a resize under way rightly holds a copy until it ends.)
                 elsewhere.append(uuid)
         found[host] = UnrecordedDomains(
             soft_deleted=soft_deleted, unknown=unknown, elsewhere=elsewhere
         )
+    return found
+
+
+def _moving_hosts(session: orm.Session, uuids: list[str]) -> set[tuple[str, str]]:
+    """(instance uuid, host) of each host of the unfinished migrations of ``uuids``."""
+    found: set[tuple[str, str]] = set()
+    migration = models.Migration
+    for chunk in _chunks(sorted(uuids)):
+        rows = session.execute(
+            sa.select(migration.instance_uuid, migration.source_compute, migration.dest_compute)
+            .where(migration.instance_uuid.in_(chunk), migration.status.not_in(moves.DONE))
+            .where(models.live(migration))
+        )
+        for uuid, source, dest in rows:
+            found.update((uuid, host) for host in (source, dest) if host)
     return found
 
 

@@ -219,43 +219,65 @@ def claim_resources(
             # A repeat of a claim that succeeded: still claimed, even if the group's rule was
             # tightened since. Only an instance that is not yet a member is checked.
             if group is not None and not server_groups.is_member(session, group.id, instance_uuid):
-                refusal = _group_refusal(session, group, instance_uuid, host)
+                refusal = group_refusal(session, group, instance_uuid, host)
                 if refusal is not None:
                     return ClaimResult(refusal)
                 server_groups.add_member(session, group.id, instance_uuid)
             instances.instance_update_unread(session, instance_uuid, **extra)
             return CLAIMED
         if group is not None:
-            refusal = _group_refusal(session, group, instance_uuid, host)
+            refusal = group_refusal(session, group, instance_uuid, host)
             if refusal is not None:
                 return ClaimResult(refusal)
-        amounts = {"b_vcpus": vcpus, "b_memory_mib": memory_mib, "b_disk_gib": disk_gib}
-        claimed = conn.execute(_CLAIM_ON_NODE, {"b_host": host, **amounts})
-        if claimed.rowcount != 1:
-            return ClaimResult(_node_refusal(conn, host, amounts))
-        node_id, node_name = conn.execute(_LIVE_NODE_OF_HOST, {"b_host": host}).one()
-        placed = {**extra, "host": host, "node": node_name or host}
+        node = claim_on_node(conn, host, wanted)
+        if isinstance(node, ClaimResult):
+            return node
+        node_id, node_name = node
+        placed = {**extra, "host": host, "node": node_name}
         if record is not None:
             # Before the allocations and the membership, which refer to the record.
             record(session, placed)
-        conn.execute(
-            _INSERT_ALLOCATION,
-            [
-                {
-                    "instance_uuid": instance_uuid,
-                    "compute_node_id": node_id,
-                    "resource_class": resource_class,
-                    "used": amount,
-                    "created_at": now,
-                }
-                for resource_class, amount in wanted.as_resources().items()
-            ],
-        )
+        insert_allocations(conn, instance_uuid, node_id, wanted, now)
         if group is not None:
             server_groups.add_member(session, group.id, instance_uuid)
         if record is None:
             instances.instance_update_unread(session, instance_uuid, **placed)
     return CLAIMED
+
+
+def claim_on_node(conn: sa.Connection, host: str, wanted: Usage) -> tuple[int, str] | ClaimResult:
+    """Step 2 of a claim: add ``wanted`` to ``host``'s usage if it fits (one conditional
+    UPDATE); the node's id and name, or the refusal. The caller inserts the allocations."""
+    amounts = {
+        "b_vcpus": wanted.vcpus,
+        "b_memory_mib": wanted.memory_mib,
+        "b_disk_gib": wanted.disk_gib,
+    }
+    claimed = conn.execute(_CLAIM_ON_NODE, {"b_host": host, **amounts})
+    if claimed.rowcount != 1:
+        return ClaimResult(_node_refusal(conn, host, amounts))
+    node_id, node_name = conn.execute(_LIVE_NODE_OF_HOST, {"b_host": host}).one()
+    return int(node_id), str(node_name or host)
+
+
+def insert_allocations(
+    conn: sa.Connection, consumer: str, node_id: int, wanted: Usage, now: Any
+) -> None:
+    """One allocation row per resource class, held by ``consumer`` (an instance, or a
+    migration holding its instance's source)."""
+    conn.execute(
+        _INSERT_ALLOCATION,
+        [
+            {
+                "instance_uuid": consumer,
+                "compute_node_id": node_id,
+                "resource_class": resource_class,
+                "used": amount,
+                "created_at": now,
+            }
+            for resource_class, amount in wanted.as_resources().items()
+        ],
+    )
 
 
 def _node_refusal(conn: sa.Connection, host: str, amounts: Mapping[str, int]) -> str:
@@ -273,7 +295,7 @@ def _node_refusal(conn: sa.Connection, host: str, amounts: Mapping[str, int]) ->
     return missing or placement.REFUSED_NO_DISK
 
 
-def _group_refusal(
+def group_refusal(
     session: orm.Session, group: models.ServerGroup, instance_uuid: str, host: str
 ) -> str | None:
     """The group's hard policy if it refuses ``host``, else None."""
@@ -327,6 +349,7 @@ def release_resources(
     instance_uuid: str,
     *,
     clear_host: bool = False,
+    consumer: str | None = None,
 ) -> bool:
     """Free every allocation of an instance and take it off its node's ``*_used`` counters.
 
@@ -335,50 +358,55 @@ def release_resources(
     ``UPDATE ... SET *_used = *_used - amount`` (nodes in id order), and the allocation rows
     deleted by primary key. Idempotent: an instance holding nothing returns False and changes
     nothing; True means something was freed. ``clear_host`` also sets ``instances.host`` and
-    ``node`` to NULL, as Nova does before a reschedule.
+    ``node`` to NULL, as Nova does before a reschedule. ``consumer``: free what a migration of
+    the instance holds instead (its source, once a resize is confirmed).
     """
-    node_t = models.ComputeNode
-    alloc_t = models.Allocation
     with db_engine.transaction(session_factory) as session:
         instance = instances.instance_get(
             session, instance_uuid, read_deleted=True, for_update=True
         )
-        # Safe without a locking read: see _held_allocations.
-        allocations = session.execute(
-            sa.select(alloc_t.id, alloc_t.compute_node_id, alloc_t.resource_class, alloc_t.used)
-            .where(alloc_t.instance_uuid == instance_uuid)
-            .order_by(alloc_t.compute_node_id, alloc_t.id)
-        ).all()
         if clear_host and instance is not None:
             instance.host = None
             instance.node = None
-        if not allocations:
-            return False
-        per_node: dict[int, dict[str, int]] = {}
-        for _id, node_id, resource_class, used in allocations:
-            per_class = per_node.setdefault(node_id, {})
-            per_class[resource_class] = per_class.get(resource_class, 0) + used
-        for node_id in sorted(per_node):
-            amounts = per_node[node_id]
-            session.execute(
-                sa.update(node_t)
-                .where(node_t.id == node_id)
-                .values(
-                    vcpus_used=node_t.vcpus_used - amounts.get(models.VCPU, 0),
-                    memory_mib_used=node_t.memory_mib_used - amounts.get(models.MEMORY_MB, 0),
-                    local_gb_used=node_t.local_gb_used - amounts.get(models.DISK_GB, 0),
-                    generation=node_t.generation + 1,
-                )
-                .execution_options(synchronize_session=False)
+        return free_allocations(session, consumer or instance_uuid)
+
+
+def free_allocations(session: orm.Session, consumer: str) -> bool:
+    """Free what ``consumer`` holds, in the caller's transaction, which holds the lock of the
+    instance row it belongs to; False when it holds nothing."""
+    node_t = models.ComputeNode
+    alloc_t = models.Allocation
+    # Safe without a locking read: see _held_allocations.
+    allocations = session.execute(
+        sa.select(alloc_t.id, alloc_t.compute_node_id, alloc_t.resource_class, alloc_t.used)
+        .where(alloc_t.instance_uuid == consumer)
+        .order_by(alloc_t.compute_node_id, alloc_t.id)
+    ).all()
+    if not allocations:
+        return False
+    per_node: dict[int, dict[str, int]] = {}
+    for _id, node_id, resource_class, used in allocations:
+        per_class = per_node.setdefault(node_id, {})
+        per_class[resource_class] = per_class.get(resource_class, 0) + used
+    for node_id in sorted(per_node):
+        amounts = per_node[node_id]
+        session.execute(
+            sa.update(node_t)
+            .where(node_t.id == node_id)
+            .values(
+                vcpus_used=node_t.vcpus_used - amounts.get(models.VCPU, 0),
+                memory_mib_used=node_t.memory_mib_used - amounts.get(models.MEMORY_MB, 0),
+                local_gb_used=node_t.local_gb_used - amounts.get(models.DISK_GB, 0),
+                generation=node_t.generation + 1,
             )
-        ids = [row[0] for row in allocations]
-        deleted = session.execute(
-            sa.delete(alloc_t)
-            .where(alloc_t.id.in_(ids))
             .execution_options(synchronize_session=False)
         )
-        if cast(sa.CursorResult[Any], deleted).rowcount != len(ids):
-            # Someone freed these rows without the instance lock: undo rather than
-            # decrement twice.
-            raise RuntimeError(f"allocations of {instance_uuid} changed during release")
+    ids = [row[0] for row in allocations]
+    deleted = session.execute(
+        sa.delete(alloc_t).where(alloc_t.id.in_(ids)).execution_options(synchronize_session=False)
+    )
+    if cast(sa.CursorResult[Any], deleted).rowcount != len(ids):
+        # Someone freed these rows without the instance lock: undo rather than
+        # decrement twice.
+        raise RuntimeError(f"allocations of {consumer} changed during release")
     return True

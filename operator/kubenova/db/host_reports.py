@@ -116,6 +116,7 @@ _TEXT_FACTS: Final = (
     "libvirt_version",
     "virt_type",
     "cpu_arch",
+    "migration_uri",
 )
 _AS_REPORTED: Final = (*_INVENTORY, *_TEXT_FACTS, "running_vms")
 # A report's hypervisor_hostname, when it gives one (the insert's falls back to the host).
@@ -212,6 +213,7 @@ def compute_node_update_from_report(
     labels: dict[str, str] | None = None,
     hypervisor_hostname: str | None = None,
     uuid: str | None = None,
+    migration_uri: str | None = None,
 ) -> ReportedNode:
     """Create or update the compute node of ``host`` from what its agent reported; the node
     as it now is.
@@ -247,6 +249,7 @@ def compute_node_update_from_report(
             "b_libvirt_version": libvirt_version,
             "b_virt_type": virt_type,
             "b_cpu_arch": cpu_arch,
+            "b_migration_uri": migration_uri,
             "b_running_vms": running_vms,
             "b_labels": dict(labels) if labels is not None else None,
             # As if an empty node had been created and this inventory then set on it.

@@ -186,6 +186,8 @@ class ComputeNode(TimestampMixin, SoftDeleteMixin, Base):
     # Builds that failed here since the last one that succeeded: the input of Nova's
     # BuildFailureWeigher. Not inventory, so changing it does not move ``generation``.
     failed_builds: Mapped[int] = mapped_column(sa.Integer, default=0, server_default="0")
+    # The hypervisor's URI as other hosts reach it (the target of a move); None: not a target.
+    migration_uri: Mapped[str | None] = mapped_column(sa.String(1024))
 
 
 class Instance(TimestampMixin, SoftDeleteMixin, Base):
@@ -242,6 +244,8 @@ class Instance(TimestampMixin, SoftDeleteMixin, Base):
     # message): refused in this state, failed on the host, or the guest powered itself off.
     sync_reason: Mapped[str | None] = mapped_column(sa.String(64))
     sync_message: Mapped[str | None] = mapped_column(sa.String(1024))
+    # The spec.confirmResize.requestedAt stamp last acted on (acted on once, as reboots).
+    last_resize_confirm: Mapped[str | None] = mapped_column(sa.String(64))
 
 
 class Allocation(TimestampMixin, Base):
@@ -314,6 +318,41 @@ class InstanceActionEvent(TimestampMixin, SoftDeleteMixin, Base):
     details: Mapped[str | None] = mapped_column(sa.Text)
 
     action: Mapped[InstanceAction] = relationship(back_populates="events")
+
+
+class Migration(TimestampMixin, SoftDeleteMixin, Base):
+    """One move or resize of an instance (Nova's ``migrations``). While it is under way it is
+    also the consumer of the allocations the instance holds on its source host (placement's
+    migration-based allocations), so source and destination are both claimed."""
+
+    __tablename__ = "migrations"
+    __table_args__ = (
+        sa.UniqueConstraint("uuid", name="uniq_migrations0uuid"),
+        sa.Index("ix_migrations_instance_uuid_status", "instance_uuid", "status"),
+        {"mysql_engine": "InnoDB", "mysql_charset": "utf8mb4"},
+    )
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    uuid: Mapped[str] = mapped_column(sa.String(36))
+    instance_uuid: Mapped[str] = mapped_column(sa.String(36), sa.ForeignKey("instances.uuid"))
+    migration_type: Mapped[str] = mapped_column(sa.String(32))
+    status: Mapped[str] = mapped_column(sa.String(32))
+    source_compute: Mapped[str] = mapped_column(sa.String(255))
+    source_node: Mapped[str | None] = mapped_column(sa.String(255))
+    dest_compute: Mapped[str | None] = mapped_column(sa.String(255))
+    dest_node: Mapped[str | None] = mapped_column(sa.String(255))
+    old_flavor: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
+    new_flavor: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
+    request_id: Mapped[str | None] = mapped_column(sa.String(255))
+    # Whether the guest ran when the move began: it runs again where it ends.
+    power_on: Mapped[bool] = mapped_column(sa.Boolean, default=True, server_default="1")
+    finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    message: Mapped[str | None] = mapped_column(sa.String(1024))
+    # The InstanceMigration that asked for it (none for a resize), and whether its deletion
+    # asked for the move to be undone.
+    object_uid: Mapped[str | None] = mapped_column(sa.String(36))
+    object_name: Mapped[str | None] = mapped_column(sa.String(255))
+    cancel_requested: Mapped[bool] = mapped_column(sa.Boolean, default=False, server_default="0")
 
 
 class InstanceFault(TimestampMixin, SoftDeleteMixin, Base):

@@ -78,6 +78,11 @@ class ComputeAPI:
         args = payloads.RebuildInstance(instance=instance, power_on=power_on)
         return self._cast(host, "rebuild_instance", args, request_id)
 
+    def snapshot_instance(
+        self, host: str, snapshot: payloads.SnapshotInstance, request_id: str
+    ) -> str:
+        return self._cast(host, "snapshot_instance", snapshot, request_id)
+
     def instance_operation(
         self, host: str, method: str, instance_uuid: str, request_id: str
     ) -> str:
@@ -89,7 +94,16 @@ class ComputeAPI:
             host, method, payloads.InstanceOperation(instance_uuid=instance_uuid), request_id
         )
 
-    def _cast(self, host: str, method: str, args: payloads._Payload, request_id: str) -> str:
+    def migration_step(
+        self, host: str, method: str, args: payloads.Payload, request_id: str
+    ) -> str:
+        """One step of a resize on ``host`` (resize_instance, finish_resize, confirm_resize,
+        revert_resize, finish_revert_resize), with its migration_payloads arguments."""
+        if method not in MIGRATION_STEPS or not isinstance(args, payloads.METHODS[method].payload):
+            raise ValueError(f"{method!r} with {type(args).__name__} is not a step of a resize")
+        return self._cast(host, method, args, request_id)
+
+    def _cast(self, host: str, method: str, args: payloads.Payload, request_id: str) -> str:
         return self._caster.cast(
             MessagingSettings.compute_topic(host),
             method,
@@ -103,4 +117,9 @@ INSTANCE_OPERATIONS = frozenset(
     name
     for name, method in payloads.METHODS.items()
     if method.payload is payloads.InstanceOperation
+)
+
+#: The compute methods that are steps of a resize.
+MIGRATION_STEPS = frozenset(
+    {"resize_instance", "finish_resize", "confirm_resize", "revert_resize", "finish_revert_resize"}
 )

@@ -7,7 +7,7 @@ before it writes. The work happens in ``kubenova.conductor.manager``.
 
 from __future__ import annotations
 
-from kubenova.rpc import payloads
+from kubenova.rpc import migration_payloads, payloads
 from kubenova.rpc.compute_rpcapi import Caster
 
 CONDUCTOR_TOPIC = "conductor"
@@ -19,7 +19,7 @@ class ConductorAPI:
     def __init__(self, caster: Caster) -> None:
         self._caster = caster
 
-    def _cast(self, method: str, payload: payloads._Payload, request_id: str) -> str:
+    def _cast(self, method: str, payload: payloads.Payload, request_id: str) -> str:
         return self._caster.cast(
             CONDUCTOR_TOPIC, method, payload.model_dump(mode="json"), request_id
         )
@@ -43,3 +43,11 @@ class ConductorAPI:
         self, finished: payloads.InstanceOperationFinished, request_id: str
     ) -> str:
         return self._cast("instance_operation_finished", finished, request_id)
+
+    def snapshot_finished(self, finished: payloads.SnapshotFinished, request_id: str) -> str:
+        return self._cast("snapshot_finished", finished, request_id)
+
+    def migration_step_finished(
+        self, finished: migration_payloads.MigrationStepFinished, request_id: str
+    ) -> str:
+        return self._cast("migration_step_finished", finished, request_id)

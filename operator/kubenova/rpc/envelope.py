@@ -23,6 +23,10 @@ Version history:
 * 1.3 - stop_instance, start_instance, pause_instance, unpause_instance, suspend_instance,
   resume_instance, reboot_instance, rebuild_instance (compute); instance_operation_finished
   (conductor).
+* 1.4 - snapshot_instance (compute); snapshot_finished (conductor). Resize:
+  resize_instance, finish_resize, confirm_resize, revert_resize, finish_revert_resize
+  (compute); migration_step_finished (conductor); compute_node_report carries
+  migration_uri.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ from typing import Any
 import pydantic
 
 #: The newest version of the contract this code implements: the highest version of a method.
-VERSION = "1.3"
+VERSION = "1.4"
 #: Majors this code understands.
 SUPPORTED_MAJORS = frozenset({1})
 

@@ -12,41 +12,21 @@ from typing import Literal, NamedTuple
 
 import pydantic
 
-PowerStateName = Literal["running", "shutdown", "paused", "crashed", "nostate"]
-MAX_USER_DATA_BYTES = 64 * 1024
+from kubenova.rpc import migration_payloads
+
+# Re-exported: the contract's callers name them from here.
+from kubenova.rpc.payload_base import MAX_USER_DATA_BYTES as MAX_USER_DATA_BYTES
+from kubenova.rpc.payload_base import ImagePayload as ImagePayload
+from kubenova.rpc.payload_base import InstancePayload as InstancePayload
+from kubenova.rpc.payload_base import Payload as Payload
+from kubenova.rpc.payload_base import PowerStateName as PowerStateName
 
 
-class _Payload(pydantic.BaseModel):
-    model_config = pydantic.ConfigDict(extra="forbid", frozen=True)
-
-
-class ImagePayload(_Payload):
-    name: str
-    url: str = pydantic.Field(pattern=r"^https?://")
-    sha256: str = pydantic.Field(pattern=r"^[0-9a-f]{64}$")
-    disk_format: Literal["qcow2", "raw"]
-
-
-class InstancePayload(_Payload):
-    """What a host needs to build one instance."""
-
-    uuid: str = pydantic.Field(min_length=36, max_length=36)
-    name: str
-    namespace: str
-    hostname: str = pydantic.Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63)
-    vcpus: int = pydantic.Field(ge=1)
-    memory_mib: int = pydantic.Field(ge=1)
-    disk_gib: int = pydantic.Field(ge=1)
-    image: ImagePayload
-    user_data: str | None = pydantic.Field(default=None, max_length=MAX_USER_DATA_BYTES)
-    ssh_authorized_keys: tuple[str, ...] = ()
-
-
-class BuildAndRunInstance(_Payload):
+class BuildAndRunInstance(Payload):
     instance: InstancePayload
 
 
-class TerminateInstance(_Payload):
+class TerminateInstance(Payload):
     instance_uuid: str
 
 
@@ -61,14 +41,14 @@ OperationName = Literal[
 MAX_SHUTDOWN_TIMEOUT_S = 3600
 
 
-class InstanceOperation(_Payload):
+class InstanceOperation(Payload):
     """An operation on one instance that needs nothing but its uuid (start, pause, unpause,
     suspend, resume)."""
 
     instance_uuid: str = pydantic.Field(min_length=36, max_length=36)
 
 
-class StopInstance(_Payload):
+class StopInstance(Payload):
     """Power an instance off. ``clean_shutdown``: ask the guest first (ACPI power button)
     and wait up to ``shutdown_timeout_s`` before powering it off; else power it off at once."""
 
@@ -77,7 +57,7 @@ class StopInstance(_Payload):
     shutdown_timeout_s: int = pydantic.Field(default=60, ge=0, le=MAX_SHUTDOWN_TIMEOUT_S)
 
 
-class RebootInstance(_Payload):
+class RebootInstance(Payload):
     """Reboot an instance. ``SOFT`` asks the guest to shut down, waits up to
     ``shutdown_timeout_s``, then starts it again, and falls back to ``HARD`` (power off and
     on) when the guest ignores the request, as Nova's libvirt driver does. A hard reboot also
@@ -88,7 +68,7 @@ class RebootInstance(_Payload):
     shutdown_timeout_s: int = pydantic.Field(default=60, ge=0, le=MAX_SHUTDOWN_TIMEOUT_S)
 
 
-class RebuildInstance(_Payload):
+class RebuildInstance(Payload):
     """Rebuild an instance where it is (Nova's rebuild): a new root disk from ``instance``'s
     image and a new config drive (its user data), with the same uuid, host and network
     identity (so the same addresses). ``power_on`` False leaves it stopped afterwards, as
@@ -98,7 +78,7 @@ class RebuildInstance(_Payload):
     power_on: bool = True
 
 
-class InstanceOperationFinished(_Payload):
+class InstanceOperationFinished(Payload):
     """A host finished (or failed) an operation on one of its instances: the action event
     (Nova's ``compute_<operation>_instance``) and the instance's state afterwards.
 
@@ -118,7 +98,7 @@ class InstanceOperationFinished(_Payload):
     addresses: tuple[str, ...] = ()
 
 
-class ComputeNodeReport(_Payload):
+class ComputeNodeReport(Payload):
     """An agent's registration and heartbeat: its capacity and what it runs."""
 
     host: str
@@ -135,15 +115,18 @@ class ComputeNodeReport(_Payload):
     # The newest contract version the agent implements, recorded as its service's version
     # (since 1.2; an older agent's report leaves it out).
     service_version: str | None = pydantic.Field(default=None, pattern=r"^\d+\.\d+$")
+    # How other hosts reach this host's hypervisor, to move instances here (since 1.4; None:
+    # instances cannot be moved here from another host).
+    migration_uri: str | None = pydantic.Field(default=None, max_length=1024)
 
 
-class ServiceStopping(_Payload):
+class ServiceStopping(Payload):
     """An agent is stopping (SIGTERM): its host is down until its next heartbeat."""
 
     host: str
 
 
-class InstanceUpdate(_Payload):
+class InstanceUpdate(Payload):
     """The state of one instance as its host sees it."""
 
     instance_uuid: str
@@ -156,7 +139,7 @@ class InstanceUpdate(_Payload):
     event: str | None = None
 
 
-class InstanceBuildFailed(_Payload):
+class InstanceBuildFailed(Payload):
     instance_uuid: str
     host: str
     reason: str
@@ -164,15 +147,56 @@ class InstanceBuildFailed(_Payload):
     reschedulable: bool
 
 
-class InstanceTerminated(_Payload):
+class InstanceTerminated(Payload):
     instance_uuid: str
     host: str
+
+
+#: An Image's name: a Kubernetes object name (DNS subdomain).
+_OBJECT_NAME = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
+
+
+class SnapshotInstance(Payload):
+    """Take a snapshot of an instance's root disk (Nova's ``snapshot_instance``): a
+    consistent, standalone qcow2 image of it, uploaded with HTTP PUT to ``upload_url`` on the
+    image server, and reported with ``snapshot_finished``. ``snapshot_name`` and
+    ``snapshot_uid`` name the InstanceSnapshot object (in the instance's namespace) that asked
+    for it; ``image_name`` the Image the conductor makes of the upload."""
+
+    instance_uuid: str = pydantic.Field(min_length=36, max_length=36)
+    snapshot_name: str = pydantic.Field(pattern=_OBJECT_NAME, max_length=253)
+    snapshot_uid: str = pydantic.Field(min_length=36, max_length=36)
+    image_name: str = pydantic.Field(pattern=_OBJECT_NAME, max_length=253)
+    upload_url: str = pydantic.Field(pattern=r"^https?://", max_length=2048)
+
+
+class SnapshotFinished(Payload):
+    """A host finished (or failed) a snapshot: the action event
+    (``compute_snapshot_instance``), what was uploaded (``url``, ``sha256`` and
+    ``size_bytes``, for a ``Success``) and the instance's state afterwards (unchanged by a
+    snapshot, unless it broke)."""
+
+    instance_uuid: str = pydantic.Field(min_length=36, max_length=36)
+    host: str
+    snapshot_name: str = pydantic.Field(pattern=_OBJECT_NAME, max_length=253)
+    snapshot_uid: str = pydantic.Field(min_length=36, max_length=36)
+    image_name: str = pydantic.Field(pattern=_OBJECT_NAME, max_length=253)
+    result: Literal["Success", "Error"]
+    message: str | None = pydantic.Field(default=None, max_length=4096)
+    url: str | None = pydantic.Field(default=None, pattern=r"^https?://", max_length=2048)
+    sha256: str | None = pydantic.Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    size_bytes: int | None = pydantic.Field(default=None, ge=0)
+    started_at: datetime.datetime
+    finished_at: datetime.datetime
+    vm_state: str
+    power_state: PowerStateName
+    addresses: tuple[str, ...] = ()
 
 
 class Method(NamedTuple):
     """One method of the contract: its arguments and its version."""
 
-    payload: type[_Payload]
+    payload: type[Payload]
     #: The contract version in which the arguments last changed (or the method came in). The
     #: publisher sends it in the envelope; a receiver implementing an older contract refuses it.
     version: str
@@ -194,10 +218,20 @@ METHODS: dict[str, Method] = {
     "reboot_instance": Method(RebootInstance, "1.3"),
     "rebuild_instance": Method(RebuildInstance, "1.3"),
     # To conductor (conductor_rpcapi.ConductorAPI), handled by kubenova.conductor.manager.
-    "compute_node_report": Method(ComputeNodeReport, "1.2"),
+    "compute_node_report": Method(ComputeNodeReport, "1.4"),
     "instance_update": Method(InstanceUpdate, "1.0"),
     "instance_build_failed": Method(InstanceBuildFailed, "1.0"),
     "instance_terminated": Method(InstanceTerminated, "1.0"),
     "service_stopping": Method(ServiceStopping, "1.1"),
     "instance_operation_finished": Method(InstanceOperationFinished, "1.3"),
+    # A snapshot: cast to compute.<host>, reported to the conductor.
+    "snapshot_instance": Method(SnapshotInstance, "1.4"),
+    "snapshot_finished": Method(SnapshotFinished, "1.4"),
+    # Resize (kubenova.rpc.migration_payloads).
+    "resize_instance": Method(migration_payloads.ResizeInstance, "1.4"),
+    "finish_resize": Method(migration_payloads.FinishResize, "1.4"),
+    "confirm_resize": Method(migration_payloads.ConfirmResize, "1.4"),
+    "revert_resize": Method(migration_payloads.RevertResize, "1.4"),
+    "finish_revert_resize": Method(migration_payloads.FinishRevertResize, "1.4"),
+    "migration_step_finished": Method(migration_payloads.MigrationStepFinished, "1.4"),
 }

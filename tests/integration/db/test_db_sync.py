@@ -25,6 +25,7 @@ TABLES = {
     "instance_actions",
     "instance_actions_events",
     "instance_faults",
+    "migrations",
     "server_groups",
     "server_group_members",
 }
@@ -88,7 +89,8 @@ def test_sync_brings_a_database_at_0001_with_data_to_head(empty_db_url):
         assert result.returncode == 0, result.stderr
         assert "Running upgrade 0001 -> 0002" in result.stderr
         assert "Running upgrade 0002 -> 0003" in result.stderr
-        assert migration.db_version(empty_db_url) == migration.head_revision() == "0003"
+        assert "Running upgrade 0003 -> 0004" in result.stderr
+        assert migration.db_version(empty_db_url) == migration.head_revision() == "0004"
         assert set(_schema(empty_db_url)) == TABLES | {"alembic_version"}
         with engine.connect() as conn:
             node = conn.execute(sa.text("SELECT host, failed_builds FROM compute_nodes")).one()

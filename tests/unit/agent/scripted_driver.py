@@ -159,6 +159,13 @@ class ScriptedDriver(virt_driver.ComputeDriver):
         self.rebuilt.append((instance, power_on))
         self._set(instance.uuid, PowerState.RUNNING if power_on else PowerState.SHUTDOWN, "rebuild")
 
+    def snapshot(self, instance_uuid: str, target: str) -> None:
+        """Writes ``disk of <uuid> (<power state>)``: what the disk held when it was copied."""
+        power = self._operate(instance_uuid)
+        with open(target, "xb") as out:
+            out.write(f"disk of {instance_uuid} ({power.value})".encode())
+        self.effects.append(("snapshot", instance_uuid))
+
     def set_lifecycle_listener(self, listener: virt_driver.LifecycleListener | None) -> bool:
         self.listener = listener
         return True

@@ -37,12 +37,20 @@ MESSAGE_DATA = {
     "resume_instance": "1.3-3dddf86f3b44847f97313ef3de112191",
     "reboot_instance": "1.3-58d8501d5814c189d4558141a9d98a23",
     "rebuild_instance": "1.3-cc801deef5fb7b10646861d8167f4554",
-    "compute_node_report": "1.2-381f58c233812279146163577c2ebf33",
+    "compute_node_report": "1.4-b1a649759feeb45c8603e928027e773e",
     "instance_update": "1.0-ba3aed4395861decbf341f9e723b189c",
     "instance_build_failed": "1.0-55f8e0c3b1992e9989937f0d69cf6e72",
     "instance_terminated": "1.0-59cbe46bee5024e38a2e36671c589b52",
     "service_stopping": "1.1-381d33b2bf9e40666dd541179166b5c3",
+    "resize_instance": "1.4-d0801f3c15b6bfb1ff5ded3dc04ddd5b",
+    "finish_resize": "1.4-416a0f2da3678e35c32b04d59a3d131a",
+    "confirm_resize": "1.4-05949580db62a715f34fc1ab1721a7f8",
+    "revert_resize": "1.4-05949580db62a715f34fc1ab1721a7f8",
+    "finish_revert_resize": "1.4-416a0f2da3678e35c32b04d59a3d131a",
+    "migration_step_finished": "1.4-6f4645e648a8c2ca5693d87697affacb",
     "instance_operation_finished": "1.3-cd6072aa16729e1866f06ea5ce3d9901",
+    "snapshot_instance": "1.4-478b8149c18419e2b6442441ded8913b",
+    "snapshot_finished": "1.4-82be77afcc082c2f9d388198b4a7c18d",
 }
 
 # Schema keywords that describe rather than constrain: not part of the wire format.
@@ -181,7 +189,7 @@ class _VmdkBuild(payloads.BuildAndRunInstance):
     instance: _VmdkInstance
 
 
-def _with(name: str, payload: type[payloads._Payload], version: str | None = None) -> Any:
+def _with(name: str, payload: type[payloads.Payload], version: str | None = None) -> Any:
     methods = dict(payloads.METHODS)
     methods[name] = methods[name]._replace(
         payload=payload, version=version or methods[name].version
@@ -203,7 +211,7 @@ def _with(name: str, payload: type[payloads._Payload], version: str | None = Non
     ids=lambda p: p if isinstance(p, str) else p.__name__,
 )
 def test_a_changed_payload_without_a_new_version_is_named_with_its_fingerprint(
-    name: str, payload: type[payloads._Payload]
+    name: str, payload: type[payloads.Payload]
 ) -> None:
     problems = contract_changes(_with(name, payload), _recorded_now())
     assert len(problems) == 1, problems

@@ -31,6 +31,20 @@ ERR_NO_DOMAIN: int = libvirt.VIR_ERR_NO_DOMAIN
 ERR_OPERATION_INVALID: int = libvirt.VIR_ERR_OPERATION_INVALID
 ERR_NO_DOMAIN_METADATA: int = libvirt.VIR_ERR_NO_DOMAIN_METADATA
 ERR_NO_NETWORK: int = libvirt.VIR_ERR_NO_NETWORK
+ERR_NO_STORAGE_POOL: int = libvirt.VIR_ERR_NO_STORAGE_POOL
+ERR_NO_STORAGE_VOL: int = libvirt.VIR_ERR_NO_STORAGE_VOL
+#: ``virStoragePoolCreateXML``'s flag that makes a pool's directory first.
+POOL_CREATE_WITH_BUILD: int = libvirt.VIR_STORAGE_POOL_CREATE_WITH_BUILD
+
+# A live migration without shared storage (see virt/libvirt/migration.py), and its parameters.
+MIGRATE_LIVE_NON_SHARED: int = (
+    libvirt.VIR_MIGRATE_LIVE
+    | libvirt.VIR_MIGRATE_PERSIST_DEST
+    | libvirt.VIR_MIGRATE_UNDEFINE_SOURCE
+    | libvirt.VIR_MIGRATE_NON_SHARED_DISK
+)
+MIGRATE_PARAM_DEST_XML: str = libvirt.VIR_MIGRATE_PARAM_DEST_XML
+MIGRATE_PARAM_MIGRATE_DISKS: str = libvirt.VIR_MIGRATE_PARAM_MIGRATE_DISKS
 
 # What undefine removes besides the definition. The QEMU driver knows all four; libvirt's test
 # driver refuses NVRAM and CHECKPOINTS_METADATA, so drivers choose.
@@ -97,6 +111,8 @@ libvirt.registerErrorHandler(_ignore_error, None)
 
 @contextlib.contextmanager
 def _translated() -> Iterator[None]:
+    """Raise libvirt's errors as HypervisorError (``translated`` for the adapter's helpers,
+    such as ``storage``, that call the connection's handle)."""
     try:
         yield
     except libvirt.libvirtError as exc:
@@ -104,6 +120,9 @@ def _translated() -> Iterator[None]:
         raise exceptions.HypervisorError(
             str(exc.get_error_message() or exc), code=int(code) if code is not None else -1
         ) from exc
+
+
+translated = _translated
 
 
 def version_string(encoded: int) -> str:
@@ -226,9 +245,27 @@ class Domain:
                     addresses.append(str(address["addr"]))
         return addresses
 
-    def xml_desc(self) -> str:
+    def xml_desc(self, *, migratable: bool = False) -> str:
+        """The domain's XML; ``migratable`` gives it as another host should define it."""
+        flags = libvirt.VIR_DOMAIN_XML_MIGRATABLE if migratable else 0
         with _translated():
-            return str(self._handle.XMLDesc(0))
+            return str(self._handle.XMLDesc(flags))
+
+    def migrate(self, destination: Connection, params: dict[str, Any], flags: int) -> None:
+        """Migrate to ``destination``, with this process driving libvirt's protocol between
+        the two daemons (``virDomainMigrate3``); returns once the guest runs there."""
+        with _translated():
+            self._handle.migrate3(destination.handle(), params, flags)
+
+    def job_stats(self, *, completed: bool = False) -> dict[str, Any]:
+        """The statistics of the domain's running job (or of its last completed one)."""
+        flags = libvirt.VIR_DOMAIN_JOB_STATS_COMPLETED if completed else 0
+        with _translated():
+            return dict(self._handle.jobStats(flags))
+
+    def abort_job(self) -> None:
+        with _translated():
+            self._handle.abortJob()
 
 
 class NodeInfo:
@@ -270,6 +307,11 @@ class Connection:
     def open(self) -> None:
         """Connect now rather than on first use, so that a bad URI fails early."""
         self._conn()
+
+    def handle(self) -> Any:
+        """The libvirt connection itself, for :meth:`Domain.migrate` and the adapter's
+        ``storage`` helpers only."""
+        return self._conn()
 
     def close(self) -> None:
         with self._lock:

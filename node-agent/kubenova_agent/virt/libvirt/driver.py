@@ -8,6 +8,9 @@ owned by root)::
     disk.config   the config drive (ISO 9660, label config-2)
     console.log   the serial console
 
+Resize and migration files are described in ``resize`` and ``migration``; ``<uuid>_resize/``
+(what a resize sets aside) goes with the instance.
+
 A rebuild makes ``disk.rebuild`` and ``disk.config.rebuild`` beside them while the old guest
 runs, then renames them over ``disk`` and ``disk.config`` once it is powered off: the old disk
 is there until the new one is complete, and a rename is all that replaces it. The console log
@@ -32,13 +35,16 @@ from __future__ import annotations
 import logging
 import os
 import pathlib
+import secrets
 import shutil
 import socket
 import stat
 
 from kubenova_agent import configdrive, exceptions, imagecache, settings
 from kubenova_agent.virt import driver
-from kubenova_agent.virt.libvirt import base, disk, domain_xml, probe
+from kubenova_agent.virt.libvirt import disk, domain_xml, migration, probe, resize
+from kubenova_agent.virt.libvirt import snapshot as disk_snapshot
+from kubenova_agent.virt.power_state import LibvirtDomainState
 
 LOG = logging.getLogger(__name__)
 
@@ -49,7 +55,7 @@ VIRT_TYPES = frozenset(settings.VIRT_TYPES)
 _STAGED = ".rebuild"
 
 
-class LibvirtDriver(base.BaseLibvirtDriver):
+class LibvirtDriver(resize.LibvirtResize, migration.LibvirtLiveMigration):
     """Runs instances as libvirt domains on ``uri`` (``qemu:///system``)."""
 
     def __init__(
@@ -64,11 +70,14 @@ class LibvirtDriver(base.BaseLibvirtDriver):
         qemu_binary: str = "qemu-system-x86_64",
         qemu_img: str = disk.QEMU_IMG,
         probe_timeout: float = probe.DEFAULT_TIMEOUT,
+        migration_uri: str | None = None,
     ) -> None:
         """Paths default to $KUBENOVA_INSTANCES_PATH and $KUBENOVA_IMAGE_CACHE_PATH, then to
         /var/lib/kubenova/{instances,_base}. ``virt_type`` "auto" probes at :meth:`init_host`
         whether KVM really runs guests here (see ``probe``: with ``qemu_binary`` when this
         process has it, else as a libvirt domain); "kvm" or "qemu" force a choice.
+        ``migration_uri`` (default $KUBENOVA_MIGRATION_URI) is how other hosts' agents reach
+        ``uri``; without one this host cannot be a migration's destination.
         """
         if virt_type not in VIRT_TYPES:
             raise ValueError(f"virt_type {virt_type!r} is not one of {sorted(VIRT_TYPES)}")
@@ -85,6 +94,7 @@ class LibvirtDriver(base.BaseLibvirtDriver):
         self._qemu_binary = qemu_binary
         self._qemu_img = qemu_img
         self._probe_timeout = probe_timeout
+        self.migration_uri = migration_uri or os.environ.get("KUBENOVA_MIGRATION_URI") or None
 
     # -- the contract ----------------------------------------------------------------------
 
@@ -95,6 +105,7 @@ class LibvirtDriver(base.BaseLibvirtDriver):
         self.image_cache.ensure_directory()
         for path in (self.instances_path, self.image_cache.path):
             _warn_unless_traversable(path)
+        self._publish_instances_path()
         how = "probed" if self.requested_virt_type == "auto" else "as configured"
         LOG.info("guests will run with virt type %s (%s)", self.virt_type, how)
         if not self._connection.network_is_active(self.network):
@@ -129,7 +140,35 @@ class LibvirtDriver(base.BaseLibvirtDriver):
             virt_type=self.virt_type,
             libvirt_version=self._connection.library_version(),
             qemu_version=self._connection.hypervisor_version(),
+            migration_uri=self.migration_uri,
         )
+
+    def snapshot(self, instance_uuid: str, target: str) -> None:
+        # The steps, and why they are consistent, are in virt/libvirt/snapshot.py.
+        destination = pathlib.Path(target)
+        if destination.exists():
+            raise exceptions.SnapshotFailed(f"{target} exists already")
+        copy = self._instance_dir(instance_uuid) / f"disk.snapshot-{secrets.token_hex(4)}"
+        try:
+            with self._changing(instance_uuid) as domain:
+                if domain.state() == LibvirtDomainState.CRASHED:
+                    raise exceptions.InstanceInvalidState(instance_uuid, "snapshot", "crashed")
+                disk_snapshot.copy_overlay(
+                    domain,
+                    pathlib.Path(self._files(instance_uuid).disk),
+                    copy,
+                    pause_marker=self._instance_dir(instance_uuid) / "snapshot.paused",
+                )
+            disk_snapshot.flatten(copy, destination, qemu_img=self._qemu_img)
+        except OSError as exc:
+            destination.unlink(missing_ok=True)
+            raise exceptions.SnapshotFailed(f"cannot copy the root disk: {exc}") from exc
+        except BaseException:
+            destination.unlink(missing_ok=True)
+            raise
+        finally:
+            copy.unlink(missing_ok=True)
+        LOG.info("instance %s: root disk written to %s", instance_uuid, target)
 
     # -- hooks -----------------------------------------------------------------------------
 
@@ -219,12 +258,12 @@ class LibvirtDriver(base.BaseLibvirtDriver):
         os.chmod(files.config_drive, 0o600)
 
     def _remove_files(self, instance_uuid: str) -> None:
-        directory = self._instance_dir(instance_uuid)
-        try:
-            shutil.rmtree(directory)
-        except FileNotFoundError:
-            return
-        LOG.info("instance %s: removed %s", instance_uuid, directory)
+        for directory in (self._instance_dir(instance_uuid), self._resize_dir(instance_uuid)):
+            try:
+                shutil.rmtree(directory)
+            except FileNotFoundError:
+                continue
+            LOG.info("instance %s: removed %s", instance_uuid, directory)
 
     def _console_log(self, instance_uuid: str) -> str | None:
         path = self._instance_dir(instance_uuid) / "console.log"

@@ -1,0 +1,119 @@
+"""``kubectl nova migrate NAME [--host HOST]``: create an InstanceMigration that moves the
+instance NAME (cold) to HOST or to the host the scheduler picks, and wait until it has
+Succeeded or Failed. Exit codes: 0 Succeeded, 1 Failed (the reason on stderr) or timed out.
+
+The InstanceMigration is owned by the Instance (collected with it) and named
+``NAME-migration-<time>``, so every move has an object of its own, as KubeVirt's do.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import sys
+from collections.abc import Iterator
+from typing import Any, TextIO
+
+from kubenova.cli import kube, request_object
+from kubenova.k8s.resources import API_VERSION, GROUP
+
+PLURAL = "instancemigrations"
+RESOURCE = f"instancemigration.{GROUP}"
+#: A cold migration copies a whole disk between hosts.
+DEFAULT_TIMEOUT = "30m"
+
+
+def migration_body(
+    instance: str, instance_uid: str, host: str | None, now: datetime.datetime
+) -> dict[str, Any]:
+    """The InstanceMigration that moves ``instance`` (to ``host``, if given)."""
+    spec: dict[str, Any] = {"instance": instance, "type": "Cold"}
+    if host:
+        spec["targetHost"] = host
+    suffix = now.astimezone(datetime.UTC).strftime("%Y%m%d%H%M%S")
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "InstanceMigration",
+        "metadata": {
+            "name": f"{instance[:200]}-migration-{suffix}",
+            "ownerReferences": [
+                {"apiVersion": API_VERSION, "kind": "Instance", "name": instance,
+                 "uid": instance_uid}
+            ],
+        },
+        "spec": spec,
+    }  # fmt: skip
+
+
+def _get(cluster: kube.Cluster, name: str) -> dict[str, Any]:
+    return request_object.get(cluster, PLURAL, name)
+
+
+def _watch(
+    cluster: kube.Cluster, name: str, resource_version: str, timeout_seconds: int
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    return request_object.watch(cluster, PLURAL, name, resource_version, timeout_seconds)
+
+
+def run_migrate(
+    cluster: kube.Cluster,
+    options: argparse.Namespace,
+    out: TextIO | None = None,
+    err: TextIO | None = None,
+) -> int:
+    out = out or sys.stdout
+    err = err or sys.stderr
+    instance = kube.get_instance(cluster, options.name)
+    body = migration_body(
+        options.name,
+        instance["metadata"]["uid"],
+        options.host,
+        datetime.datetime.now(datetime.UTC),
+    )
+    created = request_object.create(cluster, PLURAL, body)
+    name = created["metadata"]["name"]
+    if options.no_wait:
+        print(f"{RESOURCE}/{name} created", file=out)
+        return 0
+    ended = request_object.wait_for(
+        cluster, created, resource=RESOURCE, get_object=_get, watch_object=_watch,
+        timeout=options.timeout, out=out,
+    )  # fmt: skip
+    status = ended.get("status") or {}
+    if request_object.outcome(ended) == request_object.SUCCEEDED:
+        print(
+            f"{RESOURCE}/{name} succeeded: instance {options.name} moved from "
+            f"{status.get('sourceHost')} to {status.get('targetHost')}",
+            file=out,
+        )
+        return 0
+    condition = request_object.ready_condition(ended)
+    reason = condition.get("reason")
+    message = status.get("message") or condition.get("message") or "the operator gave no reason"
+    print(
+        f"error: migration of instance {options.name} failed"
+        + (f" ({reason})" if reason and reason != "Failed" else "")
+        + f": {message}",
+        file=err,
+    )
+    return 1
+
+
+def register(
+    verbs: argparse._SubParsersAction[argparse.ArgumentParser],
+    common: list[argparse.ArgumentParser],
+) -> None:
+    parser = verbs.add_parser(
+        "migrate",
+        parents=common,
+        help="move an instance to another host",
+        description=(
+            "Move instance NAME to another host (an InstanceMigration, cold: the guest is shut "
+            "down, its disk copied, started on the target). The target is HOST, or the host "
+            "the scheduler picks. Waits until it has moved, or says why not."
+        ),
+    )
+    parser.add_argument("name", metavar="NAME", help="the Instance's name")
+    parser.add_argument("--host", metavar="HOST", help="the host to move it to")
+    request_object.add_wait_options(parser, DEFAULT_TIMEOUT, "the move")
+    parser.set_defaults(run=run_migrate)

@@ -1,0 +1,199 @@
+"""InstanceMigrations through the conductor (Nova's migrate): a request object that moves an
+instance to another host, cold, down the resize's road with the same flavor
+(:mod:`kubenova.conductor.resize`), confirmed at once.
+
+The object's status is a projection of its migration record, written at each step, with
+KubeVirt's phases: Scheduling while a target is chosen and claimed, Scheduled, Running while
+the guest moves, then Succeeded or Failed. Deleting an unfinished object asks for the move to
+be undone: before the guest has moved, the copy is removed and the guest started again on its
+source; after that, the move completes (there is nothing left to undo cheaply).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import Any, Protocol
+
+from kubenova.compute import operations
+from kubenova.conductor.action_history import ActionHistory, ActionView
+from kubenova.conductor.instance_status import condition, merge_conditions, timestamp
+from kubenova.conductor.resize import MoveRefused, Resizes
+from kubenova.db import api as db_api
+from kubenova.db import engine as db_engine
+from kubenova.db import models, moves
+
+LOG = logging.getLogger(__name__)
+
+#: A migration's status -> the InstanceMigration's phase.
+_PHASES = {
+    moves.PRE_MIGRATING: "Scheduled",
+    moves.MIGRATING: "Running",
+    moves.POST_MIGRATING: "Running",
+    moves.CONFIRMING: "Running",
+    moves.REVERTING: "Running",
+    moves.CONFIRMED: "Succeeded",
+    moves.REVERTED: "Failed",
+    moves.ERROR: "Failed",
+    "cancelled": "Failed",
+}
+
+
+class MigrationObjects(Protocol):
+    """What the migration road asks of the apiserver (``k8s.migrations``)."""
+
+    def get_instance(self, namespace: str, name: str) -> dict[str, Any] | None: ...
+
+    def patch_migration_status(self, namespace: str, name: str, status: dict[str, Any]) -> bool: ...
+
+
+@dataclasses.dataclass(frozen=True)
+class MigrationRequest:
+    """One InstanceMigration object, as the handler sees it."""
+
+    namespace: str
+    name: str
+    uid: str
+    generation: int
+    instance: str
+    target_host: str | None = None
+    status: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+def request_id_of(migration_uid: str) -> str:
+    """The request id of the move an InstanceMigration asks for."""
+    return f"req-{migration_uid}"
+
+
+class InstanceMigrations:
+    """Starts the moves InstanceMigrations ask for, projects their status, cancels them."""
+
+    def __init__(
+        self,
+        session_factory: db_engine.SessionFactory,
+        objects: MigrationObjects,
+        resizes: Resizes,
+        history: ActionHistory,
+        *,
+        service_down_time_s: int,
+    ) -> None:
+        self.session_factory = session_factory
+        self.objects = objects
+        self.resizes = resizes
+        self.history = history
+        self.service_down_time_s = service_down_time_s
+        resizes.on_migration_changed = self.project
+
+    def create(self, request: MigrationRequest) -> None:
+        """Start the move, or say in the object's status why it is refused."""
+        instance = self.objects.get_instance(request.namespace, request.instance)
+        if instance is None:
+            self._failed(
+                request,
+                "InstanceNotFound",
+                f"spec.instance: Instance {request.instance!r} does not exist "
+                f"in namespace {request.namespace!r}",
+            )
+            return
+        uuid = instance["metadata"]["uid"]
+        request_id = request_id_of(request.uid)
+        refusal: str | None = None
+        with db_engine.transaction(self.session_factory) as session:
+            if moves.migration_of_object(session, request.uid) is not None:
+                return  # started already (a handler run again)
+            record = db_api.instance_lock(session, uuid)
+            if record is None:
+                refusal = f"instance {request.instance} is not built yet"
+            else:
+                refusal = operations.MIGRATE.refusal(record.vm_state, record.task_state)
+                if refusal is None and not db_api.host_is_up(
+                    session, record.host or "", self.service_down_time_s
+                ):
+                    refusal = f"cannot migrate: its host {record.host} is down"
+                if refusal is None and request.target_host == record.host:
+                    refusal = f"spec.targetHost: the instance already runs on {record.host}"
+            if refusal is None:
+                assert record is not None
+                db_api.instance_set(session, record, task_state=operations.MIGRATE.task_state)
+                action = db_api.action_start(
+                    session, uuid, operations.MIGRATE.name, request_id, instance=record
+                )
+                view = ActionView.from_rows(record, action, [])
+        if refusal is not None:
+            self._failed(request, "InvalidState", refusal)
+            return
+        assert record is not None
+        self.history.record(view)
+        self._write(request.namespace, request.name, {
+            "phase": "Scheduling", "sourceHost": record.host,
+            "startTimestamp": timestamp(models.utcnow()),
+            "observedGeneration": request.generation,
+        })  # fmt: skip
+        try:
+            self.resizes.start(
+                record,
+                record.flavor,
+                dict(instance.get("spec") or {}),
+                request_id,
+                migration_type=moves.COLD,
+                target_host=request.target_host,
+                object_ref=(request.name, request.uid),
+            )
+        except MoveRefused as refused:
+            self._failed(request, "NoValidHost", str(refused))
+
+    def cancel(self, migration_uid: str) -> bool:
+        """The object is being deleted: undo the move if the guest has not moved yet; whether
+        it will be undone."""
+        with db_engine.transaction(self.session_factory) as session:
+            migration = moves.migration_of_object(session, migration_uid)
+            if migration is None or migration.status not in (moves.PRE_MIGRATING, moves.MIGRATING):
+                return False
+            migration.cancel_requested = True
+        LOG.info("migration %s: cancelled; the instance stays on its source", migration_uid)
+        return True
+
+    def project(self, migration_uuid: str) -> None:
+        """Write the status of the InstanceMigration behind ``migration_uuid``, if any."""
+        with db_engine.transaction(self.session_factory) as session:
+            migration = moves.migration_get(session, migration_uuid)
+            if migration is None or migration.object_name is None:
+                return
+            record = db_api.instance_get(session, migration.instance_uuid, read_deleted=True)
+            if record is None:
+                return
+            namespace, name = record.namespace, migration.object_name
+            phase = _PHASES.get(migration.status, "Running")
+            status: dict[str, Any] = {
+                "phase": phase,
+                "migration": migration.uuid,
+                "sourceHost": migration.source_compute,
+                "targetHost": migration.dest_compute,
+                "message": migration.message,
+            }
+            if phase in ("Succeeded", "Failed"):
+                status["endTimestamp"] = timestamp(migration.updated_at or models.utcnow())
+        done = phase in ("Succeeded", "Failed")
+        status["conditions"] = merge_conditions(
+            None,
+            [condition("Ready", done, phase, migration.message or phase.lower(), None, 1)],
+        )
+        self._write(namespace, name, status)
+
+    def _failed(self, request: MigrationRequest, reason: str, message: str) -> None:
+        LOG.warning("instancemigration %s/%s: %s", request.namespace, request.name, message)
+        self._write(request.namespace, request.name, {
+            "phase": "Failed", "message": message,
+            "endTimestamp": timestamp(models.utcnow()),
+            "observedGeneration": request.generation,
+            "conditions": merge_conditions(
+                request.status.get("conditions"),
+                [condition("Ready", False, reason, message, None, request.generation)],
+            ),
+        })  # fmt: skip
+
+    def _write(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+        try:
+            self.objects.patch_migration_status(namespace, name, status)
+        except Exception:
+            LOG.exception("could not write the status of instancemigration %s/%s", namespace, name)

@@ -1,0 +1,1 @@
+"""The image server: where hosts fetch images from and upload snapshots to."""
