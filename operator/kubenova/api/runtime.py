@@ -128,6 +128,7 @@ class Runtime:
         self.periodic.start()
         self.conductor.projector.start()
         self.conductor.history.start()
+        self.conductor.creates.start()
 
     def stop(self) -> None:
         self.periodic.stop()
@@ -136,4 +137,5 @@ class Runtime:
             self._thread.join(timeout=10)
         self.conductor.projector.stop()
         self.conductor.history.stop()
+        self.conductor.creates.stop()
         self.publisher.close()

@@ -13,6 +13,7 @@ from kubenova.compute import states
 from kubenova.conductor import faults
 from kubenova.conductor.action_history import ActionHistory, ActionView
 from kubenova.conductor.compute_tasks import ComputeTaskManager
+from kubenova.conductor.create_finisher import CreateFinisher
 from kubenova.conductor.instance_operations import InstanceOperations
 from kubenova.conductor.projector import InstanceProjector
 from kubenova.config import OperatorSettings
@@ -40,6 +41,7 @@ class InstanceReports:
         tasks: ComputeTaskManager,
         operations: InstanceOperations,
         history: ActionHistory,
+        creates: CreateFinisher,
     ) -> None:
         self.settings = settings
         self.session_factory = session_factory
@@ -48,6 +50,7 @@ class InstanceReports:
         self.tasks = tasks
         self.operations = operations
         self.history = history
+        self.creates = creates
 
     def instance_update(self, update: payloads.InstanceUpdate) -> None:
         """Record the host's view of one instance and project it into status.
@@ -121,10 +124,17 @@ class InstanceReports:
     def _finish_create(
         self, session: Any, record: models.Instance, update: payloads.InstanceUpdate
     ) -> ActionView | None:
-        """The build succeeded: its event, and the end of the create action (two statements,
-        no read: every create ends here)."""
+        """The build succeeded: the end of the create action, with its build event. A first
+        try ends with the next batch (``creates``: no statement here, as every create ends
+        the same way); a rescheduled create ends now, with its object showing every host's
+        event."""
         request_id = record.request_id
         if request_id is None:
+            return None
+        if (record.attempts or 1) <= 1:
+            # Its object is not written either: the Instance's status says all it would
+            # (request id, host, launch time), and `kubectl nova events` shows it from there.
+            self.creates.add(record.uuid)
             return None
         finished = update.launched_at or models.utcnow()
         if not db_api.action_finish_with_event(
@@ -139,17 +149,11 @@ class InstanceReports:
         ):
             LOG.info("instance %s: no create action of %s to finish", record.uuid, request_id)
             return None
-        if (record.attempts or 1) > 1:
-            # A rescheduled create also has its failures: its object shows them all.
-            action = db_api.action_get(session, record.uuid, request_id)
-            if action is not None:
-                events = db_api.action_events(session, action.id)
-                return ActionView.from_rows(record, action, events, result="Success")
-        # A create that succeeded at its first try gets no object: the Instance's status
-        # says all it would (request id, host, launch time), and `kubectl nova events` shows
-        # it from there. An object per create would cost a burst one more apiserver write,
-        # and its garbage collection one more delete, per instance.
-        return None
+        action = db_api.action_get(session, record.uuid, request_id)
+        if action is None:
+            return None
+        events = db_api.action_events(session, action.id)
+        return ActionView.from_rows(record, action, events, result="Success")
 
     def _record_build_event(
         self, session: Any, record: models.Instance, failure: payloads.InstanceBuildFailed

@@ -10,6 +10,7 @@ from kubenova.conductor import audit
 from kubenova.conductor.action_history import ActionHistory
 from kubenova.conductor.api import ConductorAPI
 from kubenova.conductor.compute_tasks import ComputeTaskManager
+from kubenova.conductor.create_finisher import CreateFinisher
 from kubenova.conductor.hypervisors import Hypervisors
 from kubenova.conductor.instance_migrations import InstanceMigrations, MigrationObjects
 from kubenova.conductor.instance_operations import InstanceOperations
@@ -41,6 +42,8 @@ class Conductor:
 
     projector: InstanceProjector
     history: ActionHistory
+    #: Ends first-try create actions in batches (started and stopped with the history).
+    creates: CreateFinisher
     tasks: ComputeTaskManager
     operations: InstanceOperations
     resizes: Resizes
@@ -95,8 +98,9 @@ class Conductor:
         )
         stale = StaleOperations(operations)
         operations.on_finished = stale.forget
+        creates = CreateFinisher(session_factory)
         instances = InstanceReports(
-            settings, session_factory, compute, projector, tasks, operations, history
+            settings, session_factory, compute, projector, tasks, operations, history, creates
         )
         auditor = audit.HostAuditor(session_factory, kube, compute)
         hypervisors = Hypervisors(settings, session_factory, kube, projector, auditor)
@@ -114,6 +118,7 @@ class Conductor:
         return cls(
             projector=projector,
             history=history,
+            creates=creates,
             tasks=tasks,
             operations=operations,
             resizes=resizes,

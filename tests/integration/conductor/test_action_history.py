@@ -44,18 +44,46 @@ def test_a_launch_report_finishes_the_create_action_with_the_build_event(
         )
     )
 
+    # Ended with the next batch: nothing in the launch report's transaction.
     with db_engine.transaction(db_session_factory) as session:
         action = db_api.action_get(session, uuid, f"req-{uuid}")
         assert action is not None
-        assert action.finish_time is not None
+        assert action.finish_time is None
+    assert conductor.creates.flush() == 1
+    with db_engine.transaction(db_session_factory) as session:
+        action = db_api.action_get(session, uuid, f"req-{uuid}")
+        assert action is not None
+        assert action.finish_time == LAUNCHED
         events = db_api.action_events(session, action.id)
         assert [(e.event, e.result, e.host) for e in events] == [
             ("compute_build_and_run_instance", "Success", "h1")
         ]
         assert events[0].start_time == action.start_time
+        assert events[0].finish_time == LAUNCHED
+    # A batch is idempotent, and one over every instance ends nothing more.
+    conductor.creates.add(uuid)
+    assert conductor.creates.flush() == 0
+    assert conductor.creates.finish_left_over() == 0
     # A create that succeeded at its first try is shown from the Instance: no object.
     conductor.history.flush()
     assert kube.instance_actions == {}
+
+
+def test_create_actions_an_operator_left_unfinished_are_ended_at_start_up(
+    db_session_factory: db_engine.SessionFactory, kube: RecordingKube, conductor: Conductor
+) -> None:
+    conductor.hypervisors.compute_node_report(node_report("h1"), "1.3")
+    launched, building = _building(db_session_factory, kube), _building(db_session_factory, kube)
+    with db_engine.transaction(db_session_factory) as session:
+        db_api.instance_update(session, launched, launched_at=LAUNCHED)
+
+    assert conductor.creates.finish_left_over() == 1
+
+    with db_engine.transaction(db_session_factory) as session:
+        done = db_api.action_get(session, launched, f"req-{launched}")
+        still = db_api.action_get(session, building, f"req-{building}")
+        assert done is not None and still is not None
+        assert (done.finish_time, still.finish_time) == (LAUNCHED, None)
 
 
 def test_a_create_that_succeeded_after_a_reschedule_keeps_its_object_with_both_hosts(
