@@ -8,7 +8,7 @@ import libvirt
 import pytest
 
 from tests.e2e.conftest import apply, flavor_manifest, get, status_of, wait_for
-from tests.e2e.test_power_operations import FLAVOR, _boot, _boots, _ok, nova
+from tests.e2e.test_power_operations import FLAVOR, _actions, _boot, _boots, _ok, nova
 
 pytestmark = pytest.mark.e2e
 
@@ -62,6 +62,21 @@ def test_a_guest_is_resized_where_it_is_confirmed_and_a_second_resize_reverted(
         BIG,
     )
     assert _domain_size(uuid) == (2, 192)
+
+    # The history: each operation an InstanceAction that ended in Success.
+    wait_for(
+        "the history of the resizes",
+        lambda: (
+            [(a["action"], a["result"]) for a in _actions(namespace, "grow")]
+            == [
+                ("resize", "Success"),
+                ("confirmResize", "Success"),
+                ("resize", "Success"),
+                ("revertResize", "Success"),
+            ]
+        ),
+        timeout=60,
+    )
 
     # A flavor with less disk than the instance has is refused, and nothing changes.
     refused = nova(stack, "resize", "grow", FLAVOR, "-n", namespace)

@@ -118,7 +118,7 @@ def test_a_snapshot_of_an_instance_that_is_not_built_is_refused(
     namespace: str, stack: dict[str, str], image_name: str
 ) -> None:
     # No host has room for it: it stays Pending, never built.
-    apply(flavor_manifest("e2e-snapshot-huge", 4096, 128, 1))
+    apply(flavor_manifest("e2e-snapshot-huge", 1, 4194304, 1))
     apply(instance_manifest("nowhere", namespace, "e2e-snapshot-huge"))
     wait_for(
         "nowhere to be Pending",

@@ -23,7 +23,6 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from kubenova.conductor.instance_status import timestamp
 from kubenova.db import models
 from kubenova.k8s import resources
 from kubenova.k8s.client import KubeClient
@@ -105,10 +104,11 @@ class ActionView:
 
     @property
     def object_name(self) -> str:
-        """``<instance>-<action>-<10 hex digits of the request id>``: one object per action,
-        the same name however often it is written."""
+        """``<instance>-<action, lower case>-<10 hex digits of the request id>``: one object
+        per action, the same name however often it is written."""
         digest = hashlib.sha256(self.request_id.encode()).hexdigest()[:10]
-        return f"{self.instance_name[:_NAME_PREFIX_MAX]}-{self.action}-{digest}"
+        # Object names are lower case; Nova's action names are not (createImage).
+        return f"{self.instance_name[:_NAME_PREFIX_MAX]}-{self.action.lower()}-{digest}"
 
     def body(self) -> dict[str, Any]:
         """The InstanceAction object."""
@@ -142,6 +142,12 @@ class ActionView:
         if self.message:
             body["message"] = self.message
         return body
+
+
+def timestamp(value: datetime.datetime) -> str:
+    """RFC 3339 UTC with microseconds: actions a moment apart keep their order (a status's
+    whole seconds would tie an unpause and the suspend that followed it)."""
+    return value.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _event_body(event: EventView) -> dict[str, Any]:

@@ -88,3 +88,15 @@ def test_a_view_in_progress_never_replaces_the_end_of_its_action() -> None:
     history.record(_view("InProgress"))
     history.flush()
     assert [body["result"] for body in kube.written] == ["Success"]
+
+
+def test_an_actions_object_name_is_lower_case_as_kubernetes_wants_it() -> None:
+    view = ActionView(
+        instance_uuid="u" * 36, namespace="ns", instance_name="web-1", action="createImage",
+        request_id="req-1", start_time=None, finish_time=None, result="InProgress", message=None,
+    )  # fmt: skip
+
+    name = view.object_name
+
+    assert name.startswith("web-1-createimage-")
+    assert name == name.lower()
