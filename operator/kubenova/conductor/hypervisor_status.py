@@ -36,6 +36,7 @@ class Inventory(NamedTuple):
     virt_type: str
     cpu_arch: str
     running_vms: int
+    migration_uri: str | None = None
 
 
 def inventory(report: payloads.ComputeNodeReport) -> Inventory:
@@ -49,6 +50,7 @@ def inventory(report: payloads.ComputeNodeReport) -> Inventory:
         report.virt_type,
         report.cpu_arch,
         len(report.instance_uuids),
+        report.migration_uri,
     )
 
 

@@ -18,6 +18,9 @@ from kubenova.db import models, moves
 from kubenova.k8s.client import KubeClient
 from kubenova.scheduler.manager import SchedulerManager
 
+#: Why a host was passed over: its agent gives no migration URI, so no disk can reach it.
+NO_MIGRATION_URI = "no migration URI"
+
 
 @dataclasses.dataclass(frozen=True)
 class Resize:
@@ -76,6 +79,8 @@ def claim_destination(
     power_on = record.vm_state == states.ACTIVE
 
     def claim(_spec: Any, host: str) -> db_api.ClaimResult:
+        if host != record.host and not _takes_moves(session_factory, host):
+            return db_api.ClaimResult(NO_MIGRATION_URI)
         return moves.claim_move(
             session_factory,
             moves.MoveRequest(
@@ -99,3 +104,10 @@ def claim_destination(
         )
 
     return scheduler.schedule(wanted, claim)
+
+
+def _takes_moves(session_factory: db_engine.SessionFactory, host: str) -> bool:
+    """Whether another host's agent can reach ``host``'s hypervisor (its migration URI)."""
+    with db_engine.transaction(session_factory) as session:
+        node = db_api.compute_node_get(session, host)
+        return node is not None and bool(node.migration_uri)

@@ -82,7 +82,8 @@ def test_create_actions_an_operator_left_unfinished_are_ended_at_start_up(
     with db_engine.transaction(db_session_factory) as session:
         done = db_api.action_get(session, launched, f"req-{launched}")
         still = db_api.action_get(session, building, f"req-{building}")
-        assert done is not None and still is not None
+        assert done is not None
+        assert still is not None
         assert (done.finish_time, still.finish_time) == (LAUNCHED, None)
 
 

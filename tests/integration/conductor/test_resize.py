@@ -385,3 +385,24 @@ def test_a_step_never_answered_is_cast_again_and_an_unclaimed_resize_ended(
     record = _record(db_session_factory, other)
     assert (record.task_state, record.sync_reason) == (None, "OperationFailed")
     assert "ask for it again" in (record.sync_message or "")
+
+
+def test_a_host_no_disk_can_reach_is_passed_over(
+    db_session_factory: db_engine.SessionFactory,
+    kube: RecordingKube,
+    caster: RecordingCaster,
+    conductor: Conductor,
+    uuid: str,
+) -> None:
+    _only_on_h2(conductor, db_session_factory, kube, uuid)
+    # h2's agent gives no migration URI (an older agent, or one not configured for moves).
+    conductor.hypervisors.compute_node_report(node_report("h2", migration_uri=None), "1.4")
+    caster.casts.clear()
+
+    conductor.api.apply_spec(_change(uuid, 2, SMALL))
+
+    record = _record(db_session_factory, uuid)
+    assert (record.host, record.task_state, record.sync_reason) == ("h1", None, "OperationFailed")
+    assert "no migration URI" in (record.sync_message or "")
+    assert caster.casts == []
+    assert _used(db_session_factory) == {"h1": (1, 512, 1), "h2": (0, 0, 0)}
