@@ -55,10 +55,14 @@ fi
 
 # The chart's libvirt pod (values-local.yaml keeps the chart's default, libvirt.mode=container)
 # takes the node's /run/libvirt: the host's libvirtd must stop first. Running guests go on, and
-# the pod's libvirtd takes them over.
+# the pod's libvirtd takes them over. The second host's libvirtd (hack/services.sh libvirt2-up,
+# for live migration tests) stops too: the pod refuses to start beside any libvirtd.
 case " $* " in
 *libvirt.mode=host*) ;;
-*) "$KUBENOVA_ROOT/hack/services.sh" libvirt-down ;;
+*)
+	"$KUBENOVA_ROOT/hack/services.sh" libvirt-down
+	"$KUBENOVA_ROOT/hack/services.sh" libvirt2-down
+	;;
 esac
 
 # Helm 4 applies server-side; --force-conflicts lets it own the fields kubectl wrote (above).
