@@ -130,33 +130,7 @@ class KubeClient:
         self, obj: dict[str, Any], *, reason: str, message: str, type_: str = "Warning"
     ) -> None:
         """Record a core/v1 Event about ``obj`` (shown by ``kubectl describe``)."""
-        meta = obj["metadata"]
-        namespace = meta.get("namespace") or "default"
-        now = datetime.datetime.now(datetime.UTC)
-        event = k8s_client.CoreV1Event(
-            metadata=k8s_client.V1ObjectMeta(generate_name=f"{meta['name']}."),
-            involved_object=k8s_client.V1ObjectReference(
-                api_version=obj.get("apiVersion"),
-                kind=obj.get("kind"),
-                name=meta["name"],
-                namespace=meta.get("namespace"),
-                uid=meta.get("uid"),
-            ),
-            reason=reason,
-            message=message[:1024],
-            type=type_,
-            first_timestamp=now,
-            last_timestamp=now,
-            count=1,
-            source=k8s_client.V1EventSource(component="kubenova-operator"),
-            reporting_component="kubenova-operator",
-            reporting_instance="kubenova-operator",
-        )
-        try:
-            self._core.create_namespaced_event(namespace, event)
-        except k8s_exceptions.ApiException as exc:
-            # An Event is a courtesy: never fail the work because it could not be posted.
-            LOG.warning("could not post event %s on %s: %s", reason, meta["name"], exc.reason)
+        create_event(self._core, obj, reason=reason, message=message, type_=type_)
 
     def apply_instance_action(self, namespace: str, body: dict[str, Any]) -> bool:
         """Create the InstanceAction ``body``, or merge it into the one of that name; False
@@ -244,3 +218,40 @@ class KubeClient:
         )
         items: list[dict[str, Any]] = result.get("items", [])
         return items
+
+
+def create_event(
+    core: k8s_client.CoreV1Api,
+    obj: dict[str, Any],
+    *,
+    reason: str,
+    message: str,
+    type_: str = "Warning",
+) -> None:
+    """Record a core/v1 Event about ``obj`` with ``core``; never fails the work."""
+    meta = obj["metadata"]
+    now = datetime.datetime.now(datetime.UTC)
+    event = k8s_client.CoreV1Event(
+        metadata=k8s_client.V1ObjectMeta(generate_name=f"{meta['name']}."),
+        involved_object=k8s_client.V1ObjectReference(
+            api_version=obj.get("apiVersion"),
+            kind=obj.get("kind"),
+            name=meta["name"],
+            namespace=meta.get("namespace"),
+            uid=meta.get("uid"),
+        ),
+        reason=reason,
+        message=message[:1024],
+        type=type_,
+        first_timestamp=now,
+        last_timestamp=now,
+        count=1,
+        source=k8s_client.V1EventSource(component="kubenova-operator"),
+        reporting_component="kubenova-operator",
+        reporting_instance="kubenova-operator",
+    )
+    try:
+        core.create_namespaced_event(meta.get("namespace") or "default", event)
+    except k8s_exceptions.ApiException as exc:
+        # An Event is a courtesy: never fail the work because it could not be posted.
+        LOG.warning("could not post event %s on %s: %s", reason, meta["name"], exc.reason)

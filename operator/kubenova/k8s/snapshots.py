@@ -6,14 +6,13 @@ be given a fake of exactly what it uses (see ``kubenova.conductor.snapshots.Snap
 
 from __future__ import annotations
 
-import datetime
 import logging
 from typing import Any, cast
 
 from kubernetes import client as k8s_client
 from kubernetes.client import exceptions as k8s_exceptions
 
-from kubenova.k8s import resources
+from kubenova.k8s import client, resources
 
 LOG = logging.getLogger(__name__)
 
@@ -87,33 +86,13 @@ class SnapshotObjectsClient:
         self, obj: dict[str, Any], *, reason: str, message: str, type_: str = "Warning"
     ) -> None:
         """Record a core/v1 Event about ``obj``; never fails the work."""
-        meta = obj["metadata"]
-        now = datetime.datetime.now(datetime.UTC)
-        event = k8s_client.CoreV1Event(
-            metadata=k8s_client.V1ObjectMeta(generate_name=f"{meta['name']}."),
-            involved_object=k8s_client.V1ObjectReference(
-                api_version=obj.get("apiVersion"),
-                kind=obj.get("kind"),
-                name=meta["name"],
-                namespace=meta.get("namespace"),
-                uid=meta.get("uid"),
-            ),
+        client.create_event(
+            k8s_client.CoreV1Api(self._custom.api_client),
+            obj,
             reason=reason,
-            message=message[:1024],
-            type=type_,
-            first_timestamp=now,
-            last_timestamp=now,
-            count=1,
-            source=k8s_client.V1EventSource(component="kubenova-operator"),
-            reporting_component="kubenova-operator",
-            reporting_instance="kubenova-operator",
+            message=message,
+            type_=type_,
         )
-        try:
-            k8s_client.CoreV1Api(self._custom.api_client).create_namespaced_event(
-                meta.get("namespace") or "default", event
-            )
-        except k8s_exceptions.ApiException as exc:
-            LOG.warning("could not post event %s on %s: %s", reason, meta["name"], exc.reason)
 
     @staticmethod
     def _missing_is_none(call: Any) -> dict[str, Any] | None:
