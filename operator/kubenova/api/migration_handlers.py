@@ -38,6 +38,7 @@ def request_of(body: kopf.Body | dict[str, Any]) -> MigrationRequest:
         generation=int(meta.get("generation") or 1),
         instance=str(spec["instance"]),
         target_host=spec.get("targetHost"),
+        type=str(spec.get("type") or "Cold"),
         status=dict(body.get("status") or {}),
     )
 

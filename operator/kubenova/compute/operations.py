@@ -95,6 +95,16 @@ REVERT_RESIZE = _operation("revertResize", {states.RESIZED}, states.RESIZE_REVER
 # A cold migration (an InstanceMigration): the resize's steps with the same flavor, to another
 # host, confirmed at once.
 MIGRATE = _operation("migrate", {states.ACTIVE, states.STOPPED}, states.RESIZE_PREP, states.ACTIVE)
+# A live migration (an InstanceMigration of type Live): the guest keeps running (or paused)
+# while it moves, in steps on both hosts (:mod:`kubenova.conductor.live_migration`).
+LIVE_MIGRATE = _operation(
+    "live-migration", {states.ACTIVE, states.PAUSED}, states.MIGRATING, None
+)
+# An evacuation (an InstanceMigration of type Evacuate): the instance of a host that is down,
+# rebuilt from its image on another (Nova allows it in these states).
+EVACUATE = _operation(
+    "evacuate", {states.ACTIVE, states.STOPPED, states.ERROR}, states.REBUILD_SPAWNING, None
+)
 #: The task states of a resize's steps, in order, and of its confirmation and revert.
 RESIZE_TASK_STATES = frozenset(
     {
@@ -121,6 +131,8 @@ IN_PROGRESS: dict[str, Operation] = {
     **dict.fromkeys(RESIZE_TASK_STATES, RESIZE),
     states.RESIZE_CONFIRMING: CONFIRM_RESIZE,
     states.RESIZE_REVERTING: REVERT_RESIZE,
+    states.MIGRATING: LIVE_MIGRATE,
+    states.REBUILD_SPAWNING: EVACUATE,
 }
 
 #: spec.powerState -> the vm_state it stands for.

@@ -37,6 +37,8 @@ RESIZE_MIGRATED = "resize_migrated"
 RESIZE_FINISH = "resize_finish"
 RESIZE_CONFIRMING = "resize_confirming"
 RESIZE_REVERTING = "resize_reverting"
+MIGRATING = "migrating"
+REBUILD_SPAWNING = "rebuild_spawning"
 
 # power_state
 RUNNING = "running"

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Mapping
 from typing import Any, Protocol
 
 from kubenova.compute import operations
@@ -39,6 +40,31 @@ _PHASES = {
 }
 
 
+COLD, LIVE, EVACUATE = "Cold", "Live", "Evacuate"
+#: ``spec.type`` -> the operation it is, and the migration record's type.
+_OPERATIONS = {
+    COLD: operations.MIGRATE, LIVE: operations.LIVE_MIGRATE, EVACUATE: operations.EVACUATE
+}  # fmt: skip
+_MIGRATION_TYPES = {COLD: moves.COLD, LIVE: moves.LIVE, EVACUATE: moves.EVACUATION}
+
+
+class MoveStarter(Protocol):
+    """Starts one type of move, as :meth:`Resizes.start` starts a cold one; raises
+    :class:`MoveRefused` when no host takes it (the operation then ended)."""
+
+    def __call__(
+        self,
+        record: models.Instance,
+        flavor: Mapping[str, Any],
+        spec: Mapping[str, Any],
+        request_id: str,
+        *,
+        migration_type: str,
+        target_host: str | None,
+        object_ref: tuple[str, str] | None,
+    ) -> str: ...
+
+
 class MigrationObjects(Protocol):
     """What the migration road asks of the apiserver (``k8s.migrations``)."""
 
@@ -57,6 +83,8 @@ class MigrationRequest:
     generation: int
     instance: str
     target_host: str | None = None
+    #: Cold, Live or Evacuate (the CRD's ``spec.type``).
+    type: str = "Cold"
     status: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
@@ -83,6 +111,8 @@ class InstanceMigrations:
         self.history = history
         self.service_down_time_s = service_down_time_s
         resizes.on_migration_changed = self.project
+        #: How a Live or an Evacuate move starts (registered by their conductors).
+        self.starters: dict[str, MoveStarter] = {}
 
     def create(self, request: MigrationRequest) -> None:
         """Start the move, or say in the object's status why it is refused."""
@@ -97,6 +127,7 @@ class InstanceMigrations:
             return
         uuid = instance["metadata"]["uid"]
         request_id = request_id_of(request.uid)
+        operation = _OPERATIONS[request.type]
         refusal: str | None = None
         with db_engine.transaction(self.session_factory) as session:
             if moves.migration_of_object(session, request.uid) is not None:
@@ -105,18 +136,14 @@ class InstanceMigrations:
             if record is None:
                 refusal = f"instance {request.instance} is not built yet"
             else:
-                refusal = operations.MIGRATE.refusal(record.vm_state, record.task_state)
-                if refusal is None and not db_api.host_is_up(
-                    session, record.host or "", self.service_down_time_s
-                ):
-                    refusal = f"cannot migrate: its host {record.host} is down"
-                if refusal is None and request.target_host == record.host:
-                    refusal = f"spec.targetHost: the instance already runs on {record.host}"
+                refusal = operation.refusal(
+                    record.vm_state, record.task_state
+                ) or self._host_refusal(session, request, record)
             if refusal is None:
                 assert record is not None
-                db_api.instance_set(session, record, task_state=operations.MIGRATE.task_state)
+                db_api.instance_set(session, record, task_state=operation.task_state)
                 action = db_api.action_start(
-                    session, uuid, operations.MIGRATE.name, request_id, instance=record
+                    session, uuid, operation.name, request_id, instance=record
                 )
                 view = ActionView.from_rows(record, action, [])
         if refusal is not None:
@@ -129,18 +156,36 @@ class InstanceMigrations:
             "startTimestamp": timestamp(models.utcnow()),
             "observedGeneration": request.generation,
         })  # fmt: skip
+        start = self.resizes.start if request.type == COLD else self.starters[request.type]
         try:
-            self.resizes.start(
+            start(
                 record,
                 record.flavor,
                 dict(instance.get("spec") or {}),
                 request_id,
-                migration_type=moves.COLD,
+                migration_type=_MIGRATION_TYPES[request.type],
                 target_host=request.target_host,
                 object_ref=(request.name, request.uid),
             )
         except MoveRefused as refused:
             self._failed(request, "NoValidHost", str(refused))
+
+    def _host_refusal(
+        self, session: Any, request: MigrationRequest, record: models.Instance
+    ) -> str | None:
+        """Why the instance's host (or the target asked for) rules the move out, if it does:
+        only an evacuation leaves a host that is down, and only it may."""
+        up = db_api.host_is_up(session, record.host or "", self.service_down_time_s)
+        if request.type == EVACUATE and up:
+            return (
+                f"cannot evacuate: its host {record.host} is up (only the instances of a host "
+                "that is down are evacuated; migrate this one)"
+            )
+        if request.type != EVACUATE and not up:
+            return f"cannot migrate: its host {record.host} is down (evacuate it instead)"
+        if request.target_host == record.host:
+            return f"spec.targetHost: the instance already runs on {record.host}"
+        return None
 
     def cancel(self, migration_uid: str) -> bool:
         """The object is being deleted: undo the move if the guest has not moved yet; whether
