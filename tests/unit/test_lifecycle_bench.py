@@ -1,7 +1,8 @@
-"""The lifecycle benchmark's own logic (hack/bench/lifecycle_bench.py): the medians and ratios
-it reports, its summary, when it calls an Instance's operation done, how it counts boots on a
-console, the order of the direct calls, and its arguments. The timings themselves need real
-guests: the benchmark is run by hand or by `make bench`."""
+"""The lifecycle benchmark's own logic (hack/bench/lifecycle_bench.py, lifecycle_figures.py
+and lifecycle_guests.py): the medians and ratios it reports, its summary, when it calls an
+Instance's operation done, how it counts boots on a console, the order of the direct calls,
+and its arguments. The timings themselves need real guests: the benchmark is run by hand or by
+`make bench`."""
 
 from __future__ import annotations
 
@@ -21,6 +22,8 @@ from tests.support.bench import BENCH_DIR
 if str(BENCH_DIR) not in sys.path:
     sys.path.append(str(BENCH_DIR))
 bench = importlib.import_module("lifecycle_bench")
+bench_figures = importlib.import_module("lifecycle_figures")
+bench_guests = importlib.import_module("lifecycle_guests")
 benchlib = importlib.import_module("benchlib")
 
 READY = b"kubenova-guest: ready\r\n"
@@ -41,12 +44,12 @@ def measured(scale: float = 1.0, **overrides: float | None) -> Any:
         "direct_reboot_ready_s": 9.5 * scale,
     }
     figures.update(overrides)
-    return bench.Round(**figures)
+    return bench_figures.Round(**figures)
 
 
 def test_each_figure_is_the_median_of_the_rounds_and_each_ratio_kubenova_over_direct():
-    result = bench.medians([measured(1.0), measured(3.0), measured(2.0)])
-    assert list(result) == list(bench.FIELDS)
+    result = bench_figures.medians([measured(1.0), measured(3.0), measured(2.0)])
+    assert list(result) == list(bench_figures.FIELDS)
     assert result["kubenova_stop_s"] == 2.4
     assert result["direct_stop_s"] == 2.0
     assert result["stop_ratio"] == 1.2
@@ -64,17 +67,17 @@ def test_the_ratio_compares_medians_not_rounds():
         measured(kubenova_stop_s=2.0, direct_stop_s=1.0),
         measured(kubenova_stop_s=1.5, direct_stop_s=1.5),
     ]
-    assert bench.medians(rounds)["stop_ratio"] == 1.0
+    assert bench_figures.medians(rounds)["stop_ratio"] == 1.0
 
 
 def test_the_median_of_an_even_number_of_rounds_is_the_mean_of_the_middle_two():
-    result = bench.medians([measured(1.0), measured(2.0)])
+    result = bench_figures.medians([measured(1.0), measured(2.0)])
     assert result["direct_start_ready_s"] == 11.25
     assert result["kubenova_stop_s"] == 1.8
 
 
 def test_figures_are_kept_to_the_millisecond_and_ratios_come_from_unrounded_medians():
-    result = bench.medians(
+    result = bench_figures.medians(
         [measured(kubenova_stop_s=1.00049, direct_stop_s=0.0004)]  # rounds to 0.0
     )
     assert result["kubenova_stop_s"] == 1.0
@@ -83,8 +86,10 @@ def test_figures_are_kept_to_the_millisecond_and_ratios_come_from_unrounded_medi
 
 
 def test_direct_only_leaves_the_kubenova_figures_and_the_ratios_null():
-    direct_only = bench.Round(direct_stop_s=1.0, direct_start_ready_s=7.0, direct_reboot_ready_s=9)
-    result = bench.medians([direct_only, direct_only])
+    direct_only = bench_figures.Round(
+        direct_stop_s=1.0, direct_start_ready_s=7.0, direct_reboot_ready_s=9
+    )
+    result = bench_figures.medians([direct_only, direct_only])
     assert result["direct_stop_s"] == 1.0
     assert result["direct_reboot_ready_s"] == 9.0
     for name in (
@@ -101,21 +106,23 @@ def test_direct_only_leaves_the_kubenova_figures_and_the_ratios_null():
 
 
 def test_a_direct_time_of_zero_gives_no_ratio():
-    assert bench.medians([measured(direct_stop_s=0.0)])["stop_ratio"] is None
+    assert bench_figures.medians([measured(direct_stop_s=0.0)])["stop_ratio"] is None
 
 
 def test_the_summary_shows_every_figure_and_a_dash_for_what_did_not_run():
-    line = bench.round_line(2, measured())
+    line = bench_figures.round_line(2, measured())
     assert line.startswith("round 2: stop kubenova 1.20s direct 1.00s;")
     assert "start kubenova Running 0.50s ready 8.00s direct ready 7.50s" in line
     assert "reboot kubenova ready 10.00s (Synced 9.00s) direct ready 9.50s" in line
-    direct_only = bench.round_line(1, bench.Round(direct_stop_s=1.0))
+    direct_only = bench_figures.round_line(1, bench_figures.Round(direct_stop_s=1.0))
     assert "stop kubenova - direct 1.00s" in direct_only
-    result = bench.medians([measured()])
-    summary = bench.summary_line(result, 1, "m1.nano", "qemu")
+    result = bench_figures.medians([measured()])
+    summary = bench_figures.summary_line(result, 1, "m1.nano", "qemu")
     assert summary.startswith("lifecycle benchmark (qemu, flavor m1.nano, medians of 1):")
     assert "stop kubenova 1.2s direct 1.0s x1.2" in summary
-    none = bench.summary_line(bench.medians([bench.Round()]), 1, "m1.nano", "kvm")
+    none = bench_figures.summary_line(
+        bench_figures.medians([bench_figures.Round()]), 1, "m1.nano", "kvm"
+    )
     assert "stop kubenova - direct - -" in none
 
 
@@ -153,8 +160,8 @@ def instance(
 
 
 def test_an_operation_is_done_when_synced_at_its_generation_with_no_task_in_the_phase_wanted():
-    assert bench.settled(instance(), 4, "Stopped")
-    assert bench.settled(instance(observed=5, synced_generation=5), 4, "Stopped")
+    assert bench_guests.settled(instance(), 4, "Stopped")
+    assert bench_guests.settled(instance(observed=5, synced_generation=5), 4, "Stopped")
 
 
 @pytest.mark.parametrize(
@@ -181,21 +188,21 @@ def test_an_operation_is_done_when_synced_at_its_generation_with_no_task_in_the_
     ],
 )
 def test_an_operation_under_way_is_not_done(obj):
-    assert not bench.settled(obj, 4, "Stopped")
+    assert not bench_guests.settled(obj, 4, "Stopped")
 
 
 def test_a_refused_or_failed_operation_ends_the_benchmark():
     with pytest.raises(bench.BenchError, match="generation 4 was not applied: Refused: why"):
-        bench.settled(instance(synced="False", reason="Refused"), 4, "Stopped")
+        bench_guests.settled(instance(synced="False", reason="Refused"), 4, "Stopped")
     # A verdict on an older generation is not this operation's.
-    assert not bench.settled(
+    assert not bench_guests.settled(
         instance(synced="False", reason="Refused", synced_generation=3), 4, "Stopped"
     )
 
 
 def test_an_instance_in_error_ends_the_benchmark():
     with pytest.raises(bench.BenchError, match="went to Error"):
-        bench.settled(instance(phase="Error", observed=3), 4, "Running")
+        bench_guests.settled(instance(phase="Error", observed=3), 4, "Running")
 
 
 class FakeWatch:
@@ -259,7 +266,7 @@ def test_the_watch_starts_at_the_patch_s_version_and_ends_at_the_settled_status(
         ],
     )
     started = time.monotonic()
-    done = bench.wait_settled(Custom(), "default", patched(), "Stopped", started + 5)
+    done = bench_guests.wait_settled(Custom(), "default", patched(), "Stopped", started + 5)
     assert started <= done <= time.monotonic()
     assert versions == ["100"]
 
@@ -275,14 +282,14 @@ def test_a_watch_that_ends_early_goes_on_from_the_last_version_seen(monkeypatch)
             [watched(instance(), "151")],
         ],
     )
-    bench.wait_settled(Custom(), "default", patched(), "Stopped", time.monotonic() + 5)
+    bench_guests.wait_settled(Custom(), "default", patched(), "Stopped", time.monotonic() + 5)
     assert versions == ["100", "101", "150"]
 
 
 def test_a_deleted_instance_ends_the_wait(monkeypatch):
     script_watch(monkeypatch, [[{"type": "DELETED", "object": instance(task="powering-off")}]])
     with pytest.raises(bench.BenchError, match="deleted"):
-        bench.wait_settled(Custom(), "default", patched(), "Stopped", time.monotonic() + 5)
+        bench_guests.wait_settled(Custom(), "default", patched(), "Stopped", time.monotonic() + 5)
 
 
 # -- boots counted on the console -----------------------------------------------------------
@@ -335,7 +342,7 @@ def test_a_ready_watch_reports_the_boot_it_saw_while_the_caller_did_something_el
     tmp_path: pathlib.Path,
 ):
     console = tmp_path / "console.log"
-    watch = bench.ReadyWatch(console, 0, time.monotonic() + 5)
+    watch = bench_guests.ReadyWatch(console, 0, time.monotonic() + 5)
     console.write_bytes(READY)
     written = time.monotonic()
     time.sleep(0.2)  # the API watch, meanwhile
@@ -384,7 +391,7 @@ def direct_ops(tmp_path: pathlib.Path) -> tuple[Any, ShutOffDomain]:
     console.write_bytes(READY)
     domain = ShutOffDomain(console)
     guest = benchlib.DirectGuest(domain, tmp_path, console)
-    return bench.DirectOps(guest, timeout=5), domain
+    return bench_guests.DirectOps(guest, timeout=5), domain
 
 
 def test_a_direct_stop_presses_the_button_and_polls_until_shut_off(tmp_path: pathlib.Path):
@@ -392,7 +399,7 @@ def test_a_direct_stop_presses_the_button_and_polls_until_shut_off(tmp_path: pat
     elapsed = ops.stop()
     assert domain.calls == ["shutdown", "state", "state", "state"]
     # Two polls found it running, each followed by a pause of STATE_POLL_S.
-    assert 2 * bench.STATE_POLL_S <= elapsed < 1
+    assert 2 * bench_guests.STATE_POLL_S <= elapsed < 1
 
 
 def test_a_direct_soft_reboot_is_shutdown_shut_off_then_create_until_the_next_boot(
@@ -495,6 +502,6 @@ def test_direct_only_needs_no_agent_but_a_domain_type():
 
 
 def test_medians_of_no_rounds_are_null():
-    result = bench.medians([])
+    result = bench_figures.medians([])
     assert all(value is None for value in result.values())
     assert math.isnan(benchlib.median([]))

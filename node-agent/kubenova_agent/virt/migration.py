@@ -47,7 +47,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from kubenova_agent.virt.driver import InstanceSpec
+    from kubenova_agent.virt.values import InstanceSpec
 
 
 @dataclasses.dataclass(frozen=True)

@@ -18,11 +18,11 @@ import dataclasses
 import datetime
 import hashlib
 import logging
-import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from kubenova.conductor import background
 from kubenova.db import models
 from kubenova.k8s import resources
 from kubenova.k8s.client import KubeClient
@@ -188,13 +188,11 @@ class ActionHistory:
             collections.OrderedDict()
         )
         self._last_arrival = 0.0
-        self._condition = threading.Condition()
-        self._thread: threading.Thread | None = None
-        self._stopping = False
+        self._worker = background.Worker("action-history", self._run)
 
     def record(self, view: ActionView) -> None:
         """Write ``view`` soon; a newer view of the same action replaces one not yet written."""
-        with self._condition:
+        with self._worker.condition:
             key = (view.namespace, view.object_name)
             now = self._clock()
             previous = self._pending.pop(key, None)
@@ -203,34 +201,24 @@ class ActionHistory:
                 view = previous[0]
             self._pending[key] = (view, previous[1] if previous else now)
             self._last_arrival = now
-            self._condition.notify()
+            self._worker.condition.notify()
 
     def start(self) -> None:
-        with self._condition:
-            if self._thread is not None:
-                return
-            self._stopping = False
-            self._thread = threading.Thread(target=self._run, name="action-history", daemon=True)
-            self._thread.start()
+        self._worker.start()
 
     def stop(self, timeout_s: float = 10.0) -> None:
         """Write what is queued (within ``timeout_s``), then stop."""
-        with self._condition:
-            thread, self._thread = self._thread, None
-            self._stopping = True
-            self._condition.notify()
-        if thread is not None:
-            thread.join(timeout_s)
+        self._worker.stop(timeout_s)
 
     def pending(self) -> int:
-        with self._condition:
+        with self._worker.condition:
             return len(self._pending)
 
     def flush(self) -> None:
         """Write everything queued on the calling thread (for a process that does not run
         the writer thread, and for tests)."""
         while True:
-            with self._condition:
+            with self._worker.condition:
                 if not self._pending:
                     return
                 _, (view, _) = self._pending.popitem(last=False)
@@ -247,9 +235,9 @@ class ActionHistory:
 
     def _run(self) -> None:
         while True:
-            with self._condition:
-                while not self._stopping and (not self._pending or self._due_in() > 0):
-                    self._condition.wait(self._due_in() if self._pending else None)
+            with self._worker.condition:
+                while not self._worker.stopping and (not self._pending or self._due_in() > 0):
+                    self._worker.condition.wait(self._due_in() if self._pending else None)
                 if not self._pending:
                     return
                 _, (view, _) = self._pending.popitem(last=False)

@@ -12,8 +12,8 @@ operator left unfinished.
 from __future__ import annotations
 
 import logging
-import threading
 
+from kubenova.conductor import background
 from kubenova.db import create_actions
 from kubenova.db import engine as db_engine
 
@@ -34,37 +34,25 @@ class CreateFinisher:
         self._interval_s = interval_s
         self._max_batch = max_batch
         self._pending: list[str] = []
-        self._condition = threading.Condition()
-        self._thread: threading.Thread | None = None
-        self._stopping = False
+        self._worker = background.Worker("create-actions", self._run)
 
     def add(self, instance_uuid: str) -> None:
         """End the create action of ``instance_uuid``, launched, with the next batch."""
-        with self._condition:
+        with self._worker.condition:
             self._pending.append(instance_uuid)
             if len(self._pending) >= self._max_batch:
-                self._condition.notify()
+                self._worker.condition.notify()
 
     def start(self) -> None:
-        with self._condition:
-            if self._thread is not None:
-                return
-            self._stopping = False
-            self._thread = threading.Thread(target=self._run, name="create-actions", daemon=True)
-            self._thread.start()
+        self._worker.start()
 
     def stop(self, timeout_s: float = 10.0) -> None:
         """End what is collected, then stop."""
-        with self._condition:
-            thread, self._thread = self._thread, None
-            self._stopping = True
-            self._condition.notify()
-        if thread is not None:
-            thread.join(timeout_s)
+        self._worker.stop(timeout_s)
 
     def flush(self) -> int:
         """End the collected batch now, on the calling thread; how many actions ended."""
-        with self._condition:
+        with self._worker.condition:
             batch, self._pending = self._pending, []
         if not batch:
             return 0
@@ -73,7 +61,7 @@ class CreateFinisher:
                 return create_actions.create_actions_finish(session, batch)
         except Exception:
             LOG.exception("could not end %d create actions; trying again", len(batch))
-            with self._condition:
+            with self._worker.condition:
                 self._pending[:0] = batch
             return 0
 
@@ -89,10 +77,10 @@ class CreateFinisher:
         except Exception:
             LOG.exception("could not end the create actions left unfinished")
         while True:
-            with self._condition:
-                if not self._stopping:
-                    self._condition.wait(self._interval_s)
-                stopping = self._stopping
+            with self._worker.condition:
+                if not self._worker.stopping:
+                    self._worker.condition.wait(self._interval_s)
+                stopping = self._worker.stopping
             self.flush()
             if stopping:
                 return
