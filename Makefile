@@ -43,13 +43,18 @@ format: venv ## apply ruff's fixes and formatting
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-.PHONY: bench
-bench: venv ## benchmarks on the running `make dev-up` stack: scheduler (1000 filling 100 hosts: 5 bursts, paced 10/s and 50/s), boot, lifecycle (stop, start, soft reboot)
+.PHONY: bench bench-migration
+bench: venv ## benchmarks on the running `make dev-up` stack: scheduler (1000 filling 100 hosts: 5 bursts, paced 10/s and 50/s), boot, lifecycle (stop, start, soft reboot), live migration
 	$(PY) hack/bench/scheduler_bench.py --mode burst --runs 5
 	$(PY) hack/bench/scheduler_bench.py --mode paced
 	$(PY) hack/bench/scheduler_bench.py --mode paced --interval 0.02
 	$(PY) hack/bench/boot_bench.py
 	$(PY) hack/bench/lifecycle_bench.py
+	$(MAKE) bench-migration
+
+bench-migration: venv ## live migration on the `make dev-up` stack, to a second libvirtd on this machine and back: through Kubenova against straight through libvirt
+	hack/services.sh libvirt2-up
+	$(PY) hack/bench/live_migration_bench.py
 
 .PHONY: bootstrap-test
 bootstrap-test: ## `make venv` as a new user meets it: in a freshly made Debian bookworm root (about 2 minutes)

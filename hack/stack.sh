@@ -13,7 +13,10 @@ case "${1:-}" in
     "$KUBENOVA_ROOT/hack/rabbitmq-agent-user.sh" "$HOST" >/dev/null
     proc_start operator "$KUBENOVA_ROOT/.venv/bin/kubenova-operator"
     # The agent gets no database settings, as in a cluster (env.sh exports them for the rest).
+    # Its migration URI is this host's libvirtd as a second host's agent reaches it
+    # (hack/services.sh libvirt2-up), so that instances can move here.
     proc_start "agent-$HOST" env -u KUBENOVA_DB_URL -u KUBENOVA_DB_PASSWORD \
+      KUBENOVA_MIGRATION_URI="${KUBENOVA_MIGRATION_URI:-${KUBENOVA_LIBVIRT_URI:-qemu:///system}}" \
       "$KUBENOVA_ROOT/.venv/bin/kubenova-agent" --host "$HOST" \
       --amqp-url-file "$KUBENOVA_STATE/agents/$HOST.amqp-url"
     ;;

@@ -26,7 +26,7 @@ from typing import Literal
 
 from kubenova.exception import PermanentFailure
 from kubenova.rpc import conductor_rpcapi, envelope, payloads
-from kubenova_agent import exceptions, lifecycle, operations, resizes, snapshots
+from kubenova_agent import exceptions, lifecycle, live_migrations, operations, resizes, snapshots
 from kubenova_agent.operations import vm_state
 from kubenova_agent.virt import driver as virt_driver
 from kubenova_agent.virt.power_state import PowerState
@@ -46,6 +46,10 @@ class _Tracked:
     request_id: str
     last_report: _Report | None = None
     launched_at: datetime.datetime | None = None
+
+
+#: Methods handled out of their instance's turn: the message they act on holds that turn.
+OUT_OF_TURN = frozenset({live_migrations.ABORT})
 
 
 class ComputeManager:
@@ -77,6 +81,7 @@ class ComputeManager:
         self.snapshots = snapshots.Snapshotter(
             host, driver, conductor, snapshots.SnapshotSettings.from_env()
         )
+        self.live_migrations = live_migrations.LiveMigrations(host, conductor)
 
     # -- message handling -------------------------------------------------------------
 
@@ -92,10 +97,17 @@ class ComputeManager:
         elif message.method == "terminate_instance":
             terminate = payloads.TerminateInstance.model_validate(message.args)
             self.terminate_instance(terminate.instance_uuid, message.request_id)
-        elif message.method in resizes.METHODS:
-            step = resizes.from_message(message.method, message.args)
+        elif message.method in resizes.METHODS or message.method in live_migrations.METHODS:
+            step = (
+                resizes.from_message(message.method, message.args)
+                if message.method in resizes.METHODS
+                else self.live_migrations.step(message.method, message.args, message.request_id)
+            )
             with self._working_on(step.instance_uuid):
                 resizes.run(step, self.host, self.driver, self.conductor, message.request_id)
+        elif message.method == live_migrations.ABORT:
+            # Out of the instance's turn (see OUT_OF_TURN): it returns at once.
+            self.live_migrations.abort(message.args)
         elif message.method == snapshots.METHOD:
             snapshot = payloads.SnapshotInstance.model_validate(message.args)
             # Busy while the copy is made: the guest's pause and resume are not reported.

@@ -1,5 +1,6 @@
 """The steps of a resize this host is asked for (contract 1.4): which driver call each message
-means, and the one ``migration_step_finished`` each ends with.
+means, and the one ``migration_step_finished`` each ends with (:func:`run`, which the steps of
+a live migration, :mod:`kubenova_agent.live_migrations`, end with too).
 
 ``resize_instance`` and ``finish_revert_resize`` / ``confirm_resize`` run on the source,
 ``finish_resize`` and ``revert_resize`` on the destination (:mod:`kubenova_agent.virt.migration`
@@ -21,7 +22,7 @@ from kubenova.rpc import conductor_rpcapi
 from kubenova.rpc import migration_payloads as mp
 from kubenova_agent import exceptions, operations
 from kubenova_agent.virt import driver as virt_driver
-from kubenova_agent.virt.migration import MigrationTarget
+from kubenova_agent.virt.migration import MigrationResult, MigrationTarget
 from kubenova_agent.virt.power_state import PowerState
 
 LOG = logging.getLogger(__name__)
@@ -40,7 +41,8 @@ class Step:
     name: mp.MigrationStep
     instance_uuid: str
     migration_uuid: str
-    run: Callable[[virt_driver.ComputeDriver], None]
+    #: The driver call; a live migration returns libvirt's figures for it.
+    run: Callable[[virt_driver.ComputeDriver], MigrationResult | None]
 
 
 def from_message(method: str, args: dict[str, object]) -> Step:
@@ -121,8 +123,9 @@ def run(
     started_at = datetime.datetime.now(datetime.UTC)
     result: Literal["Success", "Error"] = "Success"
     note: str | None = None
+    figures: MigrationResult | None = None
     try:
-        step.run(driver)
+        figures = step.run(driver)
     except (exceptions.AgentError, ValueError) as exc:
         result, note = "Error", str(exc)
         LOG.warning("instance %s: %s failed: %s", uuid, step.name, exc, extra=extra)
@@ -148,6 +151,8 @@ def run(
             vm_state=vm,
             power_state=power,
             addresses=tuple(addresses),
+            total_s=figures.total_s if figures is not None else None,
+            downtime_ms=figures.downtime_ms if figures is not None else None,
         ),
         request_id,
     )

@@ -43,6 +43,7 @@ class AgentService:
             self.manager.handle,
             declare_own_queue=True,
             workers=settings.workers,
+            out_of_turn=compute_manager.OUT_OF_TURN,
         )
         self._stop = threading.Event()
         self._periodic: threading.Thread | None = None

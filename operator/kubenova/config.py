@@ -137,6 +137,10 @@ class OperatorSettings:
     # Nova's allow_resize_to_same_host: a resize may stay on its host when the new flavor
     # fits there too (the scheduler weighs it with the others).
     allow_resize_to_same_host: bool = True
+    # A live migration whose data left to copy has not gone down for this long is aborted by
+    # its source (Nova's live_migration_progress_timeout, whose last default was 150 s): a
+    # guest dirtying memory faster than the link copies it never converges.
+    live_migration_progress_timeout_s: int = 150
     # Where Prometheus metrics are served; port 0 turns them off.
     metrics_port: int = 9090
     metrics_addr: str = "127.0.0.1"
@@ -166,6 +170,9 @@ class OperatorSettings:
                 "KUBENOVA_ALLOW_RESIZE_TO_SAME_HOST", "true", ("true", "false")
             )
             == "true",
+            live_migration_progress_timeout_s=int(
+                env_positive("KUBENOVA_LIVE_MIGRATION_PROGRESS_TIMEOUT", 150, int)
+            ),
             metrics_port=env_int("KUBENOVA_METRICS_PORT", 9090),
             metrics_addr=os.environ.get("KUBENOVA_METRICS_ADDR", "127.0.0.1"),
         )

@@ -20,6 +20,7 @@ from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
 
 from tests import localstack
+from tests.support import second_host
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 STATE = pathlib.Path(os.environ.get("KUBENOVA_STATE", ROOT / ".kubenova"))
@@ -154,8 +155,35 @@ class AgentProcess:
             _stop(self.process)
 
 
+class OperatorProcess:
+    """The operator the ``stack`` fixture runs, which a test may kill (SIGKILL, as a crash)
+    and start again."""
+
+    def __init__(self) -> None:
+        self.process: subprocess.Popen[bytes] | None = None
+        self.env: dict[str, str] = {}
+
+    def start(self, env: dict[str, str]) -> None:
+        self.env = dict(env)
+        self.process = _start("operator", [str(ROOT / ".venv/bin/kubenova-operator")], env)
+
+    def kill(self) -> None:
+        assert self.process is not None
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+
+    def restart(self) -> None:
+        self.start(self.env)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            _stop(self.process)
+
+
 #: The agent the ``stack`` fixture runs.
 AGENT = AgentProcess()
+#: The operator the ``stack`` fixture runs.
+OPERATOR = OperatorProcess()
 
 
 @pytest.fixture(scope="package")
@@ -174,6 +202,9 @@ def stack() -> Iterator[dict[str, str]]:
     # A stop or soft reboot the guest ignores becomes hard after this long (Nova's 60 s
     # would make the tests of such a guest wait a minute each).
     env["KUBENOVA_SHUTDOWN_TIMEOUT"] = "10"
+    # This host's libvirtd as the second host's agent reaches it (tests/support/second_host.py):
+    # without it, no live or cold migration could come back here.
+    env["KUBENOVA_MIGRATION_URI"] = second_host.FIRST_HOST_MIGRATION_URI
     # The plugin, as kubectl finds it: on the PATH.
     env["PATH"] = f"{ROOT / '.venv/bin'}{os.pathsep}{env.get('PATH', '')}"
     # Not the port of an operator that `make dev-up` may have running.
@@ -187,8 +218,9 @@ def stack() -> Iterator[dict[str, str]]:
         # For quick iterations against `make dev-up`'s operator and agent (not what CI does).
         yield env
         return
-    operator = _start("operator", [str(ROOT / ".venv/bin/kubenova-operator")], env)
-    env["KUBENOVA_E2E_OPERATOR_PID"] = str(operator.pid)  # for the benchmark's smoke test
+    OPERATOR.start(env)
+    assert OPERATOR.process is not None
+    env["KUBENOVA_E2E_OPERATOR_PID"] = str(OPERATOR.process.pid)  # for the benchmark's smoke test
     AGENT.start(env)
     try:
         wait_for(
@@ -199,7 +231,7 @@ def stack() -> Iterator[dict[str, str]]:
         yield env
     finally:
         AGENT.stop()
-        _stop(operator)
+        OPERATOR.stop()
 
 
 @pytest.fixture

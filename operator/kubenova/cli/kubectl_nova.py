@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import urllib3
 from kubernetes.client import exceptions as k8s_exceptions
 
-from kubenova.cli import events, kube, migrate, power, rebuild, resize, snapshot
+from kubenova.cli import evacuate, events, kube, migrate, power, rebuild, resize, snapshot
 
 _EPILOG = """\
 examples:
@@ -23,6 +23,7 @@ examples:
   kubectl nova pause web-1 --no-wait      ask, and return without waiting
   kubectl nova snapshot web-1 web-1-img   make the Image web-1-img of web-1's disk
   kubectl nova events web-1               the operations on web-1, oldest first
+  kubectl nova evacuate --host node-3     rebuild node-3's instances elsewhere (node-3 is down)
   kubectl nova events web-1 req-0c1d...   one operation and its steps
 
 Use "kubectl nova VERB --help" for a verb's options.
@@ -70,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     rebuild.register(verbs, [common])
     resize.register(verbs, [common])
     migrate.register(verbs, [common])
+    evacuate.register(verbs, [common])
     snapshot.register(verbs, [common])
     return parser
 

@@ -1,6 +1,8 @@
-"""``kubectl nova migrate NAME [--host HOST]``: create an InstanceMigration that moves the
-instance NAME (cold) to HOST or to the host the scheduler picks, and wait until it has
-Succeeded or Failed. Exit codes: 0 Succeeded, 1 Failed (the reason on stderr) or timed out.
+"""``kubectl nova migrate NAME [--live] [--host HOST]``: create an InstanceMigration that moves
+the instance NAME (cold, or live with ``--live``) to HOST or to the host the scheduler picks,
+and wait until it has Succeeded or Failed, showing a live migration's progress. Exit codes: 0
+Succeeded, 1 Failed (the reason on stderr) or timed out. Interrupting the wait leaves the
+migration running; ``kubectl delete`` of its object aborts it.
 
 The InstanceMigration is owned by the Instance (collected with it) and named
 ``NAME-migration-<time>``, so every move has an object of its own, as KubeVirt's do.
@@ -24,10 +26,15 @@ DEFAULT_TIMEOUT = "30m"
 
 
 def migration_body(
-    instance: str, instance_uid: str, host: str | None, now: datetime.datetime
+    instance: str,
+    instance_uid: str,
+    host: str | None,
+    now: datetime.datetime,
+    *,
+    live: bool = False,
 ) -> dict[str, Any]:
     """The InstanceMigration that moves ``instance`` (to ``host``, if given)."""
-    spec: dict[str, Any] = {"instance": instance, "type": "Cold"}
+    spec: dict[str, Any] = {"instance": instance, "type": "Live" if live else "Cold"}
     if host:
         spec["targetHost"] = host
     suffix = now.astimezone(datetime.UTC).strftime("%Y%m%d%H%M%S")
@@ -69,6 +76,7 @@ def run_migrate(
         instance["metadata"]["uid"],
         options.host,
         datetime.datetime.now(datetime.UTC),
+        live=options.live,
     )
     created = request_object.create(cluster, PLURAL, body)
     name = created["metadata"]["name"]
@@ -83,7 +91,7 @@ def run_migrate(
     if request_object.outcome(ended) == request_object.SUCCEEDED:
         print(
             f"{RESOURCE}/{name} succeeded: instance {options.name} moved from "
-            f"{status.get('sourceHost')} to {status.get('targetHost')}",
+            f"{status.get('sourceHost')} to {status.get('targetHost')}" + _figures(status),
             file=out,
         )
         return 0
@@ -99,6 +107,14 @@ def run_migrate(
     return 1
 
 
+def _figures(status: dict[str, Any]) -> str:
+    """libvirt's figures for a live migration, as the status gives them."""
+    total, downtime = status.get("totalSeconds"), status.get("downtimeMilliseconds")
+    if total is None:
+        return ""
+    return f" in {total:.2f} s" + (f", downtime {downtime} ms" if downtime is not None else "")
+
+
 def register(
     verbs: argparse._SubParsersAction[argparse.ArgumentParser],
     common: list[argparse.ArgumentParser],
@@ -108,12 +124,16 @@ def register(
         parents=common,
         help="move an instance to another host",
         description=(
-            "Move instance NAME to another host (an InstanceMigration, cold: the guest is shut "
-            "down, its disk copied, started on the target). The target is HOST, or the host "
+            "Move instance NAME to another host (an InstanceMigration). Cold: the guest is shut "
+            "down, its disk copied, started on the target. --live: the running guest moves "
+            "with its memory and disk, and does not stop. The target is HOST, or the host "
             "the scheduler picks. Waits until it has moved, or says why not."
         ),
     )
     parser.add_argument("name", metavar="NAME", help="the Instance's name")
+    parser.add_argument(
+        "--live", action="store_true", help="move the guest while it runs (live migration)"
+    )
     parser.add_argument("--host", metavar="HOST", help="the host to move it to")
     request_object.add_wait_options(parser, DEFAULT_TIMEOUT, "the move")
     parser.set_defaults(run=run_migrate)

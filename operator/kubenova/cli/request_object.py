@@ -59,10 +59,14 @@ def ready_condition(obj: dict[str, Any]) -> dict[str, Any]:
 
 
 def progress(obj: dict[str, Any]) -> str:
-    """One line of progress: ``snap-1: InProgress (taking a snapshot of ...)``."""
-    phase = (obj.get("status") or {}).get("phase") or "Pending"
+    """One line of progress: ``snap-1: InProgress (taking a snapshot of ...)``, or with the
+    share done when the status says it (a live migration's): ``move-1: Running 40%``."""
+    status = obj.get("status") or {}
+    phase = status.get("phase") or "Pending"
+    percent = (status.get("progress") or {}).get("percent")
+    done = f" {percent}%" if percent is not None and phase == "Running" else ""
     message = ready_condition(obj).get("message")
-    return f"{obj['metadata']['name']}: {phase}" + (f" ({message})" if message else "")
+    return f"{obj['metadata']['name']}: {phase}{done}" + (f" ({message})" if message else "")
 
 
 def outcome(obj: dict[str, Any]) -> str | None:

@@ -272,13 +272,15 @@ class ComputeTaskManager:
             moving = record.vm_state == states.RESIZED or (
                 record.task_state in operations.RESIZE_TASK_STATES
             )
+            # An evacuation holds its source until that host returns, after it is done too.
+            moving = moving or moves.evacuation_holds_source(session, instance_uuid)
             if first_time:
                 db_api.instance_update(session, instance_uuid, task_state=states.DELETING)
                 db_api.action_start(session, instance_uuid, "delete", request_id, instance=record)
             host_up = host is not None and db_api.host_is_up(
                 session, host, self.settings.service_down_time_s
             )
-        # A resize under way ends with the delete: what it held is freed now.
+        # A resize (or an evacuation) under way ends with the delete: what it held is freed now.
         moving_with = moves.abandon_moves(self.session_factory, instance_uuid) if moving else set()
         if host is not None and first_time:
             self.compute.terminate_instance(host, instance_uuid, request_id)

@@ -56,6 +56,9 @@ class Hypervisors:
         # Called when an administrator changed a host, so cached views of hosts (the
         # scheduler's) are read again; the conductor's wiring sets it.
         self.on_hosts_changed: Callable[[], None] = lambda: None
+        # Told each heartbeat's host and the guests it lists (a host that evacuations left
+        # must drop their guests); the conductor's wiring sets it.
+        self.on_report: Callable[[str, tuple[str, ...]], None] = lambda _host, _uuids: None
 
     def compute_node_report(
         self, report: payloads.ComputeNodeReport, version: str = envelope.VERSION
@@ -91,6 +94,7 @@ class Hypervisors:
             with db_engine.transaction(self.session_factory) as session:
                 _record_liveness(session, report.host, service_version)
             self.auditor.record_report(report.host, report.instance_uuids)
+            self.on_report(report.host, report.instance_uuids)
             return
         if resync:
             hypervisor = self.kube.ensure_hypervisor(report.host, report.labels)
@@ -128,6 +132,7 @@ class Hypervisors:
         self._recorded_inventory[report.host] = inventory
         self._write_reported_status(report.host, status, remembered)
         self.auditor.record_report(report.host, report.instance_uuids)
+        self.on_report(report.host, report.instance_uuids)
         if prior_state == "down":
             # Back up: its instances said Unknown while it was down; say what they are.
             LOG.warning("hypervisor %s is up", report.host)

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 from kubenova.compute import operations
 from kubenova.conductor.action_history import ActionHistory, ActionView
 from kubenova.conductor.instance_status import condition, merge_conditions, timestamp
+from kubenova.conductor.live_migration import LiveMigrations
 from kubenova.conductor.resize import MoveRefused, Resizes
 from kubenova.db import api as db_api
 from kubenova.db import engine as db_engine
@@ -37,6 +38,11 @@ _PHASES = {
     moves.REVERTED: "Failed",
     moves.ERROR: "Failed",
     "cancelled": "Failed",
+    "failed": "Failed",
+    # An evacuation: rebuilt on its new host (the source's claim awaits that host's return),
+    # then that host cleared.
+    moves.EVACUATED: "Succeeded",
+    moves.COMPLETED: "Succeeded",
 }
 
 
@@ -113,6 +119,7 @@ class InstanceMigrations:
         resizes.on_migration_changed = self.project
         #: How a Live or an Evacuate move starts (registered by their conductors).
         self.starters: dict[str, MoveStarter] = {}
+        self.live: LiveMigrations | None = None
 
     def create(self, request: MigrationRequest) -> None:
         """Start the move, or say in the object's status why it is refused."""
@@ -187,16 +194,47 @@ class InstanceMigrations:
             return f"spec.targetHost: the instance already runs on {record.host}"
         return None
 
+    def add_live(self, live: LiveMigrations) -> None:
+        """Start Live moves with ``live``, and show its migrations' progress."""
+        self.starters[LIVE] = live.start
+        self.live = live
+        live.on_migration_changed = self.project
+        live.on_migration_status = self.show
+
     def cancel(self, migration_uid: str) -> bool:
-        """The object is being deleted: undo the move if the guest has not moved yet; whether
-        it will be undone."""
+        """The object is being deleted: undo the move if it can still be undone (a cold one
+        before the guest has moved, a live one before it has switched over); whether it
+        will be."""
         with db_engine.transaction(self.session_factory) as session:
             migration = moves.migration_of_object(session, migration_uid)
             if migration is None or migration.status not in (moves.PRE_MIGRATING, moves.MIGRATING):
                 return False
-            migration.cancel_requested = True
+            if migration.migration_type == moves.EVACUATION:
+                # Its source is down: there is nowhere to put the instance back.
+                LOG.info("migration %s: an evacuation is not undone", migration_uid)
+                return False
+            if migration.migration_type == moves.LIVE:
+                migration_uuid = migration.uuid
+            else:
+                migration.cancel_requested = True
+                migration_uuid = None
+        if migration_uuid is not None and self.live is not None:
+            return self.live.abort(migration_uuid)
         LOG.info("migration %s: cancelled; the instance stays on its source", migration_uid)
         return True
+
+    def show(self, migration_uuid: str, fields: dict[str, Any]) -> None:
+        """Write ``fields`` into the status of the InstanceMigration behind
+        ``migration_uuid``, if any (a live migration's progress and figures)."""
+        with db_engine.transaction(self.session_factory) as session:
+            migration = moves.migration_get(session, migration_uuid)
+            if migration is None or migration.object_name is None:
+                return
+            record = db_api.instance_get(session, migration.instance_uuid, read_deleted=True)
+            if record is None:
+                return
+            namespace, name = record.namespace, migration.object_name
+        self._write(namespace, name, fields)
 
     def project(self, migration_uuid: str) -> None:
         """Write the status of the InstanceMigration behind ``migration_uuid``, if any."""

@@ -14,6 +14,7 @@ from kubenova.conductor import faults
 from kubenova.conductor.action_history import ActionHistory, ActionView
 from kubenova.conductor.compute_tasks import ComputeTaskManager
 from kubenova.conductor.create_finisher import CreateFinisher
+from kubenova.conductor.evacuate import Evacuations
 from kubenova.conductor.instance_operations import InstanceOperations
 from kubenova.conductor.projector import InstanceProjector
 from kubenova.config import OperatorSettings
@@ -51,6 +52,9 @@ class InstanceReports:
         self.operations = operations
         self.history = history
         self.creates = creates
+        #: Evacuations: their destination's build report ends them, and the host they left
+        #: is not heard about their instances (the conductor's wiring sets it).
+        self.evacuations: Evacuations | None = None
 
     def instance_update(self, update: payloads.InstanceUpdate) -> None:
         """Record the host's view of one instance and project it into status.
@@ -74,13 +78,19 @@ class InstanceReports:
                     # The other host of a resize under way (its guest set aside, or the new
                     # one not yet recorded): the migration's steps say what happens there.
                     return
+                if self.evacuations is not None and self.evacuations.report_from_source(
+                    session, record.uuid, update.host
+                ):
+                    return  # its guest there is no longer the instance
                 raise PermanentFailure(
                     f"host {update.host!r} reported instance {update.instance_uuid}, "
                     f"which is assigned to {record.host!r}"
                 )
             built: ActionView | None = None
             stopped_by_guest = False
-            if not deleted:
+            # The guest an evacuation built (checked with no query: the task state says it).
+            rebuilt = record.task_state == states.REBUILD_SPAWNING and not deleted
+            if not deleted and not rebuilt:
                 values: dict[str, Any] = {
                     "power_state": update.power_state,
                     "addresses": list(update.addresses),
@@ -104,6 +114,9 @@ class InstanceReports:
                 db_api.instance_set(session, record, **values)
                 if "launched_at" in values:
                     built = self._finish_create(session, record, update)
+        if rebuilt and self.evacuations is not None:
+            self.evacuations.build_reported(update)
+            return
         if deleted:
             LOG.warning(
                 "host %s still runs deleted instance %s; reaping it",
@@ -184,8 +197,11 @@ class InstanceReports:
         every host tried so far ignored. A failure that is not reschedulable (a bad image),
         the last attempt, or a reschedule no host takes ends in Error with a fault that
         lists every host tried and why it failed, its code saying which way it ended
-        (:mod:`kubenova.conductor.faults`).
+        (:mod:`kubenova.conductor.faults`). An evacuation's build is not rescheduled: the
+        evacuation ends (:meth:`Evacuations.build_failed`).
         """
+        if self.evacuations is not None and self.evacuations.build_failed(failure):
+            return
         with db_engine.transaction(self.session_factory) as session:
             record = db_api.instance_get(session, failure.instance_uuid)
             if record is not None and _rescheduled_from(record, failure.host):
@@ -269,6 +285,10 @@ class InstanceReports:
             if record.host != event.host:
                 if _moving_with(session, record.uuid, event.host):
                     LOG.info("host %s removed its copy of %s", event.host, record.uuid)
+                    return
+                if self.evacuations is not None and self.evacuations.source_dropped(
+                    session, record.uuid, event.host
+                ):
                     return
                 raise PermanentFailure(
                     f"host {event.host!r} terminated {event.instance_uuid}, "

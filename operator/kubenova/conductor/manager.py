@@ -10,9 +10,11 @@ from __future__ import annotations
 
 from typing import TypeVar
 
+from kubenova.conductor import live_migration
 from kubenova.conductor.hypervisors import Hypervisors
 from kubenova.conductor.instance_operations import InstanceOperations
 from kubenova.conductor.instance_reports import InstanceReports
+from kubenova.conductor.live_migration import LiveMigrations
 from kubenova.conductor.resize import Resizes
 from kubenova.conductor.snapshots import Snapshots
 from kubenova.config import MessagingSettings
@@ -30,6 +32,7 @@ _Report = TypeVar(
     payloads.InstanceOperationFinished,
     payloads.SnapshotFinished,
     migration_payloads.MigrationStepFinished,
+    migration_payloads.MigrationProgress,
 )
 
 
@@ -43,12 +46,14 @@ class ConductorManager:
         operations: InstanceOperations,
         snapshots: Snapshots | None = None,
         resizes: Resizes | None = None,
+        live: LiveMigrations | None = None,
     ) -> None:
         self.hypervisors = hypervisors
         self.instances = instances
         self.operations = operations
         self.snapshots = snapshots
         self.resizes = resizes
+        self.live = live
 
     def handle(self, message: envelope.Envelope, user_id: str | None) -> None:
         """Dispatch one agent report after checking who sent it."""
@@ -79,10 +84,13 @@ class ConductorManager:
                 _checked(payloads.SnapshotFinished, message, user_id), message.request_id
             )
         elif method == "migration_step_finished" and self.resizes is not None:
-            self.resizes.step_finished(
-                _checked(migration_payloads.MigrationStepFinished, message, user_id),
-                message.request_id,
-            )
+            step = _checked(migration_payloads.MigrationStepFinished, message, user_id)
+            if step.step in live_migration.STEPS and self.live is not None:
+                self.live.step_finished(step, message.request_id)
+            else:
+                self.resizes.step_finished(step, message.request_id)
+        elif method == "migration_progress" and self.live is not None:
+            self.live.progress(_checked(migration_payloads.MigrationProgress, message, user_id))
         else:
             raise PermanentFailure(f"the conductor has no method {method!r}")
 

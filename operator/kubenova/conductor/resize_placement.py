@@ -31,7 +31,8 @@ class Resize:
     spec: Mapping[str, Any]
     request_id: str
     migration_uuid: str
-    #: A resize (the same host allowed) or a cold migration (always another host).
+    #: A resize (the same host allowed), or a cold migration or an evacuation (always
+    #: another host).
     migration_type: str = moves.RESIZE
     #: A cold migration's chosen destination (checked by the filters that run on a forced
     #: host: up, enabled, room).
@@ -78,8 +79,12 @@ def claim_destination(
     group_claim = request_spec.group_claim(wanted)
     power_on = record.vm_state == states.ACTIVE
 
+    # An evacuation copies nothing between hosts (it builds from the image), so it needs no
+    # migration URI on the destination.
+    copies_disk = resize.migration_type != moves.EVACUATION
+
     def claim(_spec: Any, host: str) -> db_api.ClaimResult:
-        if host != record.host and not _takes_moves(session_factory, host):
+        if copies_disk and host != record.host and not _takes_moves(session_factory, host):
             return db_api.ClaimResult(NO_MIGRATION_URI)
         return moves.claim_move(
             session_factory,

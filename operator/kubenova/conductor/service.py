@@ -6,15 +6,18 @@ from __future__ import annotations
 
 import dataclasses
 
+from kubenova.compute import states
 from kubenova.conductor import audit
 from kubenova.conductor.action_history import ActionHistory
 from kubenova.conductor.api import ConductorAPI
 from kubenova.conductor.compute_tasks import ComputeTaskManager
 from kubenova.conductor.create_finisher import CreateFinisher
+from kubenova.conductor.evacuate import Evacuations
 from kubenova.conductor.hypervisors import Hypervisors
 from kubenova.conductor.instance_migrations import InstanceMigrations, MigrationObjects
 from kubenova.conductor.instance_operations import InstanceOperations
 from kubenova.conductor.instance_reports import InstanceReports
+from kubenova.conductor.live_migration import LiveMigrations
 from kubenova.conductor.manager import ConductorManager
 from kubenova.conductor.orphans import OrphanSweeper
 from kubenova.conductor.projector import InstanceProjector
@@ -49,6 +52,8 @@ class Conductor:
     resizes: Resizes
     #: InstanceMigrations: started by the api layer's handler, advanced by the resizes.
     migrations: InstanceMigrations
+    #: Live migrations: started by an InstanceMigration of type Live, advanced from the queue.
+    live: LiveMigrations
     stale: StaleOperations
     instances: InstanceReports
     hypervisors: Hypervisors
@@ -96,7 +101,21 @@ class Conductor:
             history,
             service_down_time_s=settings.service_down_time_s,
         )
-        stale = StaleOperations(operations)
+        live = LiveMigrations(
+            settings, session_factory, kube, scheduler, compute, projector, history
+        )
+        migrations.add_live(live)
+        # Evacuations: started by an InstanceMigration of type Evacuate, ended by their
+        # destination's build report; the hosts they left drop their guests when they return.
+        evacuations = Evacuations(
+            settings, session_factory, kube, scheduler, compute, projector, history
+        )
+        migrations.starters["Evacuate"] = evacuations.start
+        evacuations.on_migration_changed = migrations.project
+        stale = StaleOperations(
+            operations,
+            {states.MIGRATING: live.recast, states.REBUILD_SPAWNING: evacuations.recast},
+        )
         operations.on_finished = stale.forget
         creates = CreateFinisher(session_factory)
         instances = InstanceReports(
@@ -106,6 +125,8 @@ class Conductor:
         hypervisors = Hypervisors(settings, session_factory, kube, projector, auditor)
         # An administrator's change to a host must not wait for the cached view to expire.
         hypervisors.on_hosts_changed = host_manager.mark_stale
+        instances.evacuations = evacuations
+        hypervisors.on_report = evacuations.source_reported
         snapshots = Snapshots.build(
             SnapshotSettings.from_env(),
             session_factory,
@@ -123,13 +144,14 @@ class Conductor:
             operations=operations,
             resizes=resizes,
             migrations=migrations,
+            live=live,
             stale=stale,
             instances=instances,
             hypervisors=hypervisors,
             server_groups=ServerGroupStatus(session_factory, kube),
             auditor=auditor,
             orphans=OrphanSweeper(session_factory, kube, tasks, grace_s=settings.audit_interval_s),
-            manager=ConductorManager(hypervisors, instances, operations, snapshots, resizes),
+            manager=ConductorManager(hypervisors, instances, operations, snapshots, resizes, live),
             api=ConductorAPI(tasks, projector, hypervisors, operations),
             snapshots=snapshots,
         )

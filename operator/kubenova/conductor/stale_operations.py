@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import datetime
 import logging
+from collections.abc import Mapping
+from typing import Protocol
 
 from kubenova.compute import operations, states
 from kubenova.conductor.action_history import ActionView
@@ -19,14 +21,32 @@ from kubenova.rpc import envelope
 LOG = logging.getLogger(__name__)
 
 #: The task states whose operations are swept.
-_WATCHED = frozenset(operations.BY_TASK_STATE) | operations.RESIZE_TASK_STATES
+_WATCHED = (
+    frozenset(operations.BY_TASK_STATE)
+    | operations.RESIZE_TASK_STATES
+    | {states.MIGRATING, states.REBUILD_SPAWNING}
+)
+
+
+class Recaster(Protocol):
+    """Casts the step under way of a move again (``LiveMigrations.recast``)."""
+
+    def __call__(self, record: models.Instance, request_id: str) -> None: ...
 
 
 class StaleOperations:
     """The periodic sweep of operations under way for too long."""
 
-    def __init__(self, instance_operations: InstanceOperations) -> None:
+    def __init__(
+        self,
+        instance_operations: InstanceOperations,
+        moves: Mapping[str, Recaster] | None = None,
+    ) -> None:
         self._operations = instance_operations
+        # Moves of many steps, by their task state (a live migration, an evacuation): each
+        # step is cast again when it waited too long, never rolled back from here: the guest
+        # may be on either host, and only the hosts know.
+        self._moves = dict(moves or {})
         self.settings = instance_operations.settings
         self.session_factory = instance_operations.session_factory
         # Operations cast once more (uuid -> request id).
@@ -65,6 +85,9 @@ class StaleOperations:
                     request_id = action.request_id if action else envelope.new_request_id()
                     stale.append((record, request_id, now - started > 2 * limit))
         for record, request_id, give_up in stale:
+            if record.task_state in self._moves:
+                self._moves[record.task_state](record, request_id)
+                continue
             if record.task_state in operations.RESIZE_TASK_STATES:
                 if self._recast.get(record.uuid) != f"{request_id}/{record.task_state}":
                     self._recast[record.uuid] = f"{request_id}/{record.task_state}"
@@ -96,6 +119,9 @@ class StaleOperations:
             ]
         for record, action in busy:
             if record.host is None or action is None:
+                continue
+            if record.task_state in self._moves:
+                self._moves[record.task_state](record, action.request_id)
                 continue
             if record.task_state in operations.RESIZE_TASK_STATES:
                 self._operations.resizes.recast(record, action.request_id)

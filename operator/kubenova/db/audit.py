@@ -174,7 +174,11 @@ def _moving_hosts(session: orm.Session, uuids: list[str]) -> set[tuple[str, str]
     for chunk in _chunks(sorted(uuids)):
         rows = session.execute(
             sa.select(migration.instance_uuid, migration.source_compute, migration.dest_compute)
-            .where(migration.instance_uuid.in_(chunk), migration.status.not_in(moves.DONE))
+            # (An evacuation done is not: the guest its source holds is a leftover.)
+            .where(
+                migration.instance_uuid.in_(chunk),
+                migration.status.not_in(moves.NOT_IN_PROGRESS),
+            )
             .where(models.live(migration))
         )
         for uuid, source, dest in rows:

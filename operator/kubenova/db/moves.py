@@ -5,9 +5,11 @@ A move claims the instance's new home without letting go of the old one, as plac
 with migration-based allocations: in one transaction the instance's allocations on its source
 are handed to the migration (``allocations.instance_uuid`` becomes the migration's uuid) and
 the destination is claimed for the instance, with the new flavor's amounts. Confirming frees
-what the migration holds; reverting frees the destination and hands the source back. The lock
-order is that of :mod:`kubenova.db.claims`: the instance row, the group row, node rows, then
-allocation and member rows.
+what the migration holds; reverting frees the destination and hands the source back. An
+evacuation holds its source after it is ``done`` too, until the source's host has returned and
+dropped the guest (:func:`complete_evacuation`). The lock order is that of
+:mod:`kubenova.db.claims`: the instance row, the group row, node rows, then allocation and
+member rows.
 """
 
 from __future__ import annotations
@@ -39,8 +41,17 @@ CONFIRMED = "confirmed"
 REVERTING = "reverting"
 REVERTED = "reverted"
 ERROR = "error"
+# Statuses of an evacuation, as Nova's: ``done`` once the instance is rebuilt on its new host
+# while the migration still holds its allocations on the source (whose host is down), then
+# ``completed`` once that host has dropped the guest and the allocations are freed; ``failed``.
+EVACUATED = "done"
+COMPLETED = "completed"
+FAILED = "failed"
 #: Statuses after which a migration holds nothing and nothing more happens to it.
-DONE: Final = frozenset({CONFIRMED, REVERTED, ERROR, "completed", "failed", "cancelled"})
+DONE: Final = frozenset({CONFIRMED, REVERTED, ERROR, COMPLETED, FAILED, "cancelled"})
+#: Statuses of a migration no longer under way: DONE's, and an evacuation ``done`` (its
+#: instance may move again while the source's allocations wait for that host to return).
+NOT_IN_PROGRESS: Final = DONE | {EVACUATED}
 
 _ALLOCATIONS: Final = models.table(models.Allocation)
 _HAND_OVER: Final = (
@@ -216,12 +227,88 @@ def migration_in_progress(session: orm.Session, instance_uuid: str) -> models.Mi
         sa.select(models.Migration)
         .where(
             models.Migration.instance_uuid == instance_uuid,
-            models.Migration.status.not_in(DONE),
+            models.Migration.status.not_in(NOT_IN_PROGRESS),
             models.live(models.Migration),
         )
         .order_by(models.Migration.id.desc())
         .limit(1)
     ).one_or_none()
+
+
+def evacuation_from(
+    session: orm.Session, instance_uuid: str, source_host: str
+) -> models.Migration | None:
+    """The instance's latest evacuation away from ``source_host`` that did not fail, if any
+    (the guest that host may still hold is no longer the instance)."""
+    return session.scalars(
+        sa.select(models.Migration)
+        .where(
+            models.Migration.instance_uuid == instance_uuid,
+            models.Migration.migration_type == EVACUATION,
+            models.Migration.source_compute == source_host,
+            models.Migration.status != FAILED,
+            models.live(models.Migration),
+        )
+        .order_by(models.Migration.id.desc())
+        .limit(1)
+    ).one_or_none()
+
+
+def evacuation_holds_source(session: orm.Session, instance_uuid: str) -> bool:
+    """Whether an evacuation of the instance still holds allocations on its source."""
+    return (
+        session.scalars(
+            sa.select(models.Migration.id)
+            .where(
+                models.Migration.instance_uuid == instance_uuid,
+                models.Migration.migration_type == EVACUATION,
+                models.Migration.status.not_in(DONE),
+                models.live(models.Migration),
+            )
+            .limit(1)
+        ).first()
+        is not None
+    )
+
+
+def evacuated_sources(session: orm.Session) -> set[str]:
+    """The hosts that still hold allocations (and perhaps guests) of evacuations ``done``."""
+    return set(
+        session.scalars(
+            sa.select(models.Migration.source_compute)
+            .where(
+                models.Migration.migration_type == EVACUATION,
+                models.Migration.status == EVACUATED,
+                models.live(models.Migration),
+            )
+            .distinct()
+        )
+    )
+
+
+def evacuations_awaiting(session: orm.Session, source_host: str) -> list[tuple[str, str]]:
+    """(migration uuid, instance uuid) of each evacuation ``done`` away from
+    ``source_host``: what that host must drop when it returns."""
+    rows = session.execute(
+        sa.select(models.Migration.uuid, models.Migration.instance_uuid).where(
+            models.Migration.migration_type == EVACUATION,
+            models.Migration.status == EVACUATED,
+            models.Migration.source_compute == source_host,
+            models.live(models.Migration),
+        )
+    )
+    return [(migration_uuid, instance_uuid) for migration_uuid, instance_uuid in rows]
+
+
+def complete_evacuation(session: orm.Session, migration_uuid: str) -> bool:
+    """The source of an evacuation ``done`` no longer holds the guest: free what the migration
+    holds there and mark it completed, in the caller's transaction; whether it was awaited."""
+    _record, migration = _lock(session, migration_uuid)
+    if migration.status != EVACUATED:
+        return False
+    claims.free_allocations(session, migration_uuid)
+    _finish(migration, COMPLETED)
+    return True
 
 
 def migration_set_status(

@@ -182,6 +182,13 @@ class Consumer:
     instance's reports are still handled in the order they were sent. A failing message
     is retried in its lane before it is requeued, which keeps that order through short
     faults.
+
+    ``out_of_turn`` names methods that must not wait for their instance's lane, because the
+    message they stop holds it (an abort of a live migration, which runs for as long as the
+    move does): they are handled on a lane of their own, which always exists when any are
+    named. Their handlers must return at once. (With one worker the connection's own thread
+    runs each handler, and nothing is received while one runs: give such a consumer
+    ``workers`` > 1.)
     """
 
     def __init__(
@@ -194,6 +201,7 @@ class Consumer:
         retry_delay_s: float = 1.0,
         workers: int = 1,
         lane_retries: int = 3,
+        out_of_turn: frozenset[str] = frozenset(),
     ) -> None:
         self._settings = settings
         self._queue = queue
@@ -202,6 +210,7 @@ class Consumer:
         self._retry_delay_s = retry_delay_s
         self._workers = max(1, workers)
         self._lane_retries = lane_retries if self._workers > 1 else 0
+        self._out_of_turn = out_of_turn
         self._stop = threading.Event()
         self.connected = threading.Event()
         # The connection being consumed, so stop() can wake its loop from another thread.
@@ -237,6 +246,11 @@ class Consumer:
             concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=f"{self._queue}-lane{n}")
             for n in range(self._workers if self._workers > 1 else 0)
         ]
+        urgent = (
+            concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=f"{self._queue}-urgent")
+            if self._out_of_turn
+            else None
+        )
         try:
             channel = connection.channel()
             if self._declare_own_queue:
@@ -248,11 +262,15 @@ class Consumer:
                 if message is None:
                     self._settle(channel, deliver.delivery_tag, metrics.DEAD_LETTER)
                     return
-                if not lanes:
+                lane: concurrent.futures.Executor
+                if urgent is not None and message.method in self._out_of_turn:
+                    lane = urgent
+                elif not lanes:
                     outcome = self._process(message, properties)
                     self._settle(channel, deliver.delivery_tag, outcome)
                     return
-                lane = lanes[_lane_index(_ordering_key(message), len(lanes))]
+                else:
+                    lane = lanes[_lane_index(_ordering_key(message), len(lanes))]
 
                 def work() -> None:
                     outcome = self._process(message, properties)
@@ -276,7 +294,7 @@ class Consumer:
             with self._connection_lock:
                 self._connection = None
             self.connected.clear()
-            for lane in lanes:
+            for lane in [*lanes, *([urgent] if urgent is not None else [])]:
                 # Unsettled messages go back to the queue when the connection closes.
                 lane.shutdown(wait=True, cancel_futures=True)
             if connection.is_open:

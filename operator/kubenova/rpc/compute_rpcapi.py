@@ -97,10 +97,10 @@ class ComputeAPI:
     def migration_step(
         self, host: str, method: str, args: payloads.Payload, request_id: str
     ) -> str:
-        """One step of a resize on ``host`` (resize_instance, finish_resize, confirm_resize,
-        revert_resize, finish_revert_resize), with its migration_payloads arguments."""
+        """One step of a resize or a live migration on ``host`` (:data:`MIGRATION_STEPS`),
+        with its migration_payloads arguments."""
         if method not in MIGRATION_STEPS or not isinstance(args, payloads.METHODS[method].payload):
-            raise ValueError(f"{method!r} with {type(args).__name__} is not a step of a resize")
+            raise ValueError(f"{method!r} with {type(args).__name__} is not a migration step")
         return self._cast(host, method, args, request_id)
 
     def _cast(self, host: str, method: str, args: payloads.Payload, request_id: str) -> str:
@@ -119,7 +119,19 @@ INSTANCE_OPERATIONS = frozenset(
     if method.payload is payloads.InstanceOperation
 )
 
-#: The compute methods that are steps of a resize.
+#: The compute methods that are steps of a resize or of a live migration.
 MIGRATION_STEPS = frozenset(
-    {"resize_instance", "finish_resize", "confirm_resize", "revert_resize", "finish_revert_resize"}
+    {
+        "resize_instance",
+        "finish_resize",
+        "confirm_resize",
+        "revert_resize",
+        "finish_revert_resize",
+        "pre_live_migration",
+        "live_migration",
+        "post_live_migration_at_destination",
+        "post_live_migration_at_source",
+        "rollback_live_migration_at_destination",
+        "live_migration_abort",
+    }
 )

@@ -51,3 +51,8 @@ class ConductorAPI:
         self, finished: migration_payloads.MigrationStepFinished, request_id: str
     ) -> str:
         return self._cast("migration_step_finished", finished, request_id)
+
+    def migration_progress(
+        self, progress: migration_payloads.MigrationProgress, request_id: str
+    ) -> str:
+        return self._cast("migration_progress", progress, request_id)

@@ -27,6 +27,11 @@ Version history:
   resize_instance, finish_resize, confirm_resize, revert_resize, finish_revert_resize
   (compute); migration_step_finished (conductor); compute_node_report carries
   migration_uri.
+* 1.5 - Live migration: pre_live_migration, live_migration,
+  post_live_migration_at_destination, post_live_migration_at_source,
+  rollback_live_migration_at_destination, live_migration_abort (compute);
+  migration_progress (conductor); migration_step_finished carries a live migration's
+  total_s and downtime_ms.
 """
 
 from __future__ import annotations
@@ -38,7 +43,7 @@ from typing import Any
 import pydantic
 
 #: The newest version of the contract this code implements: the highest version of a method.
-VERSION = "1.4"
+VERSION = "1.5"
 #: Majors this code understands.
 SUPPORTED_MAJORS = frozenset({1})
 

@@ -233,5 +233,17 @@ METHODS: dict[str, Method] = {
     "confirm_resize": Method(migration_payloads.ConfirmResize, "1.4"),
     "revert_resize": Method(migration_payloads.RevertResize, "1.4"),
     "finish_revert_resize": Method(migration_payloads.FinishRevertResize, "1.4"),
-    "migration_step_finished": Method(migration_payloads.MigrationStepFinished, "1.4"),
+    "migration_step_finished": Method(migration_payloads.MigrationStepFinished, "1.5"),
+    # Live migration (1.5).
+    "pre_live_migration": Method(migration_payloads.PreLiveMigration, "1.5"),
+    "live_migration": Method(migration_payloads.LiveMigration, "1.5"),
+    "post_live_migration_at_destination": Method(
+        migration_payloads.PostLiveMigrationAtDestination, "1.5"
+    ),
+    "post_live_migration_at_source": Method(migration_payloads.PostLiveMigrationAtSource, "1.5"),
+    "rollback_live_migration_at_destination": Method(
+        migration_payloads.RollbackLiveMigrationAtDestination, "1.5"
+    ),
+    "live_migration_abort": Method(migration_payloads.LiveMigrationAbort, "1.5"),
+    "migration_progress": Method(migration_payloads.MigrationProgress, "1.5"),
 }

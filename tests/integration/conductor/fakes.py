@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 from typing import Any
 
@@ -15,6 +16,21 @@ from tests.integration.db.helpers import FLAVOR, claim, make_instance
 from tests.support import RecordingCaster, RecordingKube
 
 LAUNCHED = dt.datetime(2026, 1, 1, 12, 0, 0, tzinfo=dt.UTC)
+
+
+class FakeMigrationObjects:
+    """The Instances of a RecordingKube, and the InstanceMigrations' statuses as written."""
+
+    def __init__(self, kube: RecordingKube) -> None:
+        self.kube = kube
+        self.statuses: dict[str, dict[str, Any]] = {}
+
+    def get_instance(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return self.kube.get_instance(namespace, name)
+
+    def patch_migration_status(self, namespace: str, name: str, status: dict[str, Any]) -> bool:
+        self.statuses.setdefault(name, {}).update(copy.deepcopy(status))
+        return True
 
 
 def make_conductor(

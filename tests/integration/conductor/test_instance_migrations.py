@@ -4,7 +4,6 @@ itself and the object's status follows it; refusals and a deletion before the gu
 
 from __future__ import annotations
 
-import copy
 import datetime as dt
 from typing import Any
 
@@ -18,27 +17,17 @@ from kubenova.db import engine as db_engine
 from kubenova.db import models
 from kubenova.rpc import compute_rpcapi
 from kubenova.rpc import migration_payloads as mp
-from tests.integration.conductor.fakes import instance_name, node_report, running_instance
+from tests.integration.conductor.fakes import (
+    FakeMigrationObjects,
+    instance_name,
+    node_report,
+    running_instance,
+)
 from tests.support import NAMESPACE, RecordingCaster, RecordingKube
 
 pytestmark = pytest.mark.integration
 
 T0 = dt.datetime(2026, 12, 6, 10, 0, 0, tzinfo=dt.UTC)
-
-
-class FakeMigrationObjects:
-    """The Instances of a RecordingKube, and the InstanceMigrations' statuses as written."""
-
-    def __init__(self, kube: RecordingKube) -> None:
-        self.kube = kube
-        self.statuses: dict[str, dict[str, Any]] = {}
-
-    def get_instance(self, namespace: str, name: str) -> dict[str, Any] | None:
-        return self.kube.get_instance(namespace, name)
-
-    def patch_migration_status(self, namespace: str, name: str, status: dict[str, Any]) -> bool:
-        self.statuses.setdefault(name, {}).update(copy.deepcopy(status))
-        return True
 
 
 @pytest.fixture

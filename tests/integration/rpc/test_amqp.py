@@ -179,6 +179,35 @@ def test_lane_retries_a_failing_message_in_place_before_the_next_one(settings, t
     assert handled == [0, 1, 2]
 
 
+def test_an_out_of_turn_message_is_handled_while_its_instances_lane_is_busy(settings, topic):
+    # A live migration holds its instance's lane for as long as it runs; its abort must not
+    # wait behind it. Without out_of_turn the abort would be queued in the same lane.
+    publisher = amqp.Publisher(settings, sender="itest")
+    publisher.cast(topic, "live_migration", {"instance_uuid": "i"}, "r")
+    publisher.cast(topic, "live_migration_abort", {"instance_uuid": "i"}, "r")
+    publisher.close()
+    abort = threading.Event()
+    finished: list[str] = []
+
+    def handler(message, user_id):
+        if message.method == "live_migration_abort":
+            abort.set()
+        else:
+            finished.append("aborted" if abort.wait(10) else "ran out its time")
+
+    consumer = amqp.Consumer(
+        settings, topic, handler, workers=2, out_of_turn=frozenset({"live_migration_abort"})
+    )
+    thread = threading.Thread(target=consumer.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 15
+    while not finished and time.monotonic() < deadline:
+        time.sleep(0.05)
+    consumer.stop()
+    thread.join(timeout=5)
+    assert finished == ["aborted"]
+
+
 def test_stop_wakes_an_idle_consumer(settings, topic):
     # The loop waits for I/O without a timeout; stop() must wake it, not a timer.
     consumer = amqp.Consumer(settings, topic, lambda m, user: None)

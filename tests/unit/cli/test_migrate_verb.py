@@ -77,3 +77,22 @@ def test_a_failed_migration_exits_1_with_its_message(fake, capsys):
     assert "error: migration of instance web-1 failed: cannot migrate: no host has room" in (
         capsys.readouterr().err
     )
+
+
+def test_live_asks_for_a_live_migration_and_shows_its_progress_and_figures(fake, capsys):
+    fake.life = [
+        _migration(),
+        _migration("Running", progress={"percent": 40}),
+        _migration("Running", progress={"percent": 90}),
+        _migration(
+            "Succeeded", sourceHost="h1", targetHost="h2", totalSeconds=1.234,
+            downtimeMilliseconds=38, progress={"percent": 100},
+        ),
+    ]  # fmt: skip
+    assert kubectl_nova.main(["migrate", "web-1", "--live"]) == 0
+
+    assert fake.created[0][2]["spec"] == {"instance": "web-1", "type": "Live"}
+    out = capsys.readouterr().out
+    assert "web-1-migration-x: Running 40%" in out
+    assert "web-1-migration-x: Running 90%" in out
+    assert "moved from h1 to h2 in 1.23 s, downtime 38 ms" in out

@@ -1,0 +1,394 @@
+"""Live migration through the conductor (Nova's live-migrate): the running guest moves to
+another host, its memory and disk copied while it runs.
+
+The road, each step cast to one host and ended by its ``migration_step_finished``; the
+instance's task state is ``migrating`` throughout and the migration's status says which step
+is under way:
+
+1. :meth:`LiveMigrations.start`: the scheduler picks a destination (or checks the one asked
+   for) and the claim holds both hosts, as a cold migration's does
+   (:func:`kubenova.db.moves.claim_move`). Status ``pre-migrating``.
+2. ``pre_live_migration`` on the destination makes ready: an empty disk, the config drive.
+3. ``live_migration`` on the source (status ``migrating``) moves the guest. Its progress comes
+   every few seconds (``migration_progress``) and goes to the InstanceMigration's status. The
+   source's agent aborts it when the data left has not gone down for
+   ``live_migration_progress_timeout_s``, or when asked (:meth:`LiveMigrations.abort`, the
+   InstanceMigration deleted). Its report carries libvirt's total time and downtime.
+4. Moved: the record is the destination's, ``post_live_migration_at_destination`` there
+   (``post-migrating``), then ``post_live_migration_at_source`` (``confirming``) removes what is
+   left on the source, and the source's claim is freed (``confirmed``).
+5. Not moved (a failure, an abort, no progress): ``rollback_live_migration_at_destination``
+   (``reverting``) removes what the destination prepared; the destination's claim is freed and
+   the guest runs on at the source (``failed``, or ``cancelled`` when the user asked).
+
+A rollback that finds the guest running on the destination means the guest moved after all (a
+source whose agent restarted during the move, say): the move then completes from step 4. Each
+report is checked against the migration's status and the host that runs the step, so a
+duplicate or stray report changes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid as uuid_mod
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from kubenova.compute import states
+from kubenova.conductor import resize_placement
+from kubenova.conductor.compute_tasks import instance_payload
+from kubenova.conductor.resize import MoveRefused
+from kubenova.conductor.resize_records import ResizeRecords
+from kubenova.conductor.resize_steps import Step
+from kubenova.db import api as db_api
+from kubenova.db import engine as db_engine
+from kubenova.db import models, moves
+from kubenova.rpc import migration_payloads as mp
+from kubenova.rpc.payload_base import Payload
+from kubenova.scheduler.manager import NoValidHost
+
+LOG = logging.getLogger(__name__)
+
+FAILED = "failed"
+CANCELLED = "cancelled"
+
+#: Step -> (the migration status it runs under, whether the source runs it).
+_STEPS: dict[str, tuple[str, bool]] = {
+    "pre_live_migration": (moves.PRE_MIGRATING, False),
+    "live_migration": (moves.MIGRATING, True),
+    "post_live_migration_at_destination": (moves.POST_MIGRATING, False),
+    "post_live_migration_at_source": (moves.CONFIRMING, True),
+    "rollback_live_migration_at_destination": (moves.REVERTING, False),
+}
+STEPS = frozenset(_STEPS)
+
+
+def expected(
+    record: models.Instance, migration: models.Migration, report: mp.MigrationStepFinished
+) -> bool:
+    """Whether ``report`` is the step the live migration waits for, from its host."""
+    if migration.instance_uuid != record.uuid or migration.migration_type != moves.LIVE:
+        return False
+    status, on_source = _STEPS[report.step]
+    host = migration.source_compute if on_source else migration.dest_compute
+    return (
+        record.task_state == states.MIGRATING and migration.status == status and report.host == host
+    )
+
+
+def progress_status(progress: mp.MigrationProgress) -> dict[str, Any]:
+    """The InstanceMigration's ``status.progress`` for a progress report."""
+    total = progress.data_total
+    percent = 0 if total <= 0 else round(100 * progress.data_processed / total)
+    return {
+        "elapsedSeconds": round(progress.elapsed_s, 1),
+        "dataTotalBytes": total,
+        "dataProcessedBytes": progress.data_processed,
+        "dataRemainingBytes": progress.data_remaining,
+        "percent": max(0, min(100, percent)),
+    }
+
+
+class LiveMigrations(ResizeRecords):
+    """Starts, advances, aborts and ends live migrations."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: Told a migration's extra status (its progress, libvirt's figures) to show on its
+        #: InstanceMigration: (migration uuid, status fields).
+        self.on_migration_status: Callable[[str, dict[str, Any]], None] = lambda _u, _s: None
+        # When each migration's progress was last heard (monotonic): a migration that still
+        # reports is not cast again by the stale sweep.
+        self._heard: dict[str, float] = {}
+        self._heard_lock = threading.Lock()
+
+    # -- from the InstanceMigration --------------------------------------------------------
+
+    def start(
+        self,
+        record: models.Instance,
+        flavor: Mapping[str, Any],
+        spec: Mapping[str, Any],
+        request_id: str,
+        *,
+        migration_type: str = moves.LIVE,
+        target_host: str | None = None,
+        object_ref: tuple[str, str] | None = None,
+    ) -> str:
+        """Schedule and claim a destination, then cast ``pre_live_migration`` to it; the
+        migration's uuid. Raises :class:`MoveRefused` (the operation ended) when no host
+        takes it."""
+        migration_uuid = str(uuid_mod.uuid4())
+        placed = resize_placement.Resize(
+            record,
+            flavor,
+            spec,
+            request_id,
+            migration_uuid,
+            migration_type=migration_type,
+            target_host=target_host,
+            object_name=object_ref[0] if object_ref else None,
+            object_uid=object_ref[1] if object_ref else None,
+        )
+        try:
+            dest = resize_placement.claim_destination(
+                self.settings, self.session_factory, self.kube, self.scheduler, placed
+            )
+        except (NoValidHost, moves.NotMovableError, ValueError) as exc:
+            message = f"cannot live-migrate: {exc}"
+            self._end_operation(record.uuid, request_id, message, failed=True)
+            raise MoveRefused(message) from exc
+        with db_engine.transaction(self.session_factory) as session:
+            migration = moves.migration_get(session, migration_uuid)
+            if migration is None:
+                raise MoveRefused("the instance was deleted")
+            ref = self._ref(session, migration)
+        LOG.info("instance %s: live migration to %s", record.uuid, dest)
+        self.on_migration_changed(migration_uuid)
+        args = mp.PreLiveMigration(instance=instance_payload(record), migration=ref)
+        self.compute.migration_step(dest, "pre_live_migration", args, request_id)
+        return migration_uuid
+
+    def abort(self, migration_uuid: str) -> bool:
+        """Abort the migration (its InstanceMigration was deleted) unless the guest has
+        moved already; whether it will be aborted."""
+        with db_engine.transaction(self.session_factory) as session:
+            migration = moves.migration_get(session, migration_uuid)
+            if migration is None or migration.status not in (moves.PRE_MIGRATING, moves.MIGRATING):
+                return False
+            migration.cancel_requested = True
+            instance_uuid, source = migration.instance_uuid, migration.source_compute
+            under_way = migration.status == moves.MIGRATING
+            request_id = migration.request_id
+        if under_way:
+            # Before the move started, the pre step's report sees cancel_requested instead.
+            args = mp.LiveMigrationAbort(instance_uuid=instance_uuid, migration_uuid=migration_uuid)
+            self.compute.migration_step(
+                source, "live_migration_abort", args, request_id or migration_uuid
+            )
+        LOG.info("live migration %s: aborting; the instance stays on %s", migration_uuid, source)
+        return True
+
+    # -- from the hosts --------------------------------------------------------------------
+
+    def progress(self, report: mp.MigrationProgress) -> None:
+        """Show a migration's progress on its InstanceMigration (nothing is written to the
+        database: a lost figure is followed by the next)."""
+        with self._heard_lock:
+            self._heard[report.migration_uuid] = time.monotonic()
+        self.on_migration_status(report.migration_uuid, {"progress": progress_status(report)})
+
+    def step_finished(self, report: mp.MigrationStepFinished, request_id: str) -> None:
+        """Record a step's event and go on: the next step, or the end of the operation."""
+        with db_engine.transaction(self.session_factory) as session:
+            record = db_api.instance_lock(session, report.instance_uuid)
+            migration = moves.migration_get(session, report.migration_uuid)
+            if record is None or migration is None or not expected(record, migration, report):
+                LOG.info(
+                    "instance %s: %s from %s is not the step under way; ignored",
+                    report.instance_uuid,
+                    report.step,
+                    report.host,
+                )
+                return
+            details = report.message
+            if report.step == "live_migration" and report.result == "Success":
+                details = _figures(report)
+            db_api.action_event_record(
+                session,
+                record.uuid,
+                request_id,
+                f"compute_{report.step}",
+                report.result,
+                host=report.host,
+                start_time=report.started_at,
+                finish_time=report.finished_at,
+                details=details,
+            )
+            step = Step(
+                record=record,
+                migration_uuid=migration.uuid,
+                ref=self._ref(session, migration),
+                report=report,
+                request_id=request_id,
+                failure=migration.message,
+                old_flavor=dict(migration.old_flavor),
+                new_flavor=dict(migration.new_flavor),
+                power_on=bool(migration.power_on),
+                source_node=migration.source_node,
+                dest_node=migration.dest_node,
+                migration_type=migration.migration_type,
+                cancelled=bool(migration.cancel_requested),
+            )
+        {
+            "pre_live_migration": self._prepared,
+            "live_migration": self._moved,
+            "post_live_migration_at_destination": self._kept,
+            "post_live_migration_at_source": self._cleaned,
+            "rollback_live_migration_at_destination": self._rolled_back,
+        }[report.step](step)
+        self.on_migration_changed(step.migration_uuid)
+
+    def _prepared(self, step: Step) -> None:
+        if not step.ok or step.cancelled:
+            why = step.why if not step.ok else "cancelled: its InstanceMigration was deleted"
+            self._roll_back(step, why)
+            return
+        self._set(step, states.MIGRATING, moves.MIGRATING)
+        args = mp.LiveMigration(
+            instance_uuid=step.record.uuid,
+            migration=step.ref,
+            progress_timeout_s=self.settings.live_migration_progress_timeout_s,
+        )
+        self.compute.migration_step(step.ref.source_host, "live_migration", args, step.request_id)
+
+    def _moved(self, step: Step) -> None:
+        if not step.ok:
+            self._roll_back(step, step.why)
+            return
+        figures = {"totalSeconds": step.report.total_s}
+        if step.report.downtime_ms is not None:
+            figures["downtimeMilliseconds"] = step.report.downtime_ms
+        self.on_migration_status(step.migration_uuid, figures)
+        self._to_destination(step)
+
+    def _to_destination(self, step: Step) -> None:
+        """The guest runs on the destination: the record is that host's from now on."""
+        with db_engine.transaction(self.session_factory) as session:
+            db_api.instance_update_unread(
+                session,
+                step.record.uuid,
+                host=step.ref.dest_host,
+                node=step.dest_node or step.ref.dest_host,
+            )
+            migration = moves.migration_get(session, step.migration_uuid)
+            if migration is not None:
+                moves.migration_set_status(session, migration, moves.POST_MIGRATING)
+        with self._heard_lock:
+            self._heard.pop(step.migration_uuid, None)
+        self.projector.project(step.record.uuid)
+        args = mp.PostLiveMigrationAtDestination(
+            instance=instance_payload(step.record), migration=step.ref
+        )
+        self.compute.migration_step(
+            step.ref.dest_host, "post_live_migration_at_destination", args, step.request_id
+        )
+
+    def _kept(self, step: Step) -> None:
+        # The guest runs on the destination either way; a failure here is told in the end.
+        with db_engine.transaction(self.session_factory) as session:
+            db_api.instance_update_unread(
+                session,
+                step.record.uuid,
+                power_state=step.report.power_state,
+                addresses=list(step.report.addresses),
+            )
+            migration = moves.migration_get(session, step.migration_uuid)
+            if migration is not None:
+                moves.migration_set_status(
+                    session, migration, moves.CONFIRMING, None if step.ok else step.why
+                )
+        args = mp.PostLiveMigrationAtSource(instance_uuid=step.record.uuid, migration=step.ref)
+        self.compute.migration_step(
+            step.ref.source_host, "post_live_migration_at_source", args, step.request_id
+        )
+
+    def _cleaned(self, step: Step) -> None:
+        moves.confirm_move(self.session_factory, step.migration_uuid)
+        message = step.failure if step.ok else step.why
+        # A step that failed after the guest moved leaves it running where it went: the
+        # action says what was left behind, but the move itself succeeded.
+        self._end(step, message, failed=False)
+        if message is not None:
+            LOG.warning("instance %s: live migration ended: %s", step.record.uuid, message)
+
+    def _roll_back(self, step: Step, why: str) -> None:
+        self._set(step, states.MIGRATING, moves.REVERTING, why)
+        args = mp.RollbackLiveMigrationAtDestination(
+            instance_uuid=step.record.uuid, migration=step.ref
+        )
+        self.compute.migration_step(
+            step.ref.dest_host, "rollback_live_migration_at_destination", args, step.request_id
+        )
+
+    def _rolled_back(self, step: Step) -> None:
+        if not step.ok and step.report.power_state == states.RUNNING:
+            # The destination runs the guest: it moved after all.
+            LOG.warning("instance %s: the guest runs on %s after all", step.record.uuid,
+                        step.report.host)  # fmt: skip
+            self._to_destination(step)
+            return
+        with self._heard_lock:
+            self._heard.pop(step.migration_uuid, None)
+        status = CANCELLED if step.cancelled else FAILED
+        message = step.failure or "live migration failed"
+        if not step.ok:
+            message = f"{message}; then {step.why}"
+            status = moves.ERROR
+        moves.revert_move(self.session_factory, step.migration_uuid, status, message)
+        self._end(step, message)
+
+    # -- steps that lost their way ---------------------------------------------------------
+
+    def recast(self, record: models.Instance, request_id: str) -> None:
+        """Cast the step under way once more (the hosts' steps are idempotent, and a
+        ``live_migration`` cast again to a source the guest has left ends in a rollback that
+        finds it on the destination). A migration that still reports progress is left alone;
+        one interrupted before its destination was claimed is ended."""
+        with db_engine.transaction(self.session_factory) as session:
+            migration = moves.migration_in_progress(session, record.uuid)
+            ref = self._ref(session, migration) if migration is not None else None
+            status = migration.status if migration is not None else None
+        if ref is None or status is None:
+            self._end_operation(
+                record.uuid,
+                request_id,
+                "live migration interrupted before a destination was claimed; ask for it again",
+                failed=True,
+            )
+            return
+        with self._heard_lock:
+            heard = self._heard.get(ref.uuid)
+        limit = self.settings.operation_timeout_s
+        if status == moves.MIGRATING and heard is not None and time.monotonic() - heard < limit:
+            return
+        LOG.warning("instance %s: live migration step (%s) cast again", record.uuid, status)
+        payload = instance_payload(record)
+        uuid = record.uuid
+        casts: dict[str, tuple[str, str, Payload]] = {
+            moves.PRE_MIGRATING: (
+                ref.dest_host, "pre_live_migration",
+                mp.PreLiveMigration(instance=payload, migration=ref),
+            ),
+            moves.MIGRATING: (
+                ref.source_host, "live_migration",
+                mp.LiveMigration(
+                    instance_uuid=uuid, migration=ref,
+                    progress_timeout_s=self.settings.live_migration_progress_timeout_s,
+                ),
+            ),
+            moves.POST_MIGRATING: (
+                ref.dest_host, "post_live_migration_at_destination",
+                mp.PostLiveMigrationAtDestination(instance=payload, migration=ref),
+            ),
+            moves.CONFIRMING: (
+                ref.source_host, "post_live_migration_at_source",
+                mp.PostLiveMigrationAtSource(instance_uuid=uuid, migration=ref),
+            ),
+            moves.REVERTING: (
+                ref.dest_host, "rollback_live_migration_at_destination",
+                mp.RollbackLiveMigrationAtDestination(instance_uuid=uuid, migration=ref),
+            ),
+        }  # fmt: skip
+        if status in casts:
+            host, method, args = casts[status]
+            self.compute.migration_step(host, method, args, request_id)
+
+
+def _figures(report: mp.MigrationStepFinished) -> str:
+    """libvirt's figures for a completed move, for the action's event."""
+    total = f"{report.total_s:.2f} s" if report.total_s is not None else "unknown"
+    downtime = f"{report.downtime_ms} ms" if report.downtime_ms is not None else "unknown"
+    return f"moved in {total} (libvirt), downtime {downtime}"

@@ -1,0 +1,165 @@
+"""A real guest live-migrated with ``kubectl nova migrate --live`` between the stack's two real
+libvirt hosts (the second libvirtd in a mount namespace of its own, with its own agent), there
+and back. The guest never stops: the counter it prints on its serial console every second keeps
+one boot id and goes on counting across both moves. The InstanceMigration carries libvirt's
+total time and downtime, which the test prints; the source keeps no domain and no claim."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import re
+import subprocess
+from collections.abc import Iterator
+
+import libvirt
+import pytest
+
+from tests.e2e.conftest import (
+    HOST,
+    STATE,
+    apply,
+    flavor_manifest,
+    get,
+    instance_manifest,
+    kubectl,
+    status_of,
+    wait_for,
+)
+from tests.e2e.test_power_operations import INSTANCES_PATH, _actions, _ok, nova
+from tests.support import second_host
+
+pytestmark = pytest.mark.e2e
+
+FLAVOR = "e2e-live"
+COUNT = re.compile(r"kubenova-guest: count (\d+) boot=(\S*)")
+
+
+@pytest.fixture
+def second(stack: dict[str, str], namespace: str) -> Iterator[second_host.SecondAgent]:
+    """The second host's agent, for one test; its Hypervisor is retired afterwards."""
+    agent = second_host.SecondAgent(dict(stack, KUBENOVA_STATE=str(STATE)))
+    agent.start()
+    try:
+        wait_for(
+            f"Hypervisor {agent.host} to be up",
+            lambda: (
+                ((get("hypervisors", agent.host) or {}).get("status") or {}).get("state") == "up"
+            ),
+            timeout=90,
+        )
+        yield agent
+    finally:
+        # Its guests go while it still answers; then the host is retired, as SimHosts does.
+        kubectl("delete", "instances", "--all", "-n", namespace, "--timeout=90s", check=False)
+        agent.stop()
+        subprocess.run(
+            [str(second_host.ROOT / "hack/rabbitmq-agent-user.sh"), "--delete", agent.host],
+            env=agent.env,
+            capture_output=True,
+            check=False,
+        )
+        wait_for(
+            f"{agent.host} to be down",
+            lambda: (
+                ((get("hypervisors", agent.host) or {}).get("status") or {}).get("state") != "up"
+            ),
+            timeout=30,
+        )
+        kubectl("delete", "hypervisor", agent.host, "--timeout=30s", check=False)
+
+
+def _counts(console: pathlib.Path) -> list[tuple[int, str]]:
+    text = console.read_text(errors="replace") if console.exists() else ""
+    return [(int(n), boot) for n, boot in COUNT.findall(text)]
+
+
+def _counting_above(console: pathlib.Path, above: int) -> list[tuple[int, str]]:
+    return wait_for(
+        f"the guest's counter above {above} in {console}",
+        lambda: (found := _counts(console)) and found[-1][0] > above and found,
+        timeout=180,
+    )
+
+
+def _on_libvirt(uri: str, uuid: str) -> bool:
+    connection = libvirt.open(uri)
+    try:
+        connection.lookupByUUIDString(uuid)
+    except libvirt.libvirtError:
+        return False
+    finally:
+        connection.close()
+    return True
+
+
+def _used_vcpus(host: str) -> int:
+    status = (get("hypervisors", host) or {}).get("status") or {}
+    return int((status.get("vcpus") or {}).get("used") or 0)
+
+
+def test_a_running_guest_moves_live_between_two_real_hosts_and_back_without_a_reboot(
+    namespace: str, stack: dict[str, str], second: second_host.SecondAgent
+) -> None:
+    apply(flavor_manifest(FLAVOR, 1, 128, 1))
+    apply(
+        instance_manifest(
+            "mover", namespace, FLAVOR, userData="#kubenova-guest: count\n", forcedHost=HOST
+        )
+    )
+    wait_for(
+        "mover to be Running",
+        lambda: status_of(namespace, "mover").get("phase") == "Running",
+        timeout=180,
+    )
+    uuid = get("instances", "mover", namespace)["metadata"]["uid"]
+    first_console = INSTANCES_PATH / uuid / "console.log"
+    before = _counting_above(first_console, 2)
+    boot = before[-1][1]
+
+    # There: the scheduler's pick, the only other host.
+    moved = _ok(nova(stack, "migrate", "mover", "--live", "-n", namespace))
+    print(moved)
+    assert f"moved from {HOST} to {second.host}" in moved
+    assert status_of(namespace, "mover")["host"] == second.host
+    assert not _on_libvirt("qemu:///system", uuid)
+    assert _on_libvirt(second_host.uri(), uuid)
+    second_console = pathlib.Path(second.instances_path) / uuid / "console.log"
+    there = _counting_above(second_console, before[-1][0])
+    assert {b for _, b in there} == {boot}, f"the guest rebooted: {there}"
+
+    listed = kubectl("get", "instancemigrations", "-n", namespace, "-o", "json").stdout
+    (migration,) = json.loads(listed)["items"]
+    status = migration["status"]
+    assert (status["phase"], status["sourceHost"], status["targetHost"]) == (
+        "Succeeded",
+        HOST,
+        second.host,
+    )
+    assert status["totalSeconds"] > 0
+    print(
+        f"live migration {HOST} -> {second.host}: {status['totalSeconds']} s "
+        f"(libvirt), downtime {status.get('downtimeMilliseconds')} ms"
+    )
+    wait_for(
+        "the source's claim to be freed",
+        lambda: _used_vcpus(HOST) == 0 and _used_vcpus(second.host) == 1,
+        timeout=60,
+    )
+
+    # And back, to the host asked for.
+    back = _ok(nova(stack, "migrate", "mover", "--live", "--host", HOST, "-n", namespace))
+    assert f"moved from {second.host} to {HOST}" in back
+    assert status_of(namespace, "mover")["host"] == HOST
+    assert not _on_libvirt(second_host.uri(), uuid)
+    again = _counting_above(first_console, there[-1][0])
+    assert {b for _, b in again} == {boot}, f"the guest rebooted: {again}"
+
+    wait_for(
+        "the history of the moves",
+        lambda: (
+            [(a["action"], a["result"]) for a in _actions(namespace, "mover")]
+            == [("live-migration", "Success"), ("live-migration", "Success")]
+        ),
+        timeout=60,
+    )

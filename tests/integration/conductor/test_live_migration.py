@@ -1,0 +1,304 @@
+"""Live migration through an InstanceMigration of type Live, on a real database with simulated
+hosts: the steps on both hosts in order, the claims at every step, progress and libvirt's
+figures in the object's status, a failed move rolled back, an abort on deletion (before and
+during the move), a rollback that finds the guest moved after all, and the stale sweep."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pytest
+
+from kubenova.conductor.service import Conductor
+from kubenova.db import engine as db_engine
+from kubenova.db import models, moves
+from kubenova.rpc import migration_payloads as mp
+from kubenova.rpc import payloads
+from tests.integration.conductor import builds
+from tests.integration.conductor import test_instance_migrations as cold
+from tests.integration.conductor.fakes import FakeMigrationObjects
+from tests.integration.conductor.test_instance_migrations import _record, _report, _request
+from tests.support import NAMESPACE, RecordingCaster, RecordingKube
+
+pytestmark = pytest.mark.integration
+
+# The cold migrations' fixtures: a conductor over recorded objects, an instance on h1 of three.
+objects = cold.objects
+conductor = cold.conductor
+uuid = cold.uuid
+
+
+def _live(uuid: str, name: str = "move", **over: Any) -> Any:
+    return _request(uuid, name, type="Live", **over)
+
+
+def _used(session_factory: db_engine.SessionFactory) -> dict[str, int]:
+    with db_engine.transaction(session_factory) as session:
+        return {n.host: n.vcpus_used for n in session.query(models.ComputeNode)}
+
+
+def _step(conductor: Conductor, caster: RecordingCaster, uuid: str, host: str, **over: Any) -> None:
+    conductor.manager.live.step_finished(*_report(caster, uuid, host, **over))  # type: ignore[union-attr]
+
+
+def _migration(session_factory: db_engine.SessionFactory, uuid: str) -> models.Migration:
+    with db_engine.transaction(session_factory) as session:
+        found = session.query(models.Migration).filter_by(instance_uuid=uuid).one()
+        session.expunge(found)
+        return found
+
+
+def test_a_live_migration_runs_its_steps_on_both_hosts_and_keeps_the_claims_right(
+    db_session_factory: db_engine.SessionFactory,
+    kube: RecordingKube,
+    caster: RecordingCaster,
+    conductor: Conductor,
+    objects: FakeMigrationObjects,
+    uuid: str,
+) -> None:
+    conductor.migrations.create(_live(uuid, target_host="h3"))
+
+    assert (caster.casts[-1].topic, caster.casts[-1].method) == (
+        "compute.h3",
+        "pre_live_migration",
+    )
+    record = _record(db_session_factory, uuid)
+    assert (record.host, record.task_state) == ("h1", "migrating")
+    assert objects.statuses["move"]["phase"] == "Scheduled"
+    # Both hosts are held while the guest moves.
+    assert _used(db_session_factory) == {"h1": 1, "h2": 0, "h3": 1}
+
+    _step(conductor, caster, uuid, "h3", power_state="nostate")
+    cast = caster.casts[-1]
+    assert (cast.topic, cast.method) == ("compute.h1", "live_migration")
+    assert cast.args["migration"]["dest_uri"] == "qemu+tcp://h3/system"
+    assert cast.args["progress_timeout_s"] == 150
+    assert objects.statuses["move"]["phase"] == "Running"
+
+    conductor.manager.live.progress(  # type: ignore[union-attr]
+        mp.MigrationProgress(
+            instance_uuid=uuid, host="h1", migration_uuid=cast.args["migration"]["uuid"],
+            elapsed_s=1.26, data_total=400, data_processed=100, data_remaining=300,
+        )
+    )  # fmt: skip
+    assert objects.statuses["move"]["progress"] == {
+        "elapsedSeconds": 1.3,
+        "dataTotalBytes": 400,
+        "dataProcessedBytes": 100,
+        "dataRemainingBytes": 300,
+        "percent": 25,
+    }
+
+    _step(conductor, caster, uuid, "h1", power_state="nostate", total_s=1.5, downtime_ms=42)
+    assert (caster.casts[-1].topic, caster.casts[-1].method) == (
+        "compute.h3",
+        "post_live_migration_at_destination",
+    )
+    # The guest runs on the destination from the switch-over: the record is its.
+    assert _record(db_session_factory, uuid).host == "h3"
+    figures = objects.statuses["move"]
+    assert (figures["totalSeconds"], figures["downtimeMilliseconds"]) == (1.5, 42)
+
+    _step(conductor, caster, uuid, "h3", addresses=("10.0.0.9",))
+    assert (caster.casts[-1].topic, caster.casts[-1].method) == (
+        "compute.h1",
+        "post_live_migration_at_source",
+    )
+    _step(conductor, caster, uuid, "h1", power_state="nostate")
+
+    record = _record(db_session_factory, uuid)
+    assert (record.host, record.vm_state, record.task_state, record.power_state) == (
+        "h3",
+        "active",
+        None,
+        "running",
+    )
+    assert record.addresses == ["10.0.0.9"]
+    assert _used(db_session_factory) == {"h1": 0, "h2": 0, "h3": 1}
+    assert _migration(db_session_factory, uuid).status == moves.CONFIRMED
+    assert objects.statuses["move"]["phase"] == "Succeeded"
+
+    conductor.history.flush()
+    (action,) = [a for a in kube.instance_actions.values() if a["action"] == "live-migration"]
+    assert action["result"] == "Success"
+    events = {e["event"]: e for e in action["events"]}
+    assert list(events) == [
+        "compute_pre_live_migration",
+        "compute_live_migration",
+        "compute_post_live_migration_at_destination",
+        "compute_post_live_migration_at_source",
+    ]
+    assert "downtime 42 ms" in (events["compute_live_migration"].get("details") or "")
+
+
+def test_a_failed_move_is_rolled_back_and_the_guest_stays_on_its_source(
+    db_session_factory: db_engine.SessionFactory,
+    caster: RecordingCaster,
+    conductor: Conductor,
+    objects: FakeMigrationObjects,
+    uuid: str,
+) -> None:
+    conductor.migrations.create(_live(uuid, target_host="h2"))
+    _step(conductor, caster, uuid, "h2", power_state="nostate")
+    _step(conductor, caster, uuid, "h1", result="Error", message="no progress for 150 s")
+
+    assert (caster.casts[-1].topic, caster.casts[-1].method) == (
+        "compute.h2",
+        "rollback_live_migration_at_destination",
+    )
+    _step(conductor, caster, uuid, "h2", power_state="nostate")
+
+    record = _record(db_session_factory, uuid)
+    assert (record.host, record.vm_state, record.task_state) == ("h1", "active", None)
+    assert _used(db_session_factory) == {"h1": 1, "h2": 0, "h3": 0}
+    assert _migration(db_session_factory, uuid).status == "failed"
+    status = objects.statuses["move"]
+    assert status["phase"] == "Failed"
+    assert "no progress for 150 s" in status["message"]
+
+
+def test_deleting_the_object_aborts_the_move_under_way_out_of_turn(
+    db_session_factory: db_engine.SessionFactory,
+    caster: RecordingCaster,
+    conductor: Conductor,
+    objects: FakeMigrationObjects,
+    uuid: str,
+) -> None:
+    request = _live(uuid, target_host="h2")
+    conductor.migrations.create(request)
+    _step(conductor, caster, uuid, "h2", power_state="nostate")
+    migration_uuid = caster.casts[-1].args["migration"]["uuid"]
+    aborted = _report(caster, uuid, "h1", result="Error", message="aborted")
+
+    assert conductor.migrations.cancel(request.uid) is True
+    abort = caster.casts[-1]
+    assert (abort.topic, abort.method, abort.args) == (
+        "compute.h1",
+        "live_migration_abort",
+        {"instance_uuid": uuid, "migration_uuid": migration_uuid},
+    )
+    conductor.manager.live.step_finished(*aborted)  # type: ignore[union-attr]
+    _step(conductor, caster, uuid, "h2", power_state="nostate")
+
+    assert _record(db_session_factory, uuid).host == "h1"
+    assert _migration(db_session_factory, uuid).status == "cancelled"
+    assert _used(db_session_factory) == {"h1": 1, "h2": 0, "h3": 0}
+    assert objects.statuses["move"]["phase"] == "Failed"
+
+
+def test_an_object_deleted_before_the_move_started_rolls_back_the_destination(
+    db_session_factory: db_engine.SessionFactory,
+    caster: RecordingCaster,
+    conductor: Conductor,
+    uuid: str,
+) -> None:
+    request = _live(uuid, target_host="h2")
+    conductor.migrations.create(request)
+    assert conductor.migrations.cancel(request.uid) is True
+    # Nothing runs on the source yet: no abort is sent; the preparation's report ends it.
+    assert caster.casts[-1].method == "pre_live_migration"
+
+    _step(conductor, caster, uuid, "h2", power_state="nostate")
+    assert caster.casts[-1].method == "rollback_live_migration_at_destination"
+    _step(conductor, caster, uuid, "h2", power_state="nostate")
+
+    assert _record(db_session_factory, uuid).task_state is None
+    assert _migration(db_session_factory, uuid).status == "cancelled"
+    assert _used(db_session_factory) == {"h1": 1, "h2": 0, "h3": 0}
+
+
+def test_a_rollback_that_finds_the_guest_on_the_destination_completes_the_move(
+    db_session_factory: db_engine.SessionFactory,
+    caster: RecordingCaster,
+    conductor: Conductor,
+    uuid: str,
+) -> None:
+    conductor.migrations.create(_live(uuid, target_host="h2"))
+    _step(conductor, caster, uuid, "h2", power_state="nostate")
+    # The source's agent restarted during the move: cast again, it finds no guest there.
+    _step(conductor, caster, uuid, "h1", result="Error", message="not found", power_state="nostate")
+    _step(conductor, caster, uuid, "h2", result="Error", message="it runs here")
+
+    assert (caster.casts[-1].topic, caster.casts[-1].method) == (
+        "compute.h2",
+        "post_live_migration_at_destination",
+    )
+    _step(conductor, caster, uuid, "h2")
+    _step(conductor, caster, uuid, "h1", power_state="nostate")
+    record = _record(db_session_factory, uuid)
+    assert (record.host, record.task_state) == ("h2", None)
+    assert _used(db_session_factory) == {"h1": 0, "h2": 1, "h3": 0}
+
+
+def test_a_stray_report_changes_nothing_and_a_stalled_step_is_cast_again(
+    db_session_factory: db_engine.SessionFactory,
+    caster: RecordingCaster,
+    conductor: Conductor,
+    uuid: str,
+) -> None:
+    conductor.migrations.create(_live(uuid, target_host="h2"))
+    casts = len(caster.casts)
+    # A live_migration report from the source before that step was even cast.
+    report, request_id = _report(caster, uuid, "h2")
+    conductor.manager.live.step_finished(  # type: ignore[union-attr]
+        report.model_copy(update={"step": "live_migration", "host": "h1"}), request_id
+    )
+    assert len(caster.casts) == casts
+    assert _migration(db_session_factory, uuid).status == moves.PRE_MIGRATING
+
+    conductor.stale.recast_all()
+    assert (caster.casts[-1].topic, caster.casts[-1].method) == (
+        "compute.h2",
+        "pre_live_migration",
+    )
+
+
+def test_a_paused_or_moving_instance_is_refused_with_its_state(
+    db_session_factory: db_engine.SessionFactory,
+    caster: RecordingCaster,
+    conductor: Conductor,
+    objects: FakeMigrationObjects,
+    uuid: str,
+) -> None:
+    conductor.migrations.create(_live(uuid, target_host="h2"))
+    conductor.migrations.create(_live(uuid, name="second", target_host="h3"))
+
+    status = objects.statuses["second"]
+    assert status["phase"] == "Failed"
+    assert "migrating" in status["message"]
+    assert _used(db_session_factory) == {"h1": 1, "h2": 1, "h3": 0}
+
+
+def test_a_live_migration_keeps_the_server_groups_anti_affinity(
+    db_session_factory: db_engine.SessionFactory,
+    kube: RecordingKube,
+    caster: RecordingCaster,
+    objects: FakeMigrationObjects,
+    conductor: Conductor,
+    uuid: str,
+) -> None:
+    del uuid  # h1, h2 and h3 registered, with an instance outside the group on h1
+    builds.add_server_group(kube, "web", "anti-affinity")
+    members = {}
+    for host in ("h1", "h2"):
+        uid = builds.build(conductor, kube, serverGroup="web", forcedHost=host)
+        conductor.instances.instance_update(_running(uid, host))
+        kube.instances[(NAMESPACE, builds.object_name(uid))]["metadata"]["uid"] = uid
+        members[host] = uid
+
+    conductor.migrations.create(_live(members["h1"]))
+    # h2 holds the other member: h3 is the only host the group allows.
+    assert caster.casts[-1].topic == "compute.h3"
+
+    conductor.migrations.create(_live(members["h2"], name="second", target_host="h1"))
+    assert objects.statuses["second"]["phase"] == "Failed"
+    assert "cannot live-migrate" in objects.statuses["second"]["message"]
+    assert builds.allocated_hosts(db_session_factory, members["h2"]) == ["h2"]
+
+
+def _running(uuid: str, host: str) -> payloads.InstanceUpdate:
+    return payloads.InstanceUpdate(
+        instance_uuid=uuid, host=host, vm_state="active", task_state=None, power_state="running",
+        addresses=("192.168.122.20",), launched_at=dt.datetime(2026, 12, 6, tzinfo=dt.UTC),
+    )  # fmt: skip
