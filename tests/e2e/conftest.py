@@ -373,3 +373,37 @@ def condition_of(namespace: str, name: str, type_: str) -> dict[str, Any]:
         if condition["type"] == type_:
             return dict(condition)
     return {}
+
+
+@pytest.fixture
+def second(stack: dict[str, str], namespace: str) -> Iterator[second_host.SecondAgent]:
+    """The second host's agent, for one test; its Hypervisor is retired afterwards."""
+    agent = second_host.SecondAgent(dict(stack, KUBENOVA_STATE=str(STATE)))
+    agent.start()
+    try:
+        wait_for(
+            f"Hypervisor {agent.host} to be up",
+            lambda: (
+                ((get("hypervisors", agent.host) or {}).get("status") or {}).get("state") == "up"
+            ),
+            timeout=90,
+        )
+        yield agent
+    finally:
+        # Its guests go while it still answers; then the host is retired, as SimHosts does.
+        kubectl("delete", "instances", "--all", "-n", namespace, "--timeout=90s", check=False)
+        agent.stop()
+        subprocess.run(
+            [str(second_host.ROOT / "hack/rabbitmq-agent-user.sh"), "--delete", agent.host],
+            env=agent.env,
+            capture_output=True,
+            check=False,
+        )
+        wait_for(
+            f"{agent.host} to be down",
+            lambda: (
+                ((get("hypervisors", agent.host) or {}).get("status") or {}).get("state") != "up"
+            ),
+            timeout=30,
+        )
+        kubectl("delete", "hypervisor", agent.host, "--timeout=30s", check=False)

@@ -9,15 +9,12 @@ from __future__ import annotations
 import json
 import pathlib
 import re
-import subprocess
-from collections.abc import Iterator
 
 import libvirt
 import pytest
 
 from tests.e2e.conftest import (
     HOST,
-    STATE,
     apply,
     flavor_manifest,
     get,
@@ -33,40 +30,6 @@ pytestmark = pytest.mark.e2e
 
 FLAVOR = "e2e-live"
 COUNT = re.compile(r"kubenova-guest: count (\d+) boot=(\S*)")
-
-
-@pytest.fixture
-def second(stack: dict[str, str], namespace: str) -> Iterator[second_host.SecondAgent]:
-    """The second host's agent, for one test; its Hypervisor is retired afterwards."""
-    agent = second_host.SecondAgent(dict(stack, KUBENOVA_STATE=str(STATE)))
-    agent.start()
-    try:
-        wait_for(
-            f"Hypervisor {agent.host} to be up",
-            lambda: (
-                ((get("hypervisors", agent.host) or {}).get("status") or {}).get("state") == "up"
-            ),
-            timeout=90,
-        )
-        yield agent
-    finally:
-        # Its guests go while it still answers; then the host is retired, as SimHosts does.
-        kubectl("delete", "instances", "--all", "-n", namespace, "--timeout=90s", check=False)
-        agent.stop()
-        subprocess.run(
-            [str(second_host.ROOT / "hack/rabbitmq-agent-user.sh"), "--delete", agent.host],
-            env=agent.env,
-            capture_output=True,
-            check=False,
-        )
-        wait_for(
-            f"{agent.host} to be down",
-            lambda: (
-                ((get("hypervisors", agent.host) or {}).get("status") or {}).get("state") != "up"
-            ),
-            timeout=30,
-        )
-        kubectl("delete", "hypervisor", agent.host, "--timeout=30s", check=False)
 
 
 def _counts(console: pathlib.Path) -> list[tuple[int, str]]:

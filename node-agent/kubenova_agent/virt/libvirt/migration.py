@@ -49,7 +49,8 @@ LOG = logging.getLogger(__name__)
 
 #: How often a live migration's progress is read and reported.
 PROGRESS_INTERVAL_S = 1.0
-#: How soon an abort that libvirt refused (its job not started yet) is tried again.
+#: How often the watch of a live migration looks for an abort (and tries again an abort
+#: libvirt refused because its job had not started yet).
 ABORT_RETRY_S = 0.1
 #: The disk a live migration copies: the root disk (the config drive is made anew).
 _COPIED_DISKS = ["vda"]
@@ -255,6 +256,7 @@ class _MigrationJob:
         self.domain = domain
         self.error: BaseException | None = None
         self.wall_s = 0.0
+        self._done = threading.Event()
         self._started = time.monotonic()
         self._thread = threading.Thread(
             target=self._run, args=(remote, params), name="live-migration", daemon=True
@@ -268,6 +270,7 @@ class _MigrationJob:
             self.error = exc
         finally:
             self.wall_s = time.monotonic() - self._started
+            self._done.set()
 
     def watch(
         self,
@@ -281,20 +284,19 @@ class _MigrationJob:
         aborted = False
         least_remaining: int | None = None
         last_gain = time.monotonic()
-        while self._thread.is_alive():
-            # An abort asked before libvirt has a job to abort is tried again shortly.
-            wait = ABORT_RETRY_S if aborting is not None and not aborted else PROGRESS_INTERVAL_S
-            if aborting is None:
-                abort.wait(wait)
-            else:
-                self._thread.join(wait)
-            if not self._thread.is_alive():
-                break
+        next_figures = last_gain + PROGRESS_INTERVAL_S
+        # Woken by the job's end at once (its figures are the move's), else every
+        # ABORT_RETRY_S to see an abort asked for.
+        while not self._done.wait(ABORT_RETRY_S):
             if aborting is None and abort.is_set():
                 aborting = "asked"
             if aborting is not None:
+                # An abort asked before libvirt has a job to abort is tried again.
                 aborted = aborted or self._abort()
                 continue
+            if time.monotonic() < next_figures:
+                continue
+            next_figures = time.monotonic() + PROGRESS_INTERVAL_S
             progress = self._progress()
             if progress is None:
                 continue
