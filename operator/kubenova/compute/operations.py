@@ -97,9 +97,7 @@ REVERT_RESIZE = _operation("revertResize", {states.RESIZED}, states.RESIZE_REVER
 MIGRATE = _operation("migrate", {states.ACTIVE, states.STOPPED}, states.RESIZE_PREP, states.ACTIVE)
 # A live migration (an InstanceMigration of type Live): the guest keeps running (or paused)
 # while it moves, in steps on both hosts (:mod:`kubenova.conductor.live_migration`).
-LIVE_MIGRATE = _operation(
-    "live-migration", {states.ACTIVE, states.PAUSED}, states.MIGRATING, None
-)
+LIVE_MIGRATE = _operation("live-migration", {states.ACTIVE, states.PAUSED}, states.MIGRATING, None)
 # An evacuation (an InstanceMigration of type Evacuate): the instance of a host that is down,
 # rebuilt from its image on another (Nova allows it in these states).
 EVACUATE = _operation(

@@ -11,6 +11,7 @@ import datetime
 from typing import Any, Protocol
 
 from kubenova.compute import operations, states
+from kubenova.db import moves
 
 
 class InstanceRecord(Protocol):
@@ -95,9 +96,11 @@ def project(
     host_up: bool = True,
     fault: dict[str, str] | None = None,
     resize: dict[str, Any] | None = None,
+    migration_type: str | None = None,
 ) -> dict[str, Any]:
     """The status block for an Instance whose record is ``record``; ``resize``, the resize
-    that awaits confirmation (shown while the instance is resized)."""
+    that awaits confirmation (shown while the instance is resized); ``migration_type``, the
+    type of the move under way (see :func:`_in_progress`)."""
     phase = states.phase(
         record.vm_state,
         record.task_state,
@@ -129,7 +132,7 @@ def project(
             generation,
         )
     )
-    synced = _synced(record, previous_conditions)
+    synced = _synced(record, previous_conditions, migration_type)
     if synced is not None:
         updates.append(synced)
     status: dict[str, Any] = {
@@ -152,7 +155,21 @@ def project(
     return status
 
 
-def _synced(record: InstanceRecord, previous: list[dict[str, Any]] | None) -> dict[str, Any] | None:
+def _in_progress(
+    task_state: str | None, migration_type: str | None = None
+) -> operations.Operation | None:
+    """The operation under way in ``task_state``, as the Synced condition names it. A cold
+    migration runs under the resize's task states: with ``migration_type`` ``migration`` (the
+    move under way is one) those say ``migrate``, otherwise ``resize`` (and its confirm and
+    revert). A live migration and an evacuation have task states of their own."""
+    if migration_type == moves.COLD and task_state in operations.RESIZE_TASK_STATES:
+        return operations.MIGRATE
+    return operations.IN_PROGRESS.get(task_state or "")
+
+
+def _synced(
+    record: InstanceRecord, previous: list[dict[str, Any]] | None, migration_type: str | None
+) -> dict[str, Any] | None:
     """The Synced condition: whether the spec at ``generation`` is applied, under way, or why
     not. None while the instance is being built or deleted (its create or delete says it)."""
     if record.vm_state in (states.BUILDING, states.DELETED) or record.task_state in (
@@ -162,7 +179,7 @@ def _synced(record: InstanceRecord, previous: list[dict[str, Any]] | None) -> di
     ):
         return None
     generation = record.generation
-    operation = operations.IN_PROGRESS.get(record.task_state or "")
+    operation = _in_progress(record.task_state, migration_type)
     if operation is not None:
         return condition(
             "Synced",

@@ -13,7 +13,7 @@ import dataclasses
 import datetime
 from typing import Any
 
-from kubenova.compute import states
+from kubenova.compute import operations, states
 from kubenova.conductor import instance_status, last_written, patch_queue
 from kubenova.db import api as db_api
 from kubenova.db import engine as db_engine
@@ -62,29 +62,36 @@ class InstanceProjector:
         fault: dict[str, str] | None = None,
         current_status: dict[str, Any] | None = None,
         defer: bool = False,
+        migration_type: str | None = None,
     ) -> None:
         """Write the instance's record into its status, if that changes it.
 
         A caller that holds what the projection needs passes it, and the database is not
         asked: ``record`` (current, detached), ``host_up`` (an agent that just reported, a
-        host just claimed), ``fault``. Otherwise they are read in one short transaction,
-        which ends before the apiserver is asked anything. The status last written by this
-        process stands in for a GET; failing that ``current_status`` (a caller holding the
-        object passes it), and failing that the object is read.
+        host just claimed), ``fault``, ``migration_type`` (the type of the move under way,
+        for a record in one of the resize's task states, which a cold migration shares).
+        Otherwise they are read in one short transaction, which ends before the apiserver is
+        asked anything. The status last written by this process stands in for a GET; failing
+        that ``current_status`` (a caller holding the object passes it), and failing that the
+        object is read.
 
         ``defer`` lets a newer projection of the same instance replace this one within the
         queue's delay (the Building status a build's Running report soon follows).
         """
         resize = None
-        if record is None or self._needs_database(record, host_up, fault):
+        if record is None or self._needs_database(record, host_up, fault, migration_type):
             with db_engine.transaction(self._session_factory) as session:
                 if record is None:
                     record = db_api.instance_get(session, instance_uuid)
                     if record is None:
                         return
                 host_up, fault = self._database_view(session, record, host_up, fault)
-                if record.vm_state == states.RESIZED:
-                    resize = _resize_view(session, record.uuid, self._confirm_window_s)
+                if record.vm_state == states.RESIZED or _moving_unsaid(record, migration_type):
+                    migration = moves.migration_in_progress(session, record.uuid)
+                    if migration is not None and migration_type is None:
+                        migration_type = migration.migration_type
+                    if record.vm_state == states.RESIZED:
+                        resize = _resize_view(migration, self._confirm_window_s)
         previous = self._last_written.get(record.uuid) or current_status
         if previous is None:
             current = self._kube.get_instance(record.namespace, record.name)
@@ -97,6 +104,7 @@ class InstanceProjector:
             host_up=True if host_up is None else host_up,  # None: no host to be down
             fault=fault,
             resize=resize,
+            migration_type=migration_type,
         )
         if resize is None and previous.get("resize") is not None:
             status["resize"] = None  # the merge patch removes it
@@ -146,12 +154,17 @@ class InstanceProjector:
         return self._queue.held()
 
     def _needs_database(
-        self, record: models.Instance, host_up: bool | None, fault: dict[str, str] | None
+        self,
+        record: models.Instance,
+        host_up: bool | None,
+        fault: dict[str, str] | None,
+        migration_type: str | None,
     ) -> bool:
         return (
             (host_up is None and record.host is not None)
             or (fault is None and record.vm_state == states.ERROR)
             or record.vm_state == states.RESIZED
+            or _moving_unsaid(record, migration_type)
         )
 
     def _database_view(
@@ -186,10 +199,16 @@ class InstanceProjector:
             self._last_written.forget(projection.uid)
 
 
-def _resize_view(session: Any, instance_uuid: str, window_s: int) -> dict[str, Any] | None:
-    """What ``status.resize`` shows of the resize awaiting an answer: the flavors and hosts,
-    and when it confirms itself (Nova's resize_confirm_window; none when 0)."""
-    migration = moves.migration_in_progress(session, instance_uuid)
+def _moving_unsaid(record: models.Instance, migration_type: str | None) -> bool:
+    """Whether ``record`` is in one of the resize's task states, which a resize and a cold
+    migration share, and the caller did not say which of them is under way."""
+    return migration_type is None and record.task_state in operations.RESIZE_TASK_STATES
+
+
+def _resize_view(migration: models.Migration | None, window_s: int) -> dict[str, Any] | None:
+    """What ``status.resize`` shows of the resize awaiting an answer (``migration``, the one
+    in progress): the flavors and hosts, and when it confirms itself (Nova's
+    resize_confirm_window; none when 0)."""
     if migration is None:
         return None
     view: dict[str, Any] = {

@@ -116,7 +116,7 @@ class Resizes(ResizeRecords):
             ),
             request_id,
         )
-        self.projector.project(record.uuid, record=current)
+        self.projector.project(record.uuid, record=current, migration_type=migration_type)
         return migration_uuid
 
     def confirm(self, record: models.Instance, request_id: str) -> None:
@@ -129,7 +129,7 @@ class Resizes(ResizeRecords):
             return
         args = mp.ConfirmResize(instance_uuid=record.uuid, migration=ref)
         self.compute.migration_step(ref.source_host, "confirm_resize", args, request_id)
-        self.projector.project(record.uuid, record=record)
+        self.projector.project(record.uuid, record=record, migration_type=moves.RESIZE)
 
     def revert(self, record: models.Instance, request_id: str) -> None:
         """Cast ``revert_resize`` to the destination (the task is ``resize_reverting``)."""
@@ -139,7 +139,7 @@ class Resizes(ResizeRecords):
             return
         args = mp.RevertResize(instance_uuid=record.uuid, migration=ref)
         self.compute.migration_step(ref.dest_host, "revert_resize", args, request_id)
-        self.projector.project(record.uuid, record=record)
+        self.projector.project(record.uuid, record=record, migration_type=moves.RESIZE)
 
     # -- from the hosts -----------------------------------------------------------------
 
@@ -261,7 +261,7 @@ class Resizes(ResizeRecords):
             moves.migration_set_status(session, migration, moves.CONFIRMING)
             migration.finished_at = models.utcnow()
         self.on_migration_changed(step.migration_uuid)
-        self.projector.project(current.uuid, record=current)
+        self.projector.project(current.uuid, record=current, migration_type=step.migration_type)
         args = mp.ConfirmResize(instance_uuid=step.record.uuid, migration=step.ref)
         self.compute.migration_step(step.ref.source_host, "confirm_resize", args, step.request_id)
 

@@ -26,6 +26,9 @@ FAILED = "Failed"
 READY = "Ready"
 REFUSED = "InvalidState"
 INSTANCE_NOT_FOUND = "InstanceNotFound"
+#: The instance was deleted while its snapshot was taken: no Image (Nova's snapshot of a
+#: server deleted meanwhile fails, and its image is deleted).
+INSTANCE_DELETED = "InstanceDeleted"
 IMAGE_EXISTS = "ImageExists"
 SNAPSHOT_FAILED = "SnapshotFailed"
 
@@ -164,6 +167,11 @@ def write_status(
     """Merge ``status`` and the ``Ready`` condition ``ready`` into an InstanceSnapshot's."""
     conditions = instance_status.merge_conditions(previous.get("conditions"), [ready])
     objects.patch_snapshot_status(namespace, name, {**status, "conditions": conditions})
+
+
+def deleted_message(instance: str) -> str:
+    """What an InstanceSnapshot whose instance was deleted meanwhile says."""
+    return f"instance {instance} was deleted during the snapshot; no Image is made"
 
 
 def short(message: str | None) -> str | None:

@@ -14,6 +14,12 @@ and the InstanceSnapshot) and says ``Succeeded`` or ``Failed``.
 A refused snapshot changes nothing but the InstanceSnapshot's status (``Failed``, condition
 ``Ready=False`` with reason ``InvalidState`` and a message naming the state) and an Event.
 
+An instance deleted while its snapshot is taken makes no Image, as Nova's snapshot of a server
+deleted meanwhile fails: the InstanceSnapshot ends ``Failed`` with reason ``InstanceDeleted``,
+from the host's answer (the delete waits for the snapshot on the host), or, when none comes
+(the host was down and the delete done without it), from the periodic sweep that finds the
+action of a deleted instance unfinished. The delete itself does nothing more for it.
+
 The action's request id is derived from the InstanceSnapshot's uid (``req-<uid>``), so a
 second look at the same object (a repeated watch event, an operator restarted before it wrote
 the status) finds the snapshot already under way instead of refusing it as busy. An answer
@@ -28,7 +34,7 @@ from collections.abc import Callable
 from typing import Any
 
 from kubenova.compute import operations, states
-from kubenova.conductor import snapshot_requests
+from kubenova.conductor import action_history, snapshot_requests
 from kubenova.conductor.action_history import ActionHistory, ActionView
 from kubenova.conductor.instance_status import condition, timestamp
 from kubenova.conductor.projector import InstanceProjector
@@ -37,6 +43,7 @@ from kubenova.conductor.snapshot_requests import (
     FAILED,
     IMAGE_EXISTS,
     IN_PROGRESS,
+    INSTANCE_DELETED,
     INSTANCE_NOT_FOUND,
     MESSAGE_MAX,
     READY,
@@ -226,6 +233,10 @@ class Snapshots:
                     f"which is assigned to {record.host!r}"
                 )
             under_way = not record.deleted and record.task_state == operations.SNAPSHOT.task_state
+            # Deleted, or being deleted (the delete replaced the task): no Image, whatever
+            # the host made.
+            gone = bool(record.deleted) or record.task_state == states.DELETING
+            why = snapshot_requests.deleted_message(record.name) if gone else report.message
             if under_way:
                 db_api.instance_set(
                     session,
@@ -249,22 +260,21 @@ class Snapshots:
                     details=report.message,
                 )
                 action = db_api.action_finish(
-                    session,
-                    report.instance_uuid,
-                    request_id,
-                    message=snapshot_requests.short(report.message),
+                    session, report.instance_uuid, request_id, message=snapshot_requests.short(why)
                 )
                 view = ActionView.from_rows(
-                    record, action, db_api.action_events(session, action.id)
+                    record,
+                    action,
+                    db_api.action_events(session, action.id),
+                    result=action_history.ERROR if gone else None,
                 )
         snapshot = self.objects.get_snapshot(record.namespace, report.snapshot_name)
         if snapshot is not None and snapshot["metadata"].get("uid") != report.snapshot_uid:
             snapshot = None  # deleted, and another made with its name: not this one's status
         ended = ((snapshot or {}).get("status") or {}).get("phase") in (SUCCEEDED, FAILED)
-        if ended or (view is None and not under_way and not record.deleted):
+        if ended or (view is None and not under_way and not gone):
             # A second answer (a message delivered again, whose upload the image server
-            # refused) or one that comes after a roll back: the first end stands. (An
-            # instance deleted meanwhile still gets its Image: the upload is there.)
+            # refused) or one that comes after a roll back: the first end stands.
             LOG.info(
                 "snapshot %s of %s has ended already; %s from %s ignored",
                 report.snapshot_name,
@@ -273,7 +283,11 @@ class Snapshots:
                 report.host,
             )
             return
-        if report.result == db_api.EVENT_RESULT_SUCCESS:
+        reason: str | None
+        if gone:
+            # The upload stays on the image server, and no Image points at it.
+            reason, message = INSTANCE_DELETED, snapshot_requests.deleted_message(record.name)
+        elif report.result == db_api.EVENT_RESULT_SUCCESS:
             reason, message = self._make_image(report, record)
         else:
             reason, message = SNAPSHOT_FAILED, f"on host {report.host}: {report.message}"

@@ -1,6 +1,8 @@
 """Snapshots whose host never answered (its agent died mid-way, or the cast was lost with an
 operator that stopped before sending it): rolled back, so that no instance stays in the task
-state ``image_snapshot`` (Nova's ``_init_instance`` for a snapshot clears the task)."""
+state ``image_snapshot`` (Nova's ``_init_instance`` for a snapshot clears the task). And
+snapshots whose instance was deleted before they ended (a host that was down, so the delete
+was done without it): ended at once, so that no InstanceSnapshot stays ``InProgress``."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from kubenova.conductor.projector import InstanceProjector
 from kubenova.conductor.snapshot_requests import (
     ACTION,
     FAILED,
+    INSTANCE_DELETED,
     READY,
     SNAPSHOT_FAILED,
     SnapshotObjects,
@@ -47,8 +50,10 @@ class StaleSnapshots:
 
     def finish_stale(self, now: datetime.datetime) -> None:
         """Roll back snapshots whose host has not answered within ``timeout_s``: no task,
-        the action ended with ``Error``, the InstanceSnapshot ``Failed``. A copy the host
-        made meanwhile is not lost: the image server keeps it, and no Image points at it."""
+        the action ended with ``Error``, the InstanceSnapshot ``Failed``. End those whose
+        instance was deleted the same way, without waiting: whatever the host answers
+        later, no Image is made. A copy the host made meanwhile is not lost: the image server
+        keeps it, and no Image points at it."""
         limit = datetime.timedelta(seconds=self.timeout_s)
         stale: list[tuple[models.Instance, str]] = []
         with db_engine.transaction(self.session_factory) as session:
@@ -60,6 +65,8 @@ class StaleSnapshots:
                     continue
                 if action.start_time is not None and now - action.start_time > limit:
                     stale.append((record, action.request_id))
+            for action, record in db_api.actions_unfinished_of_deleted(session, ACTION):
+                stale.append((record, action.request_id))
         for record, request_id in stale:
             message = (
                 f"snapshot rolled back: host {record.host} did not answer within "
@@ -70,11 +77,22 @@ class StaleSnapshots:
     def _roll_back(
         self, record: models.Instance, request_id: str, message: str, now: datetime.datetime
     ) -> None:
+        """End the snapshot of ``request_id``, with ``message`` unless its instance has been
+        deleted meanwhile; nothing when it has ended already."""
+        reason = SNAPSHOT_FAILED
         with db_engine.transaction(self.session_factory) as session:
-            current = db_api.instance_lock(session, record.uuid)
-            if current is None or current.task_state != operations.SNAPSHOT.task_state:
+            current = db_api.instance_lock(session, record.uuid, read_deleted=True)
+            if current is None:
                 return
-            db_api.instance_set(session, current, task_state=None)
+            if current.deleted:
+                action = db_api.action_get(session, current.uuid, request_id)
+                if action is None or action.finish_time is not None:
+                    return  # the host's answer ended it
+                reason, message = INSTANCE_DELETED, snapshot_requests.deleted_message(current.name)
+            elif current.task_state != operations.SNAPSHOT.task_state:
+                return
+            else:
+                db_api.instance_set(session, current, task_state=None)
             action, _ = db_api.action_event_record(
                 session,
                 current.uuid,
@@ -92,7 +110,8 @@ class StaleSnapshots:
             view = ActionView.from_rows(current, action, db_api.action_events(session, action.id))
         LOG.warning("instance %s: %s", current.uuid, message)
         self.history.record(view)
-        self.projector.project(current.uuid, record=current)
+        if not current.deleted:
+            self.projector.project(current.uuid, record=current)
         snapshot_uid = request_id.removeprefix("req-")
         for snapshot in self._snapshots_of(current, snapshot_uid):
             meta = snapshot["metadata"]
@@ -104,11 +123,9 @@ class StaleSnapshots:
                 meta["name"],
                 previous,
                 {"phase": FAILED, "observedGeneration": generation, "finishTime": timestamp(now)},
-                condition(
-                    READY, False, SNAPSHOT_FAILED, message, previous.get("conditions"), generation
-                ),
+                condition(READY, False, reason, message, previous.get("conditions"), generation),
             )
-            self.objects.post_event(snapshot, reason=SNAPSHOT_FAILED, message=message)
+            self.objects.post_event(snapshot, reason=reason, message=message)
 
     def _snapshots_of(self, record: models.Instance, snapshot_uid: str) -> list[dict[str, Any]]:
         """The InstanceSnapshot whose uid is ``snapshot_uid`` (none when it was deleted)."""

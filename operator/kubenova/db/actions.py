@@ -300,6 +300,25 @@ def action_latest_unfinished(session: orm.Session, uuid: str) -> models.Instance
     ).first()
 
 
+def actions_unfinished_of_deleted(
+    session: orm.Session, action: str
+) -> list[tuple[models.InstanceAction, models.Instance]]:
+    """The unfinished ``action``s of soft-deleted instances, oldest first, with their records:
+    operations whose instance went before they ended (its delete replaced the task state)."""
+    rows = session.execute(
+        sa.select(models.InstanceAction, models.Instance)
+        .join(models.Instance, models.Instance.uuid == models.InstanceAction.instance_uuid)
+        .where(
+            models.InstanceAction.action == action,
+            models.InstanceAction.finish_time.is_(None),
+            models.live(models.InstanceAction),
+            sa.not_(models.live(models.Instance)),
+        )
+        .order_by(models.InstanceAction.id)
+    )
+    return [(found, record) for found, record in rows]
+
+
 _ACTIONS: Final = models.table(models.InstanceAction)
 _EVENTS: Final = models.table(models.InstanceActionEvent)
 

@@ -43,6 +43,7 @@ from kubenova.db.actions import (
     action_get,
     action_latest_unfinished,
     action_start,
+    actions_unfinished_of_deleted,
     fault_create,
     fault_get_latest,
 )
@@ -159,6 +160,7 @@ __all__ = [
     "action_get",
     "action_latest_unfinished",
     "action_start",
+    "actions_unfinished_of_deleted",
     "claim_resources",
     "compute_node_capacities",
     "compute_node_clear_build_failures",

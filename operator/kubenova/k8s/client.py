@@ -8,6 +8,7 @@ above never build API paths themselves.
 from __future__ import annotations
 
 import datetime
+import json
 import logging
 from typing import Any, cast
 
@@ -134,8 +135,9 @@ class KubeClient:
 
     def apply_instance_action(self, namespace: str, body: dict[str, Any]) -> bool:
         """Create the InstanceAction ``body``, or merge it into the one of that name; False
-        when its namespace is gone (nothing to record it in). As status writes are, sent
-        without decoding the reply, which nothing here reads."""
+        when its namespace is gone or being deleted (nothing to record it in: an object
+        written there would go with it). As status writes are, sent without decoding the
+        reply, which nothing here reads."""
         collection = (
             f"/apis/{resources.GROUP}/{resources.VERSION}/namespaces/{namespace}/"
             f"{resources.INSTANCE_ACTIONS}"
@@ -146,11 +148,12 @@ class KubeClient:
             patch["metadata"] = {"labels": body["metadata"].get("labels", {})}
             name = body["metadata"]["name"]
             status = self._send("PATCH", f"{collection}/{name}", patch, _MERGE_PATCH_HEADERS)
-        return status != 404
+        return status not in (403, 404)
 
     def _send(self, method: str, path: str, body: dict[str, Any], headers: dict[str, str]) -> int:
         """Send a request with the generated client's plumbing; its HTTP status, which is
-        2xx, 404 or 409 (anything else raises)."""
+        2xx, 404, 409, or 403 for a create the apiserver refused because the namespace is
+        being deleted (anything else raises)."""
         request = self._api.param_serialize(
             method=method,
             resource_path=path,
@@ -160,11 +163,13 @@ class KubeClient:
         )
         response = self._api.call_api(*request)
         reply = response.read() or b""  # type: ignore[no-untyped-call]
-        if not (200 <= response.status <= 299 or response.status in (404, 409)):
-            raise k8s_exceptions.ApiException.from_response(
-                http_resp=response, body=reply.decode(errors="replace"), data=None
-            )
-        return int(response.status)
+        if 200 <= response.status <= 299 or response.status in (404, 409):
+            return int(response.status)
+        if namespace_terminating(response.status, reply):
+            return 403
+        raise k8s_exceptions.ApiException.from_response(
+            http_resp=response, body=reply.decode(errors="replace"), data=None
+        )
 
     def get_hypervisor(self, host: str) -> dict[str, Any] | None:
         return self._get_cluster(resources.HYPERVISORS, host)
@@ -218,6 +223,26 @@ class KubeClient:
         )
         items: list[dict[str, Any]] = result.get("items", [])
         return items
+
+
+def namespace_terminating(status: int, reply: bytes | str) -> bool:
+    """Whether an answer is the apiserver's refusal to create an object in a namespace that is
+    being deleted: ``403 Forbidden``, its Status naming the cause ``NamespaceTerminating``
+    (the message ends "... because it is being terminated"). Any other 403 (RBAC) is not."""
+    if status != 403:
+        return False
+    try:
+        answer = json.loads(reply)
+    except ValueError:
+        return False
+    if not isinstance(answer, dict) or answer.get("reason") != "Forbidden":
+        return False
+    details = answer.get("details")
+    causes = details.get("causes") if isinstance(details, dict) else None
+    return any(
+        isinstance(cause, dict) and cause.get("reason") == "NamespaceTerminating"
+        for cause in causes or []
+    ) or "because it is being terminated" in str(answer.get("message") or "")
 
 
 def create_event(

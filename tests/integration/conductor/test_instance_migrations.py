@@ -1,6 +1,7 @@
 """Cold migration through an InstanceMigration, on a real database with simulated hosts: the
 scheduler picks another host (or the one asked for), the steps run on both, the move confirms
-itself and the object's status follows it; refusals and a deletion before the guest moved."""
+itself and the object's status follows it (the Instance's Synced condition says migrate);
+refusals and a deletion before the guest moved."""
 
 from __future__ import annotations
 
@@ -142,6 +143,28 @@ def test_the_scheduler_picks_another_host_when_none_is_asked_for(
     conductor.migrations.create(_request(uuid))
 
     assert caster.casts[-1].args["migration"]["dest_host"] in ("h2", "h3")
+
+
+def _synced(kube: RecordingKube, uuid: str) -> dict[str, Any]:
+    conditions = kube.status_of(instance_name(uuid))["conditions"]
+    found: dict[str, Any] = next(c for c in conditions if c["type"] == "Synced")
+    return found
+
+
+def test_the_synced_condition_says_migrate_while_a_cold_migration_runs(
+    kube: RecordingKube, caster: RecordingCaster, conductor: Conductor, uuid: str
+) -> None:
+    conductor.migrations.create(_request(uuid, target_host="h2"))
+
+    assert _synced(kube, uuid)["message"] == "migrate in progress (resize_migrating)"
+    # A projection that is not told the move's type (a host's report, a restart) reads it.
+    conductor.projector.project(uuid)
+    assert _synced(kube, uuid)["message"] == "migrate in progress (resize_migrating)"
+    conductor.manager.resizes.step_finished(*_report(caster, uuid, "h1", power_state="shutdown"))
+    conductor.manager.resizes.step_finished(*_report(caster, uuid, "h2"))
+    assert _synced(kube, uuid)["message"] == "migrate in progress (resize_confirming)"
+    conductor.manager.resizes.step_finished(*_report(caster, uuid, "h1", power_state="nostate"))
+    assert _synced(kube, uuid)["status"] == "True"
 
 
 def test_a_migration_deleted_before_the_guest_moved_leaves_it_on_its_source(

@@ -1,7 +1,8 @@
 """Snapshots through the conductor, on a real database: an InstanceSnapshot is checked against
 the table of allowed states, swapped in (task image_snapshot), recorded as the action
 createImage, cast to the host, and finished by the host's report with an Image that belongs to
-nobody; refusals, failures, repeated answers and hosts that never answer."""
+nobody; refusals, failures, repeated answers, hosts that never answer, and instances deleted
+before their snapshot ended."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import datetime as dt
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from kubenova.conductor import snapshot_requests
 from kubenova.conductor.service import Conductor
@@ -379,3 +381,62 @@ def test_a_snapshot_whose_host_never_answers_is_rolled_back(
     conductor.snapshots.snapshot_finished(_report(cast.args), cast.request_id)
     assert objects.images == {}
     assert objects.snapshots["snap"]["status"]["phase"] == "Failed"
+
+
+def _deleted(ready: dict[str, Any], uuid: str) -> bool:
+    return (ready["status"], ready["reason"], ready["message"]) == (
+        "False",
+        "InstanceDeleted",
+        f"instance {instance_name(uuid)} was deleted during the snapshot; no Image is made",
+    )
+
+
+def test_a_snapshot_whose_instance_is_deleted_meanwhile_fails_when_its_host_answers(
+    db_session_factory, kube, caster, conductor, objects, uuid
+) -> None:
+    conductor.snapshots.create(objects.request("snap"))
+    cast = next(c for c in caster.casts if c.method == "snapshot_instance")
+    assert conductor.tasks.delete_instance(uuid, "req-delete") is False
+
+    # The host finishes the snapshot before the terminate (one lane per instance).
+    conductor.manager.handle(_from_host(_report(cast.args), cast.request_id), "agent-h1")
+
+    assert objects.images == {}
+    assert objects.snapshots["snap"]["status"]["phase"] == "Failed"
+    assert _deleted(objects.ready("snap"), uuid)
+    assert [(name, reason) for name, reason, _ in objects.events] == [("snap", "InstanceDeleted")]
+    [action] = _actions(kube, conductor)
+    assert action["result"] == "Error"
+    conductor.instances.instance_terminated(
+        payloads.InstanceTerminated(instance_uuid=uuid, host="h1"), "req-delete"
+    )
+    conductor.snapshots.finish_stale(now=models.utcnow())  # nothing left to end
+    assert len(objects.events) == 1
+
+
+def test_a_snapshot_whose_instance_was_deleted_without_its_host_fails_at_the_next_sweep(
+    db_session_factory, kube, caster, conductor, objects, uuid
+) -> None:
+    conductor.snapshots.create(objects.request("snap"))
+    cast = next(c for c in caster.casts if c.method == "snapshot_instance")
+    with db_engine.transaction(db_session_factory) as session:
+        session.execute(  # the host's agent has been silent for an hour
+            sa.update(models.Service)
+            .where(models.Service.host == "h1")
+            .values(last_seen_up=models.utcnow() - dt.timedelta(hours=1))
+        )
+    assert conductor.tasks.delete_instance(uuid, "req-delete") is True  # done without it
+    assert objects.snapshots["snap"]["status"]["phase"] == "InProgress"
+
+    conductor.snapshots.finish_stale(now=models.utcnow())  # well within the timeout
+
+    assert objects.snapshots["snap"]["status"]["phase"] == "Failed"
+    assert _deleted(objects.ready("snap"), uuid)
+    [action] = _actions(kube, conductor)
+    assert (action["result"], action["events"][-1]["event"]) == ("Error", "conductor_roll_back")
+    # The host, back, answers the snapshot still in its queue: that changes nothing.
+    conductor.snapshots.snapshot_finished(_report(cast.args), cast.request_id)
+    conductor.snapshots.finish_stale(now=models.utcnow())
+    assert objects.images == {}
+    assert objects.snapshots["snap"]["status"]["phase"] == "Failed"
+    assert len(objects.events) == 1

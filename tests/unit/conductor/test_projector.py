@@ -285,3 +285,20 @@ def test_an_object_that_is_gone_is_neither_written_nor_remembered(
     assert kube.reads == 1
     assert kube.patches == []
     assert _remembered(projector) is None
+
+
+def test_a_move_whose_type_the_caller_gives_is_named_without_the_database(
+    projector: InstanceProjector, kube: FakeKube
+) -> None:
+    migrating = dataclasses.replace(RUNNING, task_state=states.RESIZE_MIGRATING)
+
+    projector.project(
+        UUID,
+        record=migrating,  # type: ignore[arg-type]
+        host_up=True,
+        current_status={},
+        migration_type="migration",
+    )
+
+    [synced] = [c for c in kube.patches[0][2]["conditions"] if c["type"] == "Synced"]
+    assert synced["message"] == "migrate in progress (resize_migrating)"

@@ -1,6 +1,8 @@
 import dataclasses
 import datetime
 
+import pytest
+
 from kubenova.conductor import instance_status as status
 
 
@@ -66,3 +68,37 @@ def test_error_record_carries_its_fault():
     projected = status.project(Record(vm_state="error", power_state="nostate"), fault=fault)
     assert projected["phase"] == "Error"
     assert projected["fault"] == fault
+
+
+def _synced(projected: dict) -> dict:
+    return next(c for c in projected["conditions"] if c["type"] == "Synced")
+
+
+@pytest.mark.parametrize(
+    ("task_state", "migration_type", "message"),
+    [
+        # A cold migration runs under the resize's task states, its confirmation included.
+        ("resize_prep", "migration", "migrate in progress (resize_prep)"),
+        ("resize_migrating", "migration", "migrate in progress (resize_migrating)"),
+        ("resize_finish", "migration", "migrate in progress (resize_finish)"),
+        ("resize_confirming", "migration", "migrate in progress (resize_confirming)"),
+        ("resize_reverting", "migration", "migrate in progress (resize_reverting)"),
+        ("resize_migrating", "resize", "resize in progress (resize_migrating)"),
+        ("resize_migrating", None, "resize in progress (resize_migrating)"),
+        ("resize_confirming", "resize", "confirmResize in progress (resize_confirming)"),
+        ("resize_reverting", "resize", "revertResize in progress (resize_reverting)"),
+        # A live migration and an evacuation have task states of their own.
+        ("migrating", "live-migration", "live-migration in progress (migrating)"),
+        ("migrating", None, "live-migration in progress (migrating)"),
+        ("rebuild_spawning", "evacuation", "evacuate in progress (rebuild_spawning)"),
+        ("rebuild_spawning", None, "evacuate in progress (rebuild_spawning)"),
+    ],
+)
+def test_the_synced_condition_names_the_move_under_way(task_state, migration_type, message):
+    projected = status.project(Record(task_state=task_state), migration_type=migration_type)
+    synced = _synced(projected)
+    assert (synced["status"], synced["reason"], synced["message"]) == (
+        "False",
+        "InProgress",
+        message,
+    )
