@@ -33,24 +33,22 @@ import logging
 import math
 import threading
 import time
-import uuid as uuid_mod
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from kubenova.compute import operations, states
-from kubenova.conductor import faults, resize_placement
+from kubenova.conductor import faults
 from kubenova.conductor.action_history import ActionHistory, ActionView
 from kubenova.conductor.compute_tasks import instance_payload
 from kubenova.conductor.projector import InstanceProjector
-from kubenova.conductor.resize import MoveRefused
-from kubenova.conductor.resize_records import ResizeRecords
+from kubenova.conductor.resize_records import MoveRefused, ResizeRecords
 from kubenova.config import OperatorSettings
 from kubenova.db import api as db_api
 from kubenova.db import engine as db_engine
 from kubenova.db import models, moves
 from kubenova.k8s.client import KubeClient
 from kubenova.rpc import compute_rpcapi, envelope, payloads
-from kubenova.scheduler.manager import NoValidHost, SchedulerManager
+from kubenova.scheduler.manager import SchedulerManager
 
 LOG = logging.getLogger(__name__)
 
@@ -105,26 +103,16 @@ class Evacuations(ResizeRecords):
         """Schedule and claim a destination, record the instance there and cast its build;
         the migration's uuid. When no host takes it, the operation is ended and
         :class:`MoveRefused` says why."""
-        migration_uuid = str(uuid_mod.uuid4())
-        placed = resize_placement.Resize(
+        migration_uuid, dest = self._claim(
             record,
             flavor,
             spec,
             request_id,
-            migration_uuid,
             migration_type=moves.EVACUATION,
             target_host=target_host,
-            object_name=object_ref[0] if object_ref else None,
-            object_uid=object_ref[1] if object_ref else None,
+            object_ref=object_ref,
+            refusal="cannot evacuate",
         )
-        try:
-            dest = resize_placement.claim_destination(
-                self.settings, self.session_factory, self.kube, self.scheduler, placed
-            )
-        except (NoValidHost, moves.NotMovableError, ValueError) as exc:
-            message = f"cannot evacuate: {exc}"
-            self._end_operation(record.uuid, request_id, message, failed=True)
-            raise MoveRefused(message) from exc
         with db_engine.transaction(self.session_factory) as session:
             current = db_api.instance_lock(session, record.uuid)
             migration = moves.migration_get(session, migration_uuid)

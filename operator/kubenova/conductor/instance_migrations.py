@@ -20,7 +20,8 @@ from kubenova.compute import operations
 from kubenova.conductor.action_history import ActionHistory, ActionView
 from kubenova.conductor.instance_status import condition, merge_conditions, timestamp
 from kubenova.conductor.live_migration import LiveMigrations
-from kubenova.conductor.resize import MoveRefused, Resizes
+from kubenova.conductor.resize import Resizes
+from kubenova.conductor.resize_records import MoveRefused
 from kubenova.db import api as db_api
 from kubenova.db import engine as db_engine
 from kubenova.db import models, moves

@@ -27,7 +27,8 @@ from kubenova.conductor.action_history import ActionHistory, ActionView
 from kubenova.conductor.compute_tasks import instance_payload
 from kubenova.conductor.instance_events import post_instance_event
 from kubenova.conductor.projector import InstanceProjector
-from kubenova.conductor.resize import MoveRefused, Resizes
+from kubenova.conductor.resize import Resizes
+from kubenova.conductor.resize_records import MoveRefused
 from kubenova.conductor.spec_change import SpecChange
 from kubenova.config import OperatorSettings
 from kubenova.db import api as db_api

@@ -32,22 +32,18 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import uuid as uuid_mod
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from kubenova.compute import states
-from kubenova.conductor import resize_placement
 from kubenova.conductor.compute_tasks import instance_payload
-from kubenova.conductor.resize import MoveRefused
-from kubenova.conductor.resize_records import ResizeRecords
+from kubenova.conductor.resize_records import MoveRefused, ResizeRecords
 from kubenova.conductor.resize_steps import Step
 from kubenova.db import api as db_api
 from kubenova.db import engine as db_engine
 from kubenova.db import models, moves
 from kubenova.rpc import migration_payloads as mp
 from kubenova.rpc.payload_base import Payload
-from kubenova.scheduler.manager import NoValidHost
 
 LOG = logging.getLogger(__name__)
 
@@ -120,26 +116,16 @@ class LiveMigrations(ResizeRecords):
         """Schedule and claim a destination, then cast ``pre_live_migration`` to it; the
         migration's uuid. Raises :class:`MoveRefused` (the operation ended) when no host
         takes it."""
-        migration_uuid = str(uuid_mod.uuid4())
-        placed = resize_placement.Resize(
+        migration_uuid, dest = self._claim(
             record,
             flavor,
             spec,
             request_id,
-            migration_uuid,
             migration_type=migration_type,
             target_host=target_host,
-            object_name=object_ref[0] if object_ref else None,
-            object_uid=object_ref[1] if object_ref else None,
+            object_ref=object_ref,
+            refusal="cannot live-migrate",
         )
-        try:
-            dest = resize_placement.claim_destination(
-                self.settings, self.session_factory, self.kube, self.scheduler, placed
-            )
-        except (NoValidHost, moves.NotMovableError, ValueError) as exc:
-            message = f"cannot live-migrate: {exc}"
-            self._end_operation(record.uuid, request_id, message, failed=True)
-            raise MoveRefused(message) from exc
         with db_engine.transaction(self.session_factory) as session:
             migration = moves.migration_get(session, migration_uuid)
             if migration is None:
@@ -182,46 +168,9 @@ class LiveMigrations(ResizeRecords):
 
     def step_finished(self, report: mp.MigrationStepFinished, request_id: str) -> None:
         """Record a step's event and go on: the next step, or the end of the operation."""
-        with db_engine.transaction(self.session_factory) as session:
-            record = db_api.instance_lock(session, report.instance_uuid)
-            migration = moves.migration_get(session, report.migration_uuid)
-            if record is None or migration is None or not expected(record, migration, report):
-                LOG.info(
-                    "instance %s: %s from %s is not the step under way; ignored",
-                    report.instance_uuid,
-                    report.step,
-                    report.host,
-                )
-                return
-            details = report.message
-            if report.step == "live_migration" and report.result == "Success":
-                details = _figures(report)
-            db_api.action_event_record(
-                session,
-                record.uuid,
-                request_id,
-                f"compute_{report.step}",
-                report.result,
-                host=report.host,
-                start_time=report.started_at,
-                finish_time=report.finished_at,
-                details=details,
-            )
-            step = Step(
-                record=record,
-                migration_uuid=migration.uuid,
-                ref=self._ref(session, migration),
-                report=report,
-                request_id=request_id,
-                failure=migration.message,
-                old_flavor=dict(migration.old_flavor),
-                new_flavor=dict(migration.new_flavor),
-                power_on=bool(migration.power_on),
-                source_node=migration.source_node,
-                dest_node=migration.dest_node,
-                migration_type=migration.migration_type,
-                cancelled=bool(migration.cancel_requested),
-            )
+        step = self._step_of(report, request_id, expected, _details)
+        if step is None:
+            return
         {
             "pre_live_migration": self._prepared,
             "live_migration": self._moved,
@@ -387,8 +336,10 @@ class LiveMigrations(ResizeRecords):
             self.compute.migration_step(host, method, args, request_id)
 
 
-def _figures(report: mp.MigrationStepFinished) -> str:
-    """libvirt's figures for a completed move, for the action's event."""
+def _details(report: mp.MigrationStepFinished) -> str | None:
+    """A step's action event details: libvirt's figures for a completed move."""
+    if report.step != "live_migration" or report.result != "Success":
+        return report.message
     total = f"{report.total_s:.2f} s" if report.total_s is not None else "unknown"
     downtime = f"{report.downtime_ms} ms" if report.downtime_ms is not None else "unknown"
     return f"moved in {total} (libvirt), downtime {downtime}"

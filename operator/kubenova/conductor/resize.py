@@ -30,28 +30,21 @@ from __future__ import annotations
 
 import datetime
 import logging
-import uuid as uuid_mod
 from collections.abc import Mapping
 from typing import Any
 
 from kubenova.compute import operations, states
-from kubenova.conductor import resize_placement
 from kubenova.conductor.action_history import ActionView
 from kubenova.conductor.compute_tasks import instance_payload
-from kubenova.conductor.resize_records import ResizeRecords
+from kubenova.conductor.resize_records import MoveRefused, ResizeRecords
 from kubenova.conductor.resize_steps import Step, expected, power_values, with_flavor
 from kubenova.db import api as db_api
 from kubenova.db import engine as db_engine
 from kubenova.db import models, moves
 from kubenova.rpc import envelope
 from kubenova.rpc import migration_payloads as mp
-from kubenova.scheduler.manager import NoValidHost
 
 LOG = logging.getLogger(__name__)
-
-
-class MoveRefused(Exception):
-    """No host took the move (or the instance went): the operation is ended."""
 
 
 class Resizes(ResizeRecords):
@@ -75,27 +68,17 @@ class Resizes(ResizeRecords):
         ``resize_instance`` to the source; the migration's uuid. When no host takes it, the
         operation is ended and :class:`MoveRefused` says why. ``object_ref``: the
         InstanceMigration's (name, uid) that asked for it."""
-        migration_uuid = str(uuid_mod.uuid4())
-        placed = resize_placement.Resize(
+        what = f"resize to {flavor['name']}" if migration_type == moves.RESIZE else "migrate"
+        migration_uuid, dest = self._claim(
             record,
             flavor,
             spec,
             request_id,
-            migration_uuid,
             migration_type=migration_type,
             target_host=target_host,
-            object_name=object_ref[0] if object_ref else None,
-            object_uid=object_ref[1] if object_ref else None,
+            object_ref=object_ref,
+            refusal=f"cannot {what}",
         )
-        try:
-            dest = resize_placement.claim_destination(
-                self.settings, self.session_factory, self.kube, self.scheduler, placed
-            )
-        except (NoValidHost, moves.NotMovableError, ValueError) as exc:
-            what = f"resize to {flavor['name']}" if migration_type == moves.RESIZE else "migrate"
-            message = f"cannot {what}: {exc}"
-            self._end_operation(record.uuid, request_id, message, failed=True)
-            raise MoveRefused(message) from exc
         with db_engine.transaction(self.session_factory) as session:
             current = db_api.instance_lock(session, record.uuid)
             migration = moves.migration_get(session, migration_uuid)
@@ -145,44 +128,9 @@ class Resizes(ResizeRecords):
 
     def step_finished(self, report: mp.MigrationStepFinished, request_id: str) -> None:
         """Record a step's event and go on: the next step, or the end of the operation."""
-        with db_engine.transaction(self.session_factory) as session:
-            record = db_api.instance_lock(session, report.instance_uuid)
-            migration = moves.migration_get(session, report.migration_uuid)
-            if record is None or migration is None or not expected(record, migration, report):
-                LOG.info(
-                    "instance %s: %s from %s is not the step under way (task %s); ignored",
-                    report.instance_uuid,
-                    report.step,
-                    report.host,
-                    record.task_state if record is not None else None,
-                )
-                return
-            db_api.action_event_record(
-                session,
-                record.uuid,
-                request_id,
-                f"compute_{report.step}",
-                report.result,
-                host=report.host,
-                start_time=report.started_at,
-                finish_time=report.finished_at,
-                details=report.message,
-            )
-            step = Step(
-                record=record,
-                migration_uuid=migration.uuid,
-                ref=self._ref(session, migration),
-                report=report,
-                request_id=request_id,
-                failure=migration.message,
-                old_flavor=dict(migration.old_flavor),
-                new_flavor=dict(migration.new_flavor),
-                power_on=bool(migration.power_on),
-                source_node=migration.source_node,
-                dest_node=migration.dest_node,
-                migration_type=migration.migration_type,
-                cancelled=bool(migration.cancel_requested),
-            )
+        step = self._step_of(report, request_id, expected)
+        if step is None:
+            return
         {
             "resize_instance": self._resize_instance_done,
             "finish_resize": self._finish_resize_done,

@@ -7,9 +7,11 @@ the Synced condition, the status projected). The base of
 from __future__ import annotations
 
 import logging
+import uuid as uuid_mod
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from kubenova.conductor import resize_placement
 from kubenova.conductor.action_history import ActionHistory, ActionView
 from kubenova.conductor.instance_events import post_instance_event
 from kubenova.conductor.projector import InstanceProjector
@@ -21,12 +23,16 @@ from kubenova.db import models, moves
 from kubenova.k8s.client import KubeClient
 from kubenova.rpc import compute_rpcapi
 from kubenova.rpc import migration_payloads as mp
-from kubenova.scheduler.manager import SchedulerManager
+from kubenova.scheduler.manager import NoValidHost, SchedulerManager
 
 LOG = logging.getLogger(__name__)
 
 FAILED = "OperationFailed"
 _MESSAGE_MAX = 1024
+
+
+class MoveRefused(Exception):
+    """No host took the move (or the instance went): the operation is ended."""
 
 
 class ResizeRecords:
@@ -51,6 +57,93 @@ class ResizeRecords:
         self.history = history
         #: Told the uuid of a migration whose status changed (InstanceMigrations' status).
         self.on_migration_changed: Callable[[str], None] = lambda _uuid: None
+
+    # -- the start and the steps of every move -------------------------------------------
+
+    def _claim(
+        self,
+        record: models.Instance,
+        flavor: Mapping[str, Any],
+        spec: Mapping[str, Any],
+        request_id: str,
+        *,
+        migration_type: str,
+        target_host: str | None,
+        object_ref: tuple[str, str] | None,
+        refusal: str,
+    ) -> tuple[str, str]:
+        """Schedule ``flavor`` for the move and claim the destination; the migration's uuid
+        and the destination. When no host takes it, the operation is ended and
+        :class:`MoveRefused` says why, after ``refusal`` ("cannot migrate")."""
+        migration_uuid = str(uuid_mod.uuid4())
+        placed = resize_placement.Resize(
+            record,
+            flavor,
+            spec,
+            request_id,
+            migration_uuid,
+            migration_type=migration_type,
+            target_host=target_host,
+            object_name=object_ref[0] if object_ref else None,
+            object_uid=object_ref[1] if object_ref else None,
+        )
+        try:
+            dest = resize_placement.claim_destination(
+                self.settings, self.session_factory, self.kube, self.scheduler, placed
+            )
+        except (NoValidHost, moves.NotMovableError, ValueError) as exc:
+            message = f"{refusal}: {exc}"
+            self._end_operation(record.uuid, request_id, message, failed=True)
+            raise MoveRefused(message) from exc
+        return migration_uuid, dest
+
+    def _step_of(
+        self,
+        report: mp.MigrationStepFinished,
+        request_id: str,
+        awaited: Callable[[models.Instance, models.Migration, mp.MigrationStepFinished], bool],
+        details: Callable[[mp.MigrationStepFinished], str | None] = lambda r: r.message,
+    ) -> Step | None:
+        """The step ``report`` ends, with its action event recorded (its ``details``), or
+        None when it is not the one ``awaited`` (a duplicate, a stray report: ignored)."""
+        with db_engine.transaction(self.session_factory) as session:
+            record = db_api.instance_lock(session, report.instance_uuid)
+            migration = moves.migration_get(session, report.migration_uuid)
+            if record is None or migration is None or not awaited(record, migration, report):
+                LOG.info(
+                    "instance %s: %s from %s is not the step under way (task %s); ignored",
+                    report.instance_uuid,
+                    report.step,
+                    report.host,
+                    record.task_state if record is not None else None,
+                )
+                return None
+            db_api.action_event_record(
+                session,
+                record.uuid,
+                request_id,
+                f"compute_{report.step}",
+                report.result,
+                host=report.host,
+                start_time=report.started_at,
+                finish_time=report.finished_at,
+                details=details(report),
+            )
+            return Step(
+                record=record,
+                migration_uuid=migration.uuid,
+                ref=self._ref(session, migration),
+                report=report,
+                request_id=request_id,
+                failure=migration.message,
+                old_flavor=dict(migration.old_flavor),
+                new_flavor=dict(migration.new_flavor),
+                power_on=bool(migration.power_on),
+                source_node=migration.source_node,
+                dest_node=migration.dest_node,
+                migration_type=migration.migration_type,
+                cancelled=bool(migration.cancel_requested),
+            )
 
     # -- records --------------------------------------------------------------------------
 

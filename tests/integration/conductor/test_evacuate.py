@@ -7,6 +7,7 @@ its claim is freed once the guest is gone; a failed build ends in Error on the s
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -63,11 +64,13 @@ def conductor(
     kube: RecordingKube,
     caster: RecordingCaster,
     objects: FakeMigrationObjects,
-) -> Conductor:
+) -> Iterator[Conductor]:
     conductor = _conductor(db_session_factory, kube, caster, objects)
     # No migration URI: an evacuation copies nothing, so it needs none.
     builds.register(conductor, "h1", "h2", "h3")
-    return conductor
+    yield conductor
+    # Its status writer's thread, started by a status held back, must not outlive the test.
+    conductor.projector.stop()
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ refusals and a deletion before the guest moved."""
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -42,14 +43,17 @@ def conductor(
     kube: RecordingKube,
     caster: RecordingCaster,
     objects: FakeMigrationObjects,
-) -> Conductor:
-    return Conductor.build(
+) -> Iterator[Conductor]:
+    conductor = Conductor.build(
         OperatorSettings(),
         db_session_factory,
         kube,  # type: ignore[arg-type]
         compute_rpcapi.ComputeAPI(caster),
         migration_objects=objects,
     )
+    yield conductor
+    # Its status writer's thread, started by a status held back, must not outlive the test.
+    conductor.projector.stop()
 
 
 @pytest.fixture
