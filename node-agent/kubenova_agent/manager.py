@@ -48,6 +48,10 @@ class _Tracked:
     launched_at: datetime.datetime | None = None
 
 
+#: The steps after which an instance prepared for a live migration is no longer arriving.
+_ARRIVAL_ENDS = frozenset(
+    {"post_live_migration_at_destination", "rollback_live_migration_at_destination"}
+)
 #: Methods handled out of their instance's turn: the message they act on holds that turn.
 OUT_OF_TURN = frozenset({live_migrations.ABORT})
 
@@ -72,6 +76,8 @@ class ComputeManager:
         self._lock = threading.RLock()
         # Instances being built, deleted or operated on (a count: two lanes may overlap).
         self._busy: dict[str, int] = {}
+        # Instances prepared here for an incoming live migration that has not ended here.
+        self._arriving: set[str] = set()
         # Counts finished work; _done[uuid] is the count when work on it last finished, so
         # that a state read before that is not reported after it (see _report_state).
         self._work_count = 0
@@ -105,6 +111,7 @@ class ComputeManager:
             )
             with self._working_on(step.instance_uuid):
                 resizes.run(step, self.host, self.driver, self.conductor, message.request_id)
+            self._track_arrival(message.method, step.instance_uuid)
         elif message.method == live_migrations.ABORT:
             # Out of the instance's turn (see OUT_OF_TURN): it returns at once.
             self.live_migrations.abort(message.args)
@@ -352,11 +359,28 @@ class ComputeManager:
             yield
         finally:
             with self._lock:
-                remaining = self._busy.pop(instance_uuid) - 1
-                if remaining:
-                    self._busy[instance_uuid] = remaining
-                self._work_count += 1
-                self._done[instance_uuid] = self._work_count
+                self._work_done(instance_uuid)
+
+    def _work_done(self, instance_uuid: str) -> None:
+        """One piece of work on the instance ended (called under the lock)."""
+        remaining = self._busy.pop(instance_uuid) - 1
+        if remaining:
+            self._busy[instance_uuid] = remaining
+        self._work_count += 1
+        self._done[instance_uuid] = self._work_count
+
+    def _track_arrival(self, method: str, instance_uuid: str) -> None:
+        """An instance arriving by live migration is worked on here from its preparation
+        until the move ends here (kept, or rolled back): the incoming guest's lifecycle
+        events are neither reported half-way nor answered with questions to the hypervisor
+        while libvirt still moves it in."""
+        with self._lock:
+            if method == "pre_live_migration" and instance_uuid not in self._arriving:
+                self._arriving.add(instance_uuid)
+                self._busy[instance_uuid] = self._busy.get(instance_uuid, 0) + 1
+            elif method in _ARRIVAL_ENDS and instance_uuid in self._arriving:
+                self._arriving.discard(instance_uuid)
+                self._work_done(instance_uuid)
 
     def _send_update(
         self,

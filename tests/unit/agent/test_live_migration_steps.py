@@ -10,6 +10,7 @@ import time
 from kubenova.rpc import conductor_rpcapi, envelope
 from kubenova_agent import exceptions, manager
 from kubenova_agent.virt import migration
+from kubenova_agent.virt.power_state import PowerState
 from tests.support import RecordingCaster
 from tests.unit.agent.scripted_driver import ScriptedDriver
 from tests.unit.agent.test_compute_manager import UUID, _instance
@@ -29,6 +30,9 @@ class MovingDriver(ScriptedDriver):
 
     def pre_live_migration(self, instance):
         self.calls.append(f"pre {instance.uuid}")
+
+    def post_live_migration_at_destination(self, instance):
+        self.calls.append(f"keep {instance.uuid}")
 
     def live_migration(self, instance_uuid, target, *, on_progress, progress_timeout_s, abort):
         self.calls.append(f"move {instance_uuid} to {target.host} at {target.uri}")
@@ -147,3 +151,20 @@ def test_a_destination_without_a_migration_uri_fails_the_move_before_the_driver_
     (report,) = _reports(caster, "migration_step_finished")
     assert report["result"] == "Error"
     assert "no migration URI" in report["message"]
+
+
+def test_the_destination_keeps_quiet_about_an_arriving_guest_until_the_move_ends_here():
+    compute, driver, caster = _parts()
+    prepare = {"instance": _instance().model_dump(), "migration": REF}
+    compute.handle(_message("pre_live_migration", prepare), None)
+    # libvirt starts the incoming guest here: its lifecycle event is not reported half-way.
+    driver.domains[UUID] = PowerState.RUNNING
+    compute._on_lifecycle_event(UUID)
+    assert _reports(caster, "instance_update") == []
+
+    compute.handle(_message("post_live_migration_at_destination", prepare), None)
+    driver.domains[UUID] = PowerState.PAUSED
+    compute._on_lifecycle_event(UUID)
+
+    (update,) = _reports(caster, "instance_update")
+    assert update["power_state"] == "paused"
