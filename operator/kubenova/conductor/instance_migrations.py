@@ -1,12 +1,17 @@
-"""InstanceMigrations through the conductor (Nova's migrate): a request object that moves an
-instance to another host, cold, down the resize's road with the same flavor
-(:mod:`kubenova.conductor.resize`), confirmed at once.
+"""InstanceMigrations through the conductor (Nova's migrate, live-migrate and evacuate): a
+request object that moves an instance to another host. ``spec.type`` picks the road: Cold goes
+down the resize's road with the same flavor (:mod:`kubenova.conductor.resize`), confirmed at
+once; Live is :mod:`kubenova.conductor.live_migration`; Evacuate, for an instance whose host is
+down, is :mod:`kubenova.conductor.evacuate`. Refusals by state and by the host's liveness are
+decided here, for all three.
 
 The object's status is a projection of its migration record, written at each step, with
 KubeVirt's phases: Scheduling while a target is chosen and claimed, Scheduled, Running while
-the guest moves, then Succeeded or Failed. Deleting an unfinished object asks for the move to
-be undone: before the guest has moved, the copy is removed and the guest started again on its
-source; after that, the move completes (there is nothing left to undo cheaply).
+the guest moves, then Succeeded or Failed (a live move's progress and libvirt's figures are
+written into it too). Deleting an unfinished object asks for the move to be undone: a cold
+one before the guest has moved (the copy is removed and the guest started again on its
+source), a live one before the switch-over (it is aborted); after that the move completes. An
+evacuation is not undone: its source is down.
 """
 
 from __future__ import annotations
