@@ -136,9 +136,10 @@ class Evacuations(ResizeRecords):
         return migration_uuid
 
     def recast(self, record: models.Instance, request_id: str) -> None:
-        """Cast the build once more (an operator that died before casting it, a destination
-        that never answered; a build delivered twice does no harm). An evacuation interrupted
-        before its destination was claimed is ended: it is asked for again."""
+        """Cast the build once more, once per process (an operator that died before casting
+        it, a destination that never answered; a build delivered twice does no harm). An
+        evacuation interrupted before its destination was claimed is ended: it is asked for
+        again."""
         with db_engine.transaction(self.session_factory) as session:
             migration = moves.migration_in_progress(session, record.uuid)
             claimed = (
@@ -146,6 +147,7 @@ class Evacuations(ResizeRecords):
                 and migration.migration_type == moves.EVACUATION
                 and migration.dest_compute == record.host
             )
+            migration_uuid = migration.uuid if migration is not None else ""
         if not claimed or record.host is None:
             self._end_operation(
                 record.uuid,
@@ -153,6 +155,8 @@ class Evacuations(ResizeRecords):
                 "evacuation interrupted before a destination was claimed; ask for it again",
                 failed=True,
             )
+            return
+        if not self._first_recast(migration_uuid, "build"):
             return
         LOG.warning("instance %s: evacuation to %s under way; cast again", record.uuid, record.host)
         self.compute.build_and_run_instance(record.host, instance_payload(record), request_id)

@@ -282,10 +282,11 @@ class LiveMigrations(ResizeRecords):
     # -- steps that lost their way ---------------------------------------------------------
 
     def recast(self, record: models.Instance, request_id: str) -> None:
-        """Cast the step under way once more (the hosts' steps are idempotent, and a
-        ``live_migration`` cast again to a source the guest has left ends in a rollback that
-        finds it on the destination). A migration that still reports progress is left alone;
-        one interrupted before its destination was claimed is ended."""
+        """Cast the step under way once more, once per step and process (the hosts' steps
+        are idempotent, and a ``live_migration`` cast again to a source the guest has left
+        ends in a rollback that finds it on the destination). A migration that still reports
+        progress is left alone; one interrupted before its destination was claimed is
+        ended."""
         with db_engine.transaction(self.session_factory) as session:
             migration = moves.migration_in_progress(session, record.uuid)
             ref = self._ref(session, migration) if migration is not None else None
@@ -302,6 +303,8 @@ class LiveMigrations(ResizeRecords):
             heard = self._heard.get(ref.uuid)
         limit = self.settings.operation_timeout_s
         if status == moves.MIGRATING and heard is not None and time.monotonic() - heard < limit:
+            return
+        if not self._first_recast(ref.uuid, status):
             return
         LOG.warning("instance %s: live migration step (%s) cast again", record.uuid, status)
         payload = instance_payload(record)

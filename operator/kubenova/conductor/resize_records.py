@@ -57,8 +57,20 @@ class ResizeRecords:
         self.history = history
         #: Told the uuid of a migration whose status changed (InstanceMigrations' status).
         self.on_migration_changed: Callable[[str], None] = lambda _uuid: None
+        # The (migration, step) pairs this process has cast again (see _first_recast).
+        self._recast_steps: set[tuple[str, str]] = set()
 
     # -- the start and the steps of every move -------------------------------------------
+
+    def _first_recast(self, migration_uuid: str, step: str) -> bool:
+        """Whether ``step`` of the migration is to be cast again: once per process, as the
+        stale sweep casts any operation once more. The host's durable queue keeps that cast
+        until the host answers; one more at every sweep would only pile up behind it."""
+        key = (migration_uuid, step)
+        if key in self._recast_steps:
+            return False
+        self._recast_steps.add(key)
+        return True
 
     def _claim(
         self,

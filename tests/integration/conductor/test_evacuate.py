@@ -392,3 +392,10 @@ def test_a_build_that_never_answered_is_cast_again_and_deleting_the_object_undoe
     ]
     record = _record(db_session_factory, uuid)
     assert (record.host, record.task_state) == (dest, "rebuild_spawning")
+
+    # Later sweeps, long past the timeout, do not pile more builds into its queue.
+    later = models.utcnow() + dt.timedelta(hours=1)
+    conductor.stale.finish_stale(later)  # the first sweep of a process casts everything again
+    conductor.stale.finish_stale(later)
+    conductor.stale.finish_stale(later)
+    assert len(caster.casts) == 1
