@@ -17,14 +17,12 @@ import datetime
 import math
 import sys
 import time
-from collections.abc import Iterator
 from typing import Any, TextIO, cast
 
 from kubenova.cli import kube, request_object
+from kubenova.cli.migrate import PLURAL, RESOURCE, get_migration, watch_migration
 from kubenova.k8s.resources import API_VERSION, GROUP, INSTANCES, VERSION
 
-PLURAL = "instancemigrations"
-RESOURCE = f"instancemigration.{GROUP}"
 #: A rebuild from the image: the image's download and a boot.
 DEFAULT_TIMEOUT = "15m"
 
@@ -70,16 +68,6 @@ def instances_on_host(
     return sorted(on_host, key=lambda pair: (pair[0], pair[1]["metadata"]["name"]))
 
 
-def _get(cluster: kube.Cluster, name: str) -> dict[str, Any]:
-    return request_object.get(cluster, PLURAL, name)
-
-
-def _watch(
-    cluster: kube.Cluster, name: str, resource_version: str, timeout_seconds: int
-) -> Iterator[tuple[str, dict[str, Any]]]:
-    return request_object.watch(cluster, PLURAL, name, resource_version, timeout_seconds)
-
-
 def run_evacuate(
     cluster: kube.Cluster,
     options: argparse.Namespace,
@@ -120,8 +108,8 @@ def run_evacuate(
         left = -1.0 if deadline == math.inf else max(0.0, deadline - time.monotonic())
         try:
             ended = request_object.wait_for(
-                where, obj, resource=RESOURCE, get_object=_get, watch_object=_watch,
-                timeout=left, out=out,
+                where, obj, resource=RESOURCE, get_object=get_migration,
+                watch_object=watch_migration, timeout=left, out=out,
             )  # fmt: skip
         except kube.CommandError as exc:
             print(exc, file=err)
@@ -142,15 +130,7 @@ def _report(ended: dict[str, Any], instance: str, out: TextIO, err: TextIO) -> b
             file=out,
         )
         return True
-    condition = request_object.ready_condition(ended)
-    reason = condition.get("reason")
-    message = status.get("message") or condition.get("message") or "the operator gave no reason"
-    print(
-        f"error: evacuation of instance {instance} failed"
-        + (f" ({reason})" if reason and reason != "Failed" else "")
-        + f": {message}",
-        file=err,
-    )
+    print(request_object.failure_line(f"evacuation of instance {instance}", ended), file=err)
     return False
 
 

@@ -52,11 +52,11 @@ def migration_body(
     }  # fmt: skip
 
 
-def _get(cluster: kube.Cluster, name: str) -> dict[str, Any]:
+def get_migration(cluster: kube.Cluster, name: str) -> dict[str, Any]:
     return request_object.get(cluster, PLURAL, name)
 
 
-def _watch(
+def watch_migration(
     cluster: kube.Cluster, name: str, resource_version: str, timeout_seconds: int
 ) -> Iterator[tuple[str, dict[str, Any]]]:
     return request_object.watch(cluster, PLURAL, name, resource_version, timeout_seconds)
@@ -84,7 +84,7 @@ def run_migrate(
         print(f"{RESOURCE}/{name} created", file=out)
         return 0
     ended = request_object.wait_for(
-        cluster, created, resource=RESOURCE, get_object=_get, watch_object=_watch,
+        cluster, created, resource=RESOURCE, get_object=get_migration, watch_object=watch_migration,
         timeout=options.timeout, out=out,
     )  # fmt: skip
     status = ended.get("status") or {}
@@ -95,15 +95,7 @@ def run_migrate(
             file=out,
         )
         return 0
-    condition = request_object.ready_condition(ended)
-    reason = condition.get("reason")
-    message = status.get("message") or condition.get("message") or "the operator gave no reason"
-    print(
-        f"error: migration of instance {options.name} failed"
-        + (f" ({reason})" if reason and reason != "Failed" else "")
-        + f": {message}",
-        file=err,
-    )
+    print(request_object.failure_line(f"migration of instance {options.name}", ended), file=err)
     return 1
 
 

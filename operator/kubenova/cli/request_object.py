@@ -69,6 +69,17 @@ def progress(obj: dict[str, Any]) -> str:
     return f"{obj['metadata']['name']}: {phase}{done}" + (f" ({message})" if message else "")
 
 
+def failure_line(what: str, obj: dict[str, Any]) -> str:
+    """``error: WHAT failed (REASON): MESSAGE`` for a request that ended Failed: its status's
+    message, else its Ready condition's (the reason left out when it only says Failed)."""
+    status = obj.get("status") or {}
+    condition = ready_condition(obj)
+    reason = condition.get("reason")
+    message = status.get("message") or condition.get("message") or "the operator gave no reason"
+    because = f" ({reason})" if reason and reason != "Failed" else ""
+    return f"error: {what} failed{because}: {message}"
+
+
 def outcome(obj: dict[str, Any]) -> str | None:
     """Succeeded or Failed once the request has ended; None before."""
     phase = (obj.get("status") or {}).get("phase")
