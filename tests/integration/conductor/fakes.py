@@ -11,6 +11,7 @@ from kubenova.conductor.service import Conductor
 from kubenova.config import OperatorSettings
 from kubenova.db import api as db_api
 from kubenova.db import engine as db_engine
+from kubenova.db import models
 from kubenova.rpc import compute_rpcapi, payloads
 from tests.integration.db.helpers import FLAVOR, claim, make_instance
 from tests.support import RecordingCaster, RecordingKube
@@ -112,3 +113,28 @@ def building_on(
     assert claimed
     kube.add_instance(instance_name(uuid))
     return uuid
+
+
+def vcpus_used(session_factory: db_engine.SessionFactory) -> dict[str, int]:
+    """Each host's vCPUs claimed."""
+    with db_engine.transaction(session_factory) as session:
+        return {n.host: n.vcpus_used for n in session.query(models.ComputeNode)}
+
+
+def migration_of(session_factory: db_engine.SessionFactory, uuid: str) -> models.Migration:
+    """The instance's one migration record, read afresh."""
+    with db_engine.transaction(session_factory) as session:
+        found = session.query(models.Migration).filter_by(instance_uuid=uuid).one()
+        session.expunge(found)
+        return found
+
+
+def built_report(uuid: str, host: str, **over: Any) -> payloads.InstanceUpdate:
+    """``host``'s report once its build of ``uuid`` is over: running, with an address."""
+    values: dict[str, Any] = {
+        "instance_uuid": uuid, "host": host, "vm_state": "active", "task_state": None,
+        "power_state": "running", "addresses": ("192.168.122.20",),
+        "launched_at": dt.datetime(2026, 12, 6, 10, 0, 0, tzinfo=dt.UTC),
+    }  # fmt: skip
+    values.update(over)
+    return payloads.InstanceUpdate(**values)

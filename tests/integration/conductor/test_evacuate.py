@@ -24,16 +24,17 @@ from kubenova.scheduler.host_manager import HostManager, load_host_states
 from tests.integration.conductor import builds
 from tests.integration.conductor.fakes import (
     FakeMigrationObjects,
+    built_report,
     instance_name,
+    migration_of,
     node_report,
     running_instance,
+    vcpus_used,
 )
 from tests.integration.db.helpers import allocations_of
 from tests.support import NAMESPACE, RecordingCaster, RecordingKube
 
 pytestmark = pytest.mark.integration
-
-LAUNCHED = dt.datetime(2026, 12, 6, 10, 0, 0, tzinfo=dt.UTC)
 
 
 @pytest.fixture
@@ -100,38 +101,6 @@ def _evacuate(uuid: str, name: str = "evacuate", **over: Any) -> MigrationReques
     )  # fmt: skip
 
 
-def _built(uuid: str, host: str, **over: Any) -> payloads.InstanceUpdate:
-    """``host``'s report once its build of ``uuid`` is over."""
-    values: dict[str, Any] = {
-        "instance_uuid": uuid, "host": host, "vm_state": "active", "task_state": None,
-        "power_state": "running", "addresses": ("192.168.122.20",), "launched_at": LAUNCHED,
-    }  # fmt: skip
-    values.update(over)
-    return payloads.InstanceUpdate(**values)
-
-
-def _record(session_factory: db_engine.SessionFactory, uuid: str) -> models.Instance:
-    with db_engine.transaction(session_factory) as session:
-        record = db_api.instance_get(session, uuid)
-        assert record is not None
-        return record
-
-
-def _used(session_factory: db_engine.SessionFactory) -> dict[str, int]:
-    """Each host's vCPUs claimed."""
-    with db_engine.transaction(session_factory) as session:
-        return {n.host: n.vcpus_used for n in session.query(models.ComputeNode)}
-
-
-def _migration(session_factory: db_engine.SessionFactory, uuid: str) -> models.Migration:
-    with db_engine.transaction(session_factory) as session:
-        found = session.scalars(
-            sa.select(models.Migration).where(models.Migration.instance_uuid == uuid)
-        ).one()
-        session.expunge(found)
-        return found
-
-
 def _holds(session_factory: db_engine.SessionFactory, consumer: str) -> bool:
     with db_engine.transaction(session_factory) as session:
         return bool(allocations_of(session, consumer))
@@ -158,9 +127,9 @@ def test_an_evacuation_is_refused_while_the_host_is_up_and_changes_nothing(
     assert status["phase"] == "Failed"
     assert "its host h1 is up" in status["message"]
     assert caster.casts == []
-    record = _record(db_session_factory, uuid)
+    record = builds.record(db_session_factory, uuid)
     assert (record.host, record.vm_state, record.task_state) == ("h1", "active", None)
-    assert _used(db_session_factory) == {"h1": 1, "h2": 0, "h3": 0}
+    assert vcpus_used(db_session_factory) == {"h1": 1, "h2": 0, "h3": 0}
     with db_engine.transaction(db_session_factory) as session:
         assert session.scalars(sa.select(models.Migration)).all() == []
 
@@ -180,24 +149,24 @@ def test_an_evacuation_rebuilds_on_the_schedulers_pick_and_the_returning_source_
     dest = _build_cast(caster)
     assert dest in ("h2", "h3")
     assert caster.casts[-1].args["instance"]["uuid"] == uuid
-    record = _record(db_session_factory, uuid)
+    record = builds.record(db_session_factory, uuid)
     assert (record.host, record.task_state) == (dest, "rebuild_spawning")
-    migration = _migration(db_session_factory, uuid)
+    migration = migration_of(db_session_factory, uuid)
     assert (migration.migration_type, migration.source_compute) == ("evacuation", "h1")
     # The migration holds the source, the instance its destination.
     other = ({"h2", "h3"} - {dest}).pop()
-    assert _used(db_session_factory) == {"h1": 1, dest: 1, other: 0}
+    assert vcpus_used(db_session_factory) == {"h1": 1, dest: 1, other: 0}
     assert _holds(db_session_factory, migration.uuid)
     assert objects.statuses["evacuate"]["phase"] == "Running"
 
-    conductor.instances.instance_update(_built(uuid, dest))
+    conductor.instances.instance_update(built_report(uuid, dest))
 
-    record = _record(db_session_factory, uuid)
+    record = builds.record(db_session_factory, uuid)
     assert (record.host, record.vm_state, record.task_state, record.power_state) == (
         dest, "active", None, "running",
     )  # fmt: skip
-    assert _migration(db_session_factory, uuid).status == "done"
-    assert _used(db_session_factory)["h1"] == 1  # still held: h1 may run the guest
+    assert migration_of(db_session_factory, uuid).status == "done"
+    assert vcpus_used(db_session_factory)["h1"] == 1  # still held: h1 may run the guest
     status = objects.statuses["evacuate"]
     assert (status["phase"], status["sourceHost"], status["targetHost"]) == (
         "Succeeded",
@@ -221,21 +190,21 @@ def test_an_evacuation_rebuilds_on_the_schedulers_pick_and_the_returning_source_
     assert restarted.auditor.audit("h1")["leftoverDomains"] == [uuid]
     # Its reports about the guest change nothing.
     restarted.instances.instance_update(
-        _built(uuid, "h1", vm_state="stopped", power_state="shutdown", addresses=())
+        built_report(uuid, "h1", vm_state="stopped", power_state="shutdown", addresses=())
     )
-    record = _record(db_session_factory, uuid)
+    record = builds.record(db_session_factory, uuid)
     assert (record.host, record.vm_state, record.power_state) == (dest, "active", "running")
     assert record.addresses == ["192.168.122.20"]
-    assert _used(db_session_factory)["h1"] == 1
+    assert vcpus_used(db_session_factory)["h1"] == 1
 
     # Once it has dropped the guest, its claim goes.
     restarted.instances.instance_terminated(
         payloads.InstanceTerminated(instance_uuid=uuid, host="h1"), "req-terminate"
     )
 
-    assert _migration(db_session_factory, uuid).status == "completed"
-    assert _used(db_session_factory) == {"h1": 0, dest: 1, other: 0}
-    assert _record(db_session_factory, uuid).host == dest
+    assert migration_of(db_session_factory, uuid).status == "completed"
+    assert vcpus_used(db_session_factory) == {"h1": 0, dest: 1, other: 0}
+    assert builds.record(db_session_factory, uuid).host == dest
 
 
 def test_a_heartbeat_without_the_guest_frees_the_sources_claim(
@@ -250,19 +219,19 @@ def test_a_heartbeat_without_the_guest_frees_the_sources_claim(
     assert _build_cast(caster) == "h3"
     # Before the build is over the source's claim stays, whatever h1 says.
     conductor.hypervisors.compute_node_report(node_report("h1", instance_uuids=(uuid,)))
-    conductor.instances.instance_update(_built(uuid, "h1", power_state="shutdown"))
+    conductor.instances.instance_update(built_report(uuid, "h1", power_state="shutdown"))
     conductor.hypervisors.compute_node_report(node_report("h1"))
-    assert _used(db_session_factory) == {"h1": 1, "h2": 0, "h3": 1}
-    record = _record(db_session_factory, uuid)
+    assert vcpus_used(db_session_factory) == {"h1": 1, "h2": 0, "h3": 1}
+    record = builds.record(db_session_factory, uuid)
     assert (record.host, record.task_state, record.power_state) == (
         "h3", "rebuild_spawning", "nostate",
     )  # fmt: skip
 
-    conductor.instances.instance_update(_built(uuid, "h3"))
+    conductor.instances.instance_update(built_report(uuid, "h3"))
     conductor.hypervisors.compute_node_report(node_report("h1"))
 
-    assert _migration(db_session_factory, uuid).status == "completed"
-    assert _used(db_session_factory) == {"h1": 0, "h2": 0, "h3": 1}
+    assert migration_of(db_session_factory, uuid).status == "completed"
+    assert vcpus_used(db_session_factory) == {"h1": 0, "h2": 0, "h3": 1}
     assert objects.statuses["evacuate"]["targetHost"] == "h3"
 
 
@@ -277,7 +246,7 @@ def test_an_evacuation_keeps_the_server_groups_anti_affinity(
     members = {}
     for host in ("h1", "h2"):
         uid = builds.build(conductor, kube, serverGroup="web", forcedHost=host)
-        conductor.instances.instance_update(_built(uid, host))
+        conductor.instances.instance_update(built_report(uid, host))
         kube.instances[(NAMESPACE, builds.object_name(uid))]["metadata"]["uid"] = uid
         members[host] = uid
     _host_down(db_session_factory, "h1")
@@ -286,14 +255,14 @@ def test_an_evacuation_keeps_the_server_groups_anti_affinity(
 
     # h2 holds the other member.
     assert _build_cast(caster) == "h3"
-    assert _record(db_session_factory, members["h1"]).host == "h3"
+    assert builds.record(db_session_factory, members["h1"]).host == "h3"
     # Asked for h2 by name, it is refused as the group says.
     _host_down(db_session_factory, "h2")
-    conductor.instances.instance_update(_built(members["h1"], "h3"))
+    conductor.instances.instance_update(built_report(members["h1"], "h3"))
     conductor.migrations.create(_evacuate(members["h2"], name="second", target_host="h3"))
     assert objects.statuses["second"]["phase"] == "Failed"
     assert "cannot evacuate" in objects.statuses["second"]["message"]
-    record = _record(db_session_factory, members["h2"])
+    record = builds.record(db_session_factory, members["h2"])
     assert (record.host, record.task_state) == ("h2", None)
     assert builds.allocated_hosts(db_session_factory, members["h2"]) == ["h2"]
 
@@ -309,12 +278,12 @@ def test_a_stopped_instance_is_stopped_again_on_its_new_host(
     _host_down(db_session_factory, "h1")
     conductor.migrations.create(_evacuate(uuid, target_host="h2"))
 
-    conductor.instances.instance_update(_built(uuid, "h2"))
+    conductor.instances.instance_update(built_report(uuid, "h2"))
 
     assert caster.sent()[-1] == ("compute.h2", "stop_instance")
-    record = _record(db_session_factory, uuid)
+    record = builds.record(db_session_factory, uuid)
     assert (record.host, record.task_state) == ("h2", "powering-off")
-    assert _migration(db_session_factory, uuid).status == "done"
+    assert migration_of(db_session_factory, uuid).status == "done"
 
 
 def test_a_failed_build_ends_in_error_on_the_source_with_its_claim_back(
@@ -332,12 +301,12 @@ def test_a_failed_build_ends_in_error_on_the_source_with_its_claim_back(
 
     # Not rescheduled: no build goes anywhere, and h1 is not told to drop its copy.
     assert caster.casts == []
-    record = _record(db_session_factory, uuid)
+    record = builds.record(db_session_factory, uuid)
     assert (record.host, record.vm_state, record.task_state) == ("h1", "error", None)
     assert "disk on fire" in builds.fault(db_session_factory, uuid).message
-    migration = _migration(db_session_factory, uuid)
+    migration = migration_of(db_session_factory, uuid)
     assert migration.status == "failed"
-    assert _used(db_session_factory) == {"h1": 1, "h2": 0, "h3": 0}
+    assert vcpus_used(db_session_factory) == {"h1": 1, "h2": 0, "h3": 0}
     assert builds.allocated_hosts(db_session_factory, uuid) == ["h1"]
     assert not _holds(db_session_factory, migration.uuid)
     assert objects.statuses["evacuate"]["phase"] == "Failed"
@@ -354,7 +323,7 @@ def test_deleting_an_evacuated_instance_frees_its_sources_claim(
 ) -> None:
     _host_down(db_session_factory, "h1")
     conductor.migrations.create(_evacuate(uuid, target_host="h2"))
-    conductor.instances.instance_update(_built(uuid, "h2"))
+    conductor.instances.instance_update(built_report(uuid, "h2"))
     caster.casts.clear()
 
     assert conductor.tasks.delete_instance(uuid, "req-delete") is False
@@ -366,8 +335,8 @@ def test_deleting_an_evacuated_instance_frees_its_sources_claim(
     conductor.instances.instance_terminated(
         payloads.InstanceTerminated(instance_uuid=uuid, host="h2"), "req-delete"
     )
-    assert _used(db_session_factory) == {"h1": 0, "h2": 0, "h3": 0}
-    assert _migration(db_session_factory, uuid).status in moves.DONE
+    assert vcpus_used(db_session_factory) == {"h1": 0, "h2": 0, "h3": 0}
+    assert migration_of(db_session_factory, uuid).status in moves.DONE
 
 
 def test_a_build_that_never_answered_is_cast_again_and_deleting_the_object_undoes_nothing(
@@ -390,7 +359,7 @@ def test_a_build_that_never_answered_is_cast_again_and_deleting_the_object_undoe
     assert [(c.topic, c.method) for c in caster.casts] == [
         (f"compute.{dest}", "build_and_run_instance")
     ]
-    record = _record(db_session_factory, uuid)
+    record = builds.record(db_session_factory, uuid)
     assert (record.host, record.task_state) == (dest, "rebuild_spawning")
 
     # Later sweeps, long past the timeout, do not pile more builds into its queue.

@@ -14,10 +14,14 @@ from kubenova.conductor.service import Conductor
 from kubenova.db import engine as db_engine
 from kubenova.db import models, moves
 from kubenova.rpc import migration_payloads as mp
-from kubenova.rpc import payloads
 from tests.integration.conductor import builds
 from tests.integration.conductor import test_instance_migrations as cold
-from tests.integration.conductor.fakes import FakeMigrationObjects
+from tests.integration.conductor.fakes import (
+    FakeMigrationObjects,
+    built_report,
+    migration_of,
+    vcpus_used,
+)
 from tests.integration.conductor.test_instance_migrations import _record, _report, _request
 from tests.support import NAMESPACE, RecordingCaster, RecordingKube
 
@@ -33,20 +37,8 @@ def _live(uuid: str, name: str = "move", **over: Any) -> Any:
     return _request(uuid, name, type="Live", **over)
 
 
-def _used(session_factory: db_engine.SessionFactory) -> dict[str, int]:
-    with db_engine.transaction(session_factory) as session:
-        return {n.host: n.vcpus_used for n in session.query(models.ComputeNode)}
-
-
 def _step(conductor: Conductor, caster: RecordingCaster, uuid: str, host: str, **over: Any) -> None:
     conductor.manager.live.step_finished(*_report(caster, uuid, host, **over))  # type: ignore[union-attr]
-
-
-def _migration(session_factory: db_engine.SessionFactory, uuid: str) -> models.Migration:
-    with db_engine.transaction(session_factory) as session:
-        found = session.query(models.Migration).filter_by(instance_uuid=uuid).one()
-        session.expunge(found)
-        return found
 
 
 def test_a_live_migration_runs_its_steps_on_both_hosts_and_keeps_the_claims_right(
@@ -67,7 +59,7 @@ def test_a_live_migration_runs_its_steps_on_both_hosts_and_keeps_the_claims_righ
     assert (record.host, record.task_state) == ("h1", "migrating")
     assert objects.statuses["move"]["phase"] == "Scheduled"
     # Both hosts are held while the guest moves.
-    assert _used(db_session_factory) == {"h1": 1, "h2": 0, "h3": 1}
+    assert vcpus_used(db_session_factory) == {"h1": 1, "h2": 0, "h3": 1}
 
     _step(conductor, caster, uuid, "h3", power_state="nostate")
     cast = caster.casts[-1]
@@ -115,8 +107,8 @@ def test_a_live_migration_runs_its_steps_on_both_hosts_and_keeps_the_claims_righ
         "running",
     )
     assert record.addresses == ["10.0.0.9"]
-    assert _used(db_session_factory) == {"h1": 0, "h2": 0, "h3": 1}
-    assert _migration(db_session_factory, uuid).status == moves.CONFIRMED
+    assert vcpus_used(db_session_factory) == {"h1": 0, "h2": 0, "h3": 1}
+    assert migration_of(db_session_factory, uuid).status == moves.CONFIRMED
     assert objects.statuses["move"]["phase"] == "Succeeded"
 
     conductor.history.flush()
@@ -151,8 +143,8 @@ def test_a_failed_move_is_rolled_back_and_the_guest_stays_on_its_source(
 
     record = _record(db_session_factory, uuid)
     assert (record.host, record.vm_state, record.task_state) == ("h1", "active", None)
-    assert _used(db_session_factory) == {"h1": 1, "h2": 0, "h3": 0}
-    assert _migration(db_session_factory, uuid).status == "failed"
+    assert vcpus_used(db_session_factory) == {"h1": 1, "h2": 0, "h3": 0}
+    assert migration_of(db_session_factory, uuid).status == "failed"
     status = objects.statuses["move"]
     assert status["phase"] == "Failed"
     assert "no progress for 150 s" in status["message"]
@@ -182,8 +174,8 @@ def test_deleting_the_object_aborts_the_move_under_way_out_of_turn(
     _step(conductor, caster, uuid, "h2", power_state="nostate")
 
     assert _record(db_session_factory, uuid).host == "h1"
-    assert _migration(db_session_factory, uuid).status == "cancelled"
-    assert _used(db_session_factory) == {"h1": 1, "h2": 0, "h3": 0}
+    assert migration_of(db_session_factory, uuid).status == "cancelled"
+    assert vcpus_used(db_session_factory) == {"h1": 1, "h2": 0, "h3": 0}
     assert objects.statuses["move"]["phase"] == "Failed"
 
 
@@ -204,8 +196,8 @@ def test_an_object_deleted_before_the_move_started_rolls_back_the_destination(
     _step(conductor, caster, uuid, "h2", power_state="nostate")
 
     assert _record(db_session_factory, uuid).task_state is None
-    assert _migration(db_session_factory, uuid).status == "cancelled"
-    assert _used(db_session_factory) == {"h1": 1, "h2": 0, "h3": 0}
+    assert migration_of(db_session_factory, uuid).status == "cancelled"
+    assert vcpus_used(db_session_factory) == {"h1": 1, "h2": 0, "h3": 0}
 
 
 def test_a_rollback_that_finds_the_guest_on_the_destination_completes_the_move(
@@ -228,7 +220,7 @@ def test_a_rollback_that_finds_the_guest_on_the_destination_completes_the_move(
     _step(conductor, caster, uuid, "h1", power_state="nostate")
     record = _record(db_session_factory, uuid)
     assert (record.host, record.task_state) == ("h2", None)
-    assert _used(db_session_factory) == {"h1": 0, "h2": 1, "h3": 0}
+    assert vcpus_used(db_session_factory) == {"h1": 0, "h2": 1, "h3": 0}
 
 
 def test_a_stray_report_changes_nothing_and_a_stalled_step_is_cast_again(
@@ -245,7 +237,7 @@ def test_a_stray_report_changes_nothing_and_a_stalled_step_is_cast_again(
         report.model_copy(update={"step": "live_migration", "host": "h1"}), request_id
     )
     assert len(caster.casts) == casts
-    assert _migration(db_session_factory, uuid).status == moves.PRE_MIGRATING
+    assert migration_of(db_session_factory, uuid).status == moves.PRE_MIGRATING
 
     conductor.stale.recast_all()
     assert (caster.casts[-1].topic, caster.casts[-1].method) == (
@@ -273,7 +265,7 @@ def test_a_paused_or_moving_instance_is_refused_with_its_state(
     status = objects.statuses["second"]
     assert status["phase"] == "Failed"
     assert "migrating" in status["message"]
-    assert _used(db_session_factory) == {"h1": 1, "h2": 1, "h3": 0}
+    assert vcpus_used(db_session_factory) == {"h1": 1, "h2": 1, "h3": 0}
 
 
 def test_a_live_migration_keeps_the_server_groups_anti_affinity(
@@ -289,7 +281,7 @@ def test_a_live_migration_keeps_the_server_groups_anti_affinity(
     members = {}
     for host in ("h1", "h2"):
         uid = builds.build(conductor, kube, serverGroup="web", forcedHost=host)
-        conductor.instances.instance_update(_running(uid, host))
+        conductor.instances.instance_update(built_report(uid, host))
         kube.instances[(NAMESPACE, builds.object_name(uid))]["metadata"]["uid"] = uid
         members[host] = uid
 
@@ -301,10 +293,3 @@ def test_a_live_migration_keeps_the_server_groups_anti_affinity(
     assert objects.statuses["second"]["phase"] == "Failed"
     assert "cannot live-migrate" in objects.statuses["second"]["message"]
     assert builds.allocated_hosts(db_session_factory, members["h2"]) == ["h2"]
-
-
-def _running(uuid: str, host: str) -> payloads.InstanceUpdate:
-    return payloads.InstanceUpdate(
-        instance_uuid=uuid, host=host, vm_state="active", task_state=None, power_state="running",
-        addresses=("192.168.122.20",), launched_at=dt.datetime(2026, 12, 6, tzinfo=dt.UTC),
-    )  # fmt: skip
