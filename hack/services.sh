@@ -39,7 +39,7 @@ set -euo pipefail
 PACKAGES=(
   mariadb-server mariadb-client rabbitmq-server qemu-system-x86 qemu-utils libvirt-daemon
   libvirt-daemon-driver-qemu libvirt-clients libvirt-daemon-system dnsmasq-base libvirt-dev
-  pkg-config
+  pkg-config tini
 )
 
 MYSQL_SOCKET=/run/mysqld/mysqld.sock
@@ -270,8 +270,12 @@ libvirt_daemon_up() {
   kn_started_pid "$name" "$name" >/dev/null || kn_unmark "$name"
   libvirt_daemon_pid "$name" >/dev/null && return 0
   kn_log "starting $name (log: $log)"
-  # -d forks; the daemon writes /run/NAME.pid, which gives the pid to record.
-  pid=$(LIBVIRT_LOG_OUTPUTS="3:file:$log" kn_spawn "$log" "$name" -d)
+  # The daemon writes /run/NAME.pid, which gives the pid to record.
+  if [[ $name == libvirtd ]]; then
+    pid=$(LIBVIRT_LOG_OUTPUTS="3:file:$log" kn_spawn "$log" "${KN_SUBREAPER[@]}" "$name")
+  else
+    pid=$(LIBVIRT_LOG_OUTPUTS="3:file:$log" kn_spawn "$log" "$name" -d)
+  fi
   if ! kn_wait_until 30 "$name" libvirt_daemon_pid "$name"; then
     tail -n 20 "$log" >&2
     kn_die "$name did not start; see $log"

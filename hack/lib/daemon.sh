@@ -95,6 +95,14 @@ kn_terminate() {
   fi
 }
 
+# KN_SUBREAPER COMMAND...: run COMMAND in the foreground under tini as a child subreaper.
+# libvirt daemonises QEMU, so a guest's QEMU is an orphan, reaped by whichever ancestor is a
+# subreaper, else by pid 1. libvirtd counts a killed QEMU as gone only once it is reaped, and a
+# machine whose pid 1 reaps orphans only every second or two (measured here: 1.5 s) adds that
+# to every destroy, stop and live migration. A host's init (systemd) and the chart's pods
+# (containerd's shim) reap at once; this gives hack/services.sh's libvirtds the same.
+KN_SUBREAPER=(tini -s --)
+
 # kn_spawn LOGFILE COMMAND...: start COMMAND in its own session with its output appended to
 # LOGFILE, and print its pid. The new session keeps it alive when the caller's terminal or
 # process group goes; fds above 2 are closed so it does not inherit the caller's lock.

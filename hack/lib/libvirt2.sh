@@ -92,10 +92,17 @@ libvirt2_start_daemons() {
       mount --bind "$KUBENOVA_LIBVIRT2_DIR/${bind#*:}" "${bind%%:*}"
     done
   fi
+  local log
   for name in virtlogd libvirtd; do
     libvirt2_pid "$name" >/dev/null && continue
-    LIBVIRT_LOG_OUTPUTS="3:file:$KN_LOG_DIR/${name}2.log" \
-      "$name" -d -p "$KUBENOVA_LIBVIRT2_DIR/$name.pid" </dev/null >>"$KN_LOG_DIR/${name}2.log" 2>&1
+    log="$KN_LOG_DIR/${name}2.log"
+    if [[ $name == libvirtd ]]; then
+      LIBVIRT_LOG_OUTPUTS="3:file:$log" kn_spawn "$log" "${KN_SUBREAPER[@]}" \
+        "$name" -p "$KUBENOVA_LIBVIRT2_DIR/$name.pid" >/dev/null
+    else
+      LIBVIRT_LOG_OUTPUTS="3:file:$log" "$name" -d -p "$KUBENOVA_LIBVIRT2_DIR/$name.pid" \
+        </dev/null >>"$log" 2>&1
+    fi
     kn_wait_until 30 "${name} (second host)" libvirt2_pid "$name" ||
       kn_die "the second host's $name did not start; see $KN_LOG_DIR/${name}2.log"
   done
@@ -106,7 +113,7 @@ libvirt2_up() {
   if libvirt2_pid libvirtd >/dev/null && libvirt2_pid virtlogd >/dev/null && libvirt2_answers; then
     return 0
   fi
-  kn_ensure_packages util-linux libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients
+  kn_ensure_packages util-linux libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients tini
   # One of the two still running holds the namespace: the other is started inside it.
   ns_pid=$(libvirt2_pid virtlogd || libvirt2_pid libvirtd || true)
   if [[ -z $ns_pid ]]; then
