@@ -240,6 +240,9 @@ class InstanceOperations:
                     else None
                 ),
             }
+            if operation is operations.REBUILD and not failed:
+                # A new disk booted: the instance was launched again (Nova's rebuild sets it).
+                values["launched_at"] = report.finished_at
             if failed and record.task_generation is not None:
                 # Observed: a spec whose operation failed is not tried again until it changes.
                 values["generation"] = max(record.generation, record.task_generation)

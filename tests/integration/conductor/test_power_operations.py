@@ -454,6 +454,7 @@ def test_a_new_image_rebuilds_the_instance_where_it_is_with_the_specs_user_data(
     record = _record(db_session_factory, uuid)
     assert (record.task_state, record.image["name"], record.host) == ("rebuilding", "tiny-2", "h1")
 
+    launched_before = record.launched_at
     conductor.manager.operations.operation_finished(
         _finished(uuid, "rebuild", "active", "running"), "req-gen-2"
     )
@@ -461,6 +462,9 @@ def test_a_new_image_rebuilds_the_instance_where_it_is_with_the_specs_user_data(
     record = _record(db_session_factory, uuid)
     assert (record.vm_state, record.task_state, record.generation) == ("active", None, 2)
     assert caster.methods() == ["rebuild_instance"]
+    # Launched again when the rebuild ended, as in Nova.
+    assert record.launched_at == T0 + dt.timedelta(seconds=2)
+    assert record.launched_at != launched_before
 
 
 def test_a_stopped_instance_is_rebuilt_stopped_and_one_generation_runs_its_operations_in_turn(
