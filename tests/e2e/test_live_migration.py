@@ -9,11 +9,13 @@ from __future__ import annotations
 import json
 import pathlib
 import re
+from typing import Any
 
 import libvirt
 import pytest
 
 from tests.e2e.conftest import (
+    AGENT,
     HOST,
     apply,
     flavor_manifest,
@@ -124,5 +126,75 @@ def test_a_running_guest_moves_live_between_two_real_hosts_and_back_without_a_re
             [(a["action"], a["result"]) for a in _actions(namespace, "mover")]
             == [("live-migration", "Success"), ("live-migration", "Success")]
         ),
+        timeout=60,
+    )
+
+
+def test_killing_the_source_agent_in_the_middle_of_a_live_migration_leaves_nothing_stuck(
+    namespace: str, stack: dict[str, str], second: second_host.SecondAgent
+) -> None:
+    """The source's agent is killed (SIGKILL) while libvirt moves the guest, and started again.
+    Whatever the moment: its ``live_migration`` message comes back from the broker and runs
+    again (libvirt ends a move whose driving client died, and the guest stays at the source),
+    or, the guest having already moved, that step fails at the source and the rollback finds
+    it on the destination. Either way the move ends, the instance is in no task state, the
+    guest runs on exactly one host and never rebooted, and each host's claim is right."""
+    apply(flavor_manifest(FLAVOR, 1, 128, 1))
+    apply(
+        instance_manifest(
+            "survivor", namespace, FLAVOR, userData="#kubenova-guest: count\n", forcedHost=HOST
+        )
+    )
+    wait_for(
+        "survivor to be Running",
+        lambda: status_of(namespace, "survivor").get("phase") == "Running",
+        timeout=180,
+    )
+    uuid = get("instances", "survivor", namespace)["metadata"]["uid"]
+    before = _counting_above(INSTANCES_PATH / uuid / "console.log", 2)
+    boot = before[-1][1]
+
+    _ok(nova(stack, "migrate", "survivor", "--live", "-n", namespace, "--no-wait"))
+
+    def migrating() -> bool:
+        items = json.loads(
+            kubectl("get", "instancemigrations", "-n", namespace, "-o", "json").stdout
+        )["items"]
+        return any((m.get("status") or {}).get("phase") == "Running" for m in items)
+
+    wait_for("the live migration to be under way", migrating, timeout=60, interval=0.05)
+    AGENT.kill()
+    AGENT.restart()
+
+    def ended() -> dict[str, Any] | None:
+        (migration,) = json.loads(
+            kubectl("get", "instancemigrations", "-n", namespace, "-o", "json").stdout
+        )["items"]
+        status: dict[str, Any] = migration.get("status") or {}
+        return status if status.get("phase") in ("Succeeded", "Failed") else None
+
+    outcome = wait_for("the live migration to end", ended, timeout=240)
+    print(f"after the kill: {outcome['phase']}: {outcome.get('message')}")
+    status = wait_for(
+        "survivor to be in no task state",
+        lambda: (s := status_of(namespace, "survivor")).get("taskState") is None and s,
+        timeout=120,
+    )
+    assert status["phase"] == "Running"
+    where = {
+        host: _on_libvirt(uri, uuid)
+        for host, uri in ((HOST, "qemu:///system"), (second.host, second_host.uri()))
+    }
+    assert list(where.values()).count(True) == 1, where
+    assert where[status["host"]], (status["host"], where)
+    # The source is the only other host: a Succeeded move ends on the second one.
+    assert (outcome["phase"] == "Succeeded") == (status["host"] == second.host), outcome
+    console_dir = INSTANCES_PATH if status["host"] == HOST else pathlib.Path(second.instances_path)
+    after = _counting_above(console_dir / uuid / "console.log", before[-1][0])
+    assert {b for _, b in after} == {boot}, f"the guest rebooted: {after}"
+    other = second.host if status["host"] == HOST else HOST
+    wait_for(
+        "the claims to follow the guest",
+        lambda: _used_vcpus(status["host"]) == 1 and _used_vcpus(other) == 0,
         timeout=60,
     )
