@@ -20,6 +20,9 @@ from typing import TypeVar
 # KUBENOVA_AMQP_URL (hack/lib/env.sh, the chart's Secret) carries the user and password.
 DEFAULT_AMQP_URL = "amqp://127.0.0.1:5672/kubenova"
 
+# Nova's consoleauth token_ttl: how long a console URL may wait before it is opened.
+DEFAULT_CONSOLE_TOKEN_TTL_S = 600
+
 _Number = TypeVar("_Number", int, float)
 
 
@@ -141,6 +144,8 @@ class OperatorSettings:
     # its source (Nova's live_migration_progress_timeout, whose last default was 150 s): a
     # guest dirtying memory faster than the link copies it never converges.
     live_migration_progress_timeout_s: int = 150
+    # Nova's consoleauth token_ttl: a console token not used within it is refused.
+    console_token_ttl_s: int = DEFAULT_CONSOLE_TOKEN_TTL_S
     # Where Prometheus metrics are served; port 0 turns them off.
     metrics_port: int = 9090
     metrics_addr: str = "127.0.0.1"
@@ -172,6 +177,9 @@ class OperatorSettings:
             == "true",
             live_migration_progress_timeout_s=int(
                 env_positive("KUBENOVA_LIVE_MIGRATION_PROGRESS_TIMEOUT", 150, int)
+            ),
+            console_token_ttl_s=env_positive(
+                "KUBENOVA_CONSOLE_TOKEN_TTL", DEFAULT_CONSOLE_TOKEN_TTL_S, int
             ),
             metrics_port=env_int("KUBENOVA_METRICS_PORT", 9090),
             metrics_addr=os.environ.get("KUBENOVA_METRICS_ADDR", "127.0.0.1"),

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
-from kubenova.db import migration, models
+from kubenova.db import console_models, migration, models
 from tests.integration.db.helpers import IMAGE
 
 pytestmark = pytest.mark.integration
@@ -28,6 +28,7 @@ TABLES = {
     "migrations",
     "server_groups",
     "server_group_members",
+    "console_auth_tokens",
 }
 
 
@@ -90,7 +91,8 @@ def test_sync_brings_a_database_at_0001_with_data_to_head(empty_db_url):
         assert "Running upgrade 0001 -> 0002" in result.stderr
         assert "Running upgrade 0002 -> 0003" in result.stderr
         assert "Running upgrade 0003 -> 0004" in result.stderr
-        assert migration.db_version(empty_db_url) == migration.head_revision() == "0004"
+        assert "Running upgrade 0004 -> 0005" in result.stderr
+        assert migration.db_version(empty_db_url) == migration.head_revision() == "0005"
         assert set(_schema(empty_db_url)) == TABLES | {"alembic_version"}
         with engine.connect() as conn:
             node = conn.execute(sa.text("SELECT host, failed_builds FROM compute_nodes")).one()
@@ -171,6 +173,8 @@ def test_models_match_the_migrated_schema(db_url):
             context = MigrationContext.configure(
                 conn, opts={"compare_type": True, "compare_server_default": True}
             )
+            # The console tokens' model lives in its own module on the same Base.
+            assert "console_auth_tokens" in console_models.ConsoleAuthToken.metadata.tables
             differences = compare_metadata(context, models.Base.metadata)
     finally:
         engine.dispose()

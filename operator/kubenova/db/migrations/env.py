@@ -13,6 +13,10 @@ from alembic import context
 from kubenova.db import engine as db_engine
 from kubenova.db import models
 
+# The metadata knows a table once its model's module is imported: models.py holds most of
+# them, console_models.py the console tokens.
+from kubenova.db import console_models  # noqa: F401  # isort: skip
+
 config = context.config
 target_metadata = models.Base.metadata
 

@@ -1,0 +1,182 @@
+"""Console tokens: mint one for an instance's console, authorize it once, purge the expired.
+
+A console URL carries a random token; the database keeps only its sha256, so a copy of the
+database (a backup, a replica, a leaked dump) opens no console. A token is stronger than
+Nova's in three ways, all decided in :func:`kubenova.db.console_auth.token_consume`:
+
+* single use: the first :func:`authorize` spends it, and a concurrent second one is refused;
+* bound to its instance: a caller that names another instance is refused;
+* bound to the instance's place: once the instance is deleted or its host is no longer the
+  host the token points at, the token is refused, without the delete or the move doing
+  anything about tokens.
+
+Every refusal raises :class:`ConsoleTokenRefusedError` with a :class:`RefusalReason`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import enum
+import hashlib
+import secrets
+from collections.abc import Callable
+from typing import Final
+
+from kubenova import config
+from kubenova.db import console_auth as db_console_auth
+from kubenova.db import engine as db_engine
+from kubenova.db import models
+
+# Re-exported: callers of this module handle refusals without importing the database layer.
+ConsoleTokenRefusedError = db_console_auth.ConsoleTokenRefusedError
+RefusalReason = db_console_auth.RefusalReason
+
+# 32 random bytes: 256 bits, well beyond guessing, as Nova's uuid4 tokens are not.
+TOKEN_BYTES: Final = 32
+# A token_urlsafe(32) is 43 ASCII characters; anything much longer, or not ASCII, is not ours
+# and is refused before it is hashed or sent to the database.
+MAX_TOKEN_LENGTH: Final = 128
+MAX_PORT: Final = 65535
+
+Clock = Callable[[], dt.datetime]
+
+
+class ConsoleType(enum.StrEnum):
+    """The consoles a token can open; the value is what the database and URLs hold."""
+
+    NOVNC = "novnc"
+    SPICE_HTML5 = "spice-html5"
+    SERIAL = "serial"
+
+
+@dataclasses.dataclass(frozen=True)
+class MintedToken:
+    """A new token and when it stops working. The token is shown once, to whoever asked for
+    the console, and kept out of ``repr`` so it does not land in a log by accident."""
+
+    token: str = dataclasses.field(repr=False)
+    expires: dt.datetime
+
+
+@dataclasses.dataclass(frozen=True)
+class ConnectionInfo:
+    """Where the console an authorized token opens is: the proxy connects there."""
+
+    instance_uuid: str
+    console_type: ConsoleType
+    host: str
+    port: int
+    tls_port: int | None
+    internal_access_path: str | None
+    expires: dt.datetime
+
+
+def hash_token(token: str) -> str:
+    """The hex sha256 of ``token``: the only form of it the database ever holds."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def new_token() -> str:
+    """A fresh random token, safe to put in a URL."""
+    return secrets.token_urlsafe(TOKEN_BYTES)
+
+
+def expiry(now: dt.datetime, ttl_s: int) -> dt.datetime:
+    """When a token made at ``now`` with a lifetime of ``ttl_s`` seconds stops working."""
+    if ttl_s <= 0:
+        raise ValueError(f"a console token's ttl must be a positive number of seconds, not {ttl_s}")
+    return now + dt.timedelta(seconds=ttl_s)
+
+
+def _check_port(name: str, port: int | None) -> None:
+    if port is not None and not 0 < port <= MAX_PORT:
+        raise ValueError(f"{name} must be a TCP port (1-{MAX_PORT}), not {port}")
+
+
+@db_engine.retry_on_deadlock
+def mint(
+    session_factory: db_engine.SessionFactory,
+    instance_uuid: str,
+    console_type: ConsoleType | str,
+    host: str,
+    port: int,
+    tls_port: int | None,
+    internal_access_path: str | None,
+    ttl_s: int = config.DEFAULT_CONSOLE_TOKEN_TTL_S,
+    *,
+    clock: Clock = models.utcnow,
+) -> MintedToken:
+    """Make a token that opens ``console_type`` of the instance, served at ``host``:``port``.
+
+    ``host`` must be the instance's host at the time, or the token is refused from the start
+    (as a token of a moved instance). An unknown ``console_type`` or a bad port raises
+    ``ValueError``; an instance that was never recorded fails on the database's foreign key.
+    Pass ``OperatorSettings.console_token_ttl_s`` as ``ttl_s``.
+    """
+    kind = ConsoleType(console_type)
+    _check_port("port", port)
+    _check_port("tls_port", tls_port)
+    now = clock()
+    expires = expiry(now, ttl_s)
+    token = new_token()
+    with db_engine.transaction(session_factory) as session:
+        db_console_auth.token_create(
+            session,
+            token_hash=hash_token(token),
+            instance_uuid=instance_uuid,
+            console_type=kind.value,
+            host=host,
+            port=port,
+            tls_port=tls_port,
+            internal_access_path=internal_access_path,
+            expires=expires,
+            now=now,
+        )
+    return MintedToken(token=token, expires=expires)
+
+
+@db_engine.retry_on_deadlock
+def authorize(
+    session_factory: db_engine.SessionFactory,
+    token: str,
+    instance_uuid: str | None = None,
+    *,
+    console_session: str | None = None,
+    clock: Clock = models.utcnow,
+) -> ConnectionInfo:
+    """Spend ``token`` and return where its console is, or raise
+    :class:`ConsoleTokenRefusedError`.
+
+    ``instance_uuid``: the instance the caller means (a proxy that learned it from the URL);
+    a token of another instance is refused and not spent. ``console_session``: the proxy's
+    name for the connection the token opens, recorded with the token.
+    """
+    if not token or len(token) > MAX_TOKEN_LENGTH or not token.isascii():
+        raise ConsoleTokenRefusedError(RefusalReason.UNKNOWN_TOKEN, "no such token")
+    with db_engine.transaction(session_factory) as session:
+        consumed = db_console_auth.token_consume(
+            session,
+            hash_token(token),
+            now=clock(),
+            instance_uuid=instance_uuid,
+            console_session=console_session,
+        )
+    return ConnectionInfo(
+        instance_uuid=consumed.instance_uuid,
+        console_type=ConsoleType(consumed.console_type),
+        host=consumed.host,
+        port=consumed.port,
+        tls_port=consumed.tls_port,
+        internal_access_path=consumed.internal_access_path,
+        expires=consumed.expires,
+    )
+
+
+@db_engine.retry_on_deadlock
+def purge_expired(
+    session_factory: db_engine.SessionFactory, *, clock: Clock = models.utcnow
+) -> int:
+    """Delete the tokens that have expired; how many were deleted. Run it periodically."""
+    with db_engine.transaction(session_factory) as session:
+        return db_console_auth.tokens_purge_expired(session, now=clock())
