@@ -1,9 +1,24 @@
-"""Make a certificate authority and sign serving certificates with it.
+"""Make a certificate authority and sign leaf certificates (serving and client) with it.
 
 Keys are ECDSA P-256: a new key costs a millisecond where RSA-2048 costs a noticeable share of
 a small core, and every TLS client Kubenova has (Python's ``ssl``, Go, browsers) takes them.
 A CA brought in from elsewhere (an RSA one, say) signs just as well: :meth:`KeyPair.from_pem`
 accepts either kind.
+
+Lifetimes. Kubenova publishes no revocation list, so a certificate's lifetime is the only bound
+on what a stolen key is worth; each holder issues its certificate again at two thirds of its
+life (``kubenova.certs.lifetime``), which leaves a third of it to notice a renewal that fails.
+
+* The CA lives ten years (``CA_VALIDITY``), as kubeadm's does: its key never leaves the
+  operator's Secret, and every CA rotation asks every client to take up a new trust bundle,
+  so rarer is cheaper. It rotates after two thirds (``kubenova.certs.bundle``).
+* The operator's own serving certificate lives 90 days (``SERVER_VALIDITY``); its process
+  issues a new one in memory after 60.
+* Console certificates (``kubenova.certs.console``) live 30 days (``CONSOLE_VALIDITY``): they
+  sit in files on hypervisor hosts, where a key is likelier to be copied, and are renewed after
+  20 days, which leaves ten days (a long weekend and an outage) to notice a renewal that fails.
+* No leaf lives longer than ``MAX_LEAF_VALIDITY``: a CA that was replaced stays trusted for
+  that long (plus a grace period), which is how long a leaf it signed can still be in use.
 """
 
 from __future__ import annotations
@@ -19,6 +34,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 CA_VALIDITY = datetime.timedelta(days=3650)
 SERVER_VALIDITY = datetime.timedelta(days=90)
+CONSOLE_VALIDITY = datetime.timedelta(days=30)
+MAX_LEAF_VALIDITY = datetime.timedelta(days=90)
 # Backdated so that a peer whose clock is a little behind still accepts a new certificate.
 _CLOCK_SKEW = datetime.timedelta(minutes=5)
 
@@ -70,11 +87,11 @@ def _new_key() -> ec.EllipticCurvePrivateKey:
     return ec.generate_private_key(ec.SECP256R1())
 
 
-def _key_usage(*, cert_sign: bool) -> x509.KeyUsage:
+def _key_usage(*, cert_sign: bool, key_encipherment: bool = False) -> x509.KeyUsage:
     return x509.KeyUsage(
         digital_signature=True,
         content_commitment=False,
-        key_encipherment=False,
+        key_encipherment=key_encipherment,
         data_encipherment=False,
         key_agreement=False,
         key_cert_sign=cert_sign,
@@ -121,29 +138,57 @@ def issue_server_cert(
     ``ca``, with a new key. It never outlives the CA that vouches for it."""
     if not dns_names:
         raise ValueError("a serving certificate needs at least one DNS name")
+    return issue_leaf(
+        ca,
+        dns_names[0],
+        [x509.DNSName(name) for name in dns_names],
+        purpose=ExtendedKeyUsageOID.SERVER_AUTH,
+        validity=validity,
+        now=now,
+    )
+
+
+def issue_leaf(
+    ca: KeyPair,
+    common_name: str,
+    alt_names: Sequence[x509.GeneralName],
+    *,
+    purpose: x509.ObjectIdentifier,
+    validity: datetime.timedelta,
+    now: datetime.datetime | None = None,
+    key_encipherment: bool = False,
+) -> KeyPair:
+    """A certificate for one ``purpose`` (serverAuth or clientAuth, never both: a console
+    proxy's client key must not be able to pose as a host), signed by ``ca``, with a new key.
+
+    ``validity`` may not exceed ``MAX_LEAF_VALIDITY``, which a CA rotation counts on; the
+    certificate never outlives ``ca``. ``key_encipherment`` sets that key usage bit, which
+    libvirt and QEMU demand of a leaf whose key usage is critical, whatever its key type.
+    """
+    if validity > MAX_LEAF_VALIDITY:
+        raise ValueError(f"a leaf may live {MAX_LEAF_VALIDITY} at most, not {validity}")
     now = now or _now()
     key = _new_key()
-    cert = (
+    builder = (
         x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, dns_names[0])]))
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
         .issuer_name(ca.cert.subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - _CLOCK_SKEW)
         .not_valid_after(min(now + validity, ca.not_after))
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(_key_usage(cert_sign=False), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         .add_extension(
-            x509.SubjectAlternativeName([x509.DNSName(name) for name in dns_names]),
-            critical=False,
+            _key_usage(cert_sign=False, key_encipherment=key_encipherment), critical=True
         )
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.key.public_key()),
-            critical=False,
-        )
-        .sign(ca.key, hashes.SHA256())
+        .add_extension(x509.ExtendedKeyUsage([purpose]), critical=False)
     )
+    if alt_names:
+        builder = builder.add_extension(x509.SubjectAlternativeName(alt_names), critical=False)
+    cert = builder.add_extension(
+        x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.key.public_key()),
+        critical=False,
+    ).sign(ca.key, hashes.SHA256())
     return KeyPair(cert, key)
 
 

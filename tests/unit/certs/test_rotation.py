@@ -1,0 +1,240 @@
+"""The CA rotates two thirds into its life; the CA it replaces stays in the trust bundle until
+the last leaf it signed has expired, and leaves it after; the Secret shows the dates."""
+
+from __future__ import annotations
+
+import datetime
+import json
+
+import pytest
+from cryptography import x509
+from cryptography.x509 import verification
+
+from kubenova.certs import authority, bundle, lifetime, store
+from kubenova.k8s import objects
+from tests.unit.agent_credentials.fakes import FakeObjects
+
+NOW = datetime.datetime(2031, 5, 1, tzinfo=datetime.UTC)
+# Two thirds into the life of a CA made at NOW (see test_renewal).
+DUE = datetime.datetime(2037, 12, 28, 7, 58, 20, tzinfo=datetime.UTC)
+# DUE + MAX_LEAF_VALIDITY (90 days) + ROTATION_GRACE (1 day).
+RETIRED = datetime.datetime(2038, 3, 29, 7, 58, 20, tzinfo=datetime.UTC)
+SECOND = datetime.timedelta(seconds=1)
+MICRO = datetime.timedelta(microseconds=1)
+
+
+@pytest.fixture
+def objs() -> FakeObjects:
+    return FakeObjects()
+
+
+@pytest.fixture
+def first(objs: FakeObjects) -> authority.KeyPair:
+    ca = store.ensure_ca(objs, now=NOW)
+    objs.calls.clear()
+    return ca
+
+
+def secret(objs: FakeObjects) -> objects.StoredObject:
+    return objs.items[("Secret", "kubenova-ca")]
+
+
+def view(state: bundle.TrustState) -> tuple[x509.Certificate, tuple[bundle.RetiringCA, ...]]:
+    """A state as comparable values (a private key object equals only itself)."""
+    return state.current.cert, state.retiring
+
+
+def published(objs: FakeObjects) -> bytes:
+    return objs.items[("ConfigMap", "kubenova-ca")].data["ca.crt"]
+
+
+def test_a_new_ca_secret_shows_when_it_expires_and_when_it_rotates(
+    objs: FakeObjects, first: authority.KeyPair
+) -> None:
+    assert secret(objs).annotations == {
+        "kubenova.io/not-after": "2041-04-28T00:00:00Z",
+        "kubenova.io/renew-after": "2037-12-28T07:58:20Z",
+    }
+    assert set(secret(objs).data) == {"tls.crt", "tls.key"}
+    assert published(objs) == first.cert_pem()
+
+
+def test_a_ca_not_yet_due_is_left_as_it_is(objs: FakeObjects, first: authority.KeyPair) -> None:
+    state = store.rotate_if_due(objs, now=DUE - MICRO)
+    assert view(state) == (first.cert, ())
+    assert objs.calls == ["get Secret kubenova-ca", "get ConfigMap kubenova-ca"]
+
+
+def test_a_due_ca_is_replaced_and_the_old_one_kept_trusted_beside_it(
+    objs: FakeObjects, first: authority.KeyPair
+) -> None:
+    state = store.rotate_if_due(objs, now=DUE)
+    new = state.current
+    assert new.cert != first.cert
+    assert authority.is_ca(new.cert)
+    assert new.not_after == datetime.datetime(2047, 12, 26, 7, 58, 20, tzinfo=datetime.UTC)
+    assert state.retiring == (bundle.RetiringCA(first.cert, RETIRED),)
+    stored = secret(objs)
+    assert stored.data["tls.crt"] == new.cert_pem()
+    assert stored.data["tls.key"] == new.key_pem()
+    assert json.loads(stored.data["retiring-cas.json"]) == [
+        {"certificate": first.cert_pem().decode(), "retireAt": "2038-03-29T07:58:20Z"}
+    ]
+    assert stored.annotations == {
+        "kubenova.io/not-after": "2047-12-26T07:58:20Z",
+        "kubenova.io/renew-after": "2044-08-26T15:56:40Z",
+        "kubenova.io/retiring-ca-trusted-until": "2038-03-29T07:58:20Z",
+    }
+    assert stored.type == "kubernetes.io/tls"
+    assert published(objs) == new.cert_pem() + first.cert_pem()
+
+
+def test_rotating_again_at_once_changes_nothing(
+    objs: FakeObjects, first: authority.KeyPair
+) -> None:
+    rotated = store.rotate_if_due(objs, now=DUE)
+    objs.calls.clear()
+    again = store.rotate_if_due(objs, now=DUE + SECOND)
+    assert view(again) == view(rotated)
+    assert objs.calls == ["get Secret kubenova-ca", "get ConfigMap kubenova-ca"]
+
+
+def test_leaves_are_signed_by_the_newest_ca_after_a_rotation(
+    objs: FakeObjects, first: authority.KeyPair
+) -> None:
+    rotated = store.rotate_if_due(objs, now=DUE)
+    objs.calls.clear()
+    signer = store.ensure_ca(objs, now=DUE + SECOND)
+    assert signer.cert == rotated.current.cert
+    assert objs.calls == ["get Secret kubenova-ca", "get ConfigMap kubenova-ca"]
+    leaf = authority.issue_server_cert(signer, ["x"], now=DUE + SECOND)
+    leaf.cert.verify_directly_issued_by(rotated.current.cert)
+
+
+def trusted_at(pem: bytes, leaf: x509.Certificate, when: datetime.datetime) -> bool:
+    anchors = verification.Store(x509.load_pem_x509_certificates(pem))
+    builder = verification.PolicyBuilder().store(anchors).time(when)
+    try:
+        builder.build_server_verifier(x509.DNSName("svc.kubenova.svc")).verify(leaf, [])
+    except verification.VerificationError:
+        return False
+    return True
+
+
+def test_the_old_ca_stays_in_the_bundle_until_its_last_leaf_expires_and_leaves_after(
+    objs: FakeObjects, first: authority.KeyPair
+) -> None:
+    last_leaf = authority.issue_server_cert(
+        first, ["svc.kubenova.svc"], validity=authority.MAX_LEAF_VALIDITY, now=DUE - SECOND
+    )
+    new = store.rotate_if_due(objs, now=DUE).current
+    assert last_leaf.not_after < RETIRED
+    while_valid = last_leaf.not_after - SECOND
+    assert store.ensure_trust(objs, now=while_valid).bundle_pem() == published(objs)
+    assert published(objs) == new.cert_pem() + first.cert_pem()
+    assert trusted_at(published(objs), last_leaf.cert, while_valid)
+
+    assert store.ensure_trust(objs, now=RETIRED - MICRO).retiring != ()
+    assert published(objs) == new.cert_pem() + first.cert_pem()
+
+    state = store.ensure_trust(objs, now=RETIRED)
+    assert view(state) == (new.cert, ())
+    assert published(objs) == new.cert_pem()
+    assert set(secret(objs).data) == {"tls.crt", "tls.key"}
+    assert "kubenova.io/retiring-ca-trusted-until" not in secret(objs).annotations
+    assert not trusted_at(published(objs), last_leaf.cert, while_valid)
+
+
+def test_a_ca_is_never_trusted_past_its_own_expiry(objs: FakeObjects) -> None:
+    short = authority.issue_ca(now=NOW, validity=datetime.timedelta(days=60))
+    objs.put("Secret", store._secret("kubenova-ca", short))
+    state = store.rotate_if_due(objs, now=NOW + datetime.timedelta(days=45))
+    assert state.retiring == (
+        bundle.RetiringCA(short.cert, datetime.datetime(2031, 6, 30, tzinfo=datetime.UTC)),
+    )
+
+
+def test_a_second_rotation_keeps_both_older_cas_newest_first(
+    objs: FakeObjects, first: authority.KeyPair
+) -> None:
+    second = store.rotate_if_due(objs, now=DUE).current
+    # A CA that lives 100 days is due after 66 days 16 h, well inside the first's overlap.
+    short = authority.issue_ca(now=DUE, validity=datetime.timedelta(days=100))
+    objs.put(
+        "Secret", store._secret("kubenova-ca", short, retiring=store._retiring(secret(objs), DUE))
+    )
+    later = DUE + datetime.timedelta(days=70)
+    state = store.rotate_if_due(objs, now=later)
+    assert [old.cert for old in state.retiring] == [short.cert, first.cert]
+    assert state.retiring[1].retire_at == RETIRED
+    assert published(objs) == state.current.cert_pem() + short.cert_pem() + first.cert_pem()
+    assert second.cert not in [old.cert for old in state.retiring]
+
+
+def test_an_administrators_own_ca_is_not_rotated_but_shows_its_dates(objs: FakeObjects) -> None:
+    theirs = authority.issue_ca(now=NOW)
+    objs.put(
+        "Secret",
+        objects.StoredObject(
+            name="kubenova-ca",
+            data={"tls.crt": theirs.cert_pem(), "tls.key": theirs.key_pem()},
+            annotations={"owner": "pki-team"},
+        ),
+    )
+    state = store.rotate_if_due(objs, now=DUE)
+    assert view(state) == (theirs.cert, ())
+    assert secret(objs).data == {"tls.crt": theirs.cert_pem(), "tls.key": theirs.key_pem()}
+    assert secret(objs).labels == {}
+    assert secret(objs).annotations == {
+        "owner": "pki-team",
+        "kubenova.io/not-after": "2041-04-28T00:00:00Z",
+        "kubenova.io/renew-after": "2037-12-28T07:58:20Z",
+    }
+
+
+def test_a_ca_that_cannot_be_read_is_replaced_and_the_retiring_ones_stay(
+    objs: FakeObjects, first: authority.KeyPair
+) -> None:
+    store.rotate_if_due(objs, now=DUE)
+    broken = dict(secret(objs).data, **{"tls.crt": b"garbage"})
+    objs.put("Secret", objects.StoredObject("kubenova-ca", broken, labels=store.LABELS))
+    state = store.ensure_trust(objs, now=DUE + SECOND)
+    assert state.retiring == (bundle.RetiringCA(first.cert, RETIRED),)
+    assert published(objs) == state.current.cert_pem() + first.cert_pem()
+
+
+def test_retiring_cas_that_cannot_be_read_are_dropped(
+    objs: FakeObjects, first: authority.KeyPair
+) -> None:
+    store.rotate_if_due(objs, now=DUE)
+    current = secret(objs)
+    objs.put(
+        "Secret",
+        objects.StoredObject(
+            "kubenova-ca",
+            dict(current.data, **{"retiring-cas.json": b"[{}]"}),
+            labels=current.labels,
+            annotations=current.annotations,
+            type=current.type,
+        ),
+    )
+    state = store.ensure_trust(objs, now=DUE + SECOND)
+    assert state.retiring == ()
+    assert set(secret(objs).data) == {"tls.crt", "tls.key"}
+    assert published(objs) == state.current.cert_pem()
+
+
+def test_a_ca_secret_written_before_the_annotations_existed_gets_them(objs: FakeObjects) -> None:
+    ca = authority.issue_ca(now=NOW)
+    objs.put(
+        "Secret",
+        objects.StoredObject(
+            name="kubenova-ca",
+            data={"tls.crt": ca.cert_pem(), "tls.key": ca.key_pem()},
+            labels=store.LABELS,
+            type="kubernetes.io/tls",
+        ),
+    )
+    assert store.ensure_ca(objs, now=NOW).cert == ca.cert
+    assert secret(objs).annotations == lifetime.expiry_annotations(ca.cert)
+    assert secret(objs).data == {"tls.crt": ca.cert_pem(), "tls.key": ca.key_pem()}
