@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import threading
 from collections.abc import Mapping
 from typing import Any, Protocol
 
@@ -126,6 +127,11 @@ class InstanceMigrations:
         #: How a Live or an Evacuate move starts (registered by their conductors).
         self.starters: dict[str, MoveStarter] = {}
         self.live: LiveMigrations | None = None
+        # The status last projected for each unfinished migration: a step that changes no
+        # field (most steps of a move keep the phase Running) costs no status write, which
+        # would otherwise hold up the instance's next report on its lane.
+        self._projected: dict[str, dict[str, Any]] = {}
+        self._projected_lock = threading.Lock()
 
     def create(self, request: MigrationRequest) -> None:
         """Start the move, or say in the object's status why it is refused."""
@@ -267,6 +273,16 @@ class InstanceMigrations:
             None,
             [condition("Ready", done, phase, migration.message or phase.lower(), None, 1)],
         )
+        # What the write would change (its condition follows from these; its transition time
+        # is the moment of the write, not a change).
+        shown = {key: value for key, value in status.items() if key != "conditions"}
+        with self._projected_lock:
+            if not done and self._projected.get(migration_uuid) == shown:
+                return
+            if done:
+                self._projected.pop(migration_uuid, None)
+            else:
+                self._projected[migration_uuid] = shown
         self._write(namespace, name, status)
 
     def _failed(self, request: MigrationRequest, reason: str, message: str) -> None:

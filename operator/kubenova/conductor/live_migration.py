@@ -197,11 +197,13 @@ class LiveMigrations(ResizeRecords):
         if not step.ok:
             self._roll_back(step, step.why)
             return
+        self._to_destination(step)
+        # libvirt's figures go to the status once the next step is on its way: the guest
+        # already runs on the destination, and a user waits for what follows, not for this.
         figures = {"totalSeconds": step.report.total_s}
         if step.report.downtime_ms is not None:
             figures["downtimeMilliseconds"] = step.report.downtime_ms
         self.on_migration_status(step.migration_uuid, figures)
-        self._to_destination(step)
 
     def _to_destination(self, step: Step) -> None:
         """The guest runs on the destination: the record is that host's from now on."""

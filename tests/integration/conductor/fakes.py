@@ -25,12 +25,15 @@ class FakeMigrationObjects:
     def __init__(self, kube: RecordingKube) -> None:
         self.kube = kube
         self.statuses: dict[str, dict[str, Any]] = {}
+        #: Every status write, in order: (object name, the fields written).
+        self.writes: list[tuple[str, dict[str, Any]]] = []
 
     def get_instance(self, namespace: str, name: str) -> dict[str, Any] | None:
         return self.kube.get_instance(namespace, name)
 
     def patch_migration_status(self, namespace: str, name: str, status: dict[str, Any]) -> bool:
         self.statuses.setdefault(name, {}).update(copy.deepcopy(status))
+        self.writes.append((name, copy.deepcopy(status)))
         return True
 
 
