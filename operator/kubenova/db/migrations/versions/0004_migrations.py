@@ -79,5 +79,6 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_column("instances", "last_resize_confirm")
     op.drop_column("compute_nodes", "migration_uri")
-    op.drop_index("ix_migrations_instance_uuid_status", table_name="migrations")
+    # Dropping the table drops its indexes; MariaDB refuses to drop this one alone while the
+    # foreign key on instance_uuid needs it.
     op.drop_table("migrations")
