@@ -15,21 +15,21 @@ import pytest
 
 from tests.e2e.conftest import (
     HOST,
-    apply,
-    flavor_manifest,
     get,
-    instance_manifest,
     kubectl,
     status_of,
     wait_for,
 )
-from tests.e2e.test_live_migration import _counting_above, _on_libvirt, _used_vcpus
+from tests.e2e.test_live_migration import (
+    _counting_above,
+    _on_libvirt,
+    _used_vcpus,
+    boot_counting,
+)
 from tests.e2e.test_power_operations import INSTANCES_PATH, _actions, _ok, nova
 from tests.support import second_host
 
 pytestmark = pytest.mark.e2e
-
-FLAVOR = "e2e-evacuate"
 
 
 def _hypervisor_state(host: str) -> str | None:
@@ -39,24 +39,11 @@ def _hypervisor_state(host: str) -> str | None:
 def test_a_guest_on_a_dead_host_is_rebuilt_elsewhere_and_its_stale_copy_never_returns(
     namespace: str, stack: dict[str, str], second: second_host.SecondAgent
 ) -> None:
-    apply(flavor_manifest(FLAVOR, 1, 128, 1))
-    apply(
-        instance_manifest(
-            "refugee",
-            namespace,
-            FLAVOR,
-            userData="#kubenova-guest: count\n",
-            forcedHost=second.host,
-        )
+    uuid, counted = boot_counting(
+        namespace, "refugee", second.host, pathlib.Path(second.instances_path)
     )
-    wait_for(
-        "refugee to be Running",
-        lambda: status_of(namespace, "refugee").get("phase") == "Running",
-        timeout=180,
-    )
-    uuid = get("instances", "refugee", namespace)["metadata"]["uid"]
     stale_console = pathlib.Path(second.instances_path) / uuid / "console.log"
-    stale_boot = _counting_above(stale_console, 1)[-1][1]
+    stale_boot = counted[-1][1]
 
     refused = nova(stack, "evacuate", "refugee", "-n", namespace)
     assert refused.returncode == 1, refused

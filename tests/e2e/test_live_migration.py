@@ -63,23 +63,31 @@ def _used_vcpus(host: str) -> int:
     return int((status.get("vcpus") or {}).get("used") or 0)
 
 
-def test_a_running_guest_moves_live_between_two_real_hosts_and_back_without_a_reboot(
-    namespace: str, stack: dict[str, str], second: second_host.SecondAgent
-) -> None:
+def boot_counting(
+    namespace: str, name: str, host: str, instances: pathlib.Path
+) -> tuple[str, list[tuple[int, str]]]:
+    """A guest on ``host`` that prints a counter, Running and counting: its uuid and the counts
+    its console shows so far."""
     apply(flavor_manifest(FLAVOR, 1, 128, 1))
     apply(
         instance_manifest(
-            "mover", namespace, FLAVOR, userData="#kubenova-guest: count\n", forcedHost=HOST
+            name, namespace, FLAVOR, userData="#kubenova-guest: count\n", forcedHost=host
         )
     )
     wait_for(
-        "mover to be Running",
-        lambda: status_of(namespace, "mover").get("phase") == "Running",
+        f"{name} to be Running",
+        lambda: status_of(namespace, name).get("phase") == "Running",
         timeout=180,
     )
-    uuid = get("instances", "mover", namespace)["metadata"]["uid"]
+    uuid: str = get("instances", name, namespace)["metadata"]["uid"]
+    return uuid, _counting_above(instances / uuid / "console.log", 2)
+
+
+def test_a_running_guest_moves_live_between_two_real_hosts_and_back_without_a_reboot(
+    namespace: str, stack: dict[str, str], second: second_host.SecondAgent
+) -> None:
+    uuid, before = boot_counting(namespace, "mover", HOST, INSTANCES_PATH)
     first_console = INSTANCES_PATH / uuid / "console.log"
-    before = _counting_above(first_console, 2)
     boot = before[-1][1]
 
     # There: the scheduler's pick, the only other host.
@@ -139,19 +147,7 @@ def test_killing_the_source_agent_in_the_middle_of_a_live_migration_leaves_nothi
     or, the guest having already moved, that step fails at the source and the rollback finds
     it on the destination. Either way the move ends, the instance is in no task state, the
     guest runs on exactly one host and never rebooted, and each host's claim is right."""
-    apply(flavor_manifest(FLAVOR, 1, 128, 1))
-    apply(
-        instance_manifest(
-            "survivor", namespace, FLAVOR, userData="#kubenova-guest: count\n", forcedHost=HOST
-        )
-    )
-    wait_for(
-        "survivor to be Running",
-        lambda: status_of(namespace, "survivor").get("phase") == "Running",
-        timeout=180,
-    )
-    uuid = get("instances", "survivor", namespace)["metadata"]["uid"]
-    before = _counting_above(INSTANCES_PATH / uuid / "console.log", 2)
+    uuid, before = boot_counting(namespace, "survivor", HOST, INSTANCES_PATH)
     boot = before[-1][1]
 
     _ok(nova(stack, "migrate", "survivor", "--live", "-n", namespace, "--no-wait"))

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 import sqlalchemy as sa
-from alembic import command
 
 from kubenova.db import migration
+from tests.integration.db.helpers import downgrade
 
 pytestmark = pytest.mark.integration
 
@@ -26,14 +26,6 @@ def test_0005_adds_console_auth_tokens_and_downgrades_to_0004(empty_db_url):
     assert migration.db_sync(empty_db_url, "0005") == "0005"
     assert _tables(empty_db_url) == at_0004 | {"console_auth_tokens"}
 
-    engine = sa.create_engine(empty_db_url, poolclass=sa.pool.NullPool)
-    try:
-        with engine.connect() as conn:
-            config = migration.alembic_config()
-            config.attributes["connection"] = conn
-            command.downgrade(config, "0004")
-            conn.commit()
-    finally:
-        engine.dispose()
+    downgrade(empty_db_url, "0004")
     assert _tables(empty_db_url) == at_0004
     assert migration.db_version(empty_db_url) == "0004"

@@ -223,3 +223,21 @@ def soft_delete_group(session_factory: db_engine.SessionFactory, uuid: str) -> N
             .where(group_t.id == group_id)
             .values(deleted=group_t.id, deleted_at=models.utcnow())
         )
+
+
+def downgrade(url: str, revision: str) -> None:
+    """Run Alembic's downgrade of the database at ``url`` to ``revision``
+    (``kubenova-manage db sync`` only goes up)."""
+    from alembic import command
+
+    from kubenova.db import migration
+
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            config = migration.alembic_config()
+            config.attributes["connection"] = conn
+            command.downgrade(config, revision)
+            conn.commit()
+    finally:
+        engine.dispose()
