@@ -71,13 +71,16 @@ def progress(obj: dict[str, Any]) -> str:
 
 def failure_line(what: str, obj: dict[str, Any]) -> str:
     """``error: WHAT failed (REASON): MESSAGE`` for a request that ended Failed: its status's
-    message, else its Ready condition's (the reason left out when it only says Failed)."""
+    message, else its Ready condition's (the reason left out when it only says Failed). A
+    request the operator refused in the state it found (InvalidState) says "refused", as the
+    power verbs do."""
     status = obj.get("status") or {}
     condition = ready_condition(obj)
     reason = condition.get("reason")
     message = status.get("message") or condition.get("message") or "the operator gave no reason"
+    how = "refused" if reason == "InvalidState" else "failed"
     because = f" ({reason})" if reason and reason != "Failed" else ""
-    return f"error: {what} failed{because}: {message}"
+    return f"error: {what} {how}{because}: {message}"
 
 
 def outcome(obj: dict[str, Any]) -> str | None:

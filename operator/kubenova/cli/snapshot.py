@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, TextIO
 
 from kubenova.cli import kube, request_object
-from kubenova.cli.request_object import SUCCEEDED, outcome, ready_condition
+from kubenova.cli.request_object import SUCCEEDED, outcome
 from kubenova.k8s.resources import API_VERSION, GROUP
 
 PLURAL = "instancesnapshots"
@@ -48,13 +48,7 @@ def snapshot_body(instance: str, image: str, instance_uid: str) -> dict[str, Any
 
 
 def failure_message(instance: str, obj: dict[str, Any]) -> str:
-    condition = ready_condition(obj)
-    reason = condition.get("reason")
-    how = "refused" if reason == "InvalidState" else "failed"
-    text = condition.get("message") or "the operator gave no reason"
-    return f"error: snapshot of instance {instance} {how}" + (
-        f" ({reason}): {text}" if reason else f": {text}"
-    )
+    return request_object.failure_line(f"snapshot of instance {instance}", obj)
 
 
 def success_message(obj: dict[str, Any]) -> str:
