@@ -279,11 +279,14 @@ class InstanceMigrations:
         with self._projected_lock:
             if not done and self._projected.get(migration_uuid) == shown:
                 return
-            if done:
-                self._projected.pop(migration_uuid, None)
-            else:
+        written = self._write(namespace, name, status)
+        with self._projected_lock:
+            # Only what reached the object is remembered: a write that failed is made again
+            # at the next step, even when nothing changed meanwhile.
+            if written and not done:
                 self._projected[migration_uuid] = shown
-        self._write(namespace, name, status)
+            else:
+                self._projected.pop(migration_uuid, None)
 
     def _failed(self, request: MigrationRequest, reason: str, message: str) -> None:
         LOG.warning("instancemigration %s/%s: %s", request.namespace, request.name, message)
@@ -297,8 +300,10 @@ class InstanceMigrations:
             ),
         })  # fmt: skip
 
-    def _write(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+    def _write(self, namespace: str, name: str, status: dict[str, Any]) -> bool:
+        """Merge ``status`` into the object's; whether it was written."""
         try:
-            self.objects.patch_migration_status(namespace, name, status)
+            return self.objects.patch_migration_status(namespace, name, status)
         except Exception:
             LOG.exception("could not write the status of instancemigration %s/%s", namespace, name)
+            return False

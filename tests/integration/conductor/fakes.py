@@ -27,11 +27,16 @@ class FakeMigrationObjects:
         self.statuses: dict[str, dict[str, Any]] = {}
         #: Every status write, in order: (object name, the fields written).
         self.writes: list[tuple[str, dict[str, Any]]] = []
+        #: How many of the next status writes fail, as an apiserver that is away.
+        self.failing_writes = 0
 
     def get_instance(self, namespace: str, name: str) -> dict[str, Any] | None:
         return self.kube.get_instance(namespace, name)
 
     def patch_migration_status(self, namespace: str, name: str, status: dict[str, Any]) -> bool:
+        if self.failing_writes:
+            self.failing_writes -= 1
+            raise ConnectionError("the apiserver is away")
         self.statuses.setdefault(name, {}).update(copy.deepcopy(status))
         self.writes.append((name, copy.deepcopy(status)))
         return True

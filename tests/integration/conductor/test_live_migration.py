@@ -128,6 +128,22 @@ def test_a_live_migration_runs_its_steps_on_both_hosts_and_keeps_the_claims_righ
     assert "downtime 42 ms" in (events["compute_live_migration"].get("details") or "")
 
 
+def test_a_status_write_that_failed_is_made_again_at_the_next_step(
+    caster: RecordingCaster,
+    conductor: Conductor,
+    objects: FakeMigrationObjects,
+    uuid: str,
+) -> None:
+    conductor.migrations.create(_live(uuid, target_host="h3"))
+    objects.failing_writes = 1  # the Running of pre_live_migration's end is lost
+    _step(conductor, caster, uuid, "h3", power_state="nostate")
+    assert objects.statuses["move"]["phase"] == "Scheduled"
+
+    # The switch-over changes nothing a user sees, yet the lost Running is written now.
+    _step(conductor, caster, uuid, "h1", power_state="nostate", total_s=1.5, downtime_ms=42)
+    assert objects.statuses["move"]["phase"] == "Running"
+
+
 def test_a_failed_move_is_rolled_back_and_the_guest_stays_on_its_source(
     db_session_factory: db_engine.SessionFactory,
     caster: RecordingCaster,
