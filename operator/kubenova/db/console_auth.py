@@ -11,7 +11,6 @@ same statement that marks the token used.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import enum
 import hmac
@@ -48,19 +47,6 @@ class ConsoleTokenRefusedError(exceptions.DBError):
         super().__init__(f"console token refused ({reason.value}): {detail}")
         self.reason = reason
         self.detail = detail
-
-
-@dataclasses.dataclass(frozen=True)
-class ConsumedToken:
-    """Where the console a consumed token opens is, as it was recorded at mint time."""
-
-    instance_uuid: str
-    console_type: str
-    host: str
-    port: int
-    tls_port: int | None
-    internal_access_path: str | None
-    expires: dt.datetime
 
 
 _TOKENS: Final = models.table(console_models.ConsoleAuthToken)
@@ -168,8 +154,9 @@ def token_consume(
     now: dt.datetime,
     instance_uuid: str | None = None,
     console_session: str | None = None,
-) -> ConsumedToken:
-    """Accept the token with this hash once, and return where its console is.
+) -> sa.Row[Any]:
+    """Accept the token with this hash once, and return its row: where its console is, as it
+    was recorded at mint time.
 
     Accepted only if the token is known, was not used, expires after ``now``, belongs to
     ``instance_uuid`` (when given), and its instance is live and still on the token's host.
@@ -198,15 +185,7 @@ def token_consume(
     # The database compared with its collation; the final say is an exact, constant-time one.
     if not hmac.compare_digest(row.token_hash, token_hash):
         raise ConsoleTokenRefusedError(RefusalReason.UNKNOWN_TOKEN, "no such token")
-    return ConsumedToken(
-        instance_uuid=row.instance_uuid,
-        console_type=row.console_type,
-        host=row.host,
-        port=row.port,
-        tls_port=row.tls_port,
-        internal_access_path=row.internal_access_path,
-        expires=row.expires,
-    )
+    return row
 
 
 def _refusal(
