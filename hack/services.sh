@@ -266,16 +266,12 @@ libvirt_daemon_pid() {
 }
 
 libvirt_daemon_up() {
-  local name=$1 log="$KN_LOG_DIR/$1.log" pid
+  local name=$1 log="$KN_LOG_DIR/$1.log"
   kn_started_pid "$name" "$name" >/dev/null || kn_unmark "$name"
   libvirt_daemon_pid "$name" >/dev/null && return 0
   kn_log "starting $name (log: $log)"
   # The daemon writes /run/NAME.pid, which gives the pid to record.
-  if [[ $name == libvirtd ]]; then
-    pid=$(LIBVIRT_LOG_OUTPUTS="3:file:$log" kn_spawn "$log" "${KN_SUBREAPER[@]}" "$name")
-  else
-    pid=$(LIBVIRT_LOG_OUTPUTS="3:file:$log" kn_spawn "$log" "$name" -d)
-  fi
+  kn_spawn_libvirt_daemon "$log" "$name" >/dev/null
   if ! kn_wait_until 30 "$name" libvirt_daemon_pid "$name"; then
     tail -n 20 "$log" >&2
     kn_die "$name did not start; see $log"

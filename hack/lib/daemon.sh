@@ -95,13 +95,6 @@ kn_terminate() {
   fi
 }
 
-# KN_SUBREAPER COMMAND...: run COMMAND in the foreground under tini as a child subreaper.
-# libvirt daemonises QEMU, so a guest's QEMU is an orphan, reaped by whichever ancestor is a
-# subreaper, else by pid 1. libvirtd counts a killed QEMU as gone only once it is reaped, and a
-# machine whose pid 1 reaps orphans only every second or two (measured here: 1.5 s) adds that
-# to every destroy, stop and live migration. A host's init (systemd) and the chart's pods
-# (containerd's shim) reap at once; this gives hack/services.sh's libvirtds the same.
-KN_SUBREAPER=(tini -s --)
 
 # kn_spawn LOGFILE COMMAND...: start COMMAND in its own session with its output appended to
 # LOGFILE, and print its pid. The new session keeps it alive when the caller's terminal or
@@ -118,6 +111,24 @@ kn_spawn() {
     exec setsid "$@"
   ) &
   printf '%s\n' "$!"
+}
+
+# kn_spawn_libvirt_daemon LOGFILE NAME [ARG...]: start virtlogd or libvirtd with kn_spawn, its
+# own log in LOGFILE; the daemon writes its pid file itself. libvirtd runs in the foreground
+# under tini as a child subreaper: libvirt daemonises QEMU, so a guest's QEMU is an orphan,
+# reaped by whichever ancestor is a subreaper, else by pid 1. libvirtd counts a killed QEMU as
+# gone only once it is reaped, and a machine whose pid 1 reaps orphans only every second or two
+# (measured here: 1.5 s) adds that to every destroy, stop and live migration. A host's init
+# (systemd) and the chart's pods (containerd's shim) reap at once; this gives the local
+# libvirtds the same. virtlogd has no children to reap and forks itself (-d).
+kn_spawn_libvirt_daemon() {
+  local logfile=$1 name=$2
+  shift 2
+  if [[ $name == libvirtd ]]; then
+    LIBVIRT_LOG_OUTPUTS="3:file:$logfile" kn_spawn "$logfile" tini -s -- "$name" "$@"
+  else
+    LIBVIRT_LOG_OUTPUTS="3:file:$logfile" kn_spawn "$logfile" "$name" -d "$@"
+  fi
 }
 
 # kn_ensure_packages PKG...: apt-get install the Debian packages that are not installed yet, its

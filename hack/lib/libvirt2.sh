@@ -92,17 +92,10 @@ libvirt2_start_daemons() {
       mount --bind "$KUBENOVA_LIBVIRT2_DIR/${bind#*:}" "${bind%%:*}"
     done
   fi
-  local log
   for name in virtlogd libvirtd; do
     libvirt2_pid "$name" >/dev/null && continue
-    log="$KN_LOG_DIR/${name}2.log"
-    if [[ $name == libvirtd ]]; then
-      LIBVIRT_LOG_OUTPUTS="3:file:$log" kn_spawn "$log" "${KN_SUBREAPER[@]}" \
-        "$name" -p "$KUBENOVA_LIBVIRT2_DIR/$name.pid" >/dev/null
-    else
-      LIBVIRT_LOG_OUTPUTS="3:file:$log" "$name" -d -p "$KUBENOVA_LIBVIRT2_DIR/$name.pid" \
-        </dev/null >>"$log" 2>&1
-    fi
+    kn_spawn_libvirt_daemon "$KN_LOG_DIR/${name}2.log" "$name" \
+      -p "$KUBENOVA_LIBVIRT2_DIR/$name.pid" >/dev/null
     kn_wait_until 30 "${name} (second host)" libvirt2_pid "$name" ||
       kn_die "the second host's $name did not start; see $KN_LOG_DIR/${name}2.log"
   done
