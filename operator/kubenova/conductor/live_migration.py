@@ -35,6 +35,8 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from sqlalchemy import orm
+
 from kubenova.compute import states
 from kubenova.conductor.compute_tasks import instance_payload
 from kubenova.conductor.resize_records import MoveRefused, ResizeRecords
@@ -44,6 +46,9 @@ from kubenova.db import engine as db_engine
 from kubenova.db import models, moves
 from kubenova.rpc import migration_payloads as mp
 from kubenova.rpc.payload_base import Payload
+
+#: What a step does once its changes are committed: cast the next step, tell the status.
+Then = Callable[[], None]
 
 LOG = logging.getLogger(__name__)
 
@@ -167,119 +172,147 @@ class LiveMigrations(ResizeRecords):
         self.on_migration_status(report.migration_uuid, {"progress": progress_status(report)})
 
     def step_finished(self, report: mp.MigrationStepFinished, request_id: str) -> None:
-        """Record a step's event and go on: the next step, or the end of the operation."""
-        step = self._step_of(report, request_id, expected, _details)
-        if step is None:
-            return
-        {
+        """Record a step's event and go on: the next step, or the end of the operation.
+
+        The event, the check that the report is the step awaited and the step's own changes
+        are one transaction; the next step is cast as soon as it commits, and what a user
+        waits for (the migration's status) is told before the rest."""
+        found = self._on_step(report, request_id, expected, _details, self._changes)
+        if found is not None:
+            _step, then = found
+            then()
+
+    def _changes(self, session: orm.Session, step: Step, migration: models.Migration) -> Then:
+        """The step's changes to the records; what to do once they are committed."""
+        return {
             "pre_live_migration": self._prepared,
             "live_migration": self._moved,
             "post_live_migration_at_destination": self._kept,
             "post_live_migration_at_source": self._cleaned,
             "rollback_live_migration_at_destination": self._rolled_back,
-        }[report.step](step)
-        self.on_migration_changed(step.migration_uuid)
+        }[step.report.step](session, step, migration)
 
-    def _prepared(self, step: Step) -> None:
+    def _prepared(self, session: orm.Session, step: Step, migration: models.Migration) -> Then:
         if not step.ok or step.cancelled:
             why = step.why if not step.ok else "cancelled: its InstanceMigration was deleted"
-            self._roll_back(step, why)
-            return
-        self._set(step, states.MIGRATING, moves.MIGRATING)
+            return self._roll_back(session, step, migration, why)
+        # The task state is ``migrating`` already (the report was awaited under it).
+        moves.migration_set_status(session, migration, moves.MIGRATING)
         args = mp.LiveMigration(
             instance_uuid=step.record.uuid,
             migration=step.ref,
             progress_timeout_s=self.settings.live_migration_progress_timeout_s,
         )
-        self.compute.migration_step(step.ref.source_host, "live_migration", args, step.request_id)
+        return self._cast_then(step, step.ref.source_host, "live_migration", args)
 
-    def _moved(self, step: Step) -> None:
+    def _moved(self, session: orm.Session, step: Step, migration: models.Migration) -> Then:
         if not step.ok:
-            self._roll_back(step, step.why)
-            return
-        self._to_destination(step)
+            return self._roll_back(session, step, migration, step.why)
+        cast = self._to_destination(session, step, migration)
         # libvirt's figures go to the status once the next step is on its way: the guest
         # already runs on the destination, and a user waits for what follows, not for this.
         figures = {"totalSeconds": step.report.total_s}
         if step.report.downtime_ms is not None:
             figures["downtimeMilliseconds"] = step.report.downtime_ms
-        self.on_migration_status(step.migration_uuid, figures)
 
-    def _to_destination(self, step: Step) -> None:
+        def then() -> None:
+            cast()
+            self.on_migration_status(step.migration_uuid, figures)
+
+        return then
+
+    def _to_destination(
+        self, session: orm.Session, step: Step, migration: models.Migration
+    ) -> Then:
         """The guest runs on the destination: the record is that host's from now on."""
-        with db_engine.transaction(self.session_factory) as session:
-            db_api.instance_update_unread(
-                session,
-                step.record.uuid,
-                host=step.ref.dest_host,
-                node=step.dest_node or step.ref.dest_host,
-            )
-            migration = moves.migration_get(session, step.migration_uuid)
-            if migration is not None:
-                moves.migration_set_status(session, migration, moves.POST_MIGRATING)
-        with self._heard_lock:
-            self._heard.pop(step.migration_uuid, None)
-        self.projector.project(step.record.uuid)
+        dest = step.ref.dest_host
+        db_api.instance_update_unread(
+            session, step.record.uuid, host=dest, node=step.dest_node or dest
+        )
+        moves.migration_set_status(session, migration, moves.POST_MIGRATING)
         args = mp.PostLiveMigrationAtDestination(
             instance=instance_payload(step.record), migration=step.ref
         )
-        self.compute.migration_step(
-            step.ref.dest_host, "post_live_migration_at_destination", args, step.request_id
-        )
+        cast = self._cast_then(step, step.ref.dest_host, "post_live_migration_at_destination", args)
 
-    def _kept(self, step: Step) -> None:
+        def then() -> None:
+            with self._heard_lock:
+                self._heard.pop(step.migration_uuid, None)
+            cast()
+            self.projector.project(step.record.uuid)
+
+        return then
+
+    def _kept(self, session: orm.Session, step: Step, migration: models.Migration) -> Then:
         # The guest runs on the destination either way; a failure here is told in the end.
-        with db_engine.transaction(self.session_factory) as session:
-            db_api.instance_update_unread(
-                session,
-                step.record.uuid,
-                power_state=step.report.power_state,
-                addresses=list(step.report.addresses),
-            )
-            migration = moves.migration_get(session, step.migration_uuid)
-            if migration is not None:
-                moves.migration_set_status(
-                    session, migration, moves.CONFIRMING, None if step.ok else step.why
-                )
-        args = mp.PostLiveMigrationAtSource(instance_uuid=step.record.uuid, migration=step.ref)
-        self.compute.migration_step(
-            step.ref.source_host, "post_live_migration_at_source", args, step.request_id
+        db_api.instance_update_unread(
+            session,
+            step.record.uuid,
+            power_state=step.report.power_state,
+            addresses=list(step.report.addresses),
         )
+        moves.migration_set_status(
+            session, migration, moves.CONFIRMING, None if step.ok else step.why
+        )
+        args = mp.PostLiveMigrationAtSource(instance_uuid=step.record.uuid, migration=step.ref)
+        return self._cast_then(step, step.ref.source_host, "post_live_migration_at_source", args)
 
-    def _cleaned(self, step: Step) -> None:
-        moves.confirm_move(self.session_factory, step.migration_uuid)
+    def _cleaned(self, session: orm.Session, step: Step, migration: models.Migration) -> Then:
+        moves.confirm_locked(session, step.record, migration)
         message = step.failure if step.ok else step.why
         # A step that failed after the guest moved leaves it running where it went: the
         # action says what was left behind, but the move itself succeeded.
-        self._end(step, message, failed=False)
-        if message is not None:
-            LOG.warning("instance %s: live migration ended: %s", step.record.uuid, message)
+        ending = self._end_locked(session, step.record, step.request_id, message, failed=False)
 
-    def _roll_back(self, step: Step, why: str) -> None:
-        self._set(step, states.MIGRATING, moves.REVERTING, why)
+        def then() -> None:
+            self.on_migration_changed(step.migration_uuid)
+            self._ended(ending)
+            if message is not None:
+                LOG.warning("instance %s: live migration ended: %s", step.record.uuid, message)
+
+        return then
+
+    def _roll_back(
+        self, session: orm.Session, step: Step, migration: models.Migration, why: str
+    ) -> Then:
+        moves.migration_set_status(session, migration, moves.REVERTING, why)
         args = mp.RollbackLiveMigrationAtDestination(
             instance_uuid=step.record.uuid, migration=step.ref
         )
-        self.compute.migration_step(
-            step.ref.dest_host, "rollback_live_migration_at_destination", args, step.request_id
+        return self._cast_then(
+            step, step.ref.dest_host, "rollback_live_migration_at_destination", args
         )
 
-    def _rolled_back(self, step: Step) -> None:
+    def _rolled_back(self, session: orm.Session, step: Step, migration: models.Migration) -> Then:
         if not step.ok and step.report.power_state == states.RUNNING:
             # The destination runs the guest: it moved after all.
             LOG.warning("instance %s: the guest runs on %s after all", step.record.uuid,
                         step.report.host)  # fmt: skip
-            self._to_destination(step)
-            return
-        with self._heard_lock:
-            self._heard.pop(step.migration_uuid, None)
+            return self._to_destination(session, step, migration)
         status = CANCELLED if step.cancelled else FAILED
         message = step.failure or "live migration failed"
         if not step.ok:
             message = f"{message}; then {step.why}"
             status = moves.ERROR
-        moves.revert_move(self.session_factory, step.migration_uuid, status, message)
-        self._end(step, message)
+        moves.revert_locked(session, step.record, migration, status, message)
+        ending = self._end_locked(session, step.record, step.request_id, message, failed=True)
+
+        def then() -> None:
+            with self._heard_lock:
+                self._heard.pop(step.migration_uuid, None)
+            self.on_migration_changed(step.migration_uuid)
+            self._ended(ending)
+
+        return then
+
+    def _cast_then(self, step: Step, host: str, method: str, args: Payload) -> Then:
+        """Cast ``method`` to ``host``, then show the migration's new status."""
+
+        def then() -> None:
+            self.compute.migration_step(host, method, args, step.request_id)
+            self.on_migration_changed(step.migration_uuid)
+
+        return then
 
     # -- steps that lost their way ---------------------------------------------------------
 

@@ -6,10 +6,13 @@ the Synced condition, the status projected). The base of
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import uuid as uuid_mod
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, TypeVar
+
+from sqlalchemy import orm
 
 from kubenova.conductor import resize_placement
 from kubenova.conductor.action_history import ActionHistory, ActionView
@@ -29,6 +32,22 @@ LOG = logging.getLogger(__name__)
 
 FAILED = "OperationFailed"
 _MESSAGE_MAX = 1024
+
+
+T = TypeVar("T")
+
+#: Whether a step's report is the one its migration waits for.
+Awaited = Callable[[models.Instance, models.Migration, mp.MigrationStepFinished], bool]
+
+
+@dataclasses.dataclass(frozen=True)
+class Ending:
+    """An operation whose end is recorded: what is told once the records are committed."""
+
+    record: models.Instance
+    #: Why it failed, or None.
+    failure: str | None
+    view: ActionView | None
 
 
 class MoveRefused(Exception):
@@ -113,14 +132,29 @@ class ResizeRecords:
         self,
         report: mp.MigrationStepFinished,
         request_id: str,
-        awaited: Callable[[models.Instance, models.Migration, mp.MigrationStepFinished], bool],
+        awaited: Awaited,
         details: Callable[[mp.MigrationStepFinished], str | None] = lambda r: r.message,
     ) -> Step | None:
         """The step ``report`` ends, with its action event recorded (its ``details``), or
         None when it is not the one ``awaited`` (a duplicate, a stray report: ignored)."""
+        found = self._on_step(report, request_id, awaited, details, lambda _s, step, _m: step)
+        return found[1] if found is not None else None
+
+    @db_engine.retry_on_deadlock
+    def _on_step(
+        self,
+        report: mp.MigrationStepFinished,
+        request_id: str,
+        awaited: Awaited,
+        details: Callable[[mp.MigrationStepFinished], str | None],
+        then: Callable[[orm.Session, Step, models.Migration], T],
+    ) -> tuple[Step, T] | None:
+        """:meth:`_step_of`, and ``then`` (the step's own changes) in the same transaction,
+        with the instance's row and then the migration's locked; the step and what ``then``
+        returned. ``then`` changes only the database: the transaction may run again."""
         with db_engine.transaction(self.session_factory) as session:
             record = db_api.instance_lock(session, report.instance_uuid)
-            migration = moves.migration_get(session, report.migration_uuid)
+            migration = moves.migration_get(session, report.migration_uuid, for_update=True)
             if record is None or migration is None or not awaited(record, migration, report):
                 LOG.info(
                     "instance %s: %s from %s is not the step under way (task %s); ignored",
@@ -141,7 +175,7 @@ class ResizeRecords:
                 finish_time=report.finished_at,
                 details=details(report),
             )
-            return Step(
+            step = Step(
                 record=record,
                 migration_uuid=migration.uuid,
                 ref=self._ref(session, migration),
@@ -156,6 +190,7 @@ class ResizeRecords:
                 migration_type=migration.migration_type,
                 cancelled=bool(migration.cancel_requested),
             )
+            return step, then(session, step, migration)
 
     # -- records --------------------------------------------------------------------------
 
@@ -218,28 +253,48 @@ class ResizeRecords:
             record = db_api.instance_lock(session, instance_uuid)
             if record is None:
                 return
-            update: dict[str, Any] = {"task_state": None, "task_generation": None}
-            if record.task_generation is not None:
-                # What the spec asked for: the Synced condition says how it went, and a
-                # failure is not tried again until the spec changes.
-                update["sync_reason"] = FAILED if failed else None
-                update["sync_message"] = message[:_MESSAGE_MAX] if failed and message else None
-                if failed:
-                    update["generation"] = max(record.generation, record.task_generation)
-            update.update(values or {})
-            db_api.instance_set(session, record, **update)
-            view = None
-            if db_api.action_get(session, instance_uuid, request_id) is not None:
-                action = db_api.action_finish(
-                    session, instance_uuid, request_id, message=message[:255] if message else None
-                )
-                events = db_api.action_events(session, action.id)
-                view = ActionView.from_rows(
-                    record, action, events, result="Error" if failed else None
-                )
-        if failed and message:
-            LOG.warning("instance %s: %s", instance_uuid, message)
-            post_instance_event(self.kube, record, FAILED, message)
-        if view is not None:
-            self.history.record(view)
-        self.projector.project(instance_uuid, record=record)
+            ending = self._end_locked(
+                session, record, request_id, message, failed=failed, values=values
+            )
+        self._ended(ending)
+
+    def _end_locked(
+        self,
+        session: orm.Session,
+        record: models.Instance,
+        request_id: str,
+        message: str | None,
+        *,
+        failed: bool,
+        values: Mapping[str, Any] | None = None,
+    ) -> Ending:
+        """The records of :meth:`_end_operation`, in the caller's transaction, which has
+        locked ``record``; hand what it returns to :meth:`_ended` once that commits."""
+        update: dict[str, Any] = {"task_state": None, "task_generation": None}
+        if record.task_generation is not None:
+            # What the spec asked for: the Synced condition says how it went, and a
+            # failure is not tried again until the spec changes.
+            update["sync_reason"] = FAILED if failed else None
+            update["sync_message"] = message[:_MESSAGE_MAX] if failed and message else None
+            if failed:
+                update["generation"] = max(record.generation, record.task_generation)
+        update.update(values or {})
+        db_api.instance_set(session, record, **update)
+        view = None
+        if db_api.action_get(session, record.uuid, request_id) is not None:
+            action = db_api.action_finish(
+                session, record.uuid, request_id, message=message[:255] if message else None
+            )
+            events = db_api.action_events(session, action.id)
+            view = ActionView.from_rows(record, action, events, result="Error" if failed else None)
+        return Ending(record, message if failed else None, view)
+
+    def _ended(self, ending: Ending) -> None:
+        """What follows an operation's end once its records are committed: the failure's
+        event, the action's object, the instance's status."""
+        if ending.failure:
+            LOG.warning("instance %s: %s", ending.record.uuid, ending.failure)
+            post_instance_event(self.kube, ending.record, FAILED, ending.failure)
+        if ending.view is not None:
+            self.history.record(ending.view)
+        self.projector.project(ending.record.uuid, record=ending.record)

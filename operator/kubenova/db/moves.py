@@ -153,12 +153,23 @@ def confirm_move(
     ``instance_values`` on the instance; the instance (None when it has no live record)."""
     with db_engine.transaction(session_factory) as session:
         record, migration = _lock(session, migration_uuid)
-        if migration.status not in DONE:
-            claims.free_allocations(session, migration_uuid)
-        _finish(migration, CONFIRMED)
-        if record is not None and instance_values:
-            instances.instance_set(session, record, **instance_values)
+        confirm_locked(session, record, migration, **instance_values)
         return record
+
+
+def confirm_locked(
+    session: orm.Session,
+    record: models.Instance | None,
+    migration: models.Migration,
+    **instance_values: Any,
+) -> None:
+    """:func:`confirm_move` in the caller's transaction, which has locked the instance's row
+    and then the migration's (the order of every claim)."""
+    if migration.status not in DONE:
+        claims.free_allocations(session, migration.uuid)
+    _finish(migration, CONFIRMED)
+    if record is not None and instance_values:
+        instances.instance_set(session, record, **instance_values)
 
 
 @db_engine.retry_on_deadlock
@@ -173,15 +184,28 @@ def revert_move(
     the migration ``status`` and set ``instance_values`` on the instance."""
     with db_engine.transaction(session_factory) as session:
         record, migration = _lock(session, migration_uuid)
-        if migration.status not in DONE:
-            claims.free_allocations(session, migration.instance_uuid)
-            session.connection().execute(
-                _HAND_OVER, {"b_from": migration_uuid, "b_to": migration.instance_uuid}
-            )
-        _finish(migration, status, message)
-        if record is not None and instance_values:
-            instances.instance_set(session, record, **instance_values)
+        revert_locked(session, record, migration, status, message, **instance_values)
         return record
+
+
+def revert_locked(
+    session: orm.Session,
+    record: models.Instance | None,
+    migration: models.Migration,
+    status: str = REVERTED,
+    message: str | None = None,
+    **instance_values: Any,
+) -> None:
+    """:func:`revert_move` in the caller's transaction, which has locked the instance's row
+    and then the migration's (the order of every claim)."""
+    if migration.status not in DONE:
+        claims.free_allocations(session, migration.instance_uuid)
+        session.connection().execute(
+            _HAND_OVER, {"b_from": migration.uuid, "b_to": migration.instance_uuid}
+        )
+    _finish(migration, status, message)
+    if record is not None and instance_values:
+        instances.instance_set(session, record, **instance_values)
 
 
 @db_engine.retry_on_deadlock
@@ -204,12 +228,15 @@ def abandon_moves(session_factory: db_engine.SessionFactory, instance_uuid: str)
     return hosts
 
 
-def migration_get(session: orm.Session, migration_uuid: str) -> models.Migration | None:
-    return session.scalars(
-        sa.select(models.Migration).where(
-            models.Migration.uuid == migration_uuid, models.live(models.Migration)
-        )
-    ).one_or_none()
+def migration_get(
+    session: orm.Session, migration_uuid: str, *, for_update: bool = False
+) -> models.Migration | None:
+    """The live migration, locked (``FOR UPDATE``) when asked: lock its instance's row first,
+    as every claim does."""
+    select = sa.select(models.Migration).where(
+        models.Migration.uuid == migration_uuid, models.live(models.Migration)
+    )
+    return session.scalars(select.with_for_update() if for_update else select).one_or_none()
 
 
 def migration_of_object(session: orm.Session, object_uid: str) -> models.Migration | None:

@@ -9,6 +9,7 @@ import datetime as dt
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from kubenova.conductor.service import Conductor
 from kubenova.db import engine as db_engine
@@ -126,6 +127,49 @@ def test_a_live_migration_runs_its_steps_on_both_hosts_and_keeps_the_claims_righ
         "compute_post_live_migration_at_source",
     ]
     assert "downtime 42 ms" in (events["compute_live_migration"].get("details") or "")
+
+
+def test_each_step_commits_once_before_the_next_step_is_cast(
+    db_session_factory: db_engine.SessionFactory,
+    caster: RecordingCaster,
+    conductor: Conductor,
+    uuid: str,
+    statements: list[str],
+) -> None:
+    # What a user waits for between two steps: the report's event, the check that it is the
+    # step awaited and the step's own changes are one transaction, and the cast follows it.
+    engine = db_session_factory.kw["bind"]
+    commits: list[int] = []
+
+    def count_commit(_conn: Any) -> None:
+        commits.append(1)
+
+    sa.event.listen(engine, "commit", count_commit)
+    at_cast: list[tuple[int, int]] = []
+    cast = caster.cast
+
+    def counting_cast(topic: str, method: str, args: dict[str, Any], request_id: str) -> str:
+        at_cast.append((len(statements), len(commits)))
+        return cast(topic, method, args, request_id)
+
+    caster.cast = counting_cast  # type: ignore[method-assign]
+    try:
+        conductor.migrations.create(_live(uuid, target_host="h3"))
+        for host, over in (
+            ("h3", {"power_state": "nostate"}),
+            ("h1", {"power_state": "nostate", "total_s": 1.0, "downtime_ms": 30}),
+            ("h3", {"addresses": ("10.0.0.9",)}),
+        ):
+            before = (len(statements), len(commits))
+            _step(conductor, caster, uuid, host, **over)
+            sent, committed = at_cast[-1]
+            # Lock the instance and the migration, find the action, record the event, read
+            # the destination's URI; the step's own UPDATEs; nothing else.
+            assert committed - before[1] == 1, caster.methods()[-1]
+            assert sent - before[0] <= 7, (caster.methods()[-1], statements[before[0] : sent])
+    finally:
+        sa.event.remove(engine, "commit", count_commit)
+    assert caster.methods()[-1] == "post_live_migration_at_source"
 
 
 def test_a_status_write_that_failed_is_made_again_at_the_next_step(
