@@ -40,6 +40,7 @@ _PHASES = {
     moves.MIGRATING: "Running",
     moves.POST_MIGRATING: "Running",
     moves.CONFIRMING: "Running",
+    moves.SOURCE_CLEANED: "Running",
     moves.REVERTING: "Running",
     moves.CONFIRMED: "Succeeded",
     moves.REVERTED: "Failed",

@@ -14,9 +14,13 @@ is under way:
    source's agent aborts it when the data left has not gone down for
    ``live_migration_progress_timeout_s``, or when asked (:meth:`LiveMigrations.abort`, the
    InstanceMigration deleted). Its report carries libvirt's total time and downtime.
-4. Moved: the record is the destination's, ``post_live_migration_at_destination`` there
-   (``post-migrating``), then ``post_live_migration_at_source`` (``confirming``) removes what is
-   left on the source, and the source's claim is freed (``confirmed``).
+4. Moved: the record is the destination's, and both post steps are cast at once (status
+   ``post-migrating``): ``post_live_migration_at_destination`` checks the guest there and
+   reports its power and addresses, ``post_live_migration_at_source`` removes what is left on
+   the source. Neither needs the other (Nova's source cleans up before it tells the
+   destination, too), and a user waits for one hop instead of two. The first report sets
+   ``confirming`` (the source's awaited) or ``source-cleaned`` (the destination's awaited); the
+   second frees the source's claim and ends the move (``confirmed``).
 5. Not moved (a failure, an abort, no progress): ``rollback_live_migration_at_destination``
    (``reverting``) removes what the destination prepared; the destination's claim is freed and
    the guest runs on at the source (``failed``, or ``cancelled`` when the user asked).
@@ -38,6 +42,7 @@ from typing import Any
 from sqlalchemy import orm
 
 from kubenova.compute import states
+from kubenova.conductor import live_migration_steps as steps
 from kubenova.conductor.compute_tasks import instance_payload
 from kubenova.conductor.resize_records import MoveRefused, ResizeRecords
 from kubenova.conductor.resize_steps import Step
@@ -54,42 +59,6 @@ LOG = logging.getLogger(__name__)
 
 FAILED = "failed"
 CANCELLED = "cancelled"
-
-#: Step -> (the migration status it runs under, whether the source runs it).
-_STEPS: dict[str, tuple[str, bool]] = {
-    "pre_live_migration": (moves.PRE_MIGRATING, False),
-    "live_migration": (moves.MIGRATING, True),
-    "post_live_migration_at_destination": (moves.POST_MIGRATING, False),
-    "post_live_migration_at_source": (moves.CONFIRMING, True),
-    "rollback_live_migration_at_destination": (moves.REVERTING, False),
-}
-STEPS = frozenset(_STEPS)
-
-
-def expected(
-    record: models.Instance, migration: models.Migration, report: mp.MigrationStepFinished
-) -> bool:
-    """Whether ``report`` is the step the live migration waits for, from its host."""
-    if migration.instance_uuid != record.uuid or migration.migration_type != moves.LIVE:
-        return False
-    status, on_source = _STEPS[report.step]
-    host = migration.source_compute if on_source else migration.dest_compute
-    return (
-        record.task_state == states.MIGRATING and migration.status == status and report.host == host
-    )
-
-
-def progress_status(progress: mp.MigrationProgress) -> dict[str, Any]:
-    """The InstanceMigration's ``status.progress`` for a progress report."""
-    total = progress.data_total
-    percent = 0 if total <= 0 else round(100 * progress.data_processed / total)
-    return {
-        "elapsedSeconds": round(progress.elapsed_s, 1),
-        "dataTotalBytes": total,
-        "dataProcessedBytes": progress.data_processed,
-        "dataRemainingBytes": progress.data_remaining,
-        "percent": max(0, min(100, percent)),
-    }
 
 
 class LiveMigrations(ResizeRecords):
@@ -169,7 +138,7 @@ class LiveMigrations(ResizeRecords):
         database: a lost figure is followed by the next)."""
         with self._heard_lock:
             self._heard[report.migration_uuid] = time.monotonic()
-        self.on_migration_status(report.migration_uuid, {"progress": progress_status(report)})
+        self.on_migration_status(report.migration_uuid, {"progress": steps.progress_status(report)})
 
     def step_finished(self, report: mp.MigrationStepFinished, request_id: str) -> None:
         """Record a step's event and go on: the next step, or the end of the operation.
@@ -177,7 +146,7 @@ class LiveMigrations(ResizeRecords):
         The event, the check that the report is the step awaited and the step's own changes
         are one transaction; the next step is cast as soon as it commits, and what a user
         waits for (the migration's status) is told before the rest."""
-        found = self._on_step(report, request_id, expected, _details, self._changes)
+        found = self._on_step(report, request_id, steps.expected, steps.details, self._changes)
         if found is not None:
             _step, then = found
             then()
@@ -230,15 +199,21 @@ class LiveMigrations(ResizeRecords):
             session, step.record.uuid, host=dest, node=step.dest_node or dest
         )
         moves.migration_set_status(session, migration, moves.POST_MIGRATING)
-        args = mp.PostLiveMigrationAtDestination(
+        at_destination = mp.PostLiveMigrationAtDestination(
             instance=instance_payload(step.record), migration=step.ref
         )
-        cast = self._cast_then(step, step.ref.dest_host, "post_live_migration_at_destination", args)
+        at_source = mp.PostLiveMigrationAtSource(instance_uuid=step.record.uuid, migration=step.ref)
 
         def then() -> None:
             with self._heard_lock:
                 self._heard.pop(step.migration_uuid, None)
-            cast()
+            self.compute.migration_step(
+                dest, "post_live_migration_at_destination", at_destination, step.request_id
+            )
+            self.compute.migration_step(
+                step.ref.source_host, "post_live_migration_at_source", at_source, step.request_id
+            )
+            self.on_migration_changed(step.migration_uuid)
             self.projector.project(step.record.uuid)
 
         return then
@@ -251,15 +226,23 @@ class LiveMigrations(ResizeRecords):
             power_state=step.report.power_state,
             addresses=list(step.report.addresses),
         )
-        moves.migration_set_status(
-            session, migration, moves.CONFIRMING, None if step.ok else step.why
-        )
-        args = mp.PostLiveMigrationAtSource(instance_uuid=step.record.uuid, migration=step.ref)
-        return self._cast_then(step, step.ref.source_host, "post_live_migration_at_source", args)
+        return self._post_step_in(session, step, migration, awaiting=moves.CONFIRMING)
 
     def _cleaned(self, session: orm.Session, step: Step, migration: models.Migration) -> Then:
+        return self._post_step_in(session, step, migration, awaiting=moves.SOURCE_CLEANED)
+
+    def _post_step_in(
+        self, session: orm.Session, step: Step, migration: models.Migration, *, awaiting: str
+    ) -> Then:
+        """One of the two post steps is in: wait for the other (status ``awaiting``), or end
+        the move when it is the second."""
+        if migration.status == moves.POST_MIGRATING:
+            moves.migration_set_status(session, migration, awaiting, None if step.ok else step.why)
+            return lambda: self.on_migration_changed(step.migration_uuid)
+        failures = [why for why in (step.failure, None if step.ok else step.why) if why]
+        message = "; ".join(failures) or None
+        moves.migration_set_status(session, migration, migration.status, message)
         moves.confirm_locked(session, step.record, migration)
-        message = step.failure if step.ok else step.why
         # A step that failed after the guest moved leaves it running where it went: the
         # action says what was left behind, but the move itself succeeded.
         ending = self._end_locked(session, step.record, step.request_id, message, failed=False)
@@ -356,7 +339,7 @@ class LiveMigrations(ResizeRecords):
                     progress_timeout_s=self.settings.live_migration_progress_timeout_s,
                 ),
             ),
-            moves.POST_MIGRATING: (
+            moves.SOURCE_CLEANED: (
                 ref.dest_host, "post_live_migration_at_destination",
                 mp.PostLiveMigrationAtDestination(instance=payload, migration=ref),
             ),
@@ -369,15 +352,11 @@ class LiveMigrations(ResizeRecords):
                 mp.RollbackLiveMigrationAtDestination(instance_uuid=uuid, migration=ref),
             ),
         }  # fmt: skip
-        if status in casts:
+        if status == moves.POST_MIGRATING:
+            # Both post steps are awaited: cast both.
+            for waiting in (moves.SOURCE_CLEANED, moves.CONFIRMING):
+                host, method, args = casts[waiting]
+                self.compute.migration_step(host, method, args, request_id)
+        elif status in casts:
             host, method, args = casts[status]
             self.compute.migration_step(host, method, args, request_id)
-
-
-def _details(report: mp.MigrationStepFinished) -> str | None:
-    """A step's action event details: libvirt's figures for a completed move."""
-    if report.step != "live_migration" or report.result != "Success":
-        return report.message
-    total = f"{report.total_s:.2f} s" if report.total_s is not None else "unknown"
-    downtime = f"{report.downtime_ms} ms" if report.downtime_ms is not None else "unknown"
-    return f"moved in {total} (libvirt), downtime {downtime}"

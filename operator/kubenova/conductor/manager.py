@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TypeVar
 
-from kubenova.conductor import live_migration
+from kubenova.conductor import live_migration_steps
 from kubenova.conductor.hypervisors import Hypervisors
 from kubenova.conductor.instance_operations import InstanceOperations
 from kubenova.conductor.instance_reports import InstanceReports
@@ -85,7 +85,7 @@ class ConductorManager:
             )
         elif method == "migration_step_finished" and self.resizes is not None:
             step = _checked(migration_payloads.MigrationStepFinished, message, user_id)
-            if step.step in live_migration.STEPS and self.live is not None:
+            if step.step in live_migration_steps.STEPS and self.live is not None:
                 self.live.step_finished(step, message.request_id)
             else:
                 self.resizes.step_finished(step, message.request_id)

@@ -41,6 +41,10 @@ CONFIRMED = "confirmed"
 REVERTING = "reverting"
 REVERTED = "reverted"
 ERROR = "error"
+# A live migration's two post steps run at once, on both hosts: ``post-migrating`` awaits
+# both, ``confirming`` the source's (the destination's is in), ``source-cleaned`` the
+# destination's (the source's is in).
+SOURCE_CLEANED = "source-cleaned"
 # Statuses of an evacuation, as Nova's: ``done`` once the instance is rebuilt on its new host
 # while the migration still holds its allocations on the source (whose host is down), then
 # ``completed`` once that host has dropped the guest and the allocations are freed; ``failed``.

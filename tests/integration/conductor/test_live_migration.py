@@ -23,7 +23,7 @@ from tests.integration.conductor.fakes import (
     migration_of,
     vcpus_used,
 )
-from tests.integration.conductor.test_instance_migrations import _record, _report, _request
+from tests.integration.conductor.test_instance_migrations import T0, _record, _report, _request
 from tests.support import NAMESPACE, RecordingCaster, RecordingKube
 
 pytestmark = pytest.mark.integration
@@ -40,6 +40,21 @@ def _live(uuid: str, name: str = "move", **over: Any) -> Any:
 
 def _step(conductor: Conductor, caster: RecordingCaster, uuid: str, host: str, **over: Any) -> None:
     conductor.manager.live.step_finished(*_report(caster, uuid, host, **over))  # type: ignore[union-attr]
+
+
+def _post(
+    conductor: Conductor, caster: RecordingCaster, uuid: str, method: str, **over: Any
+) -> None:
+    """The report of the last ``method`` cast: the two post steps are cast together."""
+    (index,) = [i for i, cast in enumerate(caster.casts) if cast.method == method][-1:]
+    cast = caster.casts[index]
+    values: dict[str, Any] = {
+        "instance_uuid": uuid, "host": cast.topic.removeprefix("compute."),
+        "migration_uuid": cast.args["migration"]["uuid"], "step": method, "result": "Success",
+        "started_at": T0, "finished_at": T0, "vm_state": "active", "power_state": "running",
+    }  # fmt: skip
+    values.update(over)
+    conductor.manager.live.step_finished(mp.MigrationStepFinished(**values), cast.request_id)  # type: ignore[union-attr]
 
 
 def test_a_live_migration_runs_its_steps_on_both_hosts_and_keeps_the_claims_right(
@@ -84,21 +99,21 @@ def test_a_live_migration_runs_its_steps_on_both_hosts_and_keeps_the_claims_righ
     }
 
     _step(conductor, caster, uuid, "h1", power_state="nostate", total_s=1.5, downtime_ms=42)
-    assert (caster.casts[-1].topic, caster.casts[-1].method) == (
-        "compute.h3",
-        "post_live_migration_at_destination",
-    )
+    # Both post steps at once: neither host waits for the other.
+    assert caster.sent()[-2:] == [
+        ("compute.h3", "post_live_migration_at_destination"),
+        ("compute.h1", "post_live_migration_at_source"),
+    ]
     # The guest runs on the destination from the switch-over: the record is its.
     assert _record(db_session_factory, uuid).host == "h3"
     figures = objects.statuses["move"]
     assert (figures["totalSeconds"], figures["downtimeMilliseconds"]) == (1.5, 42)
 
-    _step(conductor, caster, uuid, "h3", addresses=("10.0.0.9",))
-    assert (caster.casts[-1].topic, caster.casts[-1].method) == (
-        "compute.h1",
-        "post_live_migration_at_source",
-    )
-    _step(conductor, caster, uuid, "h1", power_state="nostate")
+    _post(conductor, caster, uuid, "post_live_migration_at_destination", addresses=("10.0.0.9",))
+    assert migration_of(db_session_factory, uuid).status == moves.CONFIRMING
+    # The source's claim is held until its own step is in.
+    assert vcpus_used(db_session_factory) == {"h1": 1, "h2": 0, "h3": 1}
+    _post(conductor, caster, uuid, "post_live_migration_at_source", power_state="nostate")
 
     record = _record(db_session_factory, uuid)
     assert (record.host, record.vm_state, record.task_state, record.power_state) == (
@@ -158,7 +173,6 @@ def test_each_step_commits_once_before_the_next_step_is_cast(
         for host, over in (
             ("h3", {"power_state": "nostate"}),
             ("h1", {"power_state": "nostate", "total_s": 1.0, "downtime_ms": 30}),
-            ("h3", {"addresses": ("10.0.0.9",)}),
         ):
             before = (len(statements), len(commits))
             _step(conductor, caster, uuid, host, **over)
@@ -170,6 +184,59 @@ def test_each_step_commits_once_before_the_next_step_is_cast(
     finally:
         sa.event.remove(engine, "commit", count_commit)
     assert caster.methods()[-1] == "post_live_migration_at_source"
+
+
+def test_the_post_steps_end_the_move_in_either_order_and_a_duplicate_changes_nothing(
+    db_session_factory: db_engine.SessionFactory,
+    caster: RecordingCaster,
+    conductor: Conductor,
+    objects: FakeMigrationObjects,
+    uuid: str,
+) -> None:
+    conductor.migrations.create(_live(uuid, target_host="h3"))
+    _step(conductor, caster, uuid, "h3", power_state="nostate")
+    _step(conductor, caster, uuid, "h1", power_state="nostate", total_s=1.0, downtime_ms=30)
+
+    _post(conductor, caster, uuid, "post_live_migration_at_source", power_state="nostate")
+    assert migration_of(db_session_factory, uuid).status == moves.SOURCE_CLEANED
+    # The source's step again (a redelivery): still waiting for the destination's.
+    _post(conductor, caster, uuid, "post_live_migration_at_source", power_state="nostate")
+    assert migration_of(db_session_factory, uuid).status == moves.SOURCE_CLEANED
+    assert _record(db_session_factory, uuid).task_state == "migrating"
+    # The stale sweep casts only the step still awaited.
+    casts = len(caster.casts)
+    conductor.manager.live.recast(_record(db_session_factory, uuid), caster.casts[-1].request_id)  # type: ignore[union-attr]
+    assert caster.sent()[casts:] == [("compute.h3", "post_live_migration_at_destination")]
+
+    _post(
+        conductor, caster, uuid, "post_live_migration_at_destination",
+        result="Error", message="domain not found",
+    )  # fmt: skip
+    record = _record(db_session_factory, uuid)
+    assert (record.host, record.task_state) == ("h3", None)
+    migration = migration_of(db_session_factory, uuid)
+    assert migration.status == moves.CONFIRMED
+    # The move succeeded; what failed after it is told.
+    assert objects.statuses["move"]["phase"] == "Succeeded"
+    assert "domain not found" in (migration.message or "")
+    assert vcpus_used(db_session_factory) == {"h1": 0, "h2": 0, "h3": 1}
+
+
+def test_a_stalled_move_whose_post_steps_are_both_awaited_casts_both_again(
+    db_session_factory: db_engine.SessionFactory,
+    caster: RecordingCaster,
+    conductor: Conductor,
+    uuid: str,
+) -> None:
+    conductor.migrations.create(_live(uuid, target_host="h3"))
+    _step(conductor, caster, uuid, "h3", power_state="nostate")
+    _step(conductor, caster, uuid, "h1", power_state="nostate", total_s=1.0, downtime_ms=30)
+    casts = len(caster.casts)
+    conductor.manager.live.recast(_record(db_session_factory, uuid), caster.casts[-1].request_id)  # type: ignore[union-attr]
+    assert sorted(caster.sent()[casts:]) == [
+        ("compute.h1", "post_live_migration_at_source"),
+        ("compute.h3", "post_live_migration_at_destination"),
+    ]
 
 
 def test_a_status_write_that_failed_is_made_again_at_the_next_step(
@@ -276,12 +343,12 @@ def test_a_rollback_that_finds_the_guest_on_the_destination_completes_the_move(
     _step(conductor, caster, uuid, "h1", result="Error", message="not found", power_state="nostate")
     _step(conductor, caster, uuid, "h2", result="Error", message="it runs here")
 
-    assert (caster.casts[-1].topic, caster.casts[-1].method) == (
-        "compute.h2",
-        "post_live_migration_at_destination",
-    )
-    _step(conductor, caster, uuid, "h2")
-    _step(conductor, caster, uuid, "h1", power_state="nostate")
+    assert caster.sent()[-2:] == [
+        ("compute.h2", "post_live_migration_at_destination"),
+        ("compute.h1", "post_live_migration_at_source"),
+    ]
+    _post(conductor, caster, uuid, "post_live_migration_at_source", power_state="nostate")
+    _post(conductor, caster, uuid, "post_live_migration_at_destination")
     record = _record(db_session_factory, uuid)
     assert (record.host, record.task_state) == ("h2", None)
     assert vcpus_used(db_session_factory) == {"h1": 0, "h2": 1, "h3": 0}
