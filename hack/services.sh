@@ -33,6 +33,8 @@ set -euo pipefail
 . "$KUBENOVA_ROOT/hack/lib/daemon.sh"
 # shellcheck source=lib/rabbitmq.sh
 . "$KUBENOVA_ROOT/hack/lib/rabbitmq.sh"
+# shellcheck source=lib/console_tls.sh
+. "$KUBENOVA_ROOT/hack/lib/console_tls.sh"
 # shellcheck source=lib/libvirt2.sh
 . "$KUBENOVA_ROOT/hack/lib/libvirt2.sh"
 
@@ -40,6 +42,7 @@ PACKAGES=(
   mariadb-server mariadb-client rabbitmq-server qemu-system-x86 qemu-utils libvirt-daemon
   libvirt-daemon-driver-qemu libvirt-clients libvirt-daemon-system dnsmasq-base libvirt-dev
   pkg-config tini
+  chromium # the console proxy's browser tests drive it with Playwright
 )
 
 MYSQL_SOCKET=/run/mysqld/mysqld.sock
@@ -309,6 +312,23 @@ no_pod_libvirtd() {
 
 running_guests() { virsh_ list --name 2>/dev/null | grep -c . || true; }
 
+# libvirt_console_tls: this host's console certificate and qemu.conf's TLS settings
+# (hack/lib/console_tls.sh), before libvirtd starts; a libvirtd this script started that runs
+# with other settings is restarted to read them (its guests keep running).
+libvirt_console_tls() {
+  local host pid changed
+  host=${KUBENOVA_HOST:-$(hostname -s)}
+  changed=$(kn_console_tls_setup "$host" "$KN_CONSOLE_HOSTS_DIR/$host" /etc/libvirt/qemu.conf)
+  [[ $changed == changed ]] || return 0
+  if pid=$(kn_started_pid libvirtd libvirtd); then
+    kn_log "restarting libvirtd (pid $pid) to apply console TLS"
+    kn_terminate "$pid" 30
+    kn_unmark libvirtd
+  elif pid=$(foreign_libvirtd); then
+    kn_log "warning: libvirtd (pid $pid) was not started here; restart it to apply console TLS"
+  fi
+}
+
 libvirt_up() {
   local pid
   # Uninstalling the chart deletes its libvirt pod; its libvirtd stops a moment later.
@@ -317,6 +337,7 @@ libvirt_up() {
       "uninstall the chart (hack/helm/install.sh --uninstall) before using the host's libvirtd"
   fi
   libvirt_daemon_up virtlogd
+  libvirt_console_tls
   libvirt_daemon_up libvirtd
   # The first connection probes QEMU's capabilities, which takes seconds under emulation.
   kn_wait_until 90 "libvirtd" virsh_ version ||

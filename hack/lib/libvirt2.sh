@@ -24,6 +24,9 @@ LIBVIRT2_HOST_UUID=6b756265-6e6f-7661-2d68-6f7374203200
 LIBVIRT2_MIGRATION_PORTS=(49300 49363)
 LIBVIRT2_DISPLAY_PORTS=(6900 6999)
 LIBVIRT2_WEBSOCKET_PORTS=(7000 7099)
+# The second host's name, as its agent is called (tests/support/second_host.py): its console
+# certificate's name.
+LIBVIRT2_HOST="${KUBENOVA_HOST2:-$(hostname -s)-2}"
 # The directories the namespace makes private: mount point -> directory under LIBVIRT2_DIR.
 LIBVIRT2_BINDS=(/etc/libvirt:etc /run/libvirt:run /var/lib/libvirt:lib /var/cache/libvirt:cache
   /var/log/libvirt:log)
@@ -74,6 +77,8 @@ remote_display_port_max = ${LIBVIRT2_DISPLAY_PORTS[1]}
 remote_websocket_port_min = ${LIBVIRT2_WEBSOCKET_PORTS[0]}
 remote_websocket_port_max = ${LIBVIRT2_WEBSOCKET_PORTS[1]}
 EOF
+  # Its own console certificate (the copy of /etc/libvirt brought the first host's block).
+  libvirt2_console_tls >/dev/null
   # QEMU (libvirt-qemu) keeps its per-domain state here; the modes are the package's.
   local sub
   install -d -m 0755 "$dir/lib/images" "$dir/lib/boot"
@@ -101,8 +106,24 @@ libvirt2_start_daemons() {
   done
 }
 
+# libvirt2_console_tls: the second host's console certificate and its qemu.conf's TLS
+# settings (hack/lib/console_tls.sh); prints "changed" when qemu.conf changed.
+libvirt2_console_tls() {
+  kn_console_tls_setup "$LIBVIRT2_HOST" "$KN_CONSOLE_HOSTS_DIR/$LIBVIRT2_HOST" \
+    "$KUBENOVA_LIBVIRT2_DIR/etc/qemu.conf"
+}
+
 libvirt2_up() {
-  local ns_pid name
+  local ns_pid name pid changed=
+  # A daemon that runs keeps its configuration: its certificate is renewed in place, and a
+  # libvirtd that runs without the TLS settings is restarted (its guests keep running).
+  if [[ -e $KUBENOVA_LIBVIRT2_DIR/etc/qemu.conf ]]; then
+    changed=$(libvirt2_console_tls)
+  fi
+  if [[ $changed == changed ]] && pid=$(libvirt2_pid libvirtd); then
+    kn_log "restarting the second host's libvirtd (pid $pid) to apply console TLS"
+    kn_terminate "$pid" 30
+  fi
   if libvirt2_pid libvirtd >/dev/null && libvirt2_pid virtlogd >/dev/null && libvirt2_answers; then
     return 0
   fi

@@ -105,6 +105,7 @@ def make_driver(args: argparse.Namespace, settings: AgentSettings) -> virt_drive
         return test_driver
     if args.fail_builds:
         raise SystemExit("kubenova-agent: --fail-builds is for the test driver only")
+    from kubenova_agent.virt.libvirt import domain_xml
     from kubenova_agent.virt.libvirt import driver as libvirt_driver
 
     return libvirt_driver.LibvirtDriver(
@@ -113,6 +114,7 @@ def make_driver(args: argparse.Namespace, settings: AgentSettings) -> virt_drive
         image_cache_path=settings.image_cache_path,
         virt_type=settings.virt_type,
         hostname=settings.host,
+        graphics=domain_xml.Graphics(listen=settings.console_listen, tls=settings.console_tls),
     )
 
 

@@ -27,7 +27,6 @@ from typing import Literal
 from kubenova.exception import PermanentFailure
 from kubenova.rpc import conductor_rpcapi, envelope, payloads
 from kubenova_agent import exceptions, lifecycle, live_migrations, operations, resizes, snapshots
-from kubenova_agent.operations import vm_state
 from kubenova_agent.virt import driver as virt_driver
 from kubenova_agent.virt.power_state import PowerState
 
@@ -36,7 +35,7 @@ LOG = logging.getLogger(__name__)
 #: The ``message`` field's limit in the contract.
 _MESSAGE_MAX = 4096
 
-_Report = tuple[str, str | None, str, tuple[str, ...]]
+_Report = operations.Report
 
 
 @dataclasses.dataclass
@@ -204,17 +203,13 @@ class ComputeManager:
                 if result == "Success":
                     result, note = "Error", f"the instance's state cannot be read: {exc}"
             # No domain (or no answer): there is no power state to speak of.
-            seen: _Report | None = (
-                None
-                if state is None
-                else (vm_state(state), None, state.power_state.value, state.addresses)
-            )
+            seen = None if state is None else operations.report(state)
             report: _Report = (
-                ("error", None, PowerState.NOSTATE.value, ())
+                ("error", None, PowerState.NOSTATE.value, (), None)
                 if seen is None
                 else ("error" if broken else seen[0], *seen[1:])
             )
-            vm, _, power, addresses = report
+            vm, _, power, addresses, ports = report
             self.conductor.instance_operation_finished(
                 payloads.InstanceOperationFinished(
                     instance_uuid=uuid,
@@ -227,6 +222,7 @@ class ComputeManager:
                     vm_state=vm,
                     power_state=power,
                     addresses=addresses,
+                    console_ports=ports,
                 ),
                 request_id,
             )
@@ -336,12 +332,7 @@ class ComputeManager:
                 tracked = self._tracked[instance_uuid] = _Tracked(
                     request_id=envelope.new_request_id()
                 )
-            report: _Report = (
-                vm_state(state),
-                None,
-                state.power_state.value,
-                state.addresses,
-            )
+            report = operations.report(state)
             if read_at is not None and tracked.last_report == report:
                 return
             tracked.last_report = report
@@ -389,7 +380,7 @@ class ComputeManager:
         request_id: str,
         launched_at: datetime.datetime | None,
     ) -> None:
-        vm, task_state, power, addresses = report
+        vm, task_state, power, addresses, ports = report
         self.conductor.instance_update(
             payloads.InstanceUpdate(
                 instance_uuid=instance_uuid,
@@ -399,6 +390,7 @@ class ComputeManager:
                 power_state=power,
                 addresses=addresses,
                 launched_at=launched_at,
+                console_ports=ports,
             ),
             request_id,
         )

@@ -51,6 +51,26 @@ def vm_state(state: virt_driver.InstanceState) -> str:
     return _VM_STATE_FOR_POWER[state.power_state]
 
 
+#: What the agent reports of an instance: vm_state, task_state, power_state, addresses and
+#: console ports.
+Report = tuple[str, str | None, str, tuple[str, ...], payloads.ConsolePorts | None]
+
+
+def report(state: virt_driver.InstanceState) -> Report:
+    """What the host's view of an instance reports, with no task under way."""
+    return (vm_state(state), None, state.power_state.value, state.addresses, console_ports(state))
+
+
+def console_ports(state: virt_driver.InstanceState) -> payloads.ConsolePorts | None:
+    """The console ports of the host's view of an instance, as the contract carries them."""
+    ports = state.console_ports
+    if ports is None:
+        return None
+    return payloads.ConsolePorts(
+        vnc_port=ports.vnc_port, spice_port=ports.spice_port, spice_tls_port=ports.spice_tls_port
+    )
+
+
 def instance_spec(instance: payloads.InstancePayload) -> virt_driver.InstanceSpec:
     """What the driver is given to build (or rebuild) an instance; raises ``ValueError`` for
     what the driver's value types refuse."""

@@ -8,6 +8,7 @@ to report, where instance files live. Nothing about the database: the agent neve
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import socket
 
@@ -39,6 +40,12 @@ class AgentSettings:
     # The URI other hosts' agents reach this host's libvirtd by, for migrations (reported in
     # the host's facts); None: this host cannot be a migration's destination.
     migration_uri: str | None = None
+    # The address guests' VNC and SPICE listen on (KUBENOVA_CONSOLE_LISTEN): loopback on a
+    # machine of its own, the node's IP in a cluster, where the console proxy reaches it.
+    console_listen: str = "127.0.0.1"
+    # Whether this host's QEMU serves consoles over TLS (KUBENOVA_CONSOLE_TLS, "true" or
+    # "false"): it must say what the host libvirtd's qemu.conf says (vnc_tls, spice_tls).
+    console_tls: bool = True
 
     @classmethod
     def from_env(cls, host: str | None = None, amqp_url: str | None = None) -> AgentSettings:
@@ -53,4 +60,15 @@ class AgentSettings:
             virt_type=env_choice("KUBENOVA_VIRT_TYPE", "auto", VIRT_TYPES),
             workers=env_positive("KUBENOVA_AGENT_WORKERS", 8, int),
             migration_uri=os.environ.get("KUBENOVA_MIGRATION_URI") or None,
+            console_listen=_address("KUBENOVA_CONSOLE_LISTEN", "127.0.0.1"),
+            console_tls=env_choice("KUBENOVA_CONSOLE_TLS", "true", ("true", "false")) == "true",
         )
+
+
+def _address(name: str, default: str) -> str:
+    """An IP address from the environment variable ``name``; ValueError naming it otherwise."""
+    value = os.environ.get(name) or default
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        raise ValueError(f"{name} must be an IP address, not {value!r}") from None

@@ -20,6 +20,7 @@ from kubenova_agent.virt import migration, power_state
 from kubenova_agent.virt.values import (
     DISK_FORMATS,
     USER_DATA_MAX_BYTES,
+    ConsolePorts,
     HostInfo,
     ImageRef,
     InstanceSpec,
@@ -33,6 +34,7 @@ __all__ = [
     "DISK_FORMATS",
     "USER_DATA_MAX_BYTES",
     "ComputeDriver",
+    "ConsolePorts",
     "HostInfo",
     "ImageRef",
     "InstanceSpec",

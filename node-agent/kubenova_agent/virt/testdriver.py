@@ -212,6 +212,12 @@ class TestDriver(testmigration.SimulatedMigration):
     def _domain_type(self) -> str:
         return "test"
 
+    def _ports(self, domain: connection.Domain, instance_uuid: str) -> driver.ConsolePorts | None:
+        # libvirt's test driver starts no QEMU and hands out no display ports (its live XML
+        # says port='-1'): nothing to read.
+        del domain, instance_uuid
+        return None
+
     def _start(self, domain: connection.Domain) -> None:
         if self.host_failure is not None:
             raise exceptions.HypervisorError(f"{self.host_failure} (simulated)", code=-1)

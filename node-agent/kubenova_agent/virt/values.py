@@ -126,6 +126,17 @@ class InstanceSpec:
 
 
 @dataclasses.dataclass(frozen=True)
+class ConsolePorts:
+    """The TCP ports a running guest's consoles listen on, as its host's libvirt handed them
+    out when QEMU started (they change whenever QEMU starts again). None: no such console
+    (SPICE has no plain port when the host serves it over TLS only)."""
+
+    vnc_port: int | None = None
+    spice_port: int | None = None
+    spice_tls_port: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
 class InstanceState:
     """What the hypervisor says about one instance: its power state, IPv4 addresses, and
     whether it is suspended.
@@ -142,6 +153,8 @@ class InstanceState:
     #: saved to disk for the next start to restore. Its power state is then SHUTDOWN, as for a
     #: stopped instance, which is what this tells apart.
     saved: bool = False
+    #: Where its consoles are while it runs; None when it is not running (or has none).
+    console_ports: ConsolePorts | None = None
 
 
 class RebootType(enum.StrEnum):

@@ -2,6 +2,10 @@
 
     kubenova-manage db sync [--revision R] [--db-url URL]   bring the schema to R (default head)
     kubenova-manage db version [--db-url URL]               print the schema's revision
+    kubenova-manage console-certs --host NAME --dir DIR --ca-dir CA_DIR [--address IP]...
+                                  [--group GROUP]           a host's x509 directory for
+                                                            QEMU's console TLS
+                                                            (kubenova.certs.host_dir)
 
 The database URL comes from ``--db-url`` or ``KUBENOVA_DB_URL``. Exit status: 0 on success,
 1 when the command failed (the reason is printed on stderr), 2 on a usage error.
@@ -11,12 +15,14 @@ from __future__ import annotations
 
 import argparse
 import logging
+import pathlib
 import sys
 from collections.abc import Callable, Sequence
 
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 
+from kubenova.certs import host_dir
 from kubenova.db import engine as db_engine
 from kubenova.db import migration
 
@@ -60,6 +66,23 @@ def _db_version(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _console_certs(args: argparse.Namespace) -> int:
+    try:
+        written = host_dir.write_host_dir(
+            pathlib.Path(args.ca_dir),
+            args.host,
+            pathlib.Path(args.dir),
+            args.address,
+            group=args.group,
+        )
+    except KeyError as exc:
+        raise CommandError(f"no group {args.group!r}") from exc
+    except (OSError, ValueError) as exc:
+        raise CommandError(str(exc)) from exc
+    print(f"host {args.host}: {', '.join(str(path) for path in written.values())}")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for tests and for generated documentation)."""
     url_help = "database URL (default: $KUBENOVA_DB_URL)"
@@ -86,6 +109,20 @@ def build_parser() -> argparse.ArgumentParser:
         "version", parents=[leaf_url], help="print the revision the schema is at"
     )
     version.set_defaults(func=_db_version)
+
+    certs = categories.add_parser(
+        "console-certs", help="write a host's x509 directory for QEMU's VNC/SPICE TLS"
+    )
+    certs.add_argument("--host", required=True, help="the host's name (the certificate's CN)")
+    certs.add_argument("--dir", required=True, help="the directory to write (qemu.conf's)")
+    certs.add_argument(
+        "--ca-dir", required=True, help="the CA's directory (ca.crt, ca.key; made if missing)"
+    )
+    certs.add_argument(
+        "--address", action="append", default=[], help="an IP address SAN (repeatable)"
+    )
+    certs.add_argument("--group", default=None, help="a group that may read the files (QEMU's)")
+    certs.set_defaults(func=_console_certs)
     return parser
 
 

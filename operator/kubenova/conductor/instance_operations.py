@@ -22,7 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 from kubenova.compute import operations, states
-from kubenova.conductor import spec_change
+from kubenova.conductor import console_ports, spec_change
 from kubenova.conductor.action_history import ActionHistory, ActionView
 from kubenova.conductor.compute_tasks import instance_payload
 from kubenova.conductor.instance_events import post_instance_event
@@ -231,6 +231,7 @@ class InstanceOperations:
                 "task_generation": None,
                 "power_state": report.power_state,
                 "addresses": list(report.addresses),
+                **console_ports.values(report),
                 "sync_reason": FAILED if failed else None,
                 "sync_message": (
                     f"{operation.name} failed on host {report.host}: {report.message}"[

@@ -10,7 +10,7 @@ import logging
 from typing import Any
 
 from kubenova.compute import states
-from kubenova.conductor import faults
+from kubenova.conductor import console_ports, faults
 from kubenova.conductor.action_history import ActionHistory, ActionView
 from kubenova.conductor.compute_tasks import ComputeTaskManager
 from kubenova.conductor.create_finisher import CreateFinisher
@@ -90,10 +90,15 @@ class InstanceReports:
             stopped_by_guest = False
             # The guest an evacuation built (checked with no query: the task state says it).
             rebuilt = record.task_state == states.REBUILD_SPAWNING and not deleted
+            if rebuilt and (ports := console_ports.values(update)):
+                # The evacuation's own steps record the rest; where its consoles are is known
+                # only from here.
+                db_api.instance_set(session, record, **ports)
             if not deleted and not rebuilt:
                 values: dict[str, Any] = {
                     "power_state": update.power_state,
                     "addresses": list(update.addresses),
+                    **console_ports.values(update),
                 }
                 # An operation under way (a delete, a reboot...) owns the states until it
                 # ends; meanwhile the agent's view only adds power and addresses.

@@ -224,6 +224,11 @@ class Instance(TimestampMixin, SoftDeleteMixin, Base):
     user_data: Mapped[str | None] = mapped_column(MediumText)
     ssh_authorized_keys: Mapped[list[str] | None] = mapped_column(sa.JSON)
     addresses: Mapped[list[Any] | None] = mapped_column(sa.JSON)
+    # Where the running guest's consoles listen on its host, as the host's libvirt handed the
+    # ports out when QEMU last started (reported by the host); NULL: no such console runs.
+    vnc_port: Mapped[int | None] = mapped_column(sa.Integer)
+    spice_port: Mapped[int | None] = mapped_column(sa.Integer)
+    spice_tls_port: Mapped[int | None] = mapped_column(sa.Integer)
     launched_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     terminated_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     request_id: Mapped[str | None] = mapped_column(sa.String(255))

@@ -32,6 +32,8 @@ Version history:
   rollback_live_migration_at_destination, live_migration_abort (compute);
   migration_progress (conductor); migration_step_finished carries a live migration's
   total_s and downtime_ms.
+* 1.6 - instance_update and instance_operation_finished carry console_ports, the ports of
+  the guest's VNC and SPICE as its host's libvirt handed them out.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ from typing import Any
 import pydantic
 
 #: The newest version of the contract this code implements: the highest version of a method.
-VERSION = "1.5"
+VERSION = "1.6"
 #: Majors this code understands.
 SUPPORTED_MAJORS = frozenset({1})
 

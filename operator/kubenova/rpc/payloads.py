@@ -78,6 +78,22 @@ class RebuildInstance(Payload):
     power_on: bool = True
 
 
+class ConsolePorts(Payload):
+    """The TCP ports a running guest's consoles listen on, on its host's console address, as
+    the host's libvirt handed them out when QEMU last started. None: no such console (a host
+    serving SPICE over TLS only has no plain SPICE port)."""
+
+    vnc_port: int | None = pydantic.Field(default=None, ge=1, le=65535)
+    spice_port: int | None = pydantic.Field(default=None, ge=1, le=65535)
+    spice_tls_port: int | None = pydantic.Field(default=None, ge=1, le=65535)
+
+
+def console_ports_reported(report: pydantic.BaseModel) -> bool:
+    """Whether ``report`` says anything about console ports: a report from an agent older than
+    1.6 leaves the field out, which is not the same as a None (no console runs)."""
+    return "console_ports" in report.model_fields_set
+
+
 class InstanceOperationFinished(Payload):
     """A host finished (or failed) an operation on one of its instances: the action event
     (Nova's ``compute_<operation>_instance``) and the instance's state afterwards.
@@ -96,6 +112,8 @@ class InstanceOperationFinished(Payload):
     vm_state: str
     power_state: PowerStateName
     addresses: tuple[str, ...] = ()
+    # Where the guest's consoles are afterwards (since 1.6; None: none runs).
+    console_ports: ConsolePorts | None = None
 
 
 class ComputeNodeReport(Payload):
@@ -137,6 +155,8 @@ class InstanceUpdate(Payload):
     addresses: tuple[str, ...] = ()
     launched_at: datetime.datetime | None = None
     event: str | None = None
+    # Where the guest's consoles are (since 1.6; None: none runs).
+    console_ports: ConsolePorts | None = None
 
 
 class InstanceBuildFailed(Payload):
@@ -219,11 +239,11 @@ METHODS: dict[str, Method] = {
     "rebuild_instance": Method(RebuildInstance, "1.3"),
     # To conductor (conductor_rpcapi.ConductorAPI), handled by kubenova.conductor.manager.
     "compute_node_report": Method(ComputeNodeReport, "1.4"),
-    "instance_update": Method(InstanceUpdate, "1.0"),
+    "instance_update": Method(InstanceUpdate, "1.6"),
     "instance_build_failed": Method(InstanceBuildFailed, "1.0"),
     "instance_terminated": Method(InstanceTerminated, "1.0"),
     "service_stopping": Method(ServiceStopping, "1.1"),
-    "instance_operation_finished": Method(InstanceOperationFinished, "1.3"),
+    "instance_operation_finished": Method(InstanceOperationFinished, "1.6"),
     # A snapshot: cast to compute.<host>, reported to the conductor.
     "snapshot_instance": Method(SnapshotInstance, "1.4"),
     "snapshot_finished": Method(SnapshotFinished, "1.4"),

@@ -18,6 +18,8 @@ class ScriptedDriver(virt_driver.ComputeDriver):
     def __init__(self) -> None:
         self.domains: dict[str, PowerState] = {}
         self.addresses: dict[str, list[str]] = {}
+        #: The console ports of each instance while it runs.
+        self.console_ports: dict[str, virt_driver.ConsolePorts] = {}
         self.saved: set[str] = set()
         self.acpi_ignored: set[str] = set()
         self.fail_with: Exception | None = None
@@ -72,6 +74,11 @@ class ScriptedDriver(virt_driver.ComputeDriver):
             self._power(instance_uuid),
             tuple(self.addresses.get(instance_uuid, [])),
             saved=instance_uuid in self.saved,
+            console_ports=(
+                self.console_ports.get(instance_uuid)
+                if self._power(instance_uuid) == PowerState.RUNNING
+                else None
+            ),
         )
 
     def list_instance_uuids(self) -> list[str]:

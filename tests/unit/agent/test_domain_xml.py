@@ -174,10 +174,82 @@ def test_serial_console_goes_to_the_console_log_file():
     assert console.find("target").get("type") == "serial"  # type: ignore[union-attr]
 
 
-def test_vnc_listens_on_loopback_only():
-    graphics = build().find("devices/graphics")
-    assert graphics is not None
-    assert (graphics.get("type"), graphics.get("listen")) == ("vnc", "127.0.0.1")
+def _graphics(root: ET.Element) -> dict[str, ET.Element]:
+    return {g.get("type", ""): g for g in root.iterfind("devices/graphics")}
+
+
+def test_vnc_and_spice_listen_on_loopback_by_default_with_ports_left_to_libvirt():
+    graphics = _graphics(build())
+    assert sorted(graphics) == ["spice", "vnc"]
+    for element in graphics.values():
+        assert element.get("autoport") == "yes"
+        assert element.get("port") is None
+        assert element.get("tlsPort") is None
+        listens = element.findall("listen")
+        assert [(x.get("type"), x.get("address")) for x in listens] == [("address", "127.0.0.1")]
+
+
+def test_spice_has_no_plain_channel_when_tls_is_on():
+    assert _graphics(build())["spice"].get("defaultMode") == "secure"
+
+
+def test_spice_without_tls_leaves_the_mode_to_libvirt():
+    root = ET.fromstring(
+        domain_xml.build(
+            make_instance(),
+            domain_type="qemu",
+            files=FILES,
+            network="default",
+            host="h1",
+            graphics=domain_xml.Graphics(listen="10.0.0.7", tls=False),
+        )
+    )
+    spice = _graphics(root)["spice"]
+    assert spice.get("defaultMode") is None
+    assert spice.find("listen").get("address") == "10.0.0.7"  # type: ignore[union-attr]
+
+
+def test_no_graphics_makes_a_headless_domain():
+    root = ET.fromstring(
+        domain_xml.build(
+            make_instance(),
+            domain_type="qemu",
+            files=FILES,
+            network="default",
+            host="h1",
+            graphics=None,
+        )
+    )
+    assert root.findall("devices/graphics") == []
+
+
+@pytest.mark.parametrize("listen", ["localhost", "", "300.1.1.1", "127.0.0.1 --x"])
+def test_a_listen_address_must_be_an_ip_address(listen):
+    with pytest.raises(ValueError, match="must be an IP address"):
+        domain_xml.Graphics(listen=listen)
+
+
+# As libvirt writes a running guest's graphics in its live XML (qemu.conf with TLS on).
+LIVE_XML = """<domain type='qemu'><devices>
+  <graphics type='vnc' port='5901' autoport='yes' listen='127.0.0.1'>
+    <listen type='address' address='127.0.0.1'/>
+  </graphics>
+  <graphics type='spice' tlsPort='5902' autoport='yes' listen='127.0.0.1' defaultMode='secure'>
+    <listen type='address' address='127.0.0.1'/>
+  </graphics>
+</devices></domain>"""
+
+
+def test_console_ports_read_back_from_the_live_xml():
+    assert domain_xml.console_ports(LIVE_XML) == driver.ConsolePorts(
+        vnc_port=5901, spice_port=None, spice_tls_port=5902
+    )
+
+
+def test_a_domain_that_is_not_running_has_no_console_ports():
+    shut_off = LIVE_XML.replace("port='5901'", "port='-1'").replace(" tlsPort='5902'", "")
+    assert domain_xml.console_ports(shut_off) is None
+    assert domain_xml.console_ports("<domain><devices/></domain>") is None
 
 
 def test_metadata_records_name_host_flavor_and_image():

@@ -38,7 +38,7 @@ MESSAGE_DATA = {
     "reboot_instance": "1.3-58d8501d5814c189d4558141a9d98a23",
     "rebuild_instance": "1.3-cc801deef5fb7b10646861d8167f4554",
     "compute_node_report": "1.4-b1a649759feeb45c8603e928027e773e",
-    "instance_update": "1.0-ba3aed4395861decbf341f9e723b189c",
+    "instance_update": "1.6-5c675083774a20406778d1e2ef94d95d",
     "instance_build_failed": "1.0-55f8e0c3b1992e9989937f0d69cf6e72",
     "instance_terminated": "1.0-59cbe46bee5024e38a2e36671c589b52",
     "service_stopping": "1.1-381d33b2bf9e40666dd541179166b5c3",
@@ -55,7 +55,7 @@ MESSAGE_DATA = {
     "rollback_live_migration_at_destination": "1.5-05949580db62a715f34fc1ab1721a7f8",
     "live_migration_abort": "1.5-98c06f4248a2a6410851d15fe541c847",
     "migration_progress": "1.5-eb0f8506845116c26ea7af768e47d5c4",
-    "instance_operation_finished": "1.3-cd6072aa16729e1866f06ea5ce3d9901",
+    "instance_operation_finished": "1.6-d40a2a25465037d46b80d26c75953863",
     "snapshot_instance": "1.4-478b8149c18419e2b6442441ded8913b",
     "snapshot_finished": "1.4-82be77afcc082c2f9d388198b4a7c18d",
 }

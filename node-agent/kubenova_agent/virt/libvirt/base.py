@@ -26,6 +26,7 @@ from kubenova_agent import exceptions
 from kubenova_agent.virt import driver, power_state
 from kubenova_agent.virt.libvirt import (
     connection,
+    console_ports,
     domain_lookup,
     domain_xml,
     errors,
@@ -48,10 +49,19 @@ class BaseLibvirtDriver(domain_lookup.DomainLookup, driver.ComputeDriver):
         | connection.UNDEFINE_CHECKPOINTS_METADATA
     )
 
-    def __init__(self, *, uri: str, hostname: str, network: str) -> None:
+    def __init__(
+        self,
+        *,
+        uri: str,
+        hostname: str,
+        network: str,
+        graphics: domain_xml.Graphics | None = domain_xml.DEFAULT_GRAPHICS,
+    ) -> None:
         self.uri = uri
         self.hostname = hostname
         self.network = network
+        self.graphics = graphics
+        self._console_ports = console_ports.ConsolePortCache()
         self._connection = connection.Connection(uri)
         self._ownership = ownership.OwnershipCache()
         self._locks: dict[str, threading.Lock] = {}
@@ -101,6 +111,10 @@ class BaseLibvirtDriver(domain_lookup.DomainLookup, driver.ComputeDriver):
     def _addresses(self, domain: connection.Domain, instance_uuid: str) -> list[str]:
         del instance_uuid
         return domain.lease_ipv4_addresses()
+
+    def _ports(self, domain: connection.Domain, instance_uuid: str) -> driver.ConsolePorts | None:
+        """The running domain's console ports (a seam: libvirt's test driver hands out none)."""
+        return self._console_ports.ports(instance_uuid, domain)
 
     def _request_shutdown(self, domain: connection.Domain) -> None:
         """Press the guest's ACPI power button (a seam for the test driver's simulated guests
@@ -152,6 +166,7 @@ class BaseLibvirtDriver(domain_lookup.DomainLookup, driver.ComputeDriver):
                     domain.destroy()
                     domain.undefine(self.undefine_flags)
                 self._ownership.forget(instance_uuid)
+                self._console_ports.forget(instance_uuid)
                 LOG.info("instance %s: domain destroyed and undefined", instance_uuid)
             self._remove_files(instance_uuid)
 
@@ -301,6 +316,7 @@ class BaseLibvirtDriver(domain_lookup.DomainLookup, driver.ComputeDriver):
             network=self.network,
             host=self.hostname,
             mac=mac,
+            graphics=self.graphics,
         )
         domain = self._connection.define_domain(xml)
         LOG.info("instance %s: domain %s defined", instance.uuid, domain.name)
@@ -313,6 +329,7 @@ class BaseLibvirtDriver(domain_lookup.DomainLookup, driver.ComputeDriver):
             power_state=power_state.from_libvirt(state),
             addresses=tuple(sorted(self._addresses(domain, instance_uuid))),
             saved=saved,
+            console_ports=self._ports(domain, instance_uuid),
         )
 
     @contextlib.contextmanager

@@ -12,13 +12,20 @@ The device layout, for every instance:
 - one virtio NIC on a libvirt network (``default``: NAT with DHCP), with a MAC address given
   here rather than left to libvirt (see :func:`derived_mac`);
 - the first serial port written to a file (``console.log``), which is also the console;
-- VNC on 127.0.0.1 with a port libvirt chooses, for the console proxy to come.
+- VNC and SPICE graphics (:class:`Graphics`) listening on the host's console address, on
+  ports libvirt hands out from its daemon's display range (``remote_display_port_min`` and
+  ``_max`` in qemu.conf), never chosen here: each host's libvirtd knows which of its ports are
+  free, and the ports a started guest got are read back from its live XML
+  (:func:`console_ports`). Whether they speak TLS is the daemon's setting (``vnc_tls`` and
+  ``spice_tls`` in qemu.conf, which also name the certificates); with TLS on, SPICE is told
+  ``defaultMode='secure'``, so libvirt gives it only a TLS port and no plain channel exists.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import ipaddress
 import re
 import xml.etree.ElementTree as ET
 
@@ -56,6 +63,28 @@ class DomainFiles:
     disk: str
     config_drive: str
     console_log: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Graphics:
+    """The consoles a domain gets: where they listen, and whether the host's QEMU serves them
+    over TLS (which must match the daemon's qemu.conf, see the module docstring)."""
+
+    listen: str = "127.0.0.1"
+    tls: bool = True
+
+    def __post_init__(self) -> None:
+        # An address, not a name: libvirt would resolve a name once, at start, on its own.
+        try:
+            ipaddress.ip_address(self.listen)
+        except ValueError:
+            raise ValueError(
+                f"a console listen address must be an IP address, not {self.listen!r}"
+            ) from None
+
+
+#: Consoles on loopback, over TLS: the agent's defaults (``kubenova_agent.settings``).
+DEFAULT_GRAPHICS = Graphics()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -138,6 +167,43 @@ def _disk(devices: ET.Element, path: str, fmt: str, target: str, *, readonly: bo
         _sub(disk, "readonly")
 
 
+def _graphics(devices: ET.Element, graphics: Graphics) -> None:
+    vnc = _sub(devices, "graphics", type="vnc", autoport="yes")
+    _sub(vnc, "listen", type="address", address=graphics.listen)
+    spice = _sub(devices, "graphics", type="spice", autoport="yes")
+    if graphics.tls:
+        spice.set("defaultMode", "secure")
+    _sub(spice, "listen", type="address", address=graphics.listen)
+
+
+def console_ports(domain_xml: str) -> driver.ConsolePorts | None:
+    """The console ports of a running domain, from its live XML (``virDomainGetXMLDesc``);
+    None when it has no graphics with a port (a domain that is not running has none: libvirt
+    writes ``port='-1'`` or nothing until it starts QEMU)."""
+    found: dict[str, int | None] = {"vnc": None, "spice": None, "spice_tls": None}
+    for element in ET.fromstring(domain_xml).iterfind("devices/graphics"):
+        kind = element.get("type")
+        if kind == "vnc":
+            found["vnc"] = _port(element.get("port"))
+        elif kind == "spice":
+            found["spice"] = _port(element.get("port"))
+            found["spice_tls"] = _port(element.get("tlsPort"))
+    if all(port is None for port in found.values()):
+        return None
+    return driver.ConsolePorts(
+        vnc_port=found["vnc"], spice_port=found["spice"], spice_tls_port=found["spice_tls"]
+    )
+
+
+def _port(value: str | None) -> int | None:
+    """A TCP port from a graphics element's attribute; None for none (absent, or -1)."""
+    try:
+        port = int(value or "")
+    except ValueError:
+        return None
+    return port if 0 < port < 65536 else None
+
+
 def build(
     instance: driver.InstanceSpec,
     *,
@@ -146,13 +212,14 @@ def build(
     network: str,
     host: str,
     mac: str | None = None,
-    vnc: bool = True,
+    graphics: Graphics | None = DEFAULT_GRAPHICS,
 ) -> str:
     """Return the domain XML for ``instance``.
 
     ``host`` is recorded in the metadata: it names the agent host that made the domain, which
     lets simulated hosts sharing one libvirt tell their domains apart. ``mac`` is the NIC's
-    address (lower-case colon-separated hex), :func:`derived_mac` when None.
+    address (lower-case colon-separated hex), :func:`derived_mac` when None. ``graphics``
+    None gives the domain no VNC or SPICE (a headless guest).
     """
     if domain_type not in DOMAIN_TYPES:
         raise ValueError(f"domain type {domain_type!r} is not one of {sorted(DOMAIN_TYPES)}")
@@ -205,8 +272,8 @@ def build(
     _sub(console, "source", path=files.console_log, append="on")
     _sub(console, "target", type="serial", port="0")
 
-    if vnc:
-        _sub(devices, "graphics", type="vnc", autoport="yes", listen="127.0.0.1")
+    if graphics is not None:
+        _graphics(devices, graphics)
 
     ET.indent(domain)
     return ET.tostring(domain, encoding="unicode")

@@ -71,17 +71,24 @@ class LibvirtDriver(resize.LibvirtResize, migration.LibvirtLiveMigration):
         qemu_img: str = disk.QEMU_IMG,
         probe_timeout: float = probe.DEFAULT_TIMEOUT,
         migration_uri: str | None = None,
+        graphics: domain_xml.Graphics | None = domain_xml.DEFAULT_GRAPHICS,
     ) -> None:
         """Paths default to $KUBENOVA_INSTANCES_PATH and $KUBENOVA_IMAGE_CACHE_PATH, then to
         /var/lib/kubenova/{instances,_base}. ``virt_type`` "auto" probes at :meth:`init_host`
         whether KVM really runs guests here (see ``probe``: with ``qemu_binary`` when this
         process has it, else as a libvirt domain); "kvm" or "qemu" force a choice.
         ``migration_uri`` (default $KUBENOVA_MIGRATION_URI) is how other hosts' agents reach
-        ``uri``; without one this host cannot be a migration's destination.
+        ``uri``; without one this host cannot be a migration's destination. ``graphics`` is
+        where guests' consoles listen and whether they speak TLS (None: no consoles).
         """
         if virt_type not in VIRT_TYPES:
             raise ValueError(f"virt_type {virt_type!r} is not one of {sorted(VIRT_TYPES)}")
-        super().__init__(uri=uri, hostname=hostname or socket.gethostname(), network=network)
+        super().__init__(
+            uri=uri,
+            hostname=hostname or socket.gethostname(),
+            network=network,
+            graphics=graphics,
+        )
         self.instances_path = pathlib.Path(
             instances_path or os.environ.get("KUBENOVA_INSTANCES_PATH", DEFAULT_INSTANCES_PATH)
         )
