@@ -56,6 +56,10 @@ bench-migration: venv ## live migration on the `make dev-up` stack, to a second 
 	hack/services.sh libvirt2-up
 	$(PY) hack/bench/live_migration_bench.py
 
+.PHONY: console-assets
+console-assets: ## install noVNC and spice-html5 (npm) for kubenova-console into .kubenova/console/web
+	hack/console/assets.sh
+
 .PHONY: bootstrap-test
 bootstrap-test: ## `make venv` as a new user meets it: in a freshly made Debian bookworm root (about 2 minutes)
 	hack/ci/fresh-debian.sh

@@ -211,6 +211,10 @@ import sys, tomllib
 with open(sys.argv[1], "rb") as handle:
     print("\n".join(tomllib.load(handle)["project"]["dependencies"]))
 EOF
+  # pip resolves on the venv's Python, but the image runs bookworm's python3 (3.11.2): what a
+  # dependency requires only below 3.11.3 is missed, so it is named here (redis, websockify's,
+  # wants async-timeout there).
+  echo "async-timeout>=4.0.3"
 }
 dependencies_key() {
   {

@@ -9,6 +9,10 @@ Creates, under ``<state>/pki/`` and only where missing or no longer right:
 - ``admin.crt``/``admin.key``: a client certificate in group ``system:masters``, which RBAC
   lets do everything; it is what the kubeconfig uses.
 - ``sa.key``/``sa.pub``: the key pair that signs and verifies service-account tokens.
+- ``front-proxy-ca.crt``/``.key``: the request-header CA, a CA of its own as kubeadm makes it,
+  so that no client certificate of the cluster CA can pose as the front proxy; and
+  ``front-proxy-client.crt``/``.key``, signed by it, which kube-apiserver presents when it
+  proxies a request to an aggregated API server (the caller's name in ``X-Remote-User``).
 - With ``--node-name``, the node's certificates: a client certificate for each component that
   talks to the apiserver (kube-controller-manager, kube-scheduler, kube-proxy, and the kubelet
   as ``system:node:<name>`` in ``system:nodes``, which the Node authorizer expects), the
@@ -67,6 +71,10 @@ APISERVER_IPS = ("127.0.0.1", "::1", SERVICE_CLUSTER_IP)
 CONTROLLER_MANAGER_USER = "system:kube-controller-manager"
 SCHEDULER_USER = "system:kube-scheduler"
 PROXY_USER = "system:kube-proxy"
+# The common name of kube-apiserver's front-proxy client certificate, which aggregated API
+# servers accept (--requestheader-allowed-names).
+FRONT_PROXY_CA = "front-proxy-ca"
+FRONT_PROXY_CLIENT_USER = "front-proxy-client"
 NODES_GROUP = "system:nodes"
 
 
@@ -107,6 +115,13 @@ ADMIN = LeafSpec(
     name="admin",
     common_name=ADMIN_USER,
     organization=ADMIN_GROUP,
+    usage=ExtendedKeyUsageOID.CLIENT_AUTH,
+)
+# What kube-apiserver presents to aggregated API servers, signed by the front-proxy CA.
+FRONT_PROXY_CLIENT = LeafSpec(
+    name="front-proxy-client",
+    common_name=FRONT_PROXY_CLIENT_USER,
+    organization=None,
     usage=ExtendedKeyUsageOID.CLIENT_AUTH,
 )
 # What kube-apiserver presents to kubelets (`kubectl logs`, `exec`): the kubelet authorizes it
@@ -220,9 +235,9 @@ def _new_key() -> rsa.RSAPrivateKey:
     return rsa.generate_private_key(public_exponent=65537, key_size=RSA_KEY_BITS)
 
 
-def _issue_ca() -> KeyPair:
+def _issue_ca(common_name: str = f"{CLUSTER_NAME}-ca") -> KeyPair:
     key = _new_key()
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{CLUSTER_NAME}-ca")])
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     now = _now()
     ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
     cert = (
@@ -320,13 +335,16 @@ def _leaf_matches(pair: KeyPair, ca: KeyPair, spec: LeafSpec) -> bool:
     return have is not None and set(want) <= set(have)
 
 
-def ensure_ca(pki: Path) -> tuple[KeyPair, bool]:
-    """Return the CA, issuing a new one when missing or near expiry; True when it is new."""
-    pair = _load_pair(pki, "ca")
+def ensure_ca(
+    pki: Path, name: str = "ca", common_name: str = f"{CLUSTER_NAME}-ca"
+) -> tuple[KeyPair, bool]:
+    """Return the CA ``<name>.crt``/``.key``, issuing a new one when missing or near expiry;
+    True when it is new."""
+    pair = _load_pair(pki, name)
     if pair is not None and _fresh(pair.cert):
         return pair, False
-    pair = _issue_ca()
-    _save_pair(pki, "ca", pair)
+    pair = _issue_ca(common_name)
+    _save_pair(pki, name, pair)
     return pair, True
 
 
@@ -481,6 +499,13 @@ def ensure_all(
     for spec in leaves:
         if ensure_leaf(pki, ca, spec, force=new_ca):
             changed.append(spec.name)
+    front_proxy_ca, new_front_proxy_ca = ensure_ca(
+        pki, FRONT_PROXY_CA, f"{CLUSTER_NAME}-{FRONT_PROXY_CA}"
+    )
+    if new_front_proxy_ca:
+        changed.append(FRONT_PROXY_CA)
+    if ensure_leaf(pki, front_proxy_ca, FRONT_PROXY_CLIENT, force=new_front_proxy_ca):
+        changed.append(FRONT_PROXY_CLIENT.name)
     if ensure_service_account_keys(pki):
         changed.append("sa")
     if write_kubeconfig(kubeconfig, pki, server):

@@ -132,6 +132,21 @@ args=(
     # Node and pods.
     --authorization-mode=Node,RBAC
     --enable-admission-plugins=NodeRestriction
+    # The front proxy towards aggregated API servers (kubenova-subresources): the certificate
+    # it proxies with, and the CA and name those servers check before they believe the
+    # X-Remote-* headers (published in kube-system/extension-apiserver-authentication).
+    --requestheader-client-ca-file="$pki/front-proxy-ca.crt"
+    --requestheader-allowed-names=front-proxy-client
+    --requestheader-username-headers=X-Remote-User
+    --requestheader-group-headers=X-Remote-Group
+    --requestheader-extra-headers-prefix=X-Remote-Extra-
+    --proxy-client-cert-file="$pki/front-proxy-client.crt"
+    --proxy-client-key-file="$pki/front-proxy-client.key"
+    # Dial an APIService's (and a webhook's) Service at its EndpointSlices' addresses, not at
+    # its cluster IP: this apiserver is a host process, which reaches a cluster IP only while
+    # kube-proxy's rules are in place, and an aggregated server run on the host (an endpoint
+    # at the node's address) would otherwise depend on the node being up.
+    --enable-aggregator-routing=true
     --kubelet-client-certificate="$pki/apiserver-kubelet-client.crt"
     --kubelet-client-key="$pki/apiserver-kubelet-client.key"
     --kubelet-certificate-authority="$pki/ca.crt"

@@ -23,7 +23,15 @@ from kubernetes import config as k8s_config
 from kubernetes import watch as k8s_watch
 from kubernetes.client import exceptions as k8s_exceptions
 
-from kubenova.k8s.resources import GROUP, INSTANCE_ACTIONS, INSTANCE_LABEL, INSTANCES, VERSION
+from kubenova.k8s.resources import (
+    GROUP,
+    INSTANCE_ACTIONS,
+    INSTANCE_LABEL,
+    INSTANCES,
+    SUBRESOURCES_GROUP,
+    SUBRESOURCES_VERSION,
+    VERSION,
+)
 
 #: How kubectl names the resource in errors and in "<resource>/<name> <what>" lines.
 INSTANCES_RESOURCE = f"{INSTANCES}.{GROUP}"
@@ -245,3 +253,33 @@ def list_instance_actions(cluster: Cluster, instance: str) -> list[dict[str, Any
         _request_timeout=_REQUEST_TIMEOUT,
     )
     return [item for item in cast(dict[str, Any], found).get("items") or [] if item]
+
+
+def create_console_url(cluster: Cluster, name: str, console_type: str) -> dict[str, Any]:
+    """POST the Instance's ``consoleurl`` subresource (kubenova-subresources, behind the
+    kube-apiserver, which authorizes ``create`` on ``instances/consoleurl`` with RBAC): the
+    ConsoleURL document with ``url`` and ``expires``."""
+    path = (
+        f"/apis/{SUBRESOURCES_GROUP}/{SUBRESOURCES_VERSION}/namespaces/{cluster.namespace}"
+        f"/{INSTANCES}/{name}/consoleurl"
+    )
+    request = cluster.api.param_serialize(
+        method="POST",
+        resource_path=path,
+        query_params=[("type", console_type)],
+        header_params={"Accept": "application/json", "Content-Type": "application/json"},
+        body={},
+        auth_settings=["BearerToken"],
+    )
+    response = cluster.api.call_api(*request, _request_timeout=_REQUEST_TIMEOUT)
+    raw = response.read() or b""  # type: ignore[no-untyped-call]
+    reply = raw.decode(errors="replace")
+    if not 200 <= response.status <= 299:
+        raise k8s_exceptions.ApiException.from_response(http_resp=response, body=reply, data=None)
+    try:
+        answer = json.loads(reply)
+    except ValueError:
+        answer = None
+    if not isinstance(answer, dict):
+        raise CommandError("error: the server's answer is not a ConsoleURL document")
+    return answer

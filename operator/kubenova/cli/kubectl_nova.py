@@ -13,7 +13,17 @@ from collections.abc import Sequence
 import urllib3
 from kubernetes.client import exceptions as k8s_exceptions
 
-from kubenova.cli import evacuate, events, kube, migrate, power, rebuild, resize, snapshot
+from kubenova.cli import (
+    consoles,
+    evacuate,
+    events,
+    kube,
+    migrate,
+    power,
+    rebuild,
+    resize,
+    snapshot,
+)
 
 _EPILOG = """\
 examples:
@@ -25,6 +35,7 @@ examples:
   kubectl nova events web-1               the operations on web-1, oldest first
   kubectl nova evacuate --host node-3     rebuild node-3's instances elsewhere (node-3 is down)
   kubectl nova events web-1 req-0c1d...   one operation and its steps
+  kubectl nova vnc web-1 --url            the URL of web-1's console in a browser (noVNC)
 
 Use "kubectl nova VERB --help" for a verb's options.
 """
@@ -73,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     migrate.register(verbs, [common])
     evacuate.register(verbs, [common])
     snapshot.register(verbs, [common])
+    consoles.register(verbs, [common])
     return parser
 
 

@@ -152,8 +152,7 @@ def authorize(
     a token of another instance is refused and not spent. ``console_session``: the proxy's
     name for the connection the token opens, recorded with the token.
     """
-    if not token or len(token) > MAX_TOKEN_LENGTH or not token.isascii():
-        raise ConsoleTokenRefusedError(RefusalReason.UNKNOWN_TOKEN, "no such token")
+    _check_token_shape(token)
     with db_engine.transaction(session_factory) as session:
         consumed = db_console_auth.token_consume(
             session,
@@ -162,14 +161,48 @@ def authorize(
             instance_uuid=instance_uuid,
             console_session=console_session,
         )
+    return _connection_info(consumed)
+
+
+def resume(
+    session_factory: db_engine.SessionFactory,
+    token: str,
+    console_session: str,
+    instance_uuid: str | None = None,
+    *,
+    clock: Clock = models.utcnow,
+) -> ConnectionInfo:
+    """Where the console of ``token`` is, for the session that spent it with :func:`authorize`
+    (the same ``console_session``), or raise :class:`ConsoleTokenRefusedError`: ``other_session``
+    for any other session, else the reasons :func:`authorize` gives. Changes nothing, so it may
+    be called for every connection of that session until the token expires.
+    """
+    _check_token_shape(token)
+    with db_engine.transaction(session_factory) as session:
+        row = db_console_auth.token_for_session(
+            session,
+            hash_token(token),
+            now=clock(),
+            console_session=console_session,
+            instance_uuid=instance_uuid,
+        )
+    return _connection_info(row)
+
+
+def _check_token_shape(token: str) -> None:
+    if not token or len(token) > MAX_TOKEN_LENGTH or not token.isascii():
+        raise ConsoleTokenRefusedError(RefusalReason.UNKNOWN_TOKEN, "no such token")
+
+
+def _connection_info(row: db_console_auth.TokenRow) -> ConnectionInfo:
     return ConnectionInfo(
-        instance_uuid=consumed.instance_uuid,
-        console_type=ConsoleType(consumed.console_type),
-        host=consumed.host,
-        port=consumed.port,
-        tls_port=consumed.tls_port,
-        internal_access_path=consumed.internal_access_path,
-        expires=consumed.expires,
+        instance_uuid=row.instance_uuid,
+        console_type=ConsoleType(row.console_type),
+        host=row.host,
+        port=row.port,
+        tls_port=row.tls_port,
+        internal_access_path=row.internal_access_path,
+        expires=row.expires,
     )
 
 

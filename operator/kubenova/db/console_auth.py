@@ -21,6 +21,9 @@ from sqlalchemy import orm
 
 from kubenova.db import console_models, exceptions, models
 
+# A console_auth_tokens row as the functions below return it.
+TokenRow = sa.Row[Any]
+
 _HEX_DIGITS: Final = frozenset("0123456789abcdef")
 HASH_LENGTH: Final = 64
 
@@ -34,6 +37,7 @@ class RefusalReason(enum.StrEnum):
     WRONG_INSTANCE = "wrong_instance"
     INSTANCE_DELETED = "instance_deleted"
     INSTANCE_MOVED = "instance_moved"
+    OTHER_SESSION = "other_session"
 
 
 class ConsoleTokenRefusedError(exceptions.DBError):
@@ -98,6 +102,17 @@ _SELECT_TOKEN_AND_INSTANCE_FOR_UPDATE: Final = (
     .select_from(_TOKENS.outerjoin(_INSTANCES, _INSTANCES.c.uuid == _TOKENS.c.instance_uuid))
     .where(_TOKENS.c.token_hash == _B_HASH)
     .with_for_update()
+)
+
+_SELECT_TOKEN_AND_INSTANCE: Final = (
+    sa.select(
+        _TOKENS,
+        _INSTANCES.c.id.label("instance_id"),
+        _INSTANCES.c.deleted.label("instance_deleted"),
+        _INSTANCES.c.host.label("instance_host"),
+    )
+    .select_from(_TOKENS.outerjoin(_INSTANCES, _INSTANCES.c.uuid == _TOKENS.c.instance_uuid))
+    .where(_TOKENS.c.token_hash == _B_HASH)
 )
 
 _DELETE_EXPIRED: Final = _TOKENS.delete().where(_TOKENS.c.expires <= _B_NOW)
@@ -185,6 +200,52 @@ def token_consume(
     # The database compared with its collation; the final say is an exact, constant-time one.
     if not hmac.compare_digest(row.token_hash, token_hash):
         raise ConsoleTokenRefusedError(RefusalReason.UNKNOWN_TOKEN, "no such token")
+    return row
+
+
+def token_for_session(
+    session: orm.Session,
+    token_hash: str,
+    *,
+    now: dt.datetime,
+    console_session: str,
+    instance_uuid: str | None = None,
+) -> sa.Row[Any]:
+    """The row of the token with this hash, already spent by ``console_session``: the same
+    browser session opening another connection (spice-html5 opens one per channel, noVNC
+    reconnects after a drop). Changes nothing.
+
+    Refused with :class:`ConsoleTokenRefusedError` unless the token is known, belongs to
+    ``instance_uuid`` (when given), was spent by exactly ``console_session``, has not expired,
+    and its instance is live and still on the token's host. A token nobody spent yet is
+    refused as ``other_session``: it must be spent with :func:`token_consume` first.
+    """
+    row = (
+        session.connection()
+        .execute(_SELECT_TOKEN_AND_INSTANCE, {"b_token_hash": token_hash})
+        .one_or_none()
+    )
+    if row is None or not hmac.compare_digest(row.token_hash, token_hash):
+        raise ConsoleTokenRefusedError(RefusalReason.UNKNOWN_TOKEN, "no such token")
+    if instance_uuid is not None and row.instance_uuid != instance_uuid:
+        raise ConsoleTokenRefusedError(
+            RefusalReason.WRONG_INSTANCE, f"the token is not for instance {instance_uuid}"
+        )
+    if row.expires <= now:
+        raise ConsoleTokenRefusedError(RefusalReason.EXPIRED, f"it expired at {row.expires}")
+    if row.instance_id is None or row.instance_deleted != 0:
+        raise ConsoleTokenRefusedError(
+            RefusalReason.INSTANCE_DELETED, f"instance {row.instance_uuid} was deleted"
+        )
+    if row.instance_host != row.host:
+        raise ConsoleTokenRefusedError(
+            RefusalReason.INSTANCE_MOVED,
+            f"instance {row.instance_uuid} moved off host {row.host} after the token was made",
+        )
+    if row.used_at is None or not hmac.compare_digest(row.console_session or "", console_session):
+        raise ConsoleTokenRefusedError(
+            RefusalReason.OTHER_SESSION, "it belongs to another browser session"
+        )
     return row
 
 

@@ -12,3 +12,6 @@ INSTANCE_ACTIONS = "instanceactions"
 #: The label naming the Instance an InstanceAction belongs to.
 INSTANCE_LABEL = f"{GROUP}/instance"
 FINALIZER = f"{GROUP}/instance-protection"
+#: The aggregated API of Instances' console subresources (kubenova-subresources).
+SUBRESOURCES_GROUP = f"subresources.{GROUP}"
+SUBRESOURCES_VERSION = "v1"

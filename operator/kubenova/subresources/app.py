@@ -1,0 +1,97 @@
+"""One request in, one answer out: routing, the front-proxy check and the subresources,
+without sockets (:mod:`kubenova.subresources.server` carries the bytes).
+
+Health checks and the (empty) OpenAPI documents answer anyone (the kubelet probes without a
+certificate); everything else first needs the kube-apiserver's front-proxy certificate and
+the user it names.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import Any, Protocol
+
+from kubenova.subresources import discovery, requestheader, routes, status
+
+LOG = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class Answer:
+    code: int
+    body: dict[str, Any] | str
+    # An answer that holds a console token must not be kept by any cache.
+    secret: bool = False
+
+
+class ConsoleUrlMaker(Protocol):
+    """Makes ConsoleURL documents (:class:`kubenova.subresources.consoleurl.ConsoleUrls`)."""
+
+    def create(
+        self, namespace: str, name: str, type_: str | None, user: requestheader.User
+    ) -> dict[str, Any]: ...
+
+
+_NOT_YET = {
+    discovery.VNC.name: "a native VNC client through the kube-apiserver is not served yet;"
+    " ask for a browser console with instances/consoleurl (kubectl nova vnc NAME --url)",
+    discovery.CONSOLE.name: "the serial console over a websocket is not served yet",
+    discovery.CONSOLELOG.name: "the serial console's log is not served yet",
+}
+
+
+class App:
+    def __init__(
+        self, request_headers: requestheader.RequestHeaderConfig, console_urls: ConsoleUrlMaker
+    ) -> None:
+        self._request_headers = request_headers
+        self._console_urls = console_urls
+
+    def handle(
+        self,
+        method: str,
+        target: str,
+        peer_cert: dict[str, Any] | None,
+        headers: requestheader.Headers,
+    ) -> Answer:
+        """The answer to ``method target``; never raises for a request's fault."""
+        try:
+            return self._handle(method, target, peer_cert, headers)
+        except status.ApiError as refused:
+            return Answer(refused.code, refused.body())
+        except Exception:
+            LOG.exception("%s %s failed", method, target.split("?", 1)[0])
+            return Answer(500, status.internal("internal error; see the server's log").body())
+
+    def _handle(
+        self,
+        method: str,
+        target: str,
+        peer_cert: dict[str, Any] | None,
+        headers: requestheader.Headers,
+    ) -> Answer:
+        route = routes.resolve(target)
+        if method not in route.methods:
+            path = target.split("?", 1)[0]
+            raise status.method_not_allowed(method, path, " or ".join(route.methods))
+        if route.kind is routes.Kind.HEALTH:
+            return Answer(200, "ok")
+        # Public, as the kube-apiserver's own: they describe the API, not anyone's data.
+        if route.kind is routes.Kind.OPENAPI_V2:
+            return Answer(200, discovery.openapi_v2())
+        if route.kind is routes.Kind.OPENAPI_V3:
+            return Answer(200, discovery.openapi_v3())
+        user = requestheader.authenticate(self._request_headers, peer_cert, headers)
+        if route.kind is routes.Kind.GROUP_LIST:
+            return Answer(200, discovery.group_list())
+        if route.kind is routes.Kind.GROUP:
+            return Answer(200, discovery.group())
+        if route.kind is routes.Kind.RESOURCE_LIST:
+            return Answer(200, discovery.resource_list())
+        if route.subresource == discovery.CONSOLEURL.name:
+            body = self._console_urls.create(route.namespace, route.name, route.param("type"), user)
+            return Answer(201, body, secret=True)
+        raise status.not_implemented(
+            f"instances/{route.subresource}: {_NOT_YET[route.subresource]}"
+        )

@@ -1,0 +1,89 @@
+"""``kubenova-subresources``: the aggregated API server of Instances' console subresources.
+
+Reads its settings from the environment (:class:`settings.SubresourceSettings`), the
+kube-apiserver's front-proxy settings from ``kube-system/extension-apiserver-authentication``
+(read once at start: a restart takes up a new request-header CA) and serves until SIGTERM or
+SIGINT.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from types import FrameType
+from typing import Any, cast
+
+from kubernetes import client as k8s_client
+from kubernetes import config as k8s_config
+from kubernetes.client import exceptions as k8s_exceptions
+
+from kubenova import log
+from kubenova.db import engine as db_engine
+from kubenova.k8s import client as kube
+from kubenova.subresources import app, consoleurl, requestheader, server, settings
+
+LOG = logging.getLogger(__name__)
+
+
+def read_request_header_config(
+    api_client: k8s_client.ApiClient | None = None,
+) -> requestheader.RequestHeaderConfig:
+    """The front-proxy settings the kube-apiserver publishes for aggregated servers."""
+    configmap: Any = k8s_client.CoreV1Api(api_client).read_namespaced_config_map(
+        requestheader.CONFIGMAP_NAME, requestheader.CONFIGMAP_NAMESPACE
+    )
+    return requestheader.RequestHeaderConfig.from_configmap(
+        cast(dict[str, str], configmap.data or {})
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="kubenova-subresources",
+        description="Serve Instances' console subresources behind the kube-apiserver.",
+    )
+    parser.add_argument("--log-level", default="INFO")
+    options = parser.parse_args(argv)
+    log.setup("kubenova-subresources", options.log_level)
+    try:
+        config = settings.SubresourceSettings.from_env()
+        kube.load_config()
+        request_headers = read_request_header_config()
+        context = server.tls_context(
+            config.tls_cert_file, config.tls_key_file, request_headers.client_ca_pem
+        )
+        engine = db_engine.create_engine(db_engine.url_from_env())
+    except (OSError, ValueError, k8s_config.ConfigException, k8s_exceptions.ApiException) as failed:
+        print(f"kubenova-subresources: {failed}", file=sys.stderr)
+        return 2
+    urls = consoleurl.ConsoleUrls(
+        kube.KubeClient(),
+        db_engine.make_session_factory(engine),
+        config.console_public_url,
+        config.console_token_ttl_s,
+    )
+    serving = server.SubresourceServer(
+        (config.listen_host, config.listen_port), app.App(request_headers, urls), context
+    )
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        # shutdown() waits for serve_forever, so it cannot run on the serving thread itself.
+        threading.Thread(target=serving.shutdown, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    LOG.info(
+        "serving %s on https://%s:%d (console proxy %s)",
+        "subresources.compute.kubenova.io/v1",
+        config.listen_host,
+        serving.port,
+        config.console_public_url,
+    )
+    serving.serve_forever()
+    serving.server_close()
+    engine.dispose()
+    return 0

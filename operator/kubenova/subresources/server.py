@@ -1,0 +1,144 @@
+"""The HTTPS transport of the subresource API: the standard library's threading server.
+
+TLS asks every client for a certificate and verifies one that is offered against the
+request-header CA; a client without one still connects (the kubelet's health probes), and
+:mod:`kubenova.subresources.requestheader` refuses it everything but the health checks. The
+handshake runs in the connection's own thread, so a slow client never holds up the others.
+"""
+
+from __future__ import annotations
+
+import http.server
+import json
+import logging
+import pathlib
+import ssl
+import threading
+from typing import Any
+
+from kubenova.subresources import app as app_mod
+
+LOG = logging.getLogger(__name__)
+
+# A consoleurl request needs no body; more than this is not a kube-apiserver's proxying.
+_MAX_BODY = 64 * 1024
+# A connection that has not finished its handshake or request by then is dropped.
+_CONNECTION_TIMEOUT_S = 30.0
+
+
+def tls_context(
+    cert_file: pathlib.Path, key_file: pathlib.Path, client_ca_pem: str
+) -> ssl.SSLContext:
+    """The serving context: our certificate, and the request-header CA for client
+    certificates, which are asked for but optional."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(cert_file, key_file)
+    context.load_verify_locations(cadata=client_ca_pem)
+    context.verify_mode = ssl.CERT_OPTIONAL
+    return context
+
+
+class SubresourceServer(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], app: app_mod.App, context: ssl.SSLContext) -> None:
+        self.app = app
+        self.context = context
+        super().__init__(address, _Handler)
+
+    def get_request(self) -> tuple[Any, Any]:
+        sock, address = super().get_request()
+        return (
+            self.context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False),
+            address,
+        )
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # Mostly clients that hang up or fail the handshake (an untrusted certificate).
+        LOG.info("subresources: connection from %s failed", client_address[0], exc_info=True)
+
+    @property
+    def port(self) -> int:
+        port: int = self.server_address[1]
+        return port
+
+    def stop(self) -> None:
+        self.shutdown()
+        self.server_close()
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    server: SubresourceServer
+    timeout = _CONNECTION_TIMEOUT_S
+    protocol_version = "HTTP/1.1"
+
+    def setup(self) -> None:
+        self.request.settimeout(self.timeout)
+        self.request.do_handshake()
+        super().setup()
+
+    def do_GET(self) -> None:
+        self._serve("GET")
+
+    def do_POST(self) -> None:
+        self._serve("POST")
+
+    def do_PUT(self) -> None:
+        self._serve("PUT")
+
+    def do_PATCH(self) -> None:
+        self._serve("PATCH")
+
+    def do_DELETE(self) -> None:
+        self._serve("DELETE")
+
+    def _serve(self, method: str) -> None:
+        if not self._drain_body():
+            self._send(app_mod.Answer(413, {"kind": "Status", "code": 413}))
+            return
+        peer_cert = self.request.getpeercert()
+        self._send(self.server.app.handle(method, self.path, peer_cert, self.headers))
+
+    def _drain_body(self) -> bool:
+        """Read and drop the body, so the connection can carry the next request; False when
+        it is too large to bother."""
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            return False
+        if not 0 <= length <= _MAX_BODY:
+            return False
+        while length > 0:
+            chunk = self.rfile.read(min(length, 16384))
+            if not chunk:
+                break
+            length -= len(chunk)
+        return True
+
+    def _send(self, answer: app_mod.Answer) -> None:
+        if isinstance(answer.body, str):
+            payload, content_type = answer.body.encode(), "text/plain; charset=utf-8"
+        else:
+            payload, content_type = json.dumps(answer.body).encode(), "application/json"
+        self.send_response(answer.code)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(payload)))
+        if answer.secret:
+            self.send_header("Cache-Control", "no-store")
+        if answer.code >= 400:
+            self.send_header("Connection", "close")
+            self.close_connection = True
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        LOG.debug("subresources: %s %s", self.address_string(), format % args)
+
+
+def serve(app: app_mod.App, context: ssl.SSLContext, addr: str, port: int) -> SubresourceServer:
+    """Serve ``app`` on ``addr:port`` from a daemon thread (port 0: any free port)."""
+    server = SubresourceServer((addr, port), app, context)
+    threading.Thread(target=server.serve_forever, name="subresources", daemon=True).start()
+    LOG.info("serving %s on https://%s:%d", "subresources", addr, server.port)
+    return server
