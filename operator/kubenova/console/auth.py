@@ -6,9 +6,10 @@ Nova's in three ways, all decided in :func:`kubenova.db.console_auth.token_consu
 
 * single use: the first :func:`authorize` spends it, and a concurrent second one is refused;
 * bound to its instance: a caller that names another instance is refused;
-* bound to the instance's place: once the instance is deleted or its host is no longer the
-  host the token points at, the token is refused, without the delete or the move doing
-  anything about tokens.
+* bound to the instance's place: once the instance is deleted, its host is no longer the
+  host the token points at, or the token's port is no longer one of the console ports its
+  host last reported (a guest restarted, and its old port may now be another guest's), the
+  token is refused, without the delete, the move or the restart doing anything about tokens.
 
 Every refusal raises :class:`ConsoleTokenRefusedError` with a :class:`RefusalReason`.
 """

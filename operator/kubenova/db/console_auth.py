@@ -37,6 +37,7 @@ class RefusalReason(enum.StrEnum):
     WRONG_INSTANCE = "wrong_instance"
     INSTANCE_DELETED = "instance_deleted"
     INSTANCE_MOVED = "instance_moved"
+    CONSOLE_GONE = "console_gone"
     OTHER_SESSION = "other_session"
 
 
@@ -62,6 +63,15 @@ _B_HASH: Final = sa.bindparam("b_token_hash", type_=sa.String(HASH_LENGTH))
 _B_NOW: Final = sa.bindparam("b_now", type_=models.UTCDateTime())
 _B_INSTANCE: Final = sa.bindparam("b_instance_uuid", type_=sa.String(36))
 
+# The token's port is still one of its instance's consoles, as the host last reported them: a
+# guest whose QEMU restarted may have been handed other ports, and its old port another
+# guest's console (Nova asks the compute host the same, validate_console_port).
+_PORT_IS_THE_INSTANCES: Final = sa.or_(
+    _TOKENS.c.port == _INSTANCES.c.vnc_port,
+    _TOKENS.c.port == _INSTANCES.c.spice_port,
+    _TOKENS.c.tls_port == _INSTANCES.c.spice_tls_port,
+)
+
 # The whole decision in one UPDATE: InnoDB locks the token row while it evaluates the WHERE
 # against the row's latest committed version, so of two consumers racing on one token the
 # second waits for the first and then no longer matches (``used_at`` is set). The join reads
@@ -76,6 +86,7 @@ _CONSUME_ANY: Final = (
         _INSTANCES.c.uuid == _TOKENS.c.instance_uuid,
         _INSTANCES.c.deleted == 0,
         _INSTANCES.c.host == _TOKENS.c.host,
+        _PORT_IS_THE_INSTANCES,
     )
     .values(
         used_at=_B_NOW,
@@ -93,11 +104,13 @@ _SELECT_TOKEN_AND_INSTANCE_FOR_UPDATE: Final = (
     sa.select(
         _TOKENS.c.instance_uuid,
         _TOKENS.c.host,
+        _TOKENS.c.port,
         _TOKENS.c.expires,
         _TOKENS.c.used_at,
         _INSTANCES.c.id.label("instance_id"),
         _INSTANCES.c.deleted.label("instance_deleted"),
         _INSTANCES.c.host.label("instance_host"),
+        _PORT_IS_THE_INSTANCES.label("port_is_the_instances"),
     )
     .select_from(_TOKENS.outerjoin(_INSTANCES, _INSTANCES.c.uuid == _TOKENS.c.instance_uuid))
     .where(_TOKENS.c.token_hash == _B_HASH)
@@ -110,6 +123,7 @@ _SELECT_TOKEN_AND_INSTANCE: Final = (
         _INSTANCES.c.id.label("instance_id"),
         _INSTANCES.c.deleted.label("instance_deleted"),
         _INSTANCES.c.host.label("instance_host"),
+        _PORT_IS_THE_INSTANCES.label("port_is_the_instances"),
     )
     .select_from(_TOKENS.outerjoin(_INSTANCES, _INSTANCES.c.uuid == _TOKENS.c.instance_uuid))
     .where(_TOKENS.c.token_hash == _B_HASH)
@@ -174,7 +188,8 @@ def token_consume(
     was recorded at mint time.
 
     Accepted only if the token is known, was not used, expires after ``now``, belongs to
-    ``instance_uuid`` (when given), and its instance is live and still on the token's host.
+    ``instance_uuid`` (when given), and its instance is live, still on the token's host and
+    still has a console on the token's port.
     Accepting marks it used (``used_at = now``, ``console_session`` recorded) in the same
     UPDATE that checks all of that, so exactly one of any number of concurrent callers gets
     the token. Otherwise raises :class:`ConsoleTokenRefusedError` naming the first failed check
@@ -217,8 +232,9 @@ def token_for_session(
 
     Refused with :class:`ConsoleTokenRefusedError` unless the token is known, belongs to
     ``instance_uuid`` (when given), was spent by exactly ``console_session``, has not expired,
-    and its instance is live and still on the token's host. A token nobody spent yet is
-    refused as ``other_session``: it must be spent with :func:`token_consume` first.
+    and its instance is live, still on the token's host and still has a console on the
+    token's port. A token nobody spent yet is refused as ``other_session``: it must be spent
+    with :func:`token_consume` first.
     """
     row = (
         session.connection()
@@ -242,6 +258,8 @@ def token_for_session(
             RefusalReason.INSTANCE_MOVED,
             f"instance {row.instance_uuid} moved off host {row.host} after the token was made",
         )
+    if not row.port_is_the_instances:
+        raise _console_gone(row)
     if row.used_at is None or not hmac.compare_digest(row.console_session or "", console_session):
         raise ConsoleTokenRefusedError(
             RefusalReason.OTHER_SESSION, "it belongs to another browser session"
@@ -278,7 +296,17 @@ def _refusal(
             RefusalReason.INSTANCE_MOVED,
             f"instance {row.instance_uuid} moved off host {row.host} after the token was made",
         )
+    if not row.port_is_the_instances:
+        return _console_gone(row)
     return None
+
+
+def _console_gone(row: sa.Row[Any]) -> ConsoleTokenRefusedError:
+    return ConsoleTokenRefusedError(
+        RefusalReason.CONSOLE_GONE,
+        f"port {row.port} on host {row.host} is no longer a console of instance"
+        f" {row.instance_uuid} (its guest restarted since the token was made)",
+    )
 
 
 def tokens_purge_expired(session: orm.Session, *, now: dt.datetime) -> int:

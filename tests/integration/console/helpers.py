@@ -12,12 +12,39 @@ from kubenova.db import console_models, models
 from kubenova.db import engine as db_engine
 from tests.integration.db.helpers import make_instance
 
+#: The VNC port :func:`mint` makes tokens for, and :func:`instance_on` reports by default.
+VNC_PORT = 5900
 
-def instance_on(session_factory: db_engine.SessionFactory, host: str) -> str:
-    """Record an instance placed on ``host``; returns its uuid."""
+
+def instance_on(
+    session_factory: db_engine.SessionFactory,
+    host: str,
+    *,
+    vnc_port: int | None = VNC_PORT,
+    spice_tls_port: int | None = None,
+) -> str:
+    """Record an instance placed on ``host``, its host having reported these console ports;
+    returns its uuid."""
     uuid = make_instance(session_factory)
     move(session_factory, uuid, host)
+    report_console_ports(session_factory, uuid, vnc_port=vnc_port, spice_tls_port=spice_tls_port)
     return uuid
+
+
+def report_console_ports(
+    session_factory: db_engine.SessionFactory,
+    uuid: str,
+    *,
+    vnc_port: int | None,
+    spice_tls_port: int | None = None,
+) -> None:
+    """Set the instance's console ports, as its host's report does (a guest that started)."""
+    with db_engine.transaction(session_factory) as session:
+        session.execute(
+            sa.update(models.Instance)
+            .where(models.Instance.uuid == uuid)
+            .values(vnc_port=vnc_port, spice_port=None, spice_tls_port=spice_tls_port)
+        )
 
 
 def move(session_factory: db_engine.SessionFactory, uuid: str, host: str) -> None:
@@ -43,7 +70,7 @@ def mint(
         instance_uuid,
         auth.ConsoleType.NOVNC,
         host,
-        5900,
+        VNC_PORT,
         None,
         None,
         ttl_s,

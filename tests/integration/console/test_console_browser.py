@@ -21,7 +21,7 @@ from kubenova.console import auth
 from kubenova.console.proxy import server as proxy_server
 from kubenova.console.proxy import settings as proxy_settings
 from kubenova.db import engine as db_engine
-from tests.integration.console.helpers import instance_on
+from tests.integration.console.helpers import instance_on, report_console_ports
 from tests.integration.console.proxy_support import (
     HOST,
     PROXY_PORT,
@@ -105,6 +105,7 @@ def test_chromium_shows_the_guests_screen_through_the_proxy(
 ):
     uuid = instance_on(db_session_factory, HOST)
     with qemu_with_tls_vnc(x509.host_dir, tmp_path / "qemu.log") as vnc_port:
+        report_console_ports(db_session_factory, uuid, vnc_port=vnc_port)
         token = auth.mint(
             db_session_factory, uuid, auth.ConsoleType.NOVNC, HOST, vnc_port, None, None
         ).token

@@ -21,7 +21,7 @@ from kubenova.console.proxy import session
 from kubenova.console.proxy import settings as proxy_settings
 from kubenova.db import api, models
 from kubenova.db import engine as db_engine
-from tests.integration.console.helpers import instance_on, move
+from tests.integration.console.helpers import instance_on, move, report_console_ports
 from tests.integration.console.proxy_support import (
     HOST,
     PROXY_PORT,
@@ -74,6 +74,8 @@ def mint(
     *,
     made: dt.datetime | None = None,
 ) -> str:
+    # The instance's host reported that port for its VNC console.
+    report_console_ports(session_factory, uuid, vnc_port=port)
     return auth.mint(
         session_factory,
         uuid,
@@ -113,7 +115,7 @@ def test_a_vnc_console_opens_through_the_proxy_over_vencrypt_tls(
 
 
 def test_a_spice_console_is_relayed_to_the_tls_port(proxy, vnc_port, db_session_factory):
-    uuid = instance_on(db_session_factory, HOST)
+    uuid = instance_on(db_session_factory, HOST, spice_tls_port=SPICE_TLS_PORT)
     token = auth.mint(
         db_session_factory,
         uuid,

@@ -10,7 +10,13 @@ import pytest
 from kubenova.console import auth
 from kubenova.db import api
 from kubenova.db import engine as db_engine
-from tests.integration.console.helpers import instance_on, mint, move, token_rows
+from tests.integration.console.helpers import (
+    instance_on,
+    mint,
+    move,
+    report_console_ports,
+    token_rows,
+)
 from tests.support.clock import EPOCH
 
 pytestmark = pytest.mark.integration
@@ -56,19 +62,24 @@ def test_another_session_or_none_yet_is_refused_as_other_session(db_session_fact
     assert _resume_refusal(db_session_factory, unspent.token, "sha256:s1") is Reason.OTHER_SESSION
 
 
-def test_a_session_loses_its_console_when_the_instance_is_deleted_or_moves(db_session_factory):
+def test_a_session_loses_its_console_when_the_instance_is_deleted_moves_or_restarts(
+    db_session_factory,
+):
     deleted = instance_on(db_session_factory, "h1")
     moved = instance_on(db_session_factory, "h1")
+    restarted = instance_on(db_session_factory, "h1")
     tokens = {}
-    for uuid in (deleted, moved):
+    for uuid in (deleted, moved, restarted):
         tokens[uuid] = mint(db_session_factory, uuid, "h1", EPOCH).token
         auth.authorize(db_session_factory, tokens[uuid], console_session="s", clock=lambda: EPOCH)
     with db_engine.transaction(db_session_factory) as session:
         api.instance_soft_delete(session, deleted)
     move(db_session_factory, moved, "h2")
+    report_console_ports(db_session_factory, restarted, vnc_port=5907)
 
     assert _resume_refusal(db_session_factory, tokens[deleted], "s") is Reason.INSTANCE_DELETED
     assert _resume_refusal(db_session_factory, tokens[moved], "s") is Reason.INSTANCE_MOVED
+    assert _resume_refusal(db_session_factory, tokens[restarted], "s") is Reason.CONSOLE_GONE
 
 
 def test_a_session_asking_for_another_instance_or_an_unknown_token_is_refused(

@@ -12,7 +12,13 @@ import sqlalchemy as sa
 from kubenova.console import auth
 from kubenova.db import api
 from kubenova.db import engine as db_engine
-from tests.integration.console.helpers import instance_on, mint, move, token_rows
+from tests.integration.console.helpers import (
+    instance_on,
+    mint,
+    move,
+    report_console_ports,
+    token_rows,
+)
 from tests.integration.db.helpers import recorded_statements, verbs
 from tests.support.clock import EPOCH
 
@@ -30,7 +36,7 @@ def _refusal(session_factory: db_engine.SessionFactory, token: str, **kwargs: ob
 
 
 def test_a_minted_token_opens_its_console_once(db_session_factory):
-    uuid = instance_on(db_session_factory, "h1")
+    uuid = instance_on(db_session_factory, "h1", vnc_port=5900, spice_tls_port=5902)
     minted = auth.mint(
         db_session_factory,
         uuid,
@@ -135,6 +141,26 @@ def test_a_token_dies_when_its_instance_moves_to_another_host(db_session_factory
         f"console token refused (instance_moved): instance {uuid} moved off host h1 after "
         "the token was made"
     )
+
+
+def test_a_token_dies_when_its_guest_restarts_on_other_ports(db_session_factory):
+    # The old port may be handed to another guest on the same host: it must not open that one.
+    uuid = instance_on(db_session_factory, "h1")
+    minted = mint(db_session_factory, uuid, "h1", EPOCH)
+
+    report_console_ports(db_session_factory, uuid, vnc_port=5901)
+
+    with pytest.raises(auth.ConsoleTokenRefusedError) as refused:
+        auth.authorize(db_session_factory, minted.token, uuid, clock=lambda: EPOCH)
+    assert refused.value.reason is Reason.CONSOLE_GONE
+    assert str(refused.value) == (
+        f"console token refused (console_gone): port 5900 on host h1 is no longer a console of"
+        f" instance {uuid} (its guest restarted since the token was made)"
+    )
+    assert token_rows(db_session_factory)[0]["used_at"] is None
+    # Its guest stopped: no console at all.
+    report_console_ports(db_session_factory, uuid, vnc_port=None)
+    assert _refusal(db_session_factory, minted.token) is Reason.CONSOLE_GONE
 
 
 def test_a_token_for_an_instance_not_yet_placed_is_refused_as_moved(db_session_factory):

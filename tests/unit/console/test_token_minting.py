@@ -103,7 +103,7 @@ def test_a_token_that_cannot_be_ours_is_refused_as_unknown_before_the_database(
     assert str(refused.value) == "console token refused (unknown_token): no such token"
 
 
-def test_a_refusal_names_its_reason_and_is_one_of_seven() -> None:
+def test_a_refusal_names_its_reason_and_is_one_of_eight() -> None:
     refused = auth.ConsoleTokenRefusedError(auth.RefusalReason.INSTANCE_MOVED, "moved off h1")
 
     assert str(refused) == "console token refused (instance_moved): moved off h1"
@@ -114,6 +114,7 @@ def test_a_refusal_names_its_reason_and_is_one_of_seven() -> None:
         "wrong_instance",
         "instance_deleted",
         "instance_moved",
+        "console_gone",
         "other_session",
     ]
 

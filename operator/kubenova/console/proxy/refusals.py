@@ -25,6 +25,7 @@ class Reason(enum.StrEnum):
     WRONG_INSTANCE = auth.RefusalReason.WRONG_INSTANCE.value
     INSTANCE_DELETED = auth.RefusalReason.INSTANCE_DELETED.value
     INSTANCE_MOVED = auth.RefusalReason.INSTANCE_MOVED.value
+    CONSOLE_GONE = auth.RefusalReason.CONSOLE_GONE.value
     FOREIGN_ORIGIN = "foreign_origin"
     NO_CONSOLE = "no_console"
     UNAVAILABLE = "unavailable"
@@ -41,6 +42,9 @@ _MESSAGES: Final = {
     Reason.WRONG_INSTANCE: "the console token is for another instance",
     Reason.INSTANCE_DELETED: "the instance was deleted",
     Reason.INSTANCE_MOVED: "the instance moved to another host; ask for a new console URL",
+    Reason.CONSOLE_GONE: (
+        "the instance's guest restarted and its console moved; ask for a new console URL"
+    ),
     Reason.FOREIGN_ORIGIN: "the page that opened this console is not one this proxy serves",
     Reason.NO_CONSOLE: "this console type is not served here",
     Reason.UNAVAILABLE: "the console service cannot check tokens right now; try again shortly",
