@@ -10,7 +10,6 @@ connection's own thread, so a slow or silent client never holds up the others.
 from __future__ import annotations
 
 import datetime
-import http.server
 import json
 import logging
 import os
@@ -21,6 +20,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from kubenova import tls_http
 from kubenova.agent_credentials import exchange as exchange_mod
 from kubenova.certs import authority
 from kubenova.rpc import envelope
@@ -82,8 +82,8 @@ def _server_context(pair: authority.KeyPair) -> ssl.SSLContext:
     return context
 
 
-class CredentialsServer(http.server.ThreadingHTTPServer):
-    daemon_threads = True
+class CredentialsServer(tls_http.TLSServer):
+    label = "agent credentials"
 
     def __init__(
         self,
@@ -95,45 +95,15 @@ class CredentialsServer(http.server.ThreadingHTTPServer):
         self.certificate = certificate
         super().__init__(address, _Handler)
 
-    def get_request(self) -> tuple[Any, Any]:
-        sock, address = super().get_request()
-        try:
-            wrapped = self.certificate.context().wrap_socket(
-                sock, server_side=True, do_handshake_on_connect=False
-            )
-        except Exception as exc:
-            sock.close()
-            LOG.exception("agent credentials: no TLS context for a new connection")
-            # socketserver drops a connection on OSError and keeps serving; anything else
-            # would end serve_forever.
-            raise OSError(f"no TLS context: {exc}") from exc
-        return wrapped, address
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        # Mostly clients that hang up or fail the handshake; not worth a traceback.
-        LOG.info("agent credentials: connection from %s failed", client_address[0], exc_info=True)
-
-    @property
-    def port(self) -> int:
-        port: int = self.server_address[1]
-        return port
-
-    def stop(self) -> None:
-        self.shutdown()
-        self.server_close()
+    def tls_context(self) -> ssl.SSLContext:
+        return self.certificate.context()
 
 
-class _Handler(http.server.BaseHTTPRequestHandler):
+class _Handler(tls_http.TLSHandler):
     server: CredentialsServer
     timeout = _CONNECTION_TIMEOUT_S
-    protocol_version = "HTTP/1.1"
 
-    def setup(self) -> None:
-        self.request.settimeout(self.timeout)
-        self.request.do_handshake()
-        super().setup()
-
-    def do_POST(self) -> None:
+    def do_POST(self) -> None:  # noqa: N802 - http.server's name
         request_id = self.headers.get("X-Request-Id", "")
         if not _REQUEST_ID.match(request_id):
             request_id = envelope.new_request_id()
@@ -146,7 +116,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         answer = self.server.exchange.handle(self.headers.get("Authorization"), request_id)
         self._send(answer.status, answer.body)
 
-    def do_GET(self) -> None:
+    def do_GET(self) -> None:  # noqa: N802 - http.server's name
         self._send(405, {"reason": f"use POST {PATH}"}, {"Allow": "POST"})
 
     def _drain_body(self) -> bool:

@@ -243,23 +243,9 @@ def token_for_session(
     )
     if row is None or not hmac.compare_digest(row.token_hash, token_hash):
         raise ConsoleTokenRefusedError(RefusalReason.UNKNOWN_TOKEN, "no such token")
-    if instance_uuid is not None and row.instance_uuid != instance_uuid:
-        raise ConsoleTokenRefusedError(
-            RefusalReason.WRONG_INSTANCE, f"the token is not for instance {instance_uuid}"
-        )
-    if row.expires <= now:
-        raise ConsoleTokenRefusedError(RefusalReason.EXPIRED, f"it expired at {row.expires}")
-    if row.instance_id is None or row.instance_deleted != 0:
-        raise ConsoleTokenRefusedError(
-            RefusalReason.INSTANCE_DELETED, f"instance {row.instance_uuid} was deleted"
-        )
-    if row.instance_host != row.host:
-        raise ConsoleTokenRefusedError(
-            RefusalReason.INSTANCE_MOVED,
-            f"instance {row.instance_uuid} moved off host {row.host} after the token was made",
-        )
-    if not row.port_is_the_instances:
-        raise _console_gone(row)
+    refusal = _wrong_instance(row, instance_uuid) or _place_refusal(row, now)
+    if refusal is not None:
+        raise refusal
     if row.used_at is None or not hmac.compare_digest(row.console_session or "", console_session):
         raise ConsoleTokenRefusedError(
             RefusalReason.OTHER_SESSION, "it belongs to another browser session"
@@ -277,14 +263,27 @@ def _refusal(
     row = connection.execute(_SELECT_TOKEN_AND_INSTANCE_FOR_UPDATE, params).one_or_none()
     if row is None:
         return ConsoleTokenRefusedError(RefusalReason.UNKNOWN_TOKEN, "no such token")
-    if instance_uuid is not None and row.instance_uuid != instance_uuid:
-        return ConsoleTokenRefusedError(
-            RefusalReason.WRONG_INSTANCE, f"the token is not for instance {instance_uuid}"
-        )
+    wrong = _wrong_instance(row, instance_uuid)
+    if wrong is not None:
+        return wrong
     if row.used_at is not None:
         return ConsoleTokenRefusedError(
             RefusalReason.ALREADY_USED, f"it was used at {row.used_at} and opens one console"
         )
+    return _place_refusal(row, now)
+
+
+def _wrong_instance(row: sa.Row[Any], instance_uuid: str | None) -> ConsoleTokenRefusedError | None:
+    if instance_uuid is not None and row.instance_uuid != instance_uuid:
+        return ConsoleTokenRefusedError(
+            RefusalReason.WRONG_INSTANCE, f"the token is not for instance {instance_uuid}"
+        )
+    return None
+
+
+def _place_refusal(row: sa.Row[Any], now: dt.datetime) -> ConsoleTokenRefusedError | None:
+    """Why the token of ``row`` opens nothing now, whoever presents it: it expired, or its
+    instance was deleted, moved, or no longer has a console on the token's port."""
     if row.expires <= now:
         return ConsoleTokenRefusedError(RefusalReason.EXPIRED, f"it expired at {row.expires}")
     if row.instance_id is None or row.instance_deleted != 0:

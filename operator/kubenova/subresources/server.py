@@ -8,7 +8,6 @@ handshake runs in the connection's own thread, so a slow client never holds up t
 
 from __future__ import annotations
 
-import http.server
 import json
 import logging
 import pathlib
@@ -16,6 +15,7 @@ import ssl
 import threading
 from typing import Any
 
+from kubenova import tls_http
 from kubenova.subresources import app as app_mod
 
 LOG = logging.getLogger(__name__)
@@ -39,58 +39,35 @@ def tls_context(
     return context
 
 
-class SubresourceServer(http.server.ThreadingHTTPServer):
-    daemon_threads = True
+class SubresourceServer(tls_http.TLSServer):
+    label = "subresources"
 
     def __init__(self, address: tuple[str, int], app: app_mod.App, context: ssl.SSLContext) -> None:
         self.app = app
         self.context = context
         super().__init__(address, _Handler)
 
-    def get_request(self) -> tuple[Any, Any]:
-        sock, address = super().get_request()
-        return (
-            self.context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False),
-            address,
-        )
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        # Mostly clients that hang up or fail the handshake (an untrusted certificate).
-        LOG.info("subresources: connection from %s failed", client_address[0], exc_info=True)
-
-    @property
-    def port(self) -> int:
-        port: int = self.server_address[1]
-        return port
-
-    def stop(self) -> None:
-        self.shutdown()
-        self.server_close()
+    def tls_context(self) -> ssl.SSLContext:
+        return self.context
 
 
-class _Handler(http.server.BaseHTTPRequestHandler):
+class _Handler(tls_http.TLSHandler):
     server: SubresourceServer
     timeout = _CONNECTION_TIMEOUT_S
-    protocol_version = "HTTP/1.1"
 
-    def setup(self) -> None:
-        self.request.settimeout(self.timeout)
-        self.request.do_handshake()
-        super().setup()
-
-    def do_GET(self) -> None:
+    def do_GET(self) -> None:  # noqa: N802 - http.server's name
         self._serve("GET")
 
-    def do_POST(self) -> None:
+    def do_POST(self) -> None:  # noqa: N802 - http.server's name
         self._serve("POST")
 
-    def do_PUT(self) -> None:
+    def do_PUT(self) -> None:  # noqa: N802 - http.server's name
         self._serve("PUT")
 
-    def do_PATCH(self) -> None:
+    def do_PATCH(self) -> None:  # noqa: N802 - http.server's name
         self._serve("PATCH")
 
-    def do_DELETE(self) -> None:
+    def do_DELETE(self) -> None:  # noqa: N802 - http.server's name
         self._serve("DELETE")
 
     def _serve(self, method: str) -> None:
