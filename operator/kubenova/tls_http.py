@@ -65,3 +65,20 @@ class TLSHandler(http.server.BaseHTTPRequestHandler):
         self.request.settimeout(self.timeout)
         self.request.do_handshake()
         super().setup()
+
+    def drain_body(self, max_bytes: int) -> bool:
+        """Read and drop the request's body, so that the connection can carry the next request
+        (and a close does not reset it before the client has read the answer); False when
+        the body is larger than ``max_bytes`` or its length is not a number."""
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            return False
+        if not 0 <= length <= max_bytes:
+            return False
+        while length > 0:
+            chunk = self.rfile.read(min(length, 16384))
+            if not chunk:
+                break
+            length -= len(chunk)
+        return True

@@ -110,7 +110,7 @@ class _Handler(tls_http.TLSHandler):
         if self.path.split("?", 1)[0] != PATH:
             self._send(404, {"reason": f"not found: POST {PATH}", "requestId": request_id})
             return
-        if not self._drain_body():
+        if not self.drain_body(_MAX_BODY):
             self._send(413, {"reason": "the request needs no body", "requestId": request_id})
             return
         answer = self.server.exchange.handle(self.headers.get("Authorization"), request_id)
@@ -118,22 +118,6 @@ class _Handler(tls_http.TLSHandler):
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's name
         self._send(405, {"reason": f"use POST {PATH}"}, {"Allow": "POST"})
-
-    def _drain_body(self) -> bool:
-        """Read and drop the body (unread bytes would make the close reset the connection
-        before the client has read the answer); False when it is too large to bother."""
-        try:
-            length = int(self.headers.get("Content-Length") or 0)
-        except ValueError:
-            return False
-        if not 0 <= length <= _MAX_BODY:
-            return False
-        while length > 0:
-            chunk = self.rfile.read(min(length, 16384))
-            if not chunk:
-                break
-            length -= len(chunk)
-        return True
 
     def _send(
         self, status: int, body: dict[str, str], headers: dict[str, str] | None = None

@@ -71,27 +71,11 @@ class _Handler(tls_http.TLSHandler):
         self._serve("DELETE")
 
     def _serve(self, method: str) -> None:
-        if not self._drain_body():
+        if not self.drain_body(_MAX_BODY):
             self._send(app_mod.Answer(413, {"kind": "Status", "code": 413}))
             return
         peer_cert = self.request.getpeercert()
         self._send(self.server.app.handle(method, self.path, peer_cert, self.headers))
-
-    def _drain_body(self) -> bool:
-        """Read and drop the body, so the connection can carry the next request; False when
-        it is too large to bother."""
-        try:
-            length = int(self.headers.get("Content-Length") or 0)
-        except ValueError:
-            return False
-        if not 0 <= length <= _MAX_BODY:
-            return False
-        while length > 0:
-            chunk = self.rfile.read(min(length, 16384))
-            if not chunk:
-                break
-            length -= len(chunk)
-        return True
 
     def _send(self, answer: app_mod.Answer) -> None:
         if isinstance(answer.body, str):

@@ -57,6 +57,13 @@ def _post(
     conductor.manager.live.step_finished(mp.MigrationStepFinished(**values), cast.request_id)  # type: ignore[union-attr]
 
 
+def _moved_to_h3(conductor: Conductor, caster: RecordingCaster, uuid: str) -> None:
+    """A live move of the instance from h1 to h3, up to the guest's switch-over."""
+    conductor.migrations.create(_live(uuid, target_host="h3"))
+    _step(conductor, caster, uuid, "h3", power_state="nostate")
+    _step(conductor, caster, uuid, "h1", power_state="nostate", total_s=1.0, downtime_ms=30)
+
+
 def test_a_live_migration_runs_its_steps_on_both_hosts_and_keeps_the_claims_right(
     db_session_factory: db_engine.SessionFactory,
     kube: RecordingKube,
@@ -193,9 +200,7 @@ def test_the_post_steps_end_the_move_in_either_order_and_a_duplicate_changes_not
     objects: FakeMigrationObjects,
     uuid: str,
 ) -> None:
-    conductor.migrations.create(_live(uuid, target_host="h3"))
-    _step(conductor, caster, uuid, "h3", power_state="nostate")
-    _step(conductor, caster, uuid, "h1", power_state="nostate", total_s=1.0, downtime_ms=30)
+    _moved_to_h3(conductor, caster, uuid)
 
     _post(conductor, caster, uuid, "post_live_migration_at_source", power_state="nostate")
     assert migration_of(db_session_factory, uuid).status == moves.SOURCE_CLEANED
@@ -228,9 +233,7 @@ def test_a_stalled_move_whose_post_steps_are_both_awaited_casts_both_again(
     conductor: Conductor,
     uuid: str,
 ) -> None:
-    conductor.migrations.create(_live(uuid, target_host="h3"))
-    _step(conductor, caster, uuid, "h3", power_state="nostate")
-    _step(conductor, caster, uuid, "h1", power_state="nostate", total_s=1.0, downtime_ms=30)
+    _moved_to_h3(conductor, caster, uuid)
     casts = len(caster.casts)
     conductor.manager.live.recast(_record(db_session_factory, uuid), caster.casts[-1].request_id)  # type: ignore[union-attr]
     assert sorted(caster.sent()[casts:]) == [
