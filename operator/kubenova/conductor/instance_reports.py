@@ -101,8 +101,13 @@ class InstanceReports:
                     **console_ports.values(update),
                 }
                 # An operation under way (a delete, a reboot...) owns the states until it
-                # ends; meanwhile the agent's view only adds power and addresses.
-                if record.task_state in (None, states.SPAWNING) and record.vm_state != states.ERROR:
+                # ends; meanwhile the agent's view only adds power and addresses. So do a
+                # resize awaiting its confirmation (the host knows its guest runs, not that
+                # the user has yet to keep it) and an instance in error.
+                if record.task_state in (None, states.SPAWNING) and record.vm_state not in (
+                    states.ERROR,
+                    states.RESIZED,
+                ):
                     values["vm_state"] = update.vm_state
                     values["task_state"] = update.task_state
                     stopped_by_guest = (

@@ -125,3 +125,25 @@ def test_a_report_from_an_older_agent_leaves_the_ports_alone(
     assert "console_ports" not in older
     _from_agent(conductor, "instance_update", older)
     assert _ports(db_session_factory, uuid) == (5901, None, 5902)
+
+
+def test_a_report_after_a_resize_records_the_new_ports_and_keeps_it_awaiting_confirmation(
+    db_session_factory: db_engine.SessionFactory,
+    kube: RecordingKube,
+    conductor: Conductor,
+    h1: None,
+) -> None:
+    # The resized guest's QEMU started anew, on new ports: its host reports them, and the
+    # instance stays resized (VerifyResize) until the user confirms or reverts.
+    uuid = running_instance(db_session_factory, kube, "h1")
+    with db_engine.transaction(db_session_factory) as session:
+        db_api.instance_update(session, uuid, vm_state="resized")
+    moved = payloads.ConsolePorts(vnc_port=5907, spice_tls_port=5908)
+
+    _from_agent(conductor, "instance_update", _update(uuid, console_ports=moved.model_dump()))
+
+    with db_engine.transaction(db_session_factory) as session:
+        record = db_api.instance_get(session, uuid)
+        assert record is not None
+        assert (record.vm_state, record.task_state) == ("resized", None)
+    assert _ports(db_session_factory, uuid) == (5907, None, 5908)
