@@ -7,7 +7,7 @@
 #   default       QEMU directly, user-mode network (slirp, which leases 10.0.2.15):
 #                 1. config drive with user-data, virtio NIC; then the power button
 #                 2. config drive without user-data, QEMU's default NIC model (e1000)
-#                 3. no config drive and no NIC
+#                 3. no config drive and no NIC; then a line typed on the keyboard
 #   --dhcp-timeout  adds a NIC that no DHCP server answers (takes ~35 s more)
 #   --libvirt     case 1 as a transient domain on qemu:///system, network `default`
 #                 (libvirtd and the network must be running: hack/services.sh)
@@ -146,6 +146,22 @@ with socket.socket(socket.AF_UNIX) as monitor:
 EOF
 }
 
+# type_line MONITOR TEXT: types TEXT (a-z, 0-9, `-` and spaces) and Enter on the guest's PS/2
+# keyboard, as a VNC or SPICE console does; the guest echoes the line on its serial console.
+type_line() {
+	"$python" - "$1" "$2" <<'EOF'
+import socket, sys, time
+names = {" ": "spc", "-": "minus"}
+with socket.socket(socket.AF_UNIX) as monitor:
+    monitor.connect(sys.argv[1])
+    for char in sys.argv[2]:
+        monitor.sendall(f"sendkey {names.get(char, char)}\n".encode())
+        time.sleep(0.1)
+    monitor.sendall(b"sendkey ret\n")
+    time.sleep(0.5)
+EOF
+}
+
 expected_full="kubenova-guest: instance-uuid=$instance_uuid
 kubenova-guest: hostname=smoke-guest
 kubenova-guest: user-data begin
@@ -198,6 +214,10 @@ kubenova-guest: ready"
 	expect_protocol "$work/bare.log" "kubenova-guest: no config drive
 kubenova-guest: dhcp failed"
 	grep -q '^kubenova-guest: ready$' <(tr -d '\r' <"$work/bare.log") && fail "ready without a lease"
+	# The keyboard (i8042 and atkbd) reaches the first virtual terminal, which echoes each line.
+	type_line "$work/bare.monitor" "smoke-kbd 42"
+	wait_for "$work/bare.log" '^kubenova-guest: typed=smoke-kbd 42$' 30 ||
+		fail "a line typed on the keyboard did not reach the serial console"
 	stop_qemu
 	echo "   ok"
 
