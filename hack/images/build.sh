@@ -12,6 +12,7 @@
 #   kubenova/mariadb       MariaDB, initialised on first start
 #   kubenova/rabbitmq      RabbitMQ with the management plugin
 #   kubenova/image-server  the tiny guest image over HTTP, and the snapshots uploaded to it
+#   kubenova/console       kubenova-console with noVNC and spice-html5 (hack/console/assets.sh)
 #
 # Usage: hack/images/build.sh [--refresh] [NAME...]   (default: every image, in that order)
 #   --refresh   build the layers made of Debian and PyPI packages again, from what the
@@ -37,7 +38,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=../node/versions.sh
 . "$here/../node/versions.sh"
 
-ALL_IMAGES=(pause coredns toolbox operator node-agent libvirt mariadb rabbitmq image-server)
+ALL_IMAGES=(pause coredns toolbox operator node-agent libvirt mariadb rabbitmq image-server console)
 PAUSE_TAG=3.10
 HOST_PACKAGES=(mmdebstrap umoci skopeo jq gcc libc6-dev libvirt-dev pkg-config)
 
@@ -328,6 +329,28 @@ build_guest_image() {
   rm -rf "$stage"
 }
 
+# The console proxy's pages under /usr/share/kubenova-console (its KUBENOVA_CONSOLE_WEB_DIR):
+# Kubenova's vnc.html, noVNC's library and spice-html5, as hack/console/assets.sh installs them
+# (from npm, at the versions it pins, into its own cache; it asks npm again only when those or
+# the page change).
+recipe_console_web() {
+  declare -f build_console_web tar_dir
+  sha256sum "$KUBENOVA_ROOT/hack/console/assets.sh"
+  cat "$KUBENOVA_ROOT"/operator/kubenova/console/proxy/web/* | sha256sum
+}
+build_console_web() {
+  local stage
+  "$KUBENOVA_ROOT/hack/console/assets.sh" >&2
+  stage="$(mktemp -d)"
+  install -d -m 0755 "$stage/usr/share"
+  cp -a "$KUBENOVA_STATE/console/web" "$stage/usr/share/kubenova-console"
+  rm -f "$stage/usr/share/kubenova-console/.installed"
+  [[ -f $stage/usr/share/kubenova-console/vnc.html && -d $stage/usr/share/kubenova-console/spice ]] ||
+    die "hack/console/assets.sh left no vnc.html or spice/ in $KUBENOVA_STATE/console/web"
+  tar_dir "$stage" "$1"
+  rm -rf "$stage"
+}
+
 # /coredns, the cluster's DNS server: a static binary that hack/node/build.sh builds from the
 # Go module at the version pinned in hack/node/versions.sh.
 recipe_coredns() {
@@ -411,6 +434,14 @@ image_spec() {
         --config.cmd=--bind=0.0.0.0 --config.cmd=--port=8080
         --config.workingdir=/srv/images --config.exposedports=8080/tcp)
       DESCRIPTION="The tiny test guest ($GUEST_IMAGE and its .sha256) over HTTP on port 8080, and snapshots uploaded to it"
+      ;;
+    console)
+      # kubenova-console (the operator's layers: websockify is among the dependencies) and the
+      # web pages it serves; the chart mounts its certificates.
+      LAYERS=(python-base venv app console-web)
+      CONFIG=(--config.user=65532:65532 "${python_env[@]}" --config.entrypoint=kubenova-console
+        --config.workingdir=/tmp --config.exposedports=6080/tcp)
+      DESCRIPTION="Kubenova's console proxy: noVNC and spice-html5, relayed to the hosts' QEMU over TLS"
       ;;
     *) die "unknown image $1 (known: ${ALL_IMAGES[*]})" ;;
   esac

@@ -250,3 +250,55 @@ agents the operator gives RabbitMQ users to. */}}
 {{- end -}}
 {{- join "," $pairs -}}
 {{- end }}
+
+{{/*
+The console proxy's base URL as browsers reach it: console.publicUrl, else the Service's
+in-cluster name. The subresources server's consoleurl answers point there.
+*/}}
+{{- define "kubenova.consolePublicUrl" -}}
+{{- if .Values.console.publicUrl -}}
+{{- trimSuffix "/" .Values.console.publicUrl -}}
+{{- else -}}
+{{- printf "https://%s:%v" (include "kubenova.serviceHost" (dict "root" . "component" "console")) .Values.console.service.port -}}
+{{- end -}}
+{{- end }}
+
+{{/*
+The DNS names of a component's Service, for its serving certificate: NAME, NAME.NAMESPACE,
+NAME.NAMESPACE.svc and NAME.NAMESPACE.svc.cluster.local, as a list. Call like
+kubenova.componentName.
+*/}}
+{{- define "kubenova.serviceDnsNames" -}}
+{{- $service := include "kubenova.componentName" . -}}
+{{- $namespace := .root.Release.Namespace -}}
+{{- list $service (printf "%s.%s" $service $namespace) (printf "%s.%s.svc" $service $namespace) (printf "%s.%s.svc.cluster.local" $service $namespace) | toJson -}}
+{{- end }}
+
+{{/*
+The certificates the operator issues and renews (KUBENOVA_CERTIFICATES, kubenova.certs.renewal),
+as JSON: the console proxy's serving certificate and its client certificate towards QEMU, and
+the aggregated API server's serving certificate, for the components that are enabled.
+*/}}
+{{- define "kubenova.certificates" -}}
+{{- $certificates := list -}}
+{{- $hours := .Values.certificates.lifetimeHours -}}
+{{- if .Values.console.enabled -}}
+{{- $names := include "kubenova.serviceDnsNames" (dict "root" . "component" "console") | fromJsonArray -}}
+{{- with .Values.console.publicUrl -}}
+{{- $names = append $names (urlParse .).hostname -}}
+{{- end -}}
+{{- $names = concat $names .Values.console.extraDnsNames | uniq -}}
+{{- $certificates = append $certificates (dict "secret" (include "kubenova.componentName" (dict "root" . "component" "console-tls")) "purpose" "serving" "dnsNames" $names "validityHours" $hours) -}}
+{{- $certificates = append $certificates (dict "secret" (include "kubenova.componentName" (dict "root" . "component" "console-x509")) "purpose" "console-client" "validityHours" $hours) -}}
+{{- end -}}
+{{- if .Values.subresources.enabled -}}
+{{- $names := include "kubenova.serviceDnsNames" (dict "root" . "component" "subresources") | fromJsonArray -}}
+{{- $certificates = append $certificates (dict "secret" (include "kubenova.componentName" (dict "root" . "component" "subresources-tls")) "purpose" "serving" "dnsNames" $names "validityHours" $hours) -}}
+{{- end -}}
+{{- toJson $certificates -}}
+{{- end }}
+
+{{/* The APIService of the console subresources (a fixed name: one per cluster). */}}
+{{- define "kubenova.subresourcesAPIService" -}}
+v1.subresources.compute.kubenova.io
+{{- end }}

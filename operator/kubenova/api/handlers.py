@@ -17,6 +17,8 @@ from kubenova import log
 from kubenova.agent_credentials import service as agent_credentials
 from kubenova.api import diffbase, instance_api
 from kubenova.api.runtime import Runtime
+from kubenova.certs import renewal
+from kubenova.conductor import periodic
 from kubenova.exception import NotReady
 from kubenova.k8s import resources
 from kubenova.k8s.client import KubeClient
@@ -30,6 +32,9 @@ NOT_READY_RETRY_S = 5
 
 # The create handler's id in kopf's progress records; the Instance diff base checks them.
 CREATE_INSTANCE_ID = "create_instance"
+
+# The certificate renewal's periodic task in kopf's memo, stopped at cleanup.
+CERTIFICATES_MEMO_KEY = "certificates"
 
 
 def _request(body: kopf.Body) -> instance_api.InstanceRequest:
@@ -118,8 +123,29 @@ def start_agent_credentials_janitor(memo: kopf.Memo, **_: Any) -> None:
         credentials.start_janitor()
 
 
+@kopf.on.startup(id="certificates")
+def start_certificate_renewal(memo: kopf.Memo, **_: Any) -> None:
+    """Where kopf runs, keep the CA, the servers' certificates and the APIServices' caBundle
+    (``kubenova.certs.renewal``), one pass now and one per interval; off when unconfigured."""
+    renewer = renewal.Renewer.from_env()
+    if renewer is None:
+        return
+    tasks = periodic.PeriodicTasks(
+        [
+            periodic.PeriodicTask(
+                "renew_certificates", renewer.settings.check_interval_s, renewer.run_once
+            )
+        ]
+    )
+    tasks.start()
+    memo[CERTIFICATES_MEMO_KEY] = tasks
+
+
 @kopf.on.cleanup()
 def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    certificates: periodic.PeriodicTasks | None = memo.get(CERTIFICATES_MEMO_KEY)
+    if certificates is not None:
+        certificates.stop()
     # Only the janitor: the exchange outlives kopf, until the process ends.
     credentials: agent_credentials.AgentCredentials | None = memo.get(agent_credentials.MEMO_KEY)
     if credentials is not None:

@@ -80,7 +80,7 @@ def test_should_refuse_a_service_monitor_without_metrics(helm) -> None:
     assert "metrics.serviceMonitor.enabled needs metrics.enabled" in result.stderr
 
 
-def test_should_let_only_the_operator_into_mariadb_when_network_policies_are_on(render) -> None:
+def test_should_let_only_the_operator_and_the_console_servers_into_mariadb(render) -> None:
     assert render().of_kind("NetworkPolicy") == []
     rendered = render({"networkPolicy": {"enabled": True}})
     names = {policy["metadata"]["name"] for policy in rendered.of_kind("NetworkPolicy")}
@@ -89,7 +89,15 @@ def test_should_let_only_the_operator_into_mariadb_when_network_policies_are_on(
         "kubenova-mariadb",
         "kubenova-rabbitmq",
         "kubenova-image-server",
+        "kubenova-console",
+        "kubenova-subresources",
     }
+    (rule,) = rendered.get("NetworkPolicy", "kubenova-mariadb")["spec"]["ingress"]
+    components = [peer["podSelector"]["matchLabels"]["app.kubernetes.io/component"]
+                  for peer in rule["from"]]  # fmt: skip
+    assert components == ["operator", "console", "subresources"]
+    off = {"enabled": False}
+    rendered = render({"networkPolicy": {"enabled": True}, "console": off, "subresources": off})
     (rule,) = rendered.get("NetworkPolicy", "kubenova-mariadb")["spec"]["ingress"]
     (peer,) = rule["from"]
     assert peer["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "operator"

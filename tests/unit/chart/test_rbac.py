@@ -24,7 +24,7 @@ def test_should_give_each_component_its_own_service_account(render) -> None:
             name = owner["metadata"]["name"]
             assert owner["spec"]["template"]["spec"]["serviceAccountName"] == name
             assert name in accounts
-    assert len(accounts) == 6
+    assert len(accounts) == 8
 
 
 def test_should_grant_the_operator_each_verb_it_uses_and_nothing_more(render) -> None:
@@ -50,6 +50,7 @@ def test_should_grant_the_operator_each_verb_it_uses_and_nothing_more(render) ->
         ("", "namespaces"): ["list", "watch"],
         ("authentication.k8s.io", "tokenreviews"): ["create"],
         ("", "nodes"): ["list", "watch"],
+        ("apiregistration.k8s.io", "apiservices"): ["get", "patch"],
     }
     namespaced = rendered.get("Role", OPERATOR)
     assert namespaced["metadata"]["namespace"] == NAMESPACE
@@ -69,7 +70,8 @@ def test_should_never_grant_a_wildcard(render) -> None:
 
 
 def test_should_bind_the_operator_roles_to_the_operator_only(render) -> None:
-    rendered = render()
+    off = {"enabled": False}
+    rendered = render({"console": off, "subresources": off})
     for kind in ("ClusterRoleBinding", "RoleBinding"):
         (binding,) = rendered.of_kind(kind)
         assert binding["subjects"] == [

@@ -16,6 +16,7 @@ import ssl
 import threading
 from typing import Any
 
+from kubenova.certs import reloading
 from kubenova.console import auth
 from kubenova.console.proxy import handler, rfb
 from kubenova.console.proxy import settings as proxy_settings
@@ -71,17 +72,28 @@ class ConsoleProxyServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
         self.session_factory = session_factory
         self.clock = clock
         self.logger = logging.getLogger("kubenova.console.proxy.websockify")
-        self.client_context = rfb.client_context(
-            str(settings.ca_file), str(settings.client_cert_file), str(settings.client_key_file)
+        # Both contexts follow their files: the operator renews the certificates in their
+        # Secrets and the kubelet swaps the mounted files, with no restart.
+        self._client_contexts = reloading.ReloadingContext(
+            lambda: rfb.client_context(
+                str(settings.ca_file), str(settings.client_cert_file), str(settings.client_key_file)
+            ),
+            (settings.ca_file, settings.client_cert_file, settings.client_key_file),
         )
-        self._serving_context: ssl.SSLContext | None = None
-        if settings.tls_cert_file is not None and settings.tls_key_file is not None:
-            self._serving_context = serving_context(
-                str(settings.tls_cert_file), str(settings.tls_key_file)
+        self._serving_contexts: reloading.ReloadingContext | None = None
+        cert_file, key_file = settings.tls_cert_file, settings.tls_key_file
+        if cert_file is not None and key_file is not None:
+            self._serving_contexts = reloading.ReloadingContext(
+                lambda: serving_context(str(cert_file), str(key_file)), (cert_file, key_file)
             )
         super().__init__(
             (settings.listen_host, settings.listen_port), handler.ConsoleProxyRequestHandler
         )
+
+    @property
+    def client_context(self) -> ssl.SSLContext:
+        """The TLS client side towards the hosts' QEMU, as its files are now."""
+        return self._client_contexts.current()
 
     @property
     def port(self) -> int:
@@ -90,11 +102,11 @@ class ConsoleProxyServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
 
     def get_request(self) -> tuple[socket.socket, Any]:
         sock, address = super().get_request()
-        if self._serving_context is None:
+        if self._serving_contexts is None:
             return sock, address
         # The handshake is left to the connection's own thread (handler.setup).
         return (
-            self._serving_context.wrap_socket(
+            self._serving_contexts.current().wrap_socket(
                 sock, server_side=True, do_handshake_on_connect=False
             ),
             address,
