@@ -14,8 +14,9 @@
 #   write      ^(kubenova|kubenova-dlx|compute\.HOST)$     publish to the exchange, bind its
 #                                                        queue, dead-letter to the DLX
 #   read       ^(kubenova|compute\.HOST)$                  bind from the exchange, consume
-# and, on the topic exchange `kubenova`, publish only with routing key `conductor` and bind
-# only its own routing key `compute.HOST`. It cannot publish to the default exchange, declare
+# and, on the topic exchange `kubenova`, publish only with routing key `conductor` (reports)
+# or one under `reply.compute.HOST.` (answers to calls made to this host), and bind only its
+# own routing key `compute.HOST`. It cannot publish to the default exchange, declare
 # exchanges, or read any other host's queue. Needs root and a running broker.
 set -euo pipefail
 
@@ -90,8 +91,9 @@ kn_rabbitmqctl -q set_permissions -p "$vhost" "$user" \
   "^$queue\$" \
   "^($exchange|$dlx|$queue)\$" \
   "^($exchange|$queue)\$" >/dev/null
+reply_prefix=$(kn_regex_quote "reply.compute.$host.")
 kn_rabbitmqctl -q set_topic_permissions -p "$vhost" "$user" "$KN_AMQP_EXCHANGE" \
-  '^conductor$' \
+  "^(conductor|$reply_prefix.+)\$" \
   "^$queue\$" >/dev/null
 
 kn_log "RabbitMQ user $user may use queue compute.$host on vhost $vhost; URL in $url_file"

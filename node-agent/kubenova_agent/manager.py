@@ -26,7 +26,15 @@ from typing import Literal
 
 from kubenova.exception import PermanentFailure
 from kubenova.rpc import conductor_rpcapi, envelope, payloads
-from kubenova_agent import exceptions, lifecycle, live_migrations, operations, resizes, snapshots
+from kubenova_agent import (
+    console_output,
+    exceptions,
+    lifecycle,
+    live_migrations,
+    operations,
+    resizes,
+    snapshots,
+)
 from kubenova_agent.virt import driver as virt_driver
 from kubenova_agent.virt.power_state import PowerState
 
@@ -51,8 +59,9 @@ class _Tracked:
 _ARRIVAL_ENDS = frozenset(
     {"post_live_migration_at_destination", "rollback_live_migration_at_destination"}
 )
-#: Methods handled out of their instance's turn: the message they act on holds that turn.
-OUT_OF_TURN = frozenset({live_migrations.ABORT})
+#: Methods handled out of their instance's turn: the message they act on holds that turn, or
+#: (a console log read) a caller waits with a timeout while a long operation holds it.
+OUT_OF_TURN = frozenset({live_migrations.ABORT, console_output.METHOD})
 
 
 class ComputeManager:
@@ -90,10 +99,12 @@ class ComputeManager:
 
     # -- message handling -------------------------------------------------------------
 
-    def handle(self, message: envelope.Envelope, user_id: str | None) -> None:
-        """Dispatch one message from this host's queue."""
+    def handle(self, message: envelope.Envelope, user_id: str | None) -> object:
+        """Dispatch one message from this host's queue; a call's answer is returned."""
         del user_id  # only the operator can publish to compute.<host> (broker permissions)
         operation = operations.from_message(message)
+        if message.method == console_output.METHOD:
+            return console_output.handle(self.driver, message.args)
         if operation is not None:
             self.run_operation(operation, message.request_id)
         elif message.method == "build_and_run_instance":
@@ -121,6 +132,7 @@ class ComputeManager:
                 self.snapshots.run(snapshot, message.request_id)
         else:
             raise PermanentFailure(f"unknown method {message.method!r}")
+        return None
 
     def build_and_run_instance(self, instance: payloads.InstancePayload, request_id: str) -> None:
         """Build the instance and start it, then report the result.

@@ -86,6 +86,12 @@ class MessagingSettings:
         return f"compute.{host}"
 
     @staticmethod
+    def reply_prefix(host: str) -> str:
+        """How the routing keys of the answers one host's agent gives to calls begin: an
+        agent's user may publish on the exchange only with these (and ``conductor``)."""
+        return f"reply.compute.{host}."
+
+    @staticmethod
     def agent_user(host: str) -> str:
         """The RabbitMQ user an agent connects as; the conductor checks it on every report."""
         return f"agent-{host}"

@@ -60,7 +60,8 @@ def agent_permissions(host: str, messaging: MessagingSettings) -> Permissions:
     * write ``^(kubenova|kubenova-dlx|compute\\.HOST)$``: publish to the exchange, bind its
       queue, dead-letter to the DLX;
     * read ``^(kubenova|compute\\.HOST)$``: bind from the exchange, consume its queue;
-    * on the exchange ``kubenova``, publish only with routing key ``conductor`` and bind only
+    * on the exchange ``kubenova``, publish only with routing key ``conductor`` (reports) or
+      one under ``reply.compute.HOST.`` (answers to calls made to this host), and bind only
       ``compute.HOST``.
 
     It cannot publish to the default exchange, declare exchanges, or touch another host's
@@ -74,7 +75,10 @@ def agent_permissions(host: str, messaging: MessagingSettings) -> Permissions:
         write=f"^({exchange}|{dlx}|{queue})$",
         read=f"^({exchange}|{queue})$",
         topic_exchange=messaging.exchange,
-        topic_write=f"^{regex_quote(messaging.conductor_topic)}$",
+        topic_write=(
+            f"^({regex_quote(messaging.conductor_topic)}"
+            f"|{regex_quote(messaging.reply_prefix(host))}.+)$"
+        ),
         topic_read=f"^{queue}$",
     )
 

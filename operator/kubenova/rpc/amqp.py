@@ -12,6 +12,14 @@ Topology (declared by the operator, which holds configure rights on the vhost):
 Messages are JSON envelopes, persistent, published with publisher confirms and
 ``mandatory`` (a message no queue would take is an error, not a silent loss), and
 consumed with manual acknowledgement after the handler returns.
+
+A call (:func:`request`, used by :mod:`kubenova.rpc.call`) is the same envelope with a
+``reply_to``: a routing key on the exchange, ``reply.compute.<host>.<message id>``, bound to an
+exclusive queue of the caller's for the call's length. The :class:`Consumer` publishes its
+handler's return value there (:mod:`kubenova.rpc.reply`). Not RabbitMQ's direct reply-to: that
+goes through the default exchange, which an agent's user may not write to (through it, it could
+reach any queue); on the exchange, its topic permissions let it answer calls made to its own host
+and nothing else.
 """
 
 from __future__ import annotations
@@ -34,12 +42,13 @@ import pydantic
 from kubenova import log
 from kubenova.config import MessagingSettings
 from kubenova.exception import PermanentFailure
-from kubenova.rpc import envelope, metrics, payloads
+from kubenova.rpc import envelope, metrics, payloads, reply
 
 LOG = logging.getLogger(__name__)
 
-#: A handler gets the envelope and the RabbitMQ-verified user that published it.
-Handler = Callable[[envelope.Envelope, str | None], None]
+#: A handler gets the envelope and the RabbitMQ-verified user that published it. What it
+#: returns answers a call (a message with ``reply_to``); a cast's return value is dropped.
+Handler = Callable[[envelope.Envelope, str | None], object]
 
 
 class PublishError(Exception):
@@ -84,6 +93,77 @@ def declare_queue(channel: Any, settings: MessagingSettings, topic: str) -> None
         arguments={"x-dead-letter-exchange": settings.dead_letter_exchange},
     )
     channel.queue_bind(topic, settings.exchange, routing_key=topic)
+
+
+def request(
+    settings: MessagingSettings, topic: str, message: envelope.Envelope, timeout_s: float
+) -> bytes | None:
+    """Publish ``message`` to ``topic`` as a call and wait up to ``timeout_s`` for its answer;
+    None when none came in time.
+
+    The answer comes on the exchange with the routing key :func:`reply_key`, bound to an
+    exclusive queue of this call's (the broker deletes it with the connection). The request is
+    transient and expires after ``timeout_s`` (per-message TTL): a consumer that would only get
+    to it after its caller gave up never sees it, and nothing is left in the queue. One
+    connection per call: calls are rare (a user asking), and a call to a slow host then holds
+    up no other. Raises :class:`PublishError` when no queue takes the message or the broker
+    cannot be reached.
+    """
+    answers: list[bytes] = []
+    answer_key = reply_key(topic, message.message_id)
+
+    def on_answer(channel: Any, deliver: Any, properties: Any, body: bytes) -> None:
+        if properties.correlation_id == message.message_id:
+            answers.append(body)
+
+    try:
+        connection = _connect(settings)
+    except (pika.exceptions.AMQPError, OSError) as exc:
+        raise PublishError(f"could not reach the message bus to call {topic!r}: {exc}") from exc
+    try:
+        channel = connection.channel()
+        # Bound before the request goes, so that no answer can come before its queue.
+        answer_queue = channel.queue_declare("", exclusive=True, auto_delete=True).method.queue
+        channel.queue_bind(answer_queue, settings.exchange, routing_key=answer_key)
+        channel.basic_consume(answer_queue, on_answer, auto_ack=True)
+        channel.confirm_delivery()
+        properties = pika.BasicProperties(
+            content_type="application/json",
+            delivery_mode=pika.DeliveryMode.Transient,
+            message_id=message.message_id,
+            correlation_id=message.message_id,
+            reply_to=answer_key,
+            expiration=str(max(1, int(timeout_s * 1000))),
+            user_id=user_from_url(settings.url),
+            type=message.method,
+            headers={"version": message.version},
+        )
+        channel.basic_publish(
+            settings.exchange, topic, message.to_json(), properties, mandatory=True
+        )
+        deadline = time.monotonic() + timeout_s
+        while not answers:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            connection.process_data_events(time_limit=remaining)
+        return answers[0]
+    except pika.exceptions.UnroutableError as exc:
+        raise PublishError(f"no queue takes messages for {topic!r}") from exc
+    except pika.exceptions.NackError as exc:
+        raise PublishError(f"the broker refused a message for {topic!r}") from exc
+    except (pika.exceptions.AMQPError, OSError) as exc:
+        raise PublishError(f"could not call {topic!r}: {exc}") from exc
+    finally:
+        if connection.is_open:
+            with contextlib.suppress(pika.exceptions.AMQPError, OSError):
+                connection.close()
+
+
+def reply_key(topic: str, message_id: str) -> str:
+    """The routing key of the answer to a call sent to ``topic`` (``compute.<host>``): under
+    :meth:`MessagingSettings.reply_prefix`, which the host's agent may publish with."""
+    return f"reply.{topic}.{message_id}"
 
 
 class Publisher:
@@ -176,6 +256,8 @@ class Consumer:
       reject without requeue, so the broker dead-letters it.
     * any other exception (a database restart, say): tried again after a back-off, then
       requeued, so a transient fault loses nothing.
+    * a call (``reply_to`` set): acknowledged, and the handler's return value, or its
+      failure, published to ``reply_to`` (:mod:`kubenova.rpc.reply`); never retried.
 
     With ``workers`` > 1 messages are handled by that many lanes at once; every message
     about one instance (or, without one, one host) goes to the same lane, so each
@@ -256,6 +338,9 @@ class Consumer:
             if self._declare_own_queue:
                 declare_queue(channel, self._settings, self._queue)
             channel.basic_qos(prefetch_count=self._workers * 4 if lanes else 1)
+            replies = _Replies(
+                connection, self._settings.exchange, user_from_url(self._settings.url)
+            )
 
             def on_message(channel: Any, deliver: Any, properties: Any, body: bytes) -> None:
                 message = self._parse(body, properties)
@@ -266,17 +351,22 @@ class Consumer:
                 if urgent is not None and message.method in self._out_of_turn:
                     lane = urgent
                 elif not lanes:
-                    outcome = self._process(message, properties)
+                    outcome, answer = self._handle(message, properties)
                     self._settle(channel, deliver.delivery_tag, outcome)
+                    replies.send(properties, answer)
                     return
                 else:
                     lane = lanes[_lane_index(_ordering_key(message), len(lanes))]
 
                 def work() -> None:
-                    outcome = self._process(message, properties)
+                    outcome, answer = self._handle(message, properties)
                     connection.add_callback_threadsafe(
                         functools.partial(self._settle, channel, deliver.delivery_tag, outcome)
                     )
+                    if answer is not None:
+                        connection.add_callback_threadsafe(
+                            functools.partial(replies.send, properties, answer)
+                        )
 
                 lane.submit(work)
 
@@ -313,6 +403,30 @@ class Consumer:
             )
             return None
         return message
+
+    def _handle(self, message: envelope.Envelope, properties: Any) -> tuple[str, bytes | None]:
+        """The outcome for the broker, and the answer to publish when the message is a call."""
+        if not getattr(properties, "reply_to", None):
+            return self._process(message, properties), None
+        return metrics.ACK, self._answer(message, properties)
+
+    def _answer(self, message: envelope.Envelope, properties: Any) -> bytes:
+        """Run a call's handler once: its return value, or its failure, is the answer."""
+        handle_seconds = metrics.HANDLE_SECONDS.labels(metrics.method_label(message.method))
+        started = time.monotonic()
+        with log.request_context(message.request_id):
+            try:
+                answer = reply.success(self._handler(message, getattr(properties, "user_id", None)))
+            except Exception as exc:
+                LOG.warning(
+                    "call %s failed: %s",
+                    message.method,
+                    exc,
+                    extra={"message_id": message.message_id},
+                )
+                answer = reply.failure(exc)
+        handle_seconds.observe(time.monotonic() - started)
+        return answer
 
     def _process(self, message: envelope.Envelope, properties: Any) -> str:
         """Run the handler; the outcome says what to tell the broker."""
@@ -355,6 +469,49 @@ class Consumer:
         else:
             channel.basic_nack(delivery_tag, requeue=True)
         metrics.MESSAGES_CONSUMED.labels(metrics.kind(self._queue), outcome).inc()
+
+
+class _Replies:
+    """Publishes calls' answers on a channel of its own (opened when first needed), on the
+    consumer's connection thread: a reply the broker refuses (a routing key this user may not
+    publish with) closes that channel, not the one consuming. The request is acknowledged
+    before its answer goes, so a lost answer costs the caller a timeout, never a second run."""
+
+    def __init__(
+        self, connection: pika.BlockingConnection, exchange: str, user_id: str | None
+    ) -> None:
+        self._connection = connection
+        self._exchange = exchange
+        self._user_id = user_id
+        self._channel: Any = None
+
+    def send(self, request: Any, answer: bytes | None) -> None:
+        """Publish ``answer`` (None: the message was a cast) to the request's ``reply_to``."""
+        if answer is None:
+            return
+        try:
+            if self._channel is None or not self._channel.is_open:
+                self._channel = self._connection.channel()
+                self._channel.confirm_delivery()
+            self._channel.basic_publish(
+                self._exchange,
+                request.reply_to,
+                answer,
+                pika.BasicProperties(
+                    content_type="application/json",
+                    delivery_mode=pika.DeliveryMode.Transient,
+                    correlation_id=request.correlation_id,
+                    user_id=self._user_id,
+                ),
+            )
+        except (pika.exceptions.AMQPChannelError, pika.exceptions.NackError) as exc:
+            self._channel = None
+            LOG.error(
+                "the answer to call %s could not be sent: %s",
+                getattr(request, "type", None),
+                exc,
+                extra={"message_id": getattr(request, "message_id", None)},
+            )
 
 
 def _ordering_key(message: envelope.Envelope) -> str:

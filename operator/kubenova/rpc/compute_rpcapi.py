@@ -1,4 +1,5 @@
-"""Client side of the compute (node-agent) API: the operator casts to ``compute.<host>``.
+"""Client side of the compute (node-agent) API: the operator casts to ``compute.<host>``,
+and calls it where it needs an answer (``get_console_output``).
 
 Like Nova's ``compute/rpcapi.py`` this stub only builds and publishes messages; the
 work happens in ``kubenova_agent.manager``. See :mod:`kubenova.rpc.envelope` for the
@@ -7,7 +8,7 @@ contract's version history.
 
 from __future__ import annotations
 
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from kubenova.config import MessagingSettings
 from kubenova.rpc import payloads
@@ -19,11 +20,57 @@ class Caster(Protocol):
     def cast(self, topic: str, method: str, args: dict[str, object], request_id: str) -> str: ...
 
 
-class ComputeAPI:
-    """Casts work to one host's agent."""
+class Caller(Protocol):
+    """What a call needs (see :class:`kubenova.rpc.call.Caller`)."""
 
-    def __init__(self, caster: Caster) -> None:
+    def call(
+        self,
+        topic: str,
+        method: str,
+        args: dict[str, object],
+        request_id: str,
+        *,
+        timeout_s: float,
+    ) -> Any: ...
+
+
+#: How long a caller waits for a host's answer by default.
+DEFAULT_CALL_TIMEOUT_S = 10.0
+
+
+class ComputeAPI:
+    """Casts work to one host's agent, and calls it (with ``caller``) for answers."""
+
+    def __init__(self, caster: Caster | None = None, *, caller: Caller | None = None) -> None:
         self._caster = caster
+        self._caller = caller
+
+    def get_console_output(
+        self,
+        host: str,
+        instance_uuid: str,
+        tail_lines: int | None,
+        *,
+        request_id: str,
+        timeout_s: float = DEFAULT_CALL_TIMEOUT_S,
+    ) -> str:
+        """The tail of the instance's serial console log on ``host``: at most ``tail_lines``
+        lines (None: all the host keeps). Raises what :meth:`kubenova.rpc.call.Caller.call`
+        raises (no answer in time, the host's failure)."""
+        if self._caller is None:
+            raise RuntimeError("this ComputeAPI was made without a caller")
+        args = payloads.GetConsoleOutput(instance_uuid=instance_uuid, tail_lines=tail_lines)
+        answer = self._caller.call(
+            MessagingSettings.compute_topic(host),
+            "get_console_output",
+            args.model_dump(mode="json"),
+            request_id,
+            timeout_s=timeout_s,
+        )
+        output = answer.get("output") if isinstance(answer, dict) else None
+        if not isinstance(output, str):
+            raise ValueError(f"host {host} answered get_console_output without an output")
+        return output
 
     def build_and_run_instance(
         self, host: str, instance: payloads.InstancePayload, request_id: str
@@ -104,6 +151,8 @@ class ComputeAPI:
         return self._cast(host, method, args, request_id)
 
     def _cast(self, host: str, method: str, args: payloads.Payload, request_id: str) -> str:
+        if self._caster is None:
+            raise RuntimeError("this ComputeAPI was made without a caster")
         return self._caster.cast(
             MessagingSettings.compute_topic(host),
             method,

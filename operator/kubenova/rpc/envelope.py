@@ -34,6 +34,8 @@ Version history:
   total_s and downtime_ms.
 * 1.6 - instance_update and instance_operation_finished carry console_ports, the ports of
   the guest's VNC and SPICE as its host's libvirt handed them out.
+* 1.7 - get_console_output (compute), the first call: a message with ``reply_to`` whose
+  handler's return value is published back to the caller (:mod:`kubenova.rpc.call`).
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ from typing import Any
 import pydantic
 
 #: The newest version of the contract this code implements: the highest version of a method.
-VERSION = "1.6"
+VERSION = "1.7"
 #: Majors this code understands.
 SUPPORTED_MAJORS = frozenset({1})
 

@@ -213,6 +213,15 @@ class SnapshotFinished(Payload):
     addresses: tuple[str, ...] = ()
 
 
+class GetConsoleOutput(Payload):
+    """Read the tail of an instance's serial console log (Nova's ``get_console_output``), a
+    call: the answer is ``{"output": text}``. ``tail_lines`` None: as much as the host's cap
+    allows."""
+
+    instance_uuid: str = pydantic.Field(min_length=36, max_length=36)
+    tail_lines: int | None = pydantic.Field(default=None, ge=0)
+
+
 class Method(NamedTuple):
     """One method of the contract: its arguments and its version."""
 
@@ -237,6 +246,8 @@ METHODS: dict[str, Method] = {
     "resume_instance": Method(InstanceOperation, "1.3"),
     "reboot_instance": Method(RebootInstance, "1.3"),
     "rebuild_instance": Method(RebuildInstance, "1.3"),
+    # A call (kubenova.rpc.call): compute.<host> answers it.
+    "get_console_output": Method(GetConsoleOutput, "1.7"),
     # To conductor (conductor_rpcapi.ConductorAPI), handled by kubenova.conductor.manager.
     "compute_node_report": Method(ComputeNodeReport, "1.4"),
     "instance_update": Method(InstanceUpdate, "1.6"),

@@ -175,7 +175,7 @@ def test_the_permissions_cover_the_nodes_own_queue_as_the_local_stacks_script_do
         write=r"^(kubenova|kubenova-dlx|compute\.node-a\.lab)$",
         read=r"^(kubenova|compute\.node-a\.lab)$",
         topic_exchange="kubenova",
-        topic_write="^conductor$",
+        topic_write=r"^(conductor|reply\.compute\.node-a\.lab\..+)$",
         topic_read=r"^compute\.node-a\.lab$",
     )
 
