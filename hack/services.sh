@@ -43,6 +43,7 @@ PACKAGES=(
   libvirt-daemon-driver-qemu libvirt-clients libvirt-daemon-system dnsmasq-base libvirt-dev
   pkg-config tini
   chromium # the console proxy's browser tests drive it with Playwright
+  tmux     # the e2e test of kubectl nova console types in a terminal
 )
 
 MYSQL_SOCKET=/run/mysqld/mysqld.sock

@@ -10,7 +10,7 @@ import sys
 import types
 
 from kubenova import log
-from kubenova_agent import credentials, service
+from kubenova_agent import credentials, serial_console, service
 from kubenova_agent.settings import AgentSettings
 from kubenova_agent.virt import driver as virt_driver
 
@@ -156,10 +156,23 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _terminate)
     signal.signal(signal.SIGINT, _terminate)
     LOG.info("agent for host %s starting with the %s driver", settings.host, args.driver)
+    # Guests' serial consoles, on threads of their own (the test driver's guests have none).
+    consoles = (
+        serial_console.start_from_settings(
+            settings.serial_console_listen,
+            settings.serial_console_port,
+            settings.serial_console_x509_dir,
+            settings.instances_path,
+        )
+        if args.driver == "libvirt"
+        else None
+    )
     try:
         agent.run()
     finally:
         agent.stop()
+        if consoles is not None:
+            consoles.stop()
     return 0
 
 

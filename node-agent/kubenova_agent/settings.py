@@ -46,6 +46,13 @@ class AgentSettings:
     # Whether this host's QEMU serves consoles over TLS (KUBENOVA_CONSOLE_TLS, "true" or
     # "false"): it must say what the host libvirtd's qemu.conf says (vnc_tls, spice_tls).
     console_tls: bool = True
+    # The host's serial console server (kubenova_agent.serial_console): its address
+    # (KUBENOVA_SERIAL_CONSOLE_LISTEN, default: the consoles' address), its port, the same on
+    # every host (KUBENOVA_SERIAL_CONSOLE_PORT, 0: off) and the directory of its TLS files
+    # (KUBENOVA_SERIAL_CONSOLE_X509_DIR: the host's QEMU console certificate and the CA).
+    serial_console_listen: str = "127.0.0.1"
+    serial_console_port: int = 6083
+    serial_console_x509_dir: str = "/etc/pki/libvirt-vnc"
 
     @classmethod
     def from_env(cls, host: str | None = None, amqp_url: str | None = None) -> AgentSettings:
@@ -62,6 +69,12 @@ class AgentSettings:
             migration_uri=os.environ.get("KUBENOVA_MIGRATION_URI") or None,
             console_listen=_address("KUBENOVA_CONSOLE_LISTEN", "127.0.0.1"),
             console_tls=env_choice("KUBENOVA_CONSOLE_TLS", "true", ("true", "false")) == "true",
+            serial_console_listen=_address(
+                "KUBENOVA_SERIAL_CONSOLE_LISTEN", _address("KUBENOVA_CONSOLE_LISTEN", "127.0.0.1")
+            ),
+            serial_console_port=_port("KUBENOVA_SERIAL_CONSOLE_PORT", 6083),
+            serial_console_x509_dir=os.environ.get("KUBENOVA_SERIAL_CONSOLE_X509_DIR")
+            or "/etc/pki/libvirt-vnc",
         )
 
 
@@ -72,3 +85,11 @@ def _address(name: str, default: str) -> str:
         return str(ipaddress.ip_address(value))
     except ValueError:
         raise ValueError(f"{name} must be an IP address, not {value!r}") from None
+
+
+def _port(name: str, default: int) -> int:
+    """A TCP port (0 included) from the environment variable ``name``; ValueError naming it."""
+    value = os.environ.get(name) or str(default)
+    if not value.isdigit() or int(value) > 65535:
+        raise ValueError(f"{name} must be a port number from 0 to 65535, not {value!r}")
+    return int(value)

@@ -93,6 +93,9 @@ class SecondAgent:
             KUBENOVA_HOST=self.host,
             KUBENOVA_LIBVIRT_URI=uri(),
             KUBENOVA_MIGRATION_URI=uri(),
+            # One serial console port serves every host (kubenova-subresources dials it on the
+            # host's name); on this machine the first host's agent has it.
+            KUBENOVA_SERIAL_CONSOLE_PORT="0",
             KUBENOVA_INSTANCES_PATH=instances_path,
             KUBENOVA_IMAGE_CACHE_PATH=image_cache_path,
         )

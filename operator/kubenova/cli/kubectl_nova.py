@@ -14,6 +14,7 @@ import urllib3
 from kubernetes.client import exceptions as k8s_exceptions
 
 from kubenova.cli import (
+    console_log,
     consoles,
     evacuate,
     events,
@@ -22,6 +23,7 @@ from kubenova.cli import (
     power,
     rebuild,
     resize,
+    serial_console,
     snapshot,
 )
 
@@ -36,6 +38,8 @@ examples:
   kubectl nova evacuate --host node-3     rebuild node-3's instances elsewhere (node-3 is down)
   kubectl nova events web-1 req-0c1d...   one operation and its steps
   kubectl nova vnc web-1 --url            the URL of web-1's console in a browser (noVNC)
+  kubectl nova console-log web-1 --tail 20  the last 20 lines of web-1's serial console
+  kubectl nova console web-1             type on web-1's serial console (Ctrl-] leaves)
 
 Use "kubectl nova VERB --help" for a verb's options.
 """
@@ -85,6 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
     evacuate.register(verbs, [common])
     snapshot.register(verbs, [common])
     consoles.register(verbs, [common])
+    console_log.register(verbs, [common])
+    serial_console.register(verbs, [common])
     return parser
 
 

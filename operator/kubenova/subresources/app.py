@@ -33,10 +33,17 @@ class ConsoleUrlMaker(Protocol):
     ) -> dict[str, Any]: ...
 
 
+class ConsoleLogReader(Protocol):
+    """Reads console logs (:class:`kubenova.subresources.consolelog.ConsoleLogs`)."""
+
+    def read(
+        self, namespace: str, name: str, raw_tail_lines: str | None, user: requestheader.User
+    ) -> str: ...
+
+
+# instances/vnc and instances/console are websockets, answered by
+# kubenova.subresources.streams before the app.
 _NOT_YET = {
-    discovery.VNC.name: "a native VNC client through the kube-apiserver is not served yet;"
-    " ask for a browser console with instances/consoleurl (kubectl nova vnc NAME --url)",
-    discovery.CONSOLE.name: "the serial console over a websocket is not served yet",
     discovery.CONSOLELOG.name: "the serial console's log is not served yet",
 }
 
@@ -47,6 +54,8 @@ class App:
     ) -> None:
         self._request_headers = request_headers
         self._console_urls = console_urls
+        # None: instances/consolelog answers 501, as before the server could call hosts.
+        self.console_logs: ConsoleLogReader | None = None
 
     def handle(
         self,
@@ -92,6 +101,10 @@ class App:
         if route.subresource == discovery.CONSOLEURL.name:
             body = self._console_urls.create(route.namespace, route.name, route.param("type"), user)
             return Answer(201, body, secret=True)
+        if route.subresource == discovery.CONSOLELOG.name and self.console_logs is not None:
+            tail = route.param("tailLines")
+            return Answer(200, self.console_logs.read(route.namespace, route.name, tail, user))
         raise status.not_implemented(
-            f"instances/{route.subresource}: {_NOT_YET[route.subresource]}"
+            f"instances/{route.subresource}:"
+            f" {_NOT_YET.get(route.subresource, 'not served by this server')}"
         )

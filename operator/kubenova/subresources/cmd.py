@@ -22,9 +22,20 @@ from kubernetes import config as k8s_config
 from kubernetes.client import exceptions as k8s_exceptions
 
 from kubenova import log
+from kubenova.certs import reloading
+from kubenova.console.proxy import settings as proxy_settings
 from kubenova.db import engine as db_engine
 from kubenova.k8s import client as kube
-from kubenova.subresources import app, consoleurl, requestheader, server, settings
+from kubenova.subresources import (
+    app,
+    consolelog,
+    consoleurl,
+    requestheader,
+    serial,
+    server,
+    settings,
+    vnc,
+)
 
 LOG = logging.getLogger(__name__)
 
@@ -53,8 +64,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = settings.SubresourceSettings.from_env()
         kube.load_config()
         request_headers = read_request_header_config()
-        context = server.tls_context(
-            config.tls_cert_file, config.tls_key_file, request_headers.client_ca_pem
+        # Follows the certificate's files: the operator renews it in its Secret, and the
+        # kubelet swaps the mounted files; the next connection takes the new one.
+        contexts = reloading.ReloadingContext(
+            lambda: server.tls_context(
+                config.tls_cert_file, config.tls_key_file, request_headers.client_ca_pem
+            ),
+            (config.tls_cert_file, config.tls_key_file),
         )
         engine = db_engine.create_engine(db_engine.url_from_env())
     except (OSError, ValueError, k8s_config.ConfigException, k8s_exceptions.ApiException) as failed:
@@ -67,7 +83,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         config.console_token_ttl_s,
     )
     serving = server.SubresourceServer(
-        (config.listen_host, config.listen_port), app.App(request_headers, urls), context
+        (config.listen_host, config.listen_port), app.App(request_headers, urls), contexts.current
+    )
+    # instances/consolelog calls the instance's host over the message bus (KUBENOVA_AMQP_URL).
+    serving.app.console_logs = consolelog.from_env(
+        kube.KubeClient(), db_engine.make_session_factory(engine)
+    )
+    # instances/vnc reaches the hosts' QEMU as the console proxy does, with its client
+    # certificate (KUBENOVA_CONSOLE_X509_DIR).
+    serving.stream_subresources = vnc.stream_subresources(
+        request_headers,
+        kube.KubeClient(),
+        db_engine.make_session_factory(engine),
+        proxy_settings.ProxySettings.from_env(),
+    )
+    # instances/console reaches the hosts' serial console servers (KUBENOVA_SERIAL_CONSOLE_PORT,
+    # one port on every host) with the same client certificate.
+    serving.stream_subresources = serial.with_console(
+        serving.stream_subresources,
+        request_headers,
+        kube.KubeClient(),
+        db_engine.make_session_factory(engine),
+        proxy_settings.ProxySettings.from_env(),
+        serial.port_from_env(),
     )
 
     def stop(signum: int, frame: FrameType | None) -> None:

@@ -3,7 +3,8 @@
 TLS asks every client for a certificate and verifies one that is offered against the
 request-header CA; a client without one still connects (the kubelet's health probes), and
 :mod:`kubenova.subresources.requestheader` refuses it everything but the health checks. The
-handshake runs in the connection's own thread, so a slow client never holds up the others.
+handshake runs in the connection's own thread, so a slow client never holds up the others,
+and so does a websocket relay (:mod:`kubenova.subresources.streams`), for as long as it lasts.
 """
 
 from __future__ import annotations
@@ -13,10 +14,12 @@ import logging
 import pathlib
 import ssl
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from kubenova import tls_http
 from kubenova.subresources import app as app_mod
+from kubenova.subresources import status, streams
 
 LOG = logging.getLogger(__name__)
 
@@ -41,14 +44,23 @@ def tls_context(
 
 class SubresourceServer(tls_http.TLSServer):
     label = "subresources"
+    #: The websocket subresources (instances/vnc) and their openers; None serves none.
+    stream_subresources: streams.Streams | None = None
 
-    def __init__(self, address: tuple[str, int], app: app_mod.App, context: ssl.SSLContext) -> None:
+    def __init__(
+        self,
+        address: tuple[str, int],
+        app: app_mod.App,
+        context: ssl.SSLContext | Callable[[], ssl.SSLContext],
+    ) -> None:
         self.app = app
+        # A context, or what gives the current one (a renewed certificate's, once its files
+        # changed: kubenova.certs.reloading).
         self.context = context
         super().__init__(address, _Handler)
 
     def tls_context(self) -> ssl.SSLContext:
-        return self.context
+        return self.context if isinstance(self.context, ssl.SSLContext) else self.context()
 
 
 class _Handler(tls_http.TLSHandler):
@@ -75,7 +87,38 @@ class _Handler(tls_http.TLSHandler):
             self._send(app_mod.Answer(413, {"kind": "Status", "code": 413}))
             return
         peer_cert = self.request.getpeercert()
+        subresources = self.server.stream_subresources
+        if subresources is not None and subresources.serves(method, self.path):
+            self._serve_stream(subresources, peer_cert)
+            return
         self._send(self.server.app.handle(method, self.path, peer_cert, self.headers))
+
+    def _serve_stream(
+        self, subresources: streams.Streams, peer_cert: dict[str, Any] | None
+    ) -> None:
+        """Refuse as a Status, or upgrade to a websocket and relay until a side closes."""
+        path = self.path.split("?", 1)[0]
+        try:
+            target = subresources.open(self.path, peer_cert, self.headers)
+        except status.ApiError as refused:
+            self._send(app_mod.Answer(refused.code, refused.body()))
+            return
+        except Exception:
+            LOG.exception("GET %s failed", path)
+            self._send(app_mod.Answer(500, status.internal("internal error").body()))
+            return
+        try:
+            ws = streams.ServerWebSocket(self)
+            ws.accept(self.request, self.headers)
+            # Nothing follows a websocket on this connection; the relay may idle for hours.
+            self.close_connection = True
+            self.request.settimeout(None)
+            closed_by = streams.relay(ws, target)
+            LOG.info("GET %s: the stream ended, closed by the %s", path, closed_by)
+        except OSError as failed:
+            LOG.info("GET %s: the stream broke: %s", path, failed)
+        finally:
+            streams.close_quietly(target)
 
     def _send(self, answer: app_mod.Answer) -> None:
         if isinstance(answer.body, str):
@@ -97,9 +140,17 @@ class _Handler(tls_http.TLSHandler):
         LOG.debug("subresources: %s %s", self.address_string(), format % args)
 
 
-def serve(app: app_mod.App, context: ssl.SSLContext, addr: str, port: int) -> SubresourceServer:
-    """Serve ``app`` on ``addr:port`` from a daemon thread (port 0: any free port)."""
+def serve(
+    app: app_mod.App,
+    context: ssl.SSLContext,
+    addr: str,
+    port: int,
+    stream_subresources: streams.Streams | None = None,
+) -> SubresourceServer:
+    """Serve ``app`` (and the websocket subresources) on ``addr:port`` from a daemon thread
+    (port 0: any free port)."""
     server = SubresourceServer((addr, port), app, context)
+    server.stream_subresources = stream_subresources
     threading.Thread(target=server.serve_forever, name="subresources", daemon=True).start()
     LOG.info("serving %s on https://%s:%d", "subresources", addr, server.port)
     return server

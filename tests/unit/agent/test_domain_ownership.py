@@ -22,7 +22,9 @@ URI = testdriver.DEFAULT_URI
 IMAGE = virt_driver.ImageRef(
     name="tiny", url="http://127.0.0.1:8089/tiny.qcow2", sha256="ab" * 32, disk_format="qcow2"
 )
-FILES = domain_xml.DomainFiles(disk="/nowhere/disk", config_drive="/nowhere/cd", console_log="")
+FILES = domain_xml.DomainFiles(
+    disk="/nowhere/disk", config_drive="/nowhere/cd", console_log="/nowhere/console.log"
+)
 
 
 def make_driver() -> testdriver.TestDriver:

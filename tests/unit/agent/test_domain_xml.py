@@ -162,16 +162,26 @@ def test_a_multicast_or_malformed_mac_is_refused(mac):
         )
 
 
-def test_serial_console_goes_to_the_console_log_file():
+def test_serial_console_is_a_unix_socket_logged_to_the_console_log_file():
     devices = build().find("devices")
     assert devices is not None
-    serial, console = devices.find("serial"), devices.find("console")
-    assert serial is not None
-    assert serial.get("type") == "file"
-    assert serial.find("source").get("path") == FILES.console_log  # type: ignore[union-attr]
-    assert console is not None
-    assert console.find("source").get("path") == FILES.console_log  # type: ignore[union-attr]
-    assert console.find("target").get("type") == "serial"  # type: ignore[union-attr]
+    socket_path = f"/var/lib/kubenova/instances/{UUID}/console.sock"
+    for tag, target_type in (("serial", None), ("console", "serial")):
+        device = devices.find(tag)
+        assert device is not None
+        assert device.get("type") == "unix"
+        source = device.find("source")
+        assert source is not None
+        assert (source.get("mode"), source.get("path")) == ("bind", socket_path)
+        log = device.find("log")
+        assert log is not None
+        assert (log.get("file"), log.get("append")) == (FILES.console_log, "on")
+        target = device.find("target")
+        assert target is not None
+        assert target.get("port") == "0"
+        assert target.get("type") == target_type
+    assert len(devices.findall("serial")) == 1
+    assert FILES.console_socket == socket_path
 
 
 def _graphics(root: ET.Element) -> dict[str, ET.Element]:

@@ -66,8 +66,19 @@ def test_every_instance_file_moves_to_the_destinations_directory():
     assert sources == {
         f"{DESTINATION}/disk",
         f"{DESTINATION}/disk.config",
-        f"{DESTINATION}/console.log",
+        f"{DESTINATION}/console.sock",
     }
+
+
+def test_the_serial_consoles_socket_and_log_move_to_the_destinations_directory():
+    root = rewritten()
+    for tag in ("serial", "console"):
+        device = root.find(f"devices/{tag}")
+        assert device is not None
+        assert device.get("type") == "unix"
+        assert device.find("source").get("path") == f"{DESTINATION}/console.sock"  # type: ignore[union-attr]
+        assert device.find("log").get("file") == f"{DESTINATION}/console.log"  # type: ignore[union-attr]
+        assert device.find("log").get("append") == "on"  # type: ignore[union-attr]
 
 
 def test_the_domain_names_the_destination_host_and_keeps_the_rest_of_its_metadata():

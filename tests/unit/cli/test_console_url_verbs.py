@@ -52,8 +52,8 @@ def test_url_prints_the_url_alone_on_stdout_and_the_expiry_on_stderr(
     assert asked == [("prod", "web-1", console_type)]
 
 
-def test_without_url_the_verb_says_what_it_needs_and_asks_nothing(asked, capsys):
-    assert kubectl_nova.main(["vnc", "web-1"]) == 1
+def test_without_url_spice_says_what_it_needs_and_asks_nothing(asked, capsys):
+    assert kubectl_nova.main(["spice", "web-1"]) == 1
 
     assert "needs --url" in capsys.readouterr().err
     assert asked == []

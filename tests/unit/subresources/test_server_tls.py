@@ -186,8 +186,13 @@ def test_get_on_consoleurl_is_not_allowed(serving, pki, tmp_path) -> None:
     assert "use POST" in body["message"]
 
 
-@pytest.mark.parametrize("sub", ["vnc", "console", "consolelog"])
-def test_the_subresources_not_served_yet_say_so(serving, pki, tmp_path, sub) -> None:
+@pytest.mark.parametrize(
+    ("sub", "says"), [("consolelog", "not served yet"), ("console", "not served by this server")]
+)
+def test_the_subresources_this_server_was_not_given_say_so(
+    serving, pki, tmp_path, sub, says
+) -> None:
+    """A server made without a console-log caller or a stream opener answers 501."""
     port, _ = serving
     code, _, body = request(
         port,
@@ -200,4 +205,4 @@ def test_the_subresources_not_served_yet_say_so(serving, pki, tmp_path, sub) -> 
     )
     assert code == 501
     assert body["message"].startswith(f"instances/{sub}: ")
-    assert "not served yet" in body["message"]
+    assert says in body["message"]

@@ -11,7 +11,11 @@ The device layout, for every instance:
 - ``vdb``: the config drive, a read-only raw ISO (virtio);
 - one virtio NIC on a libvirt network (``default``: NAT with DHCP), with a MAC address given
   here rather than left to libvirt (see :func:`derived_mac`);
-- the first serial port written to a file (``console.log``), which is also the console;
+- the first serial port, which is also the console: a unix socket QEMU listens on
+  (``console.sock``, what the agent's serial console server relays to an interactive client,
+  :mod:`kubenova_agent.serial_console`), everything the guest prints also logged to
+  ``console.log`` by virtlogd, as when the port was a plain file (KubeVirt's layout: a socket
+  per guest needs no TCP port handed out per host, nor again after a live migration);
 - VNC and SPICE graphics (:class:`Graphics`) listening on the host's console address, on
   ports libvirt hands out from its daemon's display range (``remote_display_port_min`` and
   ``_max`` in qemu.conf), never chosen here: each host's libvirtd knows which of its ports are
@@ -26,6 +30,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import ipaddress
+import pathlib
 import re
 import xml.etree.ElementTree as ET
 
@@ -55,6 +60,9 @@ _MAC = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}")
 # What XML 1.0 allows in a document (its "Char" production), negated.
 _NOT_XML_CHAR = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
+#: The serial console's unix socket in an instance's directory (``DomainFiles.console_socket``).
+CONSOLE_SOCKET = "console.sock"
+
 
 @dataclasses.dataclass(frozen=True)
 class DomainFiles:
@@ -63,6 +71,11 @@ class DomainFiles:
     disk: str
     config_drive: str
     console_log: str
+
+    @property
+    def console_socket(self) -> str:
+        """The serial console's unix socket, beside the console log (QEMU makes it)."""
+        return str(pathlib.PurePosixPath(self.console_log).with_name(CONSOLE_SOCKET))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -262,14 +275,18 @@ def build(
     _sub(interface, "source", network=network)
     _sub(interface, "model", type="virtio")
 
-    # append='on': a guest started again after a shutdown (spawn's idempotent path, or a
-    # restart) adds to its console log instead of erasing what the last boot printed.
-    serial = _sub(devices, "serial", type="file")
-    _sub(serial, "source", path=files.console_log, append="on")
+    # A unix socket QEMU listens on (mode='bind'); <log> has virtlogd write what the guest
+    # prints to console.log whether or not a client is connected. append='on': a guest started
+    # again after a shutdown (spawn's idempotent path, or a restart) adds to its console log
+    # instead of erasing what the last boot printed.
+    serial = _sub(devices, "serial", type="unix")
+    _sub(serial, "source", mode="bind", path=files.console_socket)
+    _sub(serial, "log", file=files.console_log, append="on")
     _sub(serial, "target", port="0")
     # The console is the first serial port, the same device: libvirt pairs them.
-    console = _sub(devices, "console", type="file")
-    _sub(console, "source", path=files.console_log, append="on")
+    console = _sub(devices, "console", type="unix")
+    _sub(console, "source", mode="bind", path=files.console_socket)
+    _sub(console, "log", file=files.console_log, append="on")
     _sub(console, "target", type="serial", port="0")
 
     if graphics is not None:

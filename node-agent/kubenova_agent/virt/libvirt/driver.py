@@ -6,7 +6,8 @@ owned by root)::
     disk          qcow2 overlay sized to the flavor, backed by the cached image (backing format
                   recorded, so nothing is ever probed)
     disk.config   the config drive (ISO 9660, label config-2)
-    console.log   the serial console
+    console.log   the serial console's log (virtlogd appends to it)
+    console.sock  the serial console's unix socket, bound by libvirt while the guest runs
 
 Resize and migration files are described in ``resize`` and ``migration``; ``<uuid>_resize/``
 (what a resize sets aside) goes with the instance.

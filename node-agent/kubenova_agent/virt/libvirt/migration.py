@@ -133,6 +133,9 @@ class LibvirtMigrationBase(base.BaseLibvirtDriver):
     ) -> None:
         configdrive.build(files.config_drive, instance)
         os.chmod(files.config_drive, 0o600)
+        # The serial console's log, which virtlogd appends to; its unix socket
+        # (files.console_socket) is not made here: libvirt binds it when the incoming QEMU
+        # starts, in this directory, as the rewritten XML says (migration_xml).
         fd = os.open(files.console_log, os.O_WRONLY | os.O_CREAT, 0o600)
         os.close(fd)
 

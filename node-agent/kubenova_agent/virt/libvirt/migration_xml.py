@@ -15,7 +15,9 @@ import xml.etree.ElementTree as ET
 
 from kubenova_agent.virt.libvirt import domain_xml
 
-#: Elements whose ``file`` or ``path`` attribute names a file of the instance.
+#: Elements whose ``file`` or ``path`` attribute names a file of the instance: ``<source>``
+#: (disks, the serial console's unix socket) and ``<log>`` (the serial console's log file).
+_PATH_ELEMENTS = ("source", "log")
 _PATH_ATTRIBUTES = ("file", "path")
 
 
@@ -41,11 +43,11 @@ def destination_xml(xml: str, *, source_dir: str, destination_dir: str, host: st
     if host_element is None:
         raise ValueError("the domain XML has no Kubenova instance metadata")
     host_element.text = domain_xml.xml_text(host)
-    for source in root.iter("source"):
+    for element in (e for tag in _PATH_ELEMENTS for e in root.iter(tag)):
         for attribute in _PATH_ATTRIBUTES:
-            value = source.get(attribute)
+            value = element.get(attribute)
             if value is not None:
-                source.set(attribute, rewrite_path(value, source_dir, destination_dir))
+                element.set(attribute, rewrite_path(value, source_dir, destination_dir))
     for disk in root.iterfind("devices/disk"):
         disk_source = disk.find("source")
         moved = disk_source is not None and (disk_source.get("file") or "").startswith(
