@@ -61,6 +61,32 @@ def _available() -> bool:
 
 
 @contextlib.contextmanager
+def registered_apiservice(system: str, port: int, ca_pem: bytes) -> Iterator[None]:
+    """The ``kubenova-subresources`` listening on ``port`` on this machine, registered as the
+    APIService (its Service and EndpointSlice in the new namespace ``system``, trusted with
+    ``ca_pem``) beside the ClusterRole of console users, until it is Available; all of it
+    removed at the end, the APIService first (one left unavailable troubles every client's
+    discovery)."""
+    kubectl("create", "namespace", system)
+    try:
+        apply(
+            [
+                *manifests.host_endpoint(system, node_address(), port),
+                manifests.apiservice(system, ca_pem),
+                manifests.console_user_role(),
+            ]
+        )
+        wait_for(f"APIService {APISERVICE} to be Available", _available, timeout=90)
+        yield
+    finally:
+        kubectl("delete", "apiservice", APISERVICE, "--ignore-not-found", check=False)
+        kubectl(
+            "delete", "clusterrole", manifests.CONSOLE_USER_ROLE, "--ignore-not-found", check=False
+        )
+        kubectl("delete", "namespace", system, "--wait=false", check=False)
+
+
+@contextlib.contextmanager
 def served_subresources(
     session_factory: db_engine.SessionFactory, proxy_url: str, port: int, tls_dir: pathlib.Path
 ) -> Iterator[None]:
@@ -78,24 +104,10 @@ def served_subresources(
         tls_dir / "tls.crt", tls_dir / "tls.key", request_headers.client_ca_pem
     )
     running = server.serve(app.App(request_headers, urls), context, "0.0.0.0", port)
-    kubectl("create", "namespace", system)
     try:
-        apply(
-            [
-                *manifests.host_endpoint(system, node_address(), port),
-                manifests.apiservice(system, ca.cert_pem()),
-                manifests.console_user_role(),
-            ]
-        )
-        wait_for(f"APIService {APISERVICE} to be Available", _available, timeout=90)
-        yield
+        with registered_apiservice(system, port, ca.cert_pem()):
+            yield
     finally:
-        # The APIService first: one left unavailable troubles every client's discovery.
-        kubectl("delete", "apiservice", APISERVICE, "--ignore-not-found", check=False)
-        kubectl(
-            "delete", "clusterrole", manifests.CONSOLE_USER_ROLE, "--ignore-not-found", check=False
-        )
-        kubectl("delete", "namespace", system, "--wait=false", check=False)
         running.stop()
 
 

@@ -41,35 +41,17 @@ from tests.e2e.conftest import (
     status_of,
     wait_for,
 )
+from tests.e2e.console_browser_support import registered_apiservice
 
 pytestmark = pytest.mark.e2e
 
 GROUP = "subresources.compute.kubenova.io"
-APISERVICE = f"v1.{GROUP}"
 PORT = 16101
 FLAVOR = "e2e-clog"
 READY = "kubenova-guest: ready"
 INSTANCES_PATH = pathlib.Path(
     os.environ.get("KUBENOVA_INSTANCES_PATH", "/var/lib/kubenova/instances")
 )
-
-
-def node_address() -> str:
-    """This machine's address, where the kube-apiserver reaches host processes."""
-    return kubectl(
-        "get",
-        "endpointslice",
-        "-n",
-        "default",
-        "kubernetes",
-        "-o",
-        "jsonpath={.endpoints[0].addresses[0]}",
-    ).stdout.strip()
-
-
-def _available() -> bool:
-    conditions = ((get("apiservice", APISERVICE) or {}).get("status") or {}).get("conditions")
-    return any(c["type"] == "Available" and c["status"] == "True" for c in conditions or [])
 
 
 @pytest.fixture(scope="module")
@@ -101,23 +83,10 @@ def served(stack: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> I
         directory / "tls.crt", directory / "tls.key", request_headers.client_ca_pem
     )
     running = server.serve(served_app, context, "0.0.0.0", PORT)
-    kubectl("create", "namespace", system)
     try:
-        apply(
-            [
-                *manifests.host_endpoint(system, node_address(), PORT),
-                manifests.apiservice(system, ca.cert_pem()),
-                manifests.console_user_role(),
-            ]
-        )
-        wait_for(f"APIService {APISERVICE} to be Available", _available, timeout=90)
-        yield
+        with registered_apiservice(system, PORT, ca.cert_pem()):
+            yield
     finally:
-        kubectl("delete", "apiservice", APISERVICE, "--ignore-not-found", check=False)
-        kubectl(
-            "delete", "clusterrole", manifests.CONSOLE_USER_ROLE, "--ignore-not-found", check=False
-        )
-        kubectl("delete", "namespace", system, "--wait=false", check=False)
         running.stop()
         engine.dispose()
 

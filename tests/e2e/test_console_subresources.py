@@ -42,30 +42,15 @@ from tests.e2e.conftest import (
     kubectl,
     wait_for,
 )
+from tests.e2e.console_browser_support import registered_apiservice
 from tests.integration.db.helpers import make_instance
 
 pytestmark = pytest.mark.e2e
 
 GROUP = "subresources.compute.kubenova.io"
-APISERVICE = f"v1.{GROUP}"
 PORT = 16100
 VNC_PORT = 5907
 PROXY_URL = "https://console.kubenova.test:6080"
-
-
-def node_address() -> str:
-    """This machine's address, as hack/kube/up.sh advertises the kube-apiserver there (the
-    `kubernetes` Service's endpoint); an EndpointSlice may not hold a loopback address."""
-    result = kubectl(
-        "get",
-        "endpointslice",
-        "-n",
-        "default",
-        "kubernetes",
-        "-o",
-        "jsonpath={.endpoints[0].addresses[0]}",
-    )
-    return result.stdout.strip()
 
 
 class RecordingUrls:
@@ -104,11 +89,6 @@ def console_db() -> Iterator[db_engine.SessionFactory]:
         admin.dispose()
 
 
-def _available() -> bool:
-    conditions = ((get("apiservice", APISERVICE) or {}).get("status") or {}).get("conditions")
-    return any(c["type"] == "Available" and c["status"] == "True" for c in conditions or [])
-
-
 @pytest.fixture(scope="module")
 def served(
     console_db: db_engine.SessionFactory, tmp_path_factory: pytest.TempPathFactory
@@ -143,24 +123,10 @@ def served(
         request_headers.client_ca_pem,
     )
     running = server.serve(app.App(request_headers, urls), context, "0.0.0.0", PORT)
-    kubectl("create", "namespace", system)
     try:
-        apply(
-            [
-                *manifests.host_endpoint(system, node_address(), PORT),
-                manifests.apiservice(system, ca.cert_pem()),
-                manifests.console_user_role(),
-            ]
-        )
-        wait_for(f"APIService {APISERVICE} to be Available", _available, timeout=90)
-        yield urls
+        with registered_apiservice(system, PORT, ca.cert_pem()):
+            yield urls
     finally:
-        # The APIService first: one left unavailable troubles every client's discovery.
-        kubectl("delete", "apiservice", APISERVICE, "--ignore-not-found", check=False)
-        kubectl(
-            "delete", "clusterrole", manifests.CONSOLE_USER_ROLE, "--ignore-not-found", check=False
-        )
-        kubectl("delete", "namespace", system, "--wait=false", check=False)
         running.stop()
 
 

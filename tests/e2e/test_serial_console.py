@@ -44,9 +44,7 @@ from tests.e2e.conftest import (
     wait_for,
 )
 from tests.e2e.console_browser_support import (
-    APISERVICE,
-    _available,
-    node_address,
+    registered_apiservice,
     wait_for_console_line,
     write_proxy_x509_dir,
 )
@@ -152,23 +150,10 @@ def subresources(
     running = server.serve(
         app.App(request_headers, urls), context, "0.0.0.0", SUBRESOURCES_PORT, stream_subresources
     )
-    kubectl("create", "namespace", system)
     try:
-        apply(
-            [
-                *manifests.host_endpoint(system, node_address(), SUBRESOURCES_PORT),
-                manifests.apiservice(system, ca.cert_pem()),
-                manifests.console_user_role(),
-            ]
-        )
-        wait_for(f"APIService {APISERVICE} to be Available", _available, timeout=90)
-        yield
+        with registered_apiservice(system, SUBRESOURCES_PORT, ca.cert_pem()):
+            yield
     finally:
-        kubectl("delete", "apiservice", APISERVICE, "--ignore-not-found", check=False)
-        kubectl(
-            "delete", "clusterrole", manifests.CONSOLE_USER_ROLE, "--ignore-not-found", check=False
-        )
-        kubectl("delete", "namespace", system, "--wait=false", check=False)
         running.stop()
 
 

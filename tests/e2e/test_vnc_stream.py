@@ -45,9 +45,9 @@ from tests.e2e.conftest import (
     get,
     instance_manifest,
     kubectl,
-    wait_for,
 )
-from tests.e2e.test_console_subresources import APISERVICE, GROUP, console_db, node_address
+from tests.e2e.console_browser_support import registered_apiservice
+from tests.e2e.test_console_subresources import GROUP, console_db
 from tests.integration.console.proxy_support import HOST, X509, make_x509, wait_for_port
 from tests.integration.db.helpers import make_instance
 
@@ -59,11 +59,6 @@ PORT = 16102
 # QEMU's VNC display port: off the console proxy tests' ports (16080-16099).
 QEMU_VNC_PORT = 16190
 PROXY_URL = "https://console.kubenova.test:6080"
-
-
-def _available() -> bool:
-    conditions = ((get("apiservice", APISERVICE) or {}).get("status") or {}).get("conditions")
-    return any(c["type"] == "Available" and c["status"] == "True" for c in conditions or [])
 
 
 @pytest.fixture(scope="module")
@@ -110,19 +105,10 @@ def served(
         proxy_settings.ProxySettings(x509_dir=x509.proxy_dir),
     )
     running = server.serve(app.App(request_headers, urls), context, "0.0.0.0", PORT, streams)
-    kubectl("create", "namespace", system)
     try:
-        apply(
-            [
-                *manifests.host_endpoint(system, node_address(), PORT),
-                manifests.apiservice(system, ca.cert_pem()),
-            ]
-        )
-        wait_for(f"APIService {APISERVICE} to be Available", _available, timeout=90)
-        yield
+        with registered_apiservice(system, PORT, ca.cert_pem()):
+            yield
     finally:
-        kubectl("delete", "apiservice", APISERVICE, "--ignore-not-found", check=False)
-        kubectl("delete", "namespace", system, "--wait=false", check=False)
         running.stop()
 
 

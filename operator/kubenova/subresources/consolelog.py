@@ -74,20 +74,9 @@ class ConsoleLogs:
     ) -> str:
         """The console log of Instance ``namespace/name``, or :class:`status.ApiError`."""
         lines = tail_lines(raw_tail_lines)
-        obj = self._kube.get_instance(namespace, name)
-        if obj is None:
-            raise status.not_found(
-                f'{discovery.INSTANCES}.{discovery.INSTANCE_GROUP} "{name}" not found'
-                f' in namespace "{namespace}"',
-                name=name,
-                kind=discovery.INSTANCES,
-            )
-        uuid = str((obj.get("metadata") or {}).get("uid", ""))
-        place = self._read_place(self._session_factory, uuid) if uuid else None
-        if place is None:
-            raise status.conflict(
-                f'instance "{name}" has no record yet: it is still being created', name=name
-            )
+        uuid, place = consoleurl.locate(
+            self._kube, self._read_place, self._session_factory, namespace, name, deleting_ok=True
+        )
         if not place.host:
             raise status.conflict(
                 f'instance "{name}" is not on a host yet (vm_state {place.vm_state}): it has'

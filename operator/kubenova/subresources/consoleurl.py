@@ -78,6 +78,38 @@ def console_type(raw: str | None) -> auth.ConsoleType:
     )
 
 
+def locate(
+    kube: InstanceReader,
+    read_place: PlaceReader,
+    session_factory: db_engine.SessionFactory,
+    namespace: str,
+    name: str,
+    *,
+    deleting_ok: bool = False,
+) -> tuple[str, ConsolePlace]:
+    """The uid of Instance ``namespace/name`` and its record's place; :class:`status.ApiError`
+    404 when there is no such Instance, 409 when it has no record yet or (unless
+    ``deleting_ok``) is being deleted."""
+    obj = kube.get_instance(namespace, name)
+    if obj is None:
+        raise status.not_found(
+            f'{discovery.INSTANCES}.{discovery.INSTANCE_GROUP} "{name}" not found'
+            f' in namespace "{namespace}"',
+            name=name,
+            kind=discovery.INSTANCES,
+        )
+    metadata = obj.get("metadata") or {}
+    if metadata.get("deletionTimestamp") and not deleting_ok:
+        raise status.conflict(f'instance "{name}" is being deleted', name=name)
+    uuid = str(metadata.get("uid", ""))
+    place = read_place(session_factory, uuid) if uuid else None
+    if place is None:
+        raise status.conflict(
+            f'instance "{name}" has no record yet: it is still being created', name=name
+        )
+    return uuid, place
+
+
 def target(place: ConsolePlace, kind: auth.ConsoleType, name: str) -> tuple[str, int, int | None]:
     """The host, port and TLS port a token of ``kind`` points at, or 409 saying why there is
     no such console now. SPICE is relayed over TLS only, so it needs the TLS port."""
@@ -147,23 +179,7 @@ class ConsoleUrls:
         """Mint a token for the console ``type_`` of Instance ``namespace/name``; the
         ConsoleURL document, or :class:`status.ApiError`."""
         kind = console_type(type_)
-        obj = self._kube.get_instance(namespace, name)
-        if obj is None:
-            raise status.not_found(
-                f'{discovery.INSTANCES}.{discovery.INSTANCE_GROUP} "{name}" not found'
-                f' in namespace "{namespace}"',
-                name=name,
-                kind=discovery.INSTANCES,
-            )
-        metadata = obj.get("metadata") or {}
-        if metadata.get("deletionTimestamp"):
-            raise status.conflict(f'instance "{name}" is being deleted', name=name)
-        uuid = str(metadata.get("uid", ""))
-        place = self._read_place(self._session_factory, uuid) if uuid else None
-        if place is None:
-            raise status.conflict(
-                f'instance "{name}" has no record yet: it is still being created', name=name
-            )
+        uuid, place = locate(self._kube, self._read_place, self._session_factory, namespace, name)
         host, port, tls_port = target(place, kind, name)
         minted = self._mint(
             self._session_factory,

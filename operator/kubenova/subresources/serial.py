@@ -107,23 +107,9 @@ class SerialConsoleOpener:
         return secured
 
     def _place(self, namespace: str, name: str) -> consoleurl.ConsolePlace:
-        obj = self._kube.get_instance(namespace, name)
-        if obj is None:
-            raise status.not_found(
-                f'{discovery.INSTANCES}.{discovery.INSTANCE_GROUP} "{name}" not found'
-                f' in namespace "{namespace}"',
-                name=name,
-                kind=discovery.INSTANCES,
-            )
-        metadata = obj.get("metadata") or {}
-        if metadata.get("deletionTimestamp"):
-            raise status.conflict(f'instance "{name}" is being deleted', name=name)
-        uuid = str(metadata.get("uid", ""))
-        place = self._read_place(self._session_factory, uuid) if uuid else None
-        if place is None:
-            raise status.conflict(
-                f'instance "{name}" has no record yet: it is still being created', name=name
-            )
+        _, place = consoleurl.locate(
+            self._kube, self._read_place, self._session_factory, namespace, name
+        )
         if place.power_state != states.RUNNING:
             raise status.conflict(
                 f'instance "{name}" is not running (vm_state {place.vm_state}, power_state'

@@ -116,23 +116,9 @@ class VncOpener:
         return ours
 
     def _place(self, namespace: str, name: str) -> tuple[str, int]:
-        obj = self._kube.get_instance(namespace, name)
-        if obj is None:
-            raise status.not_found(
-                f'{discovery.INSTANCES}.{discovery.INSTANCE_GROUP} "{name}" not found'
-                f' in namespace "{namespace}"',
-                name=name,
-                kind=discovery.INSTANCES,
-            )
-        metadata = obj.get("metadata") or {}
-        if metadata.get("deletionTimestamp"):
-            raise status.conflict(f'instance "{name}" is being deleted', name=name)
-        uuid = str(metadata.get("uid", ""))
-        place = self._read_place(self._session_factory, uuid) if uuid else None
-        if place is None:
-            raise status.conflict(
-                f'instance "{name}" has no record yet: it is still being created', name=name
-            )
+        _, place = consoleurl.locate(
+            self._kube, self._read_place, self._session_factory, namespace, name
+        )
         host, port, _ = consoleurl.target(place, auth.ConsoleType.NOVNC, name)
         return host, port
 
