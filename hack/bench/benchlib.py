@@ -124,30 +124,44 @@ STACK_PROCESSES = (
 )
 
 
-def stack_cpu_s() -> dict[str, float]:
-    """CPU seconds used so far by each kind of process of the local stack, all of its
-    processes summed (100 simulated agents are one entry), plus ``client`` (this process)
-    and ``other`` (everything else that runs, guests' QEMU included)."""
-    totals = {name: 0.0 for name, _ in STACK_PROCESSES}
-    totals["client"] = process_cpu_s(os.getpid())
-    totals["other"] = 0.0
+#: CPU seconds each process has used so far, by (pid, start time): its kind and the seconds.
+CpuSnapshot = dict[tuple[int, int], tuple[str, float]]
+
+
+def stack_cpu_s() -> CpuSnapshot:
+    """CPU seconds used so far by each process that runs, named by its kind of process of the
+    local stack (100 simulated agents are one kind), ``client`` (this process) or ``other``
+    (everything else that runs, guests' QEMU included). Keyed by pid and start time, so that a
+    pid used again is another process."""
+    snapshot: CpuSnapshot = {}
     for entry in pathlib.Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+        if not entry.name.isdigit():
             continue
+        pid = int(entry.name)
         try:
             cmdline = (entry / "cmdline").read_bytes()
-            cpu = process_cpu_s(int(entry.name))
+            fields = (entry / "stat").read_text().rpartition(")")[2].split()
         except (OSError, ValueError, IndexError):
             continue  # it ended meanwhile
-        name = next((n for n, marker in STACK_PROCESSES if marker.encode() in cmdline), "other")
-        totals[name] += cpu
-    return totals
+        utime, stime, started = int(fields[11]), int(fields[12]), int(fields[19])
+        if pid == os.getpid():
+            name = "client"
+        else:
+            name = next((n for n, marker in STACK_PROCESSES if marker.encode() in cmdline), "other")
+        snapshot[(pid, started)] = (name, (utime + stime) / os.sysconf("SC_CLK_TCK"))
+    return snapshot
 
 
-def cpu_delta(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
-    """``after - before`` per process kind, rounded to 0.01 s. A process that started meanwhile
-    counts whole; one that ended is lost (no process of the stack ends during a run)."""
-    return {name: round(after[name] - before.get(name, 0.0), 2) for name in after}
+def cpu_delta(before: CpuSnapshot, after: CpuSnapshot) -> dict[str, float]:
+    """CPU seconds used between two snapshots per kind of process, rounded to 0.01 s: what each
+    process that runs at ``after`` used since ``before`` (all of it when it started meanwhile).
+    A process that ended meanwhile is lost, never counted against its kind: a guest's QEMU or
+    a kubectl that ends during a run would otherwise make ``other`` negative."""
+    totals = {name: 0.0 for name, _ in STACK_PROCESSES} | {"client": 0.0, "other": 0.0}
+    for key, (name, cpu) in after.items():
+        earlier = before.get(key)
+        totals[name] += cpu - (earlier[1] if earlier is not None else 0.0)
+    return {name: round(seconds, 2) for name, seconds in totals.items()}
 
 
 def process_rss_mib(pid: int) -> float:

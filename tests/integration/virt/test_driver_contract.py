@@ -79,7 +79,13 @@ def test_destroy_removes_the_domain_and_its_files(driver_harness):
     driver_harness.driver.spawn(instance)
     if driver_harness.instances_path is not None:
         files = driver_harness.instances_path / instance.uuid
-        assert {path.name for path in files.iterdir()} == {"disk", "disk.config", "console.log"}
+        # console.sock: the running QEMU's serial console socket.
+        assert {path.name for path in files.iterdir()} == {
+            "disk",
+            "disk.config",
+            "console.log",
+            "console.sock",
+        }
     driver_harness.driver.destroy(instance.uuid)
     assert instance.uuid not in driver_harness.driver.list_instance_uuids()
     assert driver_harness.leftovers(instance.uuid) == []

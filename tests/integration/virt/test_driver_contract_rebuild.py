@@ -161,10 +161,12 @@ def _instance_dir(harness: Harness, instance_uuid: str) -> pathlib.Path:
 
 
 def instance_files(harness: Harness, instance_uuid: str) -> set[str]:
-    """The files in the instance's directory (nothing staged left over); TestDriver: none."""
+    """The files in the instance's directory (nothing staged left over), but for the serial
+    console's socket, which QEMU makes when it starts and may leave when it stops; TestDriver:
+    none."""
     if harness.instances_path is None:
         return {"disk", "disk.config", "console.log"}
-    return set(os.listdir(_instance_dir(harness, instance_uuid)))
+    return set(os.listdir(_instance_dir(harness, instance_uuid))) - {"console.sock"}
 
 
 def power(harness: Harness, instance_uuid: str) -> tuple[PowerState, bool]:
