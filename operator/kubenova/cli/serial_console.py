@@ -30,7 +30,6 @@ import websocket
 from kubernetes.stream import ws_client
 
 from kubenova.cli import kube, vnc_proxy
-from kubenova.k8s.resources import INSTANCES, SUBRESOURCES_GROUP, SUBRESOURCES_VERSION
 
 #: Ctrl-], the byte that leaves the console.
 ESCAPE: Final = 0x1D
@@ -78,10 +77,10 @@ def connector(cluster: kube.Cluster, name: str) -> Connect:
     """Opens the websocket of the Instance's ``console``; :class:`Refused` otherwise."""
 
     def connect() -> Stream:
-        url, headers = _target(cluster, name)
+        where = vnc_proxy.target(cluster, name, "console")
         try:
             opened: websocket.WebSocket = ws_client.create_websocket(  # type: ignore[no-untyped-call]
-                cluster.api.configuration, url, headers
+                cluster.api.configuration, where.url, where.headers
             )
         except websocket.WebSocketBadStatusException as refused:
             message = vnc_proxy.describe_refusal(refused, cluster.server)
@@ -91,22 +90,6 @@ def connector(cluster: kube.Cluster, name: str) -> Connect:
         return opened
 
     return connect
-
-
-def _target(cluster: kube.Cluster, name: str) -> tuple[str, dict[str, str]]:
-    path = (
-        f"/apis/{SUBRESOURCES_GROUP}/{SUBRESOURCES_VERSION}/namespaces/{cluster.namespace}"
-        f"/{INSTANCES}/{name}/console"
-    )
-    # The generated client's own way to a request: the bearer token lands in the headers.
-    _, url, headers, _, _ = cluster.api.param_serialize(
-        method="GET", resource_path=path, header_params={}, auth_settings=["BearerToken"]
-    )
-    lowered = {key.lower(): str(value) for key, value in (headers or {}).items()}
-    carried = {"sec-websocket-protocol": vnc_proxy.SUBPROTOCOL}
-    if "authorization" in lowered:
-        carried["authorization"] = lowered["authorization"]
-    return ws_client.get_websocket_url(url), carried  # type: ignore[no-untyped-call]
 
 
 def run_console(

@@ -59,10 +59,12 @@ class Target:
     headers: dict[str, str]
 
 
-def target(cluster: kube.Cluster, name: str) -> Target:
+def target(cluster: kube.Cluster, name: str, subresource: str = "vnc") -> Target:
+    """Where the websocket of the Instance's stream ``subresource`` (``vnc``, ``console``) is,
+    with the user's credentials."""
     path = (
         f"/apis/{SUBRESOURCES_GROUP}/{SUBRESOURCES_VERSION}/namespaces/{cluster.namespace}"
-        f"/{INSTANCES}/{name}/vnc"
+        f"/{INSTANCES}/{name}/{subresource}"
     )
     # The generated client's own way to a request: the bearer token (a refreshed one, when the
     # kubeconfig's exec plugin or token file says so) lands in the headers.

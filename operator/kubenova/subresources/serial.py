@@ -68,14 +68,7 @@ class SerialConsoleOpener:
         place = self._place(namespace, name)
         host = place.host or ""
         where = f"{host}:{self._port}"
-        try:
-            context = self._client_context()
-        except (OSError, ssl.SSLError) as failed:
-            LOG.error("no client certificate for the hop to the hosts' serial consoles: %s", failed)
-            raise status.unavailable(
-                "this server has no client certificate for the hosts' serial consoles (the"
-                f" console proxy's, KUBENOVA_CONSOLE_X509_DIR): {failed}"
-            ) from failed
+        context = streams.client_context(self._client_context, "the hosts' serial consoles")
         try:
             plain = self._connect((host, self._port), _CONNECT_TIMEOUT_S)
         except OSError as failed:

@@ -21,7 +21,7 @@ import logging
 import select
 import socket
 import ssl
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Final, Protocol
 
 from websockify import websocketserver
@@ -88,6 +88,19 @@ class Streams:
             user.name,
         )
         return opened
+
+
+def client_context(make: Callable[[], ssl.SSLContext], towards: str) -> ssl.SSLContext:
+    """The TLS context of an opener's hop to the hosts (``towards``: "the hosts' VNC", say),
+    made anew for each connection; 503 when this server has no client certificate."""
+    try:
+        return make()
+    except (OSError, ssl.SSLError) as failed:
+        LOG.error("no client certificate for the hop to %s: %s", towards, failed)
+        raise status.unavailable(
+            f"this server has no client certificate for {towards} (the console proxy's,"
+            f" KUBENOVA_CONSOLE_X509_DIR): {failed}"
+        ) from failed
 
 
 def check_upgrade(subresource: str, headers: requestheader.Headers) -> None:

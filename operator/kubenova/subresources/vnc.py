@@ -77,14 +77,7 @@ class VncOpener:
 
     def open(self, namespace: str, name: str, user: requestheader.User) -> socket.socket:
         host, port = self._place(namespace, name)
-        try:
-            context = self._client_context()
-        except (OSError, ssl.SSLError) as failed:
-            LOG.error("no client certificate for the hop to the hosts' VNC: %s", failed)
-            raise status.unavailable(
-                "this server has no client certificate for the hosts' VNC (the console"
-                f" proxy's, KUBENOVA_CONSOLE_X509_DIR): {failed}"
-            ) from failed
+        context = streams.client_context(self._client_context, "the hosts' VNC")
         try:
             plain = self._connect((host, port), _CONNECT_TIMEOUT_S)
         except OSError as failed:
