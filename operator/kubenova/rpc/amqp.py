@@ -13,13 +13,13 @@ Messages are JSON envelopes, persistent, published with publisher confirms and
 ``mandatory`` (a message no queue would take is an error, not a silent loss), and
 consumed with manual acknowledgement after the handler returns.
 
-A call (:func:`request`, used by :mod:`kubenova.rpc.call`) is the same envelope with a
-``reply_to``: a routing key on the exchange, ``reply.compute.<host>.<message id>``, bound to an
-exclusive queue of the caller's for the call's length. The :class:`Consumer` publishes its
-handler's return value there (:mod:`kubenova.rpc.reply`). Not RabbitMQ's direct reply-to: that
-goes through the default exchange, which an agent's user may not write to (through it, it could
-reach any queue); on the exchange, its topic permissions let it answer calls made to its own host
-and nothing else.
+A call (:func:`kubenova.rpc.amqp_call.request`, used by :mod:`kubenova.rpc.call`) is the same
+envelope with a ``reply_to``: a routing key on the exchange,
+``reply.compute.<host>.<message id>``, bound to an exclusive queue of the caller's for the
+call's length. The :class:`Consumer` publishes its handler's return value there
+(:mod:`kubenova.rpc.reply`). Not RabbitMQ's direct reply-to: that goes through the default
+exchange, which an agent's user may not write to (through it, it could reach any queue); on
+the exchange, its topic permissions let it answer calls made to its own host and nothing else.
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ def user_from_url(url: str) -> str | None:
     return urllib.parse.unquote(parsed.username) if parsed.username else None
 
 
-def _connect(settings: MessagingSettings) -> pika.BlockingConnection:
+def connect(settings: MessagingSettings) -> pika.BlockingConnection:
     params = pika.URLParameters(settings.url)
     params.heartbeat = settings.heartbeat_s
     params.blocked_connection_timeout = 30
@@ -71,7 +71,7 @@ def _connect(settings: MessagingSettings) -> pika.BlockingConnection:
 
 def declare_topology(settings: MessagingSettings) -> None:
     """Declare exchanges and the shared queues; idempotent (needs configure rights)."""
-    connection = _connect(settings)
+    connection = connect(settings)
     try:
         channel = connection.channel()
         channel.exchange_declare(settings.exchange, exchange_type="topic", durable=True)
@@ -95,77 +95,6 @@ def declare_queue(channel: Any, settings: MessagingSettings, topic: str) -> None
     channel.queue_bind(topic, settings.exchange, routing_key=topic)
 
 
-def request(
-    settings: MessagingSettings, topic: str, message: envelope.Envelope, timeout_s: float
-) -> bytes | None:
-    """Publish ``message`` to ``topic`` as a call and wait up to ``timeout_s`` for its answer;
-    None when none came in time.
-
-    The answer comes on the exchange with the routing key :func:`reply_key`, bound to an
-    exclusive queue of this call's (the broker deletes it with the connection). The request is
-    transient and expires after ``timeout_s`` (per-message TTL): a consumer that would only get
-    to it after its caller gave up never sees it, and nothing is left in the queue. One
-    connection per call: calls are rare (a user asking), and a call to a slow host then holds
-    up no other. Raises :class:`PublishError` when no queue takes the message or the broker
-    cannot be reached.
-    """
-    answers: list[bytes] = []
-    answer_key = reply_key(topic, message.message_id)
-
-    def on_answer(channel: Any, deliver: Any, properties: Any, body: bytes) -> None:
-        if properties.correlation_id == message.message_id:
-            answers.append(body)
-
-    try:
-        connection = _connect(settings)
-    except (pika.exceptions.AMQPError, OSError) as exc:
-        raise PublishError(f"could not reach the message bus to call {topic!r}: {exc}") from exc
-    try:
-        channel = connection.channel()
-        # Bound before the request goes, so that no answer can come before its queue.
-        answer_queue = channel.queue_declare("", exclusive=True, auto_delete=True).method.queue
-        channel.queue_bind(answer_queue, settings.exchange, routing_key=answer_key)
-        channel.basic_consume(answer_queue, on_answer, auto_ack=True)
-        channel.confirm_delivery()
-        properties = pika.BasicProperties(
-            content_type="application/json",
-            delivery_mode=pika.DeliveryMode.Transient,
-            message_id=message.message_id,
-            correlation_id=message.message_id,
-            reply_to=answer_key,
-            expiration=str(max(1, int(timeout_s * 1000))),
-            user_id=user_from_url(settings.url),
-            type=message.method,
-            headers={"version": message.version},
-        )
-        channel.basic_publish(
-            settings.exchange, topic, message.to_json(), properties, mandatory=True
-        )
-        deadline = time.monotonic() + timeout_s
-        while not answers:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return None
-            connection.process_data_events(time_limit=remaining)
-        return answers[0]
-    except pika.exceptions.UnroutableError as exc:
-        raise PublishError(f"no queue takes messages for {topic!r}") from exc
-    except pika.exceptions.NackError as exc:
-        raise PublishError(f"the broker refused a message for {topic!r}") from exc
-    except (pika.exceptions.AMQPError, OSError) as exc:
-        raise PublishError(f"could not call {topic!r}: {exc}") from exc
-    finally:
-        if connection.is_open:
-            with contextlib.suppress(pika.exceptions.AMQPError, OSError):
-                connection.close()
-
-
-def reply_key(topic: str, message_id: str) -> str:
-    """The routing key of the answer to a call sent to ``topic`` (``compute.<host>``): under
-    :meth:`MessagingSettings.reply_prefix`, which the host's agent may publish with."""
-    return f"reply.{topic}.{message_id}"
-
-
 class Publisher:
     """Publishes envelopes with confirms; thread-safe; reconnects once per failure.
 
@@ -184,7 +113,7 @@ class Publisher:
 
     def _ensure_channel(self) -> Any:
         if self._connection is None or self._connection.is_closed or self._channel is None:
-            self._connection = _connect(self._settings)
+            self._connection = connect(self._settings)
             self._channel = self._connection.channel()
             self._channel.confirm_delivery()
         return self._channel
@@ -323,7 +252,7 @@ class Consumer:
                 backoff = min(backoff * 2, 15.0)
 
     def _consume(self) -> None:
-        connection = _connect(self._settings)
+        connection = connect(self._settings)
         lanes = [
             concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=f"{self._queue}-lane{n}")
             for n in range(self._workers if self._workers > 1 else 0)

@@ -17,7 +17,7 @@ from typing import Any
 import pydantic
 
 from kubenova.config import MessagingSettings
-from kubenova.rpc import amqp, envelope, payloads, reply
+from kubenova.rpc import amqp, amqp_call, envelope, payloads, reply
 
 LOG = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ def host_of(topic: str) -> str:
 
 class Caller:
     """Makes calls; thread-safe (each call has its own connection, see
-    :func:`kubenova.rpc.amqp.request`)."""
+    :func:`kubenova.rpc.amqp_call.request`)."""
 
     def __init__(self, settings: MessagingSettings, sender: str) -> None:
         self._settings = settings
@@ -94,7 +94,7 @@ class Caller:
             sender=self._sender,
         )
         try:
-            body = amqp.request(self._settings, topic, message, timeout_s)
+            body = amqp_call.request(self._settings, topic, message, timeout_s)
         except amqp.PublishError as exc:
             raise Unreachable(topic, method, str(exc)) from exc
         if body is None:

@@ -63,7 +63,7 @@ def test_publisher_sends_each_methods_own_version(monkeypatch):
         def channel(self):
             return Channel()
 
-    monkeypatch.setattr(amqp, "_connect", lambda settings: Connection())
+    monkeypatch.setattr(amqp, "connect", lambda settings: Connection())
     publisher = amqp.Publisher(MessagingSettings(), sender="s")
     publisher.cast("conductor", "service_stopping", {"host": "h1"}, "r")
     publisher.cast("compute.h1", "terminate_instance", {"instance_uuid": "u"}, "r")
