@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import pathlib
 import signal
 import sys
 import types
 
 from kubenova import log
-from kubenova_agent import credentials, serial_console, service
+from kubenova_agent import credentials, host_certificate, serial_console, service
 from kubenova_agent.settings import AgentSettings
 from kubenova_agent.virt import driver as virt_driver
 
@@ -80,14 +81,48 @@ def _amqp_url_from_operator(host: str, url_file: str | None) -> str | None:
     except credentials.CredentialsError as exc:
         LOG.error("no RabbitMQ credentials: %s", exc)
         raise SystemExit(f"kubenova-agent: {exc}") from exc
-    if issued.node != host:
-        # The operator answers for the node the token is bound to; an agent that calls itself
-        # something else would listen on a queue its user may not read.
-        raise SystemExit(
-            f"kubenova-agent: the operator issued credentials for node {issued.node!r}, but "
-            f"this agent runs as host {host!r}: set KUBENOVA_HOST to the node's name"
-        )
+    # The operator answers for the node the token is bound to; an agent that calls itself
+    # something else would listen on a queue its user may not read.
+    _require_node("credentials", issued.node, host)
     return issued.amqp_url
+
+
+def _require_node(what: str, node: str, host: str) -> None:
+    """Stop unless the operator issued ``what`` for this agent's own host."""
+    if node != host:
+        raise SystemExit(
+            f"kubenova-agent: the operator issued {what} for node {node!r}, but this agent "
+            f"runs as host {host!r}: set KUBENOVA_HOST to the node's name"
+        )
+
+
+def _host_certificate(host: str) -> host_certificate.HostCertificate | None:
+    """In a cluster ($KUBENOVA_HOST_CERTIFICATE_DIR set): this host's console certificate,
+    from the operator, written before any guest starts (libvirt refuses to start a guest whose
+    TLS console has no certificate)."""
+    directory = os.environ.get(host_certificate.DIR_ENV)
+    if not directory:
+        return None
+    url = host_certificate.url_from_env()
+    if not url:
+        raise SystemExit(
+            f"kubenova-agent: {host_certificate.DIR_ENV} is set but neither "
+            f"{host_certificate.URL_ENV} nor {credentials.URL_ENV} says where the operator is"
+        )
+    certificate = host_certificate.HostCertificate(
+        pathlib.Path(directory),
+        url,
+        node=host,
+        ca_file=os.environ.get(credentials.CA_ENV) or credentials.DEFAULT_CA_FILE,
+        token_file=os.environ.get(credentials.TOKEN_ENV) or credentials.DEFAULT_TOKEN_FILE,
+    )
+    try:
+        issued = certificate.obtain()
+    except credentials.CredentialsError as exc:
+        LOG.error("no host certificate: %s", exc)
+        raise SystemExit(f"kubenova-agent: no host certificate: {exc}") from exc
+    _require_node("a console certificate", issued.node, host)
+    return certificate
 
 
 def make_driver(args: argparse.Namespace, settings: AgentSettings) -> virt_driver.ComputeDriver:
@@ -114,7 +149,12 @@ def make_driver(args: argparse.Namespace, settings: AgentSettings) -> virt_drive
         image_cache_path=settings.image_cache_path,
         virt_type=settings.virt_type,
         hostname=settings.host,
-        graphics=domain_xml.Graphics(listen=settings.console_listen, tls=settings.console_tls),
+        graphics=domain_xml.Graphics(
+            listen=settings.console_listen,
+            tls=settings.console_tls,
+            spice_listen=settings.spice_listen,
+        ),
+        console_address=settings.console_address,
     )
 
 
@@ -146,7 +186,14 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     settings = read_settings(host=host, amqp_url=amqp_url)
-    agent = service.AgentService(settings, make_driver(args, settings), dict(args.label))
+    certificate = _host_certificate(host) if args.driver == "libvirt" else None
+    compute_driver = make_driver(args, settings)
+    agent = service.AgentService(settings, compute_driver, dict(args.label))
+    if certificate is not None:
+        # Running guests take a renewed certificate up at once; the serial console server
+        # at its next connection (it watches the files).
+        certificate.start_renewing(on_renewed=compute_driver.reload_console_certificates)
+        signal.signal(signal.SIGHUP, lambda signum, frame: certificate.renew_soon())
 
     def _terminate(signum: int, frame: types.FrameType | None) -> None:
         del frame
@@ -171,6 +218,8 @@ def main(argv: list[str] | None = None) -> int:
         agent.run()
     finally:
         agent.stop()
+        if certificate is not None:
+            certificate.stop()
         if consoles is not None:
             consoles.stop()
     return 0

@@ -27,6 +27,7 @@ import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import Callable
+from typing import TypeVar
 
 LOG = logging.getLogger(__name__)
 
@@ -59,8 +60,11 @@ class AgentCredentials:
     amqp_url: str = dataclasses.field(repr=False)
 
 
-class _Transient(Exception):
+class Transient(Exception):
     """Worth another try."""
+
+
+_Answer = TypeVar("_Answer")
 
 
 def configured() -> bool:
@@ -88,39 +92,79 @@ def fetch(
     monotonic: Callable[[], float] = time.monotonic,
 ) -> AgentCredentials:
     """This node's credentials from the operator at ``url`` (https only)."""
+    credentials = with_retries(
+        "agent credentials",
+        url,
+        lambda request_id: _attempt(url, ca_file, token_file, request_id),
+        deadline_s=deadline_s,
+        sleep=sleep,
+        monotonic=monotonic,
+    )
+    LOG.info("agent credentials: RabbitMQ user %s for node %s", credentials.user, credentials.node)
+    return credentials
+
+
+def with_retries(
+    what: str,
+    url: str,
+    attempt: Callable[[str], _Answer],
+    *,
+    deadline_s: float,
+    sleep: Callable[[float], None] = time.sleep,
+    monotonic: Callable[[], float] = time.monotonic,
+) -> _Answer:
+    """``attempt(request_id)`` until it answers, again after each :class:`Transient` failure
+    with a growing pause; :class:`CredentialsError` once ``deadline_s`` would pass, and a
+    refusal at once."""
     if urllib.parse.urlsplit(url).scheme != "https":
-        raise CredentialsError(f"{URL_ENV} must be an https URL (it carries a token): {url}")
+        raise CredentialsError(f"{what}: {url} must be an https URL (it carries a token)")
     deadline = monotonic() + deadline_s
-    attempt = 0
+    attempt_number = 0
     while True:
         request_id = f"req-{uuid.uuid4()}"
         try:
-            credentials = _attempt(url, ca_file, token_file, request_id)
-        except _Transient as exc:
-            pause = BACKOFF_S[min(attempt, len(BACKOFF_S) - 1)]
+            return attempt(request_id)
+        except Transient as exc:
+            pause = BACKOFF_S[min(attempt_number, len(BACKOFF_S) - 1)]
             if monotonic() + pause > deadline:
                 raise CredentialsError(
-                    f"no credentials from {url} within {deadline_s:.0f} s: {exc}"
+                    f"no {what} from {url} within {deadline_s:.0f} s: {exc}"
                 ) from exc
             LOG.warning(
-                "agent credentials: %s; trying again in %.0f s",
+                "%s: %s; trying again in %.0f s",
+                what,
                 exc,
                 pause,
                 extra={"request_id": request_id},
             )
             sleep(pause)
-            attempt += 1
-            continue
-        LOG.info(
-            "agent credentials: RabbitMQ user %s for node %s",
-            credentials.user,
-            credentials.node,
-            extra={"request_id": request_id},
-        )
-        return credentials
+            attempt_number += 1
 
 
 def _attempt(url: str, ca_file: str, token_file: str, request_id: str) -> AgentCredentials:
+    body = post(url, ca_file, token_file, request_id)
+    try:
+        credentials = AgentCredentials(
+            node=str(body["node"]), user=str(body["user"]), amqp_url=str(body["amqpUrl"])
+        )
+    except KeyError as exc:
+        raise Transient(f"{url}: the answer lacks {exc.args[0]}") from exc
+    if urllib.parse.urlsplit(credentials.amqp_url).scheme not in ("amqp", "amqps"):
+        raise Transient(f"{url}: the answer's amqpUrl is not an AMQP URL")
+    return credentials
+
+
+def post(
+    url: str,
+    ca_file: str,
+    token_file: str,
+    request_id: str,
+    data: bytes = b"",
+    content_type: str | None = None,
+) -> dict[str, object]:
+    """One POST to the operator with this pod's token; the JSON answer of a 200.
+    :class:`Transient` for what another try may change, :class:`CredentialsRefused` for a
+    4xx answer."""
     # Both are read again each time: the kubelet rotates the token, and the CA may be
     # published (or replaced) after this pod started.
     try:
@@ -128,13 +172,15 @@ def _attempt(url: str, ca_file: str, token_file: str, request_id: str) -> AgentC
             token = handle.read().strip()
         context = ssl.create_default_context(cafile=ca_file)
     except (OSError, ssl.SSLError) as exc:
-        raise _Transient(f"cannot read the token or the CA: {exc}") from exc
+        raise Transient(f"cannot read the token or the CA: {exc}") from exc
     if not token:
-        raise _Transient(f"the token file {token_file} is empty")
-    request = urllib.request.Request(url, data=b"", method="POST")
+        raise Transient(f"the token file {token_file} is empty")
+    request = urllib.request.Request(url, data=data, method="POST")
     request.add_header("Authorization", f"Bearer {token}")
     request.add_header("X-Request-Id", request_id)
     request.add_header("Accept", "application/json")
+    if content_type is not None:
+        request.add_header("Content-Type", content_type)
     try:
         with urllib.request.urlopen(request, timeout=_REQUEST_TIMEOUT_S, context=context) as r:
             status, payload = r.status, r.read()
@@ -142,22 +188,14 @@ def _attempt(url: str, ca_file: str, token_file: str, request_id: str) -> AgentC
         with exc:
             status, payload = exc.code, exc.read()
     except OSError as exc:  # refused, reset, timed out, TLS failures (URLError is one)
-        raise _Transient(f"{url}: {exc}") from exc
+        raise Transient(f"{url}: {exc}") from exc
     body = _json(payload)
     reason = str(body.get("reason") or payload[:200].decode(errors="replace"))
     if status >= 500:
-        raise _Transient(f"{url}: HTTP {status}: {reason}")
+        raise Transient(f"{url}: HTTP {status}: {reason}")
     if status != 200:
         raise CredentialsRefused(status, reason)
-    try:
-        credentials = AgentCredentials(
-            node=str(body["node"]), user=str(body["user"]), amqp_url=str(body["amqpUrl"])
-        )
-    except KeyError as exc:
-        raise _Transient(f"{url}: the answer lacks {exc.args[0]}") from exc
-    if urllib.parse.urlsplit(credentials.amqp_url).scheme not in ("amqp", "amqps"):
-        raise _Transient(f"{url}: the answer's amqpUrl is not an AMQP URL")
-    return credentials
+    return body
 
 
 def _json(payload: bytes) -> dict[str, object]:

@@ -291,6 +291,7 @@ class ComputeManager:
             labels=self.labels,
             service_version=envelope.VERSION,
             migration_uri=info.migration_uri,
+            console_address=info.console_address,
         )
         self.conductor.compute_node_report(report, envelope.new_request_id())
 

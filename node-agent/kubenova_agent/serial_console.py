@@ -36,6 +36,7 @@ import stat
 import threading
 from typing import Final
 
+from kubenova.certs import reloading
 from kubenova_agent.virt import driver
 from kubenova_agent.virt.libvirt import domain_xml
 
@@ -154,7 +155,10 @@ class SerialConsoleServer(socketserver.ThreadingTCPServer):
     allow_reuse_address = True
 
     def __init__(
-        self, address: tuple[str, int], context: ssl.SSLContext, instances_path: pathlib.Path
+        self,
+        address: tuple[str, int],
+        context: ssl.SSLContext | reloading.ReloadingContext,
+        instances_path: pathlib.Path,
     ) -> None:
         family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         self.address_family = family
@@ -188,7 +192,10 @@ class _Handler(socketserver.BaseRequestHandler):
         peer = f"{address}:{port}"
         plain.settimeout(_REQUEST_TIMEOUT_S)
         try:
-            client = self.server.context.wrap_socket(plain, server_side=True)
+            context = self.server.context
+            if isinstance(context, reloading.ReloadingContext):
+                context = context.current()
+            client = context.wrap_socket(plain, server_side=True)
         except (ssl.SSLError, OSError) as failed:
             LOG.warning("serial console: TLS with %s failed: %s", peer, failed)
             return
@@ -290,7 +297,12 @@ def start_from_settings(
         LOG.info("serial console server off (KUBENOVA_SERIAL_CONSOLE_PORT=0)")
         return None
     try:
-        context = server_context(pathlib.Path(x509_dir))
+        directory = pathlib.Path(x509_dir)
+        # A renewed host certificate is served from the next connection on.
+        context = reloading.ReloadingContext(
+            lambda: server_context(directory),
+            [directory / SERVER_CERT_FILE, directory / SERVER_KEY_FILE, directory / CA_FILE],
+        )
         server = SerialConsoleServer((listen, port), context, pathlib.Path(instances_path))
     except (OSError, ssl.SSLError) as failed:
         LOG.error(

@@ -43,9 +43,15 @@ class AgentSettings:
     # The address guests' VNC and SPICE listen on (KUBENOVA_CONSOLE_LISTEN): loopback on a
     # machine of its own, the node's IP in a cluster, where the console proxy reaches it.
     console_listen: str = "127.0.0.1"
+    # SPICE's address when it must differ from the others' (KUBENOVA_SPICE_LISTEN): SPICE
+    # asks no client certificate, so it stays on loopback where the node's address is open.
+    spice_listen: str | None = None
     # Whether this host's QEMU serves consoles over TLS (KUBENOVA_CONSOLE_TLS, "true" or
     # "false"): it must say what the host libvirtd's qemu.conf says (vnc_tls, spice_tls).
     console_tls: bool = True
+    # Where the console proxy reaches them (KUBENOVA_CONSOLE_ADDRESS, an address or a name;
+    # default: console_listen, unless that is every address).
+    console_address: str | None = None
     # The host's serial console server (kubenova_agent.serial_console): its address
     # (KUBENOVA_SERIAL_CONSOLE_LISTEN, default: the consoles' address), its port, the same on
     # every host (KUBENOVA_SERIAL_CONSOLE_PORT, 0: off) and the directory of its TLS files
@@ -68,6 +74,12 @@ class AgentSettings:
             workers=env_positive("KUBENOVA_AGENT_WORKERS", 8, int),
             migration_uri=os.environ.get("KUBENOVA_MIGRATION_URI") or None,
             console_listen=_address("KUBENOVA_CONSOLE_LISTEN", "127.0.0.1"),
+            console_address=os.environ.get("KUBENOVA_CONSOLE_ADDRESS") or None,
+            spice_listen=(
+                _address("KUBENOVA_SPICE_LISTEN", "")
+                if os.environ.get("KUBENOVA_SPICE_LISTEN")
+                else None
+            ),
             console_tls=env_choice("KUBENOVA_CONSOLE_TLS", "true", ("true", "false")) == "true",
             serial_console_listen=_address(
                 "KUBENOVA_SERIAL_CONSOLE_LISTEN", _address("KUBENOVA_CONSOLE_LISTEN", "127.0.0.1")

@@ -66,6 +66,18 @@ class TLSHandler(http.server.BaseHTTPRequestHandler):
         self.request.do_handshake()
         super().setup()
 
+    def read_body(self, max_bytes: int) -> bytes | None:
+        """The request's body, or None when it is larger than ``max_bytes``, its length is not
+        a number, or the client stopped sending before its end."""
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            return None
+        if not 0 <= length <= max_bytes:
+            return None
+        body = self.rfile.read(length)
+        return body if len(body) == length else None
+
     def drain_body(self, max_bytes: int) -> bool:
         """Read and drop the request's body, so that the connection can carry the next request
         (and a close does not reset it before the client has read the answer); False when

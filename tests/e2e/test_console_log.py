@@ -21,7 +21,6 @@ from typing import Any
 import pytest
 from kubernetes import client as k8s_client
 
-from kubenova.certs import authority
 from kubenova.cli import kubectl_nova
 from kubenova.config import MessagingSettings
 from kubenova.db import engine as db_engine
@@ -42,6 +41,7 @@ from tests.e2e.conftest import (
     wait_for,
 )
 from tests.e2e.console_browser_support import registered_apiservice
+from tests.support.subresources_tls import write_subresources_tls
 
 pytestmark = pytest.mark.e2e
 
@@ -58,12 +58,9 @@ INSTANCES_PATH = pathlib.Path(
 def served(stack: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """The subresource server on this machine, on the stack's database and message bus,
     registered as the APIService and Available."""
-    system = f"kn-clog-{uuidlib.uuid4().hex[:6]}"
-    ca = authority.issue_ca("kubenova-subresources-clog-ca")
-    serving = authority.issue_server_cert(ca, [f"{manifests.SERVICE}.{system}.svc"])
-    directory = tmp_path_factory.mktemp("clog-tls")
-    (directory / "tls.crt").write_bytes(serving.cert_pem())
-    (directory / "tls.key").write_bytes(serving.key_pem())
+    tls = write_subresources_tls(
+        tmp_path_factory.mktemp("clog-tls"), "kn-clog", "kubenova-subresources-clog-ca"
+    )
     api_client = k8s_client.ApiClient(api_configuration())
     request_headers = cmd.read_request_header_config(api_client)
     engine = db_engine.create_engine(localstack.db_url())
@@ -79,12 +76,9 @@ def served(stack: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> I
             caller=call.Caller(MessagingSettings.from_env(), sender="e2e-clog")
         ),
     )
-    context = server.tls_context(
-        directory / "tls.crt", directory / "tls.key", request_headers.client_ca_pem
-    )
-    running = server.serve(served_app, context, "0.0.0.0", PORT)
+    running = server.serve(served_app, tls.context(request_headers.client_ca_pem), "0.0.0.0", PORT)
     try:
-        with registered_apiservice(system, PORT, ca.cert_pem()):
+        with registered_apiservice(tls.system, PORT, tls.ca.cert_pem()):
             yield
     finally:
         running.stop()

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import pathlib
 import secrets
 import uuid as uuidlib
 from collections.abc import Iterator
@@ -23,13 +22,12 @@ import pytest
 import sqlalchemy as sa
 from kubernetes import client as k8s_client
 
-from kubenova.certs import authority
 from kubenova.cli import kubectl_nova
 from kubenova.console import auth
 from kubenova.db import engine as db_engine
 from kubenova.db import migration, models
 from kubenova.k8s import client as kube
-from kubenova.subresources import app, cmd, consoleurl, manifests, requestheader, server
+from kubenova.subresources import app, cmd, consoleurl, requestheader, server
 from tests import localstack
 from tests.e2e.conftest import (
     HOST,
@@ -44,6 +42,7 @@ from tests.e2e.conftest import (
 )
 from tests.e2e.console_browser_support import registered_apiservice
 from tests.integration.db.helpers import make_instance
+from tests.support.subresources_tls import write_subresources_tls
 
 pytestmark = pytest.mark.e2e
 
@@ -105,26 +104,18 @@ def served(
         str(ROOT / "crds/compute.kubenova.io_instances.yaml"),
     )
     kubectl("wait", "--for=condition=Established", "crd/instances.compute.kubenova.io")
-    system = f"kn-subresources-{uuidlib.uuid4().hex[:6]}"
-    ca = authority.issue_ca("kubenova-subresources-e2e-ca")
-    serving = authority.issue_server_cert(ca, [f"{manifests.SERVICE}.{system}.svc"])
-    directory = tmp_path_factory.mktemp("subresources-tls")
-    (directory / "tls.crt").write_bytes(serving.cert_pem())
-    (directory / "tls.key").write_bytes(serving.key_pem())
+    tls = write_subresources_tls(tmp_path_factory.mktemp("subresources-tls"), "kn-subresources")
 
     api_client = k8s_client.ApiClient(api_configuration())
     request_headers = cmd.read_request_header_config(api_client)
     urls = RecordingUrls(
         consoleurl.ConsoleUrls(kube.KubeClient(api_client), console_db, PROXY_URL, 600)
     )
-    context = server.tls_context(
-        pathlib.Path(directory / "tls.crt"),
-        pathlib.Path(directory / "tls.key"),
-        request_headers.client_ca_pem,
+    running = server.serve(
+        app.App(request_headers, urls), tls.context(request_headers.client_ca_pem), "0.0.0.0", PORT
     )
-    running = server.serve(app.App(request_headers, urls), context, "0.0.0.0", PORT)
     try:
-        with registered_apiservice(system, PORT, ca.cert_pem()):
+        with registered_apiservice(tls.system, PORT, tls.ca.cert_pem()):
             yield urls
     finally:
         running.stop()

@@ -24,11 +24,10 @@ from collections.abc import Iterator
 import pytest
 from kubernetes import client as k8s_client
 
-from kubenova.certs import authority
 from kubenova.console.proxy import settings as proxy_settings
 from kubenova.db import engine as db_engine
 from kubenova.k8s import client as kube
-from kubenova.subresources import app, cmd, consoleurl, manifests, serial, server, streams
+from kubenova.subresources import app, cmd, consoleurl, serial, server, streams
 from tests.e2e.conftest import (
     AGENT,
     HOST,
@@ -48,6 +47,7 @@ from tests.e2e.console_browser_support import (
     wait_for_console_line,
     write_proxy_x509_dir,
 )
+from tests.support.subresources_tls import write_subresources_tls
 
 pytestmark = pytest.mark.e2e
 
@@ -126,11 +126,7 @@ def subresources(
     """``kubenova-subresources`` with ``instances/console`` wired as cmd.py wires it, behind
     its APIService."""
     tls_dir = tmp_path_factory.mktemp("subresources")
-    system = f"kn-subresources-serial-{uuidlib.uuid4().hex[:6]}"
-    ca = authority.issue_ca("kubenova-subresources-e2e-ca")
-    serving = authority.issue_server_cert(ca, [f"{manifests.SERVICE}.{system}.svc"])
-    (tls_dir / "tls.crt").write_bytes(serving.cert_pem())
-    (tls_dir / "tls.key").write_bytes(serving.key_pem())
+    tls = write_subresources_tls(tls_dir, "kn-subresources-serial")
     api_client = k8s_client.ApiClient(api_configuration())
     request_headers = cmd.read_request_header_config(api_client)
     reader = kube.KubeClient(api_client)
@@ -144,14 +140,15 @@ def subresources(
         x509,
         SERIAL_PORT,
     )
-    context = server.tls_context(
-        tls_dir / "tls.crt", tls_dir / "tls.key", request_headers.client_ca_pem
-    )
     running = server.serve(
-        app.App(request_headers, urls), context, "0.0.0.0", SUBRESOURCES_PORT, stream_subresources
+        app.App(request_headers, urls),
+        tls.context(request_headers.client_ca_pem),
+        "0.0.0.0",
+        SUBRESOURCES_PORT,
+        stream_subresources,
     )
     try:
-        with registered_apiservice(system, SUBRESOURCES_PORT, ca.cert_pem()):
+        with registered_apiservice(tls.system, SUBRESOURCES_PORT, tls.ca.cert_pem()):
             yield
     finally:
         running.stop()

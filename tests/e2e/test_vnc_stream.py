@@ -30,13 +30,12 @@ import sqlalchemy as sa
 import yaml
 from kubernetes import client as k8s_client
 
-from kubenova.certs import authority
 from kubenova.cli import kubectl_nova
 from kubenova.console.proxy import settings as proxy_settings
 from kubenova.db import engine as db_engine
 from kubenova.db import models
 from kubenova.k8s import client as kube
-from kubenova.subresources import app, cmd, consoleurl, manifests, server, vnc
+from kubenova.subresources import app, cmd, consoleurl, server, vnc
 from tests.e2e.conftest import (
     KUBECONFIG,
     ROOT,
@@ -50,6 +49,7 @@ from tests.e2e.console_browser_support import registered_apiservice
 from tests.e2e.test_console_subresources import GROUP, console_db
 from tests.integration.console.proxy_support import HOST, X509, make_x509, wait_for_port
 from tests.integration.db.helpers import make_instance
+from tests.support.subresources_tls import write_subresources_tls
 
 pytestmark = pytest.mark.e2e
 
@@ -84,20 +84,17 @@ def served(
         str(ROOT / "crds/compute.kubenova.io_instances.yaml"),
     )
     kubectl("wait", "--for=condition=Established", "crd/instances.compute.kubenova.io")
-    system = f"kn-vnc-{uuidlib.uuid4().hex[:6]}"
-    ca = authority.issue_ca("kubenova-subresources-vnc-e2e-ca")
-    serving = authority.issue_server_cert(ca, [f"{manifests.SERVICE}.{system}.svc"])
-    directory = tmp_path_factory.mktemp("vnc-subresources-tls")
-    (directory / "tls.crt").write_bytes(serving.cert_pem())
-    (directory / "tls.key").write_bytes(serving.key_pem())
+    tls = write_subresources_tls(
+        tmp_path_factory.mktemp("vnc-subresources-tls"),
+        "kn-vnc",
+        "kubenova-subresources-vnc-e2e-ca",
+    )
 
     api_client = k8s_client.ApiClient(api_configuration())
     request_headers = cmd.read_request_header_config(api_client)
     instances = kube.KubeClient(api_client)
     urls = consoleurl.ConsoleUrls(instances, console_db, PROXY_URL, 600)
-    context = server.tls_context(
-        directory / "tls.crt", directory / "tls.key", request_headers.client_ca_pem
-    )
+    context = tls.context(request_headers.client_ca_pem)
     streams = vnc.stream_subresources(
         request_headers,
         instances,
@@ -106,7 +103,7 @@ def served(
     )
     running = server.serve(app.App(request_headers, urls), context, "0.0.0.0", PORT, streams)
     try:
-        with registered_apiservice(system, PORT, ca.cert_pem()):
+        with registered_apiservice(tls.system, PORT, tls.ca.cert_pem()):
             yield
     finally:
         running.stop()

@@ -7,14 +7,19 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import pathlib
+import shutil
 import socket
 import ssl
+import tempfile
 import threading
 from collections.abc import Iterator
+
+import pytest
 
 from kubenova.certs import authority
 from kubenova.certs import console as console_certs
 from kubenova_agent import serial_console
+from tests.support import console_pki
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,18 +41,49 @@ class Pki:
 
 
 def write_pki(directory: pathlib.Path, host: str = "localhost") -> Pki:
+    """A new CA's host directory (``directory/host``) and proxy directory
+    (``directory/proxy``); a second call makes a CA of its own, that trusts neither."""
     ca = authority.issue_ca("kubenova-serial-console-test-ca")
-    host_dir, proxy_dir = directory / "host", directory / "proxy"
-    host_cert = console_certs.issue_host_cert(ca, host, ["127.0.0.1"])
-    client_cert = console_certs.issue_proxy_client_cert(ca)
-    for target, files in (
-        (host_dir, console_certs.host_files(host_cert, ca.cert_pem())),
-        (proxy_dir, console_certs.proxy_files(client_cert, ca.cert_pem())),
-    ):
-        target.mkdir(parents=True, exist_ok=True)
-        for name, content in files.items():
-            (target / name).write_bytes(content)
-    return Pki(host_dir, proxy_dir)
+    return Pki(
+        console_pki.write_host_x509_dir(directory / "host", ca, host),
+        console_pki.write_proxy_x509_dir(directory / "proxy", ca),
+    )
+
+
+# The fixtures the serial console's tests share (the agent's server and the subresources'
+# opener): a test module imports the ones it uses and lists them in ``__all__``.
+
+
+@pytest.fixture
+def workdir() -> Iterator[pathlib.Path]:
+    """A directory of the test's own, under /tmp: a unix socket's path is at most 107 bytes,
+    and pytest's tmp_path is long."""
+    path = pathlib.Path(tempfile.mkdtemp(prefix="kn-sc-", dir="/tmp"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def pki(workdir: pathlib.Path) -> Pki:
+    """The host's and the proxy's TLS files, from one CA."""
+    return write_pki(workdir / "pki")
+
+
+@pytest.fixture
+def instances(workdir: pathlib.Path) -> pathlib.Path:
+    """The host's instances directory, where each guest's serial socket is."""
+    path = workdir / "instances"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def server(pki: Pki, instances: pathlib.Path) -> Iterator[serial_console.SerialConsoleServer]:
+    """The host's serial console server on a loopback port, with the host's certificate."""
+    with running_server(pki, instances) as running:
+        yield running
 
 
 def ask(

@@ -289,6 +289,10 @@ the aggregated API server's serving certificate, for the components that are ena
 {{- end -}}
 {{- $names = concat $names .Values.console.extraDnsNames | uniq -}}
 {{- $certificates = append $certificates (dict "secret" (include "kubenova.componentName" (dict "root" . "component" "console-tls")) "purpose" "serving" "dnsNames" $names "validityHours" $hours) -}}
+{{- end -}}
+{{- /* The client certificate towards hosts' consoles: the proxy's, and the aggregated API
+server's for instances/vnc and instances/console. */ -}}
+{{- if or .Values.console.enabled .Values.subresources.enabled -}}
 {{- $certificates = append $certificates (dict "secret" (include "kubenova.componentName" (dict "root" . "component" "console-x509")) "purpose" "console-client" "validityHours" $hours) -}}
 {{- end -}}
 {{- if .Values.subresources.enabled -}}
@@ -301,4 +305,10 @@ the aggregated API server's serving certificate, for the components that are ena
 {{/* The APIService of the console subresources (a fixed name: one per cluster). */}}
 {{- define "kubenova.subresourcesAPIService" -}}
 v1.subresources.compute.kubenova.io
+{{- end }}
+
+{{/* The node's console TLS directory (a link the agent swaps to each new certificate), which
+the agent writes and libvirt's qemu.conf names; under agent.dataPath, which both mount. */}}
+{{- define "kubenova.consoleX509Dir" -}}
+{{- printf "%s/pki/console" (trimSuffix "/" .Values.agent.dataPath) -}}
 {{- end }}

@@ -294,6 +294,16 @@ class ComputeDriver(migration.MigrationDriver):
         is no such domain.
         """
 
+    def reload_console_certificates(self) -> int:
+        """Make the running guests' consoles serve the host's console certificate as it is now
+        in the console TLS directory, after a renewal: a guest reads it when it starts, and
+        would otherwise serve the old one until it stops. Returns how many guests took it up.
+
+        Best effort: a guest that cannot (its consoles have no TLS, it stopped meanwhile) is
+        skipped. Drivers whose guests have no TLS consoles take none, the default.
+        """
+        return 0
+
     # -- derived from the methods above; drivers may override them to ask less often --------
 
     def get_instance_state(self, instance_uuid: str) -> InstanceState:

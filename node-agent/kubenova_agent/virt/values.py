@@ -63,6 +63,9 @@ class HostInfo:
     #: The URI other hosts' agents reach this host's hypervisor by, for migrations
     #: (``KUBENOVA_MIGRATION_URI``); None: this host cannot be a migration's destination.
     migration_uri: str | None = None
+    #: The address the console proxy reaches this host's guest consoles at (Nova's
+    #: ``vncserver_proxyclient_address``); None: at the host's name.
+    console_address: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)

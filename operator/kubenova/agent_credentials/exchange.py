@@ -1,10 +1,16 @@
-"""One credentials request, from its Authorization header to the answer.
+"""One request of a node's agent, from its Authorization header to the answer.
+
+Two requests share the same proof of which node asks (the caller's token, reviewed by the
+apiserver, bound to a pod on a hypervisor node): its RabbitMQ credentials (``handle``) and its
+consoles' TLS certificate (``handle_host_certificate``, :mod:`host_certificates`).
 
 The answer is JSON. 200 carries ``node``, ``user`` and ``amqpUrl`` (that node's, and only
 that node's); a refusal carries ``reason``: 401 for a token that is missing or not accepted,
 403 for a good token that may not have credentials (another identity, no node, a node that is
-not a hypervisor), 503 when the apiserver or RabbitMQ cannot be asked now (try again). Every
-answer carries ``requestId``, and each issue and refusal is logged under it.
+not a hypervisor), 503 when the apiserver or RabbitMQ cannot be asked now (try again). A host
+certificate's 200 carries ``node``, ``certificate``, ``caBundle``, ``notAfter`` and
+``renewAfter``; 400 refuses a signing request that cannot be signed, 404 an operator that signs
+none. Every answer carries ``requestId``, and each issue and refusal is logged under it.
 """
 
 from __future__ import annotations
@@ -15,12 +21,14 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from kubenova import log
-from kubenova.agent_credentials import decision, minter
+from kubenova.agent_credentials import decision, host_certificates, minter
 from kubenova.k8s.tokenreview import TokenReviewResult
 
 LOG = logging.getLogger(__name__)
 
 OK = 200
+BAD_REQUEST = 400
+NOT_FOUND = 404
 UNAVAILABLE = 503
 
 
@@ -52,8 +60,10 @@ class Exchange:
         audience: str,
         agent_username: str,
         node_selector: str,
+        host_certificates: host_certificates.HostCertificates | None = None,
     ) -> None:
         self._reviewer = reviewer
+        self._host_certificates = host_certificates
         self._nodes = nodes
         self._issuer = issuer
         self._audience = audience
@@ -67,7 +77,60 @@ class Exchange:
         answer.body["requestId"] = request_id
         return answer
 
+    def handle_host_certificate(
+        self, authorization: str | None, request_pem: bytes, request_id: str
+    ) -> Answer:
+        """Sign the caller's node's console certificate; never raises."""
+        with log.request_context(request_id):
+            answer = self._host_certificate(authorization, request_pem)
+        answer.body["requestId"] = request_id
+        return answer
+
     def _answer(self, authorization: str | None) -> Answer:
+        caller = self._caller(authorization)
+        if isinstance(caller, Answer):
+            return caller
+        node = caller.node
+        try:
+            credentials = self._issuer.ensure(node)
+        except Exception as exc:
+            LOG.exception("agent credentials: could not mint the user of node %s", node)
+            return _unavailable(f"cannot mint node {node}'s credentials now ({exc})")
+        LOG.info(
+            "issued RabbitMQ user %s to the agent of node %s (pod %s)",
+            credentials.user,
+            node,
+            caller.pod or "-",
+            extra={"node": node, "pod": caller.pod or ""},
+        )
+        return Answer(OK, {"node": node, "user": credentials.user, "amqpUrl": credentials.amqp_url})
+
+    def _host_certificate(self, authorization: str | None, request_pem: bytes) -> Answer:
+        if self._host_certificates is None:
+            return Answer(NOT_FOUND, {"reason": "this operator signs no host certificates"})
+        caller = self._caller(authorization)
+        if isinstance(caller, Answer):
+            return caller
+        node = caller.node
+        try:
+            signed = self._host_certificates.sign(node, request_pem)
+        except host_certificates.BadRequest as exc:
+            return _refuse(decision.Denied(BAD_REQUEST, str(exc)))
+        except Exception as exc:
+            LOG.exception("host certificate: could not sign node %s's", node)
+            return _unavailable(f"cannot sign node {node}'s certificate now ({exc})")
+        body = signed.answer()
+        LOG.info(
+            "signed the console certificate of node %s (pod %s), valid until %s",
+            node,
+            caller.pod or "-",
+            body["notAfter"],
+            extra={"node": node, "pod": caller.pod or ""},
+        )
+        return Answer(OK, {"node": node, **body})
+
+    def _caller(self, authorization: str | None) -> decision.Allowed | Answer:
+        """The node whose agent sent ``authorization``, or the answer refusing it."""
         token = decision.bearer_token(authorization)
         if isinstance(token, decision.Denied):
             return _refuse(token)
@@ -93,24 +156,12 @@ class Exchange:
         if not hypervisor:
             why = f"node {node} is not a hypervisor (not selected by {self._node_selector})"
             return _refuse(decision.Denied(decision.FORBIDDEN, why), review.username)
-        try:
-            credentials = self._issuer.ensure(node)
-        except Exception as exc:
-            LOG.exception("agent credentials: could not mint the user of node %s", node)
-            return _unavailable(f"cannot mint node {node}'s credentials now ({exc})")
-        LOG.info(
-            "issued RabbitMQ user %s to the agent of node %s (pod %s)",
-            credentials.user,
-            node,
-            verdict.pod or "-",
-            extra={"node": node, "pod": verdict.pod or ""},
-        )
-        return Answer(OK, {"node": node, "user": credentials.user, "amqpUrl": credentials.amqp_url})
+        return verdict
 
 
 def _refuse(denied: decision.Denied, username: str = "") -> Answer:
     LOG.warning(
-        "refused agent credentials (%d): %s",
+        "refused an agent's request (%d): %s",
         denied.status,
         denied.reason,
         extra={"username": username},

@@ -1,10 +1,13 @@
-"""``POST /agent-credentials`` over HTTPS: the standard library's server, in a thread.
+"""``POST /agent-credentials`` and ``POST /host-certificate`` over HTTPS: the standard
+library's server, in a thread.
 
-The request's body is drained and ignored: what the caller may have is decided by its token
-alone (``exchange``). The serving certificate is issued from Kubenova's CA for the operator
-Service's names at start, and issued again once two thirds of its life have passed; each
-connection takes the certificate current when it was accepted. The TLS handshake runs in the
-connection's own thread, so a slow or silent client never holds up the others.
+A credentials request's body is drained and ignored: what the caller may have is decided by its
+token alone (``exchange``). A host certificate request's body is the agent's PEM signing
+request, of which only the key is used (``host_certificates``). The serving certificate is
+issued from Kubenova's CA for the operator Service's names at start, and issued again once two
+thirds of its life have passed; each connection takes the certificate current when it was
+accepted. The TLS handshake runs in the connection's own thread, so a slow or silent client
+never holds up the others.
 """
 
 from __future__ import annotations
@@ -22,13 +25,15 @@ from typing import Any
 
 from kubenova import tls_http
 from kubenova.agent_credentials import exchange as exchange_mod
+from kubenova.agent_credentials import host_certificates
 from kubenova.certs import authority
 from kubenova.rpc import envelope
 
 LOG = logging.getLogger(__name__)
 
 PATH = "/agent-credentials"
-# An agent's request has no body worth reading; more than this is not an agent's.
+# A credentials request has no body worth reading and a signing request is under 2 KiB; more
+# than this is not an agent's.
 _MAX_BODY = 64 * 1024
 # A connection that has not finished its handshake or request by then is dropped.
 _CONNECTION_TIMEOUT_S = 10.0
@@ -107,21 +112,50 @@ class _Handler(tls_http.TLSHandler):
         request_id = self.headers.get("X-Request-Id", "")
         if not _REQUEST_ID.match(request_id):
             request_id = envelope.new_request_id()
-        if self.path.split("?", 1)[0] != PATH:
-            self._send(404, {"reason": f"not found: POST {PATH}", "requestId": request_id})
+        path = self.path.split("?", 1)[0]
+        if path == host_certificates.PATH:
+            self._host_certificate(request_id)
+            return
+        if path != PATH:
+            self._send(
+                404,
+                {"reason": f"not found: POST {PATH} or {host_certificates.PATH}"},
+                request_id=request_id,
+            )
             return
         if not self.drain_body(_MAX_BODY):
-            self._send(413, {"reason": "the request needs no body", "requestId": request_id})
+            self._send(413, {"reason": "the request needs no body"}, request_id=request_id)
             return
         answer = self.server.exchange.handle(self.headers.get("Authorization"), request_id)
+        self._send(answer.status, answer.body)
+
+    def _host_certificate(self, request_id: str) -> None:
+        body = self.read_body(_MAX_BODY)
+        if body is None:
+            self._send(
+                413,
+                {"reason": f"a signing request is under {_MAX_BODY} bytes, with Content-Length"},
+                request_id=request_id,
+            )
+            return
+        answer = self.server.exchange.handle_host_certificate(
+            self.headers.get("Authorization"), body, request_id
+        )
         self._send(answer.status, answer.body)
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's name
         self._send(405, {"reason": f"use POST {PATH}"}, {"Allow": "POST"})
 
     def _send(
-        self, status: int, body: dict[str, str], headers: dict[str, str] | None = None
+        self,
+        status: int,
+        body: dict[str, str],
+        headers: dict[str, str] | None = None,
+        *,
+        request_id: str | None = None,
     ) -> None:
+        if request_id is not None:
+            body = {**body, "requestId": request_id}
         payload = json.dumps(body).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")

@@ -4,7 +4,8 @@
 or 0. Otherwise it wires the exchange without touching the network; then
 
 * :meth:`AgentCredentials.serve_in_background` makes sure of the CA (Secret and ConfigMap
-  ``kubenova-ca``) and serves ``POST /agent-credentials`` on that port, from a thread that tries
+  ``kubenova-ca``) and serves ``POST /agent-credentials`` and ``POST /host-certificate`` on
+  that port, from a thread that tries
   again (1 s ... 30 s) until it listens: the apiserver may be away, or the port still held by
   the process this one replaces. :meth:`AgentCredentials.problem` says why it does not listen
   yet, for ``/readyz``.
@@ -25,13 +26,21 @@ Nodes and one watcher is enough, and it sweeps at its start what happened while 
 
 from __future__ import annotations
 
+import datetime
 import logging
 import threading
 from collections.abc import Sequence
 
 from kubernetes import client as k8s_client
 
-from kubenova.agent_credentials import exchange, janitor, minter, rabbitmq_admin, server
+from kubenova.agent_credentials import (
+    exchange,
+    host_certificates,
+    janitor,
+    minter,
+    rabbitmq_admin,
+    server,
+)
 from kubenova.agent_credentials.settings import ExchangeSettings
 from kubenova.certs import store as ca_store
 from kubenova.k8s import nodes, objects, tokenreview
@@ -60,6 +69,7 @@ class AgentCredentials:
         admin: minter.Admin,
         reviewer: exchange.Reviewer,
         nodes: exchange.Nodes,
+        node_addresses: host_certificates.NodeAddresses,
         watched_nodes: janitor.Nodes,
         backoff_s: Sequence[float] = BACKOFF_S,
     ) -> None:
@@ -73,6 +83,13 @@ class AgentCredentials:
             audience=settings.audience,
             agent_username=settings.agent_username,
             node_selector=settings.node_selector,
+            # The trust state is read at each request: a rotation made by the certificate
+            # pass (another replica, maybe) signs the next host certificate.
+            host_certificates=host_certificates.HostCertificates(
+                lambda: ca_store.ensure_trust(store),
+                node_addresses,
+                validity=datetime.timedelta(hours=settings.host_certificate_hours),
+            ),
         )
         self._watched_nodes = watched_nodes
         self._backoff_s = tuple(backoff_s)
@@ -106,6 +123,7 @@ class AgentCredentials:
             admin=admin,
             reviewer=tokenreview.KubeTokenReviewer(api_client),
             nodes=nodes.KubeNodes(api_client),
+            node_addresses=nodes.KubeNodes(api_client),
             # Its own KubeNodes: the janitor's watch is the only state that one keeps.
             watched_nodes=nodes.KubeNodes(api_client),
         )

@@ -17,6 +17,8 @@ DEFAULT_AUDIENCE = "kubenova-operator"
 DEFAULT_NODE_SELECTOR = "kubenova.io/hypervisor=true"
 DEFAULT_SERVICE = "kubenova-operator"
 DEFAULT_AGENT_SERVICE_ACCOUNT = "kubenova-agent"
+# A leaf lives 90 days at most (kubenova.certs.authority.MAX_LEAF_VALIDITY).
+MAX_HOST_CERTIFICATE_HOURS = 2160
 # The management plugin's conventional ports: plain HTTP, and HTTPS next to amqps.
 _MANAGEMENT_PORTS = {"amqp": ("http", 15672), "amqps": ("https", 15671)}
 # Where a pod's service account says which namespace the pod runs in.
@@ -46,6 +48,10 @@ class ExchangeSettings:
     # The broker as agents reach it, without credentials; each agent's URL is this one with
     # its own user and password.
     broker_url: str = "amqp://127.0.0.1:5672/kubenova"
+    # Lifetime of the hosts' console certificates (``POST /host-certificate``), in hours: as
+    # short as the other certificates the operator keeps (the chart's
+    # certificates.lifetimeHours), at most 90 days.
+    host_certificate_hours: int = 720
 
     @property
     def enabled(self) -> bool:
@@ -69,6 +75,12 @@ class ExchangeSettings:
         amqp_url = os.environ.get("KUBENOVA_AMQP_URL", config.DEFAULT_AMQP_URL)
         agent_sa = os.environ.get("KUBENOVA_AGENT_SERVICE_ACCOUNT", DEFAULT_AGENT_SERVICE_ACCOUNT)
         agent_namespace, _, agent_name = agent_sa.rpartition(":")
+        host_certificate_hours = config.env_int("KUBENOVA_HOST_CERTIFICATE_LIFETIME_HOURS", 720)
+        if not 1 <= host_certificate_hours <= MAX_HOST_CERTIFICATE_HOURS:
+            raise ValueError(
+                "KUBENOVA_HOST_CERTIFICATE_LIFETIME_HOURS must be 1 to "
+                f"{MAX_HOST_CERTIFICATE_HOURS} hours, got {host_certificate_hours}"
+            )
         return cls(
             port=port,
             addr=os.environ.get("KUBENOVA_AGENT_CREDENTIALS_ADDR", "0.0.0.0"),
@@ -88,6 +100,7 @@ class ExchangeSettings:
             or management_url_for(amqp_url),
             management_ca_file=os.environ.get("KUBENOVA_AMQP_MANAGEMENT_CA") or None,
             broker_url=os.environ.get("KUBENOVA_AGENT_BROKER_URL") or without_credentials(amqp_url),
+            host_certificate_hours=host_certificate_hours,
         )
 
 

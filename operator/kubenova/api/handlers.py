@@ -19,6 +19,7 @@ from kubenova.api import diffbase, instance_api
 from kubenova.api.runtime import Runtime
 from kubenova.certs import renewal
 from kubenova.conductor import periodic
+from kubenova.console import auth as console_auth
 from kubenova.exception import NotReady
 from kubenova.k8s import resources
 from kubenova.k8s.client import KubeClient
@@ -35,6 +36,11 @@ CREATE_INSTANCE_ID = "create_instance"
 
 # The certificate renewal's periodic task in kopf's memo, stopped at cleanup.
 CERTIFICATES_MEMO_KEY = "certificates"
+# The console token purge's periodic task in kopf's memo, stopped at cleanup.
+CONSOLE_TOKEN_PURGE_MEMO_KEY = "console-token-purge"
+# How soon a purge that found no runtime yet (the startup handler failed and is retried) asks
+# again.
+RUNTIME_WAIT_S = 5
 
 
 def _request(body: kopf.Body) -> instance_api.InstanceRequest:
@@ -141,11 +147,34 @@ def start_certificate_renewal(memo: kopf.Memo, **_: Any) -> None:
     memo[CERTIFICATES_MEMO_KEY] = tasks
 
 
+@kopf.on.startup(id="console-token-purge")
+def start_console_token_purge(memo: kopf.Memo, **_: Any) -> None:
+    """Where kopf runs (the active replica: one purger is enough), delete expired console
+    tokens every ``PURGE_INTERVAL_S``, in short batches (``kubenova.console.auth``)."""
+    runtime: Runtime | None = memo.get("runtime")
+    if runtime is None:
+        # The startup handler failed (RabbitMQ away) and kopf runs it again; so this one.
+        raise kopf.TemporaryError("waiting for the runtime to start", delay=RUNTIME_WAIT_S)
+    session_factory = runtime.session_factory
+    tasks = periodic.PeriodicTasks(
+        [
+            periodic.PeriodicTask(
+                "purge_console_tokens",
+                console_auth.PURGE_INTERVAL_S,
+                lambda: console_auth.purge_expired(session_factory),
+            )
+        ]
+    )
+    tasks.start()
+    memo[CONSOLE_TOKEN_PURGE_MEMO_KEY] = tasks
+
+
 @kopf.on.cleanup()
 def cleanup(memo: kopf.Memo, **_: Any) -> None:
-    certificates: periodic.PeriodicTasks | None = memo.get(CERTIFICATES_MEMO_KEY)
-    if certificates is not None:
-        certificates.stop()
+    for key in (CERTIFICATES_MEMO_KEY, CONSOLE_TOKEN_PURGE_MEMO_KEY):
+        tasks: periodic.PeriodicTasks | None = memo.get(key)
+        if tasks is not None:
+            tasks.stop()
     # Only the janitor: the exchange outlives kopf, until the process ends.
     credentials: agent_credentials.AgentCredentials | None = memo.get(agent_credentials.MEMO_KEY)
     if credentials is not None:

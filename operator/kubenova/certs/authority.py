@@ -40,6 +40,8 @@ MAX_LEAF_VALIDITY = datetime.timedelta(days=90)
 _CLOCK_SKEW = datetime.timedelta(minutes=5)
 
 PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
+# The keys a signing request may hold (the same kinds as ours).
+PublicKey = ec.EllipticCurvePublicKey | rsa.RSAPublicKey
 
 
 @dataclasses.dataclass(frozen=True)
@@ -165,15 +167,41 @@ def issue_leaf(
     certificate never outlives ``ca``. ``key_encipherment`` sets that key usage bit, which
     libvirt and QEMU demand of a leaf whose key usage is critical, whatever its key type.
     """
+    key = _new_key()
+    cert = sign_leaf(
+        ca,
+        key.public_key(),
+        common_name,
+        alt_names,
+        purpose=purpose,
+        validity=validity,
+        now=now,
+        key_encipherment=key_encipherment,
+    )
+    return KeyPair(cert, key)
+
+
+def sign_leaf(
+    ca: KeyPair,
+    public_key: PublicKey,
+    common_name: str,
+    alt_names: Sequence[x509.GeneralName],
+    *,
+    purpose: x509.ObjectIdentifier,
+    validity: datetime.timedelta,
+    now: datetime.datetime | None = None,
+    key_encipherment: bool = False,
+) -> x509.Certificate:
+    """As :func:`issue_leaf`, for a key that someone else holds (a signing request's): only
+    the certificate is made, and the private key never reaches the CA."""
     if validity > MAX_LEAF_VALIDITY:
         raise ValueError(f"a leaf may live {MAX_LEAF_VALIDITY} at most, not {validity}")
     now = now or _now()
-    key = _new_key()
     builder = (
         x509.CertificateBuilder()
         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
         .issuer_name(ca.cert.subject)
-        .public_key(key.public_key())
+        .public_key(public_key)
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - _CLOCK_SKEW)
         .not_valid_after(min(now + validity, ca.not_after))
@@ -185,11 +213,10 @@ def issue_leaf(
     )
     if alt_names:
         builder = builder.add_extension(x509.SubjectAlternativeName(alt_names), critical=False)
-    cert = builder.add_extension(
+    return builder.add_extension(
         x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.key.public_key()),
         critical=False,
     ).sign(ca.key, hashes.SHA256())
-    return KeyPair(cert, key)
 
 
 def is_ca(cert: x509.Certificate) -> bool:

@@ -47,18 +47,46 @@ def issue_host_cert(
     """A serving certificate for QEMU's VNC/SPICE TLS on ``host``: its common name and first
     SAN are ``host``, then each of ``addresses`` as an IP address SAN (ValueError for one that
     is not an address)."""
-    if not host:
-        raise ValueError("a host certificate needs the host's name")
-    ips = [x509.IPAddress(ipaddress.ip_address(address)) for address in addresses]
     return authority.issue_leaf(
         ca,
         host,
-        [x509.DNSName(host), *ips],
+        host_names(host, addresses),
         purpose=ExtendedKeyUsageOID.SERVER_AUTH,
         validity=validity,
         now=now,
         key_encipherment=True,
     )
+
+
+def sign_host_cert(
+    ca: authority.KeyPair,
+    host: str,
+    addresses: Sequence[str],
+    public_key: authority.PublicKey,
+    *,
+    validity: datetime.timedelta = authority.CONSOLE_VALIDITY,
+    now: datetime.datetime | None = None,
+) -> x509.Certificate:
+    """As :func:`issue_host_cert`, for a key the host made and keeps (its signing request's)."""
+    return authority.sign_leaf(
+        ca,
+        public_key,
+        host,
+        host_names(host, addresses),
+        purpose=ExtendedKeyUsageOID.SERVER_AUTH,
+        validity=validity,
+        now=now,
+        key_encipherment=True,
+    )
+
+
+def host_names(host: str, addresses: Sequence[str]) -> list[x509.GeneralName]:
+    """A host certificate's SANs: ``host`` as a DNS name, then each address as an IP address
+    (ValueError for an empty name or a string that is not an address)."""
+    if not host:
+        raise ValueError("a host certificate needs the host's name")
+    ips = [x509.IPAddress(ipaddress.ip_address(address)) for address in addresses]
+    return [x509.DNSName(host), *ips]
 
 
 def issue_proxy_client_cert(

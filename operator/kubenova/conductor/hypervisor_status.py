@@ -37,6 +37,7 @@ class Inventory(NamedTuple):
     cpu_arch: str
     running_vms: int
     migration_uri: str | None = None
+    console_address: str | None = None
 
 
 def inventory(report: payloads.ComputeNodeReport) -> Inventory:
@@ -51,6 +52,7 @@ def inventory(report: payloads.ComputeNodeReport) -> Inventory:
         report.cpu_arch,
         len(report.instance_uuids),
         report.migration_uri,
+        report.console_address,
     )
 
 

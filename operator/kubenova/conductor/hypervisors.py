@@ -119,6 +119,7 @@ class Hypervisors:
                 running_vms=len(report.instance_uuids),
                 labels=labels,
                 migration_uri=report.migration_uri,
+                console_address=report.console_address,
             )
             if spec is not None and bool(spec.get("disabled", False)) != node.disabled:
                 changed = db_api.compute_node_set_disabled(

@@ -39,6 +39,15 @@ TOKEN_BYTES: Final = 32
 # and is refused before it is hashed or sent to the database.
 MAX_TOKEN_LENGTH: Final = 128
 MAX_PORT: Final = 65535
+# How often the operator purges expired tokens. A token lives the token ttl (600 s by default)
+# and then at most one more interval, so the table holds about two ttls' worth of tokens; a
+# shorter interval would buy nothing, since an expired token is refused whether or not its row
+# is still there. (Nova also purges its expired tokens from a periodic task.)
+PURGE_INTERVAL_S: Final = 600.0
+# Rows deleted per purge transaction: each batch commits in milliseconds, so a backlog (an
+# operator that was down for a day) is cleared in many short transactions, and a mint or a
+# consume that meets the purge's locks waits for one batch instead of for all of it.
+PURGE_BATCH_SIZE: Final = 500
 
 Clock = Callable[[], dt.datetime]
 
@@ -66,7 +75,10 @@ class ConnectionInfo:
 
     instance_uuid: str
     console_type: ConsoleType
+    # The host's name (the TLS peer's name) and the address to connect to (its node's
+    # reported console address, or the name).
     host: str
+    address: str
     port: int
     tls_port: int | None
     internal_access_path: str | None
@@ -200,6 +212,7 @@ def _connection_info(row: db_console_auth.TokenRow) -> ConnectionInfo:
         instance_uuid=row.instance_uuid,
         console_type=ConsoleType(row.console_type),
         host=row.host,
+        address=row.console_address or row.host,
         port=row.port,
         tls_port=row.tls_port,
         internal_access_path=row.internal_access_path,
@@ -208,9 +221,28 @@ def _connection_info(row: db_console_auth.TokenRow) -> ConnectionInfo:
 
 
 @db_engine.retry_on_deadlock
-def purge_expired(
-    session_factory: db_engine.SessionFactory, *, clock: Clock = models.utcnow
-) -> int:
-    """Delete the tokens that have expired; how many were deleted. Run it periodically."""
+def _purge_batch(session_factory: db_engine.SessionFactory, now: dt.datetime, limit: int) -> int:
+    # Its own transaction, retried alone: a batch that lost a lock race costs one batch.
     with db_engine.transaction(session_factory) as session:
-        return db_console_auth.tokens_purge_expired(session, now=clock())
+        return db_console_auth.tokens_purge_expired(session, now=now, limit=limit)
+
+
+def purge_expired(
+    session_factory: db_engine.SessionFactory,
+    *,
+    clock: Clock = models.utcnow,
+    batch_size: int = PURGE_BATCH_SIZE,
+) -> int:
+    """Delete the tokens that have expired, ``batch_size`` rows per transaction, until none is
+    left; how many were deleted. Run by the operator every :data:`PURGE_INTERVAL_S`.
+
+    The time is read once: tokens that expire while the pass runs wait for the next one, so a
+    pass always ends, however fast tokens are minted.
+    """
+    now = clock()
+    purged = 0
+    while True:
+        batch = _purge_batch(session_factory, now, batch_size)
+        purged += batch
+        if batch < batch_size:
+            return purged

@@ -56,6 +56,13 @@ class ConsoleTokenRefusedError(exceptions.DBError):
 
 _TOKENS: Final = models.table(console_models.ConsoleAuthToken)
 _INSTANCES: Final = models.table(models.Instance)
+_NODES: Final = models.table(models.ComputeNode)
+# The token's host's live node, whose reported console address is where a proxy connects
+# (Nova keeps the compute host's vncserver_proxyclient_address in the token; here the host's
+# current report is read, so a host whose address changed is reached at the new one).
+_TOKENS_AND_NODE: Final = _TOKENS.outerjoin(
+    _NODES, sa.and_(_NODES.c.host == _TOKENS.c.host, _NODES.c.deleted == 0)
+)
 
 _INSERT_TOKEN: Final = _TOKENS.insert()
 
@@ -98,7 +105,11 @@ _CONSUME_ANY: Final = (
 # may still use it.
 _CONSUME_FOR_INSTANCE: Final = _CONSUME_ANY.where(_TOKENS.c.instance_uuid == _B_INSTANCE)
 
-_SELECT_TOKEN: Final = sa.select(_TOKENS).where(_TOKENS.c.token_hash == _B_HASH)
+_SELECT_TOKEN: Final = (
+    sa.select(_TOKENS, _NODES.c.console_address)
+    .select_from(_TOKENS_AND_NODE)
+    .where(_TOKENS.c.token_hash == _B_HASH)
+)
 # Locks the token and its instance, so the reason found stays true until the transaction ends.
 _SELECT_TOKEN_AND_INSTANCE_FOR_UPDATE: Final = (
     sa.select(
@@ -120,16 +131,30 @@ _SELECT_TOKEN_AND_INSTANCE_FOR_UPDATE: Final = (
 _SELECT_TOKEN_AND_INSTANCE: Final = (
     sa.select(
         _TOKENS,
+        _NODES.c.console_address,
         _INSTANCES.c.id.label("instance_id"),
         _INSTANCES.c.deleted.label("instance_deleted"),
         _INSTANCES.c.host.label("instance_host"),
         _PORT_IS_THE_INSTANCES.label("port_is_the_instances"),
     )
-    .select_from(_TOKENS.outerjoin(_INSTANCES, _INSTANCES.c.uuid == _TOKENS.c.instance_uuid))
+    .select_from(
+        _TOKENS_AND_NODE.outerjoin(_INSTANCES, _INSTANCES.c.uuid == _TOKENS.c.instance_uuid)
+    )
     .where(_TOKENS.c.token_hash == _B_HASH)
 )
 
-_DELETE_EXPIRED: Final = _TOKENS.delete().where(_TOKENS.c.expires <= _B_NOW)
+# The purge, a batch at a time: the caller commits each batch before the next, so a backlog
+# (an operator that was down for a day) is cleared in many short transactions, and a mint or
+# a consume that meets a row being deleted waits for one batch, not for the whole purge. The
+# SELECT is a plain consistent read (no locks); the DELETE names the rows it found by their
+# primary keys, with no ``expires`` condition the optimizer could answer by scanning the
+# expiry index (a range scan there next-key locks the gap where new tokens go).
+_SELECT_EXPIRED_IDS: Final = (
+    sa.select(_TOKENS.c.id).where(_TOKENS.c.expires <= _B_NOW).order_by(_TOKENS.c.expires)
+)
+_DELETE_BY_ID: Final = _TOKENS.delete().where(
+    _TOKENS.c.id.in_(sa.bindparam("b_ids", expanding=True))
+)
 
 
 def is_token_hash(value: str) -> bool:
@@ -308,10 +333,22 @@ def _console_gone(row: sa.Row[Any]) -> ConsoleTokenRefusedError:
     )
 
 
-def tokens_purge_expired(session: orm.Session, *, now: dt.datetime) -> int:
-    """Delete the tokens that expired at or before ``now``; how many were deleted.
+def tokens_purge_expired(session: orm.Session, *, now: dt.datetime, limit: int) -> int:
+    """Delete at most ``limit`` of the tokens that expired at or before ``now``, the longest
+    expired first; how many were deleted. Fewer than ``limit`` means none is left.
+
+    One call is one batch: the caller commits it before the next, so no transaction of the
+    purge lasts longer than deleting ``limit`` rows (see ``_SELECT_EXPIRED_IDS``). A token's
+    expiry never changes, so the ids found are still expired when they are deleted. A
+    ``limit`` below 1 raises ``ValueError``.
 
     Used tokens that have not expired stay, so presenting one again is refused as
     ``already_used`` rather than ``unknown_token``.
     """
-    return session.connection().execute(_DELETE_EXPIRED, {"b_now": now}).rowcount
+    if limit < 1:
+        raise ValueError(f"the purge's batch limit must be at least 1, not {limit}")
+    connection = session.connection()
+    ids = list(connection.execute(_SELECT_EXPIRED_IDS.limit(limit), {"b_now": now}).scalars())
+    if not ids:
+        return 0
+    return connection.execute(_DELETE_BY_ID, {"b_ids": ids}).rowcount

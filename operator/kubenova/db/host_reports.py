@@ -117,6 +117,7 @@ _TEXT_FACTS: Final = (
     "virt_type",
     "cpu_arch",
     "migration_uri",
+    "console_address",
 )
 _AS_REPORTED: Final = (*_INVENTORY, *_TEXT_FACTS, "running_vms")
 # A report's hypervisor_hostname, when it gives one (the insert's falls back to the host).
@@ -214,6 +215,7 @@ def compute_node_update_from_report(
     hypervisor_hostname: str | None = None,
     uuid: str | None = None,
     migration_uri: str | None = None,
+    console_address: str | None = None,
 ) -> ReportedNode:
     """Create or update the compute node of ``host`` from what its agent reported; the node
     as it now is.
@@ -250,6 +252,7 @@ def compute_node_update_from_report(
             "b_virt_type": virt_type,
             "b_cpu_arch": cpu_arch,
             "b_migration_uri": migration_uri,
+            "b_console_address": console_address,
             "b_running_vms": running_vms,
             "b_labels": dict(labels) if labels is not None else None,
             # As if an empty node had been created and this inventory then set on it.

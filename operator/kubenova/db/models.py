@@ -188,6 +188,8 @@ class ComputeNode(TimestampMixin, SoftDeleteMixin, Base):
     failed_builds: Mapped[int] = mapped_column(sa.Integer, default=0, server_default="0")
     # The hypervisor's URI as other hosts reach it (the target of a move); None: not a target.
     migration_uri: Mapped[str | None] = mapped_column(sa.String(1024))
+    # The address the console proxy reaches this host's consoles at; None: the host's name.
+    console_address: Mapped[str | None] = mapped_column(sa.String(255))
 
 
 class Instance(TimestampMixin, SoftDeleteMixin, Base):

@@ -9,11 +9,15 @@ as DELETED, exactly as it reports a node that is deleted.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 from collections.abc import Iterator
 from typing import Any
 
 from kubernetes import client as k8s_client
 from kubernetes import watch as k8s_watch
+
+# The Node addresses that are IP addresses a peer may reach the node at, most private first.
+_ADDRESS_TYPES = ("InternalIP", "ExternalIP")
 
 # Longer than the watch's own server-side timeout, so a healthy watch ends by the server's
 # choice and only a dead connection trips this.
@@ -40,6 +44,22 @@ class KubeNodes:
             label_selector=label_selector, field_selector=f"metadata.name={name}", limit=1
         )
         return any(node.metadata.name == name for node in result.items or [])
+
+    def addresses(self, name: str) -> list[str]:
+        """The IP addresses of Node ``name`` as its kubelet reports them (InternalIP first, then
+        ExternalIP); empty for a Node that is gone."""
+        try:
+            node: Any = self._core.read_node(name)
+        except k8s_client.ApiException as exc:
+            if exc.status == 404:
+                return []
+            raise
+        reported = [
+            (str(address.type), str(address.address))
+            for address in (node.status.addresses if node.status else None) or []
+        ]
+        ordered = [a for kind in _ADDRESS_TYPES for t, a in reported if t == kind]
+        return [a for a in dict.fromkeys(ordered) if _is_ip(a)]
 
     def list_selected(self, label_selector: str) -> tuple[set[str], str]:
         """The names of the matching Nodes and the list's resourceVersion (to watch from)."""
@@ -89,3 +109,11 @@ def _watch_error(status: Any) -> k8s_client.ApiException:
     )
     error.body = str(fields.get("message") or status)
     return error
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True

@@ -36,6 +36,8 @@ Version history:
   the guest's VNC and SPICE as its host's libvirt handed them out.
 * 1.7 - get_console_output (compute), the first call: a message with ``reply_to`` whose
   handler's return value is published back to the caller (:mod:`kubenova.rpc.call`).
+* 1.8 - compute_node_report carries console_address, where the console proxy reaches the
+  host's consoles.
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ from typing import Any
 import pydantic
 
 #: The newest version of the contract this code implements: the highest version of a method.
-VERSION = "1.7"
+VERSION = "1.8"
 #: Majors this code understands.
 SUPPORTED_MAJORS = frozenset({1})
 

@@ -136,6 +136,9 @@ class ComputeNodeReport(Payload):
     # How other hosts reach this host's hypervisor, to move instances here (since 1.4; None:
     # instances cannot be moved here from another host).
     migration_uri: str | None = pydantic.Field(default=None, max_length=1024)
+    # Where the console proxy reaches this host's consoles (since 1.8; None: at the host's
+    # name), Nova's vncserver_proxyclient_address.
+    console_address: str | None = pydantic.Field(default=None, max_length=255)
 
 
 class ServiceStopping(Payload):
@@ -249,7 +252,7 @@ METHODS: dict[str, Method] = {
     # A call (kubenova.rpc.call): compute.<host> answers it.
     "get_console_output": Method(GetConsoleOutput, "1.7"),
     # To conductor (conductor_rpcapi.ConductorAPI), handled by kubenova.conductor.manager.
-    "compute_node_report": Method(ComputeNodeReport, "1.4"),
+    "compute_node_report": Method(ComputeNodeReport, "1.8"),
     "instance_update": Method(InstanceUpdate, "1.6"),
     "instance_build_failed": Method(InstanceBuildFailed, "1.0"),
     "instance_terminated": Method(InstanceTerminated, "1.0"),

@@ -39,6 +39,15 @@ from kubenova.subresources import (
 
 LOG = logging.getLogger(__name__)
 
+# What a process that cannot start with its settings exits with (as argparse does).
+EXIT_BAD_SETTINGS = 2
+
+
+def _fail(message: str) -> int:
+    """One line on stderr, naming the program, and the exit code of bad settings."""
+    print(f"kubenova-subresources: {message}", file=sys.stderr)
+    return EXIT_BAD_SETTINGS
+
 
 def read_request_header_config(
     api_client: k8s_client.ApiClient | None = None,
@@ -61,8 +70,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     options = parser.parse_args(argv)
     log.setup("kubenova-subresources", options.log_level)
     try:
+        # Every setting first, so a bad one is told before anything is reached over the network.
         config = settings.SubresourceSettings.from_env()
+        config.check_files()
+        # instances/vnc and instances/console reach the hosts as the console proxy does, with
+        # its client certificate (KUBENOVA_CONSOLE_X509_DIR).
+        x509 = proxy_settings.ProxySettings.from_env()
+        engine = proxy_settings.engine_from_env()
+    except proxy_settings.SettingError as failed:
+        return _fail(str(failed))
+    try:
         kube.load_config()
+        # instances/consolelog calls the instance's host over the message bus (KUBENOVA_AMQP_URL;
+        # a bad KUBENOVA_AMQP_HEARTBEAT is a ValueError naming it).
+        console_logs = consolelog.from_env(
+            kube.KubeClient(), db_engine.make_session_factory(engine)
+        )
         request_headers = read_request_header_config()
         # Follows the certificate's files: the operator renews it in its Secret, and the
         # kubelet swaps the mounted files; the next connection takes the new one.
@@ -72,40 +95,37 @@ def main(argv: Sequence[str] | None = None) -> int:
             ),
             (config.tls_cert_file, config.tls_key_file),
         )
-        engine = db_engine.create_engine(db_engine.url_from_env())
     except (OSError, ValueError, k8s_config.ConfigException, k8s_exceptions.ApiException) as failed:
-        print(f"kubenova-subresources: {failed}", file=sys.stderr)
-        return 2
+        return _fail(str(failed))
     urls = consoleurl.ConsoleUrls(
         kube.KubeClient(),
         db_engine.make_session_factory(engine),
         config.console_public_url,
         config.console_token_ttl_s,
     )
-    serving = server.SubresourceServer(
-        (config.listen_host, config.listen_port), app.App(request_headers, urls), contexts.current
-    )
-    # instances/consolelog calls the instance's host over the message bus (KUBENOVA_AMQP_URL).
-    serving.app.console_logs = consolelog.from_env(
-        kube.KubeClient(), db_engine.make_session_factory(engine)
-    )
-    # instances/vnc reaches the hosts' QEMU as the console proxy does, with its client
-    # certificate (KUBENOVA_CONSOLE_X509_DIR).
+    try:
+        serving = server.SubresourceServer(
+            (config.listen_host, config.listen_port),
+            app.App(request_headers, urls),
+            contexts.current,
+        )
+    except OSError as failed:
+        return _fail(
+            f"cannot serve on {config.listen_host}:{config.listen_port}"
+            f" (KUBENOVA_SUBRESOURCES_LISTEN_HOST, KUBENOVA_SUBRESOURCES_PORT): {failed}"
+        )
+    serving.app.console_logs = console_logs
     serving.stream_subresources = vnc.stream_subresources(
-        request_headers,
-        kube.KubeClient(),
-        db_engine.make_session_factory(engine),
-        proxy_settings.ProxySettings.from_env(),
+        request_headers, kube.KubeClient(), db_engine.make_session_factory(engine), x509
     )
-    # instances/console reaches the hosts' serial console servers (KUBENOVA_SERIAL_CONSOLE_PORT,
-    # one port on every host) with the same client certificate.
+    # instances/console reaches every host's serial console server on one port.
     serving.stream_subresources = serial.with_console(
         serving.stream_subresources,
         request_headers,
         kube.KubeClient(),
         db_engine.make_session_factory(engine),
-        proxy_settings.ProxySettings.from_env(),
-        serial.port_from_env(),
+        x509,
+        config.serial_console_port,
     )
 
     def stop(signum: int, frame: FrameType | None) -> None:

@@ -19,6 +19,7 @@ from urllib import parse
 from kubenova.compute import states
 from kubenova.console import auth
 from kubenova.db import engine as db_engine
+from kubenova.db import hosts as db_hosts
 from kubenova.db import instances as db_instances
 from kubenova.db import models
 from kubenova.subresources import discovery, requestheader, status
@@ -47,6 +48,14 @@ class ConsolePlace:
     vnc_port: int | None
     spice_port: int | None
     spice_tls_port: int | None
+    # Where the host's consoles are reached (its node's reported console address); None: at
+    # the host's name.
+    host_address: str | None = None
+
+    @property
+    def address(self) -> str:
+        """What to connect to for this place's consoles (a name while no address is known)."""
+        return self.host_address or self.host or ""
 
 
 def read_place(session_factory: db_engine.SessionFactory, uuid: str) -> ConsolePlace | None:
@@ -55,9 +64,11 @@ def read_place(session_factory: db_engine.SessionFactory, uuid: str) -> ConsoleP
         record = db_instances.instance_get(session, uuid)
         if record is None:
             return None
+        node = db_hosts.compute_node_get(session, record.host) if record.host else None
         return ConsolePlace(
             uuid=record.uuid,
             host=record.host,
+            host_address=node.console_address if node is not None else None,
             vm_state=record.vm_state,
             power_state=record.power_state,
             vnc_port=record.vnc_port,

@@ -19,7 +19,6 @@ migration, which only changes the host.
 from __future__ import annotations
 
 import logging
-import os
 import socket
 import ssl
 from collections.abc import Callable, Mapping
@@ -67,10 +66,10 @@ class SerialConsoleOpener:
     def open(self, namespace: str, name: str, user: requestheader.User) -> socket.socket:
         place = self._place(namespace, name)
         host = place.host or ""
-        where = f"{host}:{self._port}"
+        where = f"{place.address}:{self._port}"
         context = streams.client_context(self._client_context, "the hosts' serial consoles")
         try:
-            plain = self._connect((host, self._port), _CONNECT_TIMEOUT_S)
+            plain = self._connect((place.address, self._port), _CONNECT_TIMEOUT_S)
         except OSError as failed:
             LOG.warning(
                 "cannot reach the serial console server of %s at %s: %s", host, where, failed
@@ -164,14 +163,6 @@ class _WithConsole(streams.Streams):
         if super().serves("GET", target):
             return super().open(target, peer_cert, headers)
         return self._base.open(target, peer_cert, headers)
-
-
-def port_from_env() -> int:
-    """``KUBENOVA_SERIAL_CONSOLE_PORT`` (:data:`DEFAULT_PORT`); ValueError naming it."""
-    raw = os.environ.get("KUBENOVA_SERIAL_CONSOLE_PORT") or str(DEFAULT_PORT)
-    if not raw.isdigit() or not 0 < int(raw) < 65536:
-        raise ValueError(f"KUBENOVA_SERIAL_CONSOLE_PORT must be a port number, not {raw!r}")
-    return int(raw)
 
 
 def with_console(

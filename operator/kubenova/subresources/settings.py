@@ -8,18 +8,26 @@
 - ``KUBENOVA_CONSOLE_PUBLIC_URL`` (required): the console proxy's base URL as browsers reach
   it, e.g. ``https://console.example.com:6080``.
 - ``KUBENOVA_CONSOLE_TOKEN_TTL`` (600): seconds a console URL may wait before it is opened.
+- ``KUBENOVA_SERIAL_CONSOLE_PORT`` (6083): the port of every host's serial console server.
 - ``KUBENOVA_DB_URL``: the ``nova`` database (records and tokens).
+
+A variable that cannot be used raises
+:class:`kubenova.console.proxy.settings.SettingError` naming it (the console proxy's settings
+are read the same way, and ``instances/vnc`` uses them).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import pathlib
 from collections.abc import Mapping
 from urllib import parse
 
 from kubenova import config
+from kubenova.console.proxy import settings as proxy_settings
+from kubenova.subresources import serial
 
 DEFAULT_PORT = 9443
 
@@ -32,45 +40,37 @@ class SubresourceSettings:
     listen_host: str = "0.0.0.0"
     listen_port: int = DEFAULT_PORT
     console_token_ttl_s: int = config.DEFAULT_CONSOLE_TOKEN_TTL_S
+    serial_console_port: int = serial.DEFAULT_PORT
 
     def __post_init__(self) -> None:
         parts = parse.urlsplit(self.console_public_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(
-                "KUBENOVA_CONSOLE_PUBLIC_URL must be the console proxy's http(s) URL, e.g."
-                f" https://console.example.com:6080, not {self.console_public_url!r}"
+            raise proxy_settings.SettingError(
+                "KUBENOVA_CONSOLE_PUBLIC_URL",
+                "must be the console proxy's http(s) URL, e.g. https://console.example.com:6080",
+                self.console_public_url,
             )
+
+    def check_files(self) -> None:
+        """:class:`~kubenova.console.proxy.settings.SettingError` naming the variable of a
+        serving certificate file that is not there or not readable."""
+        proxy_settings.require_readable("KUBENOVA_SUBRESOURCES_TLS_CERT", self.tls_cert_file)
+        proxy_settings.require_readable("KUBENOVA_SUBRESOURCES_TLS_KEY", self.tls_key_file)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> SubresourceSettings:
         env = os.environ if environ is None else environ
-
-        def required(name: str) -> str:
-            value = env.get(name, "")
-            if not value:
-                raise ValueError(f"{name} is required")
-            return value
-
+        required = functools.partial(proxy_settings.env_required, env)
         return cls(
             tls_cert_file=pathlib.Path(required("KUBENOVA_SUBRESOURCES_TLS_CERT")),
             tls_key_file=pathlib.Path(required("KUBENOVA_SUBRESOURCES_TLS_KEY")),
             console_public_url=required("KUBENOVA_CONSOLE_PUBLIC_URL"),
             listen_host=env.get("KUBENOVA_SUBRESOURCES_LISTEN_HOST") or "0.0.0.0",
-            listen_port=_int(env, "KUBENOVA_SUBRESOURCES_PORT", DEFAULT_PORT),
-            console_token_ttl_s=_int(
-                env, "KUBENOVA_CONSOLE_TOKEN_TTL", config.DEFAULT_CONSOLE_TOKEN_TTL_S
+            listen_port=proxy_settings.env_port(env, "KUBENOVA_SUBRESOURCES_PORT", DEFAULT_PORT),
+            console_token_ttl_s=proxy_settings.env_positive_int(
+                env, "KUBENOVA_CONSOLE_TOKEN_TTL", config.DEFAULT_CONSOLE_TOKEN_TTL_S, "seconds"
+            ),
+            serial_console_port=proxy_settings.env_port(
+                env, "KUBENOVA_SERIAL_CONSOLE_PORT", serial.DEFAULT_PORT
             ),
         )
-
-
-def _int(env: Mapping[str, str], name: str, default: int) -> int:
-    raw = env.get(name, "")
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError as exc:
-        raise ValueError(f"{name} must be an integer, got {raw!r}") from exc
-    if value <= 0:
-        raise ValueError(f"{name} must be positive, got {value}")
-    return value

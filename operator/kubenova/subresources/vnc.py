@@ -76,13 +76,13 @@ class VncOpener:
         self._connect = connect
 
     def open(self, namespace: str, name: str, user: requestheader.User) -> socket.socket:
-        host, port = self._place(namespace, name)
+        host, address, port = self._place(namespace, name)
         context = streams.client_context(self._client_context, "the hosts' VNC")
         try:
-            plain = self._connect((host, port), _CONNECT_TIMEOUT_S)
+            plain = self._connect((address, port), _CONNECT_TIMEOUT_S)
         except OSError as failed:
             LOG.warning(
-                "cannot reach the VNC of %s/%s at %s:%d: %s", namespace, name, host, port, failed
+                "cannot reach the VNC of %s/%s at %s:%d: %s", namespace, name, address, port, failed
             )
             raise status.unavailable(
                 f'the VNC console of instance "{name}" on host {host} is unreachable: {failed}'
@@ -108,12 +108,13 @@ class VncOpener:
         ).start()
         return ours
 
-    def _place(self, namespace: str, name: str) -> tuple[str, int]:
+    def _place(self, namespace: str, name: str) -> tuple[str, str, int]:
+        """The host's name (which its certificate carries), its address, and the port."""
         _, place = consoleurl.locate(
             self._kube, self._read_place, self._session_factory, namespace, name
         )
         host, port, _ = consoleurl.target(place, auth.ConsoleType.NOVNC, name)
-        return host, port
+        return host, place.address, port
 
 
 def stream_subresources(

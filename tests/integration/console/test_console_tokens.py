@@ -58,6 +58,7 @@ def test_a_minted_token_opens_its_console_once(db_session_factory):
         instance_uuid=uuid,
         console_type=auth.ConsoleType.SPICE_HTML5,
         host="h1",
+        address="h1",
         port=5901,
         tls_port=5902,
         internal_access_path="/websockify",

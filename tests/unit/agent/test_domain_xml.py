@@ -219,6 +219,24 @@ def test_spice_without_tls_leaves_the_mode_to_libvirt():
     assert spice.find("listen").get("address") == "10.0.0.7"  # type: ignore[union-attr]
 
 
+def test_spice_may_stay_on_loopback_while_vnc_listens_on_the_nodes_address():
+    root = ET.fromstring(
+        domain_xml.build(
+            make_instance(),
+            domain_type="qemu",
+            files=FILES,
+            network="default",
+            host="h1",
+            graphics=domain_xml.Graphics(listen="10.0.0.7", spice_listen="127.0.0.1"),
+        )
+    )
+    graphics = _graphics(root)
+    assert graphics["vnc"].find("listen").get("address") == "10.0.0.7"  # type: ignore[union-attr]
+    assert graphics["spice"].find("listen").get("address") == "127.0.0.1"  # type: ignore[union-attr]
+    with pytest.raises(ValueError, match="must be an IP address"):
+        domain_xml.Graphics(spice_listen="localhost")
+
+
 def test_no_graphics_makes_a_headless_domain():
     root = ET.fromstring(
         domain_xml.build(

@@ -5,10 +5,7 @@ client per instance, and no way in without a client certificate from the console
 from __future__ import annotations
 
 import pathlib
-import shutil
 import ssl
-import tempfile
-from collections.abc import Iterator
 
 import pytest
 
@@ -16,38 +13,12 @@ from kubenova.certs import console as console_certs
 from kubenova_agent import serial_console
 from kubenova_agent.settings import AgentSettings
 from tests.support import serial_console as support
+from tests.support.serial_console import instances, pki, server, workdir
+
+# The shared fixtures these tests use (tests.support.serial_console).
+__all__ = ["instances", "pki", "server", "workdir"]
 
 UUID = "6f1c2a9e-8d3b-4c5e-9f7a-0b1c2d3e4f50"
-
-
-@pytest.fixture
-def workdir() -> Iterator[pathlib.Path]:
-    # Short: a unix socket's path is at most 107 bytes, and pytest's tmp_path is long.
-    path = pathlib.Path(tempfile.mkdtemp(prefix="kn-sc-", dir="/tmp"))
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
-
-
-@pytest.fixture
-def pki(workdir: pathlib.Path) -> support.Pki:
-    return support.write_pki(workdir / "pki")
-
-
-@pytest.fixture
-def instances(workdir: pathlib.Path) -> pathlib.Path:
-    path = workdir / "instances"
-    path.mkdir()
-    return path
-
-
-@pytest.fixture
-def server(
-    pki: support.Pki, instances: pathlib.Path
-) -> Iterator[serial_console.SerialConsoleServer]:
-    with support.running_server(pki, instances) as running:
-        yield running
 
 
 def guest_dir(instances: pathlib.Path, instance_uuid: str = UUID) -> pathlib.Path:

@@ -7,8 +7,8 @@ import dataclasses
 import pathlib
 from collections.abc import Iterator
 
-from kubenova.agent_credentials import exchange, minter, server
-from kubenova.certs import authority
+from kubenova.agent_credentials import exchange, host_certificates, minter, server
+from kubenova.certs import authority, bundle
 from tests.unit.agent_credentials.fakes import (
     AGENT_USERNAME,
     AUDIENCE,
@@ -25,6 +25,7 @@ from tests.unit.agent_credentials.fakes import (
 class Endpoint:
     url: str
     ca_file: str
+    ca: authority.KeyPair
     reviewer: FakeReviewer
     admin: FakeAdmin
     port: int
@@ -50,6 +51,7 @@ def running_endpoint(directory: pathlib.Path) -> Iterator[Endpoint]:
         }
     )
     admin = FakeAdmin()
+    ca = authority.issue_ca()
     exchanger = exchange.Exchange(
         reviewer,
         FakeNodes({"node-a", "node-b"}),
@@ -57,8 +59,10 @@ def running_endpoint(directory: pathlib.Path) -> Iterator[Endpoint]:
         audience=AUDIENCE,
         agent_username=AGENT_USERNAME,
         node_selector=NODE_SELECTOR,
+        host_certificates=host_certificates.HostCertificates(
+            lambda: bundle.TrustState(ca), FakeNodes({"node-a", "node-b"})
+        ),
     )
-    ca = authority.issue_ca()
     ca_file = directory / "ca.crt"
     ca_file.write_bytes(ca.cert_pem())
     credentials_server = server.serve(
@@ -67,7 +71,7 @@ def running_endpoint(directory: pathlib.Path) -> Iterator[Endpoint]:
     try:
         port = credentials_server.port
         yield Endpoint(
-            f"https://localhost:{port}{server.PATH}", str(ca_file), reviewer, admin, port
+            f"https://localhost:{port}{server.PATH}", str(ca_file), ca, reviewer, admin, port
         )
     finally:
         credentials_server.stop()

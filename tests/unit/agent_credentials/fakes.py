@@ -176,6 +176,11 @@ class FakeNodes:
     def is_selected(self, name: str, label_selector: str) -> bool:
         return name in self.hypervisors
 
+    def addresses(self, name: str) -> list[str]:
+        """Each hypervisor's InternalIP, 10.0.0.N in the order of the names."""
+        ordered = sorted(self.hypervisors)
+        return [f"10.0.0.{ordered.index(name) + 1}"] if name in self.hypervisors else []
+
     def list_selected(self, label_selector: str) -> tuple[set[str], str]:
         self.lists += 1
         if self.on_list is not None:

@@ -159,7 +159,7 @@ def test_each_issue_and_refusal_is_logged_with_its_request_id(
         ),
         (
             "req-refused",
-            "refused agent credentials (403): only system:serviceaccount:kubenova:kubenova-agent "
+            "refused an agent's request (403): only system:serviceaccount:kubenova:kubenova-agent "
             "may have agent credentials, not system:serviceaccount:kubenova:kubenova-operator",
         ),
     ]

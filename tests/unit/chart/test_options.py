@@ -107,7 +107,11 @@ def test_should_admit_agents_from_the_node_networks_given(render) -> None:
     peers = [{"ipBlock": {"cidr": "10.0.0.0/24"}}]
     rendered = render({"networkPolicy": {"enabled": True, "agentPeers": peers}})
     amqp, management = rendered.get("NetworkPolicy", "kubenova-rabbitmq")["spec"]["ingress"]
-    assert amqp["from"][1:] == peers
+    assert amqp["from"][2:] == peers
+    components = [peer["podSelector"]["matchLabels"]["app.kubernetes.io/component"]
+                  for peer in amqp["from"][:2]]  # fmt: skip
+    # The aggregated API server calls hosts for instances/consolelog.
+    assert components == ["operator", "subresources"]
     assert amqp["from"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == (
         "operator"
     )

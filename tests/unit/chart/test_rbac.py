@@ -49,7 +49,7 @@ def test_should_grant_the_operator_each_verb_it_uses_and_nothing_more(render) ->
         ("apiextensions.k8s.io", "customresourcedefinitions"): ["list", "watch"],
         ("", "namespaces"): ["list", "watch"],
         ("authentication.k8s.io", "tokenreviews"): ["create"],
-        ("", "nodes"): ["list", "watch"],
+        ("", "nodes"): ["get", "list", "watch"],  # get: a node's addresses, for its certificate
         ("apiregistration.k8s.io", "apiservices"): ["get", "patch"],
     }
     namespaced = rendered.get("Role", OPERATOR)

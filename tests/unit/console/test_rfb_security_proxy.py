@@ -16,6 +16,7 @@ import pytest
 from kubenova.certs import authority
 from kubenova.certs import console as console_certs
 from kubenova.console.proxy import rfb
+from tests.support import console_pki
 
 
 class FakeBrowser:
@@ -49,14 +50,10 @@ def recv_exact(sock: socket.socket, count: int) -> bytes:
 def x509(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
     """The host's and the proxy's files, as QEMU and the proxy read them, in one directory."""
     ca = authority.issue_ca()
-    bundle = ca.cert_pem()
     directory = tmp_path_factory.mktemp("x509")
-    host = console_certs.issue_host_cert(ca, "localhost", ["127.0.0.1"])
-    proxy = console_certs.issue_proxy_client_cert(ca)
-    files = {**console_certs.host_files(host, bundle), **console_certs.proxy_files(proxy, bundle)}
-    for name, content in files.items():
-        (directory / name).write_bytes(content)
-    return directory
+    # Both sides' ca-cert.pem is the same bundle, so one directory holds the two.
+    console_pki.write_host_x509_dir(directory, ca)
+    return console_pki.write_proxy_x509_dir(directory, ca)
 
 
 @pytest.fixture

@@ -90,6 +90,7 @@ def exchange(tmp_path: pathlib.Path) -> Iterator[Exchange]:
         admin=FakeAdmin(),
         reviewer=FakeReviewer({"token-of-node-a": agent_review("node-a")}),
         nodes=FakeNodes({"node-a", "node-b"}),
+        node_addresses=FakeNodes({"node-a", "node-b"}),
         watched_nodes=watched,
         backoff_s=(0.01,),
     )

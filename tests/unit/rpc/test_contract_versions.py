@@ -38,7 +38,7 @@ MESSAGE_DATA = {
     "reboot_instance": "1.3-58d8501d5814c189d4558141a9d98a23",
     "rebuild_instance": "1.3-cc801deef5fb7b10646861d8167f4554",
     "get_console_output": "1.7-53f083fbe322b16408cf5aaee6cb70c3",
-    "compute_node_report": "1.4-b1a649759feeb45c8603e928027e773e",
+    "compute_node_report": "1.8-4caab8f937a19c5898d5b71e9137123d",
     "instance_update": "1.6-5c675083774a20406778d1e2ef94d95d",
     "instance_build_failed": "1.0-55f8e0c3b1992e9989937f0d69cf6e72",
     "instance_terminated": "1.0-59cbe46bee5024e38a2e36671c589b52",

@@ -5,10 +5,7 @@ Status of each refusal, and a socket carrying the guest's bytes when there is no
 from __future__ import annotations
 
 import pathlib
-import shutil
 import socket
-import tempfile
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -17,6 +14,10 @@ from kubenova.console.proxy import settings as proxy_settings
 from kubenova.subresources import consoleurl, requestheader, serial, status, streams
 from kubenova_agent import serial_console
 from tests.support import serial_console as support
+from tests.support.serial_console import instances, pki, server, workdir
+
+# The shared fixtures these tests use (tests.support.serial_console).
+__all__ = ["instances", "pki", "server", "workdir"]
 
 UUID = "6f1c2a9e-8d3b-4c5e-9f7a-0b1c2d3e4f50"
 USER = requestheader.User(name="alice", groups=(), extra={})
@@ -40,35 +41,6 @@ def place(host: str | None = "localhost", power_state: str = "running") -> conso
         spice_port=None,
         spice_tls_port=None,
     )
-
-
-@pytest.fixture
-def workdir() -> Iterator[pathlib.Path]:
-    path = pathlib.Path(tempfile.mkdtemp(prefix="kn-sco-", dir="/tmp"))
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
-
-
-@pytest.fixture
-def pki(workdir: pathlib.Path) -> support.Pki:
-    return support.write_pki(workdir / "pki")
-
-
-@pytest.fixture
-def instances(workdir: pathlib.Path) -> pathlib.Path:
-    path = workdir / "instances"
-    path.mkdir()
-    return path
-
-
-@pytest.fixture
-def server(
-    pki: support.Pki, instances: pathlib.Path
-) -> Iterator[serial_console.SerialConsoleServer]:
-    with support.running_server(pki, instances) as running:
-        yield running
 
 
 def opener(
@@ -155,14 +127,8 @@ def test_a_server_with_a_certificate_from_another_ca_is_503(
     assert "could not be reached securely" in refused.body()["message"]
 
 
-def test_the_port_setting(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("KUBENOVA_SERIAL_CONSOLE_PORT", raising=False)
-    assert serial.port_from_env() == serial.DEFAULT_PORT == serial_console.DEFAULT_PORT
-    monkeypatch.setenv("KUBENOVA_SERIAL_CONSOLE_PORT", "16100")
-    assert serial.port_from_env() == 16100
-    monkeypatch.setenv("KUBENOVA_SERIAL_CONSOLE_PORT", "0")
-    with pytest.raises(ValueError, match="KUBENOVA_SERIAL_CONSOLE_PORT"):
-        serial.port_from_env()
+def test_every_host_serves_on_the_agents_default_port() -> None:
+    assert serial.DEFAULT_PORT == serial_console.DEFAULT_PORT
 
 
 def test_console_is_served_beside_the_streams_there_were(pki: support.Pki) -> None:

@@ -18,6 +18,7 @@ from kubenova.certs import authority
 from kubenova.certs import console as console_certs
 from kubenova.console.proxy import rfb
 from kubenova.subresources import consoleurl, requestheader, status, vnc
+from tests.support import console_pki
 from tests.unit.subresources import support
 
 ALICE = requestheader.User("alice")
@@ -31,14 +32,11 @@ def ca() -> authority.KeyPair:
 
 @pytest.fixture
 def client_files(ca: authority.KeyPair, tmp_path: pathlib.Path) -> tuple[str, str, str]:
-    for name, content in console_certs.proxy_files(
-        console_certs.issue_proxy_client_cert(ca), ca.cert_pem()
-    ).items():
-        (tmp_path / name).write_bytes(content)
+    x509_dir = console_pki.write_proxy_x509_dir(tmp_path, ca)
     return (
-        str(tmp_path / console_certs.CA_FILE),
-        str(tmp_path / console_certs.CLIENT_CERT_FILE),
-        str(tmp_path / console_certs.CLIENT_KEY_FILE),
+        str(x509_dir / console_certs.CA_FILE),
+        str(x509_dir / console_certs.CLIENT_CERT_FILE),
+        str(x509_dir / console_certs.CLIENT_KEY_FILE),
     )
 
 

@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import libvirt
+import libvirt_qemu
 
 from kubenova_agent import exceptions
 
@@ -244,6 +245,13 @@ class Domain:
                 if address.get("type") == libvirt.VIR_IP_ADDR_TYPE_IPV4 and address.get("addr"):
                     addresses.append(str(address["addr"]))
         return addresses
+
+    def qemu_monitor_command(self, command: str) -> str:
+        """Send one QMP command (JSON) to the running domain's QEMU and return its answer.
+        libvirt marks the domain tainted ("custom-monitor") in its log: only for what libvirt
+        has no API for."""
+        with _translated():
+            return str(libvirt_qemu.qemuMonitorCommand(self._handle, command, 0))
 
     def xml_desc(self, *, migratable: bool = False) -> str:
         """The domain's XML; ``migratable`` gives it as another host should define it."""

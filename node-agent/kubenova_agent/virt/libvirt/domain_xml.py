@@ -85,15 +85,22 @@ class Graphics:
 
     listen: str = "127.0.0.1"
     tls: bool = True
+    # SPICE's own address, when it must differ: SPICE cannot require a client certificate as
+    # VNC does (vnc_tls_x509_verify), so where the node's address is reachable by others
+    # SPICE stays on loopback. None: ``listen``.
+    spice_listen: str | None = None
 
     def __post_init__(self) -> None:
         # An address, not a name: libvirt would resolve a name once, at start, on its own.
-        try:
-            ipaddress.ip_address(self.listen)
-        except ValueError:
-            raise ValueError(
-                f"a console listen address must be an IP address, not {self.listen!r}"
-            ) from None
+        for address in (self.listen, self.spice_listen):
+            if address is None:
+                continue
+            try:
+                ipaddress.ip_address(address)
+            except ValueError:
+                raise ValueError(
+                    f"a console listen address must be an IP address, not {address!r}"
+                ) from None
 
 
 #: Consoles on loopback, over TLS: the agent's defaults (``kubenova_agent.settings``).
@@ -186,7 +193,7 @@ def _graphics(devices: ET.Element, graphics: Graphics) -> None:
     spice = _sub(devices, "graphics", type="spice", autoport="yes")
     if graphics.tls:
         spice.set("defaultMode", "secure")
-    _sub(spice, "listen", type="address", address=graphics.listen)
+    _sub(spice, "listen", type="address", address=graphics.spice_listen or graphics.listen)
 
 
 def console_ports(domain_xml: str) -> driver.ConsolePorts | None:

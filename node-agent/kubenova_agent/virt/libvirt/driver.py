@@ -52,6 +52,8 @@ LOG = logging.getLogger(__name__)
 DEFAULT_INSTANCES_PATH = "/var/lib/kubenova/instances"
 DEFAULT_IMAGE_CACHE_PATH = "/var/lib/kubenova/_base"
 VIRT_TYPES = frozenset(settings.VIRT_TYPES)
+#: Reload the x509 files of a running QEMU's VNC server.
+_VNC_RELOAD = '{"execute": "display-reload", "arguments": {"type": "vnc", "tls-certs": true}}'
 #: The suffix of the disk and config drive a rebuild makes before they replace the old ones.
 _STAGED = ".rebuild"
 
@@ -73,6 +75,7 @@ class LibvirtDriver(resize.LibvirtResize, migration.LibvirtLiveMigration):
         probe_timeout: float = probe.DEFAULT_TIMEOUT,
         migration_uri: str | None = None,
         graphics: domain_xml.Graphics | None = domain_xml.DEFAULT_GRAPHICS,
+        console_address: str | None = None,
     ) -> None:
         """Paths default to $KUBENOVA_INSTANCES_PATH and $KUBENOVA_IMAGE_CACHE_PATH, then to
         /var/lib/kubenova/{instances,_base}. ``virt_type`` "auto" probes at :meth:`init_host`
@@ -103,6 +106,12 @@ class LibvirtDriver(resize.LibvirtResize, migration.LibvirtLiveMigration):
         self._qemu_img = qemu_img
         self._probe_timeout = probe_timeout
         self.migration_uri = migration_uri or os.environ.get("KUBENOVA_MIGRATION_URI") or None
+        # Where the console proxy connects: as given, else where the consoles listen unless
+        # that is every address (then the host's name, None, is all that is known).
+        listen = graphics.listen if graphics is not None else None
+        self.console_address = console_address or (
+            listen if listen not in (None, "0.0.0.0", "::") else None
+        )
 
     # -- the contract ----------------------------------------------------------------------
 
@@ -149,7 +158,27 @@ class LibvirtDriver(resize.LibvirtResize, migration.LibvirtLiveMigration):
             libvirt_version=self._connection.library_version(),
             qemu_version=self._connection.hypervisor_version(),
             migration_uri=self.migration_uri,
+            console_address=self.console_address,
         )
+
+    def reload_console_certificates(self) -> int:
+        # QMP display-reload (QEMU 6.0 on) reloads a VNC server's x509 credentials; libvirt
+        # has no API for it. SPICE has no such reload: a SPICE console serves the certificate
+        # its guest started with until the guest is restarted or migrated.
+        if self.graphics is None or not self.graphics.tls:
+            return 0
+        reloaded = 0
+        for instance_uuid, domain in self._owned_domains():
+            try:
+                if not domain.is_active():
+                    continue
+                domain.qemu_monitor_command(_VNC_RELOAD)
+            except exceptions.HypervisorError as exc:
+                LOG.warning("guest %s keeps its console certificate: %s", instance_uuid, exc)
+                continue
+            reloaded += 1
+        LOG.info("%d running guest(s) serve the renewed console certificate", reloaded)
+        return reloaded
 
     def snapshot(self, instance_uuid: str, target: str) -> None:
         # The steps, and why they are consistent, are in virt/libvirt/snapshot.py.

@@ -21,6 +21,15 @@ from kubenova.db import engine as db_engine
 
 LOG = logging.getLogger(__name__)
 
+# What a process that cannot start with its settings exits with (as argparse does).
+EXIT_BAD_SETTINGS = 2
+
+
+def _fail(message: str) -> int:
+    """One line on stderr, naming the program, and the exit code of bad settings."""
+    print(f"kubenova-console: {message}", file=sys.stderr)
+    return EXIT_BAD_SETTINGS
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
@@ -32,11 +41,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     log.setup("kubenova-console", options.log_level)
     try:
         config = settings.ProxySettings.from_env()
-        engine = db_engine.create_engine(db_engine.url_from_env())
+        config.check_files()
+        engine = settings.engine_from_env()
+    except settings.SettingError as failed:
+        return _fail(str(failed))
+    try:
         proxy = server.ConsoleProxyServer(config, db_engine.make_session_factory(engine))
-    except (OSError, ValueError, RuntimeError) as failed:
-        print(f"kubenova-console: {failed}", file=sys.stderr)
-        return 2
+    except OSError as failed:
+        # The files are there (check_files): a certificate that does not load, or an address
+        # that is in use or unknown.
+        return _fail(
+            f"cannot serve on {config.listen_host}:{config.listen_port}"
+            " (KUBENOVA_CONSOLE_LISTEN_HOST, KUBENOVA_CONSOLE_PORT) with the certificates of"
+            f" KUBENOVA_CONSOLE_X509_DIR and KUBENOVA_CONSOLE_TLS_CERT/_KEY: {failed}"
+        )
 
     def stop(signum: int, frame: FrameType | None) -> None:
         # shutdown() waits for serve_forever, so it cannot run on the serving thread itself.

@@ -192,13 +192,14 @@ class ConsoleProxyRequestHandler(websocketproxy.ProxyRequestHandler):  # type: i
         if info.console_type is auth.ConsoleType.NOVNC:
             target = self._connect_vnc(info)
         elif info.console_type is auth.ConsoleType.SPICE_HTML5 and info.tls_port is not None:
-            target = self._connect_tls(info.host, info.tls_port)
+            target = self._connect_tls(info, info.tls_port)
         else:
             raise self.CClose(1008, f"console refused ({refusals.Reason.NO_CONSOLE.value})")
         LOG.info(
-            "console of instance %s: relaying to %s (%s)",
+            "console of instance %s: relaying to %s at %s (%s)",
             info.instance_uuid,
             info.host,
+            info.address,
             info.console_type.value,
         )
         try:
@@ -210,7 +211,7 @@ class ConsoleProxyRequestHandler(websocketproxy.ProxyRequestHandler):  # type: i
             _close(target)
 
     def _connect_vnc(self, info: auth.ConnectionInfo) -> ssl.SSLSocket:
-        plain = self._connect(info.host, info.port)
+        plain = self._connect(info.address, info.port)
         stream = tenant.WebSocketStream(self)
         try:
             secured = rfb.negotiate(stream, plain, self.server.client_context, info.host)
@@ -223,12 +224,14 @@ class ConsoleProxyRequestHandler(websocketproxy.ProxyRequestHandler):  # type: i
             secured.sendall(leftover)
         return secured
 
-    def _connect_tls(self, host: str, port: int) -> ssl.SSLSocket:
-        plain = self._connect(host, port)
+    def _connect_tls(self, info: auth.ConnectionInfo, port: int) -> ssl.SSLSocket:
+        # Connected to the address, the host is checked by its name, which its certificate
+        # carries whatever address the proxy reached it at.
+        plain = self._connect(info.address, port)
         try:
-            return self.server.client_context.wrap_socket(plain, server_hostname=host)
+            return self.server.client_context.wrap_socket(plain, server_hostname=info.host)
         except (ssl.SSLError, OSError) as failed:
-            LOG.warning("TLS to %s:%s failed: %s", host, port, failed)
+            LOG.warning("TLS to %s at %s:%s failed: %s", info.host, info.address, port, failed)
             _close(plain)
             raise self.CClose(1011, str(failed)[:_MAX_CLOSE_REASON]) from failed
 
