@@ -16,6 +16,7 @@ from kubernetes.client import exceptions as k8s_exceptions
 from kubenova.cli import (
     console_log,
     consoles,
+    ec2_credentials,
     evacuate,
     events,
     kube,
@@ -40,6 +41,7 @@ examples:
   kubectl nova vnc web-1 --url            the URL of web-1's console in a browser (noVNC)
   kubectl nova console-log web-1 --tail 20  the last 20 lines of web-1's serial console
   kubectl nova console web-1             type on web-1's serial console (Ctrl-] leaves)
+  eval "$(kubectl nova ec2-credentials create)"   an access key of the EC2 API, for aws ec2
 
 Use "kubectl nova VERB --help" for a verb's options.
 """
@@ -91,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     consoles.register(verbs, [common])
     console_log.register(verbs, [common])
     serial_console.register(verbs, [common])
+    ec2_credentials.register(verbs, [common])
     return parser
 
 

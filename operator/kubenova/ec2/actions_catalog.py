@@ -1,0 +1,102 @@
+"""The actions that describe what a cluster offers: its region, zones, instance types (Flavors)
+and images (Images). None of them is namespaced: Flavors and Images are the cluster's."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kubenova.ec2 import errors, ids, views
+from kubenova.ec2.context import Context
+from kubenova.scheduler import host_state
+
+
+def describe_regions(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
+    """One region: this server's."""
+    wanted = params.get("RegionNames")
+    if wanted and any(name != ctx.region for name in wanted):
+        unknown = next(name for name in wanted if name != ctx.region)
+        raise errors.invalid("RegionName", f"the region {unknown!r} does not exist")
+    return {
+        "Regions": [
+            {
+                "RegionName": ctx.region,
+                "Endpoint": ctx.endpoint,
+                "OptInStatus": "opt-in-not-required",
+            }
+        ]
+    }
+
+
+def describe_availability_zones(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
+    """The zones of the Hypervisors (their ``topology.kubernetes.io/zone`` label, else "nova",
+    as the scheduler places them); a zone is available while one of its hosts is up."""
+    zones: dict[str, bool] = {}
+    for hypervisor in ctx.cluster.hypervisors():
+        labels = hypervisor["metadata"].get("labels") or {}
+        zone = str(
+            labels.get(host_state.AVAILABILITY_ZONE_LABEL) or host_state.DEFAULT_AVAILABILITY_ZONE
+        )
+        up = ((hypervisor.get("status") or {}).get("state")) == "up"
+        zones[zone] = zones.get(zone, False) or up
+    wanted = params.get("ZoneNames")
+    names = sorted(zones)
+    if wanted:
+        unknown = [name for name in wanted if name not in zones]
+        if unknown:
+            raise errors.invalid("ZoneName", f"the zone {unknown[0]!r} does not exist")
+        names = [name for name in names if name in wanted]
+    return {
+        "AvailabilityZones": [
+            {
+                "ZoneName": name,
+                "ZoneId": f"{ctx.region}-{name}",
+                "State": "available" if zones[name] else "unavailable",
+                "RegionName": ctx.region,
+                "GroupName": ctx.region,
+                "NetworkBorderGroup": ctx.region,
+                "ZoneType": "availability-zone",
+                "OptInStatus": "opt-in-not-required",
+                "Messages": [],
+            }
+            for name in names
+        ]
+    }
+
+
+def describe_instance_types(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
+    """The Flavors, as instance types named by the Flavor."""
+    flavors = {flavor["metadata"]["name"]: flavor for flavor in ctx.cluster.flavors()}
+    wanted = params.get("InstanceTypes")
+    names = sorted(flavors)
+    if wanted:
+        unknown = [name for name in wanted if name not in flavors]
+        if unknown:
+            raise errors.invalid("InstanceType", f"the instance type {unknown[0]!r} does not exist")
+        names = [name for name in names if name in wanted]
+    return {"InstanceTypes": [views.instance_type(flavors[name]) for name in names]}
+
+
+def describe_images(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
+    """The Images, each an AMI whose id is derived from its uid."""
+    images = {ids.image_id(image): image for image in ctx.cluster.images()}
+    wanted = params.get("ImageIds")
+    chosen = sorted(images)
+    if wanted:
+        for image_id in wanted:
+            require_image_id(image_id)
+        unknown = [image_id for image_id in wanted if image_id not in images]
+        if unknown:
+            raise errors.Ec2Error(
+                errors.INVALID_AMI_ID_NOT_FOUND,
+                f"The image id '[{', '.join(unknown)}]' does not exist",
+            )
+        chosen = [image_id for image_id in chosen if image_id in wanted]
+    return {"Images": [views.image(images[image_id]) for image_id in chosen]}
+
+
+def require_image_id(value: str) -> None:
+    if not ids.well_formed(value, ids.IMAGE_PREFIX):
+        raise errors.Ec2Error(
+            errors.INVALID_AMI_ID_MALFORMED,
+            f'Invalid id: "{value}" (expecting "ami-" and 17 hex digits)',
+        )

@@ -1,0 +1,141 @@
+"""The EC2 API's calls to the kube-apiserver: the Instances of one namespace, and the
+cluster's Flavors, Images and Hypervisors.
+
+The server acts with its own service account; which namespace a request may touch is decided
+before any call here (the access key's), and every Instance call names that namespace.
+"""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from kubernetes import client as k8s_client
+from kubernetes.client import exceptions as k8s_exceptions
+
+from kubenova.k8s import resources
+
+_MERGE_PATCH = "application/merge-patch+json"
+# A request of an EC2 client must not hang on a slow apiserver (connect, read seconds).
+_TIMEOUT = (5.0, 30.0)
+
+
+class Cluster:
+    """Typed reads and writes of the objects the EC2 actions work on."""
+
+    def __init__(self, api_client: k8s_client.ApiClient | None = None) -> None:
+        self._custom = k8s_client.CustomObjectsApi(api_client)
+
+    def _list_cluster(self, plural: str) -> list[dict[str, Any]]:
+        found = self._custom.list_cluster_custom_object(
+            resources.GROUP, resources.VERSION, plural, _request_timeout=_TIMEOUT
+        )
+        return list(cast(dict[str, Any], found).get("items") or [])
+
+    def flavors(self) -> list[dict[str, Any]]:
+        return self._list_cluster(resources.FLAVORS)
+
+    def images(self) -> list[dict[str, Any]]:
+        return self._list_cluster(resources.IMAGES)
+
+    def hypervisors(self) -> list[dict[str, Any]]:
+        return self._list_cluster(resources.HYPERVISORS)
+
+    def flavor(self, name: str) -> dict[str, Any] | None:
+        return self._get_cluster(resources.FLAVORS, name)
+
+    def _get_cluster(self, plural: str, name: str) -> dict[str, Any] | None:
+        try:
+            found = self._custom.get_cluster_custom_object(
+                resources.GROUP, resources.VERSION, plural, name, _request_timeout=_TIMEOUT
+            )
+        except k8s_exceptions.ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return cast(dict[str, Any], found)
+
+    def instances(self, namespace: str, label_selector: str = "") -> list[dict[str, Any]]:
+        found = self._custom.list_namespaced_custom_object(
+            resources.GROUP,
+            resources.VERSION,
+            namespace,
+            resources.INSTANCES,
+            label_selector=label_selector,
+            _request_timeout=_TIMEOUT,
+        )
+        return list(cast(dict[str, Any], found).get("items") or [])
+
+    def create_instance(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
+        created = self._custom.create_namespaced_custom_object(
+            resources.GROUP,
+            resources.VERSION,
+            namespace,
+            resources.INSTANCES,
+            body,
+            _request_timeout=_TIMEOUT,
+        )
+        return cast(dict[str, Any], created)
+
+    def patch_instance(
+        self, namespace: str, name: str, patch: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        """Merge ``patch`` into the Instance; None when it is gone."""
+        try:
+            patched = self._custom.patch_namespaced_custom_object(
+                resources.GROUP,
+                resources.VERSION,
+                namespace,
+                resources.INSTANCES,
+                name,
+                patch,
+                _content_type=_MERGE_PATCH,
+                _request_timeout=_TIMEOUT,
+            )
+        except k8s_exceptions.ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return cast(dict[str, Any], patched)
+
+    def delete_instance(self, namespace: str, name: str, uid: str) -> bool:
+        """Delete the Instance if it is still the one of ``uid``; False when it is gone."""
+        try:
+            self._custom.delete_namespaced_custom_object(
+                resources.GROUP,
+                resources.VERSION,
+                namespace,
+                resources.INSTANCES,
+                name,
+                body=k8s_client.V1DeleteOptions(preconditions=k8s_client.V1Preconditions(uid=uid)),
+                _request_timeout=_TIMEOUT,
+            )
+        except k8s_exceptions.ApiException as exc:
+            if exc.status in (404, 409):
+                return False
+            raise
+        return True
+
+    def console_log(self, namespace: str, name: str) -> str | None:
+        """The guest's serial console output, from the Instance's ``consolelog`` subresource
+        (kubenova-subresources, behind the kube-apiserver); None when there is none to read
+        (no such Instance, no host yet, or the host does not answer)."""
+        path = (
+            f"/apis/{resources.SUBRESOURCES_GROUP}/{resources.SUBRESOURCES_VERSION}"
+            f"/namespaces/{namespace}/{resources.INSTANCES}/{name}/consolelog"
+        )
+        api = self._custom.api_client
+        request = api.param_serialize(
+            method="GET",
+            resource_path=path,
+            header_params={"Accept": "text/plain, application/json"},
+            auth_settings=["BearerToken"],
+        )
+        response = api.call_api(*request, _request_timeout=_TIMEOUT)
+        text = (response.read() or b"").decode(errors="replace")
+        if response.status in (404, 409, 503):
+            return None
+        if not 200 <= response.status <= 299:
+            raise k8s_exceptions.ApiException.from_response(
+                http_resp=response, body=text, data=None
+            )
+        return str(text)

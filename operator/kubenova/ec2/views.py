@@ -1,0 +1,118 @@
+"""Kubenova objects as EC2 sees them: an Instance as an EC2 instance, a Flavor as an instance
+type, an Image as an AMI. Pure functions of the objects as read; the dictionaries are keyed by
+botocore's output shape members (:mod:`responses` writes them out)."""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+from kubenova.ec2 import ids, states
+
+_DEFAULT_ARCHITECTURE = "x86_64"
+
+
+def timestamp(raw: Any) -> datetime.datetime | None:
+    """An RFC 3339 time of the apiserver as a datetime; None when absent or unreadable."""
+    if not isinstance(raw, str) or not raw:
+        return None
+    try:
+        return datetime.datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def instance(obj: dict[str, Any], image_ids: dict[str, str], zone: str) -> dict[str, Any]:
+    """The EC2 Instance of an Instance object; ``image_ids`` maps Image names to AMI ids and
+    ``zone`` is where an instance not placed yet is headed (its spec's zone, else the default)."""
+    meta = obj["metadata"]
+    spec = obj.get("spec") or {}
+    status = obj.get("status") or {}
+    addresses = [str(a) for a in status.get("addresses") or []]
+    labels = meta.get("labels") or {}
+    view: dict[str, Any] = {
+        "InstanceId": ids.instance_id(obj),
+        "ImageId": image_ids.get(str(spec.get("image")), ""),
+        "State": states.of_instance(obj).as_output(),
+        "PrivateDnsName": str(spec.get("hostname") or meta["name"]),
+        "PublicDnsName": "",
+        "StateTransitionReason": "",
+        "AmiLaunchIndex": _launch_index(labels),
+        "InstanceType": str(spec.get("flavor") or ""),
+        "LaunchTime": timestamp(status.get("launchedAt"))
+        or timestamp(meta.get("creationTimestamp")),
+        "Placement": {
+            "AvailabilityZone": str(
+                status.get("availabilityZone") or spec.get("availabilityZone") or zone
+            ),
+            "Tenancy": "default",
+        },
+        "Monitoring": {"State": "disabled"},
+        "Architecture": _DEFAULT_ARCHITECTURE,
+        "RootDeviceType": "instance-store",
+        "VirtualizationType": "hvm",
+        "Hypervisor": "xen",  # EC2's enumeration has no kvm; the SDKs expect one of its values.
+        "ClientToken": str((meta.get("annotations") or {}).get(ids.CLIENT_TOKEN_ANNOTATION, "")),
+        "EbsOptimized": False,
+    }
+    if addresses:
+        view["PrivateIpAddress"] = addresses[0]
+    reason = states.state_reason(obj)
+    if reason is not None:
+        view["StateReason"] = reason
+        view["StateTransitionReason"] = reason["Message"]
+    return view
+
+
+def _launch_index(labels: dict[str, Any]) -> int:
+    raw = labels.get(ids.LAUNCH_INDEX_LABEL)
+    return int(raw) if isinstance(raw, str) and raw.isdigit() else 0
+
+
+def instance_type(flavor: dict[str, Any]) -> dict[str, Any]:
+    """The EC2 InstanceTypeInfo of a Flavor."""
+    spec = flavor.get("spec") or {}
+    vcpus = int(spec.get("vcpus") or 0)
+    disk_gib = int(spec.get("diskGiB") or 0)
+    return {
+        "InstanceType": flavor["metadata"]["name"],
+        "CurrentGeneration": True,
+        "FreeTierEligible": False,
+        "SupportedUsageClasses": ["on-demand"],
+        "SupportedRootDeviceTypes": ["instance-store"],
+        "SupportedVirtualizationTypes": ["hvm"],
+        "BareMetal": False,
+        "ProcessorInfo": {"SupportedArchitectures": [_DEFAULT_ARCHITECTURE]},
+        "VCpuInfo": {"DefaultVCpus": vcpus, "DefaultCores": vcpus, "DefaultThreadsPerCore": 1},
+        "MemoryInfo": {"SizeInMiB": int(spec.get("memoryMiB") or 0)},
+        "InstanceStorageSupported": True,
+        "InstanceStorageInfo": {
+            "TotalSizeInGB": disk_gib,
+            "Disks": [{"SizeInGB": disk_gib, "Count": 1, "Type": "ssd"}],
+        },
+        "HibernationSupported": False,
+        "BurstablePerformanceSupported": False,
+        "AutoRecoverySupported": False,
+    }
+
+
+def image(obj: dict[str, Any]) -> dict[str, Any]:
+    """The EC2 Image (AMI) of an Image object."""
+    meta = obj["metadata"]
+    spec = obj.get("spec") or {}
+    created = timestamp(meta.get("creationTimestamp"))
+    return {
+        "ImageId": ids.image_id(obj),
+        "Name": meta["name"],
+        "ImageLocation": str((spec.get("source") or {}).get("url") or meta["name"]),
+        "State": "available",
+        "OwnerId": "kubenova",
+        "CreationDate": created.strftime("%Y-%m-%dT%H:%M:%S.000Z") if created else None,
+        "Public": True,
+        "Architecture": str(spec.get("architecture") or _DEFAULT_ARCHITECTURE),
+        "ImageType": "machine",
+        "RootDeviceType": "instance-store",
+        "VirtualizationType": "hvm",
+        "Hypervisor": "xen",
+        "Description": str(spec.get("description") or ""),
+    }
