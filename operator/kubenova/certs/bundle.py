@@ -1,4 +1,11 @@
-"""CA rotation with an overlap, modelled as a trust bundle.
+"""CA rotation with an overlap on both sides, modelled as a trust bundle.
+
+Trust comes before signing: a rotation first *announces* the next CA, which every peer then
+trusts (it is in the bundle) while it signs nothing yet; only once ``PROPAGATION`` has passed,
+time for the bundle to reach every peer (the kubelet's projection of the ConfigMap, an agent's
+next check, QEMU's reload), does it become the CA that signs. Otherwise a peer that still had
+the old bundle (a host's QEMU checking the console proxy's client certificate) would refuse the
+first certificates the new CA signed.
 
 Replacing a CA in one step would break every certificate it signed at once: a peer that trusts
 only the new CA refuses a leaf the old one signed until that leaf is issued again. So a
@@ -27,6 +34,10 @@ from cryptography.hazmat.primitives import serialization
 from kubenova.certs import authority, lifetime
 
 ROTATION_GRACE = datetime.timedelta(days=1)
+# How long an announced CA is trusted before it signs: far more than the kubelet needs to
+# project a ConfigMap (a minute or two) plus a host agent's check (five minutes), and enough
+# for a node that was down for a few hours to catch up.
+PROPAGATION = datetime.timedelta(days=1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,15 +52,28 @@ class RetiringCA:
 
 
 @dataclasses.dataclass(frozen=True)
+class UpcomingCA:
+    """The next CA: trusted already, signing from ``signs_from`` on."""
+
+    pair: authority.KeyPair
+    signs_from: datetime.datetime
+
+
+@dataclasses.dataclass(frozen=True)
 class TrustState:
-    """The CA that signs now, and the CAs it replaced that are still trusted, newest first."""
+    """The CA that signs now, the CAs it replaced that are still trusted (newest first), and
+    the next CA when one is announced."""
 
     current: authority.KeyPair
     retiring: tuple[RetiringCA, ...] = ()
+    upcoming: UpcomingCA | None = None
 
     def bundle_pem(self) -> bytes:
-        """Every trusted CA certificate, the current one first."""
-        return self.current.cert_pem() + b"".join(old.cert_pem() for old in self.retiring)
+        """Every trusted CA certificate: the current one, the announced one, the retiring."""
+        upcoming = self.upcoming.pair.cert_pem() if self.upcoming is not None else b""
+        return (
+            self.current.cert_pem() + upcoming + b"".join(old.cert_pem() for old in self.retiring)
+        )
 
 
 def drop_retired(
@@ -86,6 +110,32 @@ def rotate(
         state.current.cert, retire_at(state.current.cert, now, leaf_lifetime=leaf_lifetime)
     )
     return TrustState(new, (replaced, *drop_retired(state.retiring, now)))
+
+
+def announce(
+    state: TrustState,
+    new: authority.KeyPair,
+    now: datetime.datetime,
+    *,
+    propagation: datetime.timedelta = PROPAGATION,
+) -> TrustState:
+    """``new`` trusted from ``now`` on, signing from ``now + propagation`` (to the second, as
+    the Secret keeps it)."""
+    signs_from = (now + propagation).replace(microsecond=0)
+    return dataclasses.replace(state, upcoming=UpcomingCA(new, signs_from))
+
+
+def promote(
+    state: TrustState,
+    now: datetime.datetime,
+    *,
+    leaf_lifetime: datetime.timedelta = authority.MAX_LEAF_VALIDITY,
+) -> TrustState:
+    """The announced CA signs from ``now`` (:func:`rotate`); ValueError when none is."""
+    if state.upcoming is None:
+        raise ValueError("no CA was announced")
+    settled = dataclasses.replace(state, upcoming=None)
+    return rotate(settled, state.upcoming.pair, now, leaf_lifetime=leaf_lifetime)
 
 
 def retiring_to_json(retiring: tuple[RetiringCA, ...]) -> bytes:

@@ -13,9 +13,13 @@ it always was; readers that load it as a CA file (Python's ``ssl``, Go, GnuTLS) 
 certificate in it. While CAs are retiring, the Secret also holds ``retiring-cas.json``: their
 certificates with the time each stops being trusted.
 
-``rotate_if_due(objects)`` does the planned rotation: once two thirds of the current CA's life
-have passed, a new CA replaces it in ``tls.crt``/``tls.key`` and the old certificate moves to
-``retiring-cas.json`` until the last leaf it signed has expired. It rotates only a CA Kubenova
+``rotate_if_due(objects)`` does the planned rotation, in two steps, trust before signing
+(``kubenova.certs.bundle``): once two thirds of the current CA's life have passed, a new CA is
+*announced*: kept as ``next.crt``/``next.key`` with the time it starts signing
+(``next-signs-from``, also the annotation ``kubenova.io/next-ca-signs-from``), and published in
+the bundle at once. From that time on, it replaces the current CA in ``tls.crt``/``tls.key``
+and the old certificate moves to ``retiring-cas.json`` until the last leaf it signed has
+expired. It rotates only a CA Kubenova
 made (the Secret's ``app.kubernetes.io/managed-by`` label); an administrator's own CA is
 renewed by whoever made it. Both functions drop retiring CAs whose overlap has ended.
 
@@ -52,6 +56,12 @@ RETIRING_KEY = "retiring-cas.json"
 PUBLISHED_KEY = "ca.crt"
 # The latest time a retiring CA is still trusted, beside the current CA's expiry annotations.
 RETIRING_ANNOTATION = "kubenova.io/retiring-ca-trusted-until"
+# The announced next CA (bundle.UpcomingCA): its pair, and when it starts signing.
+NEXT_CERT_KEY = "next.crt"
+NEXT_KEY_KEY = "next.key"
+NEXT_SIGNS_FROM_KEY = "next-signs-from"
+NEXT_ANNOTATION = "kubenova.io/next-ca-signs-from"
+_NEXT_KEYS = (NEXT_CERT_KEY, NEXT_KEY_KEY, NEXT_SIGNS_FROM_KEY)
 RENEW_BEFORE = datetime.timedelta(days=30)
 LABELS = {
     "app.kubernetes.io/managed-by": "kubenova-operator",
@@ -61,6 +71,7 @@ _EXPIRY_ANNOTATIONS = (
     lifetime.NOT_AFTER_ANNOTATION,
     lifetime.RENEW_AFTER_ANNOTATION,
     RETIRING_ANNOTATION,
+    NEXT_ANNOTATION,
 )
 _ATTEMPTS = 3
 
@@ -162,9 +173,12 @@ def _plan(
     leaf_lifetime: datetime.timedelta,
 ) -> _Plan:
     retiring = _retiring(stored, now)
+    upcoming = _upcoming(stored)
     ca_or_why = _usable(stored, now, renew_before=None if rotate else RENEW_BEFORE)
     if isinstance(ca_or_why, str):
-        state = bundle.TrustState(authority.issue_ca(now=now), retiring)
+        # The announced CA, when there is one, is trusted everywhere already: it takes over.
+        replacement = upcoming.pair if upcoming is not None else authority.issue_ca(now=now)
+        state = bundle.TrustState(replacement, retiring)
         wanted = _secret(
             stored.name,
             state.current,
@@ -174,24 +188,24 @@ def _plan(
         )
         note = f"replaced ({ca_or_why}; certificates it signed must be issued again)"
         return _Plan(state, wanted, logging.WARNING, note)
-    current = bundle.TrustState(ca_or_why, retiring)
-    if rotate and lifetime.renewal_due(ca_or_why.cert, now):
-        if _ours(stored):
-            state = bundle.rotate(
-                current, authority.issue_ca(now=now), now, leaf_lifetime=leaf_lifetime
-            )
-            wanted = _secret(
-                stored.name,
-                state.current,
-                stored.resource_version,
-                retiring=state.retiring,
-                type_=stored.type,
-            )
+    current = bundle.TrustState(ca_or_why, retiring, upcoming)
+    if rotate and _ours(stored):
+        if upcoming is not None and now >= upcoming.signs_from:
+            state = bundle.promote(current, now, leaf_lifetime=leaf_lifetime)
             note = (
-                f"rotated (the new one signs and expires at {state.current.not_after}; the old"
-                f" one is trusted until {state.retiring[0].retire_at})"
+                f"rotated (the announced one signs and expires at {state.current.not_after};"
+                f" the old one is trusted until {state.retiring[0].retire_at})"
             )
-            return _Plan(state, wanted, logging.INFO, note)
+            return _Plan(state, _written(stored, state), logging.INFO, note)
+        if upcoming is None and lifetime.renewal_due(ca_or_why.cert, now):
+            state = bundle.announce(current, authority.issue_ca(now=now), now)
+            assert state.upcoming is not None
+            note = (
+                f"announced the next CA (trusted from now, signing from"
+                f" {state.upcoming.signs_from}) beside"
+            )
+            return _Plan(state, _written(stored, state), logging.INFO, note)
+    elif rotate and lifetime.renewal_due(ca_or_why.cert, now):
         LOG.warning(
             "the CA in Secret %s is due for renewal since %s and expires at %s; Kubenova"
             " renews only a CA it made",
@@ -203,6 +217,35 @@ def _plan(
     if _same(wanted, stored):
         return _Plan(current, None)
     return _Plan(current, wanted, logging.INFO, "updated the retiring CAs and expiry dates of")
+
+
+def _written(stored: objects.StoredObject, state: bundle.TrustState) -> objects.StoredObject:
+    return _secret(
+        stored.name,
+        state.current,
+        stored.resource_version,
+        retiring=state.retiring,
+        upcoming=state.upcoming,
+        type_=stored.type,
+    )
+
+
+def _upcoming(stored: objects.StoredObject) -> bundle.UpcomingCA | None:
+    """The announced CA the Secret keeps; none (with a warning) when it cannot be read, and
+    another is announced in its place at the next pass."""
+    if not any(key in stored.data for key in _NEXT_KEYS):
+        return None
+    try:
+        pair = authority.KeyPair.from_pem(stored.data[NEXT_CERT_KEY], stored.data[NEXT_KEY_KEY])
+        signs_from = datetime.datetime.fromisoformat(
+            stored.data[NEXT_SIGNS_FROM_KEY].decode().replace("Z", "+00:00")
+        )
+        if signs_from.tzinfo is None or not authority.is_ca(pair.cert):
+            raise ValueError("not a CA with a time zone")
+    except (KeyError, ValueError, UnicodeDecodeError) as exc:
+        LOG.warning("ignoring the unreadable next CA of the CA Secret %s: %s", stored.name, exc)
+        return None
+    return bundle.UpcomingCA(pair, signs_from.astimezone(datetime.UTC))
 
 
 def _usable(
@@ -253,7 +296,19 @@ def _annotations(state: bundle.TrustState) -> dict[str, str]:
     if state.retiring:
         latest = max(old.retire_at for old in state.retiring)
         annotations[RETIRING_ANNOTATION] = lifetime.rfc3339(latest)
+    if state.upcoming is not None:
+        annotations[NEXT_ANNOTATION] = lifetime.rfc3339(state.upcoming.signs_from)
     return annotations
+
+
+def _upcoming_data(upcoming: bundle.UpcomingCA | None) -> dict[str, bytes]:
+    if upcoming is None:
+        return {}
+    return {
+        NEXT_CERT_KEY: upcoming.pair.cert_pem(),
+        NEXT_KEY_KEY: upcoming.pair.key_pem(),
+        NEXT_SIGNS_FROM_KEY: lifetime.rfc3339(upcoming.signs_from).encode(),
+    }
 
 
 def _secret(
@@ -262,11 +317,12 @@ def _secret(
     resource_version: str | None = None,
     *,
     retiring: tuple[bundle.RetiringCA, ...] = (),
+    upcoming: bundle.UpcomingCA | None = None,
     type_: str = "kubernetes.io/tls",
 ) -> objects.StoredObject:
     """The Secret holding ``ca`` as Kubenova writes a CA it made."""
-    state = bundle.TrustState(ca, retiring)
-    data = {CERT_KEY: ca.cert_pem(), KEY_KEY: ca.key_pem()}
+    state = bundle.TrustState(ca, retiring, upcoming)
+    data = {CERT_KEY: ca.cert_pem(), KEY_KEY: ca.key_pem(), **_upcoming_data(upcoming)}
     if retiring:
         data[RETIRING_KEY] = bundle.retiring_to_json(retiring)
     return objects.StoredObject(
@@ -284,7 +340,12 @@ def _kept(stored: objects.StoredObject, state: bundle.TrustState) -> objects.Sto
     """``stored`` with its CA untouched (the bytes as they are, whoever wrote them), the
     retiring CAs of ``state`` and up-to-date expiry annotations; other labels, annotations and
     keys are left as they are."""
-    data = {key: value for key, value in stored.data.items() if key != RETIRING_KEY}
+    data = {
+        key: value
+        for key, value in stored.data.items()
+        if key != RETIRING_KEY and key not in _NEXT_KEYS
+    }
+    data.update(_upcoming_data(state.upcoming))
     if state.retiring:
         data[RETIRING_KEY] = bundle.retiring_to_json(state.retiring)
     annotations = {
