@@ -19,9 +19,9 @@ certificates with the time each stops being trusted.
 (``next-signs-from``, also the annotation ``kubenova.io/next-ca-signs-from``), and published in
 the bundle at once. From that time on, it replaces the current CA in ``tls.crt``/``tls.key``
 and the old certificate moves to ``retiring-cas.json`` until the last leaf it signed has
-expired. It rotates only a CA Kubenova
-made (the Secret's ``app.kubernetes.io/managed-by`` label); an administrator's own CA is
-renewed by whoever made it. Both functions drop retiring CAs whose overlap has ended.
+expired. It rotates only a CA Kubenova made (the Secret's ``app.kubernetes.io/managed-by``
+label); an administrator's own CA is renewed by whoever made it. Both functions drop retiring
+CAs whose overlap has ended.
 
 A CA that cannot be read, is not a CA, or (for ``ensure_ca``) expires within ``RENEW_BEFORE``
 is replaced outright, without an overlap (a warning says so): every certificate it signed must
@@ -199,10 +199,9 @@ def _plan(
             return _Plan(state, _written(stored, state), logging.INFO, note)
         if upcoming is None and lifetime.renewal_due(ca_or_why.cert, now):
             state = bundle.announce(current, authority.issue_ca(now=now), now)
-            assert state.upcoming is not None
             note = (
-                f"announced the next CA (trusted from now, signing from"
-                f" {state.upcoming.signs_from}) beside"
+                "announced the next CA (trusted from now, signing from"
+                f" {lifetime.rfc3339(now + bundle.PROPAGATION)}) beside"
             )
             return _Plan(state, _written(stored, state), logging.INFO, note)
     elif rotate and lifetime.renewal_due(ca_or_why.cert, now):
