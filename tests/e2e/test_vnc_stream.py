@@ -49,11 +49,13 @@ from tests.e2e.console_browser_support import registered_apiservice
 from tests.e2e.test_console_subresources import GROUP, console_db
 from tests.integration.console.proxy_support import HOST, X509, make_x509, wait_for_port
 from tests.integration.db.helpers import make_instance
+from tests.support.ctrl_c import ctrl_c
 from tests.support.subresources_tls import write_subresources_tls
 
-pytestmark = pytest.mark.e2e
+# ctrl_c: the plugin runs in this process and stops on Ctrl-C, which the client thread sends.
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("ctrl_c")]
 
-__all__ = ["console_db"]  # a fixture this module uses
+__all__ = ["console_db", "ctrl_c"]  # fixtures this module uses
 
 PORT = 16102
 # QEMU's VNC display port: off the console proxy tests' ports (16080-16099).

@@ -16,8 +16,14 @@ import pytest
 import websocket
 
 from kubenova.cli import kube, kubectl_nova, vnc_proxy
+from tests.support.ctrl_c import ctrl_c
 from tests.unit.cli import helpers
 from tests.unit.subresources import stream_support, support
+
+# The plugin runs in this process and stops on Ctrl-C, which the tests' threads send.
+pytestmark = pytest.mark.usefixtures("ctrl_c")
+
+__all__ = ["ctrl_c"]  # a fixture this module uses
 
 FORBIDDEN_MESSAGE = (
     'instances.subresources.compute.kubenova.io "web-1" is forbidden: User "bob" cannot get'
