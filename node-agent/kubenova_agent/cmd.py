@@ -118,7 +118,7 @@ def _host_certificate(host: str) -> host_certificate.HostCertificate | None:
     )
     try:
         issued = certificate.obtain()
-    except credentials.CredentialsError as exc:
+    except (credentials.CredentialsError, OSError) as exc:
         LOG.error("no host certificate: %s", exc)
         raise SystemExit(f"kubenova-agent: no host certificate: {exc}") from exc
     _require_node("a console certificate", issued.node, host)

@@ -179,7 +179,8 @@ class HostCertificate:
         LOG.info("renewing the host certificate: %s", why)
         try:
             self.obtain(deadline_s=_RENEWAL_DEADLINE_S)
-        except credentials.CredentialsError as exc:
+        except (credentials.CredentialsError, OSError) as exc:
+            # OSError: the files could not be written (a full disk); the old ones stay.
             LOG.error("could not renew the host certificate (trying again later): %s", exc)
             return False
         on_renewed()

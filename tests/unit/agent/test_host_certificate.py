@@ -4,6 +4,7 @@ expects behind a link swapped in one rename, and renewed when due or when the CA
 from __future__ import annotations
 
 import datetime
+import errno
 import os
 import pathlib
 import ssl
@@ -198,3 +199,25 @@ def test_renew_soon_issues_a_new_certificate_at_once_and_tells_the_guests(
     finally:
         certificate.stop()
     assert (certificate.directory / "server-cert.pem").read_bytes() != first
+
+
+def test_files_that_cannot_be_written_keep_the_old_ones_and_the_renewals_going(
+    endpoint: Endpoint,
+    tmp_path: pathlib.Path,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = Clock()
+    certificate = make(endpoint, tmp_path, clock=clock)
+    issued = certificate.obtain(deadline_s=5)
+    before = (certificate.directory / "server-cert.pem").read_bytes()
+    clock.now = issued.renew_after
+
+    def disk_full(*args: object, **kwargs: object) -> str:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(host_certificate.tempfile, "mkdtemp", disk_full)
+    assert certificate.renew_if_due() is False
+    assert (certificate.directory / "server-cert.pem").read_bytes() == before
+    assert "could not renew the host certificate" in caplog.text
+    assert "No space left on device" in caplog.text
