@@ -35,13 +35,18 @@ def make_instance(name: str = "web-1", image_name: str = "tiny") -> driver.Insta
     )  # fmt: skip
 
 
-def build(instance: driver.InstanceSpec | None = None, domain_type: str = "qemu") -> ET.Element:
+def build(
+    instance: driver.InstanceSpec | None = None,
+    domain_type: str = "qemu",
+    graphics: domain_xml.Graphics | None = domain_xml.DEFAULT_GRAPHICS,
+) -> ET.Element:
     xml = domain_xml.build(
         instance or make_instance(),
         domain_type=domain_type,
         files=FILES,
         network="default",
         host="node-a",
+        graphics=graphics,
     )
     return ET.fromstring(xml)
 
@@ -204,32 +209,14 @@ def test_spice_has_no_plain_channel_when_tls_is_on():
 
 
 def test_spice_without_tls_leaves_the_mode_to_libvirt():
-    root = ET.fromstring(
-        domain_xml.build(
-            make_instance(),
-            domain_type="qemu",
-            files=FILES,
-            network="default",
-            host="h1",
-            graphics=domain_xml.Graphics(listen="10.0.0.7", tls=False),
-        )
-    )
+    root = build(graphics=domain_xml.Graphics(listen="10.0.0.7", tls=False))
     spice = _graphics(root)["spice"]
     assert spice.get("defaultMode") is None
     assert spice.find("listen").get("address") == "10.0.0.7"  # type: ignore[union-attr]
 
 
 def test_spice_may_stay_on_loopback_while_vnc_listens_on_the_nodes_address():
-    root = ET.fromstring(
-        domain_xml.build(
-            make_instance(),
-            domain_type="qemu",
-            files=FILES,
-            network="default",
-            host="h1",
-            graphics=domain_xml.Graphics(listen="10.0.0.7", spice_listen="127.0.0.1"),
-        )
-    )
+    root = build(graphics=domain_xml.Graphics(listen="10.0.0.7", spice_listen="127.0.0.1"))
     graphics = _graphics(root)
     assert graphics["vnc"].find("listen").get("address") == "10.0.0.7"  # type: ignore[union-attr]
     assert graphics["spice"].find("listen").get("address") == "127.0.0.1"  # type: ignore[union-attr]
@@ -238,16 +225,7 @@ def test_spice_may_stay_on_loopback_while_vnc_listens_on_the_nodes_address():
 
 
 def test_no_graphics_makes_a_headless_domain():
-    root = ET.fromstring(
-        domain_xml.build(
-            make_instance(),
-            domain_type="qemu",
-            files=FILES,
-            network="default",
-            host="h1",
-            graphics=None,
-        )
-    )
+    root = build(graphics=None)
     assert root.findall("devices/graphics") == []
 
 
