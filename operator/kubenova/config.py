@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import sys
 from typing import TypeVar
 
 # The broker on this machine, without credentials: a password has no place in the source, so
@@ -208,3 +209,14 @@ def _multipliers(raw: str) -> dict[str, float]:
 
 def _split(raw: str) -> list[str]:
     return [part.strip() for part in raw.split(",") if part.strip()]
+
+
+#: What a program that cannot start with its settings exits with (as argparse does).
+EXIT_BAD_SETTINGS = 2
+
+
+def bad_settings(program: str, reason: object) -> int:
+    """Say on stderr, in one line naming ``program``, why it cannot start with its settings;
+    returns :data:`EXIT_BAD_SETTINGS`, for ``return bad_settings(...)`` from a ``main``."""
+    print(f"{program}: {reason}", file=sys.stderr)
+    return EXIT_BAD_SETTINGS

@@ -11,7 +11,6 @@ import argparse
 import dataclasses
 import logging
 import signal
-import sys
 import threading
 from collections.abc import Sequence
 from types import FrameType
@@ -20,6 +19,7 @@ from kubernetes import config as k8s_config
 
 from kubenova import log
 from kubenova.certs import reloading
+from kubenova.config import bad_settings
 from kubenova.ec2 import auth, cluster, dispatch, keys, protocol, server, settings
 from kubenova.k8s import client as kube
 
@@ -69,8 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         kube.load_config()
         serving = build_server(config)
     except (OSError, ValueError, k8s_config.ConfigException) as failed:
-        print(f"kubenova-ec2-api: {failed}", file=sys.stderr)
-        return 2
+        return bad_settings("kubenova-ec2-api", failed)
     protocol.service_model()  # loaded before the first request, not during it
 
     def stop(signum: int, frame: FrameType | None) -> None:

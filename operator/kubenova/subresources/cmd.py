@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
-import sys
 import threading
 from collections.abc import Sequence
 from types import FrameType
@@ -21,7 +20,7 @@ from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
 from kubernetes.client import exceptions as k8s_exceptions
 
-from kubenova import log
+from kubenova import config, log
 from kubenova.certs import reloading
 from kubenova.console.proxy import settings as proxy_settings
 from kubenova.db import engine as db_engine
@@ -39,14 +38,9 @@ from kubenova.subresources import (
 
 LOG = logging.getLogger(__name__)
 
-# What a process that cannot start with its settings exits with (as argparse does).
-EXIT_BAD_SETTINGS = 2
-
 
 def _fail(message: str) -> int:
-    """One line on stderr, naming the program, and the exit code of bad settings."""
-    print(f"kubenova-subresources: {message}", file=sys.stderr)
-    return EXIT_BAD_SETTINGS
+    return config.bad_settings("kubenova-subresources", message)
 
 
 def read_request_header_config(

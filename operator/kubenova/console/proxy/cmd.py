@@ -10,25 +10,19 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
-import sys
 import threading
 from collections.abc import Sequence
 from types import FrameType
 
-from kubenova import log
+from kubenova import config, log
 from kubenova.console.proxy import server, settings
 from kubenova.db import engine as db_engine
 
 LOG = logging.getLogger(__name__)
 
-# What a process that cannot start with its settings exits with (as argparse does).
-EXIT_BAD_SETTINGS = 2
-
 
 def _fail(message: str) -> int:
-    """One line on stderr, naming the program, and the exit code of bad settings."""
-    print(f"kubenova-console: {message}", file=sys.stderr)
-    return EXIT_BAD_SETTINGS
+    return config.bad_settings("kubenova-console", message)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
