@@ -20,7 +20,12 @@ def test_the_summary_gives_medians_the_worst_downtime_and_the_ratio_to_libvirt()
         {"wall_s": 1.2, "libvirt_s": 0.9, "downtime_ms": 90},
         {"wall_s": 1.8, "libvirt_s": 1.1, "downtime_ms": 30},
     ]
-    direct = {"direct_wall_s": 1.0, "direct_libvirt_s": 0.8, "direct_downtime_ms": 35}
+    direct = {
+        "direct_wall_s": 1.0,
+        "direct_libvirt_s": 0.8,
+        "direct_downtime_ms": 35,
+        "direct_added_s": 0.2,
+    }
 
     assert bench.summary(moves, direct) == {
         "kubenova_move_s": 1.5,
@@ -31,6 +36,10 @@ def test_the_summary_gives_medians_the_worst_downtime_and_the_ratio_to_libvirt()
         "direct_libvirt_s": 0.8,
         "direct_downtime_ms": 35,
         "move_ratio": 1.5,
+        # wall minus job per move: 0.5, 0.3, 0.7
+        "kubenova_added_s": 0.5,
+        "direct_added_s": 0.2,
+        "move_ratio_same_job": 1.3,
         "moves": 3,
     }
 
@@ -43,3 +52,13 @@ def test_moves_without_libvirts_downtime_report_none_rather_than_a_guess() -> No
 
     assert (figures["kubenova_downtime_ms"], figures["kubenova_downtime_max_ms"]) == (None, None)
     assert figures["move_ratio"] == 1.25
+
+
+def test_without_the_direct_added_time_the_same_job_ratio_is_not_guessed() -> None:
+    moves = [{"wall_s": 2.0, "libvirt_s": 1.5, "downtime_ms": 20}]
+    direct = {"direct_wall_s": 1.6, "direct_libvirt_s": 1.0, "direct_downtime_ms": 30}
+
+    figures = bench.summary(moves, direct)
+
+    assert figures["kubenova_added_s"] == 0.5
+    assert figures["move_ratio_same_job"] is None

@@ -130,9 +130,9 @@ class Evacuations(ResizeRecords):
             moves.migration_set_status(session, migration, moves.MIGRATING)
             source = migration.source_compute
         LOG.warning("instance %s: evacuating from %s (down) to %s", record.uuid, source, dest)
+        self.compute.build_and_run_instance(dest, instance_payload(current), request_id)
         self.on_migration_changed(migration_uuid)
         self.projector.project(record.uuid, record=current)
-        self.compute.build_and_run_instance(dest, instance_payload(current), request_id)
         return migration_uuid
 
     def recast(self, record: models.Instance, request_id: str) -> None:

@@ -133,6 +133,10 @@ class InstanceMigrations:
         # would otherwise hold up the instance's next report on its lane.
         self._projected: dict[str, dict[str, Any]] = {}
         self._projected_lock = threading.Lock()
+        # One projection of a migration at a time: a step's projection may run beside the
+        # one of the step before it (a move's first step is cast before its status is
+        # written), and the later read of the record must be the later write.
+        self._projecting: dict[str, threading.Lock] = {}
 
     def create(self, request: MigrationRequest) -> None:
         """Start the move, or say in the object's status why it is refused."""
@@ -251,13 +255,24 @@ class InstanceMigrations:
 
     def project(self, migration_uuid: str) -> None:
         """Write the status of the InstanceMigration behind ``migration_uuid``, if any."""
+        with self._projected_lock:
+            lock = self._projecting.setdefault(migration_uuid, threading.Lock())
+        with lock:
+            settled = self._project(migration_uuid)
+        if settled:
+            with self._projected_lock:
+                self._projecting.pop(migration_uuid, None)
+
+    def _project(self, migration_uuid: str) -> bool:
+        """Write the status; whether the migration has no more to show (it ended, or has no
+        InstanceMigration)."""
         with db_engine.transaction(self.session_factory) as session:
             migration = moves.migration_get(session, migration_uuid)
             if migration is None or migration.object_name is None:
-                return
+                return True
             record = db_api.instance_get(session, migration.instance_uuid, read_deleted=True)
             if record is None:
-                return
+                return True
             namespace, name = record.namespace, migration.object_name
             phase = _PHASES.get(migration.status, "Running")
             status: dict[str, Any] = {
@@ -279,7 +294,7 @@ class InstanceMigrations:
         shown = {key: value for key, value in status.items() if key != "conditions"}
         with self._projected_lock:
             if not done and self._projected.get(migration_uuid) == shown:
-                return
+                return False
         written = self._write(namespace, name, status)
         with self._projected_lock:
             # Only what reached the object is remembered: a write that failed is made again
@@ -288,6 +303,7 @@ class InstanceMigrations:
                 self._projected[migration_uuid] = shown
             else:
                 self._projected.pop(migration_uuid, None)
+        return done
 
     def _failed(self, request: MigrationRequest, reason: str, message: str) -> None:
         LOG.warning("instancemigration %s/%s: %s", request.namespace, request.name, message)

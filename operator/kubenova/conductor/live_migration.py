@@ -106,9 +106,10 @@ class LiveMigrations(ResizeRecords):
                 raise MoveRefused("the instance was deleted")
             ref = self._ref(session, migration)
         LOG.info("instance %s: live migration to %s", record.uuid, dest)
-        self.on_migration_changed(migration_uuid)
         args = mp.PreLiveMigration(instance=instance_payload(record), migration=ref)
+        # The destination starts preparing while the status is written.
         self.compute.migration_step(dest, "pre_live_migration", args, request_id)
+        self.on_migration_changed(migration_uuid)
         return migration_uuid
 
     def abort(self, migration_uuid: str) -> bool:

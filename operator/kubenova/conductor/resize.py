@@ -88,7 +88,6 @@ class Resizes(ResizeRecords):
             moves.migration_set_status(session, migration, moves.MIGRATING)
             ref = self._ref(session, migration)
         LOG.info("instance %s: %s to %s on %s", record.uuid, migration_type, flavor["name"], dest)
-        self.on_migration_changed(migration_uuid)
         self.compute.migration_step(
             ref.source_host,
             "resize_instance",
@@ -99,6 +98,8 @@ class Resizes(ResizeRecords):
             ),
             request_id,
         )
+        # The statuses follow the cast, so the source starts at once.
+        self.on_migration_changed(migration_uuid)
         self.projector.project(record.uuid, record=current, migration_type=migration_type)
         return migration_uuid
 
