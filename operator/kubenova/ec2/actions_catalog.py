@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from kubenova.ec2 import errors, ids, views
+from kubenova.ec2 import errors, ids, tag_store, tags, views
 from kubenova.ec2.context import Context
 from kubenova.scheduler import host_state
 
@@ -77,7 +77,8 @@ def describe_instance_types(ctx: Context, params: dict[str, Any]) -> dict[str, A
 
 
 def describe_images(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
-    """The Images, each an AMI whose id is derived from its uid."""
+    """The Images, each an AMI whose id is derived from its uid, with the tags the key's
+    namespace gave it."""
     images = {ids.image_id(image): image for image in ctx.cluster.images()}
     wanted = params.get("ImageIds")
     chosen = sorted(images)
@@ -91,7 +92,14 @@ def describe_images(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
                 f"The image id '[{', '.join(unknown)}]' does not exist",
             )
         chosen = [image_id for image_id in chosen if image_id in wanted]
-    return {"Images": [views.image(images[image_id]) for image_id in chosen]}
+    tagged = tag_store.image_tags(ctx)
+    described = []
+    for image_id in chosen:
+        view = views.image(images[image_id])
+        if tagged.get(image_id):
+            view["Tags"] = tags.as_output(tagged[image_id])
+        described.append(view)
+    return {"Images": described}
 
 
 def require_image_id(value: str) -> None:

@@ -21,7 +21,17 @@ from typing import Any
 
 from kubernetes.client import exceptions as k8s_exceptions
 
-from kubenova.ec2 import actions_catalog, errors, ids, instance_filters, states, views
+from kubenova.ec2 import (
+    actions_catalog,
+    actions_keypairs,
+    errors,
+    ids,
+    instance_filters,
+    key_pairs,
+    states,
+    tags,
+    views,
+)
 from kubenova.ec2.context import Context
 from kubenova.k8s import resources
 from kubenova.scheduler import host_state
@@ -105,6 +115,10 @@ def run_instances(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
         )
     if maximum > MAX_COUNT:
         raise errors.invalid("MaxCount", f"at most {MAX_COUNT} instances per request")
+    annotations: dict[str, str] = {}
+    launch_tags = tags.encode(tags.from_specifications(params.get("TagSpecifications"), "instance"))
+    if launch_tags is not None:
+        annotations[tags.TAGS_ANNOTATION] = launch_tags
     image = next((obj for obj in ctx.cluster.images() if ids.image_id(obj) == image_id), None)
     if image is None:
         raise errors.Ec2Error(
@@ -119,6 +133,12 @@ def run_instances(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     zone = (params.get("Placement") or {}).get("AvailabilityZone")
     if zone:
         spec["availabilityZone"] = str(zone)
+    key_name = params.get("KeyName")
+    if key_name is not None:
+        # The key's public half reaches the guest through the config drive, as any
+        # spec.sshAuthorizedKeys does; its name is kept for DescribeInstances' KeyName.
+        spec["sshAuthorizedKeys"] = [actions_keypairs.authorized_key(ctx, str(key_name))]
+        annotations[key_pairs.KEY_NAME_ANNOTATION] = str(key_name)
     token = str(params.get("ClientToken") or "")
     if token:
         earlier = _by_client_token(ctx, token)
@@ -127,7 +147,7 @@ def run_instances(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
         digits = hashlib.sha256(f"{ctx.namespace}/{token}".encode()).hexdigest()[:17]
     else:
         digits = secrets.token_hex(9)[:17]
-    made = [_create(ctx, digits, index, spec, token) for index in range(maximum)]
+    made = [_create(ctx, digits, index, spec, token, annotations) for index in range(maximum)]
     if token and any(obj is None for obj in made):
         # Another request with this token made some first: answer with all of them.
         return _reservation_output(ctx, _by_client_token(ctx, token))
@@ -159,15 +179,21 @@ def _launch_index(obj: dict[str, Any]) -> int:
 
 
 def _create(
-    ctx: Context, digits: str, index: int, spec: dict[str, Any], token: str
+    ctx: Context,
+    digits: str,
+    index: int,
+    spec: dict[str, Any],
+    token: str,
+    launch_annotations: dict[str, str],
 ) -> dict[str, Any] | None:
-    """Create one Instance and label it with its id; None when its name is taken (a request
-    with the same ClientToken made it)."""
+    """Create one Instance (with ``launch_annotations``: its tags, its key's name) and label
+    it with its id; None when its name is taken (a request with the same ClientToken made
+    it)."""
     labels = {
         ids.RESERVATION_ID_LABEL: ids.RESERVATION_PREFIX + digits,
         ids.LAUNCH_INDEX_LABEL: str(index),
     }
-    annotations = {}
+    annotations = dict(launch_annotations)
     if token:
         labels[ids.CLIENT_TOKEN_LABEL] = ids.client_token_label(token)
         annotations[ids.CLIENT_TOKEN_ANNOTATION] = token

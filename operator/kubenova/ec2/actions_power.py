@@ -5,9 +5,10 @@ operator carries them out, and DescribeInstances shows the way there (stopping, 
 from __future__ import annotations
 
 import datetime
+from collections.abc import Callable
 from typing import Any
 
-from kubenova.ec2 import actions_instances, errors, ids, states
+from kubenova.ec2 import actions_instances, batch, errors, ids, states
 from kubenova.ec2.context import Context
 
 _STOPPABLE = (states.RUNNING, states.STOPPING, states.STOPPED)
@@ -22,31 +23,34 @@ def _incorrect(obj: dict[str, Any], state: states.State, verb: str) -> errors.Ec
     )
 
 
-def stop_instances(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
-    found = actions_instances.find(ctx, [str(v) for v in params.get("InstanceIds") or []])
-    for obj in found:
+def _found(ctx: Context, params: dict[str, Any]) -> list[dict[str, Any]]:
+    return actions_instances.find(ctx, [str(v) for v in params.get("InstanceIds") or []])
+
+
+def _require(allowed: tuple[states.State, ...], verb: str) -> Callable[[dict[str, Any]], None]:
+    def check(obj: dict[str, Any]) -> None:
         state = states.of_instance(obj)
-        if state not in _STOPPABLE:
-            raise _incorrect(obj, state, "stopped")
-    changes = []
-    for obj in found:
+        if state not in allowed:
+            raise _incorrect(obj, state, verb)
+
+    return check
+
+
+def stop_instances(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
+    def stop(obj: dict[str, Any]) -> dict[str, Any]:
         previous = states.of_instance(obj)
         patched = ctx.cluster.patch_instance(
             ctx.namespace, obj["metadata"]["name"], {"spec": {"powerState": "Stopped"}}
         )
         current = states.of_instance(patched) if patched else states.SHUTTING_DOWN
-        changes.append(_change(obj, previous, current))
+        return _change(obj, previous, current)
+
+    changes = batch.check_all_then_apply(_found(ctx, params), _require(_STOPPABLE, "stopped"), stop)
     return {"StoppingInstances": changes}
 
 
 def start_instances(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
-    found = actions_instances.find(ctx, [str(v) for v in params.get("InstanceIds") or []])
-    for obj in found:
-        state = states.of_instance(obj)
-        if state not in _STARTABLE:
-            raise _incorrect(obj, state, "started")
-    changes = []
-    for obj in found:
+    def start(obj: dict[str, Any]) -> dict[str, Any]:
         previous = states.of_instance(obj)
         spec = obj.get("spec") or {}
         patch: dict[str, Any] = {"powerState": "Running"}
@@ -56,22 +60,23 @@ def start_instances(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
             patch["reboot"] = {"requestedAt": _now(), "type": "Hard"}
         ctx.cluster.patch_instance(ctx.namespace, obj["metadata"]["name"], {"spec": patch})
         current = states.PENDING if previous is states.STOPPED else previous
-        changes.append(_change(obj, previous, current))
+        return _change(obj, previous, current)
+
+    changes = batch.check_all_then_apply(
+        _found(ctx, params), _require(_STARTABLE, "started"), start
+    )
     return {"StartingInstances": changes}
 
 
 def reboot_instances(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
-    found = actions_instances.find(ctx, [str(v) for v in params.get("InstanceIds") or []])
-    for obj in found:
-        state = states.of_instance(obj)
-        if state is not states.RUNNING:
-            raise _incorrect(obj, state, "rebooted")
-    for obj in found:
+    def reboot(obj: dict[str, Any]) -> None:
         ctx.cluster.patch_instance(
             ctx.namespace,
             obj["metadata"]["name"],
             {"spec": {"reboot": {"requestedAt": _now(), "type": "Soft"}}},
         )
+
+    batch.check_all_then_apply(_found(ctx, params), _require((states.RUNNING,), "rebooted"), reboot)
     return {}
 
 

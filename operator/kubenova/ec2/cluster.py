@@ -1,5 +1,5 @@
-"""The EC2 API's calls to the kube-apiserver: the Instances of one namespace, and the
-cluster's Flavors, Images and Hypervisors.
+"""The EC2 API's calls to the kube-apiserver: the Instances, key pair Secrets and tag
+ConfigMap of one namespace, and the cluster's Flavors, Images and Hypervisors.
 
 The server acts with its own service account; which namespace a request may touch is decided
 before any call here (the access key's), and every Instance call names that namespace.
@@ -24,6 +24,7 @@ class Cluster:
 
     def __init__(self, api_client: k8s_client.ApiClient | None = None) -> None:
         self._custom = k8s_client.CustomObjectsApi(api_client)
+        self._core = k8s_client.CoreV1Api(api_client)
 
     def _list_cluster(self, plural: str) -> list[dict[str, Any]]:
         found = self._custom.list_cluster_custom_object(
@@ -64,6 +65,23 @@ class Cluster:
             _request_timeout=_TIMEOUT,
         )
         return list(cast(dict[str, Any], found).get("items") or [])
+
+    def instance(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """The Instance as it is now (its resourceVersion current); None when it is gone."""
+        try:
+            found = self._custom.get_namespaced_custom_object(
+                resources.GROUP,
+                resources.VERSION,
+                namespace,
+                resources.INSTANCES,
+                name,
+                _request_timeout=_TIMEOUT,
+            )
+        except k8s_exceptions.ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return cast(dict[str, Any], found)
 
     def create_instance(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
         created = self._custom.create_namespaced_custom_object(
@@ -139,3 +157,75 @@ class Cluster:
                 http_resp=response, body=text, data=None
             )
         return str(text)
+
+    # Core objects: the key pairs' Secrets and the namespace's ConfigMap of image tags, as
+    # plain dictionaries like the custom objects (``data`` values base64, as the API has them).
+
+    def _plain(self, obj: Any) -> dict[str, Any]:
+        return cast(dict[str, Any], self._core.api_client.sanitize_for_serialization(obj))
+
+    def secrets(self, namespace: str, label_selector: str) -> list[dict[str, Any]]:
+        found = self._core.list_namespaced_secret(
+            namespace, label_selector=label_selector, _request_timeout=_TIMEOUT
+        )
+        return [self._plain(item) for item in found.items]
+
+    def create_secret(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
+        """Create the Secret; the ApiException of a 409 when its name is taken."""
+        # The generated client takes plain dicts as bodies, whatever its annotations say.
+        plain: Any = body
+        created = self._core.create_namespaced_secret(namespace, plain, _request_timeout=_TIMEOUT)
+        return self._plain(created)
+
+    def delete_secret(self, namespace: str, name: str, uid: str) -> bool:
+        """Delete the Secret if it is still the one of ``uid``; False when it is gone."""
+        try:
+            self._core.delete_namespaced_secret(
+                name,
+                namespace,
+                body=k8s_client.V1DeleteOptions(preconditions=k8s_client.V1Preconditions(uid=uid)),
+                _request_timeout=_TIMEOUT,
+            )
+        except k8s_exceptions.ApiException as exc:
+            if exc.status in (404, 409):
+                return False
+            raise
+        return True
+
+    def config_map(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            found = self._core.read_namespaced_config_map(
+                name, namespace, _request_timeout=_TIMEOUT
+            )
+        except k8s_exceptions.ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return self._plain(found)
+
+    def create_config_map(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
+        """Create the ConfigMap; the ApiException of a 409 when another request made it first."""
+        plain: Any = body
+        created = self._core.create_namespaced_config_map(
+            namespace, plain, _request_timeout=_TIMEOUT
+        )
+        return self._plain(created)
+
+    def patch_config_map(
+        self, namespace: str, name: str, patch: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        """Merge ``patch`` into the ConfigMap (a ``metadata.resourceVersion`` in it makes the
+        write conditional: 409 when the ConfigMap changed since); None when it is gone."""
+        try:
+            patched = self._core.patch_namespaced_config_map(
+                name,
+                namespace,
+                patch,
+                _content_type=_MERGE_PATCH,
+                _request_timeout=_TIMEOUT,
+            )
+        except k8s_exceptions.ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return self._plain(patched)

@@ -21,8 +21,10 @@ from kubenova.ec2 import (
     actions_catalog,
     actions_console,
     actions_instances,
+    actions_keypairs,
     actions_power,
     actions_status,
+    actions_tags,
     auth,
     cluster,
     errors,
@@ -48,6 +50,13 @@ ACTIONS: dict[str, Action] = {
     "StopInstances": actions_power.stop_instances,
     "RebootInstances": actions_power.reboot_instances,
     "GetConsoleOutput": actions_console.get_console_output,
+    "CreateKeyPair": actions_keypairs.create_key_pair,
+    "ImportKeyPair": actions_keypairs.import_key_pair,
+    "DescribeKeyPairs": actions_keypairs.describe_key_pairs,
+    "DeleteKeyPair": actions_keypairs.delete_key_pair,
+    "CreateTags": actions_tags.create_tags,
+    "DeleteTags": actions_tags.delete_tags,
+    "DescribeTags": actions_tags.describe_tags,
 }
 #: More parameters than any action of ours needs: a bound on the work a request can ask for.
 MAX_PARAMETERS = 1000

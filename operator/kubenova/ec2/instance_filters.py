@@ -51,16 +51,37 @@ def not_found(missing: list[str]) -> errors.Ec2Error:
     )
 
 
+_TAG_FILTERS = ("tag:KEY", "tag-key", "tag-value")
+
+
 def matches(view: View, filters: list[dict[str, Any]]) -> bool:
     """Whether ``view`` passes every filter (each an EC2 ``Filter``: Name and Values)."""
     for entry in filters:
         name = str(entry.get("Name") or "")
+        values = [str(value) for value in entry.get("Values") or []]
+        if name.startswith("tag:") or name in _TAG_FILTERS:
+            if not _tag_matches(view, name, values):
+                return False
+            continue
         read = _FILTERS.get(name)
         if read is None:
-            refuse_filter(name, tuple(_FILTERS))
-        if read(view) not in [str(value) for value in entry.get("Values") or []]:
+            refuse_filter(name, (*_FILTERS, *_TAG_FILTERS))
+        if read(view) not in values:
             return False
     return True
+
+
+def _tag_matches(view: View, name: str, values: list[str]) -> bool:
+    """EC2's tag filters: ``tag:KEY`` (a tag KEY with one of the values), ``tag-key`` (a tag
+    with one of these keys, whatever its value), ``tag-value`` (one of these values, whatever
+    its key)."""
+    tagged = {str(tag["Key"]): str(tag["Value"]) for tag in view.get("Tags") or []}
+    if name == "tag-key":
+        return any(key in values for key in tagged)
+    if name == "tag-value":
+        return any(value in values for value in tagged.values())
+    key = name.removeprefix("tag:")
+    return key in tagged and tagged[key] in values
 
 
 def refuse_filter(name: str, supported: tuple[str, ...]) -> NoReturn:

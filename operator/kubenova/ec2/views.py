@@ -7,7 +7,7 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
-from kubenova.ec2 import ids, states
+from kubenova.ec2 import ids, key_pairs, states, tags
 
 _DEFAULT_ARCHITECTURE = "x86_64"
 
@@ -57,6 +57,12 @@ def instance(obj: dict[str, Any], image_ids: dict[str, str], zone: str) -> dict[
     }
     if addresses:
         view["PrivateIpAddress"] = addresses[0]
+    key_name = (meta.get("annotations") or {}).get(key_pairs.KEY_NAME_ANNOTATION)
+    if key_name:
+        view["KeyName"] = str(key_name)
+    tagged = tags.of_object(obj)
+    if tagged:
+        view["Tags"] = tags.as_output(tagged)
     reason = states.state_reason(obj)
     if reason is not None:
         view["StateReason"] = reason

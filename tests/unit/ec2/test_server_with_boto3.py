@@ -154,7 +154,7 @@ def test_describe_filters_and_pages(endpoint, objects):
         i["PrivateDnsName"] for page in pages for r in page["Reservations"] for i in r["Instances"]
     ]
     assert names == [f"web-{i}" for i in range(7)] + ["db-0"]
-    assert _code(ec2.describe_instances, Filters=[{"Name": "tag:x", "Values": ["y"]}]) == (
+    assert _code(ec2.describe_instances, Filters=[{"Name": "vpc-id", "Values": ["y"]}]) == (
         "InvalidParameterValue"
     )
 
