@@ -43,43 +43,24 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import logging
+from collections.abc import Callable
 
-from kubenova.certs import authority, bundle, lifetime
+from kubenova.certs import authority, bundle, ca_secret, lifetime
 from kubenova.k8s import objects
 
 LOG = logging.getLogger(__name__)
 
-CA_NAME = "kubenova-ca"
-CERT_KEY = "tls.crt"
-KEY_KEY = "tls.key"
-RETIRING_KEY = "retiring-cas.json"
-PUBLISHED_KEY = "ca.crt"
-# The latest time a retiring CA is still trusted, beside the current CA's expiry annotations.
-RETIRING_ANNOTATION = "kubenova.io/retiring-ca-trusted-until"
-# The announced next CA (bundle.UpcomingCA): its pair, and when it starts signing.
-NEXT_CERT_KEY = "next.crt"
-NEXT_KEY_KEY = "next.key"
-NEXT_SIGNS_FROM_KEY = "next-signs-from"
-NEXT_ANNOTATION = "kubenova.io/next-ca-signs-from"
-_NEXT_KEYS = (NEXT_CERT_KEY, NEXT_KEY_KEY, NEXT_SIGNS_FROM_KEY)
-RENEW_BEFORE = datetime.timedelta(days=30)
-LABELS = {
-    "app.kubernetes.io/managed-by": "kubenova-operator",
-    "app.kubernetes.io/component": "certificate-authority",
-}
-_EXPIRY_ANNOTATIONS = (
-    lifetime.NOT_AFTER_ANNOTATION,
-    lifetime.RENEW_AFTER_ANNOTATION,
-    RETIRING_ANNOTATION,
-    NEXT_ANNOTATION,
-)
+# The Secret's names, as callers of this module know them.
+CA_NAME = ca_secret.CA_NAME
+LABELS = ca_secret.LABELS
+RENEW_BEFORE = ca_secret.RENEW_BEFORE
 _ATTEMPTS = 3
 
 
 def ensure_ca(
     store: objects.Store,
     *,
-    name: str = CA_NAME,
+    name: str = ca_secret.CA_NAME,
     now: datetime.datetime | None = None,
 ) -> authority.KeyPair:
     """The CA kept in the Secret ``name``, made if need be, published in the ConfigMap
@@ -90,7 +71,7 @@ def ensure_ca(
 def ensure_trust(
     store: objects.Store,
     *,
-    name: str = CA_NAME,
+    name: str = ca_secret.CA_NAME,
     now: datetime.datetime | None = None,
 ) -> bundle.TrustState:
     """As :func:`ensure_ca`, with the CAs still trusted beside it (for a trust bundle)."""
@@ -103,7 +84,7 @@ def ensure_trust(
 def rotate_if_due(
     store: objects.Store,
     *,
-    name: str = CA_NAME,
+    name: str = ca_secret.CA_NAME,
     now: datetime.datetime | None = None,
     leaf_lifetime: datetime.timedelta = authority.MAX_LEAF_VALIDITY,
 ) -> bundle.TrustState:
@@ -114,6 +95,101 @@ def rotate_if_due(
     state = _converge(store, name, now, rotate=True, leaf_lifetime=leaf_lifetime)
     _publish(store, name, state.bundle_pem())
     return state
+
+
+def announce(
+    store: objects.Store,
+    *,
+    name: str = CA_NAME,
+    now: datetime.datetime | None = None,
+    signs_in: datetime.timedelta = bundle.PROPAGATION,
+) -> bundle.TrustState:
+    """An administrator's rotation (``kubenova-manage ca rotate``): a new CA announced now,
+    trusted at once and signing from ``now + signs_in``; the bundle is published. ValueError
+    when a CA is announced already, or the CA is not one Kubenova made."""
+    now = now or _now()
+
+    def with_new_ca(state: bundle.TrustState) -> bundle.TrustState:
+        if state.upcoming is not None:
+            raise ValueError(
+                "a next CA is announced already; it signs from "
+                f"{lifetime.rfc3339(state.upcoming.signs_from)} (promote it to sign now)"
+            )
+        return bundle.announce(state, authority.issue_ca(now=now), now, propagation=signs_in)
+
+    state = _change(store, name, now, with_new_ca, "announced a next CA beside")
+    _publish(store, name, state.bundle_pem())
+    return state
+
+
+def promote(
+    store: objects.Store,
+    *,
+    name: str = CA_NAME,
+    now: datetime.datetime | None = None,
+    leaf_lifetime: datetime.timedelta = authority.MAX_LEAF_VALIDITY,
+) -> bundle.TrustState:
+    """The announced CA signs from ``now`` on (``kubenova-manage ca promote``), the old one
+    retiring as in a planned rotation; the bundle is published. ValueError when none is
+    announced, or the CA is not one Kubenova made."""
+    now = now or _now()
+
+    def promoted(state: bundle.TrustState) -> bundle.TrustState:
+        if state.upcoming is None:
+            raise ValueError("no next CA is announced: rotate first")
+        return bundle.promote(state, now, leaf_lifetime=leaf_lifetime)
+
+    state = _change(store, name, now, promoted, "promoted the next CA of")
+    _publish(store, name, state.bundle_pem())
+    return state
+
+
+def _change(
+    store: objects.Store,
+    name: str,
+    now: datetime.datetime,
+    change: Callable[[bundle.TrustState], bundle.TrustState],
+    note: str,
+) -> bundle.TrustState:
+    """Apply ``change`` to the trust state in the Secret ``name``, again from what is there
+    when another writer came first."""
+    where = f"{store.namespace}/{name}"
+    for _ in range(_ATTEMPTS):
+        stored, state = _read(store, name, now)
+        if not ca_secret.made_by_kubenova(stored):
+            raise ValueError(
+                f"the CA in Secret {where} was not made by Kubenova: rotate it where it was made"
+            )
+        state = change(state)
+        try:
+            store.replace("Secret", ca_secret.rewritten(stored, state))
+        except objects.Conflict:
+            continue
+        LOG.info("%s the CA %s", note, where)
+        return state
+    raise RuntimeError(f"the CA Secret {where} keeps changing under us")
+
+
+def trust_state(
+    store: objects.Store, *, name: str = CA_NAME, now: datetime.datetime | None = None
+) -> bundle.TrustState:
+    """The CAs the Secret ``name`` holds, as they are (nothing is written); ValueError when
+    there is none that can be used."""
+    return _read(store, name, now or _now())[1]
+
+
+def _read(
+    store: objects.Store, name: str, now: datetime.datetime
+) -> tuple[objects.StoredObject, bundle.TrustState]:
+    where = f"{store.namespace}/{name}"
+    stored = store.get("Secret", name)
+    if stored is None:
+        raise ValueError(f"there is no CA Secret {where} yet: is the operator running?")
+    current = ca_secret.read_current(stored, now, renew_before=None)
+    if isinstance(current, str):
+        raise ValueError(f"the CA in Secret {where} cannot be used: {current}")
+    retiring = ca_secret.read_retiring(stored, now)
+    return stored, bundle.TrustState(current, retiring, ca_secret.read_upcoming(stored))
 
 
 def _now() -> datetime.datetime:
@@ -147,7 +223,7 @@ def _converge(
         if stored is None:
             state = bundle.TrustState(authority.issue_ca(now=now))
             try:
-                store.create("Secret", _secret(name, state.current))
+                store.create("Secret", ca_secret.new_secret(name, state.current))
             except objects.AlreadyExists:
                 continue  # another replica made it first: use theirs
             LOG.info("made the CA %s (valid until %s)", where, state.current.not_after)
@@ -172,14 +248,16 @@ def _plan(
     rotate: bool,
     leaf_lifetime: datetime.timedelta,
 ) -> _Plan:
-    retiring = _retiring(stored, now)
-    upcoming = _upcoming(stored)
-    ca_or_why = _usable(stored, now, renew_before=None if rotate else RENEW_BEFORE)
+    retiring = ca_secret.read_retiring(stored, now)
+    upcoming = ca_secret.read_upcoming(stored)
+    ca_or_why = ca_secret.read_current(
+        stored, now, renew_before=None if rotate else ca_secret.RENEW_BEFORE
+    )
     if isinstance(ca_or_why, str):
         # The announced CA, when there is one, is trusted everywhere already: it takes over.
         replacement = upcoming.pair if upcoming is not None else authority.issue_ca(now=now)
         state = bundle.TrustState(replacement, retiring)
-        wanted = _secret(
+        wanted = ca_secret.new_secret(
             stored.name,
             state.current,
             stored.resource_version,
@@ -189,21 +267,21 @@ def _plan(
         note = f"replaced ({ca_or_why}; certificates it signed must be issued again)"
         return _Plan(state, wanted, logging.WARNING, note)
     current = bundle.TrustState(ca_or_why, retiring, upcoming)
-    if rotate and _ours(stored):
+    if rotate and ca_secret.made_by_kubenova(stored):
         if upcoming is not None and now >= upcoming.signs_from:
             state = bundle.promote(current, now, leaf_lifetime=leaf_lifetime)
             note = (
                 f"rotated (the announced one signs and expires at {state.current.not_after};"
                 f" the old one is trusted until {state.retiring[0].retire_at})"
             )
-            return _Plan(state, _written(stored, state), logging.INFO, note)
+            return _Plan(state, ca_secret.rewritten(stored, state), logging.INFO, note)
         if upcoming is None and lifetime.renewal_due(ca_or_why.cert, now):
             state = bundle.announce(current, authority.issue_ca(now=now), now)
             note = (
                 "announced the next CA (trusted from now, signing from"
                 f" {lifetime.rfc3339(now + bundle.PROPAGATION)}) beside"
             )
-            return _Plan(state, _written(stored, state), logging.INFO, note)
+            return _Plan(state, ca_secret.rewritten(stored, state), logging.INFO, note)
     elif rotate and lifetime.renewal_due(ca_or_why.cert, now):
         LOG.warning(
             "the CA in Secret %s is due for renewal since %s and expires at %s; Kubenova"
@@ -212,170 +290,21 @@ def _plan(
             lifetime.renew_after(ca_or_why.cert),
             ca_or_why.not_after,
         )
-    wanted = _kept(stored, current)
-    if _same(wanted, stored):
+    wanted = ca_secret.kept(stored, current)
+    if ca_secret.same(wanted, stored):
         return _Plan(current, None)
     return _Plan(current, wanted, logging.INFO, "updated the retiring CAs and expiry dates of")
-
-
-def _written(stored: objects.StoredObject, state: bundle.TrustState) -> objects.StoredObject:
-    return _secret(
-        stored.name,
-        state.current,
-        stored.resource_version,
-        retiring=state.retiring,
-        upcoming=state.upcoming,
-        type_=stored.type,
-    )
-
-
-def _upcoming(stored: objects.StoredObject) -> bundle.UpcomingCA | None:
-    """The announced CA the Secret keeps; none (with a warning) when it cannot be read, and
-    another is announced in its place at the next pass."""
-    if not any(key in stored.data for key in _NEXT_KEYS):
-        return None
-    try:
-        pair = authority.KeyPair.from_pem(stored.data[NEXT_CERT_KEY], stored.data[NEXT_KEY_KEY])
-        signs_from = datetime.datetime.fromisoformat(
-            stored.data[NEXT_SIGNS_FROM_KEY].decode().replace("Z", "+00:00")
-        )
-        if signs_from.tzinfo is None or not authority.is_ca(pair.cert):
-            raise ValueError("not a CA with a time zone")
-    except (KeyError, ValueError, UnicodeDecodeError) as exc:
-        LOG.warning("ignoring the unreadable next CA of the CA Secret %s: %s", stored.name, exc)
-        return None
-    return bundle.UpcomingCA(pair, signs_from.astimezone(datetime.UTC))
-
-
-def _usable(
-    stored: objects.StoredObject,
-    now: datetime.datetime,
-    *,
-    renew_before: datetime.timedelta | None = RENEW_BEFORE,
-) -> authority.KeyPair | str:
-    """The stored CA, or why it cannot be used. Without ``renew_before``, a CA is usable up to
-    its expiry (a rotation replaces it before, with an overlap)."""
-    try:
-        ca = authority.KeyPair.from_pem(stored.data[CERT_KEY], stored.data[KEY_KEY])
-    except KeyError as exc:
-        return f"it has no {exc.args[0]}"
-    except ValueError as exc:
-        return f"it cannot be read: {exc}"
-    if not authority.is_ca(ca.cert):
-        return "its certificate is not a CA"
-    if ca.not_after - (renew_before or datetime.timedelta(0)) <= now:
-        return f"it expires at {ca.not_after.isoformat()}"
-    return ca
-
-
-def _retiring(
-    stored: objects.StoredObject, now: datetime.datetime
-) -> tuple[bundle.RetiringCA, ...]:
-    """The retiring CAs the Secret keeps whose overlap has not ended; none (with a warning)
-    when they cannot be read, as trusting fewer CAs only fails closed."""
-    data = stored.data.get(RETIRING_KEY)
-    if data is None:
-        return ()
-    try:
-        kept = bundle.retiring_from_json(data)
-    except ValueError as exc:
-        LOG.warning(
-            "ignoring the unreadable %s of the CA Secret %s: %s", RETIRING_KEY, stored.name, exc
-        )
-        return ()
-    return bundle.drop_retired(kept, now)
-
-
-def _ours(stored: objects.StoredObject) -> bool:
-    return all(stored.labels.get(key) == value for key, value in LABELS.items())
-
-
-def _annotations(state: bundle.TrustState) -> dict[str, str]:
-    annotations = lifetime.expiry_annotations(state.current.cert)
-    if state.retiring:
-        latest = max(old.retire_at for old in state.retiring)
-        annotations[RETIRING_ANNOTATION] = lifetime.rfc3339(latest)
-    if state.upcoming is not None:
-        annotations[NEXT_ANNOTATION] = lifetime.rfc3339(state.upcoming.signs_from)
-    return annotations
-
-
-def _upcoming_data(upcoming: bundle.UpcomingCA | None) -> dict[str, bytes]:
-    if upcoming is None:
-        return {}
-    return {
-        NEXT_CERT_KEY: upcoming.pair.cert_pem(),
-        NEXT_KEY_KEY: upcoming.pair.key_pem(),
-        NEXT_SIGNS_FROM_KEY: lifetime.rfc3339(upcoming.signs_from).encode(),
-    }
-
-
-def _secret(
-    name: str,
-    ca: authority.KeyPair,
-    resource_version: str | None = None,
-    *,
-    retiring: tuple[bundle.RetiringCA, ...] = (),
-    upcoming: bundle.UpcomingCA | None = None,
-    type_: str = "kubernetes.io/tls",
-) -> objects.StoredObject:
-    """The Secret holding ``ca`` as Kubenova writes a CA it made."""
-    state = bundle.TrustState(ca, retiring, upcoming)
-    data = {CERT_KEY: ca.cert_pem(), KEY_KEY: ca.key_pem(), **_upcoming_data(upcoming)}
-    if retiring:
-        data[RETIRING_KEY] = bundle.retiring_to_json(retiring)
-    return objects.StoredObject(
-        name=name,
-        data=data,
-        labels=LABELS,
-        annotations=_annotations(state),
-        # A Secret's type cannot change: a replacement keeps the one stored.
-        type=type_,
-        resource_version=resource_version,
-    )
-
-
-def _kept(stored: objects.StoredObject, state: bundle.TrustState) -> objects.StoredObject:
-    """``stored`` with its CA untouched (the bytes as they are, whoever wrote them), the
-    retiring CAs of ``state`` and up-to-date expiry annotations; other labels, annotations and
-    keys are left as they are."""
-    data = {
-        key: value
-        for key, value in stored.data.items()
-        if key != RETIRING_KEY and key not in _NEXT_KEYS
-    }
-    data.update(_upcoming_data(state.upcoming))
-    if state.retiring:
-        data[RETIRING_KEY] = bundle.retiring_to_json(state.retiring)
-    annotations = {
-        key: value for key, value in stored.annotations.items() if key not in _EXPIRY_ANNOTATIONS
-    }
-    annotations.update(_annotations(state))
-    return objects.StoredObject(
-        name=stored.name,
-        data=data,
-        labels=stored.labels,
-        annotations=annotations,
-        type=stored.type,
-        resource_version=stored.resource_version,
-    )
-
-
-def _same(wanted: objects.StoredObject, stored: objects.StoredObject) -> bool:
-    return dict(wanted.data) == dict(stored.data) and dict(wanted.annotations) == dict(
-        stored.annotations
-    )
 
 
 def _publish(store: objects.Store, name: str, pem: bytes) -> None:
     for _ in range(_ATTEMPTS):
         current = store.get("ConfigMap", name)
-        if current is not None and current.data.get(PUBLISHED_KEY) == pem:
+        if current is not None and current.data.get(ca_secret.PUBLISHED_KEY) == pem:
             return
         published = objects.StoredObject(
             name=name,
-            data={PUBLISHED_KEY: pem},
-            labels=LABELS,
+            data={ca_secret.PUBLISHED_KEY: pem},
+            labels=ca_secret.LABELS,
             resource_version=current.resource_version if current is not None else None,
         )
         try:

@@ -6,6 +6,8 @@
                                   [--group GROUP]           a host's x509 directory for
                                                             QEMU's console TLS
                                                             (kubenova.certs.host_dir)
+    kubenova-manage ca status|rotate [--signs-in S]|promote [--namespace NS]
+                                                            Kubenova's CA (kubenova.cmd.manage_ca)
 
 The database URL comes from ``--db-url`` or ``KUBENOVA_DB_URL``. Exit status: 0 on success,
 1 when the command failed (the reason is printed on stderr), 2 on a usage error.
@@ -23,6 +25,7 @@ import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 
 from kubenova.certs import host_dir
+from kubenova.cmd import manage_ca
 from kubenova.db import engine as db_engine
 from kubenova.db import migration
 
@@ -123,6 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     certs.add_argument("--group", default=None, help="a group that may read the files (QEMU's)")
     certs.set_defaults(func=_console_certs)
+    manage_ca.add_parser(categories)
     return parser
 
 
@@ -137,10 +141,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     # Alembic's per-step "Context impl" chatter adds nothing for an operator.
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
-    func: Callable[[argparse.Namespace], int] = args.func
+    func: Callable[[argparse.Namespace], int] = getattr(args, "func", manage_ca.run)
     try:
         return func(args)
-    except (CommandError, migration.MigrationError) as exc:
+    except (CommandError, manage_ca.CommandFailed, migration.MigrationError) as exc:
         print(f"kubenova-manage: error: {exc}", file=sys.stderr)
     except sa_exc.SQLAlchemyError as exc:
         if args.debug:

@@ -12,7 +12,7 @@ from collections.abc import Callable
 import pytest
 from cryptography import x509
 
-from kubenova.certs import authority, store
+from kubenova.certs import authority, ca_secret, store
 from kubenova.k8s import objects
 from tests.unit.agent_credentials.fakes import FakeObjects
 from tests.unit.interleavings import Turns, every_interleaving
@@ -68,7 +68,7 @@ def test_two_replicas_ensuring_the_ca_at_once_end_with_one_in_every_order(start:
         shared = FakeObjects(calls)
         if start == "expiring":
             old = authority.issue_ca(now=NOW - authority.CA_VALIDITY + datetime.timedelta(days=9))
-            shared.put("Secret", store._secret("kubenova-ca", old))
+            shared.put("Secret", ca_secret.new_secret("kubenova-ca", old))
             shared.put("ConfigMap", objects.StoredObject("kubenova-ca", {"ca.crt": old.cert_pem()}))
         return shared
 

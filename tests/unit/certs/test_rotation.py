@@ -11,7 +11,7 @@ import pytest
 from cryptography import x509
 from cryptography.x509 import verification
 
-from kubenova.certs import authority, bundle, lifetime, store
+from kubenova.certs import authority, bundle, ca_secret, lifetime, store
 from kubenova.k8s import objects
 from tests.unit.agent_credentials.fakes import FakeObjects
 
@@ -192,7 +192,7 @@ def test_the_old_ca_stays_in_the_bundle_until_its_last_leaf_expires_and_leaves_a
 
 def test_a_ca_is_never_trusted_past_its_own_expiry(objs: FakeObjects) -> None:
     short = authority.issue_ca(now=NOW, validity=datetime.timedelta(days=60))
-    objs.put("Secret", store._secret("kubenova-ca", short))
+    objs.put("Secret", ca_secret.new_secret("kubenova-ca", short))
     state = rotate_fully(objs, NOW + datetime.timedelta(days=45))
     assert state.retiring == (
         bundle.RetiringCA(short.cert, datetime.datetime(2031, 6, 30, tzinfo=datetime.UTC)),
@@ -207,7 +207,9 @@ def test_a_second_rotation_keeps_both_older_cas_newest_first(
     short = authority.issue_ca(now=DUE, validity=datetime.timedelta(days=100))
     objs.put(
         "Secret",
-        store._secret("kubenova-ca", short, retiring=store._retiring(secret(objs), PROMOTED)),
+        ca_secret.new_secret(
+            "kubenova-ca", short, retiring=ca_secret.read_retiring(secret(objs), PROMOTED)
+        ),
     )
     later = PROMOTED + datetime.timedelta(days=70)
     state = rotate_fully(objs, later)
