@@ -60,6 +60,13 @@ fi
 
 mkdir -p "$KUBENOVA_STATE/logs" "$KUBENOVA_STATE/run"
 
+# The key every guest's SPICE password is derived from, shared by this machine's agents and
+# console proxies (kubenova.console.spice_ticket): made once, kept with the state.
+export KUBENOVA_SPICE_TICKET_KEY_FILE="${KUBENOVA_SPICE_TICKET_KEY_FILE:-$KUBENOVA_STATE/run/spice-ticket.key}"
+if [ ! -s "$KUBENOVA_SPICE_TICKET_KEY_FILE" ]; then
+  (umask 077 && head -c 48 /dev/urandom | base64 >"$KUBENOVA_SPICE_TICKET_KEY_FILE")
+fi
+
 # The second libvirtd (hack/services.sh libvirt2-up, hack/lib/libvirt2.sh): a second real
 # hypervisor host on this machine, for migrations. Its socket is reachable from outside its
 # mount namespace at KUBENOVA_LIBVIRT2_SOCKET.

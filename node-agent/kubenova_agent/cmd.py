@@ -153,6 +153,7 @@ def make_driver(args: argparse.Namespace, settings: AgentSettings) -> virt_drive
             listen=settings.console_listen,
             tls=settings.console_tls,
             spice_listen=settings.spice_listen,
+            spice_ticket_key=settings.spice_ticket_key,
         ),
         console_address=settings.console_address,
     )

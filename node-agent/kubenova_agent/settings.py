@@ -13,6 +13,7 @@ import os
 import socket
 
 from kubenova.config import MessagingSettings, env_choice, env_float, env_positive
+from kubenova.console import spice_ticket
 
 #: The agent's ``KUBENOVA_VIRT_TYPE`` (Nova's ``[libvirt] virt_type``): "auto" decides at start
 #: whether guests can use KVM, "kvm" and "qemu" (software emulation, TCG) force the choice.
@@ -46,6 +47,10 @@ class AgentSettings:
     # SPICE's address when it must differ from the others' (KUBENOVA_SPICE_LISTEN): SPICE
     # asks no client certificate, so it stays on loopback where the node's address is open.
     spice_listen: str | None = None
+    # The key every guest's SPICE password is derived from (KUBENOVA_SPICE_TICKET_KEY_FILE,
+    # a file the console proxy holds too; kubenova_agent.virt.libvirt.spice_ticket). With it
+    # SPICE may listen where others reach it; None: SPICE has no password.
+    spice_ticket_key: bytes | None = dataclasses.field(default=None, repr=False)
     # Whether this host's QEMU serves consoles over TLS (KUBENOVA_CONSOLE_TLS, "true" or
     # "false"): it must say what the host libvirtd's qemu.conf says (vnc_tls, spice_tls).
     console_tls: bool = True
@@ -78,6 +83,11 @@ class AgentSettings:
             spice_listen=(
                 _address("KUBENOVA_SPICE_LISTEN", "")
                 if os.environ.get("KUBENOVA_SPICE_LISTEN")
+                else None
+            ),
+            spice_ticket_key=(
+                spice_ticket.read_key(key_file, "KUBENOVA_SPICE_TICKET_KEY_FILE")
+                if (key_file := os.environ.get("KUBENOVA_SPICE_TICKET_KEY_FILE"))
                 else None
             ),
             console_tls=env_choice("KUBENOVA_CONSOLE_TLS", "true", ("true", "false")) == "true",

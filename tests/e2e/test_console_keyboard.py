@@ -4,7 +4,8 @@ An Instance created through the kube-apiserver boots the tiny guest (hack/guest)
 libvirtd; a user's ``kubectl nova vnc NAME --url`` (and ``spice``) asks the real kube-apiserver,
 which hands the request to ``kubenova-subresources`` (run here, behind its APIService); the URL
 opens in Debian's Chromium (Playwright with ``executable_path``) through the real console proxy
-(over HTTPS, VNC and SPICE to QEMU over TLS with the cluster's CA). Once the canvas shows the
+(over HTTPS, VNC and SPICE to QEMU over TLS with the cluster's CA; SPICE's password given by
+the proxy, never by the browser). Once the canvas shows the
 guest's screen, Playwright types a line of its own; the guest copies each line typed on its
 first virtual terminal to its serial console (``kubenova-guest: typed=<line>``), which the
 host writes to the instance directory's ``console.log``. Screenshots are kept under
@@ -26,6 +27,7 @@ from playwright import sync_api
 
 from kubenova.certs import authority
 from kubenova.certs import console as console_certs
+from kubenova.console import spice_ticket
 from kubenova.console.proxy import server as proxy_server
 from kubenova.console.proxy import settings as proxy_settings
 from kubenova.db import engine as db_engine
@@ -142,6 +144,10 @@ def proxy(
         tls_key_file=directory / "serving-key.pem",
         x509_dir=write_proxy_x509_dir(directory / "x509"),
         web_dir=web_dir,
+        # The agent gives every guest's SPICE a password from this key (hack/lib/env.sh).
+        spice_ticket_key=spice_ticket.read_key(
+            os.environ["KUBENOVA_SPICE_TICKET_KEY_FILE"], "KUBENOVA_SPICE_TICKET_KEY_FILE"
+        ),
     )
     with running_proxy(settings, session_factory) as running:
         yield running

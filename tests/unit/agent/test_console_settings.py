@@ -3,6 +3,8 @@ the host's QEMU serves them over TLS, handed to the libvirt driver's domain XML.
 
 from __future__ import annotations
 
+import pathlib
+
 import pytest
 
 from kubenova_agent import cmd
@@ -17,6 +19,7 @@ def no_console_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("KUBENOVA_CONSOLE_TLS", raising=False)
     monkeypatch.delenv("KUBENOVA_CONSOLE_ADDRESS", raising=False)
     monkeypatch.delenv("KUBENOVA_SPICE_LISTEN", raising=False)
+    monkeypatch.delenv("KUBENOVA_SPICE_TICKET_KEY_FILE", raising=False)
 
 
 def test_loopback_and_tls_by_default() -> None:
@@ -91,3 +94,32 @@ def test_spice_can_stay_on_loopback(monkeypatch: pytest.MonkeyPatch) -> None:
     assert driver_of(settings).graphics == domain_xml.Graphics(
         listen="10.1.2.3", spice_listen="127.0.0.1"
     )
+
+
+def test_the_spice_ticket_key_is_read_from_its_file(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: pathlib.Path
+) -> None:
+    key_file = tmp_path / "spice-ticket.key"
+    key_file.write_bytes(b"0123456789abcdef0123456789abcdef-and-more\n")
+    monkeypatch.setenv("KUBENOVA_CONSOLE_LISTEN", "10.1.2.3")
+    monkeypatch.setenv("KUBENOVA_SPICE_TICKET_KEY_FILE", str(key_file))
+    settings = AgentSettings.from_env(host="node-a", amqp_url="amqp://u:p@127.0.0.1/kubenova")
+    assert driver_of(settings).graphics == domain_xml.Graphics(
+        listen="10.1.2.3", spice_ticket_key=b"0123456789abcdef0123456789abcdef-and-more"
+    )
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [(None, "cannot read"), (b"short\n", "has 5 bytes; at least 32")],
+    ids=["missing", "too-short"],
+)
+def test_a_spice_ticket_key_that_cannot_serve_is_refused_naming_the_setting(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: pathlib.Path, content: bytes | None, reason: str
+) -> None:
+    key_file = tmp_path / "spice-ticket.key"
+    if content is not None:
+        key_file.write_bytes(content)
+    monkeypatch.setenv("KUBENOVA_SPICE_TICKET_KEY_FILE", str(key_file))
+    with pytest.raises(ValueError, match=f"KUBENOVA_SPICE_TICKET_KEY_FILE: .*{reason}"):
+        AgentSettings.from_env(host="node-a")

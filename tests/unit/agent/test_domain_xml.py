@@ -7,6 +7,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
+from kubenova.console import spice_ticket
 from kubenova_agent.virt import driver
 from kubenova_agent.virt.libvirt import domain_xml
 
@@ -222,6 +223,21 @@ def test_spice_may_stay_on_loopback_while_vnc_listens_on_the_nodes_address():
     assert graphics["spice"].find("listen").get("address") == "127.0.0.1"  # type: ignore[union-attr]
     with pytest.raises(ValueError, match="must be an IP address"):
         domain_xml.Graphics(spice_listen="localhost")
+
+
+def test_spice_gets_the_password_derived_for_its_instance_when_given_a_key():
+    key = b"k" * 32
+    root = build(graphics=domain_xml.Graphics(listen="10.0.0.7", spice_ticket_key=key))
+    graphics = _graphics(root)
+    uuid = root.findtext("uuid")
+    assert uuid
+    assert graphics["spice"].get("passwd") == spice_ticket.ticket(key, uuid)
+    # VNC is kept by the client certificate QEMU asks for, not by a password.
+    assert graphics["vnc"].get("passwd") is None
+
+
+def test_spice_has_no_password_without_a_key():
+    assert _graphics(build())["spice"].get("passwd") is None
 
 
 def test_no_graphics_makes_a_headless_domain():

@@ -254,8 +254,12 @@ class Domain:
             return str(libvirt_qemu.qemuMonitorCommand(self._handle, command, 0))
 
     def xml_desc(self, *, migratable: bool = False) -> str:
-        """The domain's XML; ``migratable`` gives it as another host should define it."""
-        flags = libvirt.VIR_DOMAIN_XML_MIGRATABLE if migratable else 0
+        """The domain's XML; ``migratable`` gives it as another host should define it, with
+        its secrets (SPICE's password), which would otherwise be left out and the guest would
+        arrive without them."""
+        flags = (
+            libvirt.VIR_DOMAIN_XML_MIGRATABLE | libvirt.VIR_DOMAIN_XML_SECURE if migratable else 0
+        )
         with _translated():
             return str(self._handle.XMLDesc(flags))
 

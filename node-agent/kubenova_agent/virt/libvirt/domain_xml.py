@@ -23,6 +23,8 @@ The device layout, for every instance:
   (:func:`console_ports`). Whether they speak TLS is the daemon's setting (``vnc_tls`` and
   ``spice_tls`` in qemu.conf, which also name the certificates); with TLS on, SPICE is told
   ``defaultMode='secure'``, so libvirt gives it only a TLS port and no plain channel exists.
+  Given a ticket key, SPICE also gets its password (:mod:`spice_ticket`), which libvirt shows
+  only in XML asked for with ``VIR_DOMAIN_XML_SECURE``.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ import pathlib
 import re
 import xml.etree.ElementTree as ET
 
+from kubenova.console import spice_ticket
 from kubenova_agent.virt import driver
 
 #: Namespace of Kubenova's ``<metadata>`` element in a domain's XML; a domain carrying it was
@@ -89,6 +92,9 @@ class Graphics:
     # VNC does (vnc_tls_x509_verify), so where the node's address is reachable by others
     # SPICE stays on loopback. None: ``listen``.
     spice_listen: str | None = None
+    # The key each guest's SPICE password is derived from (``spice_ticket``); None: SPICE
+    # without a password, for loopback only.
+    spice_ticket_key: bytes | None = dataclasses.field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         # An address, not a name: libvirt would resolve a name once, at start, on its own.
@@ -187,12 +193,14 @@ def _disk(devices: ET.Element, path: str, fmt: str, target: str, *, readonly: bo
         _sub(disk, "readonly")
 
 
-def _graphics(devices: ET.Element, graphics: Graphics) -> None:
+def _graphics(devices: ET.Element, graphics: Graphics, instance_uuid: str) -> None:
     vnc = _sub(devices, "graphics", type="vnc", autoport="yes")
     _sub(vnc, "listen", type="address", address=graphics.listen)
     spice = _sub(devices, "graphics", type="spice", autoport="yes")
     if graphics.tls:
         spice.set("defaultMode", "secure")
+    if graphics.spice_ticket_key is not None:
+        spice.set("passwd", spice_ticket.ticket(graphics.spice_ticket_key, instance_uuid))
     _sub(spice, "listen", type="address", address=graphics.spice_listen or graphics.listen)
 
 
@@ -297,7 +305,7 @@ def build(
     _sub(console, "target", type="serial", port="0")
 
     if graphics is not None:
-        _graphics(devices, graphics)
+        _graphics(devices, graphics, instance.uuid)
 
     ET.indent(domain)
     return ET.tostring(domain, encoding="unicode")

@@ -7,8 +7,10 @@ Kubenova's checks in front, in Nova's order:
    instance than the URL's ``instance``;
 2. the Origin header (:mod:`kubenova.console.proxy.origin`), for websockets;
 3. then the connection to the host, over TLS only: VeNCrypt for VNC
-   (:mod:`kubenova.console.proxy.rfb`), TLS from the first byte for SPICE's tls-port,
-   relayed by :mod:`kubenova.console.proxy.relay`.
+   (:mod:`kubenova.console.proxy.rfb`), TLS from the first byte for SPICE's tls-port, where
+   the proxy gives each channel's link handshake the guest's SPICE password when it holds the
+   key they are derived from (:mod:`kubenova.console.proxy.spice_link`); then relayed by
+   :mod:`kubenova.console.proxy.relay`.
 
 A page request that carries a token (``/vnc_lite.html?path=websockify%3Ftoken%3D...``) spends
 it and sets the session cookie, so the page's websockets find the session; a websocket that
@@ -29,8 +31,8 @@ from urllib import parse
 
 from websockify import websocketproxy
 
-from kubenova.console import auth
-from kubenova.console.proxy import origin, refusals, relay, rfb, session, tenant
+from kubenova.console import auth, spice_ticket
+from kubenova.console.proxy import origin, refusals, relay, rfb, session, spice_link, tenant
 
 if TYPE_CHECKING:
     from kubenova.console.proxy import server as proxy_server
@@ -192,7 +194,7 @@ class ConsoleProxyRequestHandler(websocketproxy.ProxyRequestHandler):  # type: i
         if info.console_type is auth.ConsoleType.NOVNC:
             target = self._connect_vnc(info)
         elif info.console_type is auth.ConsoleType.SPICE_HTML5 and info.tls_port is not None:
-            target = self._connect_tls(info, info.tls_port)
+            target = self._connect_spice(info, info.tls_port)
         else:
             raise self.CClose(1008, f"console refused ({refusals.Reason.NO_CONSOLE.value})")
         LOG.info(
@@ -222,6 +224,30 @@ class ConsoleProxyRequestHandler(websocketproxy.ProxyRequestHandler):  # type: i
         leftover = stream.leftover()
         if leftover:
             secured.sendall(leftover)
+        return secured
+
+    def _connect_spice(self, info: auth.ConnectionInfo, port: int) -> ssl.SSLSocket:
+        """SPICE's tls-port, with the channel linked by the guest's ticket when the proxy
+        holds the key; without one, the browser's link handshake goes through as it is."""
+        secured = self._connect_tls(info, port)
+        key = self.server.settings.spice_ticket_key
+        if key is None:
+            return secured
+        try:
+            spice_link.interpose(
+                tenant.WebSocketStream(self),
+                secured,
+                spice_ticket.ticket(key, info.instance_uuid),
+            )
+        except spice_link.LinkError as failed:
+            LOG.warning("SPICE console of instance %s: %s", info.instance_uuid, failed)
+            _close(secured)
+            raise self.CClose(failed.close_code, str(failed)[:_MAX_CLOSE_REASON]) from failed
+        except (rfb.NegotiationError, ssl.SSLError, OSError) as failed:
+            # The browser left during the handshake, or the TLS connection failed.
+            LOG.warning("SPICE console of instance %s: %s", info.instance_uuid, failed)
+            _close(secured)
+            raise self.CClose(1011, str(failed)[:_MAX_CLOSE_REASON]) from failed
         return secured
 
     def _connect_tls(self, info: auth.ConnectionInfo, port: int) -> ssl.SSLSocket:

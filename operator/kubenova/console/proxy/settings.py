@@ -22,10 +22,12 @@ import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 
 from kubenova.certs import console as console_certs
+from kubenova.console import spice_ticket
 from kubenova.db import engine as db_engine
 
 DEFAULT_PORT = 6080
 ORIGINS_ENV: Final = "KUBENOVA_CONSOLE_ALLOWED_ORIGINS"
+SPICE_TICKET_KEY_ENV: Final = "KUBENOVA_CONSOLE_SPICE_TICKET_KEY_FILE"
 MAX_PORT: Final = 65535
 
 
@@ -140,6 +142,11 @@ class ProxySettings:
     # The Secure attribute of the session cookie. Browsers keep Secure cookies of https pages
     # and of loopback; only a plain-HTTP deployment on another address needs it off.
     secure_cookie: bool = True
+    # The key every guest's SPICE password is derived from (kubenova.console.spice_ticket),
+    # read at start from the file KUBENOVA_CONSOLE_SPICE_TICKET_KEY_FILE names, the agents'
+    # key. With it the proxy gives each SPICE channel its guest's password (spice_link);
+    # None: SPICE is relayed as it comes, for guests whose SPICE has no password.
+    spice_ticket_key: bytes | None = dataclasses.field(default=None, repr=False)
 
     @property
     def ca_file(self) -> pathlib.Path:
@@ -170,6 +177,8 @@ class ProxySettings:
     def __post_init__(self) -> None:
         if (self.tls_cert_file is None) != (self.tls_key_file is None):
             raise ValueError("the proxy's serving certificate needs both its cert and key file")
+        if self.spice_ticket_key is not None:
+            spice_ticket.check_key(self.spice_ticket_key, "spice_ticket_key", "the settings")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ProxySettings:
@@ -192,6 +201,11 @@ class ProxySettings:
                 "KUBENOVA_CONSOLE_TLS_CERT",
                 "and KUBENOVA_CONSOLE_TLS_KEY must be set together or not at all",
             )
+        key_file = env.get(SPICE_TICKET_KEY_ENV, "")
+        try:
+            key = spice_ticket.read_key(key_file, SPICE_TICKET_KEY_ENV) if key_file else None
+        except spice_ticket.TicketKeyError as exc:
+            raise SettingError(exc.setting, exc.reason) from None
         defaults = cls()
         return cls(
             listen_host=env.get("KUBENOVA_CONSOLE_LISTEN_HOST") or defaults.listen_host,
@@ -202,4 +216,5 @@ class ProxySettings:
             allowed_origins=origins,
             web_dir=path("KUBENOVA_CONSOLE_WEB_DIR") or defaults.web_dir,
             secure_cookie=env_flag(env, "KUBENOVA_CONSOLE_SECURE_COOKIE", defaults.secure_cookie),
+            spice_ticket_key=key,
         )
