@@ -94,6 +94,20 @@ A password kept across upgrades: the one already in the Secret "name" under "key
 random one. The lookup sees the cluster only during install and upgrade; `helm template` and
 `--dry-run` always make a new one. Call with (dict "root" $ "name" "..." "key" "password").
 */}}
+{{/*
+A generated secret of "length" characters that survives upgrades: the value already in the
+Secret "name" under "key", else a new one ("root", "name", "key", "length" of a dict).
+*/}}
+{{- define "kubenova.stableSecret" -}}
+{{- $existing := lookup "v1" "Secret" .root.Release.Namespace .name -}}
+{{- $data := dig "data" dict ($existing | default dict) -}}
+{{- if hasKey $data .key -}}
+{{- index $data .key | b64dec -}}
+{{- else -}}
+{{- randAlphaNum (int .length) -}}
+{{- end -}}
+{{- end }}
+
 {{- define "kubenova.stablePassword" -}}
 {{- $existing := lookup "v1" "Secret" .root.Release.Namespace .name -}}
 {{- $data := dig "data" dict ($existing | default dict) -}}
@@ -264,6 +278,27 @@ in-cluster name. The subresources server's consoleurl answers point there.
 {{- end }}
 
 {{/*
+The EC2 API's URL as clients reach it: ec2Api.publicUrl, else the Service's in-cluster name.
+The server answers DescribeRegions with it, and the ConfigMap kube-public/kubenova-ec2-api
+publishes it as the endpoint `kubectl nova ec2-credentials create` hands out.
+*/}}
+{{- define "kubenova.ec2ApiPublicUrl" -}}
+{{- if .Values.ec2Api.publicUrl -}}
+{{- trimSuffix "/" .Values.ec2Api.publicUrl -}}
+{{- else -}}
+{{- printf "https://%s:%v" (include "kubenova.serviceHost" (dict "root" . "component" "ec2-api")) .Values.ec2Api.service.port -}}
+{{- end -}}
+{{- end }}
+
+{{/*
+The ConfigMap that says where the EC2 API is, which `kubectl nova ec2-credentials create` reads
+by this fixed name (one per cluster), as NAMESPACE/NAME for the operator.
+*/}}
+{{- define "kubenova.ec2ApiEndpointConfigMap" -}}
+kube-public/kubenova-ec2-api
+{{- end }}
+
+{{/*
 The DNS names of a component's Service, for its serving certificate: NAME, NAME.NAMESPACE,
 NAME.NAMESPACE.svc and NAME.NAMESPACE.svc.cluster.local, as a list. Call like
 kubenova.componentName.
@@ -276,8 +311,9 @@ kubenova.componentName.
 
 {{/*
 The certificates the operator issues and renews (KUBENOVA_CERTIFICATES, kubenova.certs.renewal),
-as JSON: the console proxy's serving certificate and its client certificate towards QEMU, and
-the aggregated API server's serving certificate, for the components that are enabled.
+as JSON: the console proxy's serving certificate and its client certificate towards QEMU, the
+aggregated API server's serving certificate and the EC2 API's, for the components that are
+enabled.
 */}}
 {{- define "kubenova.certificates" -}}
 {{- $certificates := list -}}
@@ -298,6 +334,14 @@ server's for instances/vnc and instances/console. */ -}}
 {{- if .Values.subresources.enabled -}}
 {{- $names := include "kubenova.serviceDnsNames" (dict "root" . "component" "subresources") | fromJsonArray -}}
 {{- $certificates = append $certificates (dict "secret" (include "kubenova.componentName" (dict "root" . "component" "subresources-tls")) "purpose" "serving" "dnsNames" $names "validityHours" $hours) -}}
+{{- end -}}
+{{- if .Values.ec2Api.enabled -}}
+{{- $names := include "kubenova.serviceDnsNames" (dict "root" . "component" "ec2-api") | fromJsonArray -}}
+{{- with .Values.ec2Api.publicUrl -}}
+{{- $names = append $names (urlParse .).hostname -}}
+{{- end -}}
+{{- $names = concat $names .Values.ec2Api.extraDnsNames | uniq -}}
+{{- $certificates = append $certificates (dict "secret" (include "kubenova.componentName" (dict "root" . "component" "ec2-api-tls")) "purpose" "serving" "dnsNames" $names "validityHours" $hours) -}}
 {{- end -}}
 {{- toJson $certificates -}}
 {{- end }}

@@ -6,7 +6,9 @@ the lifetimes; ``console`` issues the host and proxy certificates of the console
 them out as libvirt's x509 directory expects; ``lifetime`` says when a certificate is due for
 renewal (two thirds into its life); ``bundle`` rotates a CA with an overlap, as a trust bundle;
 ``store`` keeps the CA in a Secret and publishes the bundle in a ConfigMap (``ensure_ca``,
-``rotate_if_due``).
+``rotate_if_due``); ``trust_configmaps`` writes the bundle as ``ca.crt`` into ConfigMaps the
+chart renders elsewhere (``kube-public/kubenova-ec2-api``); ``renewal`` is the operator's
+periodic pass over all of it.
 
 Where an administrator looks
 ----------------------------

@@ -1,5 +1,6 @@
-"""The operator's certificate pass: the CA, the servers' certificates and the APIServices'
-``caBundle``, made and renewed from one periodic task (Nova's nova-cert, run where kopf runs).
+"""The operator's certificate pass: the CA, the servers' certificates, the APIServices'
+``caBundle`` and the trust ConfigMaps' ``ca.crt``, made and renewed from one periodic task
+(Nova's nova-cert, run where kopf runs).
 
 One pass (:meth:`Renewer.run_once`):
 
@@ -8,7 +9,9 @@ One pass (:meth:`Renewer.run_once`):
 2. each certificate of :class:`RenewalSettings.certificates`, issued when missing or due
    (:mod:`kubenova.certs.issuer`), beside the current trust bundle;
 3. each APIService of :class:`RenewalSettings.apiservices` given that trust bundle as its
-   ``caBundle`` when it holds another.
+   ``caBundle`` when it holds another;
+4. each ConfigMap of :class:`RenewalSettings.configmaps` given it as its ``ca.crt`` when it
+   holds another (:mod:`kubenova.certs.trust_configmaps`).
 
 Every pass reads everything again and writes only what differs, so a pass that fails halfway
 is finished by the next, and a Secret deleted by hand is back within one interval.
@@ -21,6 +24,8 @@ Settings (environment; the chart sets them):
   Unset or empty: the pass is off.
 - ``KUBENOVA_CERTIFICATES_APISERVICES``: comma-separated APIService names whose caBundle
   follows the CA.
+- ``KUBENOVA_CERTIFICATES_CONFIGMAPS``: comma-separated ``NAMESPACE/NAME`` of ConfigMaps whose
+  ``ca.crt`` follows the CA (``kube-public/kubenova-ec2-api``, which the chart renders).
 - ``KUBENOVA_CERTIFICATES_CHECK_INTERVAL`` (300): seconds between passes.
 - ``POD_NAMESPACE``: where the CA and the Secrets live (default ``default``).
 """
@@ -34,7 +39,7 @@ import logging
 import os
 from collections.abc import Callable, Mapping
 
-from kubenova.certs import authority, issuer, store
+from kubenova.certs import authority, issuer, store, trust_configmaps
 from kubenova.k8s import apiservices, objects
 
 LOG = logging.getLogger(__name__)
@@ -47,11 +52,12 @@ class RenewalSettings:
     namespace: str = "default"
     certificates: tuple[issuer.CertificateSpec, ...] = ()
     apiservices: tuple[str, ...] = ()
+    configmaps: tuple[trust_configmaps.ConfigMapRef, ...] = ()
     check_interval_s: int = DEFAULT_CHECK_INTERVAL_S
 
     @property
     def enabled(self) -> bool:
-        return bool(self.certificates or self.apiservices)
+        return bool(self.certificates or self.apiservices or self.configmaps)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> RenewalSettings:
@@ -72,12 +78,22 @@ class RenewalSettings:
                 for name in env.get("KUBENOVA_CERTIFICATES_APISERVICES", "").split(",")
                 if name.strip()
             ),
+            configmaps=_configmaps(env.get("KUBENOVA_CERTIFICATES_CONFIGMAPS", "")),
             check_interval_s=(
                 _positive(interval, "KUBENOVA_CERTIFICATES_CHECK_INTERVAL")
                 if interval
                 else DEFAULT_CHECK_INTERVAL_S
             ),
         )
+
+
+def _configmaps(raw: str) -> tuple[trust_configmaps.ConfigMapRef, ...]:
+    try:
+        return tuple(
+            trust_configmaps.ConfigMapRef.parse(item) for item in raw.split(",") if item.strip()
+        )
+    except ValueError as exc:
+        raise ValueError(f"KUBENOVA_CERTIFICATES_CONFIGMAPS: {exc}") from exc
 
 
 def _positive(raw: str, name: str) -> int:
@@ -103,11 +119,15 @@ class Renewer:
         store_: objects.Store,
         bundles: apiservices.CABundles,
         *,
+        configmaps: trust_configmaps.TrustConfigMaps | None = None,
         clock: Callable[[], datetime.datetime] = _now,
     ) -> None:
+        if settings.configmaps and configmaps is None:
+            raise ValueError("the settings name trust ConfigMaps but no way to write them")
         self.settings = settings
         self._store = store_
         self._bundles = bundles
+        self._configmaps = configmaps
         self._clock = clock
 
     @classmethod
@@ -118,16 +138,18 @@ class Renewer:
         if not settings.enabled:
             return None
         LOG.info(
-            "certificates: %s in namespace %s, caBundle of %s, checked every %d s",
+            "certificates: %s in namespace %s, caBundle of %s, ca.crt of %s, checked every %d s",
             ", ".join(spec.secret for spec in settings.certificates) or "none",
             settings.namespace,
             ", ".join(settings.apiservices) or "no APIService",
+            ", ".join(str(ref) for ref in settings.configmaps) or "no ConfigMap",
             settings.check_interval_s,
         )
         return cls(
             settings,
             objects.NamespacedObjects(settings.namespace),
             apiservices.KubeAPIServices(),
+            configmaps=trust_configmaps.KubeTrustConfigMaps(),
         )
 
     def run_once(self) -> list[issuer.Outcome]:
@@ -146,4 +168,17 @@ class Renewer:
             elif current != pem:
                 self._bundles.set_ca_bundle(name, pem)
                 LOG.info("gave APIService %s Kubenova's CA certificates as its caBundle", name)
+        self._publish(pem)
         return outcomes
+
+    def _publish(self, pem: bytes) -> None:
+        """Each trust ConfigMap given ``pem`` as its ``ca.crt`` when it holds another."""
+        if self._configmaps is None:
+            return
+        for ref in self.settings.configmaps:
+            current = self._configmaps.ca_bundle(ref)
+            if current is None:
+                LOG.debug("no ConfigMap %s yet: its ca.crt waits for the next pass", ref)
+            elif current != pem:
+                self._configmaps.set_ca_bundle(ref, pem)
+                LOG.info("published Kubenova's CA certificates in ConfigMap %s as ca.crt", ref)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import hmac
 import os
 import pathlib
 import select
@@ -23,6 +24,8 @@ from typing import Any
 import libvirt
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from kubenova.console.proxy import rfb
 from tests.e2e.chart.conftest import NAMESPACE, instance, running
@@ -120,6 +123,43 @@ def _served(address: str, port: int, context: ssl.SSLContext) -> x509.Certificat
     return x509.load_der_x509_certificate(der)
 
 
+#: SPICE_LINK_ERR_PERMISSION_DENIED (spice-protocol's spice/enums.h).
+SPICE_DENIED = 7
+_REDQ = 0x51444552
+
+
+def _ticket(key: bytes, instance_uuid: str) -> bytes:
+    """The guest's SPICE password as docs/certificates.md says it is derived, computed here
+    apart from the code under test."""
+    digest = hmac.new(key, b"kubenova-spice-ticket\0" + instance_uuid.encode(), "sha256").digest()
+    return base64.urlsafe_b64encode(digest)[:32]
+
+
+def _spice_link(address: str, port: int, context: ssl.SSLContext, password: bytes) -> int:
+    """SPICE's link handshake for the main channel over TLS, with ``password``: the server's
+    link result (0: let in)."""
+    plain = socket.create_connection((address, port), timeout=30)
+    with plain, context.wrap_socket(plain, server_hostname=HOST) as sock:
+        # SpiceLinkMess: connection id 0, channel main (1) #0, one common capability word
+        # (none set: no auth selection, the ticket follows the reply directly), no
+        # channel capabilities, the capabilities right after the 18-byte message.
+        message = struct.pack("<IBBIII", 0, 1, 0, 1, 0, 18) + struct.pack("<I", 0)
+        sock.sendall(struct.pack("<IIII", _REDQ, 2, 2, len(message)) + message)
+        magic, major, _minor, size = struct.unpack("<IIII", recv_exact(sock, 16))
+        assert (magic, major) == (_REDQ, 2)
+        reply = recv_exact(sock, size)
+        (error,) = struct.unpack_from("<I", reply)
+        assert error == 0, error
+        public_key = serialization.load_der_public_key(reply[4:166])
+        assert isinstance(public_key, rsa.RSAPublicKey)
+        oaep = padding.OAEP(
+            mgf=padding.MGF1(algorithm=hashes.SHA1()), algorithm=hashes.SHA1(), label=None
+        )
+        sock.sendall(public_key.encrypt(password + b"\0", oaep))
+        (result,) = struct.unpack("<I", recv_exact(sock, 4))
+        return int(result)
+
+
 def _security_types(address: str, port: int) -> list[int]:
     """What QEMU's VNC offers a plain RFB 3.8 client."""
     with socket.create_connection((address, port), timeout=30) as sock:
@@ -195,14 +235,19 @@ def test_the_nodes_vnc_is_tls_with_its_own_certificate_renewed_under_a_running_s
     key_mode = (X509_DIR / "server-key.pem").stat()
     assert (key_mode.st_mode & 0o777, key_mode.st_gid != 0) == (0o640, True)
 
-    # QEMU serves VNC on the node's address, TLS only; SPICE stays on loopback.
+    # QEMU serves VNC and SPICE on every address (the node's included), TLS only.
     graphics = wait_for(
         "the guest's consoles",
         lambda: (g := _graphics(instance_uuid))["vnc"][1] and g,
         timeout=60,
     )
-    assert graphics["vnc"][0] == address
-    assert graphics["spice"][0] == "127.0.0.1"
+    assert (graphics["vnc"][0], graphics["spice"][0]) == ("0.0.0.0", "0.0.0.0")
+    # SPICE asks every client for the guest's own password, which only the proxy can answer.
+    spice_port = graphics["spice"][1]
+    key = _secret_file("kubenova-spice-ticket", "key").rstrip()
+    assert _spice_link(address, spice_port, proxy_context, b"not-the-ticket") == SPICE_DENIED
+    assert _spice_link(address, spice_port, proxy_context, b"") == SPICE_DENIED
+    assert _spice_link(address, spice_port, proxy_context, _ticket(key, instance_uuid)) == 0
     vnc_port = graphics["vnc"][1]
     assert _security_types(address, vnc_port) == [rfb.SECURITY_VENCRYPT]
     assert _served(address, vnc_port, proxy_context).serial_number == issued.serial_number

@@ -70,10 +70,10 @@ def test_should_give_the_agent_a_projected_token_for_the_operator_and_no_shared_
     assert not any(
         "valueFrom" in var and "secretKeyRef" in var["valueFrom"] for var in spec.get("env", [])
     )
-    # The one Secret it mounts is the image server's upload token (snapshots), which opens
-    # no database or queue.
+    # The Secrets it mounts are the image server's upload token (snapshots) and the key of
+    # guests' SPICE passwords, which open no database or queue.
     secrets = {vol["secret"]["secretName"] for vol in volumes.values() if "secret" in vol}
-    assert secrets == {"kubenova-image-server"}
+    assert secrets == {"kubenova-image-server", "kubenova-spice-ticket"}
     assert "envFrom" not in spec
 
 
