@@ -50,8 +50,9 @@ _NOT_YET = {
 
 class App:
     def __init__(
-        self, request_headers: requestheader.RequestHeaderConfig, console_urls: ConsoleUrlMaker
+        self, request_headers: requestheader.ConfigSource, console_urls: ConsoleUrlMaker
     ) -> None:
+        # Asked for each request: the front-proxy CA and allowed names follow the ConfigMap.
         self._request_headers = request_headers
         self._console_urls = console_urls
         # None: instances/consolelog answers 501, as before the server could call hosts.
@@ -91,7 +92,8 @@ class App:
             return Answer(200, discovery.openapi_v2())
         if route.kind is routes.Kind.OPENAPI_V3:
             return Answer(200, discovery.openapi_v3())
-        user = requestheader.authenticate(self._request_headers, peer_cert, headers)
+        config = requestheader.resolve(self._request_headers)
+        user = requestheader.authenticate(config, peer_cert, headers)
         if route.kind is routes.Kind.GROUP_LIST:
             return Answer(200, discovery.group_list())
         if route.kind is routes.Kind.GROUP:

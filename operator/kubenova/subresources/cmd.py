@@ -2,8 +2,8 @@
 
 Reads its settings from the environment (:class:`settings.SubresourceSettings`), the
 kube-apiserver's front-proxy settings from ``kube-system/extension-apiserver-authentication``
-(read once at start: a restart takes up a new request-header CA) and serves until SIGTERM or
-SIGINT.
+(at start, then again every ``KUBENOVA_SUBRESOURCES_REQUESTHEADER_REFRESH`` seconds:
+:mod:`requestheader_provider`) and serves until SIGTERM or SIGINT.
 """
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
+import ssl
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import FrameType
-from typing import Any, cast
 
 from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
@@ -30,6 +30,7 @@ from kubenova.subresources import (
     consolelog,
     consoleurl,
     requestheader,
+    requestheader_provider,
     serial,
     server,
     settings,
@@ -46,13 +47,24 @@ def _fail(message: str) -> int:
 def read_request_header_config(
     api_client: k8s_client.ApiClient | None = None,
 ) -> requestheader.RequestHeaderConfig:
-    """The front-proxy settings the kube-apiserver publishes for aggregated servers."""
-    configmap: Any = k8s_client.CoreV1Api(api_client).read_namespaced_config_map(
-        requestheader.CONFIGMAP_NAME, requestheader.CONFIGMAP_NAMESPACE
-    )
-    return requestheader.RequestHeaderConfig.from_configmap(
-        cast(dict[str, str], configmap.data or {})
-    )
+    """The front-proxy settings the kube-apiserver publishes for aggregated servers, as they
+    are now."""
+    read = requestheader_provider.configmap_reader(api_client)
+    return requestheader.RequestHeaderConfig.from_configmap(read())
+
+
+def _serving_contexts(config: settings.SubresourceSettings) -> requestheader_provider.TlsBuilder:
+    """The serving contexts of one front-proxy configuration. They follow the certificate's
+    files too: the operator renews it in its Secret and the kubelet swaps the mounted files;
+    the next connection takes the new one."""
+    files = (config.tls_cert_file, config.tls_key_file)
+
+    def contexts(headers: requestheader.RequestHeaderConfig) -> Callable[[], ssl.SSLContext]:
+        return reloading.ReloadingContext(
+            lambda: server.tls_context(*files, headers.client_ca_pem), files
+        ).current
+
+    return contexts
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -80,14 +92,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         console_logs = consolelog.from_env(
             kube.KubeClient(), db_engine.make_session_factory(engine)
         )
-        request_headers = read_request_header_config()
-        # Follows the certificate's files: the operator renews it in its Secret, and the
-        # kubelet swaps the mounted files; the next connection takes the new one.
-        contexts = reloading.ReloadingContext(
-            lambda: server.tls_context(
-                config.tls_cert_file, config.tls_key_file, request_headers.client_ca_pem
-            ),
-            (config.tls_cert_file, config.tls_key_file),
+        request_headers = requestheader_provider.RequestHeaderProvider(
+            requestheader_provider.configmap_reader(), _serving_contexts(config)
         )
     except (OSError, ValueError, k8s_config.ConfigException, k8s_exceptions.ApiException) as failed:
         return _fail(str(failed))
@@ -100,8 +106,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         serving = server.SubresourceServer(
             (config.listen_host, config.listen_port),
-            app.App(request_headers, urls),
-            contexts.current,
+            app.App(request_headers.current, urls),
+            request_headers.tls_context,
         )
     except OSError as failed:
         return _fail(
@@ -109,13 +115,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             f" (KUBENOVA_SUBRESOURCES_LISTEN_HOST, KUBENOVA_SUBRESOURCES_PORT): {failed}"
         )
     serving.app.console_logs = console_logs
+    serving.peer_trust = request_headers.still_trusted
     serving.stream_subresources = vnc.stream_subresources(
-        request_headers, kube.KubeClient(), db_engine.make_session_factory(engine), x509
+        request_headers.current, kube.KubeClient(), db_engine.make_session_factory(engine), x509
     )
     # instances/console reaches every host's serial console server on one port.
     serving.stream_subresources = serial.with_console(
         serving.stream_subresources,
-        request_headers,
+        request_headers.current,
         kube.KubeClient(),
         db_engine.make_session_factory(engine),
         x509,
@@ -135,7 +142,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         serving.port,
         config.console_public_url,
     )
+    request_headers.start(config.requestheader_refresh_s)
     serving.serve_forever()
+    request_headers.stop()
     serving.server_close()
     engine.dispose()
     return 0

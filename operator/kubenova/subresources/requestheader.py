@@ -8,21 +8,23 @@ server can send such headers, so they count only on a connection whose client ce
 TLS layer verified against the request-header CA (``--requestheader-client-ca-file``) and whose
 common name is one of ``--requestheader-allowed-names`` (any name when that list is empty,
 as Kubernetes has it). The kube-apiserver publishes all of that in the ConfigMap
-``kube-system/extension-apiserver-authentication``, which every aggregated server reads.
+``kube-system/extension-apiserver-authentication``, which every aggregated server reads, and
+rewrites when its CA rotates (:mod:`kubenova.subresources.requestheader_provider` follows it).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Mapping, Sequence
-from typing import Any, Protocol
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol, TypeAlias
 from urllib import parse
 
 from kubenova.subresources import status
 
 CONFIGMAP_NAMESPACE = "kube-system"
 CONFIGMAP_NAME = "extension-apiserver-authentication"
+CLIENT_CA_KEY = "requestheader-client-ca-file"
 
 
 class Headers(Protocol):
@@ -53,19 +55,24 @@ class RequestHeaderConfig:
     def from_configmap(cls, data: Mapping[str, str]) -> RequestHeaderConfig:
         """Read the ConfigMap ``kube-system/extension-apiserver-authentication``'s data; its
         lists are JSON arrays. ValueError when the kube-apiserver has no front proxy set up."""
-        ca = data.get("requestheader-client-ca-file", "")
+        ca = data.get(CLIENT_CA_KEY, "")
         if not ca:
             raise ValueError(
-                f"{CONFIGMAP_NAMESPACE}/{CONFIGMAP_NAME} has no requestheader-client-ca-file:"
+                f"{CONFIGMAP_NAMESPACE}/{CONFIGMAP_NAME} has no {CLIENT_CA_KEY}:"
                 " the kube-apiserver runs without --requestheader-client-ca-file, so it cannot"
                 " proxy to aggregated API servers"
             )
+        if "BEGIN CERTIFICATE" not in ca:
+            raise ValueError(f"{CLIENT_CA_KEY} in {CONFIGMAP_NAME} holds no PEM certificate")
 
         def names(key: str, default: tuple[str, ...]) -> tuple[str, ...]:
             raw = data.get(key)
             if not raw:
                 return default
-            value = json.loads(raw)
+            try:
+                value = json.loads(raw)
+            except ValueError as bad:
+                raise ValueError(f"{key} in {CONFIGMAP_NAME} is not JSON: {bad}") from bad
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                 raise ValueError(f"{key} in {CONFIGMAP_NAME} is not a JSON list of strings")
             return tuple(value)
@@ -79,6 +86,16 @@ class RequestHeaderConfig:
                 "requestheader-extra-headers-prefix", ("X-Remote-Extra-",)
             ),
         )
+
+
+#: A configuration, or what gives the current one for each request
+#: (:meth:`kubenova.subresources.requestheader_provider.RequestHeaderProvider.current`).
+ConfigSource: TypeAlias = RequestHeaderConfig | Callable[[], RequestHeaderConfig]
+
+
+def resolve(source: ConfigSource) -> RequestHeaderConfig:
+    """The configuration ``source`` holds now."""
+    return source if isinstance(source, RequestHeaderConfig) else source()
 
 
 @dataclasses.dataclass(frozen=True)

@@ -148,7 +148,7 @@ class _WithConsole(streams.Streams):
     def __init__(
         self,
         base: streams.Streams,
-        request_headers: requestheader.RequestHeaderConfig,
+        request_headers: requestheader.ConfigSource,
         openers: Mapping[str, streams.StreamOpener],
     ) -> None:
         super().__init__(request_headers, openers)
@@ -167,7 +167,7 @@ class _WithConsole(streams.Streams):
 
 def with_console(
     base: streams.Streams,
-    request_headers: requestheader.RequestHeaderConfig,
+    request_headers: requestheader.ConfigSource,
     kube: consoleurl.InstanceReader,
     session_factory: db_engine.SessionFactory,
     x509: proxy_settings.ProxySettings,

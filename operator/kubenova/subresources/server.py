@@ -2,9 +2,12 @@
 
 TLS asks every client for a certificate and verifies one that is offered against the
 request-header CA; a client without one still connects (the kubelet's health probes), and
-:mod:`kubenova.subresources.requestheader` refuses it everything but the health checks. The
-handshake runs in the connection's own thread, so a slow client never holds up the others,
-and so does a websocket relay (:mod:`kubenova.subresources.streams`), for as long as it lasts.
+:mod:`kubenova.subresources.requestheader` refuses it everything but the health checks.
+When that CA changes (:mod:`kubenova.subresources.requestheader_provider`), new connections get
+a context with the new one, and each request on an older connection asks ``peer_trust``
+whether its certificate is still vouched for. The handshake runs in the connection's own
+thread, so a slow client never holds up the others, and so does a websocket relay
+(:mod:`kubenova.subresources.streams`), for as long as it lasts.
 """
 
 from __future__ import annotations
@@ -46,6 +49,9 @@ class SubresourceServer(tls_http.TLSServer):
     label = "subresources"
     #: The websocket subresources (instances/vnc) and their openers; None serves none.
     stream_subresources: streams.Streams | None = None
+    #: Whether a connection's verified client certificate is still trusted (the request-header
+    #: CA may have changed since its handshake); None: the CA never changes.
+    peer_trust: Callable[[ssl.SSLSocket], bool] | None = None
 
     def __init__(
         self,
@@ -86,12 +92,27 @@ class _Handler(tls_http.TLSHandler):
         if not self.drain_body(_MAX_BODY):
             self._send(app_mod.Answer(413, {"kind": "Status", "code": 413}))
             return
-        peer_cert = self.request.getpeercert()
+        peer_cert = self._trusted_peer_cert()
         subresources = self.server.stream_subresources
         if subresources is not None and subresources.serves(method, self.path):
             self._serve_stream(subresources, peer_cert)
             return
         self._send(self.server.app.handle(method, self.path, peer_cert, self.headers))
+
+    def _trusted_peer_cert(self) -> dict[str, Any] | None:
+        """The verified client certificate, or None once the request-header CA that verified
+        it is no longer trusted: authentication then refuses the request as anyone's, and the
+        refusal closes the connection, so the client's next one meets the current CA."""
+        peer_cert = self.request.getpeercert()
+        trust = self.server.peer_trust
+        if peer_cert and trust is not None and not trust(self.request):
+            LOG.warning(
+                "subresources: %s holds a client certificate of a request-header CA no longer"
+                " trusted; refusing its requests",
+                self.address_string(),
+            )
+            return None
+        return peer_cert
 
     def _serve_stream(
         self, subresources: streams.Streams, peer_cert: dict[str, Any] | None
@@ -142,15 +163,17 @@ class _Handler(tls_http.TLSHandler):
 
 def serve(
     app: app_mod.App,
-    context: ssl.SSLContext,
+    context: ssl.SSLContext | Callable[[], ssl.SSLContext],
     addr: str,
     port: int,
     stream_subresources: streams.Streams | None = None,
+    peer_trust: Callable[[ssl.SSLSocket], bool] | None = None,
 ) -> SubresourceServer:
     """Serve ``app`` (and the websocket subresources) on ``addr:port`` from a daemon thread
     (port 0: any free port)."""
     server = SubresourceServer((addr, port), app, context)
     server.stream_subresources = stream_subresources
+    server.peer_trust = peer_trust
     threading.Thread(target=server.serve_forever, name="subresources", daemon=True).start()
     LOG.info("serving %s on https://%s:%d", "subresources", addr, server.port)
     return server

@@ -9,6 +9,9 @@
   it, e.g. ``https://console.example.com:6080``.
 - ``KUBENOVA_CONSOLE_TOKEN_TTL`` (600): seconds a console URL may wait before it is opened.
 - ``KUBENOVA_SERIAL_CONSOLE_PORT`` (6083): the port of every host's serial console server.
+- ``KUBENOVA_SUBRESOURCES_REQUESTHEADER_REFRESH`` (60): seconds between two reads of
+  ``kube-system/extension-apiserver-authentication``, so that a rotated front-proxy CA is
+  trusted (and the one it replaced no longer) within that long, without a restart.
 - ``KUBENOVA_DB_URL``: the ``nova`` database (records and tokens).
 
 A variable that cannot be used raises
@@ -27,7 +30,7 @@ from urllib import parse
 
 from kubenova import config
 from kubenova.console.proxy import settings as proxy_settings
-from kubenova.subresources import serial
+from kubenova.subresources import requestheader_provider, serial
 
 DEFAULT_PORT = 9443
 
@@ -41,6 +44,7 @@ class SubresourceSettings:
     listen_port: int = DEFAULT_PORT
     console_token_ttl_s: int = config.DEFAULT_CONSOLE_TOKEN_TTL_S
     serial_console_port: int = serial.DEFAULT_PORT
+    requestheader_refresh_s: int = requestheader_provider.DEFAULT_REFRESH_S
 
     def __post_init__(self) -> None:
         parts = parse.urlsplit(self.console_public_url)
@@ -72,5 +76,11 @@ class SubresourceSettings:
             ),
             serial_console_port=proxy_settings.env_port(
                 env, "KUBENOVA_SERIAL_CONSOLE_PORT", serial.DEFAULT_PORT
+            ),
+            requestheader_refresh_s=proxy_settings.env_positive_int(
+                env,
+                "KUBENOVA_SUBRESOURCES_REQUESTHEADER_REFRESH",
+                requestheader_provider.DEFAULT_REFRESH_S,
+                "seconds",
             ),
         )

@@ -53,7 +53,7 @@ class Streams:
 
     def __init__(
         self,
-        request_headers: requestheader.RequestHeaderConfig,
+        request_headers: requestheader.ConfigSource,
         openers: Mapping[str, StreamOpener],
     ) -> None:
         self._request_headers = request_headers
@@ -77,7 +77,8 @@ class Streams:
         front-proxy certificate and user, the websocket upgrade, the opener. Raises
         :class:`status.ApiError` for each refusal."""
         route = routes.resolve(target)
-        user = requestheader.authenticate(self._request_headers, peer_cert, headers)
+        config = requestheader.resolve(self._request_headers)
+        user = requestheader.authenticate(config, peer_cert, headers)
         check_upgrade(route.subresource, headers)
         opened = self._openers[route.subresource].open(route.namespace, route.name, user)
         LOG.info(

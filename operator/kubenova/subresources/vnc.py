@@ -118,7 +118,7 @@ class VncOpener:
 
 
 def stream_subresources(
-    request_headers: requestheader.RequestHeaderConfig,
+    request_headers: requestheader.ConfigSource,
     kube: consoleurl.InstanceReader,
     session_factory: db_engine.SessionFactory,
     x509: proxy_settings.ProxySettings,

@@ -64,6 +64,12 @@ def test_valid_settings_get_past_the_settings(valid_env, tmp_path):
             "KUBENOVA_CONSOLE_TOKEN_TTL: must be a whole number of seconds above 0, got '-5'",
         ),
         (
+            "KUBENOVA_SUBRESOURCES_REQUESTHEADER_REFRESH",
+            "0",
+            "KUBENOVA_SUBRESOURCES_REQUESTHEADER_REFRESH: must be a whole number of seconds"
+            " above 0, got '0'",
+        ),
+        (
             "KUBENOVA_CONSOLE_PUBLIC_URL",
             "console.example",
             "KUBENOVA_CONSOLE_PUBLIC_URL: must be the console proxy's http(s) URL, e.g."
