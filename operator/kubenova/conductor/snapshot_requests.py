@@ -101,9 +101,13 @@ def upload_url(image_server_url: str, request: SnapshotRequest) -> str:
     return f"{base}snapshots/{request.namespace}/{request.name[:100]}-{request.uid}.qcow2"
 
 
-def image_body(report: payloads.SnapshotFinished, record: models.Instance) -> dict[str, Any]:
+def image_body(
+    report: payloads.SnapshotFinished, record: models.Instance, description: str | None = None
+) -> dict[str, Any]:
     """The Image of a finished snapshot: the uploaded file, its digest, the flavor's disk as its
-    smallest disk (Nova's min_disk), the source image's architecture and hypervisor type."""
+    smallest disk (Nova's min_disk), the source image's architecture and hypervisor type, and
+    the InstanceSnapshot's ``description``. It names the InstanceSnapshot's uid, from which the
+    EC2 API derives the AMI id it answered CreateImage with."""
     assert report.url is not None
     assert report.sha256 is not None
     spec: dict[str, Any] = {
@@ -112,6 +116,8 @@ def image_body(report: payloads.SnapshotFinished, record: models.Instance) -> di
         "diskFormat": "qcow2",
         "minDiskGiB": int((record.flavor or {}).get("disk_gib") or 0),
     }
+    if description:
+        spec["description"] = description
     image = record.image or {}
     if image.get("architecture"):
         spec["architecture"] = image["architecture"]
@@ -126,6 +132,7 @@ def image_body(report: payloads.SnapshotFinished, record: models.Instance) -> di
             "annotations": {
                 SNAPSHOT_OF_UID_ANNOTATION: record.uuid,
                 SNAPSHOT_ANNOTATION: f"{record.namespace}/{report.snapshot_name}",
+                resources.SNAPSHOT_UID_ANNOTATION: report.snapshot_uid,
             },
         },
         "spec": spec,

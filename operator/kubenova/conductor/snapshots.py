@@ -288,7 +288,8 @@ class Snapshots:
             # The upload stays on the image server, and no Image points at it.
             reason, message = INSTANCE_DELETED, snapshot_requests.deleted_message(record.name)
         elif report.result == db_api.EVENT_RESULT_SUCCESS:
-            reason, message = self._make_image(report, record)
+            description = ((snapshot or {}).get("spec") or {}).get("description")
+            reason, message = self._make_image(report, record, description)
         else:
             reason, message = SNAPSHOT_FAILED, f"on host {report.host}: {report.message}"
         if snapshot is not None:
@@ -301,12 +302,15 @@ class Snapshots:
             self.history.record(view)
 
     def _make_image(
-        self, report: payloads.SnapshotFinished, record: models.Instance
+        self,
+        report: payloads.SnapshotFinished,
+        record: models.Instance,
+        description: str | None = None,
     ) -> tuple[str | None, str]:
         """Create the Image; (None, message) when it is there, else why it is not."""
         if report.url is None or report.sha256 is None:
             return SNAPSHOT_FAILED, f"host {report.host} reported no uploaded image"
-        body = image_body(report, record)
+        body = image_body(report, record, description)
         if not self.objects.create_image(body):
             existing = self.objects.get_image(report.image_name) or {}
             if (existing.get("spec") or {}).get("sha256") != report.sha256:

@@ -1,11 +1,12 @@
 """The actions that describe what a cluster offers: its region, zones, instance types (Flavors)
-and images (Images). None of them is namespaced: Flavors and Images are the cluster's."""
+and images (Images). Flavors and Images are the cluster's; only the images a namespace is still
+making (its InstanceSnapshots) are its own."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from kubenova.ec2 import errors, ids, tag_store, tags, views
+from kubenova.ec2 import amis, errors, ids, tag_store, tags, views
 from kubenova.ec2.context import Context
 from kubenova.scheduler import host_state
 
@@ -77,9 +78,9 @@ def describe_instance_types(ctx: Context, params: dict[str, Any]) -> dict[str, A
 
 
 def describe_images(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
-    """The Images, each an AMI whose id is derived from its uid, with the tags the key's
-    namespace gave it."""
-    images = {ids.image_id(image): image for image in ctx.cluster.images()}
+    """The Images, each an AMI whose id is derived from its uid, and the images the key's
+    namespace is making (:mod:`amis`), with the tags the namespace gave them."""
+    images = amis.described(ctx)
     wanted = params.get("ImageIds")
     chosen = sorted(images)
     if wanted:
@@ -95,7 +96,7 @@ def describe_images(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     tagged = tag_store.image_tags(ctx)
     described = []
     for image_id in chosen:
-        view = views.image(images[image_id])
+        view = images[image_id]
         if tagged.get(image_id):
             view["Tags"] = tags.as_output(tagged[image_id])
         described.append(view)

@@ -1,5 +1,5 @@
-"""The EC2 API's calls to the kube-apiserver: the Instances, key pair Secrets and tag
-ConfigMap of one namespace, and the cluster's Flavors, Images and Hypervisors.
+"""The EC2 API's calls to the kube-apiserver: the Instances, InstanceSnapshots, key pair
+Secrets and tag ConfigMap of one namespace, and the cluster's Flavors, Images and Hypervisors.
 
 The server acts with its own service account; which namespace a request may touch is decided
 before any call here (the access key's), and every Instance call names that namespace.
@@ -13,6 +13,7 @@ from kubernetes import client as k8s_client
 from kubernetes.client import exceptions as k8s_exceptions
 
 from kubenova.k8s import resources
+from kubenova.k8s.snapshots import INSTANCE_SNAPSHOTS
 
 _MERGE_PATCH = "application/merge-patch+json"
 # A request of an EC2 client must not hang on a slow apiserver (connect, read seconds).
@@ -132,6 +133,40 @@ class Cluster:
                 return False
             raise
         return True
+
+    def instance_snapshots(self, namespace: str) -> list[dict[str, Any]]:
+        found = self._custom.list_namespaced_custom_object(
+            resources.GROUP,
+            resources.VERSION,
+            namespace,
+            INSTANCE_SNAPSHOTS,
+            _request_timeout=_TIMEOUT,
+        )
+        return list(cast(dict[str, Any], found).get("items") or [])
+
+    def instance_snapshots_named(self, name: str) -> list[dict[str, Any]]:
+        """The InstanceSnapshots called ``name`` in every namespace: each asks for an Image of
+        that name, and Images are the cluster's."""
+        found = self._custom.list_cluster_custom_object(
+            resources.GROUP,
+            resources.VERSION,
+            INSTANCE_SNAPSHOTS,
+            field_selector=f"metadata.name={name}",
+            _request_timeout=_TIMEOUT,
+        )
+        return list(cast(dict[str, Any], found).get("items") or [])
+
+    def create_instance_snapshot(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
+        """Create the InstanceSnapshot; the ApiException of a 409 when its name is taken."""
+        created = self._custom.create_namespaced_custom_object(
+            resources.GROUP,
+            resources.VERSION,
+            namespace,
+            INSTANCE_SNAPSHOTS,
+            body,
+            _request_timeout=_TIMEOUT,
+        )
+        return cast(dict[str, Any], created)
 
     def console_log(self, namespace: str, name: str) -> str | None:
         """The guest's serial console output, from the Instance's ``consolelog`` subresource

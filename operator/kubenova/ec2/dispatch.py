@@ -18,8 +18,10 @@ import urllib3
 from kubernetes.client import exceptions as k8s_exceptions
 
 from kubenova.ec2 import (
+    actions_attributes,
     actions_catalog,
     actions_console,
+    actions_images,
     actions_instances,
     actions_keypairs,
     actions_power,
@@ -49,6 +51,8 @@ ACTIONS: dict[str, Action] = {
     "StartInstances": actions_power.start_instances,
     "StopInstances": actions_power.stop_instances,
     "RebootInstances": actions_power.reboot_instances,
+    "ModifyInstanceAttribute": actions_attributes.modify_instance_attribute,
+    "CreateImage": actions_images.create_image,
     "GetConsoleOutput": actions_console.get_console_output,
     "CreateKeyPair": actions_keypairs.create_key_pair,
     "ImportKeyPair": actions_keypairs.import_key_pair,

@@ -5,7 +5,8 @@ of the SHA-256 of the object's uid: stable for the object's life, the same from 
 computed without storing anything, and different for an object deleted and made again under
 its old name (a new uid). Instances the EC2 API creates also carry it as the label
 ``ec2.kubenova.io/instance-id``, so ``kubectl get instances -l ec2.kubenova.io/instance-id=i-…``
-finds them.
+finds them. An Image made by a snapshot takes its id from the InstanceSnapshot's uid instead
+(:func:`image_id`), which CreateImage knows before the Image exists.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from __future__ import annotations
 import hashlib
 import re
 from typing import Any
+
+from kubenova.k8s import resources
 
 INSTANCE_ID_LABEL = "ec2.kubenova.io/instance-id"
 RESERVATION_ID_LABEL = "ec2.kubenova.io/reservation-id"
@@ -39,7 +42,18 @@ def instance_id(obj: dict[str, Any]) -> str:
 
 
 def image_id(obj: dict[str, Any]) -> str:
+    """An Image's AMI id: from the uid of the InstanceSnapshot that made it, when one did (the
+    id CreateImage answered before the Image existed), else from its own uid."""
+    annotations = obj["metadata"].get("annotations") or {}
+    snapshot_uid = annotations.get(resources.SNAPSHOT_UID_ANNOTATION)
+    if isinstance(snapshot_uid, str) and snapshot_uid:
+        return derive(IMAGE_PREFIX, snapshot_uid)
     return derive(IMAGE_PREFIX, str(obj["metadata"]["uid"]))
+
+
+def snapshot_image_id(snapshot: dict[str, Any]) -> str:
+    """The AMI id of the Image an InstanceSnapshot makes, known as soon as it is created."""
+    return derive(IMAGE_PREFIX, str(snapshot["metadata"]["uid"]))
 
 
 def reservation_id(obj: dict[str, Any]) -> str:

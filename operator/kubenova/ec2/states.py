@@ -32,7 +32,8 @@ _BY_PHASE = {
     "Pending": PENDING,
     "Building": PENDING,
     "Running": RUNNING,
-    # A resize that awaits confirmation runs on its new flavor, as ec2-api showed RESIZED.
+    # A resize that awaits confirmation runs on its new flavor, as ec2-api showed RESIZED
+    # (unless its guest is shut off: see of_instance).
     "VerifyResize": RUNNING,
     "Stopped": STOPPED,
     # EC2 has no paused or suspended instance: the guest does not run, so "stopped".
@@ -54,6 +55,10 @@ def of_instance(obj: dict[str, Any]) -> State:
     phase = str(status.get("phase") or "Pending")
     wanted = str(spec.get("powerState") or "Running")
     state = _BY_PHASE.get(phase, PENDING)
+    if phase == "VerifyResize" and status.get("powerState") not in (None, "running"):
+        # A stopped instance resized (ModifyInstanceAttribute) stays shut off on its new
+        # flavor until the resize is confirmed: still stopped, as EC2 shows it.
+        state = STOPPED
     if state is RUNNING and wanted != "Running":
         return STOPPING
     if state is STOPPED and wanted == "Running" and phase != "Paused":

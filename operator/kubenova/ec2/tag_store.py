@@ -20,7 +20,7 @@ from typing import Any
 
 from kubernetes.client import exceptions as k8s_exceptions
 
-from kubenova.ec2 import errors, ids, instance_filters, tags
+from kubenova.ec2 import amis, errors, ids, instance_filters, tags
 from kubenova.ec2.context import Context
 
 IMAGE_TAGS_CONFIG_MAP = "kubenova-ec2-image-tags"
@@ -80,11 +80,12 @@ def instances(ctx: Context) -> list[Resource]:
 
 
 def images(ctx: Context) -> list[Resource]:
-    """The cluster's images, with the tags the key's namespace gave them."""
+    """The images the key's namespace sees (the cluster's, and those it is making), with the
+    tags it gave them."""
     kept = image_tags(ctx)
     return [
         Resource(image_id, IMAGE, image_id, kept.get(image_id, {}))
-        for image_id in sorted(ids.image_id(obj) for obj in ctx.cluster.images())
+        for image_id in sorted(amis.described(ctx))
     ]
 
 

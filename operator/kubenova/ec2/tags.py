@@ -104,9 +104,10 @@ def require_count(tags: Tags, resource_id: str) -> None:
 
 
 def from_specifications(raw: Any, resource_type: str) -> Tags:
-    """The tags RunInstances' TagSpecifications give its instances; a specification for a
-    resource Kubenova does not make (a volume, a network interface) is refused by name rather
-    than dropped silently."""
+    """The tags TagSpecifications give the ``resource_type`` an action makes (RunInstances'
+    instances, CreateImage's image); a specification for a resource Kubenova does not make (a
+    volume, a network interface, an EBS snapshot) is refused by name rather than dropped
+    silently."""
     tags: Tags = {}
     for index, spec in enumerate(raw or [], start=1):
         kind = str(spec.get("ResourceType") or "")
@@ -117,5 +118,5 @@ def from_specifications(raw: Any, resource_type: str) -> Tags:
             )
         given = parse(spec.get("Tags"), f"TagSpecification.{index}.Tag", values_required=True)
         tags.update({key: value or "" for key, value in given.items()})
-    require_count(tags, "the instance")
+    require_count(tags, f"the {resource_type}")
     return tags

@@ -103,18 +103,90 @@ def instance_type(flavor: dict[str, Any]) -> dict[str, Any]:
 
 
 def image(obj: dict[str, Any]) -> dict[str, Any]:
-    """The EC2 Image (AMI) of an Image object."""
+    """The EC2 Image (AMI) of an Image object: available to every namespace."""
     meta = obj["metadata"]
     spec = obj.get("spec") or {}
-    created = timestamp(meta.get("creationTimestamp"))
+    return _ami(
+        ids.image_id(obj),
+        meta["name"],
+        str((spec.get("source") or {}).get("url") or meta["name"]),
+        "available",
+        meta.get("creationTimestamp"),
+        spec,
+        public=True,
+    )
+
+
+#: The InstanceSnapshot phases of an image still being made.
+_MAKING = (None, "", "Pending", "InProgress")
+IMAGE_PENDING = "pending"
+IMAGE_FAILED = "failed"
+
+
+def snapshot_state(snapshot: dict[str, Any]) -> str | None:
+    """The EC2 state of the image an InstanceSnapshot makes: ``pending`` while it is made,
+    ``failed``; None once it has Succeeded (its Image is what shows)."""
+    phase = (snapshot.get("status") or {}).get("phase")
+    if phase in _MAKING:
+        return IMAGE_PENDING
+    return IMAGE_FAILED if phase == "Failed" else None
+
+
+def snapshot_image(snapshot: dict[str, Any]) -> dict[str, Any] | None:
+    """The EC2 Image an InstanceSnapshot is making (``pending``) or failed to make
+    (``failed``, with its Ready condition's reason and message as StateReason); None once it
+    has Succeeded, when its Image is what shows (or, the Image deleted, nothing)."""
+    meta = snapshot["metadata"]
+    spec = snapshot.get("spec") or {}
+    status = snapshot.get("status") or {}
+    state = snapshot_state(snapshot)
+    if state is None:
+        return None
+    name = str(spec.get("imageName") or meta["name"])
+    view = _ami(
+        ids.snapshot_image_id(snapshot),
+        name,
+        name,
+        state,
+        meta.get("creationTimestamp"),
+        spec,
+        public=False,
+    )
+    if state == IMAGE_FAILED:
+        ready = next(
+            (
+                c
+                for c in status.get("conditions") or []
+                if isinstance(c, dict) and c.get("type") == "Ready"
+            ),
+            {},
+        )
+        view["StateReason"] = {
+            "Code": str(ready.get("reason") or "Failed"),
+            "Message": str(status.get("message") or ready.get("message") or "the snapshot failed"),
+        }
+    return view
+
+
+def _ami(
+    image_id: str,
+    name: str,
+    location: str,
+    state: str,
+    created_at: Any,
+    spec: dict[str, Any],
+    *,
+    public: bool,
+) -> dict[str, Any]:
+    created = timestamp(created_at)
     return {
-        "ImageId": ids.image_id(obj),
-        "Name": meta["name"],
-        "ImageLocation": str((spec.get("source") or {}).get("url") or meta["name"]),
-        "State": "available",
+        "ImageId": image_id,
+        "Name": name,
+        "ImageLocation": location,
+        "State": state,
         "OwnerId": "kubenova",
         "CreationDate": created.strftime("%Y-%m-%dT%H:%M:%S.000Z") if created else None,
-        "Public": True,
+        "Public": public,
         "Architecture": str(spec.get("architecture") or _DEFAULT_ARCHITECTURE),
         "ImageType": "machine",
         "RootDeviceType": "instance-store",

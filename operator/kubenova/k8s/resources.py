@@ -15,3 +15,7 @@ FINALIZER = f"{GROUP}/instance-protection"
 #: The aggregated API of Instances' console subresources (kubenova-subresources).
 SUBRESOURCES_GROUP = f"subresources.{GROUP}"
 SUBRESOURCES_VERSION = "v1"
+#: On an Image a snapshot made: the uid of the InstanceSnapshot that asked for it. The EC2 API
+#: derives the image's AMI id from it, so the id CreateImage answers before the Image exists
+#: is the one the Image shows once made.
+SNAPSHOT_UID_ANNOTATION = f"{GROUP}/instance-snapshot-uid"

@@ -212,6 +212,8 @@ def test_should_grant_the_server_each_verb_it_uses_and_nothing_more(render) -> N
         (group, "flavors"): ["get", "list"],  # get: RunInstances' InstanceType
         (group, "images"): ["list"],
         (group, "hypervisors"): ["list"],
+        # CreateImage: the InstanceSnapshot, and those of its name; DescribeImages: pending ones.
+        (group, "instancesnapshots"): ["create", "list"],
         # list: the access keys, across namespaces, and the key pairs; create, delete: these.
         ("", "secrets"): ["create", "delete", "list"],
         ("", "configmaps"): ["create"],

@@ -1,5 +1,6 @@
 """A stand-in for the EC2 API's cluster (kubenova.ec2.cluster.Cluster): objects in memory,
-with the uid, creation time and generation the kube-apiserver would give them."""
+with the uid, creation time and generation the kube-apiserver would give them, and custom
+objects' specs admitted by their CRD's schema as the kube-apiserver admits them."""
 
 from __future__ import annotations
 
@@ -7,13 +8,18 @@ import base64
 import copy
 import datetime
 import itertools
+import json
+import pathlib
+import re
 import uuid
 from typing import Any
 
+import yaml
 from kubernetes.client import exceptions as k8s_exceptions
 
 _CLOCK = itertools.count()
 _VERSIONS = itertools.count(1)
+_CRDS = pathlib.Path(__file__).resolve().parents[3] / "crds"
 
 
 def _version() -> str:
@@ -25,6 +31,55 @@ def _conflict() -> k8s_exceptions.ApiException:
     return k8s_exceptions.ApiException(status=409, reason="Conflict")
 
 
+def _invalid(kind: str, name: str, field: str, reason: str) -> k8s_exceptions.ApiException:
+    refused = k8s_exceptions.ApiException(status=422, reason="Unprocessable Entity")
+    message = f'{kind}.compute.kubenova.io "{name}" is invalid: {field}: {reason}'
+    refused.body = json.dumps({"kind": "Status", "message": message, "code": 422})
+    return refused
+
+
+def spec_schema(plural: str) -> dict[str, Any]:
+    """The openAPIV3Schema of a CRD's spec, as crds/ installs it."""
+    crd = yaml.safe_load((_CRDS / f"compute.kubenova.io_{plural}.yaml").read_text())
+    schema: dict[str, Any] = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    return dict(schema["properties"]["spec"])
+
+
+def admitted(schema: dict[str, Any], value: Any, field: str, refuse: Any) -> Any:
+    """``value`` as the kube-apiserver keeps it under a structural schema: fields the schema
+    does not name are pruned (silently, as the kube-apiserver does), a value it refuses is
+    ``refuse(field, reason)``."""
+    kind = schema.get("type")
+    if kind == "object":
+        if not isinstance(value, dict):
+            raise refuse(field, "must be an object")
+        for required in schema.get("required") or []:
+            if required not in value:
+                raise refuse(f"{field}.{required}", "Required value")
+        known = schema.get("properties")
+        if known is None:
+            return dict(value)
+        return {
+            key: admitted(known[key], item, f"{field}.{key}", refuse)
+            for key, item in value.items()
+            if key in known
+        }
+    if kind == "string":
+        if not isinstance(value, str):
+            raise refuse(field, "must be a string")
+        if not schema.get("minLength", 0) <= len(value) <= schema.get("maxLength", len(value)):
+            raise refuse(field, f"Invalid value: {len(value)} characters is out of bounds")
+        if "pattern" in schema and not re.search(schema["pattern"], value):
+            raise refuse(field, f"Invalid value: {value!r} must match {schema['pattern']!r}")
+        if "enum" in schema and value not in schema["enum"]:
+            raise refuse(field, f"Unsupported value: {value!r}")
+    if kind == "array":
+        return [
+            admitted(schema["items"], item, f"{field}[{i}]", refuse) for i, item in enumerate(value)
+        ]
+    return value
+
+
 def _merge(target: dict[str, Any], patch: dict[str, Any]) -> None:
     """A JSON merge patch of a map: None removes a key."""
     for key, value in patch.items():
@@ -32,6 +87,20 @@ def _merge(target: dict[str, Any], patch: dict[str, Any]) -> None:
             target.pop(key, None)
         else:
             target[key] = value
+
+
+def _merge_patched(target: Any, patch: Any) -> Any:
+    """``target`` with the JSON merge patch ``patch`` applied (RFC 7386): maps merge key by
+    key, None removes a key, anything else replaces."""
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    merged = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            merged.pop(key, None)
+        else:
+            merged[key] = _merge_patched(merged.get(key), value)
+    return merged
 
 
 def _stamp() -> str:
@@ -90,6 +159,8 @@ class FakeCluster:
         self.config_map_objects: dict[tuple[str, str], dict[str, Any]] = {}
         #: Called before each write of an Instance or ConfigMap (a test's concurrent writer).
         self.before_write: list[Any] = []
+        #: InstanceSnapshots, by (namespace, name).
+        self.snapshot_objects: dict[tuple[str, str], dict[str, Any]] = {}
 
     # The Cluster interface.
     def flavors(self) -> list[dict[str, Any]]:
@@ -115,7 +186,12 @@ class FakeCluster:
         name = body["metadata"]["name"]
         if (namespace, name) in self.instance_objects:
             raise k8s_exceptions.ApiException(status=409, reason="AlreadyExists")
-        made = obj("Instance", name, copy.deepcopy(body["spec"]), namespace)
+
+        def refuse(field: str, reason: str) -> k8s_exceptions.ApiException:
+            return _invalid("Instance", name, field, reason)
+
+        spec = admitted(spec_schema("instances"), copy.deepcopy(body["spec"]), "spec", refuse)
+        made = obj("Instance", name, spec, namespace)
         made["metadata"]["labels"] = dict(body["metadata"].get("labels") or {})
         made["metadata"]["annotations"] = dict(body["metadata"].get("annotations") or {})
         self.instance_objects[(namespace, name)] = made
@@ -133,13 +209,23 @@ class FakeCluster:
         wanted = patch_meta.get("resourceVersion")
         if wanted is not None and wanted != current["metadata"]["resourceVersion"]:
             raise _conflict()
+        spec = current["spec"]
+        if "spec" in patch:
+
+            def refuse(field: str, reason: str) -> k8s_exceptions.ApiException:
+                return _invalid("Instance", name, field, reason)
+
+            spec = admitted(
+                spec_schema("instances"), _merge_patched(spec, patch["spec"]), "spec", refuse
+            )
         current["metadata"]["labels"].update(patch_meta.get("labels") or {})
         _merge(
             current["metadata"].setdefault("annotations", {}), patch_meta.get("annotations") or {}
         )
         current["metadata"]["resourceVersion"] = _version()
-        if "spec" in patch:
-            current["spec"].update(patch["spec"])
+        if spec != current["spec"]:
+            # The kube-apiserver moves the generation when the spec changes, and only then.
+            current["spec"] = spec
             current["metadata"]["generation"] += 1
         return copy.deepcopy(current)
 
@@ -150,6 +236,28 @@ class FakeCluster:
         del self.instance_objects[(namespace, name)]
         self.deleted.append((namespace, name))
         return True
+
+    def instance_snapshots(self, namespace: str) -> list[dict[str, Any]]:
+        return copy.deepcopy([o for (ns, _), o in self.snapshot_objects.items() if ns == namespace])
+
+    def instance_snapshots_named(self, name: str) -> list[dict[str, Any]]:
+        return copy.deepcopy([o for (_, n), o in self.snapshot_objects.items() if n == name])
+
+    def create_instance_snapshot(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
+        name = body["metadata"]["name"]
+        if (namespace, name) in self.snapshot_objects:
+            raise k8s_exceptions.ApiException(status=409, reason="AlreadyExists")
+
+        def refuse(field: str, reason: str) -> k8s_exceptions.ApiException:
+            return _invalid("InstanceSnapshot", name, field, reason)
+
+        spec = admitted(spec_schema("instancesnapshots"), body.get("spec"), "spec", refuse)
+        made = obj("InstanceSnapshot", name, spec, namespace)
+        for key in ("labels", "annotations", "ownerReferences"):
+            if body["metadata"].get(key):
+                made["metadata"][key] = copy.deepcopy(body["metadata"][key])
+        self.snapshot_objects[(namespace, name)] = made
+        return copy.deepcopy(made)
 
     def console_log(self, namespace: str, name: str) -> str | None:
         return self.console.get((namespace, name))
@@ -221,6 +329,25 @@ class FakeCluster:
         return copy.deepcopy(current)
 
     # For the tests.
+    def add_flavor(self, name: str, vcpus: int = 1, memoryMiB: int = 512, diskGiB: int = 1) -> None:  # noqa: N803
+        spec = {"vcpus": vcpus, "memoryMiB": memoryMiB, "diskGiB": diskGiB}
+        self.flavor_objects[name] = obj("Flavor", name, spec)
+
+    def add_image(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Create the Image ``body`` as the operator creates one, admitted by the Images CRD."""
+        name = body["metadata"]["name"]
+
+        def refuse(field: str, reason: str) -> k8s_exceptions.ApiException:
+            return _invalid("Image", name, field, reason)
+
+        if name in self.image_objects:
+            raise k8s_exceptions.ApiException(status=409, reason="AlreadyExists")
+        made = obj("Image", name, admitted(spec_schema("images"), body["spec"], "spec", refuse))
+        made["metadata"]["labels"] = dict(body["metadata"].get("labels") or {})
+        made["metadata"]["annotations"] = dict(body["metadata"].get("annotations") or {})
+        self.image_objects[name] = made
+        return made
+
     def add_instance(
         self, namespace: str, name: str, phase: str | None = "Running", **spec: Any
     ) -> dict[str, Any]:

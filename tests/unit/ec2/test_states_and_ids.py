@@ -7,6 +7,7 @@ import re
 import pytest
 
 from kubenova.ec2 import ids, states
+from kubenova.k8s import resources
 from tests.unit.ec2 import fakes
 
 
@@ -64,6 +65,20 @@ def test_a_start_not_yet_acted_on_is_pending_and_a_settled_stop_is_stopped():
     assert states.of_instance(settled) is states.STOPPED
 
 
+def test_a_resized_instance_whose_guest_is_shut_off_stays_stopped():
+    # A stopped instance resized (ModifyInstanceAttribute) until the resize is confirmed.
+    resized = _instance("VerifyResize", "Stopped")
+    resized["status"]["powerState"] = "shutdown"
+    assert states.of_instance(resized) is states.STOPPED
+    running = _instance("VerifyResize", "Running")
+    running["status"]["powerState"] = "running"
+    assert states.of_instance(running) is states.RUNNING
+    # Started while it awaited the confirmation: pending until the operator acts on it.
+    starting = _instance("VerifyResize", "Running", generation=3, observed=2)
+    starting["status"]["powerState"] = "shutdown"
+    assert states.of_instance(starting) is states.PENDING
+
+
 def test_a_failed_instance_says_why():
     failed = _instance("Error")
     failed["status"]["fault"] = {"reason": "NoValidHost", "message": "no host has room"}
@@ -83,6 +98,17 @@ def test_ids_are_ec2_shaped_stable_and_per_uid():
     assert re.fullmatch(r"ami-[0-9a-f]{17}", ids.image_id(first))
     assert ids.instance_id(first) == ids.instance_id(again)
     assert ids.instance_id(first) != ids.instance_id(remade)
+
+
+def test_an_image_a_snapshot_made_has_the_id_its_snapshot_was_given():
+    snapshot = fakes.obj("InstanceSnapshot", "golden", {"imageName": "golden"}, "team-a")
+    image = fakes.obj("Image", "golden", {})
+    plain_id = ids.image_id(image)
+    image["metadata"]["annotations"] = {
+        resources.SNAPSHOT_UID_ANNOTATION: snapshot["metadata"]["uid"]
+    }
+    assert ids.image_id(image) == ids.snapshot_image_id(snapshot) != plain_id
+    assert re.fullmatch(r"ami-[0-9a-f]{17}", ids.snapshot_image_id(snapshot))
 
 
 @pytest.mark.parametrize(
