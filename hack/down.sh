@@ -17,6 +17,9 @@ if "$KUBECTL" get --raw /readyz >/dev/null 2>&1; then
   fi
 fi
 hack/stack.sh stop
+# cert-manager's controller (hack/certmanager/up.sh, which the tests start), before the
+# apiserver it talks to.
+hack/certmanager/down.sh
 hack/guest/serve.sh stop
 hack/node/down.sh
 hack/kube/down.sh

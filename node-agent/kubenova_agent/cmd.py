@@ -96,10 +96,12 @@ def _require_node(what: str, node: str, host: str) -> None:
         )
 
 
-def _host_certificate(host: str) -> host_certificate.HostCertificate | None:
+def _host_certificate(
+    host: str, console_address: str | None
+) -> host_certificate.HostCertificate | None:
     """In a cluster ($KUBENOVA_HOST_CERTIFICATE_DIR set): this host's console certificate,
     from the operator, written before any guest starts (libvirt refuses to start a guest whose
-    TLS console has no certificate)."""
+    TLS console has no certificate). Its request asks for the address consoles are reached at."""
     directory = os.environ.get(host_certificate.DIR_ENV)
     if not directory:
         return None
@@ -113,6 +115,7 @@ def _host_certificate(host: str) -> host_certificate.HostCertificate | None:
         pathlib.Path(directory),
         url,
         node=host,
+        addresses=(console_address,) if console_address else (),
         ca_file=os.environ.get(credentials.CA_ENV) or credentials.DEFAULT_CA_FILE,
         token_file=os.environ.get(credentials.TOKEN_ENV) or credentials.DEFAULT_TOKEN_FILE,
     )
@@ -187,7 +190,9 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     settings = read_settings(host=host, amqp_url=amqp_url)
-    certificate = _host_certificate(host) if args.driver == "libvirt" else None
+    certificate = (
+        _host_certificate(host, settings.console_address) if args.driver == "libvirt" else None
+    )
     compute_driver = make_driver(args, settings)
     agent = service.AgentService(settings, compute_driver, dict(args.label))
     if certificate is not None:

@@ -5,6 +5,9 @@ server too, with one certificate that names the node (``kubenova.certs.console``
 makes the key here, on the node, and sends the operator only a signing request, with the same
 proof of identity as for its RabbitMQ credentials (:mod:`kubenova_agent.credentials`); the
 operator signs it for this node's name and addresses and answers the trust bundle beside it.
+The request names the node (common name and DNS name) and the address consoles are reached
+at (an IP SAN): the operator as CA writes the names itself and ignores these, but cert-manager
+signs what the request asks for, once the operator has checked that the node may have it.
 
 The files go where libvirt's qemu.conf points (``vnc_tls_x509_cert_dir`` and
 ``spice_tls_x509_cert_dir``) with the names libvirt expects: ``ca-cert.pem``,
@@ -26,13 +29,14 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import ipaddress
 import logging
 import os
 import pathlib
 import shutil
 import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -72,21 +76,39 @@ def url_from_env() -> str:
     return base.rsplit("/", 1)[0] + PATH if base else ""
 
 
-def signing_request(node: str) -> tuple[bytes, bytes]:
-    """A new EC P-256 key (PEM, PKCS#8) and a signing request for it. The name asked for is
-    only a label: the operator decides what the certificate says."""
+def signing_request(node: str, addresses: Sequence[str] = ()) -> tuple[bytes, bytes]:
+    """A new EC P-256 key (PEM, PKCS#8) and a signing request for it, asking for ``node`` as
+    the common name and DNS name and for each of ``addresses`` (IP addresses; anything else is
+    left out) as an IP SAN."""
     key = ec.generate_private_key(ec.SECP256R1())
-    request = (
-        x509.CertificateSigningRequestBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, node or "host")]))
-        .sign(key, hashes.SHA256())
+    builder = x509.CertificateSigningRequestBuilder().subject_name(
+        x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, node or "host")])
     )
+    alt_names: list[x509.GeneralName] = [x509.DNSName(node)] if node else []
+    alt_names += [x509.IPAddress(ip) for ip in _ip_addresses(addresses)]
+    if alt_names:
+        builder = builder.add_extension(x509.SubjectAlternativeName(alt_names), critical=False)
+    request = builder.sign(key, hashes.SHA256())
     key_pem = key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
     return key_pem, request.public_bytes(serialization.Encoding.PEM)
+
+
+def _ip_addresses(
+    addresses: Sequence[str],
+) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    found = []
+    for address in addresses:
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            continue  # a name: the node's name is asked for already
+        if ip not in found:
+            found.append(ip)
+    return found
 
 
 class HostCertificate:
@@ -98,6 +120,7 @@ class HostCertificate:
         url: str,
         *,
         node: str,
+        addresses: Sequence[str] = (),
         ca_file: str = credentials.DEFAULT_CA_FILE,
         token_file: str = credentials.DEFAULT_TOKEN_FILE,
         now: Callable[[], datetime.datetime] = lambda: datetime.datetime.now(datetime.UTC),
@@ -105,6 +128,7 @@ class HostCertificate:
         self.directory = directory
         self._url = url
         self._node = node
+        self._addresses = tuple(addresses)
         self._ca_file = ca_file
         self._token_file = token_file
         self._now = now
@@ -117,7 +141,7 @@ class HostCertificate:
     def obtain(self, deadline_s: float = credentials.DEFAULT_DEADLINE_S) -> Issued:
         """A new key and certificate, written; :class:`credentials.CredentialsError` when the
         operator refuses or does not answer before ``deadline_s``."""
-        key_pem, request_pem = signing_request(self._node)
+        key_pem, request_pem = signing_request(self._node, self._addresses)
         body = credentials.with_retries(
             "host certificate",
             self._url,

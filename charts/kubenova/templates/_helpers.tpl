@@ -356,3 +356,51 @@ the agent writes and libvirt's qemu.conf names; under agent.dataPath, which both
 {{- define "kubenova.consoleX509Dir" -}}
 {{- printf "%s/pki/console" (trimSuffix "/" .Values.agent.dataPath) -}}
 {{- end }}
+
+{{/*
+The cert-manager issuer that signs Kubenova's certificates (certificates.certManager), as JSON
+{name, kind, group}: certManager.issuerRef, else the CA Issuer of the chart's own chain.
+*/}}
+{{- define "kubenova.certManagerIssuerRef" -}}
+{{- $ref := .Values.certificates.certManager.issuerRef -}}
+{{- if $ref.name -}}
+{{- dict "name" $ref.name "kind" $ref.kind "group" $ref.group | toJson -}}
+{{- else -}}
+{{- dict "name" (include "kubenova.componentName" (dict "root" . "component" "ca-issuer")) "kind" "Issuer" "group" "cert-manager.io" | toJson -}}
+{{- end -}}
+{{- end }}
+
+{{/*
+The Secrets whose ca.crt the operator publishes as the trust bundle when cert-manager issues
+(KUBENOVA_CERTIFICATES_TRUST_SECRETS), comma-separated: the CA of the chart's own chain when it
+renders one (renewed, it is trusted before the leaves it signs are), then each certificate's.
+*/}}
+{{- define "kubenova.certManagerTrustSecrets" -}}
+{{- $secrets := list -}}
+{{- if not .Values.certificates.certManager.issuerRef.name -}}
+{{- $secrets = append $secrets (include "kubenova.componentName" (dict "root" . "component" "cm-ca")) -}}
+{{- end -}}
+{{- range include "kubenova.certificates" . | fromJsonArray -}}
+{{- $secrets = append $secrets .secret -}}
+{{- end -}}
+{{- join "," $secrets -}}
+{{- end }}
+
+{{/*
+The items of a volume of the Secret console-x509: when cert-manager writes it, its keys
+(tls.crt, tls.key, ca.crt) under the file names the console hop reads (client-cert.pem,
+client-key.pem, ca-cert.pem, as libvirt names them); nothing when the operator writes those
+names itself. Indented for a secret volume source (12 spaces).
+*/}}
+{{- define "kubenova.consoleX509Items" -}}
+{{- if .Values.certificates.certManager.enabled }}
+            # cert-manager's key names, as the files the console hop reads.
+            items:
+              - key: ca.crt
+                path: ca-cert.pem
+              - key: tls.crt
+                path: client-cert.pem
+              - key: tls.key
+                path: client-key.pem
+{{- end }}
+{{- end }}

@@ -60,7 +60,7 @@ class Exchange:
         audience: str,
         agent_username: str,
         node_selector: str,
-        host_certificates: host_certificates.HostCertificates | None = None,
+        host_certificates: host_certificates.HostSigner | None = None,
     ) -> None:
         self._reviewer = reviewer
         self._host_certificates = host_certificates

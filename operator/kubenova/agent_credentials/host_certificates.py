@@ -37,6 +37,13 @@ class NodeAddresses(Protocol):
     def addresses(self, name: str) -> Sequence[str]: ...
 
 
+class HostSigner(Protocol):
+    """What answers ``POST /host-certificate``: :class:`HostCertificates` (the operator as CA)
+    or :class:`~kubenova.agent_credentials.cert_manager_signer.CertManagerHostCertificates`."""
+
+    def sign(self, node: str, request_pem: bytes) -> Signed: ...
+
+
 class BadRequest(ValueError):
     """The signing request cannot be signed; the message says why, for the caller."""
 

@@ -4,10 +4,10 @@ library's server, in a thread.
 A credentials request's body is drained and ignored: what the caller may have is decided by its
 token alone (``exchange``). A host certificate request's body is the agent's PEM signing
 request, of which only the key is used (``host_certificates``). The serving certificate is
-issued from Kubenova's CA for the operator Service's names at start, and issued again once two
-thirds of its life have passed; each connection takes the certificate current when it was
-accepted. The TLS handshake runs in the connection's own thread, so a slow or silent client
-never holds up the others.
+issued from Kubenova's CA (or through cert-manager, when it issues) for the operator Service's
+names at start, and issued again once two thirds of its life have passed; each connection
+takes the certificate current when it was accepted. The TLS handshake runs in the
+connection's own thread, so a slow or silent client never holds up the others.
 """
 
 from __future__ import annotations
@@ -41,35 +41,66 @@ _CONNECTION_TIMEOUT_S = 10.0
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,80}$")
 
 
+# Issues a serving certificate for the DNS names at the time given (from Kubenova's CA, or
+# through cert-manager: kubenova.agent_credentials.cert_manager_signer).
+IssuePair = Callable[[Sequence[str], datetime.datetime], authority.KeyPair]
+# After a renewal that failed, the certificate still valid is served this long before the
+# next attempt, so that connections do not each wait on an issuer that is away.
+_RETRY_AFTER = datetime.timedelta(minutes=1)
+
+
 class ServingCertificate:
-    """The server's TLS context, with a certificate issued from ``ca`` for ``dns_names``."""
+    """The server's TLS context, with a certificate for ``dns_names`` issued from ``ca`` (a
+    CA's pair, or a function that issues one)."""
 
     def __init__(
         self,
-        ca: authority.KeyPair,
+        ca: authority.KeyPair | IssuePair,
         dns_names: Sequence[str],
         now: Callable[[], datetime.datetime] = lambda: datetime.datetime.now(datetime.UTC),
     ) -> None:
-        self._ca = ca
+        self._issue: IssuePair = _from_ca(ca) if isinstance(ca, authority.KeyPair) else ca
         self._dns_names = tuple(dns_names)
         self._now = now
         self._lock = threading.Lock()
         self._context: ssl.SSLContext | None = None
         self._renew_at: datetime.datetime | None = None
+        self._not_after: datetime.datetime | None = None
 
     def context(self) -> ssl.SSLContext:
         with self._lock:
             now = self._now()
             if self._context is None or self._renew_at is None or now >= self._renew_at:
-                pair = authority.issue_server_cert(self._ca, self._dns_names, now=now)
+                try:
+                    pair = self._issue(self._dns_names, now)
+                except Exception:
+                    if self._context is None or self._not_after is None or now >= self._not_after:
+                        raise
+                    LOG.warning(
+                        "could not renew the agent credentials' serving certificate; serving"
+                        " the current one (valid until %s) and trying again in %s",
+                        self._not_after.isoformat(),
+                        _RETRY_AFTER,
+                        exc_info=True,
+                    )
+                    self._renew_at = now + _RETRY_AFTER
+                    return self._context
                 self._context = _server_context(pair)
                 self._renew_at = pair.not_before + (pair.not_after - pair.not_before) * 2 / 3
+                self._not_after = pair.not_after
                 LOG.info(
                     "serving agent credentials with a certificate for %s valid until %s",
                     ", ".join(self._dns_names),
                     pair.not_after.isoformat(),
                 )
             return self._context
+
+
+def _from_ca(ca: authority.KeyPair) -> IssuePair:
+    def issue(dns_names: Sequence[str], now: datetime.datetime) -> authority.KeyPair:
+        return authority.issue_server_cert(ca, dns_names, now=now)
+
+    return issue
 
 
 def _server_context(pair: authority.KeyPair) -> ssl.SSLContext:

@@ -4,9 +4,10 @@
 or 0. Otherwise it wires the exchange without touching the network; then
 
 * :meth:`AgentCredentials.serve_in_background` makes sure of the CA (Secret and ConfigMap
-  ``kubenova-ca``) and serves ``POST /agent-credentials`` and ``POST /host-certificate`` on
-  that port, from a thread that tries
-  again (1 s ... 30 s) until it listens: the apiserver may be away, or the port still held by
+  ``kubenova-ca``; when cert-manager issues, it asks cert-manager for the serving certificate
+  instead, and hosts' certificates are signed through it too) and serves
+  ``POST /agent-credentials`` and ``POST /host-certificate`` on that port, from a thread that
+  tries again (1 s ... 30 s) until it listens: the apiserver may be away, or the port still held by
   the process this one replaces. :meth:`AgentCredentials.problem` says why it does not listen
   yet, for ``/readyz``.
 * :meth:`AgentCredentials.start_janitor` starts the janitor that revokes the identity of nodes
@@ -34,6 +35,7 @@ from collections.abc import Sequence
 from kubernetes import client as k8s_client
 
 from kubenova.agent_credentials import (
+    cert_manager_signer,
     exchange,
     host_certificates,
     janitor,
@@ -42,6 +44,7 @@ from kubenova.agent_credentials import (
     server,
 )
 from kubenova.agent_credentials.settings import ExchangeSettings
+from kubenova.certs import cert_manager, issuer_settings
 from kubenova.certs import store as ca_store
 from kubenova.k8s import nodes, objects, tokenreview
 
@@ -72,10 +75,32 @@ class AgentCredentials:
         node_addresses: host_certificates.NodeAddresses,
         watched_nodes: janitor.Nodes,
         backoff_s: Sequence[float] = BACKOFF_S,
+        issuing: issuer_settings.IssuerSettings = issuer_settings.OPERATOR_ISSUES,
+        certificate_requests: cert_manager.CertificateRequests | None = None,
     ) -> None:
         self.settings = settings
         self._store = store
         self.minter = minter.Minter(store, admin, settings.broker_url)
+        host_validity = datetime.timedelta(hours=settings.host_certificate_hours)
+        signer: host_certificates.HostSigner
+        self._issue_serving: cert_manager_signer.IssuePair | None = None
+        if issuing.cert_manager:
+            if issuing.issuer_ref is None or certificate_requests is None:
+                raise ValueError("cert-manager issues, but no issuer or CertificateRequests")
+            requester = cert_manager.CertificateRequester(certificate_requests, issuing.issuer_ref)
+            signer = cert_manager_signer.CertManagerHostCertificates(
+                requester,
+                node_addresses,
+                cert_manager_signer.trust_bundle_of_secrets(store, issuing.trust_secrets),
+                validity=host_validity,
+            )
+            self._issue_serving = cert_manager_signer.serving_pair_issuer(requester)
+        else:
+            # The trust state is read at each request: a rotation made by the certificate
+            # pass (another replica, maybe) signs the next host certificate.
+            signer = host_certificates.HostCertificates(
+                lambda: ca_store.ensure_trust(store), node_addresses, validity=host_validity
+            )
         self.exchange = exchange.Exchange(
             reviewer,
             nodes,
@@ -83,13 +108,7 @@ class AgentCredentials:
             audience=settings.audience,
             agent_username=settings.agent_username,
             node_selector=settings.node_selector,
-            # The trust state is read at each request: a rotation made by the certificate
-            # pass (another replica, maybe) signs the next host certificate.
-            host_certificates=host_certificates.HostCertificates(
-                lambda: ca_store.ensure_trust(store),
-                node_addresses,
-                validity=datetime.timedelta(hours=settings.host_certificate_hours),
-            ),
+            host_certificates=signer,
         )
         self._watched_nodes = watched_nodes
         self._backoff_s = tuple(backoff_s)
@@ -117,6 +136,7 @@ class AgentCredentials:
             settings.node_selector,
             admin.base,
         )
+        issuing = issuer_settings.IssuerSettings.from_env()
         return cls(
             settings,
             store=objects.NamespacedObjects(settings.namespace, api_client),
@@ -126,6 +146,12 @@ class AgentCredentials:
             node_addresses=nodes.KubeNodes(api_client),
             # Its own KubeNodes: the janitor's watch is the only state that one keeps.
             watched_nodes=nodes.KubeNodes(api_client),
+            issuing=issuing,
+            certificate_requests=(
+                cert_manager.KubeCertificateRequests(settings.namespace, api_client)
+                if issuing.cert_manager
+                else None
+            ),
         )
 
     @classmethod
@@ -144,9 +170,14 @@ class AgentCredentials:
         return listening.port if listening is not None else 0
 
     def listen(self) -> None:
-        """Make sure of the CA and serve now; raises what stops it."""
-        ca = ca_store.ensure_ca(self._store)
-        certificate = server.ServingCertificate(ca, self.settings.dns_names)
+        """Make sure of the CA (or of a certificate from cert-manager) and serve now; raises
+        what stops it."""
+        if self._issue_serving is not None:
+            certificate = server.ServingCertificate(self._issue_serving, self.settings.dns_names)
+            certificate.context()  # cert-manager signs now, or this start is tried again
+        else:
+            ca = ca_store.ensure_ca(self._store)
+            certificate = server.ServingCertificate(ca, self.settings.dns_names)
         started = server.serve(self.exchange, certificate, self.settings.addr, self.settings.port)
         with self._lock:
             if not self._stop.is_set():

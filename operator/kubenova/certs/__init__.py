@@ -10,6 +10,11 @@ renewal (two thirds into its life); ``bundle`` rotates a CA with an overlap, as 
 chart renders elsewhere (``kube-public/kubenova-ec2-api``); ``renewal`` is the operator's
 periodic pass over all of it.
 
+When cert-manager issues instead (``issuer_settings``), the operator makes no CA:
+``cert_manager`` has cert-manager sign a signing request through a CertificateRequest (the
+hosts' certificates, the exchange's own), and ``trust_sources`` makes the trust bundle of the
+CAs in the Secrets cert-manager writes.
+
 Where an administrator looks
 ----------------------------
 The CA Secret (``kubenova-ca`` in the operator's namespace) carries its dates as annotations,

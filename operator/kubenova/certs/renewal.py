@@ -16,6 +16,13 @@ One pass (:meth:`Renewer.run_once`):
 Every pass reads everything again and writes only what differs, so a pass that fails halfway
 is finished by the next, and a Secret deleted by hand is back within one interval.
 
+When cert-manager issues (:mod:`kubenova.certs.issuer_settings`), steps 1 and 2 are
+cert-manager's: the pass makes no CA and issues nothing. The trust bundle is then the union of
+the ``ca.crt`` of the Secrets cert-manager writes (:mod:`kubenova.certs.trust_sources`),
+published in the same places: the ConfigMap ``kubenova-ca``, the APIServices' ``caBundle``
+and the trust ConfigMaps' ``ca.crt``. A pass that finds no CA in any of those Secrets yet
+publishes nothing and waits for the next.
+
 Settings (environment; the chart sets them):
 
 - ``KUBENOVA_CERTIFICATES``: a JSON list of certificates,
@@ -28,6 +35,8 @@ Settings (environment; the chart sets them):
   ``ca.crt`` follows the CA (``kube-public/kubenova-ec2-api``, which the chart renders).
 - ``KUBENOVA_CERTIFICATES_CHECK_INTERVAL`` (300): seconds between passes.
 - ``POD_NAMESPACE``: where the CA and the Secrets live (default ``default``).
+- ``KUBENOVA_CERTIFICATES_ISSUER`` and the variables beside it: who issues
+  (:mod:`kubenova.certs.issuer_settings`).
 """
 
 from __future__ import annotations
@@ -39,7 +48,14 @@ import logging
 import os
 from collections.abc import Callable, Mapping
 
-from kubenova.certs import authority, issuer, store, trust_configmaps
+from kubenova.certs import (
+    authority,
+    issuer,
+    issuer_settings,
+    store,
+    trust_configmaps,
+    trust_sources,
+)
 from kubenova.k8s import apiservices, objects
 
 LOG = logging.getLogger(__name__)
@@ -54,10 +70,13 @@ class RenewalSettings:
     apiservices: tuple[str, ...] = ()
     configmaps: tuple[trust_configmaps.ConfigMapRef, ...] = ()
     check_interval_s: int = DEFAULT_CHECK_INTERVAL_S
+    issuing: issuer_settings.IssuerSettings = issuer_settings.OPERATOR_ISSUES
 
     @property
     def enabled(self) -> bool:
-        return bool(self.certificates or self.apiservices or self.configmaps)
+        return bool(
+            self.certificates or self.apiservices or self.configmaps or self.issuing.trust_secrets
+        )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> RenewalSettings:
@@ -70,6 +89,14 @@ class RenewalSettings:
         if not isinstance(listed, list) or not all(isinstance(item, dict) for item in listed):
             raise ValueError("KUBENOVA_CERTIFICATES must be a JSON list of objects")
         interval = env.get("KUBENOVA_CERTIFICATES_CHECK_INTERVAL", "")
+        issuing = issuer_settings.IssuerSettings.from_env(env)
+        if issuing.cert_manager and listed:
+            # cert-manager writes those Secrets: issuing them too would fight over them.
+            LOG.warning(
+                "KUBENOVA_CERTIFICATES is ignored: cert-manager issues the certificates (%s)",
+                issuer_settings.ISSUER_ENV,
+            )
+            listed = []
         return cls(
             namespace=env.get("POD_NAMESPACE") or "default",
             certificates=tuple(issuer.CertificateSpec.from_dict(item) for item in listed),
@@ -84,6 +111,7 @@ class RenewalSettings:
                 if interval
                 else DEFAULT_CHECK_INTERVAL_S
             ),
+            issuing=issuing,
         )
 
 
@@ -138,8 +166,12 @@ class Renewer:
         if not settings.enabled:
             return None
         LOG.info(
-            "certificates: %s in namespace %s, caBundle of %s, ca.crt of %s, checked every %d s",
-            ", ".join(spec.secret for spec in settings.certificates) or "none",
+            "certificates issued by %s: %s in namespace %s, caBundle of %s, ca.crt of %s,"
+            " checked every %d s",
+            settings.issuing.issuer,
+            ", ".join(spec.secret for spec in settings.certificates)
+            or ", ".join(settings.issuing.trust_secrets)
+            or "none",
             settings.namespace,
             ", ".join(settings.apiservices) or "no APIService",
             ", ".join(str(ref) for ref in settings.configmaps) or "no ConfigMap",
@@ -153,6 +185,9 @@ class Renewer:
         )
 
     def run_once(self) -> list[issuer.Outcome]:
+        if self.settings.issuing.cert_manager:
+            self._publish_cert_managers_trust()
+            return []
         now = self._clock()
         longest = max(
             (spec.validity for spec in self.settings.certificates),
@@ -160,7 +195,27 @@ class Renewer:
         )
         trust = store.rotate_if_due(self._store, now=now, leaf_lifetime=longest)
         outcomes = issuer.ensure_all(self._store, self.settings.certificates, trust, now)
-        pem = trust.bundle_pem()
+        self._give_apiservices(trust.bundle_pem())
+        self._publish(trust.bundle_pem())
+        return outcomes
+
+    def _publish_cert_managers_trust(self) -> None:
+        """The union of the CAs in cert-manager's Secrets, wherever the bundle goes."""
+        union = trust_sources.union_of_secrets(self._store, self.settings.issuing.trust_secrets)
+        for name, why in union.missing:
+            LOG.info("no CA from Secret %s/%s: %s", self._store.namespace, name, why)
+        if not union.pem:
+            LOG.warning(
+                "no CA in the Secrets of cert-manager's certificates (%s) yet: the trust bundle"
+                " waits for the next pass",
+                ", ".join(self.settings.issuing.trust_secrets) or "none named",
+            )
+            return
+        store.publish_bundle(self._store, union.pem)
+        self._give_apiservices(union.pem)
+        self._publish(union.pem)
+
+    def _give_apiservices(self, pem: bytes) -> None:
         for name in self.settings.apiservices:
             current = self._bundles.ca_bundle(name)
             if current is None:
@@ -168,8 +223,6 @@ class Renewer:
             elif current != pem:
                 self._bundles.set_ca_bundle(name, pem)
                 LOG.info("gave APIService %s Kubenova's CA certificates as its caBundle", name)
-        self._publish(pem)
-        return outcomes
 
     def _publish(self, pem: bytes) -> None:
         """Each trust ConfigMap given ``pem`` as its ``ca.crt`` when it holds another."""

@@ -296,6 +296,12 @@ def _plan(
     return _Plan(current, wanted, logging.INFO, "updated the retiring CAs and expiry dates of")
 
 
+def publish_bundle(store: objects.Store, pem: bytes, *, name: str = CA_NAME) -> None:
+    """Publish ``pem`` as the ConfigMap ``name``'s ``ca.crt``, where clients look for the
+    certificates to trust, whoever issued them (the operator's CA or cert-manager's)."""
+    _publish(store, name, pem)
+
+
 def _publish(store: objects.Store, name: str, pem: bytes) -> None:
     for _ in range(_ATTEMPTS):
         current = store.get("ConfigMap", name)

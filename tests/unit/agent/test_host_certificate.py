@@ -221,3 +221,21 @@ def test_files_that_cannot_be_written_keep_the_old_ones_and_the_renewals_going(
     assert (certificate.directory / "server-cert.pem").read_bytes() == before
     assert "could not renew the host certificate" in caplog.text
     assert "No space left on device" in caplog.text
+
+
+def test_the_request_asks_for_the_nodes_name_and_console_address() -> None:
+    # What cert-manager signs as it is (the operator as CA writes its own names instead).
+    key_pem, request_pem = host_certificate.signing_request(
+        "node-a", ["192.0.2.7", "node-a.example", "192.0.2.7", "2001:db8::7"]
+    )
+    request = x509.load_pem_x509_csr(request_pem)
+    assert request.is_signature_valid
+    assert request.subject.rfc4514_string() == "CN=node-a"
+    names = request.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert names.get_values_for_type(x509.DNSName) == ["node-a"]
+    assert [str(ip) for ip in names.get_values_for_type(x509.IPAddress)] == [
+        "192.0.2.7",
+        "2001:db8::7",
+    ]
+    key = serialization.load_pem_private_key(key_pem, password=None)
+    assert request.public_key() == key.public_key()
