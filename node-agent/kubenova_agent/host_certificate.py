@@ -19,7 +19,7 @@ until the next swap, for a reader that resolved the link just before. Every dire
 written gets the group of the link's parent directory, and the key is readable by that group:
 in the chart the libvirt pod gives the parent QEMU's group.
 
-The certificate is renewed two thirds into its life, at once when the trust bundle the
+The certificate is renewed two thirds into its life, within 15 s when the trust bundle the
 kubelet projects into this pod (the ConfigMap ``kubenova-ca``) differs from the one written
 (after a CA rotation, QEMU must trust the new CA that signs the console proxy's next client
 certificate), and when the agent gets SIGHUP (an administrator who wants a new key now).
@@ -53,8 +53,10 @@ PATH = "/host-certificate"
 CA_FILE = "ca-cert.pem"
 CERT_FILE = "server-cert.pem"
 KEY_FILE = "server-key.pem"
-# How often the renewal thread looks at the dates and the projected trust bundle.
-CHECK_INTERVAL_S = 300.0
+# How often the renewal thread looks at the dates and the projected trust bundle: a read of one
+# small file, so often enough that a CA rotation reaches QEMU soon after the kubelet projects
+# the new bundle (itself up to a minute or so after the ConfigMap changed).
+CHECK_INTERVAL_S = 15.0
 # A renewal that fails is tried again at the next check, well before the certificate expires.
 _RENEWAL_DEADLINE_S = 60.0
 
