@@ -1,9 +1,10 @@
-"""RunInstances, DescribeInstances and TerminateInstances, on Instance objects of the access
-key's namespace.
+"""RunInstances and TerminateInstances, on Instance objects of the access key's namespace, and
+the lookup of instances by id that other actions share (DescribeInstances is
+:mod:`actions_describe`).
 
 An instance made here is an ordinary Instance, named ``ec2-<17 hex digits>-<launch index>``
 after its reservation, so ``kubectl`` sees it and GitOps may own it; an Instance made with
-``kubectl`` is described here too, as a reservation of its own.
+``kubectl`` is described too, as a reservation of its own.
 
 RunInstances with a ClientToken is idempotent by name: the reservation's digits are derived
 from the namespace and the token, so a retry (or a second request racing the first) meets the
@@ -24,12 +25,15 @@ from kubernetes.client import exceptions as k8s_exceptions
 from kubenova.ec2 import (
     actions_catalog,
     actions_keypairs,
+    capacity,
     errors,
     ids,
     instance_filters,
     key_pairs,
+    quotas,
     states,
     tags,
+    terminated,
     views,
 )
 from kubenova.ec2.context import Context
@@ -45,59 +49,12 @@ MAX_USER_DATA = 65536
 _NAME_PREFIX = "ec2-"
 
 
-def describe_instances(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
-    wanted = [str(value) for value in params.get("InstanceIds") or []]
-    for value in wanted:
-        instance_filters.require_instance_id(value)
-    size = instance_filters.page_size(params)
-    after = (
-        instance_filters.after_token(str(params["NextToken"])) if params.get("NextToken") else None
-    )
-    objects = sorted(ctx.cluster.instances(ctx.namespace), key=instance_filters.order_key)
-    image_ids = _image_ids(ctx)
-    views_by_id = {ids.instance_id(obj): (obj, _view(obj, image_ids)) for obj in objects}
-    if wanted:
-        missing = [value for value in wanted if value not in views_by_id]
-        if missing:
-            raise instance_filters.not_found(missing)
-    filters = list(params.get("Filters") or [])
-    chosen: list[tuple[dict[str, Any], dict[str, Any]]] = []
-    for instance_id, (obj, view) in views_by_id.items():
-        if wanted and instance_id not in wanted:
-            continue
-        if after is not None and instance_filters.order_key(obj) <= after:
-            continue
-        if instance_filters.matches(view, filters):
-            chosen.append((obj, view))
-    output: dict[str, Any] = {}
-    if size is not None and len(chosen) > size:
-        chosen = chosen[:size]
-        output["NextToken"] = instance_filters.token_of(instance_filters.order_key(chosen[-1][0]))
-    output["Reservations"] = _reservations(ctx, chosen)
-    return output
-
-
 def _image_ids(ctx: Context) -> dict[str, str]:
     return {image["metadata"]["name"]: ids.image_id(image) for image in ctx.cluster.images()}
 
 
 def _view(obj: dict[str, Any], image_ids: dict[str, str]) -> dict[str, Any]:
     return views.instance(obj, image_ids, host_state.DEFAULT_AVAILABILITY_ZONE)
-
-
-def _reservations(
-    ctx: Context, chosen: list[tuple[dict[str, Any], dict[str, Any]]]
-) -> list[dict[str, Any]]:
-    """Instances grouped by reservation, in the order of their first instance."""
-    grouped: dict[str, dict[str, Any]] = {}
-    for obj, view in chosen:
-        reservation = ids.reservation_id(obj)
-        entry = grouped.setdefault(
-            reservation,
-            {"ReservationId": reservation, "OwnerId": ctx.namespace, "Groups": [], "Instances": []},
-        )
-        entry["Instances"].append(view)
-    return list(grouped.values())
 
 
 def run_instances(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
@@ -124,7 +81,8 @@ def run_instances(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
         raise errors.Ec2Error(
             errors.INVALID_AMI_ID_NOT_FOUND, f"The image id '[{image_id}]' does not exist"
         )
-    if ctx.cluster.flavor(str(flavor)) is None:
+    flavor_object = ctx.cluster.flavor(str(flavor))
+    if flavor_object is None:
         raise errors.invalid("InstanceType", f"the instance type {flavor!r} does not exist")
     spec: dict[str, Any] = {"flavor": str(flavor), "image": image["metadata"]["name"]}
     user_data = _user_data(params.get("UserData"))
@@ -147,11 +105,51 @@ def run_instances(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
         digits = hashlib.sha256(f"{ctx.namespace}/{token}".encode()).hexdigest()[:17]
     else:
         digits = secrets.token_hex(9)[:17]
-    made = [_create(ctx, digits, index, spec, token, annotations) for index in range(maximum)]
+    count = _launchable(ctx, spec, flavor_object, image, minimum, maximum)
+    made = _create_all(ctx, digits, count, minimum, spec, token, annotations)
     if token and any(obj is None for obj in made):
         # Another request with this token made some first: answer with all of them.
         return _reservation_output(ctx, _by_client_token(ctx, token))
     return _reservation_output(ctx, [obj for obj in made if obj is not None])
+
+
+def _launchable(
+    ctx: Context,
+    spec: dict[str, Any],
+    flavor: dict[str, Any],
+    image: dict[str, Any],
+    minimum: int,
+    maximum: int,
+) -> int:
+    """How many Instances to make: as many as the namespace's quotas allow and the hosts
+    would take, up to ``maximum``; InstanceLimitExceeded or InsufficientInstanceCapacity,
+    before anything is made, when fewer than ``minimum`` (EC2's MinCount)."""
+    allowed = quotas.allowed(ctx.cluster.resource_quotas(ctx.namespace), minimum, maximum)
+    return capacity.room(ctx.cluster.hypervisors(), spec, flavor, image, minimum, allowed)
+
+
+def _create_all(
+    ctx: Context,
+    digits: str,
+    count: int,
+    minimum: int,
+    spec: dict[str, Any],
+    token: str,
+    annotations: dict[str, str],
+) -> list[dict[str, Any] | None]:
+    """Create launch indexes 0 to ``count`` - 1. A quota refusal once ``minimum`` are made
+    (another writer took the room since the quotas were read) ends the launch there, as EC2
+    launches as many as its limit allows; before that it is the answer."""
+    made: list[dict[str, Any] | None] = []
+    for index in range(count):
+        try:
+            made.append(_create(ctx, digits, index, spec, token, annotations))
+        except errors.Ec2Error as refused:
+            if refused.code != errors.INSTANCE_LIMIT_EXCEEDED or len(made) < minimum:
+                raise
+            LOG.info("RunInstances stops at %d of %d: %s", len(made), count, refused.message)
+            break
+    return made
 
 
 def _user_data(raw: Any) -> str | None:
@@ -209,6 +207,9 @@ def _create(
     except k8s_exceptions.ApiException as exc:
         if exc.status == 409 and token:
             return None
+        limited = quotas.refusal(exc)
+        if limited is not None:
+            raise limited from None
         raise
     instance_id = ids.instance_id(created)
     LOG.info("RunInstances made %s/%s as %s", ctx.namespace, name, instance_id)
@@ -231,30 +232,60 @@ def _reservation_output(ctx: Context, objects: list[dict[str, Any]]) -> dict[str
     }
 
 
-def find(ctx: Context, wanted: list[str]) -> list[dict[str, Any]]:
-    """The Instances of ``wanted`` ids in the key's namespace, in that order; Malformed or
-    NotFound (naming every missing id) before anything is acted on."""
+def lookup(ctx: Context, wanted: list[str]) -> list[dict[str, Any] | terminated.Record]:
+    """What each of the ``wanted`` ids is in the key's namespace, in that order: its
+    Instance, else the record of an instance terminated lately; Malformed or NotFound (naming
+    every missing id) before anything is acted on. The database is asked only for ids that
+    are no live Instance's."""
     if not wanted:
         raise errors.missing("InstanceId")
     for value in wanted:
         instance_filters.require_instance_id(value)
-    by_id = {ids.instance_id(obj): obj for obj in ctx.cluster.instances(ctx.namespace)}
-    missing = [value for value in wanted if value not in by_id]
+    found: dict[str, dict[str, Any] | terminated.Record] = {
+        ids.instance_id(obj): obj for obj in ctx.cluster.instances(ctx.namespace)
+    }
+    if not set(wanted) <= found.keys():
+        for record in ctx.terminated.in_namespace(ctx.namespace):
+            found.setdefault(terminated.instance_id(record), record)
+    missing = [value for value in wanted if value not in found]
     if missing:
         raise instance_filters.not_found(missing)
-    return [by_id[value] for value in dict.fromkeys(wanted)]
+    return [found[value] for value in dict.fromkeys(wanted)]
+
+
+def find(ctx: Context, wanted: list[str]) -> list[dict[str, Any]]:
+    """The Instances of ``wanted`` ids in the key's namespace, in that order; Malformed,
+    NotFound, or IncorrectInstanceState for one terminated already, before anything is acted
+    on."""
+    objects = []
+    for value, found in zip(dict.fromkeys(wanted), lookup(ctx, wanted), strict=True):
+        if isinstance(found, terminated.Record):
+            raise terminated.incorrect_state(value)
+        objects.append(found)
+    return objects
 
 
 def terminate_instances(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
+    """Delete the Instances; one terminated already answers terminated twice, as EC2 does
+    (terminating is idempotent there)."""
     changes = []
-    for obj in find(ctx, [str(value) for value in params.get("InstanceIds") or []]):
-        previous = states.of_instance(obj)
-        meta = obj["metadata"]
+    for found in lookup(ctx, [str(value) for value in params.get("InstanceIds") or []]):
+        if isinstance(found, terminated.Record):
+            changes.append(
+                {
+                    "InstanceId": terminated.instance_id(found),
+                    "PreviousState": states.TERMINATED.as_output(),
+                    "CurrentState": states.TERMINATED.as_output(),
+                }
+            )
+            continue
+        previous = states.of_instance(found)
+        meta = found["metadata"]
         ctx.cluster.delete_instance(ctx.namespace, meta["name"], meta["uid"])
         LOG.info("TerminateInstances deletes %s/%s", ctx.namespace, meta["name"])
         changes.append(
             {
-                "InstanceId": ids.instance_id(obj),
+                "InstanceId": ids.instance_id(found),
                 "PreviousState": previous.as_output(),
                 "CurrentState": states.SHUTTING_DOWN.as_output(),
             }

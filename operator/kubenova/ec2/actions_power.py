@@ -8,7 +8,7 @@ import datetime
 from collections.abc import Callable
 from typing import Any
 
-from kubenova.ec2 import actions_instances, batch, errors, ids, states
+from kubenova.ec2 import actions_instances, batch, errors, ids, states, terminated
 from kubenova.ec2.context import Context
 
 _STOPPABLE = (states.RUNNING, states.STOPPING, states.STOPPED)
@@ -76,7 +76,14 @@ def reboot_instances(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
             {"spec": {"reboot": {"requestedAt": _now(), "type": "Soft"}}},
         )
 
-    batch.check_all_then_apply(_found(ctx, params), _require((states.RUNNING,), "rebooted"), reboot)
+    wanted = [str(value) for value in params.get("InstanceIds") or []]
+    # EC2 ignores a reboot of a terminated instance rather than refusing it.
+    live = [
+        found
+        for found in actions_instances.lookup(ctx, wanted)
+        if not isinstance(found, terminated.Record)
+    ]
+    batch.check_all_then_apply(live, _require((states.RUNNING,), "rebooted"), reboot)
     return {}
 
 

@@ -1,5 +1,6 @@
 """The EC2 API's calls to the kube-apiserver: the Instances, InstanceSnapshots, key pair
-Secrets and tag ConfigMap of one namespace, and the cluster's Flavors, Images and Hypervisors.
+Secrets, tag ConfigMap and ResourceQuotas of one namespace, and the cluster's Flavors, Images
+and Hypervisors.
 
 The server acts with its own service account; which namespace a request may touch is decided
 before any call here (the access key's), and every Instance call names that namespace.
@@ -198,6 +199,12 @@ class Cluster:
 
     def _plain(self, obj: Any) -> dict[str, Any]:
         return cast(dict[str, Any], self._core.api_client.sanitize_for_serialization(obj))
+
+    def resource_quotas(self, namespace: str) -> list[dict[str, Any]]:
+        """The namespace's ResourceQuotas: RunInstances reads the room they leave for
+        Instances before it makes any."""
+        found = self._core.list_namespaced_resource_quota(namespace, _request_timeout=_TIMEOUT)
+        return [self._plain(item) for item in found.items]
 
     def secrets(self, namespace: str, label_selector: str) -> list[dict[str, Any]]:
         found = self._core.list_namespaced_secret(

@@ -1,10 +1,11 @@
-"""What an action is given: the namespace the access key acts in, the region, and the cluster."""
+"""What an action is given: the namespace the access key acts in, the region, the cluster, and
+the instances terminated a short while ago."""
 
 from __future__ import annotations
 
 import dataclasses
 
-from kubenova.ec2 import cluster
+from kubenova.ec2 import cluster, terminated
 
 
 @dataclasses.dataclass(frozen=True)
@@ -16,3 +17,7 @@ class Context:
     endpoint: str
     cluster: cluster.Cluster
     request_id: str
+    #: The database's records of instances deleted lately (none without a database).
+    terminated: terminated.RecentlyTerminated = dataclasses.field(
+        default_factory=terminated.RecentlyTerminated
+    )

@@ -21,6 +21,7 @@ from kubenova.ec2 import (
     actions_attributes,
     actions_catalog,
     actions_console,
+    actions_describe,
     actions_images,
     actions_instances,
     actions_keypairs,
@@ -32,6 +33,7 @@ from kubenova.ec2 import (
     errors,
     protocol,
     responses,
+    terminated,
 )
 from kubenova.ec2.context import Context
 
@@ -45,7 +47,7 @@ ACTIONS: dict[str, Action] = {
     "DescribeInstanceTypes": actions_catalog.describe_instance_types,
     "DescribeImages": actions_catalog.describe_images,
     "RunInstances": actions_instances.run_instances,
-    "DescribeInstances": actions_instances.describe_instances,
+    "DescribeInstances": actions_describe.describe_instances,
     "TerminateInstances": actions_instances.terminate_instances,
     "DescribeInstanceStatus": actions_status.describe_instance_status,
     "StartInstances": actions_power.start_instances,
@@ -83,6 +85,9 @@ class Service:
     endpoint: str
     keys: auth.KeyLookup
     cluster: cluster.Cluster
+    terminated: terminated.RecentlyTerminated = dataclasses.field(
+        default_factory=terminated.RecentlyTerminated
+    )
 
 
 def handle(service: Service, request: auth.Request, request_id: str) -> Answer:
@@ -111,7 +116,14 @@ def handle(service: Service, request: auth.Request, request_id: str) -> Answer:
             raise errors.Ec2Error(
                 errors.DRY_RUN_OPERATION, "Request would have succeeded, but DryRun flag is set."
             )
-        context = Context(namespace, service.region, service.endpoint, service.cluster, request_id)
+        context = Context(
+            namespace,
+            service.region,
+            service.endpoint,
+            service.cluster,
+            request_id,
+            service.terminated,
+        )
         output = implementation(context, inputs)
         return Answer(200, responses.answer(action, output, request_id), action, namespace)
     except errors.Ec2Error as refused:

@@ -29,6 +29,10 @@ INTERNAL_ERROR = "InternalError"
 UNSUPPORTED_OPERATION = "UnsupportedOperation"
 # A request with DryRun=true that would have been carried out.
 DRY_RUN_OPERATION = "DryRunOperation"
+# RunInstances: fewer than MinCount instances would fit on the hosts (the scheduler's
+# explanation in the message), or a quota leaves room for fewer than MinCount.
+INSUFFICIENT_INSTANCE_CAPACITY = "InsufficientInstanceCapacity"
+INSTANCE_LIMIT_EXCEEDED = "InstanceLimitExceeded"
 
 #: The HTTP status EC2 answers each code with; every other refusal is a 400.
 _STATUS = {
@@ -37,6 +41,9 @@ _STATUS = {
     REQUEST_EXPIRED: 400,
     UNAUTHORIZED_OPERATION: 403,
     INTERNAL_ERROR: 500,
+    # One of EC2's server errors: boto3 retries it, as it does on EC2, where capacity may
+    # free up meanwhile.
+    INSUFFICIENT_INSTANCE_CAPACITY: 500,
     DRY_RUN_OPERATION: 412,
 }
 

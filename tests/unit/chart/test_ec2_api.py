@@ -87,6 +87,45 @@ def test_should_run_kubenova_ec2_api_from_the_operator_image_with_settings_it_ac
     assert service["selector"] == deployment["spec"]["selector"]["matchLabels"]
 
 
+def test_should_give_the_server_the_database_the_other_servers_read(render) -> None:
+    rendered = render(ON)
+    env = env_of(container(rendered.get("Deployment", NAME), "ec2-api"))
+    operator_env = env_of(container(rendered.get("Deployment", OPERATOR), "operator"))
+    # The one database user of the chart, from the Secret the operator's URL comes from.
+    assert env["KUBENOVA_DB_URL"]["valueFrom"] == operator_env["KUBENOVA_DB_URL"]["valueFrom"]
+    assert env["KUBENOVA_DB_URL"]["valueFrom"]["secretKeyRef"]["name"] == "kubenova-mariadb"
+    # The server takes the URL the Secret holds, and shows terminated instances for an hour.
+    url = "mysql+pymysql://kubenova:pw@kubenova-mariadb:3306/nova"
+    config = ec2_settings.Ec2Settings.from_env(
+        {**_plain_env(rendered.get("Deployment", NAME), "ec2-api"), "KUBENOVA_DB_URL": url}
+    )
+    assert config.database_url == url
+    assert config.terminated_visible_s == 3600
+    external = render(
+        {
+            **ON,
+            "mariadb": {"enabled": False},
+            "externalDatabase": {"existingSecret": "our-db", "secretKey": "dsn"},
+        }
+    )
+    env = env_of(container(external.get("Deployment", NAME), "ec2-api"))
+    assert env["KUBENOVA_DB_URL"]["valueFrom"]["secretKeyRef"] == {"name": "our-db", "key": "dsn"}
+
+
+def test_should_let_the_server_into_mariadb_when_policies_are_on(render) -> None:
+    rendered = render({"networkPolicy": {"enabled": True}, **ON})
+    (rule,) = rendered.get("NetworkPolicy", "kubenova-mariadb")["spec"]["ingress"]
+    components = [peer["podSelector"]["matchLabels"]["app.kubernetes.io/component"]
+                  for peer in rule["from"]]  # fmt: skip
+    assert "ec2-api" in components
+    server_labels = rendered.get("Deployment", NAME)["spec"]["template"]["metadata"]["labels"]
+    (peer,) = [p for p in rule["from"] if p["podSelector"]["matchLabels"].get(
+        "app.kubernetes.io/component") == "ec2-api"]  # fmt: skip
+    assert peer["podSelector"]["matchLabels"].items() <= server_labels.items()
+    # Its own policy limits what comes in, not what goes out.
+    assert rendered.get("NetworkPolicy", NAME)["spec"]["policyTypes"] == ["Ingress"]
+
+
 def test_should_run_the_server_unprivileged_on_a_read_only_root_as_its_own_account(
     render,
 ) -> None:
@@ -212,6 +251,8 @@ def test_should_grant_the_server_each_verb_it_uses_and_nothing_more(render) -> N
         (group, "flavors"): ["get", "list"],  # get: RunInstances' InstanceType
         (group, "images"): ["list"],
         (group, "hypervisors"): ["list"],
+        # RunInstances: the room the namespace's quotas leave for Instances.
+        ("", "resourcequotas"): ["list"],
         # CreateImage: the InstanceSnapshot, and those of its name; DescribeImages: pending ones.
         (group, "instancesnapshots"): ["create", "list"],
         # list: the access keys, across namespaces, and the key pairs; create, delete: these.

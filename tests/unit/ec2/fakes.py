@@ -17,6 +17,8 @@ from typing import Any
 import yaml
 from kubernetes.client import exceptions as k8s_exceptions
 
+from tests.unit.ec2.fake_capacity import INSTANCE_COUNT, exceeded_quota, hypervisor
+
 _CLOCK = itertools.count()
 _VERSIONS = itertools.count(1)
 _CRDS = pathlib.Path(__file__).resolve().parents[3] / "crds"
@@ -143,13 +145,9 @@ class FakeCluster:
                 {"source": {"url": "http://images/cirros.qcow2"}, "diskFormat": "qcow2"},
             )
         }
-        self.hypervisor_objects = [
-            {"metadata": {"name": "h1", "labels": {}}, "status": {"state": "up"}},
-            {
-                "metadata": {"name": "h2", "labels": {"topology.kubernetes.io/zone": "az-2"}},
-                "status": {"state": "down"},
-            },
-        ]
+        self.hypervisor_objects = [hypervisor("h1"), hypervisor("h2", up=False, zone="az-2")]
+        #: ResourceQuotas, by (namespace, name): admission counts Instances against them.
+        self.quota_objects: dict[tuple[str, str], dict[str, Any]] = {}
         self.instance_objects: dict[tuple[str, str], dict[str, Any]] = {}
         self.deleted: list[tuple[str, str]] = []
         #: The console output of each Instance, by (namespace, name); none when absent.
@@ -191,11 +189,38 @@ class FakeCluster:
             return _invalid("Instance", name, field, reason)
 
         spec = admitted(spec_schema("instances"), copy.deepcopy(body["spec"]), "spec", refuse)
+        self._admit_by_quota(namespace, name)
         made = obj("Instance", name, spec, namespace)
         made["metadata"]["labels"] = dict(body["metadata"].get("labels") or {})
         made["metadata"]["annotations"] = dict(body["metadata"].get("annotations") or {})
         self.instance_objects[(namespace, name)] = made
         return copy.deepcopy(made)
+
+    def _instance_quotas(self, namespace: str) -> list[dict[str, Any]]:
+        # A scoped quota counts no Instance: the object-count evaluator matches no scope.
+        return [
+            quota
+            for (ns, _), quota in self.quota_objects.items()
+            if ns == namespace
+            and INSTANCE_COUNT in quota["spec"].get("hard", {})
+            and not quota["spec"].get("scopes")
+        ]
+
+    def _admit_by_quota(self, namespace: str, name: str) -> None:
+        """Quota admission: refused when one more Instance exceeds a quota; otherwise every
+        quota's status.used counts it at once, as admission records it."""
+        quotas = self._instance_quotas(namespace)
+        for quota in quotas:
+            if int(quota["status"]["used"][INSTANCE_COUNT]) + 1 > int(
+                quota["spec"]["hard"][INSTANCE_COUNT]
+            ):
+                raise exceeded_quota(name, quota)
+        for quota in quotas:
+            used = quota["status"]["used"]
+            used[INSTANCE_COUNT] = str(int(used[INSTANCE_COUNT]) + 1)
+
+    def resource_quotas(self, namespace: str) -> list[dict[str, Any]]:
+        return copy.deepcopy([q for (ns, _), q in self.quota_objects.items() if ns == namespace])
 
     def patch_instance(
         self, namespace: str, name: str, patch: dict[str, Any]
@@ -235,6 +260,10 @@ class FakeCluster:
             return False
         del self.instance_objects[(namespace, name)]
         self.deleted.append((namespace, name))
+        # The quota controller gives the room back (on the real cluster, moments later).
+        for quota in self._instance_quotas(namespace):
+            used = quota["status"]["used"]
+            used[INSTANCE_COUNT] = str(max(0, int(used[INSTANCE_COUNT]) - 1))
         return True
 
     def instance_snapshots(self, namespace: str) -> list[dict[str, Any]]:
@@ -329,6 +358,22 @@ class FakeCluster:
         return copy.deepcopy(current)
 
     # For the tests.
+    def add_quota(
+        self, namespace: str, name: str, instances: int, scopes: list[str] | None = None
+    ) -> None:
+        """A ResourceQuota of ``instances`` Instances, its status as the quota controller
+        fills it in: the limit, and the Instances the namespace already has."""
+        quota = obj("ResourceQuota", name, {"hard": {INSTANCE_COUNT: str(instances)}}, namespace)
+        quota["apiVersion"] = "v1"
+        if scopes:
+            quota["spec"]["scopes"] = list(scopes)
+        counted = 0 if scopes else len(self.instances(namespace))
+        quota["status"] = {
+            "hard": {INSTANCE_COUNT: str(instances)},
+            "used": {INSTANCE_COUNT: str(counted)},
+        }
+        self.quota_objects[(namespace, name)] = quota
+
     def add_flavor(self, name: str, vcpus: int = 1, memoryMiB: int = 512, diskGiB: int = 1) -> None:  # noqa: N803
         spec = {"vcpus": vcpus, "memoryMiB": memoryMiB, "diskGiB": diskGiB}
         self.flavor_objects[name] = obj("Flavor", name, spec)

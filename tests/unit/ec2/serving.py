@@ -12,7 +12,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from kubenova.ec2 import cmd, keys, server, settings
+from kubenova.ec2 import cmd, keys, server, settings, terminated
 from tests.unit.ec2 import fakes
 
 REGION = "kubenova"
@@ -22,10 +22,13 @@ KEYS = {key.access_key_id: key for key in (TEAM_A, TEAM_B)}
 
 
 @contextlib.contextmanager
-def served(objects: fakes.FakeCluster) -> Iterator[str]:
-    """The server's URL while it serves ``objects``."""
+def served(
+    objects: fakes.FakeCluster, terminated_instances: terminated.RecentlyTerminated | None = None
+) -> Iterator[str]:
+    """The server's URL while it serves ``objects`` (and, given, the terminated instances of
+    a database)."""
     config = settings.Ec2Settings(listen_host="127.0.0.1", listen_port=0, region=REGION)
-    serving = cmd.build_server(config, KEYS.get, objects)
+    serving = cmd.build_server(config, KEYS.get, objects, terminated_instances)
     server.serve_in_thread(serving)
     try:
         yield f"http://127.0.0.1:{serving.server_address[1]}"

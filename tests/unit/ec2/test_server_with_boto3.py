@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import http.client
+import json
 from typing import Any
 
 import boto3
@@ -91,7 +92,7 @@ def test_run_instances_makes_instance_objects(endpoint, objects):
         MinCount=2,
         MaxCount=2,
         UserData="#cloud-config\nhostname: x\n",
-        Placement={"AvailabilityZone": "az-2"},
+        Placement={"AvailabilityZone": "nova"},
     )
     made = reservation["Instances"]
     assert [i["AmiLaunchIndex"] for i in made] == [0, 1]
@@ -104,7 +105,7 @@ def test_run_instances_makes_instance_objects(endpoint, objects):
         "flavor": "m1.tiny",
         "image": "cirros",
         "userData": "#cloud-config\nhostname: x\n",
-        "availabilityZone": "az-2",
+        "availabilityZone": "nova",
     }
     labelled = {o["metadata"]["labels"][ids.INSTANCE_ID_LABEL] for o in created}
     assert labelled == {i["InstanceId"] for i in made}
@@ -347,20 +348,19 @@ def test_https_with_the_ca_bundle_the_credentials_name(tmp_path, objects):
 
 
 def test_the_apiservers_refusal_is_an_invalid_parameter_naming_the_field(endpoint, objects):
+    message = 'Instance.compute.kubenova.io "x" is invalid: spec.hostname: Invalid value: "-"'
+
     def refuse(namespace, body):
-        raise k8s_exceptions.ApiException(status=422, reason="Unprocessable Entity")
+        refused = k8s_exceptions.ApiException(status=422, reason="Unprocessable Entity")
+        refused.body = json.dumps({"kind": "Status", "message": message, "code": 422})
+        raise refused
 
     objects.create_instance = refuse
     ec2 = _client(endpoint)
     with pytest.raises(ClientError) as refused:
-        ec2.run_instances(
-            ImageId=_ami(objects),
-            InstanceType="m1.tiny",
-            MinCount=1,
-            MaxCount=1,
-            Placement={"AvailabilityZone": "-bad-"},
-        )
+        ec2.run_instances(ImageId=_ami(objects), InstanceType="m1.tiny", MinCount=1, MaxCount=1)
     assert refused.value.response["Error"]["Code"] == "InvalidParameterValue"
+    assert refused.value.response["Error"]["Message"] == message
 
 
 def test_a_cluster_that_does_not_answer_is_an_internal_error(endpoint, objects):
