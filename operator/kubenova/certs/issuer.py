@@ -179,6 +179,12 @@ def ensure(
     for _ in range(_ATTEMPTS):
         stored = store.get("Secret", spec.secret)
         reason = why_issue(stored, spec, trust.current, now)
+        if stored is not None and reason is not None and stored.type != _type(spec):
+            # Another issuer's Secret (cert-manager writes kubernetes.io/tls for every
+            # certificate, the console client's too): a Secret's type cannot change, and its
+            # type may demand keys this one does not have, so it is made anew.
+            store.delete("Secret", spec.secret)
+            continue
         if reason is not None or stored is None:
             pair = issue(spec, trust.current, now)
             data, cert = secret_data(spec, pair, trust.bundle_pem()), pair.cert
@@ -210,16 +216,19 @@ def _secret(
     """The Secret as this module writes it; labels and annotations of others are kept."""
     labels = {**(stored.labels if stored else {}), **MANAGED_BY, CERTIFICATE_LABEL: spec.purpose}
     annotations = {**(stored.annotations if stored else {}), **lifetime.expiry_annotations(cert)}
-    default_type = "kubernetes.io/tls" if spec.purpose is Purpose.SERVING else "Opaque"
     return objects.StoredObject(
         name=spec.secret,
         data=dict(data),
         labels=labels,
         annotations=annotations,
         # A Secret's type cannot change: a replacement keeps the one stored.
-        type=stored.type if stored is not None else default_type,
+        type=stored.type if stored is not None else _type(spec),
         resource_version=stored.resource_version if stored is not None else None,
     )
+
+
+def _type(spec: CertificateSpec) -> str:
+    return "kubernetes.io/tls" if spec.purpose is Purpose.SERVING else "Opaque"
 
 
 def _same(wanted: objects.StoredObject, stored: objects.StoredObject) -> bool:

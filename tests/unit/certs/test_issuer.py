@@ -176,6 +176,32 @@ def test_an_unreadable_secret_is_issued_again_and_keeps_what_others_put_on_it(
     assert objs.items[("Secret", SERVING.secret)].labels["team"] == "ops"
 
 
+def test_another_issuers_secret_of_another_type_is_made_anew(
+    objs: FakeObjects, trust: bundle.TrustState
+) -> None:
+    # As cert-manager leaves the console client's Secret: kubernetes.io/tls, its own CA.
+    other = authority.issue_ca("another issuer", now=NOW - DAY)
+    pair = console.issue_proxy_client_cert(other, now=NOW - DAY)
+    objs.put(
+        "Secret",
+        objects.StoredObject(
+            CLIENT.secret,
+            {"tls.crt": pair.cert_pem(), "tls.key": pair.key_pem(), "ca.crt": other.cert_pem()},
+            type="kubernetes.io/tls",
+        ),
+    )
+    outcome = issuer.ensure(objs, CLIENT, trust, NOW)
+    assert outcome.action == "issued"
+    assert [c for c in objs.calls if not c.startswith("get ")] == [
+        f"delete Secret {CLIENT.secret}",
+        f"create Secret {CLIENT.secret}",
+    ]
+    secret = objs.items[("Secret", CLIENT.secret)]
+    assert secret.type == "Opaque"
+    assert set(secret.data) == {"ca-cert.pem", "client-cert.pem", "client-key.pem"}
+    _cert(objs, CLIENT).verify_directly_issued_by(trust.current.cert)
+
+
 def test_a_certificate_another_replica_wrote_first_is_the_one_kept(
     objs: FakeObjects, trust: bundle.TrustState
 ) -> None:
