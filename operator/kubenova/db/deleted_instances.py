@@ -2,7 +2,8 @@
 while after the Instance object is gone (the EC2 API shows a terminated instance for about an
 hour, as EC2 does).
 
-Read-only: one indexed query (``ix_instances_namespace_deleted_at``) in the caller's session.
+Read-only: one query in the caller's session, on the index that starts with ``namespace``
+(docs/ec2.md says why there is no index on ``deleted_at`` yet).
 """
 
 from __future__ import annotations
@@ -17,8 +18,7 @@ from sqlalchemy import orm
 from kubenova.db import models
 
 _INSTANCES: Final = models.table(models.Instance)
-# Built once: building a statement and its cache key costs more CPU than running it. Live
-# rows have no deleted_at, so the range on the index skips them along with the older ones.
+# Built once: building a statement and its cache key costs more CPU than running it.
 _SELECT_RECENTLY_DELETED: Final = (
     sa.select(
         _INSTANCES.c.uuid,

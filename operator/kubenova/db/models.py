@@ -206,7 +206,6 @@ class Instance(TimestampMixin, SoftDeleteMixin, Base):
         sa.Index("ix_instances_namespace_name", "namespace", "name"),
         # The namespace's instances deleted since a moment (the EC2 API's terminated ones):
         # one range, however many deleted rows the namespace has gathered.
-        sa.Index("ix_instances_namespace_deleted_at", "namespace", "deleted_at"),
         {"mysql_engine": "InnoDB", "mysql_charset": "utf8mb4"},
     )
 

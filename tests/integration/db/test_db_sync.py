@@ -94,8 +94,7 @@ def test_sync_brings_a_database_at_0001_with_data_to_head(empty_db_url):
         assert "Running upgrade 0004 -> 0005" in result.stderr
         assert "Running upgrade 0005 -> 0006" in result.stderr
         assert "Running upgrade 0006 -> 0007" in result.stderr
-        assert "Running upgrade 0007 -> 0008" in result.stderr
-        assert migration.db_version(empty_db_url) == migration.head_revision() == "0008"
+        assert migration.db_version(empty_db_url) == migration.head_revision() == "0007"
         assert set(_schema(empty_db_url)) == TABLES | {"alembic_version"}
         with engine.connect() as conn:
             node = conn.execute(sa.text("SELECT host, failed_builds FROM compute_nodes")).one()
