@@ -212,7 +212,10 @@ def _plugin_proxy(name: str, namespace: str) -> Iterator[int]:
     try:
         assert process.stdout is not None
         line = process.stdout.readline()
-        assert line.startswith("listening on 127.0.0.1:"), (line, process.stderr)
+        # An empty line: the plugin ended, and its stderr says why.
+        assert line.startswith("listening on 127.0.0.1:"), line or (
+            process.stderr.read() if process.stderr else ""
+        )
         yield int(line.split(":")[1].split()[0])
     finally:
         process.terminate()

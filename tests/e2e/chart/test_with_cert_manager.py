@@ -168,6 +168,18 @@ def test_the_nodes_certificate_comes_through_cert_manager_and_a_vnc_session_cros
     # reaches it.
     apply(instance("cm-vm", user_namespace))
     running("cm-vm", user_namespace)
+    # The kube-apiserver reaches the aggregated API server on cert-manager's certificate once
+    # it has the new caBundle (its availability check and discovery follow within a minute).
+    consolelog = (
+        f"/apis/subresources.compute.kubenova.io/v1/namespaces/{user_namespace}"
+        "/instances/cm-vm/consolelog?tailLines=5"
+    )
+    wait_for(
+        "the aggregated API to answer through the kube-apiserver",
+        lambda: kubectl("get", "--raw", consolelog, check=False).returncode == 0,
+        timeout=180,
+        interval=5,
+    )
     with (
         _plugin_proxy("cm-vm", user_namespace) as local_port,
         _vnc_session(local_port) as (session, size),
