@@ -16,6 +16,7 @@ import pytest
 
 from tests.e2e import test_ec2_api as ec2_e2e
 from tests.e2e.conftest import apply, flavor_manifest, get, kubectl, wait_for
+from tests.e2e.test_ec2_keypairs_tags import _ami, _client
 from tests.e2e.test_resize import _domain_size
 
 pytestmark = pytest.mark.e2e
@@ -25,16 +26,6 @@ ec2_api = ec2_e2e.ec2_api
 
 BIG_FLAVOR = "e2e-ec2-big"
 SNAPSHOT_UID_ANNOTATION = "compute.kubenova.io/instance-snapshot-uid"
-
-
-def _client(stack: dict[str, str], namespace: str, endpoint: str) -> Any:
-    env = ec2_e2e._user_env(stack)
-    return ec2_e2e._boto3(ec2_e2e._create_credentials(env, namespace, endpoint))
-
-
-def _ami(ec2: Any) -> str:
-    images = ec2.describe_images()["Images"]
-    return str(next(image["ImageId"] for image in images if image["Name"] == ec2_e2e.IMAGE))
 
 
 def _wait(ec2: Any, waiter: str, attempts: int = 120, **kwargs: Any) -> None:
