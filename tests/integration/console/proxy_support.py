@@ -12,7 +12,7 @@ import socket
 import struct
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import pytest
 import websocket
@@ -79,11 +79,8 @@ def qemu_with_tls_vnc(x509_dir: pathlib.Path, log: pathlib.Path) -> Iterator[int
     """A diskless TCG guest whose firmware draws on a std VGA, VNC on :data:`VNC_PORT` with
     ``tls-creds-x509`` (``verify-peer=yes``) and SPICE on :data:`SPICE_TLS_PORT` with TLS
     only; yields the VNC port."""
-    binary = shutil.which("qemu-system-x86_64")
-    if binary is None:
-        pytest.fail("qemu-system-x86_64 is missing: hack/services.sh installs it", pytrace=False)
     command = [
-        binary,
+        qemu_binary(),
         "-nodefaults",
         "-no-user-config",
         "-machine", "pc,accel=tcg",
@@ -96,12 +93,29 @@ def qemu_with_tls_vnc(x509_dir: pathlib.Path, log: pathlib.Path) -> Iterator[int
         "-spice",
         f"addr=127.0.0.1,tls-port={SPICE_TLS_PORT},x509-dir={x509_dir},disable-ticketing=on",
     ]  # fmt: skip
+    with running_qemu(command, log, (VNC_PORT, SPICE_TLS_PORT)):
+        yield VNC_PORT
+
+
+def qemu_binary() -> str:
+    binary = shutil.which("qemu-system-x86_64")
+    if binary is None:
+        pytest.fail("qemu-system-x86_64 is missing: hack/services.sh installs it", pytrace=False)
+    return binary
+
+
+@contextlib.contextmanager
+def running_qemu(
+    command: Sequence[str], log: pathlib.Path, ports: Sequence[int]
+) -> Iterator[subprocess.Popen[bytes]]:
+    """QEMU run with ``command`` (its output in ``log``), once each of ``ports`` listens;
+    stopped afterwards."""
     with log.open("wb") as output:
         process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)
     try:
-        wait_for_port(VNC_PORT, process)
-        wait_for_port(SPICE_TLS_PORT, process)
-        yield VNC_PORT
+        for port in ports:
+            wait_for_port(port, process)
+        yield process
     finally:
         process.terminate()
         try:

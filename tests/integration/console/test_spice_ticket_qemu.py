@@ -6,10 +6,8 @@ evidence that the RSA-OAEP parameters are spice-server's."""
 from __future__ import annotations
 
 import contextlib
-import shutil
 import socket
 import struct
-import subprocess
 from collections.abc import Iterator
 
 import pytest
@@ -18,7 +16,13 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from kubenova.console import spice_ticket
 from kubenova.console.proxy import rfb, spice_link
-from tests.integration.console.proxy_support import HOST, X509, make_x509, wait_for_port
+from tests.integration.console.proxy_support import (
+    HOST,
+    X509,
+    make_x509,
+    qemu_binary,
+    running_qemu,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -39,12 +43,9 @@ def x509(tmp_path_factory: pytest.TempPathFactory) -> X509:
 @pytest.fixture(scope="module")
 def spice_port(x509: X509, tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     """A diskless QEMU whose SPICE serves TLS only, with :data:`TICKET` as its password."""
-    binary = shutil.which("qemu-system-x86_64")
-    if binary is None:
-        pytest.fail("qemu-system-x86_64 is missing: hack/services.sh installs it", pytrace=False)
     log = tmp_path_factory.mktemp("qemu") / "qemu.log"
     command = [
-        binary,
+        qemu_binary(),
         "-nodefaults",
         "-no-user-config",
         "-machine", "pc,accel=tcg",
@@ -56,18 +57,8 @@ def spice_port(x509: X509, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         f"addr=127.0.0.1,tls-port={SPICE_TLS_PORT},x509-dir={x509.host_dir},"
         "password-secret=spice-ticket",
     ]  # fmt: skip
-    with log.open("wb") as output:
-        process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)
-    try:
-        wait_for_port(SPICE_TLS_PORT, process)
+    with running_qemu(command, log, (SPICE_TLS_PORT,)):
         yield SPICE_TLS_PORT
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 class SpiceClient:
