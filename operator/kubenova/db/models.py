@@ -204,8 +204,6 @@ class Instance(TimestampMixin, SoftDeleteMixin, Base):
         sa.UniqueConstraint("uuid", name="uniq_instances0uuid"),
         sa.Index("ix_instances_host_deleted", "host", "deleted"),
         sa.Index("ix_instances_namespace_name", "namespace", "name"),
-        # The namespace's instances deleted since a moment (the EC2 API's terminated ones):
-        # one range, however many deleted rows the namespace has gathered.
         {"mysql_engine": "InnoDB", "mysql_charset": "utf8mb4"},
     )
 
