@@ -44,8 +44,10 @@ def create_image(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     _refuse_what_is_not_made(params)
     image_tags = tags.from_specifications(params.get("TagSpecifications"), tag_store.IMAGE)
     [instance] = actions_instances.find(ctx, [str(params["InstanceId"])])
-    _require_snapshot_state(instance)
+    # The name first: it is refused whatever the instance is doing, while the instance's
+    # state changes under the caller (a second CreateImage meets the first one's snapshot).
     _require_unused(ctx, name)
+    _require_snapshot_state(instance)
     # NoReboot is taken either way: the guest is never rebooted. A running one is paused for
     # the moment of the copy, which makes the copy crash-consistent (docs/snapshots.md).
     created = _create(ctx, snapshot_body(instance, name, description), name)

@@ -228,6 +228,24 @@ def test_a_name_an_image_has_or_is_about_to_have_is_a_duplicate(objects):
     assert sorted(objects.snapshot_objects) == [("team-a", "shared"), ("team-b", "shared")]
 
 
+def test_the_same_name_again_is_a_duplicate_while_the_first_snapshot_busies_the_instance(
+    ec2, objects
+):
+    made = objects.add_instance("team-a", "web-1")
+    instance_id = ids.instance_id(made)
+    ec2.create_image(InstanceId=instance_id, Name="img")
+    # The operator has begun the snapshot: the instance is busy, but the name is what a second
+    # CreateImage of that name is refused for, whenever it comes.
+    made["status"]["taskState"] = "image_snapshot"
+    assert serving.code(ec2.create_image, InstanceId=instance_id, Name="img") == (
+        "InvalidAMIName.Duplicate"
+    )
+    assert serving.code(ec2.create_image, InstanceId=instance_id, Name="other") == (
+        "IncorrectInstanceState"
+    )
+    assert sorted(objects.snapshot_objects) == [("team-a", "img")]
+
+
 def test_unknown_or_malformed_instances_are_refused(ec2, objects):
     theirs = objects.add_instance("team-b", "theirs")
     assert serving.code(ec2.create_image, InstanceId="web-1", Name="img") == (
