@@ -493,3 +493,78 @@ def test_the_essence_derived_by_fetch_is_not_reused_for_another_body(
     second = storage.build(body=running)
     assert first == second
     assert first is not second
+
+
+# -- a create handler finished, its status not yet written ---------------------------------
+
+
+def _labelled(body: kopf.Body, **labels: str) -> kopf.Body:
+    """``body`` once another client added ``labels`` (a new watch event of the object)."""
+    raw = copy.deepcopy(dict(body))
+    raw["metadata"]["labels"].update(labels)
+    raw["metadata"]["resourceVersion"] = str(int(raw["metadata"]["resourceVersion"]) + 1)
+    return kopf.Body(raw)
+
+
+def _create_handler_finished(storage: InstanceDerivedDiffBase, body: kopf.Body) -> None:
+    """kopf's cycle once the create handler succeeded: store the diff base."""
+    storage.store(body=body, patch=kopf.Patch(), essence=storage.build(body=body))
+
+
+def test_an_event_before_the_status_catches_up_does_not_run_the_create_handler_again(
+    storage: InstanceDerivedDiffBase, progress: kopf.ProgressStorage
+) -> None:
+    body = _body()
+    assert _kopf_diff(storage, progress, body) is None  # a creation: the handler runs
+    _create_handler_finished(storage, body)
+
+    # The EC2 API labels the instance with its id before the conductor wrote the status.
+    relabelled = _labelled(body, **{"ec2.kubenova.io/instance-id": "i-0123456789abcdef0"})
+    assert _kopf_diff(storage, progress, relabelled) == ()
+
+
+def test_another_instance_is_not_taken_for_the_one_whose_create_handler_finished(
+    storage: InstanceDerivedDiffBase, progress: kopf.ProgressStorage
+) -> None:
+    _create_handler_finished(storage, _body())
+    other = copy.deepcopy(_raw())
+    other["metadata"]["uid"] = "5e0c9d1a-2b3c-4d5e-8f90-a1b2c3d4e5f6"
+    assert _kopf_diff(storage, progress, kopf.Body(other)) is None
+
+
+def test_a_retry_of_the_create_handler_still_wins_over_the_memory(
+    storage: InstanceDerivedDiffBase, progress: kopf.ProgressStorage
+) -> None:
+    body = _body()
+    _create_handler_finished(storage, body)
+    assert _kopf_diff(storage, progress, _with_retry(body, progress, "create_instance")) is None
+
+
+def test_the_memory_is_dropped_once_the_status_says_handled(
+    storage: InstanceDerivedDiffBase, progress: kopf.ProgressStorage
+) -> None:
+    body = _body()
+    _create_handler_finished(storage, body)
+    assert _kopf_diff(storage, progress, _body(status={"phase": "Building"})) == ()
+    # Were the phase ever Pending again, kopf would see a creation, as before.
+    assert _kopf_diff(storage, progress, body) is None
+
+
+def test_a_create_handler_finished_on_a_handled_instance_is_not_remembered(
+    storage: InstanceDerivedDiffBase, progress: kopf.ProgressStorage
+) -> None:
+    _create_handler_finished(storage, _body(status={"phase": "Running"}))
+    assert _kopf_diff(storage, progress, _body()) is None
+
+
+def test_the_memory_is_bounded_and_forgets_the_oldest_first(
+    storage: InstanceDerivedDiffBase, progress: kopf.ProgressStorage, monkeypatch: Any
+) -> None:
+    monkeypatch.setattr(diffbase, "MAX_REMEMBERED", 2)
+    bodies = []
+    for index in range(3):
+        raw = _raw()
+        raw["metadata"]["uid"] = f"00000000-0000-4000-8000-00000000000{index}"
+        bodies.append(kopf.Body(raw))
+        _create_handler_finished(storage, bodies[-1])
+    assert [_kopf_diff(storage, progress, body) for body in bodies] == [None, (), ()]

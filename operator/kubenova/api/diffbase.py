@@ -15,6 +15,14 @@ Instances the diff base is *derived* from the object and never stored:
   the diff base is the object as it is now, so kopf sees no change;
 - otherwise: no diff base, so kopf runs (or retries) the create handler.
 
+The status says so only once the conductor has written it, a moment after the create handler
+returned. An event of the object in between (a label another client adds right after the
+create, as the EC2 API labels an instance with its id) would show kopf an object with no diff
+base, and kopf would run the create handler a second time, for nothing but another look at
+the database. So kopf's ``store`` after a finished create handler is remembered, by uid, for
+as long as the status lags behind: such an object is handled too. A restarted operator has
+forgotten it and runs the (idempotent) handler again, as it would on resume anyway.
+
 Every other kind (Hypervisors, whose update handlers need the old labels and spec) keeps
 kopf's annotation. An Instance that already carries the annotation keeps using it.
 
@@ -36,6 +44,9 @@ import kopf
 from kubenova.k8s import resources
 
 INSTANCE_KIND = "Instance"
+#: How many uids of Instances whose create handler finished, status not yet written, are kept:
+#: far more than are ever in that moment at once; the oldest go first.
+MAX_REMEMBERED = 65536
 
 
 def create_handled(body: kopf.Body | dict[str, Any]) -> bool:
@@ -66,6 +77,9 @@ class InstanceDerivedDiffBase(kopf.AnnotationsDiffBaseStorage):
         # The essence ``fetch`` just derived, and the body it derived it from: kopf builds the
         # essence of the same body right after fetching (see ``build``).
         self._derived: tuple[kopf.Body, kopf.BodyEssence] | None = None
+        # Instances whose create handler kopf finished here, their status not yet past
+        # Pending (insertion-ordered, so the oldest can be dropped first).
+        self._created: dict[str, None] = {}
 
     @staticmethod
     def _is_instance(body: kopf.Body) -> bool:
@@ -101,7 +115,10 @@ class InstanceDerivedDiffBase(kopf.AnnotationsDiffBaseStorage):
         stored = super().fetch(body=body)
         if stored is not None or not self._is_instance(body):
             return stored
-        if not create_handled(body):
+        uid = str(body.get("metadata", {}).get("uid") or "")
+        if create_handled(body):
+            self._created.pop(uid, None)
+        elif uid not in self._created:
             return None
         if self._progress.fetch(key=self._create_handler_id, body=body) is not None:
             return None
@@ -112,3 +129,9 @@ class InstanceDerivedDiffBase(kopf.AnnotationsDiffBaseStorage):
     def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
         if not self._is_instance(body):
             super().store(body=body, patch=patch, essence=essence)
+            return
+        uid = str(body.get("metadata", {}).get("uid") or "")
+        if uid and not create_handled(body):
+            self._created[uid] = None
+            if len(self._created) > MAX_REMEMBERED:
+                del self._created[next(iter(self._created))]
