@@ -6,43 +6,33 @@ from __future__ import annotations
 
 from typing import Any
 
-from kubenova.ec2 import amis, errors, ids, tag_store, tags, views
+from kubenova.ec2 import amis, catalog_filters, errors, filters, ids, tag_store, tags, views, zones
 from kubenova.ec2.context import Context
-from kubenova.scheduler import host_state
 
 
 def describe_regions(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     """One region: this server's."""
+    parsed = filters.parse(params.get("Filters"), catalog_filters.REGIONS)
     wanted = params.get("RegionNames")
     if wanted and any(name != ctx.region for name in wanted):
         unknown = next(name for name in wanted if name != ctx.region)
         raise errors.invalid("RegionName", f"the region {unknown!r} does not exist")
-    return {
-        "Regions": [
-            {
-                "RegionName": ctx.region,
-                "Endpoint": ctx.endpoint,
-                "OptInStatus": "opt-in-not-required",
-            }
-        ]
+    region = {
+        "RegionName": ctx.region,
+        "Endpoint": ctx.endpoint,
+        "OptInStatus": "opt-in-not-required",
     }
+    return {"Regions": filters.chosen([region], parsed)}
 
 
 def describe_availability_zones(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
-    """The zones of the Hypervisors (their ``topology.kubernetes.io/zone`` label, else "nova",
-    as the scheduler places them); a zone is available while one of its hosts is up."""
-    zones: dict[str, bool] = {}
-    for hypervisor in ctx.cluster.hypervisors():
-        labels = hypervisor["metadata"].get("labels") or {}
-        zone = str(
-            labels.get(host_state.AVAILABILITY_ZONE_LABEL) or host_state.DEFAULT_AVAILABILITY_ZONE
-        )
-        up = ((hypervisor.get("status") or {}).get("state")) == "up"
-        zones[zone] = zones.get(zone, False) or up
+    """The zones of the Hypervisors (:mod:`zones`); a zone is available while one of its hosts
+    is up."""
+    available = zones.availability(ctx.cluster.hypervisors())
     wanted = params.get("ZoneNames")
-    names = sorted(zones)
+    names = sorted(available)
     if wanted:
-        unknown = [name for name in wanted if name not in zones]
+        unknown = [name for name in wanted if name not in available]
         if unknown:
             raise errors.invalid("ZoneName", f"the zone {unknown[0]!r} does not exist")
         names = [name for name in names if name in wanted]
@@ -51,7 +41,7 @@ def describe_availability_zones(ctx: Context, params: dict[str, Any]) -> dict[st
             {
                 "ZoneName": name,
                 "ZoneId": f"{ctx.region}-{name}",
-                "State": "available" if zones[name] else "unavailable",
+                "State": "available" if available[name] else "unavailable",
                 "RegionName": ctx.region,
                 "GroupName": ctx.region,
                 "NetworkBorderGroup": ctx.region,
@@ -66,6 +56,7 @@ def describe_availability_zones(ctx: Context, params: dict[str, Any]) -> dict[st
 
 def describe_instance_types(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     """The Flavors, as instance types named by the Flavor."""
+    parsed = filters.parse(params.get("Filters"), catalog_filters.INSTANCE_TYPES)
     flavors = {flavor["metadata"]["name"]: flavor for flavor in ctx.cluster.flavors()}
     wanted = params.get("InstanceTypes")
     names = sorted(flavors)
@@ -74,12 +65,14 @@ def describe_instance_types(ctx: Context, params: dict[str, Any]) -> dict[str, A
         if unknown:
             raise errors.invalid("InstanceType", f"the instance type {unknown[0]!r} does not exist")
         names = [name for name in names if name in wanted]
-    return {"InstanceTypes": [views.instance_type(flavors[name]) for name in names]}
+    described = [views.instance_type(flavors[name]) for name in names]
+    return {"InstanceTypes": filters.chosen(described, parsed)}
 
 
 def describe_images(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     """The Images, each an AMI whose id is derived from its uid, and the images the key's
     namespace is making (:mod:`amis`), with the tags the namespace gave them."""
+    parsed = filters.parse(params.get("Filters"), catalog_filters.IMAGES, tag_filters=True)
     images = amis.described(ctx)
     wanted = params.get("ImageIds")
     chosen = sorted(images)
@@ -100,7 +93,7 @@ def describe_images(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
         if tagged.get(image_id):
             view["Tags"] = tags.as_output(tagged[image_id])
         described.append(view)
-    return {"Images": described}
+    return {"Images": filters.chosen(described, parsed)}
 
 
 def require_image_id(value: str) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from kubenova.ec2 import ids, instance_filters, terminated, views
+from kubenova.ec2 import filters, ids, instance_filters, terminated, views
 from kubenova.ec2.context import Context
 from kubenova.scheduler import host_state
 
@@ -27,6 +27,7 @@ def describe_instances(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     for value in wanted:
         instance_filters.require_instance_id(value)
     size = instance_filters.page_size(params)
+    parsed = instance_filters.parse_filters(params.get("Filters"))
     after = (
         instance_filters.after_token(str(params["NextToken"])) if params.get("NextToken") else None
     )
@@ -36,14 +37,13 @@ def describe_instances(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
         missing = [value for value in wanted if value not in by_id]
         if missing:
             raise instance_filters.not_found(missing)
-    filters = list(params.get("Filters") or [])
     chosen: list[_Listed] = []
     for instance_id, entry in by_id.items():
         if wanted and instance_id not in wanted:
             continue
         if after is not None and entry.key <= after:
             continue
-        if instance_filters.matches(entry.view, filters):
+        if filters.passes(entry.view, parsed):
             chosen.append(entry)
     output: dict[str, Any] = {}
     if size is not None and len(chosen) > size:

@@ -25,6 +25,7 @@ from kubernetes.client import exceptions as k8s_exceptions
 from kubenova.ec2 import (
     actions_catalog,
     actions_keypairs,
+    amis,
     capacity,
     errors,
     ids,
@@ -35,6 +36,7 @@ from kubenova.ec2 import (
     tags,
     terminated,
     views,
+    zones,
 )
 from kubenova.ec2.context import Context
 from kubenova.k8s import resources
@@ -78,9 +80,7 @@ def run_instances(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
         annotations[tags.TAGS_ANNOTATION] = launch_tags
     image = next((obj for obj in ctx.cluster.images() if ids.image_id(obj) == image_id), None)
     if image is None:
-        raise errors.Ec2Error(
-            errors.INVALID_AMI_ID_NOT_FOUND, f"The image id '[{image_id}]' does not exist"
-        )
+        raise amis.unbootable(ctx, str(image_id))
     flavor_object = ctx.cluster.flavor(str(flavor))
     if flavor_object is None:
         raise errors.invalid("InstanceType", f"the instance type {flavor!r} does not exist")
@@ -123,9 +123,14 @@ def _launchable(
 ) -> int:
     """How many Instances to make: as many as the namespace's quotas allow and the hosts
     would take, up to ``maximum``; InstanceLimitExceeded or InsufficientInstanceCapacity,
-    before anything is made, when fewer than ``minimum`` (EC2's MinCount)."""
+    before anything is made, when fewer than ``minimum`` (EC2's MinCount). A zone no host is
+    in is refused first, as the parameter it is, from the same read of the hosts."""
+    hypervisors = ctx.cluster.hypervisors()
+    zone = spec.get("availabilityZone")
+    if zone:
+        zones.require_known(str(zone), hypervisors)
     allowed = quotas.allowed(ctx.cluster.resource_quotas(ctx.namespace), minimum, maximum)
-    return capacity.room(ctx.cluster.hypervisors(), spec, flavor, image, minimum, allowed)
+    return capacity.room(hypervisors, spec, flavor, image, minimum, allowed)
 
 
 def _create_all(

@@ -7,12 +7,18 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from kubenova.ec2 import errors, ids, instance_filters, key_material, key_pairs
+from kubenova.ec2 import errors, filters, ids, key_material, key_pairs, tag_store, tags
 from kubenova.ec2.context import Context
 
 LOG = logging.getLogger(__name__)
 
-_FILTERS = ("key-name", "key-pair-id", "fingerprint", "key-type")
+#: DescribeKeyPairs' filters (besides the tag filters), read from each key pair as described.
+_FIELDS: dict[str, filters.Read] = {
+    "key-name": lambda info: str(info["KeyName"]),
+    "key-pair-id": lambda info: str(info["KeyPairId"]),
+    "fingerprint": lambda info: str(info["KeyFingerprint"]),
+    "key-type": lambda info: str(info["KeyType"]),
+}
 
 
 def create_key_pair(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
@@ -24,15 +30,16 @@ def create_key_pair(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     key_format = str(params.get("KeyFormat") or "pem")
     if key_format != "pem":
         raise errors.invalid("KeyFormat", f"only pem is served, not {key_format!r}")
-    _refuse_tags(params)
+    key_tags = tags.from_specifications(params.get("TagSpecifications"), tag_store.KEY_PAIR)
     made = key_material.create(key_type)
-    saved = key_pairs.save(ctx, name, made.public)
+    saved = key_pairs.save(ctx, name, made.public, key_tags)
     LOG.info("CreateKeyPair made %s in %s as %s", name, ctx.namespace, saved.key_pair_id)
     return {
         "KeyName": saved.name,
         "KeyPairId": saved.key_pair_id,
         "KeyFingerprint": saved.fingerprint,
         "KeyMaterial": made.private_pem,
+        "Tags": tags.as_output(saved.tags),
     }
 
 
@@ -42,7 +49,7 @@ def import_key_pair(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     material = params.get("PublicKeyMaterial")
     if not isinstance(material, bytes) or not material:
         raise errors.missing("PublicKeyMaterial")
-    _refuse_tags(params)
+    key_tags = tags.from_specifications(params.get("TagSpecifications"), tag_store.KEY_PAIR)
     try:
         public = key_material.import_openssh(material)
     except key_material.KeyFormatError as refused:
@@ -50,22 +57,20 @@ def import_key_pair(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
             key_pairs.INVALID_KEY_FORMAT,
             f"Key is not in valid OpenSSH public key format: {refused}",
         ) from None
-    saved = key_pairs.save(ctx, name, public)
+    saved = key_pairs.save(ctx, name, public, key_tags)
     LOG.info("ImportKeyPair kept %s in %s as %s", name, ctx.namespace, saved.key_pair_id)
     return {
         "KeyName": saved.name,
         "KeyPairId": saved.key_pair_id,
         "KeyFingerprint": saved.fingerprint,
+        "Tags": tags.as_output(saved.tags),
     }
 
 
 def describe_key_pairs(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     names = [str(value) for value in params.get("KeyNames") or []]
     key_pair_ids = [str(value) for value in params.get("KeyPairIds") or []]
-    filters = list(params.get("Filters") or [])
-    for entry in filters:
-        if entry.get("Name") not in _FILTERS:
-            instance_filters.refuse_filter(str(entry.get("Name") or ""), _FILTERS)
+    parsed = filters.parse(params.get("Filters"), _FIELDS, tag_filters=True)
     every = key_pairs.all_in(ctx)
     known_names = {pair.name for pair in every}
     known_ids = {pair.key_pair_id for pair in every}
@@ -73,15 +78,14 @@ def describe_key_pairs(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     missing += [value for value in key_pair_ids if value not in known_ids]
     if missing:
         raise key_pairs.not_found(missing[0])
-    chosen = [
-        pair
+    include_public = bool(params.get("IncludePublicKey"))
+    described = [
+        _info(pair, include_public)
         for pair in every
         if (not names or pair.name in names)
         and (not key_pair_ids or pair.key_pair_id in key_pair_ids)
-        and _passes(pair, filters)
     ]
-    include_public = bool(params.get("IncludePublicKey"))
-    return {"KeyPairs": [_info(pair, include_public) for pair in chosen]}
+    return {"KeyPairs": filters.chosen(described, parsed)}
 
 
 def delete_key_pair(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
@@ -112,31 +116,13 @@ def authorized_key(ctx: Context, name: str) -> str:
     return pair.authorized_key()
 
 
-def _refuse_tags(params: dict[str, Any]) -> None:
-    if params.get("TagSpecifications"):
-        raise errors.invalid("TagSpecifications", "key pairs cannot be tagged here")
-
-
-def _passes(pair: key_pairs.KeyPair, filters: list[dict[str, Any]]) -> bool:
-    fields = {
-        "key-name": pair.name,
-        "key-pair-id": pair.key_pair_id,
-        "fingerprint": pair.fingerprint,
-        "key-type": pair.key_type,
-    }
-    return all(
-        fields[str(entry["Name"])] in [str(value) for value in entry.get("Values") or []]
-        for entry in filters
-    )
-
-
 def _info(pair: key_pairs.KeyPair, include_public: bool) -> dict[str, Any]:
     info: dict[str, Any] = {
         "KeyPairId": pair.key_pair_id,
         "KeyName": pair.name,
         "KeyFingerprint": pair.fingerprint,
         "KeyType": pair.key_type,
-        "Tags": [],
+        "Tags": tags.as_output(pair.tags),
         "CreateTime": pair.created,
     }
     if include_public:

@@ -13,19 +13,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from kubenova.ec2 import actions_instances, instance_filters, states, terminated, views
+from kubenova.ec2 import actions_instances, filters, instance_filters, states, terminated, views
 from kubenova.ec2.context import Context
 from kubenova.scheduler import host_state
 
-_FILTERS = ("availability-zone", "instance-state-name", "instance-state-code")
+#: The instance filters DescribeInstanceStatus takes (besides the tag filters), read from the
+#: instance as DescribeInstances describes it.
+_FIELDS = {
+    name: instance_filters.FIELDS[name]
+    for name in ("availability-zone", "instance-state-name", "instance-state-code")
+}
 
 
 def describe_instance_status(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     wanted = [str(value) for value in params.get("InstanceIds") or []]
-    filters = list(params.get("Filters") or [])
-    for entry in filters:
-        if entry.get("Name") not in _FILTERS:
-            instance_filters.refuse_filter(str(entry.get("Name") or ""), _FILTERS)
+    parsed = filters.parse(params.get("Filters"), _FIELDS, tag_filters=True)
     include_all = bool(params.get("IncludeAllInstances"))
     statuses = []
     for found in _instances(ctx, wanted, include_all):
@@ -39,7 +41,7 @@ def describe_instance_status(ctx: Context, params: dict[str, Any]) -> dict[str, 
             check = _check(found, state)
         if state is not states.RUNNING and not include_all:
             continue
-        if not instance_filters.matches(view, filters):
+        if not filters.passes(view, parsed):
             continue
         statuses.append(
             {

@@ -1,5 +1,6 @@
-"""CreateTags, DeleteTags and DescribeTags, on the instances of the access key's namespace and
-on images (whose tags are the namespace's own; :mod:`tag_store` says where each is kept)."""
+"""CreateTags, DeleteTags and DescribeTags, on the instances and key pairs of the access key's
+namespace and on images (whose tags are the namespace's own; :mod:`tag_store` says where each is
+kept)."""
 
 from __future__ import annotations
 
@@ -7,12 +8,18 @@ import functools
 import logging
 from typing import Any
 
-from kubenova.ec2 import batch, errors, instance_filters, tag_store, tags
+from kubenova.ec2 import batch, errors, filters, paging, tag_store, tags
 from kubenova.ec2.context import Context
 
 LOG = logging.getLogger(__name__)
 
-_FILTERS = ("resource-id", "resource-type", "key", "value")
+#: DescribeTags' filters, each read from one tag as described.
+_FIELDS: dict[str, filters.Read] = {
+    "resource-id": lambda tag: str(tag["ResourceId"]),
+    "resource-type": lambda tag: str(tag["ResourceType"]),
+    "key": lambda tag: str(tag["Key"]),
+    "value": lambda tag: str(tag["Value"]),
+}
 
 
 def create_tags(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
@@ -48,13 +55,17 @@ def delete_tags(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
 
 
 def describe_tags(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
-    """Every tag of the namespace's instances and of the images it tagged, by resource and key,
-    in one answer (no NextToken: a paginator stops after it)."""
-    filters = list(params.get("Filters") or [])
-    for entry in filters:
-        if entry.get("Name") not in _FILTERS:
-            instance_filters.refuse_filter(str(entry.get("Name") or ""), _FILTERS)
-    resources = tag_store.instances(ctx) + [image for image in tag_store.images(ctx) if image.tags]
+    """Every tag of the namespace's instances and key pairs and of the images it tagged, by
+    resource and key, a page at a time (:mod:`paging`): a NextToken names the resource and key
+    of the last tag of its page."""
+    parsed = filters.parse(params.get("Filters"), _FIELDS)
+    size = paging.page_size(params.get("MaxResults"))
+    after = _after_token(params.get("NextToken"))
+    resources = (
+        tag_store.instances(ctx)
+        + [image for image in tag_store.images(ctx) if image.tags]
+        + tag_store.key_pair_resources(ctx)
+    )
     described = [
         {
             "ResourceId": resource.resource_id,
@@ -64,8 +75,26 @@ def describe_tags(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
         }
         for resource in sorted(resources, key=lambda resource: resource.resource_id)
         for key, value in sorted(resource.tags.items())
+        if after is None or (resource.resource_id, key) > after
     ]
-    return {"Tags": [tag for tag in described if _passes(tag, filters)]}
+    chosen = filters.chosen(described, parsed)
+    output: dict[str, Any] = {}
+    if size is not None and len(chosen) > size:
+        chosen = chosen[:size]
+        output["NextToken"] = paging.token_of((chosen[-1]["ResourceId"], chosen[-1]["Key"]))
+    output["Tags"] = chosen
+    return output
+
+
+def _after_token(raw: Any) -> paging.Key | None:
+    """The resource id and key a NextToken names; InvalidParameterValue naming NextToken when
+    it is not one of ours."""
+    if not raw:
+        return None
+    key = paging.key_of(str(raw), 2)
+    if key is None:
+        raise errors.invalid("NextToken", f"{raw!r} is not a token this server gave")
+    return key
 
 
 def _change_all(ctx: Context, params: dict[str, Any], how: tag_store.Change) -> None:
@@ -79,14 +108,3 @@ def _change_all(ctx: Context, params: dict[str, Any], how: tag_store.Change) -> 
 
     batch.check_all_then_apply(resources, check, functools.partial(tag_store.change, ctx, how=how))
     LOG.info("tags of %s changed in %s", [r.resource_id for r in resources], ctx.namespace)
-
-
-_FIELDS = {"resource-id": "ResourceId", "resource-type": "ResourceType", "key": "Key"}
-
-
-def _passes(tag: dict[str, str], filters: list[dict[str, Any]]) -> bool:
-    for entry in filters:
-        field = _FIELDS.get(str(entry["Name"]), "Value")
-        if tag[field] not in [str(value) for value in entry.get("Values") or []]:
-            return False
-    return True

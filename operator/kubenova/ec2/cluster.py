@@ -219,6 +219,25 @@ class Cluster:
         created = self._core.create_namespaced_secret(namespace, plain, _request_timeout=_TIMEOUT)
         return self._plain(created)
 
+    def patch_secret(
+        self, namespace: str, name: str, patch: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        """Merge ``patch`` into the Secret (a ``metadata.resourceVersion`` in it makes the write
+        conditional: 409 when the Secret changed since); None when it is gone."""
+        try:
+            patched = self._core.patch_namespaced_secret(
+                name,
+                namespace,
+                patch,
+                _content_type=_MERGE_PATCH,
+                _request_timeout=_TIMEOUT,
+            )
+        except k8s_exceptions.ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return self._plain(patched)
+
     def delete_secret(self, namespace: str, name: str, uid: str) -> bool:
         """Delete the Secret if it is still the one of ``uid``; False when it is gone."""
         try:

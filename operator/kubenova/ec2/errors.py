@@ -19,6 +19,8 @@ INVALID_INSTANCE_ID_NOT_FOUND = "InvalidInstanceID.NotFound"
 INVALID_INSTANCE_ID_MALFORMED = "InvalidInstanceID.Malformed"
 INVALID_AMI_ID_NOT_FOUND = "InvalidAMIID.NotFound"
 INVALID_AMI_ID_MALFORMED = "InvalidAMIID.Malformed"
+# An image that exists but cannot be launched yet (EC2's answer for a pending AMI).
+INVALID_AMI_ID_UNAVAILABLE = "InvalidAMIID.Unavailable"
 INCORRECT_INSTANCE_STATE = "IncorrectInstanceState"
 INVALID_AMI_NAME_DUPLICATE = "InvalidAMIName.Duplicate"
 INVALID_AMI_NAME_MALFORMED = "InvalidAMIName.Malformed"

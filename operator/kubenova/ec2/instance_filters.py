@@ -1,28 +1,19 @@
 """DescribeInstances' choice of instances: by id, by filter, and a page at a time.
 
-Filters are EC2's: within one filter any value may match, and every filter must match.
-A page is the instances after the last one of the page before, in the order of creation; the
-NextToken names that last instance by its place in the order, so an instance deleted between
-two pages does not shift the next page.
+Filters are EC2's (:mod:`filters`): the ones below, read from each instance as described, and
+the tag filters. A page is the instances after the last one of the page before, in the order of
+creation (:mod:`paging`); the NextToken names that last instance by its place in the order, so
+an instance deleted between two pages does not shift the next page.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
-from collections.abc import Callable
-from typing import Any, NoReturn
+from typing import Any
 
-from kubenova.ec2 import errors, ids
+from kubenova.ec2 import errors, filters, ids, paging
 
-#: EC2's bounds of MaxResults for DescribeInstances.
-MIN_RESULTS = 5
-MAX_RESULTS = 1000
-
-View = dict[str, Any]
-
-_FILTERS: dict[str, Callable[[View], str]] = {
+#: The instance filters, each read from an EC2 Instance as DescribeInstances answers it.
+FIELDS: dict[str, filters.Read] = {
     "instance-id": lambda view: str(view["InstanceId"]),
     "instance-state-name": lambda view: str(view["State"]["Name"]),
     "instance-state-code": lambda view: str(view["State"]["Code"]),
@@ -30,8 +21,14 @@ _FILTERS: dict[str, Callable[[View], str]] = {
     "availability-zone": lambda view: str(view["Placement"]["AvailabilityZone"]),
     "image-id": lambda view: str(view["ImageId"]),
     "private-dns-name": lambda view: str(view["PrivateDnsName"]),
-    "private-ip-address": lambda view: str(view.get("PrivateIpAddress") or ""),
+    # None, not "": an instance without an address is not matched by ``*``.
+    "private-ip-address": lambda view: view.get("PrivateIpAddress"),
 }
+
+
+def parse_filters(raw: Any) -> list[filters.Filter]:
+    """DescribeInstances' Filters: the instance filters and the tag filters."""
+    return filters.parse(raw, FIELDS, tag_filters=True)
 
 
 def require_instance_id(value: str) -> None:
@@ -51,56 +48,10 @@ def not_found(missing: list[str]) -> errors.Ec2Error:
     )
 
 
-_TAG_FILTERS = ("tag:KEY", "tag-key", "tag-value")
-
-
-def matches(view: View, filters: list[dict[str, Any]]) -> bool:
-    """Whether ``view`` passes every filter (each an EC2 ``Filter``: Name and Values)."""
-    for entry in filters:
-        name = str(entry.get("Name") or "")
-        values = [str(value) for value in entry.get("Values") or []]
-        if name.startswith("tag:") or name in _TAG_FILTERS:
-            if not _tag_matches(view, name, values):
-                return False
-            continue
-        read = _FILTERS.get(name)
-        if read is None:
-            refuse_filter(name, (*_FILTERS, *_TAG_FILTERS))
-        if read(view) not in values:
-            return False
-    return True
-
-
-def _tag_matches(view: View, name: str, values: list[str]) -> bool:
-    """EC2's tag filters: ``tag:KEY`` (a tag KEY with one of the values), ``tag-key`` (a tag
-    with one of these keys, whatever its value), ``tag-value`` (one of these values, whatever
-    its key)."""
-    tagged = {str(tag["Key"]): str(tag["Value"]) for tag in view.get("Tags") or []}
-    if name == "tag-key":
-        return any(key in values for key in tagged)
-    if name == "tag-value":
-        return any(value in values for value in tagged.values())
-    key = name.removeprefix("tag:")
-    return key in tagged and tagged[key] in values
-
-
-def refuse_filter(name: str, supported: tuple[str, ...]) -> NoReturn:
-    raise errors.invalid(
-        "Filter", f"the filter '{name}' is not supported (only {', '.join(supported)})"
-    )
-
-
 def page_size(params: dict[str, Any]) -> int | None:
-    raw = params.get("MaxResults")
-    if raw is None:
-        return None
-    if params.get("InstanceIds"):
+    if params.get("MaxResults") is not None and params.get("InstanceIds"):
         raise errors.invalid("MaxResults", "it cannot be given together with instance IDs")
-    if not MIN_RESULTS <= int(raw) <= MAX_RESULTS:
-        raise errors.invalid(
-            "MaxResults", f"{raw} is out of range: it must be from {MIN_RESULTS} to {MAX_RESULTS}"
-        )
-    return int(raw)
+    return paging.page_size(params.get("MaxResults"))
 
 
 def order_key(obj: dict[str, Any]) -> tuple[str, str]:
@@ -110,19 +61,12 @@ def order_key(obj: dict[str, Any]) -> tuple[str, str]:
 
 
 def token_of(key: tuple[str, str]) -> str:
-    return base64.urlsafe_b64encode(json.dumps(list(key)).encode()).decode()
+    return paging.token_of(key)
 
 
 def after_token(token: str) -> tuple[str, str]:
     """The order key a NextToken names; InvalidPaginationToken when it is not one of ours."""
-    try:
-        decoded = json.loads(base64.urlsafe_b64decode(token.encode()))
-    except (ValueError, binascii.Error):
-        decoded = None
-    if (
-        not isinstance(decoded, list)
-        or len(decoded) != 2
-        or not all(isinstance(part, str) for part in decoded)
-    ):
+    key = paging.key_of(token, 2)
+    if key is None:
         raise errors.Ec2Error(errors.INVALID_PAGINATION_TOKEN, f"Invalid token: {token!r}")
-    return (decoded[0], decoded[1])
+    return (key[0], key[1])

@@ -10,6 +10,17 @@ kube-apiserver itself refuses a second key of one name, even two CreateKeyPair r
 other, with no read-then-write window; the id is drawn at random when the key is made, so a key
 deleted and made again under its old name gets a new id, as on EC2. docs/ec2.md says why a
 Secret and not a custom object.
+
+A key pair's EC2 tags are the Secret's annotation ``ec2.kubenova.io/tags``, the JSON object an
+Instance's tags are (:mod:`tags`), rather than a key of its ``data``:
+
+- tags are no secret: EC2 shows them to whoever may describe the key pair, and ``kubectl get
+  secret`` shows an annotation as it is, where ``data`` is base64;
+- one form and one way of writing them for every resource: a merge patch of the annotation
+  carrying the resourceVersion read, refused (409) when anything changed the Secret meanwhile
+  (:mod:`tag_store`); ``data`` stays what the key is, written once when it is made;
+- EC2's most (50 tags, keys of 128 and values of 256 characters) is under 80 KB even in 4-byte
+  UTF-8, well within the 256 KiB the kube-apiserver allows an object's annotations.
 """
 
 from __future__ import annotations
@@ -24,7 +35,7 @@ from typing import Any
 
 from kubernetes.client import exceptions as k8s_exceptions
 
-from kubenova.ec2 import errors, ids, key_material
+from kubenova.ec2 import errors, ids, key_material, tags
 from kubenova.ec2.context import Context
 
 SECRET_TYPE = "kubenova.io/ec2-key-pair"
@@ -53,6 +64,9 @@ class KeyPair:
     #: The Secret's, to delete it only while it is still this key pair.
     secret_name: str
     uid: str
+    tags: tags.Tags = dataclasses.field(default_factory=dict)
+    #: The Secret's as read: a change of the tags is written only onto the Secret as it was.
+    resource_version: str = ""
 
     def authorized_key(self) -> str:
         return key_material.authorized_key(self.public_key, self.name)
@@ -84,17 +98,27 @@ def by_name(ctx: Context, name: str) -> KeyPair | None:
     return next((pair for pair in all_in(ctx) if pair.name == name), None)
 
 
-def save(ctx: Context, name: str, public: key_material.PublicKey) -> KeyPair:
-    """Keep a new key pair; InvalidKeyPair.Duplicate when the name is taken."""
+def by_id(ctx: Context, key_pair_id: str) -> KeyPair | None:
+    return next((pair for pair in all_in(ctx) if pair.key_pair_id == key_pair_id), None)
+
+
+def save(
+    ctx: Context, name: str, public: key_material.PublicKey, key_tags: tags.Tags | None = None
+) -> KeyPair:
+    """Keep a new key pair, with its tags from the start; InvalidKeyPair.Duplicate when the
+    name is taken."""
     key_pair_id = KEY_PAIR_PREFIX + secrets.token_hex(9)[:17]
+    metadata: dict[str, Any] = {
+        "name": _SECRET_NAME_PREFIX + hashlib.sha256(name.encode()).hexdigest()[:40],
+        "labels": {KEY_PAIR_ID_LABEL: key_pair_id},
+    }
+    if key_tags:
+        metadata["annotations"] = {tags.TAGS_ANNOTATION: tags.encode(key_tags)}
     body = {
         "apiVersion": "v1",
         "kind": "Secret",
         "type": SECRET_TYPE,
-        "metadata": {
-            "name": _SECRET_NAME_PREFIX + hashlib.sha256(name.encode()).hexdigest()[:40],
-            "labels": {KEY_PAIR_ID_LABEL: key_pair_id},
-        },
+        "metadata": metadata,
         "stringData": {
             "keyName": name,
             "keyType": public.key_type,
@@ -114,6 +138,18 @@ def save(ctx: Context, name: str, public: key_material.PublicKey) -> KeyPair:
     if made is None:  # the apiserver gave back something else than it was given
         raise errors.Ec2Error(errors.INTERNAL_ERROR, "The key pair was not kept; try again.")
     return made
+
+
+def write_tags(ctx: Context, pair: KeyPair, after: tags.Tags) -> bool:
+    """Write ``after`` as the key pair's tags onto its Secret as it was read: an ApiException of
+    409 when the Secret changed since; False when it is gone."""
+    patch = {
+        "metadata": {
+            "resourceVersion": pair.resource_version,
+            "annotations": {tags.TAGS_ANNOTATION: tags.encode(after)},
+        }
+    }
+    return ctx.cluster.patch_secret(ctx.namespace, pair.secret_name, patch) is not None
 
 
 def _from_secret(secret: dict[str, Any]) -> KeyPair | None:
@@ -138,6 +174,8 @@ def _from_secret(secret: dict[str, Any]) -> KeyPair | None:
         created=_timestamp(meta.get("creationTimestamp")),
         secret_name=str(meta.get("name") or ""),
         uid=str(meta.get("uid") or ""),
+        tags=tags.of_object(secret),
+        resource_version=str(meta.get("resourceVersion") or ""),
     )
 
 

@@ -6,6 +6,8 @@ concurrent change.
   tags an account puts on a shared AMI are seen by that account only. So they are kept in the
   ConfigMap ``kubenova-ec2-image-tags`` of the access key's namespace, one entry per AMI id,
   and one namespace's tags neither show in nor change another's.
+- A key pair's tags are its Secret's annotation ``ec2.kubenova.io/tags`` (:mod:`key_pairs`
+  says why there).
 
 Every change is a read, a change and a merge patch carrying the resourceVersion read: the
 kube-apiserver refuses it (409) when the object changed in between, and the change is made
@@ -20,15 +22,18 @@ from typing import Any
 
 from kubernetes.client import exceptions as k8s_exceptions
 
-from kubenova.ec2 import amis, errors, ids, instance_filters, tags
+from kubenova.ec2 import amis, errors, ids, instance_filters, key_pairs, tags
 from kubenova.ec2.context import Context
 
 IMAGE_TAGS_CONFIG_MAP = "kubenova-ec2-image-tags"
 INSTANCE = "instance"
 IMAGE = "image"
+KEY_PAIR = "key-pair"
 #: How often a change is made again after a concurrent one got in first.
 ATTEMPTS = 5
 INVALID_ID = "InvalidID"
+#: The ids of what is tagged: instances, images, key pairs.
+_PREFIXES = (ids.INSTANCE_PREFIX, ids.IMAGE_PREFIX, key_pairs.KEY_PAIR_PREFIX)
 
 Change = Callable[[tags.Tags], tags.Tags]
 
@@ -37,7 +42,8 @@ Change = Callable[[tags.Tags], tags.Tags]
 class Resource:
     resource_id: str
     resource_type: str
-    #: Where its tags are: the Instance's name, or the image's entry in the ConfigMap.
+    #: Where its tags are: the Instance's name, the image's entry in the ConfigMap, or the key
+    #: pair's Secret's name.
     name: str
     tags: tags.Tags
 
@@ -48,11 +54,10 @@ def resolve(ctx: Context, resource_ids: list[str]) -> list[Resource]:
     if not resource_ids:
         raise errors.missing("ResourceId")
     for value in resource_ids:
-        if not (
-            ids.well_formed(value, ids.INSTANCE_PREFIX) or ids.well_formed(value, ids.IMAGE_PREFIX)
-        ):
+        if not any(ids.well_formed(value, prefix) for prefix in _PREFIXES):
             raise errors.Ec2Error(
-                INVALID_ID, f"The ID '{value}' is not valid (only instances and images are tagged)"
+                INVALID_ID,
+                f"The ID '{value}' is not valid (only instances, images and key pairs are tagged)",
             )
     wanted = list(dict.fromkeys(resource_ids))
     found: dict[str, Resource] = {}
@@ -69,6 +74,11 @@ def resolve(ctx: Context, resource_ids: list[str]) -> list[Resource]:
                 errors.INVALID_AMI_ID_NOT_FOUND,
                 f"The image id '[{', '.join(missing)}]' does not exist",
             )
+    if any(value.startswith(key_pairs.KEY_PAIR_PREFIX) for value in wanted):
+        found.update((r.resource_id, r) for r in key_pair_resources(ctx))
+        missing = [v for v in wanted if v.startswith(key_pairs.KEY_PAIR_PREFIX) and v not in found]
+        if missing:
+            raise key_pairs.not_found(missing[0])
     return [found[value] for value in wanted]
 
 
@@ -89,6 +99,13 @@ def images(ctx: Context) -> list[Resource]:
     ]
 
 
+def key_pair_resources(ctx: Context) -> list[Resource]:
+    return [
+        Resource(pair.key_pair_id, KEY_PAIR, pair.secret_name, pair.tags)
+        for pair in key_pairs.all_in(ctx)
+    ]
+
+
 def image_tags(ctx: Context) -> dict[str, tags.Tags]:
     """The key's namespace's tags of images, by AMI id."""
     found = ctx.cluster.config_map(ctx.namespace, IMAGE_TAGS_CONFIG_MAP)
@@ -99,7 +116,7 @@ def image_tags(ctx: Context) -> dict[str, tags.Tags]:
 def change(ctx: Context, resource: Resource, how: Change) -> None:
     """Apply ``how`` to the resource's tags as they are when written, retrying when a
     concurrent change got in first."""
-    write = _change_instance if resource.resource_type == INSTANCE else _change_image
+    write = _WRITERS[resource.resource_type]
     for _ in range(ATTEMPTS):
         try:
             write(ctx, resource, how)
@@ -157,6 +174,26 @@ def _change_image(ctx: Context, resource: Resource, how: Change) -> None:
     if ctx.cluster.patch_config_map(ctx.namespace, IMAGE_TAGS_CONFIG_MAP, patch) is None:
         # Deleted between the read and the write: made again on the next attempt.
         raise k8s_exceptions.ApiException(status=409, reason="Conflict")
+
+
+def _change_key_pair(ctx: Context, resource: Resource, how: Change) -> None:
+    # Found again by its id: a key pair deleted and made again under its name meanwhile is a
+    # new one, with a new id, and this one is gone.
+    pair = key_pairs.by_id(ctx, resource.resource_id)
+    if pair is None:
+        raise key_pairs.not_found(resource.resource_id)
+    after = _changed(pair.tags, how, resource.resource_id)
+    if after == pair.tags:
+        return
+    if not key_pairs.write_tags(ctx, pair, after):
+        raise key_pairs.not_found(resource.resource_id)
+
+
+_WRITERS: dict[str, Callable[[Context, Resource, Change], None]] = {
+    INSTANCE: _change_instance,
+    IMAGE: _change_image,
+    KEY_PAIR: _change_key_pair,
+}
 
 
 def _changed(before: tags.Tags, how: Change, resource_id: str) -> tags.Tags:

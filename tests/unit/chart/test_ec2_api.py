@@ -255,8 +255,9 @@ def test_should_grant_the_server_each_verb_it_uses_and_nothing_more(render) -> N
         ("", "resourcequotas"): ["list"],
         # CreateImage: the InstanceSnapshot, and those of its name; DescribeImages: pending ones.
         (group, "instancesnapshots"): ["create", "list"],
-        # list: the access keys, across namespaces, and the key pairs; create, delete: these.
-        ("", "secrets"): ["create", "delete", "list"],
+        # list: the access keys, across namespaces, and the key pairs; create, delete: these;
+        # patch: a key pair's tags.
+        ("", "secrets"): ["create", "delete", "list", "patch"],
         ("", "configmaps"): ["create"],
         ("subresources.compute.kubenova.io", "instances/consolelog"): ["get"],
     }

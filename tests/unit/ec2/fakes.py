@@ -155,7 +155,8 @@ class FakeCluster:
         #: Secrets and ConfigMaps, by (namespace, name), as the kube-apiserver answers them.
         self.secret_objects: dict[tuple[str, str], dict[str, Any]] = {}
         self.config_map_objects: dict[tuple[str, str], dict[str, Any]] = {}
-        #: Called before each write of an Instance or ConfigMap (a test's concurrent writer).
+        #: Called before each write of an Instance, ConfigMap or Secret (a test's concurrent
+        #: writer).
         self.before_write: list[Any] = []
         #: InstanceSnapshots, by (namespace, name).
         self.snapshot_objects: dict[tuple[str, str], dict[str, Any]] = {}
@@ -313,6 +314,7 @@ class FakeCluster:
         made["apiVersion"] = "v1"
         made["type"] = body.get("type", "Opaque")
         made["metadata"]["labels"] = dict(body["metadata"].get("labels") or {})
+        made["metadata"]["annotations"] = dict(body["metadata"].get("annotations") or {})
         # stringData is write-only: the apiserver keeps and answers it base64 in data.
         data = dict(body.get("data") or {})
         for key, value in (body.get("stringData") or {}).items():
@@ -320,6 +322,24 @@ class FakeCluster:
         made["data"] = data
         self.secret_objects[(namespace, name)] = made
         return copy.deepcopy(made)
+
+    def patch_secret(
+        self, namespace: str, name: str, patch: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        current = self.secret_objects.get((namespace, name))
+        if current is None:
+            return None
+        for hook in list(self.before_write):
+            hook(namespace, name)
+        patch_meta = patch.get("metadata") or {}
+        wanted = patch_meta.get("resourceVersion")
+        if wanted is not None and wanted != current["metadata"]["resourceVersion"]:
+            raise _conflict()
+        _merge(
+            current["metadata"].setdefault("annotations", {}), patch_meta.get("annotations") or {}
+        )
+        current["metadata"]["resourceVersion"] = _version()
+        return copy.deepcopy(current)
 
     def delete_secret(self, namespace: str, name: str, uid: str) -> bool:
         current = self.secret_objects.get((namespace, name))

@@ -125,6 +125,51 @@ def test_the_zone_asked_for_narrows_the_hosts(ec2, objects):
     assert made["Placement"]["AvailabilityZone"] == "az-2"
 
 
+def _zones(ec2) -> list[str]:
+    return [zone["ZoneName"] for zone in ec2.describe_availability_zones()["AvailabilityZones"]]
+
+
+def test_a_zone_no_host_is_in_is_an_invalid_value_naming_it_and_makes_nothing(ec2, objects):
+    assert "az-9" not in _zones(ec2)
+    code, message, status = _refusal(
+        _run, ec2=ec2, objects=objects, Placement={"AvailabilityZone": "az-9"}, ClientToken="t1"
+    )
+    assert (code, status) == ("InvalidParameterValue", 400)
+    assert message.startswith("Invalid availability zone: [az-9]")
+    assert "Placement.AvailabilityZone" in message
+    assert "the zones are az-2, nova" in message  # as DescribeAvailabilityZones lists them
+    assert objects.instances("team-a") == []
+    # A host labelled into the zone makes it one that is listed, and launched into.
+    objects.hypervisor_objects.append(fake_capacity.hypervisor("h3", zone="az-9"))
+    assert "az-9" in _zones(ec2)
+    [made] = _run(ec2, objects, Placement={"AvailabilityZone": "az-9"})["Instances"]
+    assert made["Placement"]["AvailabilityZone"] == "az-9"
+
+
+def test_a_zone_that_is_there_but_full_stays_insufficient_capacity(ec2, objects):
+    objects.hypervisor_objects.append(fake_capacity.hypervisor("h3", zone="az-3", used=(32, 0, 0)))
+    assert "az-3" in _zones(ec2)
+    code, message, _ = _refusal(
+        _run, ec2=ec2, objects=objects, Placement={"AvailabilityZone": "az-3"}
+    )
+    assert code == "InsufficientInstanceCapacity"
+    assert message.endswith("0/3 hosts: 1 availability zone, 1 down, 1 insufficient vcpu")
+    assert objects.instances("team-a") == []
+
+
+def test_the_default_zone_is_known_only_while_a_host_is_in_it(ec2, objects):
+    # h1 has no zone label: it is in "nova", as the scheduler places it.
+    [made] = _run(ec2, objects, Placement={"AvailabilityZone": "nova"})["Instances"]
+    assert made["Placement"]["AvailabilityZone"] == "nova"
+    objects.hypervisor_objects = []
+    code, message, _ = _refusal(
+        _run, ec2=ec2, objects=objects, Placement={"AvailabilityZone": "nova"}
+    )
+    assert code == "InvalidParameterValue"
+    assert message.endswith("the zones are none: no hypervisor has registered)")
+    assert len(objects.instances("team-a")) == 1
+
+
 def test_disabled_hosts_and_unmatched_flavor_specs_and_image_properties_count_as_rejections(
     ec2, objects
 ):

@@ -173,6 +173,30 @@ def test_a_failed_snapshot_is_a_failed_image_that_stops_the_waiter(ec2, objects)
     assert "failure state" in str(stopped.value)
 
 
+def test_running_a_pending_image_is_unavailable_and_a_failed_one_not_found(objects):
+    made = objects.add_instance("team-a", "web-1")
+    with (
+        serving.served(objects) as endpoint,
+        serving.client(endpoint) as ec2,
+        serving.client(endpoint, serving.TEAM_B) as other,
+    ):
+        image_id = ec2.create_image(InstanceId=ids.instance_id(made), Name="golden")["ImageId"]
+        launch = {"ImageId": image_id, "InstanceType": "m1.tiny", "MinCount": 1, "MaxCount": 1}
+        for phase in (None, "InProgress"):
+            if phase:
+                objects.snapshot_objects[("team-a", "golden")]["status"] = {"phase": phase}
+            with pytest.raises(ClientError) as refused:
+                ec2.run_instances(**launch)
+            error = refused.value.response["Error"]
+            assert error["Code"] == "InvalidAMIID.Unavailable"
+            assert error["Message"].startswith(f"AMI '{image_id}' is pending, and cannot be run")
+        # Another namespace does not see the image until it is an Image.
+        assert serving.code(other.run_instances, **launch) == "InvalidAMIID.NotFound"
+        _fail(objects, "team-a", "golden", "SnapshotFailed", "on host h1: disk full")
+        assert serving.code(ec2.run_instances, **launch) == "InvalidAMIID.NotFound"
+    assert list(objects.instance_objects) == [("team-a", "web-1")]
+
+
 @pytest.mark.parametrize(
     "name",
     [

@@ -401,9 +401,9 @@ def test_instance_status_lists_running_ones_and_all_when_asked(endpoint, objects
     ec2.get_waiter("instance_status_ok").wait(
         InstanceIds=[ids.instance_id(running)], WaiterConfig={"Delay": 1, "MaxAttempts": 2}
     )
-    assert _code(ec2.describe_instance_status, Filters=[{"Name": "tag:x", "Values": ["y"]}]) == (
-        "InvalidParameterValue"
-    )
+    assert _code(
+        ec2.describe_instance_status, Filters=[{"Name": "vpc-id", "Values": ["vpc-1"]}]
+    ) == ("InvalidParameterValue")
 
 
 def test_console_output_is_the_guests_and_boto3_decodes_it(endpoint, objects):

@@ -1,6 +1,6 @@
 """Tags through the real boto3 against the in-process server: on instances and images, kept
-exactly whatever characters they hold, within EC2's limits, filtered by, and written without
-losing a concurrent change."""
+exactly whatever characters they hold, within EC2's limits, filtered by, listed a page at a
+time, and written without losing a concurrent change."""
 
 from __future__ import annotations
 
@@ -251,3 +251,64 @@ def test_unreadable_tags_do_not_stop_a_description(ec2, objects):
     made["metadata"]["annotations"] = {tags.TAGS_ANNOTATION: "{not json"}
     [reservation] = ec2.describe_instances()["Reservations"]
     assert "Tags" not in reservation["Instances"][0]
+
+
+def _every_tag(ec2, objects):
+    """Tags on three instances, an image and a key pair: 23 in all."""
+    resources = [ids.instance_id(objects.add_instance("team-a", f"web-{i}")) for i in range(3)]
+    resources.append(ids.image_id(objects.image_objects["cirros"]))
+    resources.append(ec2.create_key_pair(KeyName="k", KeyType="ed25519")["KeyPairId"])
+    for count, resource in zip((7, 6, 1, 5, 4), resources, strict=True):
+        ec2.create_tags(
+            Resources=[resource], Tags=[{"Key": f"k{i:02}", "Value": f"v{i}"} for i in range(count)]
+        )
+    return ec2.describe_tags()["Tags"]
+
+
+def test_describe_tags_pages_walk_every_tag_once(ec2, objects):
+    every = _every_tag(ec2, objects)
+    assert len(every) == 23
+    assert {tag["ResourceType"] for tag in every} == {"instance", "image", "key-pair"}
+    pages = list(ec2.get_paginator("describe_tags").paginate(PaginationConfig={"PageSize": 5}))
+    assert [len(page["Tags"]) for page in pages] == [5, 5, 5, 5, 3]
+    assert [tag for page in pages for tag in page["Tags"]] == every
+    assert "NextToken" not in pages[-1]
+    # Filters apply before the pages are cut.
+    filtered = ec2.get_paginator("describe_tags").paginate(
+        Filters=[
+            {"Name": "key", "Values": ["k00", "k03"]},
+            {"Name": "value", "Values": ["v[0-3]", "v*"]},
+        ],
+        PaginationConfig={"PageSize": 5},
+    )
+    filtered_pages = [page["Tags"] for page in filtered]
+    assert [len(tags_of_page) for tags_of_page in filtered_pages] == [5, 4]
+    walked = [tag for tags_of_page in filtered_pages for tag in tags_of_page]
+    assert walked == [tag for tag in every if tag["Key"] in ("k00", "k03")]
+    # Exactly a page's worth: no NextToken pointing at an empty page.
+    assert "NextToken" not in ec2.describe_tags(MaxResults=23)
+
+
+def test_a_tag_deleted_between_pages_shifts_nothing(ec2, objects):
+    every = _every_tag(ec2, objects)
+    first = ec2.describe_tags(MaxResults=5)
+    assert first["Tags"] == every[:5]
+    gone = first["Tags"][-1]
+    ec2.delete_tags(Resources=[gone["ResourceId"]], Tags=[{"Key": gone["Key"]}])
+    second = ec2.describe_tags(MaxResults=5, NextToken=first["NextToken"])
+    assert second["Tags"] == every[5:10]
+
+
+def test_describe_tags_refuses_bad_paging_by_name(ec2, objects):
+    _every_tag(ec2, objects)
+    for size in (4, 1001, 0):
+        with pytest.raises(ClientError) as refused:
+            ec2.describe_tags(MaxResults=size)
+        assert refused.value.response["Error"]["Code"] == "InvalidParameterValue"
+        assert "MaxResults" in refused.value.response["Error"]["Message"]
+    assert len(ec2.describe_tags(MaxResults=1000)["Tags"]) == 23
+    for token in ("not-a-token", "W10=", "WyJhIiwgMV0="):  # junk, [], ["a", 1]
+        with pytest.raises(ClientError) as refused:
+            ec2.describe_tags(MaxResults=5, NextToken=token)
+        assert refused.value.response["Error"]["Code"] == "InvalidParameterValue"
+        assert "NextToken" in refused.value.response["Error"]["Message"]
