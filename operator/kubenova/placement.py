@@ -12,9 +12,26 @@ either.
 from __future__ import annotations
 
 from collections.abc import Collection
-from typing import Any, Final, Literal, TypeVar, get_args, overload
+from typing import Any, Final, Literal, NamedTuple, TypeVar, get_args, overload
 
 # -- resources ---------------------------------------------------------------------------
+
+
+class AllocationRatios(NamedTuple):
+    """How far claims may overcommit each resource of one host (Nova's per compute node
+    ``cpu_allocation_ratio``, ``ram_allocation_ratio`` and ``disk_allocation_ratio``)."""
+
+    cpu: float
+    memory: float
+    disk: float
+
+
+#: A host's ratios until an administrator sets its own (Nova's ``initial_*_allocation_ratio``
+#: options; the compute_nodes columns default to the same).
+DEFAULT_ALLOCATION_RATIOS: Final = AllocationRatios(cpu=4.0, memory=1.0, disk=1.0)
+#: The largest ratio a Hypervisor accepts. Nova sets no bound; past a thousand a typo is
+#: likelier than intent, and the claim's arithmetic stays far from overflow.
+MAX_ALLOCATION_RATIO: Final = 1000.0
 
 _Amount = TypeVar("_Amount")
 

@@ -259,7 +259,8 @@ def delete_instance(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
 def hypervisor_changed(
     name: str, labels: kopf.Labels, spec: kopf.Spec, memo: kopf.Memo, **_: Any
 ) -> None:
-    """Disabling a host keeps new instances away at once; running ones stay."""
+    """Disabling a host keeps new instances away at once (running ones stay), and new
+    allocation ratios hold every later claim on it."""
     runtime: Runtime = memo["runtime"]
     runtime.conductor.api.hypervisor_changed(name, dict(labels), dict(spec))
 

@@ -62,7 +62,8 @@ class ConductorAPI:
         )
 
     def hypervisor_changed(self, host: str, labels: dict[str, str], spec: dict[str, Any]) -> None:
-        """An administrator labelled, disabled or enabled a host."""
+        """An administrator labelled, disabled or enabled a host, or set its allocation
+        ratios."""
         self._hypervisors.hypervisor_changed(host, labels, spec)
 
     def hypervisor_deleted(self, host: str) -> bool:

@@ -1,5 +1,6 @@
 """A Hypervisor's status as a projection of its compute node record: state, versions, the
-disabled flag, and each resource's capacity, allocatable amount and usage.
+disabled flag, the allocation ratios in force, each resource's capacity, allocatable amount
+and usage, and whether usage is over what is allocatable (the ``OverCapacity`` condition).
 
 Pure: the conductor's heartbeat handling and its periodic check both build status here, and
 decide here whether a change is worth a write before the next refresh.
@@ -22,6 +23,13 @@ from kubenova.rpc import payloads
 _HEARTBEAT_REFRESH_FIELDS = frozenset({"lastHeartbeat", "runningInstances"})
 _USAGE_FIELDS = frozenset({"vcpus", "memoryMiB", "diskGiB"})
 _USAGE_FIGURES = frozenset({"used", "display"})
+# The resources of a status, in the order a refusal names them (memory, then vCPU, then disk).
+_RESOURCES = ("memoryMiB", "vcpus", "diskGiB")
+
+#: True while claims hold more of some resource than is allocatable: an administrator lowered
+#: an allocation ratio below what is placed (Nova allows it), or the host reports less than
+#: it did. No claim fits then, so the host takes no new instance until usage falls.
+OVER_CAPACITY = "OverCapacity"
 
 
 class Inventory(NamedTuple):
@@ -67,8 +75,14 @@ def _usage(capacity: int, reserved: int, ratio: float, used: int) -> dict[str, A
 
 
 def usage_status(node: models.ComputeNode | db_api.ReportedNode) -> dict[str, Any]:
-    """Capacity, allocatable and claimed usage of each resource, as the claims hold them."""
+    """Capacity, allocatable and claimed usage of each resource, as the claims hold them, and
+    the allocation ratios that make what is allocatable."""
     return {
+        "allocationRatios": {
+            "cpu": node.cpu_allocation_ratio,
+            "memory": node.ram_allocation_ratio,
+            "disk": node.disk_allocation_ratio,
+        },
         "vcpus": _usage(node.vcpus, 0, node.cpu_allocation_ratio, node.vcpus_used),
         "memoryMiB": _usage(
             node.memory_mib,
@@ -83,6 +97,44 @@ def usage_status(node: models.ComputeNode | db_api.ReportedNode) -> dict[str, An
             node.local_gb_used,
         ),
     }
+
+
+def capacity_conditions(
+    usage: dict[str, Any], previous: list[dict[str, Any]] | None
+) -> list[dict[str, Any]]:
+    """``previous`` conditions with ``OverCapacity`` said afresh from ``usage`` (as
+    :func:`usage_status` builds it); its lastTransitionTime moves only when it flips."""
+    over = []
+    for resource in _RESOURCES:
+        figures = usage.get(resource) or {}
+        used, allocatable = figures.get("used", 0), figures.get("allocatable", 0)
+        if used > allocatable:
+            over.append(f"{resource} {used} used of {allocatable} allocatable")
+    if over:
+        condition = instance_status.condition(
+            OVER_CAPACITY,
+            True,
+            "UsageAboveAllocatable",
+            f"{'; '.join(over)}: no new instance is placed here until usage falls",
+            previous,
+        )
+    else:
+        condition = instance_status.condition(
+            OVER_CAPACITY,
+            False,
+            "WithinAllocatable",
+            "usage is within what is allocatable",
+            previous,
+        )
+    return instance_status.merge_conditions(previous, [condition])
+
+
+def is_over_capacity(status: dict[str, Any] | None) -> bool:
+    """Whether ``status`` says its host is over capacity."""
+    return any(
+        condition.get("type") == OVER_CAPACITY and condition.get("status") == "True"
+        for condition in (status or {}).get("conditions") or []
+    )
 
 
 def disabled_status(node: models.ComputeNode | db_api.ReportedNode) -> dict[str, Any]:

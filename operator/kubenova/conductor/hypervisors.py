@@ -6,13 +6,14 @@ down and keeps every Hypervisor's status true to the database.
 from __future__ import annotations
 
 import datetime
+import itertools
 import logging
 import math
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
-from kubenova.conductor import audit, hypervisor_status, last_written
+from kubenova.conductor import audit, hypervisor_spec, hypervisor_status, last_written
 from kubenova.conductor.projector import InstanceProjector
 from kubenova.config import OperatorSettings
 from kubenova.db import api as db_api
@@ -29,6 +30,15 @@ LOG = logging.getLogger(__name__)
 HYPERVISOR_RESYNC_S = 300.0
 # How often a heartbeat that changed nothing else refreshes status.lastHeartbeat.
 HEARTBEAT_STATUS_INTERVAL_S = 30.0
+
+
+class _HandledChange(NamedTuple):
+    """A change to a Hypervisor object the handler was told of: its labels and spec, and its
+    number in the order changes were handled."""
+
+    number: int
+    labels: dict[str, str]
+    spec: dict[str, Any]
 
 
 class Hypervisors:
@@ -53,6 +63,11 @@ class Hypervisors:
         self._hypervisor_read_at: dict[str, float] = {}
         # Host -> what its last heartbeat that recorded the compute node said of it.
         self._recorded_inventory: dict[str, hypervisor_status.Inventory] = {}
+        # Host -> the latest change to its object the Hypervisor handler was told of, so a
+        # heartbeat that read the object can tell a newer copy from its own (numbered from
+        # one counter: next() on it is atomic).
+        self._change_numbers = itertools.count(1)
+        self._latest_change: dict[str, _HandledChange] = {}
         # Called when an administrator changed a host, so cached views of hosts (the
         # scheduler's) are read again; the conductor's wiring sets it.
         self.on_hosts_changed: Callable[[], None] = lambda: None
@@ -69,14 +84,22 @@ class Hypervisors:
         ``service_version`` (the newest contract version the agent implements), or for an
         agent older than 1.2, which leaves it out, ``version``, the one its report came in.
 
-        The Hypervisor object is where administrators label and disable a host. The
-        Hypervisor handlers copy its labels and ``spec.disabled`` into the database at once;
-        a heartbeat reads the object only on a host's first report to this process and then
-        every ``HYPERVISOR_RESYNC_S``, to create it and to catch a change whose event was
-        missed. The labels an agent starts with only seed the object when it is created.
+        The Hypervisor object is where administrators label and disable a host and set its
+        allocation ratios. The Hypervisor handlers copy its labels and spec into the database
+        at once; a heartbeat reads the object only on a host's first report to this process
+        and then every ``HYPERVISOR_RESYNC_S``, to create it and to catch a change whose event
+        was missed, and applies the spec in the transaction that records the node: a spec set
+        before the host's first heartbeat reaches the row that heartbeat creates. The labels
+        an agent starts with only seed the object when it is created.
+
+        The handler may be told of a change while a heartbeat reads the object and records
+        the node, and find no row to record it in yet. The heartbeat then records the
+        handler's copy, not the one it read before; a change the handler is told of after
+        that has the next heartbeat read the object again.
         """
         labels: dict[str, str] | None = None
         spec: dict[str, Any] | None = None
+        change_seen: int | None = None
         remembered = self.last_written.get(report.host)
         prior_state = remembered.get("state") if remembered is not None else None
         now = time.monotonic()
@@ -97,6 +120,7 @@ class Hypervisors:
             self.on_report(report.host, report.instance_uuids)
             return
         if resync:
+            change_seen = self._latest_change_number(report.host)
             hypervisor = self.kube.ensure_hypervisor(report.host, report.labels)
             labels = dict(hypervisor.get("metadata", {}).get("labels") or {})
             spec = dict(hypervisor.get("spec") or {})
@@ -105,6 +129,11 @@ class Hypervisors:
             self._hypervisor_read_at[report.host] = now
         with db_engine.transaction(self.session_factory) as session:
             _record_liveness(session, report.host, service_version)
+            handled = self._latest_change.get(report.host)
+            if resync and handled is not None and handled.number != change_seen:
+                # Told to the handler since this heartbeat began reading: at least as new.
+                labels, spec = dict(handled.labels), dict(handled.spec)
+                change_seen = handled.number
             node = db_api.compute_node_update_from_report(
                 session,
                 report.host,
@@ -121,15 +150,18 @@ class Hypervisors:
                 migration_uri=report.migration_uri,
                 console_address=report.console_address,
             )
-            if spec is not None and bool(spec.get("disabled", False)) != node.disabled:
-                changed = db_api.compute_node_set_disabled(
-                    session, report.host, bool(spec.get("disabled")), spec.get("disabledReason")
+            spec_changed = False
+            if spec is not None:
+                node, spec_changed = hypervisor_spec.apply_to_report(
+                    session, report.host, spec, node
                 )
-                if changed is not None:
-                    node = node._replace(
-                        disabled=changed.disabled, disabled_reason=changed.disabled_reason
-                    )
             status = hypervisor_status.reported_status(node, datetime.datetime.now(datetime.UTC))
+        if resync and self._latest_change_number(report.host) != change_seen:
+            # The handler may have found no row to record that change in: read the object
+            # again at the next heartbeat.
+            self._hypervisor_read_at.pop(report.host, None)
+        if spec_changed:
+            self.on_hosts_changed()
         self._recorded_inventory[report.host] = inventory
         self._write_reported_status(report.host, status, remembered)
         self.auditor.record_report(report.host, report.instance_uuids)
@@ -138,6 +170,10 @@ class Hypervisors:
             # Back up: its instances said Unknown while it was down; say what they are.
             LOG.warning("hypervisor %s is up", report.host)
             self.projector.project_host(report.host)
+
+    def _latest_change_number(self, host: str) -> int | None:
+        handled = self._latest_change.get(host)
+        return handled.number if handled is not None else None
 
     def service_stopping(self, stopping: payloads.ServiceStopping) -> None:
         """An agent is stopping: its host is down now, not ``service_down_time`` from now.
@@ -187,6 +223,7 @@ class Hypervisors:
         # A recreated object starts with no status: the next heartbeat reads and writes it.
         self._hypervisor_read_at.pop(host, None)
         self._recorded_inventory.pop(host, None)
+        self._latest_change.pop(host, None)
         self.last_written.forget(host)
         self.auditor.forget_written(host)
         with db_engine.transaction(self.session_factory) as session:
@@ -199,23 +236,36 @@ class Hypervisors:
         return forgotten
 
     def hypervisor_changed(self, host: str, labels: dict[str, str], spec: dict[str, Any]) -> None:
-        """An administrator labelled, disabled or enabled a host (or made its object): record
-        it now; the object's status is written again at the next check."""
+        """An administrator labelled a host, disabled or enabled it, set its allocation ratios
+        (or made its object): record it now, in one transaction, and say in the status what
+        is in force; the rest of the status is written again at the next check.
+
+        A host with no compute node yet is left to its first heartbeat, which records this
+        change, or reads the object again if it recorded an older copy."""
+        self._latest_change[host] = _HandledChange(
+            next(self._change_numbers), dict(labels), dict(spec)
+        )
         self.last_written.forget(host)
         self._recorded_inventory.pop(host, None)
         self.auditor.forget_written(host)
         with db_engine.transaction(self.session_factory) as session:
             node = db_api.compute_node_get(session, host)
             if node is None:
-                return  # its first heartbeat will record it
+                return
             node.labels = dict(labels)
-            node = db_api.compute_node_set_disabled(
-                session, host, bool(spec.get("disabled", False)), spec.get("disabledReason")
+            node = hypervisor_spec.apply(session, host, spec)
+            applied = (
+                {
+                    **hypervisor_status.disabled_status(node),
+                    **hypervisor_status.usage_status(node),
+                }
+                if node is not None
+                else None
             )
-            applied = hypervisor_status.disabled_status(node) if node is not None else None
         self.on_hosts_changed()
         if applied is not None:
-            # Say it is in force: from here on no claim lands on a disabled host.
+            # Say it is in force: from here on no claim lands on a disabled host, and every
+            # claim is held to these ratios.
             self.kube.patch_hypervisor_status(host, applied)
 
     def check_hypervisors(self) -> dict[str, str]:
@@ -253,7 +303,9 @@ class Hypervisors:
         states = {}
         for host, up, usage in views:
             try:
-                states[host] = self._apply_check(host, up, usage, self.last_written.get(host) or {})
+                previous = self.last_written.get(host) or {}
+                checked = _with_capacity_condition(host, usage, previous)
+                states[host] = self._apply_check(host, up, checked, previous)
             except Exception:
                 # One host's trouble must not keep the others from being marked down.
                 LOG.exception("checking hypervisor %s failed", host)
@@ -287,6 +339,24 @@ class Hypervisors:
             LOG.warning("hypervisor %s is %s", host, state)
             self.projector.project_host(host)
         return state
+
+
+def _with_capacity_condition(
+    host: str, usage: dict[str, Any], previous: dict[str, Any]
+) -> dict[str, Any]:
+    """``usage`` with the status's conditions, ``OverCapacity`` said from it (logged when it
+    turns true)."""
+    checked = {
+        **usage,
+        "conditions": hypervisor_status.capacity_conditions(usage, previous.get("conditions")),
+    }
+    if hypervisor_status.is_over_capacity(checked) and not hypervisor_status.is_over_capacity(
+        previous
+    ):
+        LOG.warning(
+            "hypervisor %s is over capacity: it takes no new instance until usage falls", host
+        )
+    return checked
 
 
 def _record_liveness(session: Any, host: str, version: str) -> None:

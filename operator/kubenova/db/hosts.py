@@ -14,6 +14,7 @@ from typing import Any, Final, NamedTuple, cast
 import sqlalchemy as sa
 from sqlalchemy import orm
 
+from kubenova import placement
 from kubenova.db import models
 
 # The size of the disabled_reason column.
@@ -176,6 +177,38 @@ def compute_node_set_disabled(
     node.disabled = disabled
     node.disabled_reason = reason[:MAX_DISABLED_REASON] if disabled and reason else None
     session.flush()
+    return node
+
+
+def compute_node_set_allocation_ratios(
+    session: orm.Session, host: str, ratios: placement.AllocationRatios
+) -> models.ComputeNode | None:
+    """Set how far claims may overcommit ``host`` (Nova's per-node allocation ratios); None,
+    and nothing done, for a host with no live compute node.
+
+    Claims compute what is allocatable from these columns in their conditional UPDATE, under
+    this row's lock, so every claim after the commit is held to the new ratios. Usage already
+    above them stays (Nova allows lowering a ratio below what is placed): the host then takes
+    nothing new until usage falls. A change moves ``generation``, as an inventory change
+    does in placement. One row lock, no other table.
+    """
+    node = session.scalars(
+        sa.select(models.ComputeNode)
+        .where(models.ComputeNode.host == host, models.live(models.ComputeNode))
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).one_or_none()
+    if node is None:
+        return None
+    recorded = placement.AllocationRatios(
+        node.cpu_allocation_ratio, node.ram_allocation_ratio, node.disk_allocation_ratio
+    )
+    if recorded != ratios:
+        node.cpu_allocation_ratio = ratios.cpu
+        node.ram_allocation_ratio = ratios.memory
+        node.disk_allocation_ratio = ratios.disk
+        node.generation = node.generation + 1
+        session.flush()
     return node
 
 
