@@ -43,18 +43,22 @@ format: venv ## apply ruff's fixes and formatting
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-.PHONY: bench bench-migration
-bench: venv ## benchmarks on the running `make dev-up` stack: scheduler (1000 filling 100 hosts: 5 bursts, paced 10/s and 50/s), boot, lifecycle (stop, start, soft reboot), live migration
+.PHONY: bench bench-migration bench-ec2
+bench: venv ## benchmarks on the running `make dev-up` stack: scheduler (1000 filling 100 hosts: 5 bursts, paced 10/s and 50/s), boot, lifecycle (stop, start, soft reboot), live migration, RunInstances through EC2 against kubectl
 	$(PY) hack/bench/scheduler_bench.py --mode burst --runs 5
 	$(PY) hack/bench/scheduler_bench.py --mode paced
 	$(PY) hack/bench/scheduler_bench.py --mode paced --interval 0.02
 	$(PY) hack/bench/boot_bench.py
 	$(PY) hack/bench/lifecycle_bench.py
 	$(MAKE) bench-migration
+	$(MAKE) bench-ec2
 
 bench-migration: venv ## live migration on the `make dev-up` stack, to a second libvirtd on this machine and back: through Kubenova against straight through libvirt
 	hack/services.sh libvirt2-up
 	$(PY) hack/bench/live_migration_bench.py
+
+bench-ec2: venv ## RunInstances of 100 through the EC2 API against the same 100 through kubectl, on 10 simulated hosts of the `make dev-up` stack
+	$(PY) hack/bench/ec2_bench.py
 
 .PHONY: console-assets
 console-assets: ## install noVNC and spice-html5 (npm) for kubenova-console into .kubenova/console/web
