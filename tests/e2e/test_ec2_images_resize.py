@@ -139,6 +139,10 @@ def test_modify_instance_type_of_a_stopped_instance_resizes_and_confirms(
             "Instances"
         ]
         assert (stopped["State"]["Name"], stopped["InstanceType"]) == ("stopped", BIG_FLAVOR)
+        attribute = ec2.describe_instance_attribute(
+            InstanceId=instance_id, Attribute="instanceType"
+        )
+        assert attribute["InstanceType"] == {"Value": BIG_FLAVOR}
 
         ec2.start_instances(InstanceIds=[instance_id])
         _wait(ec2, "instance_running", InstanceIds=[instance_id])

@@ -51,8 +51,14 @@ def test_key_pairs_are_secrets_and_reach_the_instance_spec(
     apply(flavor_manifest(ec2_e2e.FLAVOR, 1, 128, 1))
     ec2 = _client(stack, namespace, ec2_api)
     try:
-        made = ec2.create_key_pair(KeyName="deploy key")
+        made = ec2.create_key_pair(
+            KeyName="deploy key",
+            TagSpecifications=[
+                {"ResourceType": "key-pair", "Tags": [{"Key": "team", "Value": "web"}]}
+            ],
+        )
         assert made["KeyMaterial"].startswith("-----BEGIN RSA PRIVATE KEY-----")
+        assert made["Tags"] == [{"Key": "team", "Value": "web"}]
         public = (
             ed25519.Ed25519PrivateKey.generate()
             .public_key()
@@ -77,6 +83,25 @@ def test_key_pairs_are_secrets_and_reach_the_instance_spec(
             ("laptop", "ed25519"),
         ]
         assert listed[1]["PublicKey"] == public.decode() + " laptop"
+
+        # A key pair's tags live on its Secret: changed through the kube-apiserver, filtered
+        # with EC2's wildcards.
+        ec2.create_tags(Resources=[imported["KeyPairId"]], Tags=[{"Key": "team", "Value": "ops"}])
+        ec2.delete_tags(Resources=[made["KeyPairId"]], Tags=[{"Key": "team", "Value": "web"}])
+        ec2.create_tags(Resources=[made["KeyPairId"]], Tags=[{"Key": "role", "Value": "deploy"}])
+        tagged = ec2.describe_key_pairs(Filters=[{"Name": "tag:team", "Values": ["o?s"]}])
+        assert [k["KeyName"] for k in tagged["KeyPairs"]] == ["laptop"]
+        by_key = ec2.describe_key_pairs(Filters=[{"Name": "tag-key", "Values": ["ro*"]}])
+        assert [k["KeyName"] for k in by_key["KeyPairs"]] == ["deploy key"]
+        described = ec2.describe_tags(Filters=[{"Name": "resource-type", "Values": ["key-pair"]}])[
+            "Tags"
+        ]
+        assert sorted((t["ResourceId"], t["Key"], t["Value"]) for t in described) == sorted(
+            [(imported["KeyPairId"], "team", "ops"), (made["KeyPairId"], "role", "deploy")]
+        )
+        assert ec2_e2e._code(
+            ec2.create_tags, Resources=["key-0123456789abcdef0"], Tags=[{"Key": "a", "Value": "b"}]
+        ) == ("InvalidKeyPair.NotFound")
 
         # RunInstances' KeyName: the CRD takes the line, and DescribeInstances names the key.
         [instance] = ec2.run_instances(

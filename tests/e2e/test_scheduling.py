@@ -198,3 +198,74 @@ def test_build_failing_on_every_attempt_ends_in_error_listing_each_host(namespac
     assert "3 host(s)" in message
     for host in broken:
         assert host in message
+
+
+def _hypervisor_status(host):
+    return (get("hypervisors", host) or {}).get("status") or {}
+
+
+def _condition(status, type_):
+    return next((c for c in status.get("conditions") or [] if c["type"] == type_), {})
+
+
+def test_a_hosts_own_cpu_allocation_ratio_bounds_what_is_placed_on_it(namespace, sim_hosts, pool):
+    # One real vCPU: Nova's default ratio of 4.0 would take four 1-vCPU instances.
+    host = sim_hosts("ratio", labels=pool, vcpus=1)
+    kubectl(
+        "patch", "hypervisor", host, "--type=merge",
+        "-p", '{"spec": {"allocationRatios": {"cpu": 2}}}',
+    )  # fmt: skip
+    wait_for(
+        "the Hypervisor's status to show the ratio in force",
+        lambda: _hypervisor_status(host).get("allocationRatios", {}).get("cpu") == 2,
+        timeout=30,
+    )
+    listed = kubectl("get", "hypervisor", host).stdout
+    header, row = listed.splitlines()[:2]
+    assert "CPU-RATIO" in header.split()
+    assert row.split()[header.split().index("CPU-RATIO")] == "2"
+
+    for name in ("r1", "r2", "r3"):
+        apply(_instance(name, namespace, pool))
+    assert {_running_host(namespace, "r1"), _running_host(namespace, "r2")} == {host}
+    scheduled = wait_for(
+        "the third instance to be refused for vCPUs",
+        lambda: (
+            "vcpu" in (c := condition_of(namespace, "r3", "Scheduled")).get("message", "") and c
+        ),
+        timeout=60,
+    )
+    assert scheduled["status"] == "False"
+
+    # A higher ratio makes room at once; the waiting instance is placed on its next try.
+    kubectl(
+        "patch", "hypervisor", host, "--type=merge",
+        "-p", '{"spec": {"allocationRatios": {"cpu": 3}}}',
+    )  # fmt: skip
+    assert _running_host(namespace, "r3", timeout=90) == host
+
+    # Lowered below what is placed: allowed, as in Nova, and the status says so.
+    kubectl(
+        "patch", "hypervisor", host, "--type=merge",
+        "-p", '{"spec": {"allocationRatios": {"cpu": 1}}}',
+    )  # fmt: skip
+    over = wait_for(
+        "the OverCapacity condition",
+        lambda: (
+            (c := _condition(_hypervisor_status(host), "OverCapacity")).get("status") == "True"
+            and c
+        ),
+        timeout=60,
+    )
+    assert "vcpus" in over["message"]
+    assert all(status_of(namespace, n)["phase"] == "Running" for n in ("r1", "r2", "r3"))
+
+    # Removing the ratio puts Nova's default back.
+    kubectl(
+        "patch", "hypervisor", host, "--type=merge", "-p", '{"spec": {"allocationRatios": null}}'
+    )
+    wait_for(
+        "the default ratio back in the status",
+        lambda: _hypervisor_status(host).get("allocationRatios", {}).get("cpu") == 4,
+        timeout=30,
+    )

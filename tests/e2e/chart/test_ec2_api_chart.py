@@ -194,6 +194,65 @@ def test_the_service_presents_a_certificate_for_its_names_signed_by_the_publishe
     assert b"AuthFailure" in answer, answer[:500]
 
 
+def test_console_output_shows_the_user_data_of_a_guest_run_with_a_tagged_key(
+    public_url: str, user_namespace: str, user_env: dict[str, str]
+) -> None:
+    # GetConsoleOutput reads the Instance's consolelog subresource: the chart's
+    # kubenova-subresources behind its APIService asks the guest's host over the message bus.
+    created = _shell(user_env, f"kubectl nova ec2-credentials create -n {user_namespace}")
+    assert created.returncode == 0, created.stderr
+    credentials = _exported(created.stdout)
+    ec2 = _boto3(credentials, verify=credentials["AWS_CA_BUNDLE"])
+    ami = next(
+        image["ImageId"]
+        for image in ec2.describe_images()["Images"]
+        if image["Name"] == "kubenova-tiny"
+    )
+    # Characters a console or a shell would mangle, and a line of this run's own.
+    marker = f"from-ec2-{os.urandom(4).hex()}"
+    user_data = f"#!/bin/sh\necho {marker} '<quoted>' & \"double\"\n"
+    # A key pair, tagged after it is made: the chart's ServiceAccount creates and patches the
+    # key's Secret.
+    key = ec2.create_key_pair(KeyName="console key")
+    ec2.create_tags(Resources=[key["KeyPairId"]], Tags=[{"Key": "use", "Value": "console"}])
+    [listed] = ec2.describe_key_pairs(KeyNames=["console key"])["KeyPairs"]
+    assert listed["Tags"] == [{"Key": "use", "Value": "console"}]
+    [launched] = ec2.run_instances(
+        ImageId=ami,
+        InstanceType=FLAVOR,
+        MinCount=1,
+        MaxCount=1,
+        UserData=user_data,
+        KeyName="console key",
+    )["Instances"]
+    instance_id = launched["InstanceId"]
+    try:
+        ec2.get_waiter("instance_running").wait(
+            InstanceIds=[instance_id], WaiterConfig={"Delay": 2, "MaxAttempts": 120}
+        )
+        # The tiny guest prints its user data between these lines once it has read the
+        # config drive; boto3 decodes the base64 Output.
+        expected = f"kubenova-guest: user-data begin\n{user_data}"
+
+        def shown() -> str | None:
+            output = ec2.get_console_output(InstanceId=instance_id).get("Output") or ""
+            return output if expected in output.replace("\r\n", "\n") else None
+
+        output = wait_for("the user data in GetConsoleOutput", shown, timeout=240, interval=5)
+        assert "kubenova-guest: user-data end" in output
+
+        # The AWS CLI reads the same output (`--output text` prints it decoded).
+        done = _shell(
+            {**user_env, **credentials},
+            f"{ROOT}/.venv/bin/aws ec2 get-console-output --instance-id {instance_id}"
+            " --output text",
+        )
+        assert done.returncode == 0, done.stderr
+        assert marker in done.stdout
+    finally:
+        ec2.terminate_instances(InstanceIds=[instance_id])
+
+
 def _boto3(credentials: dict[str, str], *, verify: bool | str) -> Any:
     return boto3.client(
         "ec2",
