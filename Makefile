@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 
 .PHONY: help venv up dev-up down images test test-unit test-integration test-e2e lint format
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
 
 $(VENV)/.installed: pyproject.toml hack/bootstrap.sh hack/install-go.sh
 	hack/bootstrap.sh
@@ -43,7 +43,7 @@ format: venv ## apply ruff's fixes and formatting
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-.PHONY: bench bench-migration bench-ec2
+.PHONY: bench bench-migration bench-ec2 bench-density
 bench: venv ## benchmarks on the running `make dev-up` stack: scheduler (1000 filling 100 hosts: 5 bursts, paced 10/s and 50/s), boot, lifecycle (stop, start, soft reboot), live migration, RunInstances through EC2 against kubectl
 	$(PY) hack/bench/scheduler_bench.py --mode burst --runs 5
 	$(PY) hack/bench/scheduler_bench.py --mode paced
@@ -59,6 +59,9 @@ bench-migration: venv ## live migration on the `make dev-up` stack, to a second 
 
 bench-ec2: venv ## RunInstances of 100 through the EC2 API against the same 100 through kubectl, on 10 simulated hosts of the `make dev-up` stack
 	$(PY) hack/bench/ec2_bench.py
+
+bench-density: venv ## 100 real QEMU guests of the tiny image created 100 ms apart on this host of the `make dev-up` stack (KubeVirt's density test): p50/p95 to Running and to guest ready, memory high-water mark (not part of `make bench`)
+	$(PY) hack/bench/density_bench.py
 
 .PHONY: console-assets
 console-assets: ## install noVNC and spice-html5 (npm) for kubenova-console into .kubenova/console/web

@@ -107,10 +107,10 @@ class InstanceWatch(threading.Thread):
         self.errors: dict[str, str] = {}
         self.present: set[str] = set()
         self.listed = threading.Event()
-        self._stop = threading.Event()
+        self._stopping = threading.Event()
 
     def stop(self) -> None:
-        self._stop.set()
+        self._stopping.set()
 
     def snapshot(self) -> tuple[dict[str, float], dict[str, str], dict[str, str], set[str]]:
         with self._lock:
@@ -146,7 +146,7 @@ class InstanceWatch(threading.Thread):
         from kubernetes.client import exceptions
 
         resource_version: str | None = None
-        while not self._stop.is_set():
+        while not self._stopping.is_set():
             try:
                 if resource_version is None:
                     resource_version = self._list()
@@ -172,7 +172,7 @@ class InstanceWatch(threading.Thread):
                             self.present.discard(obj["metadata"]["name"])
                     else:
                         self._see(obj, seen_at)
-                    if self._stop.is_set():
+                    if self._stopping.is_set():
                         stream.stop()  # type: ignore[no-untyped-call]
             except exceptions.ApiException as exc:
                 if exc.status == 410:
