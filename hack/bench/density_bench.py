@@ -110,19 +110,28 @@ def ratios_shown(status: dict[str, Any], wanted: dict[str, float]) -> bool:
 
 
 def latency_figures(
-    sent: dict[str, float], running: dict[str, float], ready: dict[str, float]
+    sent: dict[str, float],
+    running: dict[str, float],
+    booted: dict[str, float],
+    dhcp_failed: Collection[str] = (),
 ) -> dict[str, Any]:
-    """Per guest, create call sent -> first seen Running and -> guest ready: their p50 and p95
-    (nearest rank; null without any) and how many got there."""
+    """Per guest, create call sent -> first seen Running, -> guest ready (its ready line) and
+    -> guest booted (its last boot line, ready or ``dhcp failed``): their p50 and p95 (nearest
+    rank; null without any) and how many got there."""
     to_running = [running[name] - at for name, at in sent.items() if name in running]
-    to_ready = [ready[name] - at for name, at in sent.items() if name in ready]
+    to_booted = [booted[name] - at for name, at in sent.items() if name in booted]
+    to_ready = [
+        booted[name] - at for name, at in sent.items() if name in booted and name not in dhcp_failed
+    ]
     return {
         "guests_running": len(to_running),
         "guests_ready": len(to_ready),
+        "guests_dhcp_failed": len(to_booted) - len(to_ready),
         "p50_running_s": benchlib.rounded(benchlib.percentile(to_running, 50)),
         "p95_running_s": benchlib.rounded(benchlib.percentile(to_running, 95)),
         "p50_guest_ready_s": benchlib.rounded(benchlib.percentile(to_ready, 50)),
         "p95_guest_ready_s": benchlib.rounded(benchlib.percentile(to_ready, 95)),
+        "p95_guest_booted_s": benchlib.rounded(benchlib.percentile(to_booted, 95)),
     }
 
 
@@ -237,6 +246,7 @@ class Measured:
 
     running: dict[str, float]
     ready: dict[str, float]
+    dhcp_failed: set[str]
     errors: dict[str, str]
     uids: dict[str, str]
     memory_baseline_mib: float
@@ -276,6 +286,7 @@ def measure(
     measured = Measured(
         running=running,
         ready=poller.snapshot(),
+        dhcp_failed=poller.dhcp_failed(),
         errors=errors,
         uids=uids,
         memory_baseline_mib=memory_baseline,
@@ -305,6 +316,8 @@ def report(
     for name in sorted(sent):
         to_running = f"{seen.running[name] - sent[name]:8.2f}s" if name in seen.running else "never"
         to_ready = f"{seen.ready[name] - sent[name]:8.2f}s" if name in seen.ready else "never"
+        if name in seen.dhcp_failed:
+            to_ready += " (dhcp failed)"
         error = f"  Error: {seen.errors[name]}" if name in seen.errors else ""
         print(f"{name} {seen.uids.get(name, '')[:8]}  Running {to_running:>9}  "
               f"ready {to_ready:>9}{error}")  # fmt: skip
@@ -312,7 +325,7 @@ def report(
         "guests": args.guests,
         "interval_s": args.interval,
         "host": args.host,
-        **latency_figures(sent, seen.running, seen.ready),
+        **latency_figures(sent, seen.running, seen.ready, seen.dhcp_failed),
         "memory_baseline_mib": round(seen.memory_baseline_mib, 1),
         "memory_high_water_mib": round(sampler.memory_high_water_mib, 1),
         "control_plane_rss_mib_per_vm": per_vm(
@@ -326,7 +339,8 @@ def report(
     print(f"density: {result['guests_running']}/{args.guests} Running (p50 "
           f"{result['p50_running_s']}s, p95 {result['p95_running_s']}s), "
           f"{result['guests_ready']} ready (p50 {result['p50_guest_ready_s']}s, p95 "
-          f"{result['p95_guest_ready_s']}s); memory {result['memory_baseline_mib']} -> "
+          f"{result['p95_guest_ready_s']}s, {result['guests_dhcp_failed']} without an "
+          f"address); memory {result['memory_baseline_mib']} -> "
           f"{result['memory_high_water_mib']} MiB at most")  # fmt: skip
     return result
 

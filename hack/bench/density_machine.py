@@ -98,10 +98,30 @@ class MemorySampler(threading.Thread):
             self.sample()
 
 
+#: The tiny guest's last boot line when its DHCP gave no lease in about 30 s (hack/guest/init),
+#: in place of the ready line: booted, without an address.
+DHCP_FAILED_LINE = b"kubenova-guest: dhcp failed"
+
+
+def boot_end(console_log: pathlib.Path) -> bytes | None:
+    """The line that ended the guest's first boot in ``console_log``: the ready line, or the
+    DHCP failure line; None while neither is there (or the file cannot be read)."""
+    try:
+        data = console_log.read_bytes()
+    except OSError:
+        return None
+    for line in data.splitlines():
+        stripped = line.rstrip()
+        for end in (benchlib.READY_LINE, DHCP_FAILED_LINE):
+            if stripped.endswith(end):
+                return end
+    return None
+
+
 class ReadyPoller(threading.Thread):
-    """Polls the console log of every guest ``guests()`` names (name -> uid) until it shows the
-    ready line; records when that was first seen. A log is read again only when its size
-    changed."""
+    """Polls the console log of every guest ``guests()`` names (name -> uid) until its boot
+    ended (:func:`boot_end`); records when that was first seen, and whether DHCP gave up. A
+    log is read again only when its size changed."""
 
     def __init__(self, guests: Callable[[], dict[str, str]]) -> None:
         super().__init__(name="ready-poller", daemon=True)
@@ -109,10 +129,17 @@ class ReadyPoller(threading.Thread):
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._ready_at: dict[str, float] = {}
+        self._dhcp_failed: dict[str, bool] = {}
 
     def snapshot(self) -> dict[str, float]:
+        """When each guest's boot ended (its ready line, or the line saying DHCP gave up)."""
         with self._lock:
             return dict(self._ready_at)
+
+    def dhcp_failed(self) -> set[str]:
+        """The guests whose boot ended without an address: their DHCP gave up."""
+        with self._lock:
+            return {name for name, failed in self._dhcp_failed.items() if failed}
 
     def stop(self) -> None:
         self._stopping.set()
@@ -130,9 +157,11 @@ class ReadyPoller(threading.Thread):
                     continue
                 if size != sizes.get(name):
                     sizes[name] = size
-                    if benchlib.ready_count(console_log) > 0:
+                    end = boot_end(console_log)
+                    if end is not None:
                         with self._lock:
                             self._ready_at[name] = time.monotonic()
+                            self._dhcp_failed[name] = end == DHCP_FAILED_LINE
 
 
 def agent_pid(host: str) -> int:

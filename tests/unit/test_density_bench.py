@@ -161,12 +161,39 @@ def test_latencies_are_timed_from_each_create_call_sent():
     assert figures == {
         "guests_running": 20,
         "guests_ready": 10,
+        "guests_dhcp_failed": 0,
         # Nearest rank: the 10th and the 19th of 20 to Running, the 5th and 10th of 10 ready.
         "p50_running_s": 1.9,
         "p95_running_s": 2.8,
         "p50_guest_ready_s": 34.0,
         "p95_guest_ready_s": 39.0,
+        "p95_guest_booted_s": 39.0,
     }
+
+
+def test_a_guest_whose_dhcp_gave_up_is_booted_but_not_ready():
+    sent = {"a": 0.0, "b": 0.0, "c": 0.0}
+    running = {"a": 1.0, "b": 1.0, "c": 1.0}
+    booted = {"a": 20.0, "b": 30.0, "c": 60.0}
+    figures = bench.latency_figures(sent, running, booted, {"c"})
+    assert (figures["guests_ready"], figures["guests_dhcp_failed"]) == (2, 1)
+    assert figures["p95_guest_ready_s"] == 30.0
+    assert figures["p95_guest_booted_s"] == 60.0
+
+
+@pytest.mark.parametrize(
+    ("lines", "end"),
+    [
+        (b"boot\r\nkubenova-guest: ready\r\n", b"kubenova-guest: ready"),
+        (b"kubenova-guest: dhcp failed\r\n$ ", b"kubenova-guest: dhcp failed"),
+        (b"kubenova-guest: user-data begin\r\n", None),
+    ],
+)
+def test_the_line_that_ends_a_boot(tmp_path, lines, end):
+    console = tmp_path / "console.log"
+    console.write_bytes(lines)
+    assert machine.boot_end(console) == end
+    assert machine.boot_end(tmp_path / "missing.log") is None
 
 
 def test_no_guest_ready_gives_null_percentiles():
