@@ -111,7 +111,15 @@ else
         --leader-elect=false \
         --cluster-resource-namespace="$CERT_MANAGER_NAMESPACE" \
         --metrics-listen-address="127.0.0.1:$metrics_port"
-    pid="$(cert_manager_pid)"
+    # The pid file names the process before it has become the controller (setsid and nohup
+    # exec into it a moment later, longer on a busy machine), and cert_manager_pid knows the
+    # controller by its argv[0]: wait for the exec, failing at once only if it died.
+    started_pid="$(tr -dc '0-9' <"$CERT_MANAGER_PIDFILE")"
+    for _ in $(seq 1 100); do
+        pid="$(cert_manager_pid)"
+        [[ -z "$pid" && -d "/proc/$started_pid" ]] || break
+        sleep 0.1
+    done
     [[ -n "$pid" ]] || fail "the controller exited at once"
 fi
 
