@@ -8,6 +8,7 @@ before any call here (the access key's), and every Instance call names that name
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, cast
 
 from kubernetes import client as k8s_client
@@ -19,6 +20,33 @@ from kubenova.k8s.snapshots import INSTANCE_SNAPSHOTS
 _MERGE_PATCH = "application/merge-patch+json"
 # A request of an EC2 client must not hang on a slow apiserver (connect, read seconds).
 _TIMEOUT = (5.0, 30.0)
+
+
+def _unless_gone(call: Callable[[], Any]) -> Any | None:
+    """What ``call`` answers, or None when the object it names is gone (404)."""
+    try:
+        return call()
+    except k8s_exceptions.ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+
+
+def _only_if(uid: str) -> k8s_client.V1DeleteOptions:
+    """A delete of the object of ``uid`` only, not of another made since under its name."""
+    return k8s_client.V1DeleteOptions(preconditions=k8s_client.V1Preconditions(uid=uid))
+
+
+def _gone_or_other_uid(call: Callable[[], Any]) -> bool:
+    """Run a delete made with :func:`_only_if`: False when the object is gone (404) or is
+    another object of that name now (409), True when it was deleted."""
+    try:
+        call()
+    except k8s_exceptions.ApiException as exc:
+        if exc.status in (404, 409):
+            return False
+        raise
+    return True
 
 
 class Cluster:
@@ -47,15 +75,12 @@ class Cluster:
         return self._get_cluster(resources.FLAVORS, name)
 
     def _get_cluster(self, plural: str, name: str) -> dict[str, Any] | None:
-        try:
-            found = self._custom.get_cluster_custom_object(
+        found = _unless_gone(
+            lambda: self._custom.get_cluster_custom_object(
                 resources.GROUP, resources.VERSION, plural, name, _request_timeout=_TIMEOUT
             )
-        except k8s_exceptions.ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
-        return cast(dict[str, Any], found)
+        )
+        return cast(dict[str, Any] | None, found)
 
     def instances(self, namespace: str, label_selector: str = "") -> list[dict[str, Any]]:
         found = self._custom.list_namespaced_custom_object(
@@ -70,8 +95,8 @@ class Cluster:
 
     def instance(self, namespace: str, name: str) -> dict[str, Any] | None:
         """The Instance as it is now (its resourceVersion current); None when it is gone."""
-        try:
-            found = self._custom.get_namespaced_custom_object(
+        found = _unless_gone(
+            lambda: self._custom.get_namespaced_custom_object(
                 resources.GROUP,
                 resources.VERSION,
                 namespace,
@@ -79,11 +104,8 @@ class Cluster:
                 name,
                 _request_timeout=_TIMEOUT,
             )
-        except k8s_exceptions.ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
-        return cast(dict[str, Any], found)
+        )
+        return cast(dict[str, Any] | None, found)
 
     def create_instance(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
         created = self._custom.create_namespaced_custom_object(
@@ -100,8 +122,8 @@ class Cluster:
         self, namespace: str, name: str, patch: dict[str, Any]
     ) -> dict[str, Any] | None:
         """Merge ``patch`` into the Instance; None when it is gone."""
-        try:
-            patched = self._custom.patch_namespaced_custom_object(
+        patched = _unless_gone(
+            lambda: self._custom.patch_namespaced_custom_object(
                 resources.GROUP,
                 resources.VERSION,
                 namespace,
@@ -111,29 +133,22 @@ class Cluster:
                 _content_type=_MERGE_PATCH,
                 _request_timeout=_TIMEOUT,
             )
-        except k8s_exceptions.ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
-        return cast(dict[str, Any], patched)
+        )
+        return cast(dict[str, Any] | None, patched)
 
     def delete_instance(self, namespace: str, name: str, uid: str) -> bool:
         """Delete the Instance if it is still the one of ``uid``; False when it is gone."""
-        try:
-            self._custom.delete_namespaced_custom_object(
+        return _gone_or_other_uid(
+            lambda: self._custom.delete_namespaced_custom_object(
                 resources.GROUP,
                 resources.VERSION,
                 namespace,
                 resources.INSTANCES,
                 name,
-                body=k8s_client.V1DeleteOptions(preconditions=k8s_client.V1Preconditions(uid=uid)),
+                body=_only_if(uid),
                 _request_timeout=_TIMEOUT,
             )
-        except k8s_exceptions.ApiException as exc:
-            if exc.status in (404, 409):
-                return False
-            raise
-        return True
+        )
 
     def instance_snapshots(self, namespace: str) -> list[dict[str, Any]]:
         found = self._custom.list_namespaced_custom_object(
@@ -224,45 +239,32 @@ class Cluster:
     ) -> dict[str, Any] | None:
         """Merge ``patch`` into the Secret (a ``metadata.resourceVersion`` in it makes the write
         conditional: 409 when the Secret changed since); None when it is gone."""
-        try:
-            patched = self._core.patch_namespaced_secret(
+        patched = _unless_gone(
+            lambda: self._core.patch_namespaced_secret(
                 name,
                 namespace,
                 patch,
                 _content_type=_MERGE_PATCH,
                 _request_timeout=_TIMEOUT,
             )
-        except k8s_exceptions.ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
-        return self._plain(patched)
+        )
+        return None if patched is None else self._plain(patched)
 
     def delete_secret(self, namespace: str, name: str, uid: str) -> bool:
         """Delete the Secret if it is still the one of ``uid``; False when it is gone."""
-        try:
-            self._core.delete_namespaced_secret(
-                name,
-                namespace,
-                body=k8s_client.V1DeleteOptions(preconditions=k8s_client.V1Preconditions(uid=uid)),
-                _request_timeout=_TIMEOUT,
+        return _gone_or_other_uid(
+            lambda: self._core.delete_namespaced_secret(
+                name, namespace, body=_only_if(uid), _request_timeout=_TIMEOUT
             )
-        except k8s_exceptions.ApiException as exc:
-            if exc.status in (404, 409):
-                return False
-            raise
-        return True
+        )
 
     def config_map(self, namespace: str, name: str) -> dict[str, Any] | None:
-        try:
-            found = self._core.read_namespaced_config_map(
+        found = _unless_gone(
+            lambda: self._core.read_namespaced_config_map(
                 name, namespace, _request_timeout=_TIMEOUT
             )
-        except k8s_exceptions.ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
-        return self._plain(found)
+        )
+        return None if found is None else self._plain(found)
 
     def create_config_map(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
         """Create the ConfigMap; the ApiException of a 409 when another request made it first."""
@@ -277,16 +279,13 @@ class Cluster:
     ) -> dict[str, Any] | None:
         """Merge ``patch`` into the ConfigMap (a ``metadata.resourceVersion`` in it makes the
         write conditional: 409 when the ConfigMap changed since); None when it is gone."""
-        try:
-            patched = self._core.patch_namespaced_config_map(
+        patched = _unless_gone(
+            lambda: self._core.patch_namespaced_config_map(
                 name,
                 namespace,
                 patch,
                 _content_type=_MERGE_PATCH,
                 _request_timeout=_TIMEOUT,
             )
-        except k8s_exceptions.ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
-        return self._plain(patched)
+        )
+        return None if patched is None else self._plain(patched)
