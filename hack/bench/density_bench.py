@@ -141,40 +141,21 @@ def per_vm(total_mib: float, guests: int) -> float | None:
 
 
 class GuestCreator(scheduler_bench.Creator):
-    """Creates Instances forced onto one host; records as well each one's uid, which names
-    its directory (and console log) on the host."""
+    """Creates Instances forced onto one host (their uids name their directories, and
+    console logs, on the host)."""
 
     def __init__(self, custom: Any, namespace: str, flavor: str, host: str) -> None:
         super().__init__(custom, namespace, flavor, prefix="")
         self._host = host
-        self.uids: dict[str, str] = {}
 
-    def create(self, name: str) -> None:
-        body = {
+    def body(self, name: str) -> dict[str, Any]:
+        return {
             "apiVersion": benchlib.API_VERSION,
             "kind": "Instance",
             "metadata": {"name": name, "namespace": self._namespace},
             "spec": {"flavor": self._flavor, "image": benchlib.TINY_IMAGE,
                      "forcedHost": self._host},
         }  # fmt: skip
-        sent = time.monotonic()
-        try:
-            created = self._custom.create_namespaced_custom_object(
-                benchlib.GROUP, benchlib.VERSION, self._namespace, "instances", body
-            )
-        except Exception as exc:
-            with self._lock:
-                self.failed[name] = repr(exc)
-            return
-        done = time.monotonic()
-        with self._lock:
-            self.sent_at[name], self.created_at[name] = sent, done
-            self.uids[name] = created["metadata"]["uid"]
-
-    def created(self) -> dict[str, str]:
-        """name -> uid of every Instance created so far."""
-        with self._lock:
-            return dict(self.uids)
 
 
 # -- The stack ----------------------------------------------------------------------------

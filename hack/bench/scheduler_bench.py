@@ -364,7 +364,8 @@ def instance_body(name: str, namespace: str, flavor: str, prefix: str) -> dict[s
 
 
 class Creator:
-    """Creates instances and records, per name, when the create call was sent and returned."""
+    """Creates instances and records, per name, when the create call was sent and returned,
+    and the uid it made."""
 
     def __init__(self, custom: Any, namespace: str, flavor: str, prefix: str) -> None:
         self._custom = custom
@@ -375,12 +376,17 @@ class Creator:
         self.sent_at: dict[str, float] = {}
         self.created_at: dict[str, float] = {}
         self.failed: dict[str, str] = {}
+        self.uids: dict[str, str] = {}
+
+    def body(self, name: str) -> dict[str, Any]:
+        """The Instance to create as ``name``."""
+        return instance_body(name, self._namespace, self._flavor, self._prefix)
 
     def create(self, name: str) -> None:
-        body = instance_body(name, self._namespace, self._flavor, self._prefix)
+        body = self.body(name)
         sent = time.monotonic()
         try:
-            self._custom.create_namespaced_custom_object(
+            created = self._custom.create_namespaced_custom_object(
                 benchlib.GROUP, benchlib.VERSION, self._namespace, "instances", body
             )
         except Exception as exc:
@@ -391,6 +397,12 @@ class Creator:
         with self._lock:
             self.sent_at[name] = sent
             self.created_at[name] = done
+            self.uids[name] = created["metadata"]["uid"]
+
+    def created(self) -> dict[str, str]:
+        """name -> uid of every Instance created so far."""
+        with self._lock:
+            return dict(self.uids)
 
 
 def run_creates(
