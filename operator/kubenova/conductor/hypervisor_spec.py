@@ -80,13 +80,6 @@ def _requested_ratios(host: str, spec: Mapping[str, Any]) -> placement.Allocatio
         return None
 
 
-def recorded_ratios(node: models.ComputeNode | db_api.ReportedNode) -> placement.AllocationRatios:
-    """The ratios claims on ``node`` are held to."""
-    return placement.AllocationRatios(
-        node.cpu_allocation_ratio, node.ram_allocation_ratio, node.disk_allocation_ratio
-    )
-
-
 def apply(session: Any, host: str, spec: Mapping[str, Any]) -> models.ComputeNode | None:
     """Record every field of ``spec`` on ``host``'s compute node; the node as it now is, or
     None for a host with no live compute node (its first heartbeat applies the spec)."""
@@ -117,7 +110,7 @@ def apply_to_report(
             node = node._replace(disabled=updated.disabled, disabled_reason=updated.disabled_reason)
             changed = True
     ratios = _requested_ratios(host, spec)
-    if ratios is None or ratios == recorded_ratios(node):
+    if ratios is None or ratios == db_api.compute_node_allocation_ratios(node):
         return node, changed
     if db_api.compute_node_set_allocation_ratios(session, host, ratios) is not None:
         node = node._replace(

@@ -84,6 +84,7 @@ from kubenova.db.host_reports import (
 from kubenova.db.hosts import (
     HostCapacity,
     HostRecord,
+    compute_node_allocation_ratios,
     compute_node_capacities,
     compute_node_clear_build_failures,
     compute_node_delete,
@@ -163,6 +164,7 @@ __all__ = [
     "action_start",
     "actions_unfinished_of_deleted",
     "claim_resources",
+    "compute_node_allocation_ratios",
     "compute_node_capacities",
     "compute_node_clear_build_failures",
     "compute_node_delete",

@@ -16,6 +16,7 @@ from sqlalchemy import orm
 
 from kubenova import placement
 from kubenova.db import models
+from kubenova.db.host_reports import ReportedNode
 
 # The size of the disabled_reason column.
 MAX_DISABLED_REASON: Final = 255
@@ -122,16 +123,22 @@ def compute_node_clear_build_failures(session: orm.Session, host: str) -> None:
     session.connection().execute(_CLEAR_BUILD_FAILURES, {"b_host": host})
 
 
+def _locked_live_node(session: orm.Session, host: str) -> models.ComputeNode | None:
+    """``host``'s live compute node, its row locked for the transaction and read afresh."""
+    return session.scalars(
+        sa.select(models.ComputeNode)
+        .where(models.ComputeNode.host == host, models.live(models.ComputeNode))
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).one_or_none()
+
+
 def compute_node_delete(session: orm.Session, host: str) -> bool:
     """Forget a host (Nova's ``compute service delete``): soft-delete its compute node and
     its agent's service. Refused (False, nothing changed) while a live instance is recorded
     on the host or holds allocations there; True also when there was nothing to delete.
     """
-    node = session.scalars(
-        sa.select(models.ComputeNode)
-        .where(models.ComputeNode.host == host, models.live(models.ComputeNode))
-        .with_for_update()
-    ).one_or_none()
+    node = _locked_live_node(session, host)
     if node is None:
         return True
     placed = session.scalar(
@@ -166,18 +173,22 @@ def compute_node_set_disabled(
     is enabled again, as Nova's ``os-services`` enable does. Running claims are not touched:
     disabling only stops the scheduler from choosing the host. One row lock, no other table.
     """
-    node = session.scalars(
-        sa.select(models.ComputeNode)
-        .where(models.ComputeNode.host == host, models.live(models.ComputeNode))
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    ).one_or_none()
+    node = _locked_live_node(session, host)
     if node is None:
         return None
     node.disabled = disabled
     node.disabled_reason = reason[:MAX_DISABLED_REASON] if disabled and reason else None
     session.flush()
     return node
+
+
+def compute_node_allocation_ratios(
+    node: models.ComputeNode | ReportedNode,
+) -> placement.AllocationRatios:
+    """The ratios claims on ``node`` are held to, as recorded."""
+    return placement.AllocationRatios(
+        node.cpu_allocation_ratio, node.ram_allocation_ratio, node.disk_allocation_ratio
+    )
 
 
 def compute_node_set_allocation_ratios(
@@ -192,18 +203,10 @@ def compute_node_set_allocation_ratios(
     nothing new until usage falls. A change moves ``generation``, as an inventory change
     does in placement. One row lock, no other table.
     """
-    node = session.scalars(
-        sa.select(models.ComputeNode)
-        .where(models.ComputeNode.host == host, models.live(models.ComputeNode))
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    ).one_or_none()
+    node = _locked_live_node(session, host)
     if node is None:
         return None
-    recorded = placement.AllocationRatios(
-        node.cpu_allocation_ratio, node.ram_allocation_ratio, node.disk_allocation_ratio
-    )
-    if recorded != ratios:
+    if compute_node_allocation_ratios(node) != ratios:
         node.cpu_allocation_ratio = ratios.cpu
         node.ram_allocation_ratio = ratios.memory
         node.disk_allocation_ratio = ratios.disk
