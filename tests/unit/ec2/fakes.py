@@ -223,18 +223,26 @@ class FakeCluster:
     def resource_quotas(self, namespace: str) -> list[dict[str, Any]]:
         return copy.deepcopy([q for (ns, _), q in self.quota_objects.items() if ns == namespace])
 
+    def _before_patch(
+        self, namespace: str, name: str, current: dict[str, Any], patch: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Run the hooks of a write, then refuse, as the apiserver does, a patch whose
+        ``metadata.resourceVersion`` is not the object's (409); the patch's metadata."""
+        for hook in list(self.before_write):
+            hook(namespace, name)
+        patch_meta: dict[str, Any] = patch.get("metadata") or {}
+        wanted = patch_meta.get("resourceVersion")
+        if wanted is not None and wanted != current["metadata"]["resourceVersion"]:
+            raise _conflict()
+        return patch_meta
+
     def patch_instance(
         self, namespace: str, name: str, patch: dict[str, Any]
     ) -> dict[str, Any] | None:
         current = self.instance_objects.get((namespace, name))
         if current is None:
             return None
-        for hook in list(self.before_write):
-            hook(namespace, name)
-        patch_meta = patch.get("metadata") or {}
-        wanted = patch_meta.get("resourceVersion")
-        if wanted is not None and wanted != current["metadata"]["resourceVersion"]:
-            raise _conflict()
+        patch_meta = self._before_patch(namespace, name, current, patch)
         spec = current["spec"]
         if "spec" in patch:
 
@@ -329,12 +337,7 @@ class FakeCluster:
         current = self.secret_objects.get((namespace, name))
         if current is None:
             return None
-        for hook in list(self.before_write):
-            hook(namespace, name)
-        patch_meta = patch.get("metadata") or {}
-        wanted = patch_meta.get("resourceVersion")
-        if wanted is not None and wanted != current["metadata"]["resourceVersion"]:
-            raise _conflict()
+        patch_meta = self._before_patch(namespace, name, current, patch)
         _merge(
             current["metadata"].setdefault("annotations", {}), patch_meta.get("annotations") or {}
         )
@@ -368,11 +371,7 @@ class FakeCluster:
         current = self.config_map_objects.get((namespace, name))
         if current is None:
             return None
-        for hook in list(self.before_write):
-            hook(namespace, name)
-        wanted = (patch.get("metadata") or {}).get("resourceVersion")
-        if wanted is not None and wanted != current["metadata"]["resourceVersion"]:
-            raise _conflict()
+        self._before_patch(namespace, name, current, patch)
         _merge(current.setdefault("data", {}), patch.get("data") or {})
         current["metadata"]["resourceVersion"] = _version()
         return copy.deepcopy(current)
