@@ -1,25 +1,34 @@
 #!/usr/bin/env bash
 # shellcheck source-path=SCRIPTDIR
-# Simulated hypervisor hosts: node-agents on the test driver (libvirt's test:///default), one
-# process per host, for benchmarks and tests of many hosts on one machine.
+# Simulated hypervisor hosts: node-agents on the test driver, for benchmarks and tests of many
+# hosts on one machine. One agent process simulates many hosts (kubenova-agent --hosts-file):
+# each host still has its own RabbitMQ user, queue, heartbeat and records, on a test hypervisor
+# of its own (see node-agent/kubenova_agent/fleet.py).
 #
-#   hack/sim-hosts.sh start N [--prefix P] [--vcpus V] [--memory-mib M] [--disk-gib D]
-#                             [--zones a,b,c] [--label K=V]... [--log-level L]
+#   hack/sim-hosts.sh start N [--prefix P] [--processes K] [--vcpus V] [--memory-mib M]
+#                             [--disk-gib D] [--zones a,b,c] [--label K=V]... [--log-level L]
 #   hack/sim-hosts.sh stop [--prefix P]
+#   hack/sim-hosts.sh kill [--prefix P] [--process J]
 #   hack/sim-hosts.sh stats [--prefix P]
 #
-# start: hosts P-001 ... P-N (prefix default `sim`; 8 vCPUs, 16384 MiB, 200 GiB unless told).
-#   Each gets its RabbitMQ user agent-P-NNN with the permissions hack/rabbitmq-agent-user.sh
+# start: hosts P-001 ... P-N (prefix default `sim`; 8 vCPUs, 16384 MiB, 200 GiB unless told),
+#   spread over K agent processes (default 1), process J serving every K-th host from the J-th.
+#   Each host gets its RabbitMQ user agent-P-NNN with the permissions hack/rabbitmq-agent-user.sh
 #   gives (its own queue only), all created in one `rabbitmqctl import_definitions` (one run
-#   for any number of hosts, instead of three half-second rabbitmqctl runs per host), its URL
-#   in $KUBENOVA_STATE/agents/P-NNN.amqp-url, its pid file in $KUBENOVA_STATE/run/agent-P-NNN.pid
-#   and its log in $KUBENOVA_STATE/logs/agent-P-NNN.log. --zones spreads the hosts round-robin
-#   over the label topology.kubernetes.io/zone=a, =b, ...; --label adds labels to every host,
-#   and every host carries kubenova.io/sim-prefix=P.
-#   Hosts already running are left as they are.
-# stop: SIGTERM every agent of the prefix (SIGKILL after 20 s). Nothing is deleted: the hosts'
-#   records, Hypervisor objects, queues and RabbitMQ users stay, and the hosts go down.
-# stats: how many agents of the prefix run, their summed RSS and the CPU time they have used.
+#   for any number of hosts, instead of three half-second rabbitmqctl runs per host), and its
+#   URL in $KUBENOVA_STATE/agents/P-NNN.amqp-url. Process J's hosts file is
+#   $KUBENOVA_STATE/agents/sim-P-J.hosts, its pid file $KUBENOVA_STATE/run/sim-P-J.pid and its
+#   log $KUBENOVA_STATE/logs/sim-P-J.log. --zones spreads the hosts round-robin over the label
+#   topology.kubernetes.io/zone=a, =b, ...; --label adds labels to every host, and every host
+#   carries kubenova.io/sim-prefix=P. Hosts a running process of the prefix serves are left as
+#   they are; the others go to new processes.
+# stop: SIGTERM every process of the prefix (SIGKILL after 60 s): each host tells the conductor
+#   it stops. Nothing is deleted: the hosts' records, Hypervisor objects, queues and RabbitMQ
+#   users stay, and the hosts go down.
+# kill: SIGKILL the prefix's process J (default: every one), as a crash would end it: its hosts
+#   say nothing and go down after service_down_time.
+# stats: how many processes of the prefix run, how many hosts they serve, their summed RSS and
+#   the CPU time they have used.
 set -euo pipefail
 
 # shellcheck source=lib/env.sh
@@ -37,25 +46,29 @@ ZONE_LABEL="topology.kubernetes.io/zone"
 PREFIX_LABEL="kubenova.io/sim-prefix"
 
 usage() {
-  sed -n '6,9p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+  sed -n '7,12p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
 
 # host_name PREFIX INDEX: P-001 (three digits at least, so names sort in order).
 host_name() { printf '%s-%03d' "$1" "$2"; }
 
-# agent_pids PREFIX: "NAME PID" for each agent of PREFIX whose pid file names a live process.
-agent_pids() {
+# process_pids PREFIX: "INDEX PID" for each agent process of PREFIX whose pid file names a live
+# process.
+process_pids() {
   local pidfile name pid
-  for pidfile in "$KN_RUN_DIR/agent-$1-"*.pid; do
+  for pidfile in "$KN_RUN_DIR/sim-$1-"*.pid; do
     [[ -e $pidfile ]] || continue
     name=$(basename "$pidfile" .pid)
-    # Only P-<digits>: prefix "sim" must not take the agents of prefix "sim-big".
-    [[ $name =~ ^agent-$1-[0-9]+$ ]] || continue
+    # Only sim-P-<digits>: prefix "sim" must not take the processes of prefix "sim-big".
+    [[ $name =~ ^sim-$1-([0-9]+)$ ]] || continue
     pid=$(kn_pidfile_pid "$pidfile") || continue
-    printf '%s %s\n' "$name" "$pid"
+    printf '%s %s\n' "${BASH_REMATCH[1]}" "$pid"
   done
 }
+
+# hosts_file PREFIX INDEX: the hosts file of the prefix's process INDEX.
+hosts_file() { printf '%s/sim-%s-%s.hosts' "$AGENTS_DIR" "$1" "$2"; }
 
 # url_password FILE: the password inside an agent's URL file, or nothing.
 url_password() {
@@ -136,11 +149,12 @@ print()
 }
 
 cmd_start() {
-  local count="" prefix=sim vcpus=8 memory=16384 disk=200 zones="" log_level=INFO
+  local count="" prefix=sim processes=1 vcpus=8 memory=16384 disk=200 zones="" log_level=INFO
   local -a labels=()
   while (($#)); do
     case "$1" in
       --prefix) prefix=${2:?}; shift 2 ;;
+      --processes) processes=${2:?}; shift 2 ;;
       --vcpus) vcpus=${2:?}; shift 2 ;;
       --memory-mib) memory=${2:?}; shift 2 ;;
       --disk-gib) disk=${2:?}; shift 2 ;;
@@ -153,7 +167,7 @@ cmd_start() {
     esac
   done
   [[ $count =~ ^[1-9][0-9]*$ ]] || kn_die "start wants a number of hosts, got '${count}'"
-  for value in "$vcpus" "$memory" "$disk"; do
+  for value in "$processes" "$vcpus" "$memory" "$disk"; do
     [[ $value =~ ^[1-9][0-9]*$ ]] || kn_die "not a positive integer: '$value'"
   done
   # The prefix becomes part of host names, which name Hypervisor objects (lower-case DNS
@@ -167,6 +181,8 @@ cmd_start() {
   local -a zone_list=()
   [[ -z $zones ]] || IFS=, read -r -a zone_list <<<"$zones"
   [[ -x $AGENT ]] || kn_die "$AGENT is missing: run make venv"
+  # A hosts file's fields are separated by blanks.
+  [[ $AGENTS_DIR != *[[:space:]]* ]] || kn_die "KUBENOVA_STATE must not contain blanks: $AGENTS_DIR"
   kn_rabbit_registered || kn_die "RabbitMQ is not running; start it with hack/services.sh up"
 
   local -a hosts=()
@@ -175,48 +191,66 @@ cmd_start() {
   kn_log "RabbitMQ users for ${#hosts[@]} hosts ($prefix-*)"
   ensure_users "${hosts[@]}"
 
-  local host started=0 pid
-  local -a argv
+  # Hosts that a running process serves stay with it.
+  local -A served=()
+  local index pid line next=1
+  while read -r index pid; do
+    while read -r line; do
+      [[ -z $line || $line == \#* ]] || served[${line%% *}]=$index
+    done <"$(hosts_file "$prefix" "$index")"
+    ((index < next)) || next=$((index + 1))
+  done < <(process_pids "$prefix")
+
+  local -a chunks=()
+  local host zone_label="" label_fields position=0
   for ((i = 0; i < count; i++)); do
     host=${hosts[i]}
-    if pid=$(kn_pidfile_pid "$(proc_pidfile "agent-$host")"); then
-      continue
+    [[ -z ${served[$host]:-} ]] || continue
+    label_fields=""
+    if ((${#zone_list[@]})); then
+      label_fields=" $ZONE_LABEL=${zone_list[i % ${#zone_list[@]}]}"
     fi
-    # No database settings, as in a cluster (env.sh exports them for the operator).
-    argv=(env -u KUBENOVA_DB_URL -u KUBENOVA_DB_PASSWORD "$AGENT" --driver test --host "$host" --vcpus "$vcpus" --memory-mib "$memory"
-      --disk-gib "$disk" --amqp-url-file "$AGENTS_DIR/$host.amqp-url" --log-level "$log_level")
+    chunks[position % processes]+="$host $AGENTS_DIR/$host.amqp-url$label_fields"$'\n'
+    position=$((position + 1))
+  done
+
+  local -a argv=(env -u KUBENOVA_DB_URL -u KUBENOVA_DB_PASSWORD "$AGENT" --driver test
+    --vcpus "$vcpus" --memory-mib "$memory" --disk-gib "$disk" --log-level "$log_level"
     # Every host says which simulation it belongs to, so a benchmark can keep its instances
     # on its own hosts (nodeSelector) and away from real ones.
-    argv+=(--label "$PREFIX_LABEL=$prefix")
-    for label in "${labels[@]}"; do argv+=(--label "$label"); done
-    if ((${#zone_list[@]})); then
-      argv+=(--label "$ZONE_LABEL=${zone_list[i % ${#zone_list[@]}]}")
-    fi
-    pid=$(kn_spawn "$KN_LOG_DIR/agent-$host.log" "${argv[@]}")
-    printf '%s\n' "$pid" >"$(proc_pidfile "agent-$host")"
+    --label "$PREFIX_LABEL=$prefix")
+  for label in "${labels[@]}"; do argv+=(--label "$label"); done
+  local chunk file name started=0
+  for chunk in "${chunks[@]}"; do
+    [[ -n $chunk ]] || continue
+    file=$(hosts_file "$prefix" "$next")
+    name="sim-$prefix-$next"
+    printf '%s' "$chunk" >"$file"
+    # No database settings, as in a cluster (env.sh exports them for the operator).
+    pid=$(kn_spawn "$KN_LOG_DIR/$name.log" "${argv[@]}" --hosts-file "$file")
+    printf '%s\n' "$pid" >"$(proc_pidfile "$name")"
     started=$((started + 1))
+    next=$((next + 1))
   done
-  kn_log "started $started simulated hosts ($((count - started)) already running);" \
-    "logs in $KN_LOG_DIR/agent-$prefix-NNN.log"
+  kn_log "$position simulated hosts in $started new processes ($((count - position)) already" \
+    "running); logs in $KN_LOG_DIR/sim-$prefix-J.log"
 }
 
-cmd_stop() {
-  local prefix=sim
-  while (($#)); do
-    case "$1" in
-      --prefix) prefix=${2:?}; shift 2 ;;
-      *) usage ;;
-    esac
-  done
-  local -a names=() pids=()
-  local name pid
-  while read -r name pid; do
-    names+=("$name")
+# signal_processes PREFIX SIGNAL WAIT_S [INDEX]: send SIGNAL to the prefix's processes (or
+# process INDEX), wait up to WAIT_S seconds for them to end, SIGKILL what is left, and remove
+# their pid files.
+signal_processes() {
+  local prefix=$1 signal=$2 wait_s=$3 only=${4:-}
+  local -a indexes=() pids=()
+  local index pid
+  while read -r index pid; do
+    [[ -z $only || $index == "$only" ]] || continue
+    indexes+=("$index")
     pids+=("$pid")
-  done < <(agent_pids "$prefix")
-  # All at once: one by one, a hundred agents would take a hundred shutdowns.
-  ((${#pids[@]} == 0)) || kill -TERM "${pids[@]}" 2>/dev/null || true
-  local deadline=$((SECONDS + 20)) alive
+  done < <(process_pids "$prefix")
+  # All at once: one by one, each would wait for its hosts' shutdown in turn.
+  ((${#pids[@]} == 0)) || kill "-$signal" "${pids[@]}" 2>/dev/null || true
+  local deadline=$((SECONDS + wait_s)) alive
   while :; do
     alive=()
     for pid in "${pids[@]}"; do
@@ -224,31 +258,53 @@ cmd_stop() {
     done
     ((${#alive[@]})) || break
     if ((SECONDS >= deadline)); then
-      kn_log "${#alive[@]} agents ignored SIGTERM for 20s; killing them"
+      kn_log "${#alive[@]} agent processes ignored SIG$signal for ${wait_s}s; killing them"
       kill -KILL "${alive[@]}" 2>/dev/null || true
       break
     fi
     sleep 0.2
   done
-  for name in "${names[@]}"; do rm -f "$(proc_pidfile "$name")"; done
-  # Pid files of agents that had already exited.
-  for name in "$KN_RUN_DIR/agent-$prefix-"*.pid; do
-    [[ -e $name && $(basename "$name" .pid) =~ ^agent-$prefix-[0-9]+$ ]] && rm -f "$name"
+  for index in "${indexes[@]}"; do rm -f "$(proc_pidfile "sim-$prefix-$index")"; done
+  printf '%s\n' "${#pids[@]}"
+}
+
+prefix_option() {
+  case "${1:-}" in
+    --prefix) printf '%s\n' "${2:?}" ;;
+    *) usage ;;
+  esac
+}
+
+cmd_stop() {
+  local prefix=sim stopped name
+  (($# == 0)) || prefix=$(prefix_option "$@")
+  stopped=$(signal_processes "$prefix" TERM 60)
+  # Pid files of processes that had already exited.
+  for name in "$KN_RUN_DIR/sim-$prefix-"*.pid; do
+    [[ -e $name && $(basename "$name" .pid) =~ ^sim-$prefix-[0-9]+$ ]] && rm -f "$name"
   done
-  kn_log "stopped ${#pids[@]} simulated hosts ($prefix-*)"
+  kn_log "stopped $stopped agent processes of the simulated hosts $prefix-*"
+}
+
+cmd_kill() {
+  local prefix=sim only="" killed
+  while (($#)); do
+    case "$1" in
+      --prefix) prefix=${2:?}; shift 2 ;;
+      --process) only=${2:?}; shift 2 ;;
+      *) usage ;;
+    esac
+  done
+  killed=$(signal_processes "$prefix" KILL 10 "$only")
+  kn_log "killed $killed agent processes of the simulated hosts $prefix-*"
 }
 
 cmd_stats() {
   local prefix=sim
-  while (($#)); do
-    case "$1" in
-      --prefix) prefix=${2:?}; shift 2 ;;
-      *) usage ;;
-    esac
-  done
-  local name pid count=0 rss_kib=0 ticks=0 rss stat
+  (($# == 0)) || prefix=$(prefix_option "$@")
+  local index pid count=0 hosts=0 rss_kib=0 ticks=0 rss stat line
   local -a fields
-  while read -r name pid; do
+  while read -r index pid; do
     rss=$(awk '/^VmRSS:/ {print $2}' "/proc/$pid/status" 2>/dev/null) || continue
     stat=$(cat "/proc/$pid/stat" 2>/dev/null) || continue
     # Fields after the parenthesised command name: utime and stime are the 12th and 13th.
@@ -256,16 +312,20 @@ cmd_stats() {
     count=$((count + 1))
     rss_kib=$((rss_kib + ${rss:-0}))
     ticks=$((ticks + fields[11] + fields[12]))
-  done < <(agent_pids "$prefix")
+    while read -r line; do
+      [[ -z $line || $line == \#* ]] || hosts=$((hosts + 1))
+    done <"$(hosts_file "$prefix" "$index")"
+  done < <(process_pids "$prefix")
   local hz
   hz=$(getconf CLK_TCK)
-  printf 'agents=%d rss_mib=%d cpu_s=%d.%02d\n' "$count" $((rss_kib / 1024)) \
-    $((ticks / hz)) $(((ticks % hz) * 100 / hz))
+  printf 'processes=%d hosts=%d rss_mib=%d cpu_s=%d.%02d\n' "$count" "$hosts" \
+    $((rss_kib / 1024)) $((ticks / hz)) $(((ticks % hz) * 100 / hz))
 }
 
 case "${1:-}" in
   start) shift; cmd_start "$@" ;;
   stop) shift; cmd_stop "$@" ;;
+  kill) shift; cmd_kill "$@" ;;
   stats) shift; cmd_stats "$@" ;;
   *) usage ;;
 esac

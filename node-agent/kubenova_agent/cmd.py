@@ -1,4 +1,4 @@
-"""``kubenova-agent``: run the node-agent for one host."""
+"""``kubenova-agent``: run the node-agent for one host, or for many simulated ones."""
 
 from __future__ import annotations
 
@@ -8,10 +8,11 @@ import os
 import pathlib
 import signal
 import sys
+import tempfile
 import types
 
 from kubenova import log
-from kubenova_agent import credentials, host_certificate, serial_console, service
+from kubenova_agent import credentials, fleet, host_certificate, serial_console, service
 from kubenova_agent.settings import AgentSettings
 from kubenova_agent.virt import driver as virt_driver
 
@@ -53,6 +54,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="REASON",
         help="test driver: every build fails on this host with REASON, as a broken host's "
         "would (fault injection for rescheduling)",
+    )
+    parser.add_argument(
+        "--hosts-file",
+        help="test driver: simulate every host this file lists, one line each: HOST URL-FILE "
+        "[KEY=VALUE]... (its name, the file of its AMQP URL, labels of its own), in this one "
+        "process; --host and --amqp-url-file do not apply then",
     )
     parser.add_argument("--log-level", default=os.environ.get("KUBENOVA_LOG_LEVEL", "INFO"))
     return parser
@@ -170,16 +177,84 @@ def read_settings(host: str | None = None, amqp_url: str | None = None) -> Agent
         raise SystemExit(f"kubenova-agent: {exc}") from exc
 
 
+def _read_url_file(path: str, host: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read().strip()
+    except OSError as exc:
+        raise SystemExit(
+            f"kubenova-agent: cannot read the AMQP URL file of host {host!r}, {path}: "
+            f"{exc.strerror}"
+        ) from exc
+
+
+def _fleet_services(args: argparse.Namespace, directory: str) -> list[service.AgentService]:
+    """One AgentService per host of ``--hosts-file``, each on a test hypervisor of its own."""
+    try:
+        hosts = fleet.read_hosts_file(args.hosts_file)
+    except fleet.HostsFileError as exc:
+        raise SystemExit(f"kubenova-agent: {exc}") from exc
+    from kubenova_agent.virt import testdriver
+
+    uri = testdriver.private_hypervisor_uri(directory)
+    services = []
+    for host in hosts:
+        settings = read_settings(
+            host=host.name, amqp_url=_read_url_file(host.amqp_url_file, host.name)
+        )
+        test_driver = testdriver.TestDriver(
+            hostname=settings.host,
+            vcpus=args.vcpus,
+            memory_mib=args.memory_mib,
+            disk_gib=args.disk_gib,
+            uri=uri,
+            # What hosts in processes of their own report: the simulated migrations reach
+            # nothing through it.
+            migration_uri=testdriver.DEFAULT_URI,
+        )
+        if args.fail_builds:
+            test_driver.simulate_host_failure(args.fail_builds)
+        services.append(
+            service.AgentService(settings, test_driver, {**dict(args.label), **host.labels})
+        )
+    return services
+
+
+def run_fleet(args: argparse.Namespace) -> int:
+    """Simulate every host of ``--hosts-file`` until SIGTERM or SIGINT."""
+    if args.driver != "test":
+        raise SystemExit("kubenova-agent: --hosts-file is for the test driver only")
+    if args.host or args.amqp_url_file:
+        raise SystemExit(
+            "kubenova-agent: --hosts-file names each host and its URL file; "
+            "leave out --host and --amqp-url-file"
+        )
+    with tempfile.TemporaryDirectory(prefix="kubenova-agent-") as directory:
+        hosts = fleet.Fleet(_fleet_services(args, directory))
+
+        def _terminate(signum: int, frame: types.FrameType | None) -> None:
+            del frame
+            LOG.info("signal %d: stopping %d simulated hosts", signum, len(hosts.services))
+            hosts.stop()
+
+        signal.signal(signal.SIGTERM, _terminate)
+        signal.signal(signal.SIGINT, _terminate)
+        LOG.info("simulating %d hosts with the test driver", len(hosts.services))
+        hosts.run()
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    log.setup("kubenova-agent", args.log_level)
+    log.setup("kubenova-agent", args.log_level, thread_names=bool(args.hosts_file))
+    if args.hosts_file:
+        return run_fleet(args)
     # Read before anything else, so that a bad value stops the agent before it connects anywhere.
     host = read_settings(host=args.host).host
     amqp_url = _amqp_url_from_operator(host, args.amqp_url_file)
     url_file = None if amqp_url else args.amqp_url_file or _local_stack_url_file(host)
     if url_file:
-        with open(url_file, encoding="utf-8") as handle:
-            amqp_url = handle.read().strip()
+        amqp_url = _read_url_file(url_file, host)
     amqp_url = amqp_url or os.environ.get("KUBENOVA_AGENT_AMQP_URL")
     if not amqp_url:
         print(

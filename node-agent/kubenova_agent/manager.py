@@ -91,7 +91,7 @@ class ComputeManager:
         self._work_count = 0
         self._done: dict[str, int] = {}
         self._forget_done_before = 0
-        self._events = lifecycle.EventWorker(self._on_lifecycle_event)
+        self._events = lifecycle.EventWorker(self._on_lifecycle_event, f"lifecycle-events-{host}")
         self.snapshots = snapshots.Snapshotter(
             host, driver, conductor, snapshots.SnapshotSettings.from_env()
         )

@@ -52,7 +52,9 @@ class AgentService:
         """Initialise the host, then start the periodic tasks; returns at once."""
         self.driver.init_host()
         self.manager.start_lifecycle_events()
-        self._periodic = threading.Thread(target=self._run_periodic, name="periodic", daemon=True)
+        self._periodic = threading.Thread(
+            target=self._run_periodic, name=f"periodic-{self.settings.host}", daemon=True
+        )
         self._periodic.start()
 
     def run(self) -> None:

@@ -36,9 +36,10 @@ class JSONFormatter(logging.Formatter):
 
     _RESERVED = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
 
-    def __init__(self, component: str) -> None:
+    def __init__(self, component: str, *, thread_names: bool = False) -> None:
         super().__init__()
         self.component = component
+        self.thread_names = thread_names
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, object] = {
@@ -48,6 +49,8 @@ class JSONFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
+        if self.thread_names:
+            entry["thread"] = record.threadName
         request_id = getattr(record, "request_id", None) or request_id_var.get()
         if request_id:
             entry["request_id"] = request_id
@@ -65,10 +68,11 @@ class JSONFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
-def setup(component: str, level: str = "INFO") -> None:
-    """Send every logger's records to stderr as JSON lines."""
+def setup(component: str, level: str = "INFO", *, thread_names: bool = False) -> None:
+    """Send every logger's records to stderr as JSON lines; ``thread_names`` adds the thread
+    to each (where one process serves many hosts, the thread's name says which)."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JSONFormatter(component))
+    handler.setFormatter(JSONFormatter(component, thread_names=thread_names))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

@@ -49,15 +49,17 @@ registered for them, so simulated hosts report a change within the event path's 
 are dispatched by the process-wide event loop thread, which the driver starts in init_host.
 
 Sharing one hypervisor: every ``libvirt.open("test:///default")`` in a process sees the same
-in-memory state, so simulated hosts in one process share it. As every driver built on
-``BaseLibvirtDriver`` does, a TestDriver only sees, lists and acts on domains whose Kubenova
-metadata names its own hostname (``<kubenova:host>``), so simulated hosts need distinct
-hostnames and then keep out of each other's way. The host is recorded in the domain rather than
-in the driver object, so a new TestDriver for the same host (an agent restarted within the
-process) finds its instances again, as an agent restarted on a real host would. One
+in-memory state, so simulated hosts in one process on the default ``uri`` share it. As every
+driver built on ``BaseLibvirtDriver`` does, a TestDriver only sees, lists and acts on domains
+whose Kubenova metadata names its own hostname (``<kubenova:host>``), so simulated hosts need
+distinct hostnames and then keep out of each other's way. The host is recorded in the domain
+rather than in the driver object, so a new TestDriver for the same host (an agent restarted
+within the process) finds its instances again, as an agent restarted on a real host would. One
 consequence: a uuid is one domain in the whole process, so spawning an instance that another
 simulated host still has fails with a RescheduledBuildError, as a uuid clash would on one real
-host.
+host. A driver given :func:`private_hypervisor_uri` instead has a hypervisor of its own, as a
+host in a process of its own has (``kubenova_agent.fleet`` runs many hosts so); it lives as long
+as the driver's connection, so a driver made again for that host starts with none.
 """
 
 from __future__ import annotations
@@ -76,6 +78,36 @@ from kubenova_agent.virt.libvirt import connection, domain_xml
 from kubenova_agent.virt.power_state import LibvirtDomainState
 
 DEFAULT_URI = "test:///default"
+
+#: What a private test hypervisor starts with (see :func:`private_hypervisor_uri`): no domain,
+#: and the network the drivers' interfaces name. Its CPU and memory are libvirt's to report;
+#: the host's capacity is the TestDriver's.
+_PRIVATE_NODE_XML = """<node>
+  <network>
+    <name>default</name>
+    <bridge name='virbr0'/>
+    <forward/>
+    <ip address='192.168.122.1' netmask='255.255.255.0'/>
+  </network>
+</node>
+"""
+
+
+def private_hypervisor_uri(directory: str) -> str:
+    """A URI whose every connection is a test hypervisor of its own, starting empty.
+
+    libvirt shares ``test:///default`` among a process's connections, but makes a new
+    hypervisor from the file for each connection to ``test:///<file>``: simulated hosts in one
+    process then list and hear of only their own domains. Writes the file into
+    ``directory`` (an absolute path) if it is not there.
+    """
+    path = os.path.join(os.path.abspath(directory), "kubenova-test-node.xml")
+    if not os.path.exists(path):
+        temporary = f"{path}.{os.getpid()}"
+        with open(temporary, "w", encoding="utf-8") as handle:
+            handle.write(_PRIVATE_NODE_XML)
+        os.replace(temporary, path)
+    return f"test://{path}"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -52,7 +52,7 @@ def test_the_agent_stops_at_start_on_a_bad_virt_type(monkeypatch: pytest.MonkeyP
     def must_not_get_this_far(*args: object) -> None:
         raise AssertionError("the agent went on past a bad setting")
 
-    monkeypatch.setattr(cmd.log, "setup", lambda *args: None)
+    monkeypatch.setattr(cmd.log, "setup", lambda *args, **kwargs: None)
     monkeypatch.setattr(cmd, "_amqp_url_from_operator", must_not_get_this_far)
     monkeypatch.setenv(VARIABLE, "xen")
     # --host too: the settings are checked even when the host name needs none of them.
