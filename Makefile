@@ -43,7 +43,7 @@ format: venv ## apply ruff's fixes and formatting
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-.PHONY: bench bench-migration bench-ec2 bench-density
+.PHONY: bench bench-migration bench-ec2 bench-density bench-scale
 bench: venv ## benchmarks on the running `make dev-up` stack: scheduler (1000 filling 100 hosts: 5 bursts, paced 10/s and 50/s), boot, lifecycle (stop, start, soft reboot), live migration, RunInstances through EC2 against kubectl
 	$(PY) hack/bench/scheduler_bench.py --mode burst --runs 5
 	$(PY) hack/bench/scheduler_bench.py --mode paced
@@ -52,6 +52,10 @@ bench: venv ## benchmarks on the running `make dev-up` stack: scheduler (1000 fi
 	$(PY) hack/bench/lifecycle_bench.py
 	$(MAKE) bench-migration
 	$(MAKE) bench-ec2
+
+bench-scale: venv ## 10,000 instances on 1,000 simulated hosts (one agent process) of the `make dev-up` stack: one burst, then paced at 100/s; each run's deletes timed too
+	$(PY) hack/bench/scheduler_bench.py --instances 10000 --hosts 1000 --prefix scale --mode burst --timeout 1800
+	$(PY) hack/bench/scheduler_bench.py --instances 10000 --hosts 1000 --prefix scale --mode paced --interval 0.01 --timeout 1800
 
 bench-migration: venv ## live migration on the `make dev-up` stack, to a second libvirtd on this machine and back: through Kubenova against straight through libvirt
 	hack/services.sh libvirt2-up

@@ -9,6 +9,7 @@
 #                             [--disk-gib D] [--zones a,b,c] [--label K=V]... [--log-level L]
 #   hack/sim-hosts.sh stop [--prefix P]
 #   hack/sim-hosts.sh kill [--prefix P] [--process J]
+#   hack/sim-hosts.sh retire [--prefix P]
 #   hack/sim-hosts.sh stats [--prefix P]
 #
 # start: hosts P-001 ... P-N (prefix default `sim`; 8 vCPUs, 16384 MiB, 200 GiB unless told),
@@ -27,6 +28,10 @@
 #   users stay, and the hosts go down.
 # kill: SIGKILL the prefix's process J (default: every one), as a crash would end it: its hosts
 #   say nothing and go down after service_down_time.
+# retire: stop, then delete the prefix's Hypervisor objects (kubectl delete hypervisors -l
+#   kubenova.io/sim-prefix=P), which forgets the hosts that are down and run nothing, as Nova's
+#   `service delete` does: hosts of a finished benchmark do not stay listed, and counted, as
+#   down. A host that still has instances is kept (its Hypervisor says why).
 # stats: how many processes of the prefix run, how many hosts they serve, their summed RSS and
 #   the CPU time they have used.
 set -euo pipefail
@@ -46,7 +51,7 @@ ZONE_LABEL="topology.kubernetes.io/zone"
 PREFIX_LABEL="kubenova.io/sim-prefix"
 
 usage() {
-  sed -n '7,12p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+  sed -n '8,13p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
 
@@ -286,6 +291,15 @@ cmd_stop() {
   kn_log "stopped $stopped agent processes of the simulated hosts $prefix-*"
 }
 
+cmd_retire() {
+  local prefix=sim
+  (($# == 0)) || prefix=$(prefix_option "$@")
+  cmd_stop --prefix "$prefix"
+  "$KUBENOVA_STATE/bin/kubectl" delete hypervisors -l "$PREFIX_LABEL=$prefix" --wait=false \
+    >/dev/null || kn_die "could not delete the Hypervisors of $prefix-*"
+  kn_log "retired the simulated hosts $prefix-*"
+}
+
 cmd_kill() {
   local prefix=sim only="" killed
   while (($#)); do
@@ -326,6 +340,7 @@ case "${1:-}" in
   start) shift; cmd_start "$@" ;;
   stop) shift; cmd_stop "$@" ;;
   kill) shift; cmd_kill "$@" ;;
+  retire) shift; cmd_retire "$@" ;;
   stats) shift; cmd_stats "$@" ;;
   *) usage ;;
 esac

@@ -250,6 +250,30 @@ def sim_hosts(*args: str) -> None:
         raise BenchError(f"hack/sim-hosts.sh {' '.join(args)} failed ({result.returncode})")
 
 
+def sim_hosts_stats(prefix: str) -> dict[str, float]:
+    """``hack/sim-hosts.sh stats --prefix P`` as numbers: processes, hosts, rss_mib, cpu_s."""
+    result = subprocess.run(
+        [str(ROOT / "hack" / "sim-hosts.sh"), "stats", "--prefix", prefix],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise BenchError(f"hack/sim-hosts.sh stats failed ({result.returncode}): {result.stderr}")
+    return parse_sim_stats(result.stdout)
+
+
+def parse_sim_stats(line: str) -> dict[str, float]:
+    """``key=value`` pairs of a ``hack/sim-hosts.sh stats`` line, the values as numbers."""
+    stats: dict[str, float] = {}
+    for field in line.split():
+        key, sep, value = field.partition("=")
+        if not sep:
+            raise BenchError(f"not a stats line of hack/sim-hosts.sh: {line!r}")
+        stats[key] = float(value)
+    return stats
+
+
 # -- Real guests: the tiny image on libvirt, started through Kubenova or directly -------------
 
 #: What the tiny guest prints on its serial console once per boot, when it is up.

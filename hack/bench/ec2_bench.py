@@ -317,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
             with contextlib.suppress(Exception):
                 core.delete_namespace(namespace)
         if started_hosts:
-            benchlib.sim_hosts("stop", "--prefix", PREFIX)
+            benchlib.sim_hosts("retire", "--prefix", PREFIX)
     medians = {path: median_of(runs, path) for path in PATHS}
     result = {
         "instances": args.instances,

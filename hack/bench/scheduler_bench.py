@@ -19,7 +19,8 @@ instead. The fill reached is read back from MariaDB after each run (``fill_ratio
 
 Each of --runs runs creates the N Instances of the image kubenova-tiny in a fresh namespace
 and times each instance from the moment its create call was *sent* to the moment a watch on
-the namespace first sees it Running; then it deletes them (waiting until they are gone),
+the namespace first sees it Running; then it deletes them in one call and times that until
+the watch has seen every one gone,
 waits until the hosts' usage in MariaDB is back where it was before the first run, and
 pauses --pause seconds before the next run. Modes: ``paced`` creates one instance every
 --interval seconds (default 0.1 s, the shape of KubeVirt's density test; 0.02 offers a
@@ -43,6 +44,10 @@ last line, one JSON object:
     operator_cpu_s               the operator process's utime + stime delta
     stack_cpu_s                  the same per kind of process of the machine
     submitted_in_s               first create call sent -> last create call returned
+    delete_throughput_per_s      N / (the delete call sent -> the last Instance seen gone):
+                                 all deleted in one call, as `kubectl delete instances --all`
+    agent_rss_mib                the simulated hosts' agent processes' RSS once all Running
+                                 (hack/sim-hosts.sh stats)
     worst                        every figure above (from throughput_per_s) in the run where
                                  it was worst: the lowest throughput_per_s and fill_ratio,
                                  the highest of the others (stack_cpu_s: per process kind)
@@ -55,9 +60,10 @@ counts errors, and one run's overcommit must not be outvoted by the others.
 --timeline writes every instance's times (run, sent, created, first seen Running; seconds from
 the run's first create call) as CSV, to see where a burst's latency builds up.
 
-At the end it deletes its Flavor and stops the hosts it started. It asserts nothing about
-timings; it exits 1 when an instance did not reach Running, landed on a host that is not one of
-its own, was not deleted, or its allocations were not freed (a run that fails ends the series).
+At the end it deletes its Flavor and retires the hosts it started (hack/sim-hosts.sh retire:
+stopped, and their Hypervisors deleted). It asserts nothing about timings; it exits 1 when an
+instance did not reach Running, landed on a host that is not one of its own, was not deleted,
+or its allocations were not freed (a run that fails ends the series).
 """
 
 from __future__ import annotations
@@ -66,7 +72,6 @@ import argparse
 import concurrent.futures
 import csv
 import dataclasses
-import datetime
 import json
 import math
 import pathlib
@@ -75,10 +80,24 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple, TextIO
+from typing import Any, TextIO
 
 import benchlib
 from benchlib import BenchError, log
+from host_usage import (
+    MEMORY,
+    RESOURCES,
+    NodeUsage,
+    fill,
+    fill_ratio,
+    host_names,
+    mismatched,
+    node_usage,
+    overcommitted,
+    wait_for_hosts,
+    wait_hosts_free,
+)
+from instance_watch import InstanceWatch
 
 #: The benchmark's Flavor but its memory, which sizes the flavor to fill the hosts.
 FLAVOR_VCPUS = 1
@@ -88,233 +107,6 @@ MIN_FLAVOR_MEMORY_MIB = 64
 #: Under this fill of the fullest resource, the run hardly tests the overcommit check.
 FULL = 0.95
 PREFIX_LABEL = "kubenova.io/sim-prefix"
-
-#: Placement's resource classes, in the order of every per-resource tuple below.
-RESOURCES = ("VCPU", "MEMORY_MB", "DISK_GB")
-MEMORY = RESOURCES.index("MEMORY_MB")
-
-
-class InstanceWatch(threading.Thread):
-    """Watches the Instances of one namespace; records when each is first seen Running."""
-
-    def __init__(self, custom: Any, namespace: str) -> None:
-        super().__init__(name="instance-watch", daemon=True)
-        self._custom = custom
-        self._namespace = namespace
-        self._lock = threading.Lock()
-        self.running_at: dict[str, float] = {}
-        self.hosts: dict[str, str] = {}
-        self.errors: dict[str, str] = {}
-        self.present: set[str] = set()
-        self.listed = threading.Event()
-        self._stopping = threading.Event()
-
-    def stop(self) -> None:
-        self._stopping.set()
-
-    def snapshot(self) -> tuple[dict[str, float], dict[str, str], dict[str, str], set[str]]:
-        with self._lock:
-            return dict(self.running_at), dict(self.hosts), dict(self.errors), set(self.present)
-
-    def _see(self, obj: dict[str, Any], seen_at: float) -> None:
-        name = obj["metadata"]["name"]
-        status = obj.get("status") or {}
-        phase = status.get("phase")
-        with self._lock:
-            self.present.add(name)
-            if phase == "Running" and name not in self.running_at:
-                self.running_at[name] = seen_at
-                self.hosts[name] = status.get("host") or ""
-            elif phase == "Error" and name not in self.errors:
-                fault = status.get("fault") or {}
-                self.errors[name] = f"{fault.get('reason')}: {fault.get('message')}"
-
-    def _list(self) -> str:
-        listing = self._custom.list_namespaced_custom_object(
-            benchlib.GROUP, benchlib.VERSION, self._namespace, "instances"
-        )
-        now = time.monotonic()
-        with self._lock:
-            self.present = set()
-        for obj in listing.get("items", []):
-            self._see(obj, now)
-        self.listed.set()
-        return str(listing["metadata"]["resourceVersion"])
-
-    def run(self) -> None:
-        from kubernetes import watch
-        from kubernetes.client import exceptions
-
-        resource_version: str | None = None
-        while not self._stopping.is_set():
-            try:
-                if resource_version is None:
-                    resource_version = self._list()
-                stream = watch.Watch()  # type: ignore[no-untyped-call]
-                for event in stream.stream(  # type: ignore[no-untyped-call]
-                    self._custom.list_namespaced_custom_object,
-                    benchlib.GROUP,
-                    benchlib.VERSION,
-                    self._namespace,
-                    "instances",
-                    resource_version=resource_version,
-                    timeout_seconds=10,
-                ):
-                    seen_at = time.monotonic()
-                    obj = event["object"]
-                    if event["type"] == "ERROR":
-                        # 410 Gone: our resourceVersion is too old; list again.
-                        resource_version = None
-                        break
-                    resource_version = obj["metadata"]["resourceVersion"]
-                    if event["type"] == "DELETED":
-                        with self._lock:
-                            self.present.discard(obj["metadata"]["name"])
-                    else:
-                        self._see(obj, seen_at)
-                    if self._stopping.is_set():
-                        stream.stop()  # type: ignore[no-untyped-call]
-            except exceptions.ApiException as exc:
-                if exc.status == 410:
-                    resource_version = None
-                else:
-                    log(f"watch failed ({exc.status}); watching again")
-                    time.sleep(0.5)
-            except Exception as exc:  # a dropped connection: watch again from where we were
-                log(f"watch interrupted ({exc!r}); watching again")
-                time.sleep(0.5)
-
-
-def host_names(prefix: str, count: int) -> list[str]:
-    return [f"{prefix}-{index:03d}" for index in range(1, count + 1)]
-
-
-def wait_for_hosts(custom: Any, hosts: list[str], since: float | None, timeout: float) -> None:
-    """Until every host's Hypervisor is up (with a heartbeat after ``since``, when given)."""
-    wanted = set(hosts)
-    deadline = time.monotonic() + timeout
-    up: set[str] = set()
-    while time.monotonic() < deadline:
-        listing = custom.list_cluster_custom_object(benchlib.GROUP, benchlib.VERSION, "hypervisors")
-        up = set()
-        for obj in listing.get("items", []):
-            name, status = obj["metadata"]["name"], obj.get("status") or {}
-            if name not in wanted or status.get("state") != "up":
-                continue
-            if since is not None:
-                beat = status.get("lastHeartbeat")
-                if not beat or _epoch(beat) < since - 1:
-                    continue
-            up.add(name)
-        if up == wanted:
-            return
-        time.sleep(1)
-    missing = sorted(wanted - up)
-    raise BenchError(f"{len(missing)} of {len(hosts)} hosts are not up: {missing[:5]}...")
-
-
-def _epoch(timestamp: str) -> float:
-    return (
-        datetime.datetime.strptime(timestamp, "%Y-%m-%dT%H:%M:%SZ")
-        .replace(tzinfo=datetime.UTC)
-        .timestamp()
-    )
-
-
-class NodeUsage(NamedTuple):
-    """One compute node as MariaDB has it, per resource (:data:`RESOURCES` order)."""
-
-    host: str
-    #: Allocatable: ``vcpus x ratio``, ``(total - reserved) x ratio`` for memory and disk.
-    capacity: tuple[float, float, float]
-    #: The node's ``*_used`` columns.
-    used: tuple[int, int, int]
-    #: The sum of its allocations' ``used``, per resource class.
-    allocated: tuple[int, int, int]
-
-    @classmethod
-    def from_row(cls, row: Sequence[Any]) -> NodeUsage:
-        """From a row of :data:`NODE_USAGE_SQL`."""
-        return cls(
-            str(row[0]),
-            (float(row[1]), float(row[2]), float(row[3])),
-            (int(row[4]), int(row[5]), int(row[6])),
-            (int(row[7]), int(row[8]), int(row[9])),
-        )
-
-    def overcommitted(self) -> bool:
-        """Whether its usage or its allocations exceed its capacity for some resource."""
-        return any(
-            used > capacity or allocated > capacity
-            for used, allocated, capacity in zip(
-                self.used, self.allocated, self.capacity, strict=True
-            )
-        )
-
-    def free(self) -> tuple[float, ...]:
-        """Capacity left per resource, by whichever of usage and allocations is higher."""
-        return tuple(
-            capacity - max(used, allocated)
-            for used, allocated, capacity in zip(
-                self.used, self.allocated, self.capacity, strict=True
-            )
-        )
-
-
-def _allocated(resource_class: str) -> str:
-    return (
-        "(SELECT COALESCE(SUM(a.used), 0) FROM allocations a "
-        f"WHERE a.compute_node_id = cn.id AND a.resource_class = '{resource_class}')"
-    )
-
-
-#: Every live compute node of the hosts ``:hosts``, as :meth:`NodeUsage.from_row` reads it.
-NODE_USAGE_SQL = (
-    "SELECT cn.host, cn.vcpus * cn.cpu_allocation_ratio, "
-    "(cn.memory_mib - cn.reserved_host_memory_mib) * cn.ram_allocation_ratio, "
-    "(cn.local_gb - cn.reserved_host_disk_gib) * cn.disk_allocation_ratio, "
-    "cn.vcpus_used, cn.memory_mib_used, cn.local_gb_used, "
-    + ", ".join(_allocated(resource) for resource in RESOURCES)
-    + " FROM compute_nodes cn WHERE cn.deleted = 0 AND cn.host IN :hosts ORDER BY cn.host"
-)
-
-
-def node_usage(engine: Any, hosts: list[str]) -> list[NodeUsage]:
-    """The hosts' compute nodes as MariaDB has them now (a host without one is left out)."""
-    import sqlalchemy
-
-    query = sqlalchemy.text(NODE_USAGE_SQL).bindparams(
-        sqlalchemy.bindparam("hosts", expanding=True)
-    )
-    with engine.connect() as connection:
-        return [NodeUsage.from_row(row) for row in connection.execute(query, {"hosts": hosts})]
-
-
-def overcommitted(nodes: Sequence[NodeUsage]) -> list[str]:
-    """The hosts whose usage or allocations exceed their capacity."""
-    return [node.host for node in nodes if node.overcommitted()]
-
-
-def mismatched(nodes: Sequence[NodeUsage]) -> list[str]:
-    """The hosts whose ``*_used`` columns differ from the sum of their allocations."""
-    return [node.host for node in nodes if node.used != node.allocated]
-
-
-def fill(nodes: Sequence[NodeUsage], adding: Sequence[int] = (0, 0, 0)) -> dict[str, float]:
-    """Per resource class: the nodes' allocations (plus ``adding``, per resource) / their
-    allocatable capacity, each summed over the nodes; NaN for a resource none of them has."""
-    result: dict[str, float] = {}
-    for index, resource in enumerate(RESOURCES):
-        capacity = sum(node.capacity[index] for node in nodes)
-        allocated = sum(node.allocated[index] for node in nodes) + adding[index]
-        result[resource] = allocated / capacity if capacity > 0 else math.nan
-    return result
-
-
-def fill_ratio(fills: dict[str, float]) -> float:
-    """The fullest resource's fill (NaN when none is known)."""
-    known = [value for value in fills.values() if not math.isnan(value)]
-    return max(known, default=math.nan)
 
 
 def flavor_memory_mib(
@@ -449,6 +241,33 @@ def wait_running(
     return {}
 
 
+def timed_delete(
+    custom: Any, watch: InstanceWatch, namespace: str, names: Sequence[str], timeout: float
+) -> tuple[int, float]:
+    """Delete the namespace's Instances in one call (as ``kubectl delete instances --all``)
+    and wait until the watch has seen ``names`` gone: (how many went, seconds from the call
+    sent to the last one gone, or to the timeout)."""
+    wanted = set(names)
+    sent = time.monotonic()
+    custom.delete_collection_namespaced_custom_object(
+        benchlib.GROUP, benchlib.VERSION, namespace, "instances"
+    )
+    deadline = sent + timeout
+    last_report = sent
+    while True:
+        gone = {name: at for name, at in watch.gone().items() if name in wanted}
+        now = time.monotonic()
+        if len(gone) == len(wanted):
+            return len(gone), max(gone.values(), default=sent) - sent
+        if now >= deadline:
+            log(f"{len(wanted) - len(gone)} instances not gone {timeout:.0f}s after the delete")
+            return len(gone), now - sent
+        if now - last_report > 10:
+            log(f"{len(gone)}/{len(wanted)} deleted")
+            last_report = now
+        time.sleep(0.2)
+
+
 def cleanup(custom: Any, core: Any, namespace: str, timeout: float) -> bool:
     """Delete the namespace's instances (waiting until they are gone), then the namespace."""
     from kubernetes.client import exceptions
@@ -478,25 +297,6 @@ def cleanup(custom: Any, core: Any, namespace: str, timeout: float) -> bool:
     # still keeps it from being reused.
     core.delete_namespace(namespace)
     return True
-
-
-def wait_hosts_free(
-    engine: Any, hosts: list[str], before: Sequence[NodeUsage], timeout: float
-) -> list[str]:
-    """Until every host's usage and allocations are back to ``before``; returns the hosts
-    still holding more after ``timeout`` (allocations a delete did not free)."""
-    wanted = {node.host: (node.used, node.allocated) for node in before}
-    deadline = time.monotonic() + timeout
-    held: list[str] = []
-    while True:
-        held = [
-            node.host
-            for node in node_usage(engine, hosts)
-            if (node.used, node.allocated) != wanted.get(node.host, (node.used, node.allocated))
-        ]
-        if not held or time.monotonic() >= deadline:
-            return held
-        time.sleep(1)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -624,6 +424,7 @@ def run_once(bench: Bench, run: int, namespace: str) -> tuple[dict[str, Any] | N
         messages_after = benchlib.rpc_messages(args.metrics_url)
         nodes = node_usage(engine, bench.hosts)
         over, differing, fills = overcommitted(nodes), mismatched(nodes), fill(nodes)
+        agents = benchlib.sim_hosts_stats(args.prefix)
 
         running, _, errors, _ = watch.snapshot()
         # From the create call sent: the time the call itself took is part of what the
@@ -665,6 +466,8 @@ def run_once(bench: Bench, run: int, namespace: str) -> tuple[dict[str, Any] | N
             "operator_cpu_s": benchlib.rounded(cpu_after - cpu_before, 2),
             "stack_cpu_s": stack_cpu,
             "submitted_in_s": benchlib.rounded(submitted_in, 2),
+            "delete_throughput_per_s": None,
+            "agent_rss_mib": agents.get("rss_mib"),
         }
         pacing = f" every {args.interval:g}s" if args.mode == "paced" else ""
         print(f"scheduler benchmark, run {run}/{args.runs}: {args.instances} instances over "
@@ -685,6 +488,8 @@ def run_once(bench: Bench, run: int, namespace: str) -> tuple[dict[str, Any] | N
               f"{result['messages_per_instance']} messages")  # fmt: skip
         print(f"  operator CPU         {result['operator_cpu_s']}s "
               f"(RSS {benchlib.process_rss_mib(pid):.0f} MiB)")  # fmt: skip
+        print(f"  simulated hosts      {agents.get('hosts')} in {agents.get('processes')} "
+              f"agent processes, RSS {agents.get('rss_mib')} MiB")  # fmt: skip
         busy = sum(stack_cpu.values())
         print(f"  machine CPU          {busy:.1f}s in all, "
               f"{1000 * busy / max(1, len(latencies)):.1f} ms per instance: "
@@ -699,6 +504,17 @@ def run_once(bench: Bench, run: int, namespace: str) -> tuple[dict[str, Any] | N
             print(f"  {phase:<20} {placed} Running in {seconds:.1f}s, CPU "
                   + ", ".join(f"{k} {v}" for k, v in cpu.items()))  # fmt: skip
         sys.stdout.flush()
+        stack_before_delete = benchlib.stack_cpu_s()
+        deleted, delete_span = timed_delete(custom, watch, namespace, created, args.timeout)
+        delete_cpu = benchlib.cpu_delta(stack_before_delete, benchlib.stack_cpu_s())
+        result["delete_throughput_per_s"] = benchlib.rounded(
+            deleted / delete_span if delete_span > 0 else math.nan
+        )
+        print(f"  deleted              {deleted}/{len(created)} in {delete_span:.1f}s "
+              f"({result['delete_throughput_per_s']}/s from the call sent), CPU "
+              + ", ".join(f"{k} {v}" for k, v in delete_cpu.items()))  # fmt: skip
+        if deleted < len(created):
+            failures.append(f"{len(created) - deleted} instances were not deleted")
     finally:
         if not cleanup(custom, bench.core, namespace, max(300.0, args.instances)):
             failures.append("instances were left behind")
@@ -720,6 +536,8 @@ WORST: dict[str, Callable[[Sequence[float]], float]] = {
     "operator_cpu_s": max,
     "stack_cpu_s": max,
     "submitted_in_s": max,
+    "delete_throughput_per_s": min,
+    "agent_rss_mib": max,
 }
 #: Figures reported as their worst run, not their median, outside ``worst`` too: counts of
 #: errors, which one bad run must show.
@@ -732,6 +550,7 @@ DIGITS = {
     "operator_cpu_s": 2,
     "stack_cpu_s": 2,
     "submitted_in_s": 2,
+    "agent_rss_mib": 0,
 }
 
 
@@ -909,7 +728,7 @@ def main(argv: list[str] | None = None) -> int:
         if flavor_created:
             cleanup_flavor(custom, flavor)
         if started_hosts:
-            benchlib.sim_hosts("stop", "--prefix", args.prefix)
+            benchlib.sim_hosts("retire", "--prefix", args.prefix)
     if runs:
         print_aggregate(args, runs)
     for failure in failures:
