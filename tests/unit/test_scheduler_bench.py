@@ -130,7 +130,7 @@ def test_hosts_that_cannot_hold_the_instances_are_refused(capacity, instances, o
 # -- median and worst of several runs -------------------------------------------------------
 
 
-def run(throughput, p95, over=0, fill=0.996, messages=2.2, agents=3.0):
+def run(throughput, p95, over=0, fill=0.996, messages=2.2, agents=3.0, deletes=40.0, rss=90.0):
     return {
         "throughput_per_s": throughput,
         "p50_s": p95 / 2,
@@ -143,6 +143,8 @@ def run(throughput, p95, over=0, fill=0.996, messages=2.2, agents=3.0):
         "operator_cpu_s": 11.0,
         "stack_cpu_s": {"operator": 11.0, "agents": agents},
         "submitted_in_s": 8.0,
+        "delete_throughput_per_s": deletes,
+        "agent_rss_mib": rss,
     }
 
 
@@ -201,3 +203,23 @@ def test_each_run_after_the_first_has_a_namespace_of_its_own():
         "e2e-bench-x-2",
         "e2e-bench-x-3",
     ]
+
+
+def test_the_slowest_deletes_and_the_largest_agents_are_the_worst():
+    runs = [run(61.0, 2.2, deletes=40.0, rss=90.0), run(60.0, 2.0, deletes=25.0, rss=120.0)]
+    middle, worst = bench.aggregate(runs)
+    assert (middle["delete_throughput_per_s"], worst["delete_throughput_per_s"]) == (32.5, 25.0)
+    assert (middle["agent_rss_mib"], worst["agent_rss_mib"]) == (105, 120.0)
+
+
+def test_a_stats_line_of_the_simulated_hosts_is_read_as_numbers():
+    import benchlib
+
+    assert benchlib.parse_sim_stats("processes=2 hosts=1000 rss_mib=270 cpu_s=19.28\n") == {
+        "processes": 2.0,
+        "hosts": 1000.0,
+        "rss_mib": 270.0,
+        "cpu_s": 19.28,
+    }
+    with pytest.raises(bench.BenchError, match="not a stats line"):
+        benchlib.parse_sim_stats("agents 100")
