@@ -31,6 +31,11 @@ LOG = logging.getLogger(__name__)
 # quickly, long enough not to busy-loop on a cluster with no room.
 NOT_READY_RETRY_S = 5
 
+# How long a delete handler waits for the conductor's notice that the record is gone before
+# kopf tries again: long enough for a host busy with a burst of terminates, short enough that
+# a notice given by another replica (or lost) costs little.
+GONE_WAIT_S = 30.0
+
 # The create handler's id in kopf's progress records; the Instance diff base checks them.
 CREATE_INSTANCE_ID = "create_instance"
 
@@ -243,13 +248,27 @@ async def instance_spec_changed(body: kopf.Body, memo: kopf.Memo, **kwargs: Any)
 
 
 @kopf.on.delete(resources.GROUP, resources.VERSION, resources.INSTANCES)
-def delete_instance(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    """Terminate on the host; the finalizer stays until the record is gone."""
+async def delete_instance(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """Terminate on the host; the finalizer stays until the record is gone.
+
+    Waits for the conductor's notice that the record is gone (``gone_notices``) rather than
+    asking again every second; without one in ``GONE_WAIT_S``, kopf tries again later."""
     runtime: Runtime = memo["runtime"]
+    request = _request(body)
     request_id = envelope.new_request_id()
-    with log.request_context(request_id):
-        if not runtime.instances.delete(_request(body), request_id):
+
+    def delete() -> bool:
+        with log.request_context(request_id):
+            return runtime.instances.delete(request, request_id)
+
+    loop = asyncio.get_running_loop()
+    with runtime.gone.expect(request.uid) as notice:
+        if await loop.run_in_executor(None, delete):
+            return
+        if not await notice.wait(GONE_WAIT_S):
             raise kopf.TemporaryError("waiting for the host to terminate the instance", delay=1)
+    if not await loop.run_in_executor(None, delete):
+        raise kopf.TemporaryError("waiting for the host to terminate the instance", delay=1)
 
 
 @kopf.on.resume(resources.GROUP, resources.VERSION, resources.HYPERVISORS)

@@ -8,7 +8,7 @@ import threading
 
 import prometheus_client
 
-from kubenova.api import instance_api
+from kubenova.api import gone_notices, instance_api
 from kubenova.conductor import periodic as periodic_mod
 from kubenova.conductor.service import Conductor
 from kubenova.config import OperatorSettings
@@ -51,6 +51,7 @@ class Runtime:
     instances: instance_api.InstanceAPI
     consumer: amqp.Consumer
     periodic: periodic_mod.PeriodicTasks
+    gone: gone_notices.GoneNotices = dataclasses.field(default_factory=gone_notices.GoneNotices)
     _thread: threading.Thread | None = None
 
     @classmethod
@@ -113,9 +114,11 @@ class Runtime:
                 ),
             ]
         )
-        return cls(
+        runtime = cls(
             settings, kube, session_factory, publisher, conductor, instances, consumer, periodic
         )
+        conductor.projector.on_gone = runtime.gone.gone
+        return runtime
 
     def start(self) -> None:
         # First what fails while RabbitMQ is away: kopf then runs the startup handler again,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+from collections.abc import Callable
 from typing import Any
 
 from kubenova.compute import operations, states
@@ -52,6 +53,9 @@ class InstanceProjector:
         self._queue: patch_queue.PatchQueue[Projection] = patch_queue.PatchQueue(
             self._patch, delay_s=building_status_delay_s
         )
+        # Told the uuid of each instance whose record is gone (its delete is done); the
+        # operator's wiring sets it, so the delete handler need not poll.
+        self.on_gone: Callable[[str], None] = lambda _uuid: None
 
     def project(
         self,
@@ -140,8 +144,9 @@ class InstanceProjector:
         )
 
     def forget(self, instance_uuid: str) -> None:
-        """The instance is gone: drop what was remembered of its object."""
+        """The instance is gone: drop what was remembered of its object, and say so."""
         self._last_written.forget(instance_uuid)
+        self.on_gone(instance_uuid)
 
     def start(self) -> None:
         self._queue.start()

@@ -302,3 +302,10 @@ def test_a_move_whose_type_the_caller_gives_is_named_without_the_database(
 
     [synced] = [c for c in kube.patches[0][2]["conditions"] if c["type"] == "Synced"]
     assert synced["message"] == "migrate in progress (resize_migrating)"
+
+
+def test_forgetting_an_instance_says_it_is_gone(projector: InstanceProjector) -> None:
+    told: list[str] = []
+    projector.on_gone = told.append
+    projector.forget(UUID)
+    assert told == [UUID]
