@@ -7,6 +7,7 @@
 #
 #   hack/sim-hosts.sh start N [--prefix P] [--processes K] [--vcpus V] [--memory-mib M]
 #                             [--disk-gib D] [--zones a,b,c] [--label K=V]... [--log-level L]
+#                             [--hypervisor URI]
 #   hack/sim-hosts.sh stop [--prefix P]
 #   hack/sim-hosts.sh kill [--prefix P] [--process J]
 #   hack/sim-hosts.sh retire [--prefix P]
@@ -22,7 +23,10 @@
 #   log $KUBENOVA_STATE/logs/sim-P-J.log. --zones spreads the hosts round-robin over the label
 #   topology.kubernetes.io/zone=a, =b, ...; --label adds labels to every host, and every host
 #   carries kubenova.io/sim-prefix=P. Hosts a running process of the prefix serves are left as
-#   they are; the others go to new processes.
+#   they are; the others go to new processes. Each host simulates on a test hypervisor of its
+#   own inside its process, unless --hypervisor names one (kubenova-agent --test-hypervisor):
+#   test+unix:///default is libvirtd's, shared by the hosts and outliving their processes, so
+#   that a killed agent process finds its hosts' guests again, as on real hosts.
 # stop: SIGTERM every process of the prefix (SIGKILL after 60 s): each host tells the conductor
 #   it stops. Nothing is deleted: the hosts' records, Hypervisor objects, queues and RabbitMQ
 #   users stay, and the hosts go down.
@@ -51,7 +55,7 @@ ZONE_LABEL="topology.kubernetes.io/zone"
 PREFIX_LABEL="kubenova.io/sim-prefix"
 
 usage() {
-  sed -n '8,13p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+  sed -n '8,14p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
 
@@ -155,6 +159,7 @@ print()
 
 cmd_start() {
   local count="" prefix=sim processes=1 vcpus=8 memory=16384 disk=200 zones="" log_level=INFO
+  local hypervisor=""
   local -a labels=()
   while (($#)); do
     case "$1" in
@@ -166,6 +171,7 @@ cmd_start() {
       --zones) zones=${2:?}; shift 2 ;;
       --label) labels+=("${2:?}"); shift 2 ;;
       --log-level) log_level=${2:?}; shift 2 ;;
+      --hypervisor) hypervisor=${2:?}; shift 2 ;;
       -h | --help) usage ;;
       -*) kn_die "unknown option $1" ;;
       *) [[ -z $count ]] || usage; count=$1; shift ;;
@@ -225,6 +231,7 @@ cmd_start() {
     # on its own hosts (nodeSelector) and away from real ones.
     --label "$PREFIX_LABEL=$prefix")
   for label in "${labels[@]}"; do argv+=(--label "$label"); done
+  [[ -z $hypervisor ]] || argv+=(--test-hypervisor "$hypervisor")
   local chunk file name started=0
   for chunk in "${chunks[@]}"; do
     [[ -n $chunk ]] || continue

@@ -56,6 +56,14 @@ def build_parser() -> argparse.ArgumentParser:
         "would (fault injection for rescheduling)",
     )
     parser.add_argument(
+        "--test-hypervisor",
+        metavar="URI",
+        help="test driver: the test hypervisor to simulate on (default: test:///default of this "
+        "process, or with --hosts-file a private one for each host); test+unix:///default keeps "
+        "the domains in libvirtd, so that they outlive this process as a real host's guests "
+        "outlive its agent",
+    )
+    parser.add_argument(
         "--hosts-file",
         help="test driver: simulate every host this file lists, one line each: HOST URL-FILE "
         "[KEY=VALUE]... (its name, the file of its AMQP URL, labels of its own), in this one "
@@ -144,12 +152,15 @@ def make_driver(args: argparse.Namespace, settings: AgentSettings) -> virt_drive
             vcpus=args.vcpus,
             memory_mib=args.memory_mib,
             disk_gib=args.disk_gib,
+            uri=args.test_hypervisor or testdriver.DEFAULT_URI,
         )
         if args.fail_builds:
             test_driver.simulate_host_failure(args.fail_builds)
         return test_driver
-    if args.fail_builds:
-        raise SystemExit("kubenova-agent: --fail-builds is for the test driver only")
+    if args.fail_builds or args.test_hypervisor:
+        raise SystemExit(
+            "kubenova-agent: --fail-builds and --test-hypervisor are for the test driver only"
+        )
     from kubenova_agent.virt.libvirt import domain_xml
     from kubenova_agent.virt.libvirt import driver as libvirt_driver
 
@@ -196,7 +207,7 @@ def _fleet_services(args: argparse.Namespace, directory: str) -> list[service.Ag
         raise SystemExit(f"kubenova-agent: {exc}") from exc
     from kubenova_agent.virt import testdriver
 
-    uri = testdriver.private_hypervisor_uri(directory)
+    uri = args.test_hypervisor or testdriver.private_hypervisor_uri(directory)
     services = []
     for host in hosts:
         settings = read_settings(

@@ -258,3 +258,29 @@ def test_a_missing_url_file_stops_the_agent_naming_the_host(tmp_path):
     args = cmd.build_parser().parse_args(["--driver=test", f"--hosts-file={hosts_file}"])
     with pytest.raises(SystemExit, match="AMQP URL file of host 's-1'"):
         cmd._fleet_services(args, str(tmp_path))
+
+
+def test_a_named_test_hypervisor_serves_every_host_of_the_file(
+    tmp_path, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setattr(service_mod, "AgentService", lambda settings, driver, labels: driver)
+    (tmp_path / "u").write_text("amqp://a:b@127.0.0.1:5672/kn\n")
+    hosts_file = tmp_path / "sim.hosts"
+    hosts_file.write_text(f"s-1 {tmp_path}/u\ns-2 {tmp_path}/u\n")
+    args = cmd.build_parser().parse_args(
+        ["--driver=test", f"--hosts-file={hosts_file}", "--test-hypervisor=test+unix:///default"]
+    )
+    drivers: list[Any] = cmd._fleet_services(args, str(tmp_path))  # type: ignore[assignment]
+    assert [d.uri for d in drivers] == ["test+unix:///default"] * 2
+
+
+def test_a_lone_simulated_host_takes_the_named_test_hypervisor_too():
+    args = cmd.build_parser().parse_args(
+        ["--driver=test", "--host=h", "--test-hypervisor=test+unix:///default"]
+    )
+    settings = AgentSettings(host="h", messaging=MessagingSettings())
+    assert cmd.make_driver(args, settings).uri == "test+unix:///default"  # type: ignore[attr-defined]
+    with pytest.raises(SystemExit, match="for the test driver only"):
+        cmd.make_driver(
+            cmd.build_parser().parse_args(["--test-hypervisor=test:///default"]), settings
+        )
