@@ -67,6 +67,14 @@ bench-ec2: venv ## RunInstances of 100 through the EC2 API against the same 100 
 bench-density: venv ## 100 real QEMU guests of the tiny image created 100 ms apart on this host of the `make dev-up` stack (KubeVirt's density test): p50/p95 to Running and to guest ready, memory high-water mark (not part of `make bench`)
 	$(PY) hack/bench/density_bench.py
 
+.PHONY: chaos
+chaos: venv ## faults in the middle of a 200-instance burst on simulated hosts of the running `make dev-up` stack (and once with real guests), one JSON line per fault: lost, duplicate domains, orphan claims, stuck, seconds to converge (CHAOS_ARGS="--faults operator-kill --dry-run")
+	$(PY) hack/chaos/chaos.py $(CHAOS_ARGS)
+
+.PHONY: fuzz-manifests
+fuzz-manifests: venv ## 1000 malformed and hostile Instance, Flavor, Image and ServerGroup manifests against the running `make dev-up` stack (5 simulated hosts): each refused naming its field, or accepted and handled with no exception logged and no domain XML or config drive changed (FUZZ_ARGS="--seed 7 --dry-run")
+	$(PY) hack/fuzz/manifest_fuzz.py $(FUZZ_ARGS)
+
 .PHONY: console-assets
 console-assets: ## install noVNC and spice-html5 (npm) for kubenova-console into .kubenova/console/web
 	hack/console/assets.sh
