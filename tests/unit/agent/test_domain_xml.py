@@ -289,7 +289,12 @@ def test_metadata_records_name_host_flavor_and_image():
 
 @pytest.mark.parametrize(
     "hostile",
-    ['<x>&"', "</name></kubenova:instance></metadata><devices><disk/>", "]]><!-- '\" -->"],
+    [
+        '<x>&"',
+        "</name></kubenova:instance></metadata><devices><disk/>",
+        "]]><!-- '\" -->",
+        "a\rreboot\r\n",
+    ],
 )
 def test_hostile_names_stay_text(hostile):
     xml = domain_xml.build(

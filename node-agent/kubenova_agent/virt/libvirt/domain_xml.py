@@ -308,7 +308,10 @@ def build(
         _graphics(devices, graphics, instance.uuid)
 
     ET.indent(domain)
-    return ET.tostring(domain, encoding="unicode")
+    # ElementTree writes a carriage return in text as it is, and every XML parser (libvirt's
+    # too) reads a raw one back as a line feed; as a character reference it stays itself. The
+    # markup has none of its own, so every one is a value's.
+    return ET.tostring(domain, encoding="unicode").replace("\r", "&#13;")
 
 
 def parse_metadata(element_xml: str) -> InstanceMetadata | None:
