@@ -7,7 +7,7 @@
 #
 #   hack/sim-hosts.sh start N [--prefix P] [--processes K] [--vcpus V] [--memory-mib M]
 #                             [--disk-gib D] [--zones a,b,c] [--label K=V]... [--log-level L]
-#                             [--hypervisor URI]
+#                             [--hypervisor URI] [--workers W] [--sync-interval S]
 #   hack/sim-hosts.sh stop [--prefix P]
 #   hack/sim-hosts.sh kill [--prefix P] [--process J]
 #   hack/sim-hosts.sh retire [--prefix P]
@@ -26,7 +26,12 @@
 #   they are; the others go to new processes. Each host simulates on a test hypervisor of its
 #   own inside its process, unless --hypervisor names one (kubenova-agent --test-hypervisor):
 #   test+unix:///default is libvirtd's, shared by the hosts and outliving their processes, so
-#   that a killed agent process finds its hosts' guests again, as on real hosts.
+#   that a killed agent process finds its hosts' guests again, as on real hosts. A simulated
+#   host handles W messages at once (default 2: KUBENOVA_AGENT_WORKERS, 8 on a real host) and
+#   syncs its power states every S seconds (default 30: KUBENOVA_SYNC_INTERVAL, 2 on a real
+#   host; lifecycle events report every change at once, the sync is the fallback): a thousand
+#   hosts in one process at the real hosts' settings spend its interpreter on threads and
+#   syncs.
 # stop: SIGTERM every process of the prefix (SIGKILL after 60 s): each host tells the conductor
 #   it stops. Nothing is deleted: the hosts' records, Hypervisor objects, queues and RabbitMQ
 #   users stay, and the hosts go down.
@@ -159,7 +164,7 @@ print()
 
 cmd_start() {
   local count="" prefix=sim processes=1 vcpus=8 memory=16384 disk=200 zones="" log_level=INFO
-  local hypervisor=""
+  local hypervisor="" workers=2 sync_interval=30
   local -a labels=()
   while (($#)); do
     case "$1" in
@@ -172,13 +177,15 @@ cmd_start() {
       --label) labels+=("${2:?}"); shift 2 ;;
       --log-level) log_level=${2:?}; shift 2 ;;
       --hypervisor) hypervisor=${2:?}; shift 2 ;;
+      --workers) workers=${2:?}; shift 2 ;;
+      --sync-interval) sync_interval=${2:?}; shift 2 ;;
       -h | --help) usage ;;
       -*) kn_die "unknown option $1" ;;
       *) [[ -z $count ]] || usage; count=$1; shift ;;
     esac
   done
   [[ $count =~ ^[1-9][0-9]*$ ]] || kn_die "start wants a number of hosts, got '${count}'"
-  for value in "$processes" "$vcpus" "$memory" "$disk"; do
+  for value in "$processes" "$vcpus" "$memory" "$disk" "$workers" "$sync_interval"; do
     [[ $value =~ ^[1-9][0-9]*$ ]] || kn_die "not a positive integer: '$value'"
   done
   # The prefix becomes part of host names, which name Hypervisor objects (lower-case DNS
@@ -225,7 +232,8 @@ cmd_start() {
     position=$((position + 1))
   done
 
-  local -a argv=(env -u KUBENOVA_DB_URL -u KUBENOVA_DB_PASSWORD "$AGENT" --driver test
+  local -a argv=(env -u KUBENOVA_DB_URL -u KUBENOVA_DB_PASSWORD
+    KUBENOVA_AGENT_WORKERS="$workers" KUBENOVA_SYNC_INTERVAL="$sync_interval" "$AGENT" --driver test
     --vcpus "$vcpus" --memory-mib "$memory" --disk-gib "$disk" --log-level "$log_level"
     # Every host says which simulation it belongs to, so a benchmark can keep its instances
     # on its own hosts (nodeSelector) and away from real ones.
