@@ -38,6 +38,8 @@ FIELDS = {
     "operator_cpu_s",
     "stack_cpu_s",
     "submitted_in_s",
+    "delete_throughput_per_s",
+    "agent_rss_mib",
 }
 #: A run's figures, in ``runs`` and in ``worst``.
 FIGURES = FIELDS - {"instances", "hosts", "mode", "interval_s"}
@@ -112,6 +114,9 @@ def test_scheduler_bench_fills_its_hosts_without_overcommit_and_cleans_up(
         # The operator and the benchmark client did work during the run, so they used CPU.
         assert stack_cpu["operator"] > 0, detail
         assert stack_cpu["client"] > 0, detail
+        # Every run deleted what it made, and its hosts' agents were measured.
+        assert figures["delete_throughput_per_s"] > 0, detail
+        assert figures["agent_rss_mib"] > 0, detail
         if interval:
             # Paced: the last of the creates is sent INSTANCES - 1 intervals after the first.
             assert figures["submitted_in_s"] >= (INSTANCES - 1) * interval, detail
