@@ -36,12 +36,15 @@ and the copy small. A Hypervisor's managed fields alone are most of its size.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from typing import Any, cast
 
 import kopf
 
 from kubenova.k8s import resources
+
+LOG = logging.getLogger(__name__)
 
 INSTANCE_KIND = "Instance"
 #: How many uids of Instances whose create handler finished, status not yet written, are kept:
@@ -112,7 +115,22 @@ class InstanceDerivedDiffBase(kopf.AnnotationsDiffBaseStorage):
         return super().build(body=kopf.Body(cast(kopf.RawBody, slim)), extra_fields=extra)
 
     def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
-        stored = super().fetch(body=body)
+        try:
+            stored = super().fetch(body=body)
+        except ValueError as exc:
+            # A stored diff base kopf did not write (the annotation set by hand, or by a
+            # manifest): as good as none. Raised, it failed every event of the object, so no
+            # handler ever ran for it, not even the delete's that holds its finalizer.
+            meta = body.get("metadata", {})
+            LOG.warning(
+                "%s %s/%s: ignoring an unreadable %s annotation (%s)",
+                body.get("kind"),
+                meta.get("namespace") or "",
+                meta.get("name"),
+                self.key,
+                exc,
+            )
+            stored = None
         if stored is not None or not self._is_instance(body):
             return stored
         uid = str(body.get("metadata", {}).get("uid") or "")
