@@ -63,6 +63,14 @@ class HostAuditor:
         with self._lock:
             self._reported[host] = instance_uuids
 
+    def forget_report(self, host: str) -> None:
+        """The host is down or gone: its last report no longer says what it runs. Until it
+        reports again it is not audited, and nothing is concluded from what was seen."""
+        with self._lock:
+            self._reported.pop(host, None)
+            self._leftovers_seen.pop(host, None)
+            self._missing_seen.pop(host, None)
+
     def forget_written(self, host: str) -> None:
         """The host's object changed or went (its status may be empty): write next time."""
         with self._lock:

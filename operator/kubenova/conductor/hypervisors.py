@@ -226,6 +226,7 @@ class Hypervisors:
         self._latest_change.pop(host, None)
         self.last_written.forget(host)
         self.auditor.forget_written(host)
+        self.auditor.forget_report(host)
         with db_engine.transaction(self.session_factory) as session:
             if db_api.host_is_up(session, host, self.settings.service_down_time_s):
                 LOG.warning("hypervisor %s was deleted while up; it will register again", host)
@@ -335,6 +336,11 @@ class Hypervisors:
             # hypervisor_changed and gets its status at the next pass. The whole status is
             # remembered, as a refused hypervisor_deleted forgot what was known before.
             self.last_written.remember(host, {**previous, **changed})
+        if not up:
+            # Its last report grows older with every audit: acted on, each audit would cast
+            # the same terminates again into the queue of a host that takes none. It is
+            # audited again from its next report.
+            self.auditor.forget_report(host)
         if "state" in changed:
             LOG.warning("hypervisor %s is %s", host, state)
             self.projector.project_host(host)

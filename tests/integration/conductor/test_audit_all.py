@@ -164,3 +164,36 @@ def test_all_hosts_are_audited_in_three_statements(
     assert all(result["inSync"] for result in results.values())
     selects = [s for s in statements if s.lstrip().upper().startswith("SELECT")]
     assert len(selects) == 3, selects
+
+
+def test_a_host_that_went_down_is_not_audited_on_its_last_report(
+    db_session_factory: db_engine.SessionFactory, usage_audits: CountingUsageAudit
+) -> None:
+    kube, caster = RecordingKube(), RecordingCaster()
+    for host in ("h1", "h2"):
+        make_host(db_session_factory, host, vcpus=8, memory_mib=8192, local_gb=100)
+        kube.add_hypervisor(host)
+    leftover = _leftover_on(db_session_factory, "h1")
+    on_h2 = _running_on(db_session_factory, "h2")
+    compute = compute_rpcapi.ComputeAPI(caster)
+    auditor = HostAuditor(db_session_factory, kube, compute)  # type: ignore[arg-type]
+    auditor.record_report("h1", (leftover,))
+    auditor.record_report("h2", (on_h2,))
+    assert auditor.audit_all()["h1"]["leftoverDomains"] == [leftover]
+
+    # h1 goes down: its delete already queued the terminate; every later audit would cast it
+    # again into a queue nobody reads.
+    auditor.forget_report("h1")
+    for _ in range(3):
+        assert set(auditor.audit_all()) == {"h2"}
+    assert caster.casts == []
+    assert auditor.audit("h1") is None
+
+    # Back up, it reports again and is audited from scratch: two sightings before a terminate.
+    auditor.record_report("h1", (leftover,))
+    auditor.audit_all()
+    assert caster.casts == []
+    auditor.audit_all()
+    assert [(c.topic, c.args) for c in caster.casts] == [
+        ("compute.h1", {"instance_uuid": leftover})
+    ]
