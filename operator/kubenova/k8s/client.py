@@ -39,6 +39,13 @@ def load_config() -> None:
     k8s_client.Configuration.set_default(configuration)
 
 
+def can_be_named(name: str) -> bool:
+    """Whether an object could be called ``name``: the apiserver answers a GET of any other
+    name with 400, not 404 (a name is a path segment: not empty, "." or "..", no "/" or "%"),
+    and a reference to one (a spec naming a Flavor "%s%n", say) is then simply to nothing."""
+    return bool(name) and name not in (".", "..") and "/" not in name and "%" not in name
+
+
 class KubeClient:
     """Reads flavors and images; writes instance and hypervisor status."""
 
@@ -48,6 +55,8 @@ class KubeClient:
         self._core = k8s_client.CoreV1Api(self._api)
 
     def _get_cluster(self, plural: str, name: str) -> dict[str, Any] | None:
+        if not can_be_named(name):
+            return None
         try:
             obj = cast(
                 dict[str, Any],
@@ -62,6 +71,8 @@ class KubeClient:
         return obj
 
     def _get_namespaced(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
+        if not can_be_named(name) or not can_be_named(namespace):
+            return None
         try:
             obj = cast(
                 dict[str, Any],
