@@ -91,6 +91,10 @@ class ComputeTaskManager:
                 raise
         record = self._record(build)
         if record is None:
+            # Past building: the status that said so may have been lost (the operator killed
+            # between the host's report and its deferred write). Say what the record says;
+            # nothing is written when the object shows it already.
+            self.projector.project(build.uid, current_status=build.current_status)
             return
         if record.host is None:
             self._schedule_and_build(build, attempt=1, tried=(), record=record)

@@ -328,3 +328,31 @@ def test_a_retry_of_an_instance_past_building_casts_nothing(
 
     assert caster.casts == []
     assert node(db_session_factory, "h1").vcpus_used == 1
+
+
+def test_a_retry_of_an_instance_past_building_writes_the_status_a_crash_lost(
+    db_session_factory: db_engine.SessionFactory,
+    api: instance_api.InstanceAPI,
+    conductor: Conductor,
+    kube: RecordingKube,
+    caster: RecordingCaster,
+) -> None:
+    # The host reported the guest running and the record says active, but the operator was
+    # killed before it wrote that: the object still says Building when its create runs again.
+    request = _request()
+    kube.add_instance(request.name)
+    api.create(request, "req-7", Catalog())
+    conductor.projector.stop()
+    with db_engine.transaction(db_session_factory) as session:
+        db_api.instance_update(
+            session, request.uid, vm_state="active", task_state=None, power_state="running"
+        )
+    caster.casts.clear()
+    assert kube.status_of(request.name)["phase"] == "Building"
+
+    api.create(
+        _request(request.uid, status=dict(kube.status_of(request.name))), "req-7", Catalog()
+    )
+
+    assert caster.casts == []
+    assert kube.status_of(request.name)["phase"] == "Running"
