@@ -350,9 +350,7 @@ def test_a_retry_of_an_instance_past_building_writes_the_status_a_crash_lost(
     caster.casts.clear()
     assert kube.status_of(request.name)["phase"] == "Building"
 
-    api.create(
-        _request(request.uid, status=dict(kube.status_of(request.name))), "req-7", Catalog()
-    )
+    api.create(_request(request.uid, status=dict(kube.status_of(request.name))), "req-7", Catalog())
 
     assert caster.casts == []
     assert kube.status_of(request.name)["phase"] == "Running"
