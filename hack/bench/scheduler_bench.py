@@ -241,21 +241,11 @@ def wait_running(
     return {}
 
 
-def timed_delete(
-    custom: Any,
-    watch: InstanceWatch | None,
-    namespace: str,
-    names: Sequence[str],
-    timeout: float,
-    workers: int,
-) -> tuple[int, float]:
-    """Delete ``names`` one call each from ``workers`` threads (as a client deleting them all
-    does; one collection delete of 10,000 outlasts the apiserver's request timeout) and wait
-    until the watch has seen them gone: (how many went, seconds from the first call sent to
-    the last one gone, or to the timeout). Without a watch it only sends the deletes."""
+def delete_each(custom: Any, namespace: str, names: Sequence[str], workers: int) -> None:
+    """Delete ``names`` one call each from ``workers`` threads, as a client deleting them all
+    does (one collection delete of 10,000 outlasts the apiserver's request timeout); a name
+    already gone is fine, another refusal is logged for the cleanup to try again."""
     from kubernetes.client import exceptions
-
-    wanted = set(names)
 
     def delete(name: str) -> None:
         try:
@@ -266,11 +256,24 @@ def timed_delete(
             if exc.status != 404:
                 log(f"deleting {name} failed ({exc.status}); the cleanup tries again")
 
-    sent = time.monotonic()
     with concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="delete") as pool:
         list(pool.map(delete, names))
-    if watch is None:
-        return 0, time.monotonic() - sent
+
+
+def timed_delete(
+    custom: Any,
+    watch: InstanceWatch,
+    namespace: str,
+    names: Sequence[str],
+    timeout: float,
+    workers: int,
+) -> tuple[int, float]:
+    """Delete ``names`` (:func:`delete_each`) and wait until the watch has seen them gone:
+    (how many went, seconds from the first call sent to the last one gone, or to the
+    timeout)."""
+    wanted = set(names)
+    sent = time.monotonic()
+    delete_each(custom, namespace, names, workers)
     deadline = sent + timeout
     last_report = sent
     while True:
@@ -309,7 +312,7 @@ def cleanup(custom: Any, core: Any, namespace: str, timeout: float) -> bool:
                     benchlib.GROUP, benchlib.VERSION, namespace, "instances"
                 ).get("items", [])
             ]
-            timed_delete(custom, None, namespace, names, 0, 16)
+            delete_each(custom, namespace, names, 16)
     deadline = started + timeout
     left: list[Any] = []
     while time.monotonic() < deadline:
