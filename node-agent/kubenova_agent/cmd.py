@@ -177,6 +177,7 @@ def make_driver(args: argparse.Namespace, settings: AgentSettings) -> virt_drive
             spice_ticket_key=settings.spice_ticket_key,
         ),
         console_address=settings.console_address,
+        starting_guests_first=settings.starting_guests_first,
     )
 
 

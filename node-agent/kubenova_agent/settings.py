@@ -34,6 +34,10 @@ class AgentSettings:
     libvirt_uri: str = "qemu:///system"
     # One of VIRT_TYPES; the libvirt driver resolves "auto" when it starts.
     virt_type: str = "auto"
+    # Whether a guest's CPU weight is lowered once it has started, so that guests being started
+    # are not held back by running ones (KUBENOVA_STARTING_GUESTS_FIRST, "true" or "false";
+    # kubenova_agent.virt.libvirt.start_priority).
+    starting_guests_first: bool = True
     # How many messages the agent handles at once: the consumer's lanes. One instance's
     # messages always share a lane (they are handled in order), so a clean stop waiting up to
     # its shutdown timeout holds up only the instances whose uuids hash to the same lane.
@@ -76,6 +80,10 @@ class AgentSettings:
             image_cache_path=os.environ.get("KUBENOVA_IMAGE_CACHE_PATH", "/var/lib/kubenova/_base"),
             libvirt_uri=os.environ.get("KUBENOVA_LIBVIRT_URI", "qemu:///system"),
             virt_type=env_choice("KUBENOVA_VIRT_TYPE", "auto", VIRT_TYPES),
+            starting_guests_first=env_choice(
+                "KUBENOVA_STARTING_GUESTS_FIRST", "true", ("true", "false")
+            )
+            == "true",
             workers=env_positive("KUBENOVA_AGENT_WORKERS", 8, int),
             migration_uri=os.environ.get("KUBENOVA_MIGRATION_URI") or None,
             console_listen=_address("KUBENOVA_CONSOLE_LISTEN", "127.0.0.1"),

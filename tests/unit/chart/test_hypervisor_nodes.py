@@ -150,6 +150,14 @@ def test_should_pass_the_virt_type_to_the_agent(render) -> None:
     assert env_of(container(forced, "agent"))["KUBENOVA_VIRT_TYPE"]["value"] == "qemu"
 
 
+def test_should_have_the_agent_start_guests_first_unless_told_otherwise(render) -> None:
+    name = "KUBENOVA_STARTING_GUESTS_FIRST"
+    env = env_of(container(render().get("DaemonSet", AGENT), "agent"))
+    assert env[name] == {"name": name, "value": "true"}
+    off = render({"agent": {"startingGuestsFirst": False}}).get("DaemonSet", AGENT)
+    assert env_of(container(off, "agent"))[name]["value"] == "false"
+
+
 @pytest.mark.parametrize("virt_type", ["xen", "KVM", ""])
 def test_should_refuse_a_virt_type_the_agent_does_not_know(helm, virt_type) -> None:
     result = helm.template({"agent": {"virtType": virt_type}})

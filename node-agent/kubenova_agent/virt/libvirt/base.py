@@ -32,6 +32,7 @@ from kubenova_agent.virt.libvirt import (
     errors,
     ownership,
     power,
+    start_priority,
 )
 from kubenova_agent.virt.power_state import LibvirtDomainState
 
@@ -56,11 +57,13 @@ class BaseLibvirtDriver(domain_lookup.DomainLookup, driver.ComputeDriver):
         hostname: str,
         network: str,
         graphics: domain_xml.Graphics | None = domain_xml.DEFAULT_GRAPHICS,
+        starting_guests_first: bool = True,
     ) -> None:
         self.uri = uri
         self.hostname = hostname
         self.network = network
         self.graphics = graphics
+        self._start_priority = start_priority.StartPriority(starting_guests_first)
         self._console_ports = console_ports.ConsolePortCache()
         self._connection = connection.Connection(uri)
         self._ownership = ownership.OwnershipCache()
@@ -107,6 +110,7 @@ class BaseLibvirtDriver(domain_lookup.DomainLookup, driver.ComputeDriver):
     def _start(self, domain: connection.Domain) -> None:
         """Start a defined domain (a seam for the test driver's simulated failures)."""
         domain.start()
+        self._start_priority.started(domain)
 
     def _addresses(self, domain: connection.Domain, instance_uuid: str) -> list[str]:
         del instance_uuid

@@ -173,6 +173,14 @@ class Domain:
         with _translated():
             self._handle.create()
 
+    def set_live_cpu_shares(self, shares: int) -> None:
+        """Set the running domain's CPU weight (its cgroup's ``cpu.shares``, or ``cpu.weight``
+        under cgroup v2) until it stops; what it is defined with is left alone."""
+        with _translated():
+            self._handle.setSchedulerParametersFlags(
+                {libvirt.VIR_DOMAIN_SCHEDULER_CPU_SHARES: shares}, libvirt.VIR_DOMAIN_AFFECT_LIVE
+            )
+
     def shutdown(self) -> None:
         """Press the ACPI power button: ask the guest to shut down. Returns at once; the guest
         may take its time, or ignore it."""

@@ -76,6 +76,7 @@ class LibvirtDriver(resize.LibvirtResize, migration.LibvirtLiveMigration):
         migration_uri: str | None = None,
         graphics: domain_xml.Graphics | None = domain_xml.DEFAULT_GRAPHICS,
         console_address: str | None = None,
+        starting_guests_first: bool = True,
     ) -> None:
         """Paths default to $KUBENOVA_INSTANCES_PATH and $KUBENOVA_IMAGE_CACHE_PATH, then to
         /var/lib/kubenova/{instances,_base}. ``virt_type`` "auto" probes at :meth:`init_host`
@@ -84,6 +85,8 @@ class LibvirtDriver(resize.LibvirtResize, migration.LibvirtLiveMigration):
         ``migration_uri`` (default $KUBENOVA_MIGRATION_URI) is how other hosts' agents reach
         ``uri``; without one this host cannot be a migration's destination. ``graphics`` is
         where guests' consoles listen and whether they speak TLS (None: no consoles).
+        ``starting_guests_first`` lowers each guest's CPU weight once it has started (see
+        ``start_priority``).
         """
         if virt_type not in VIRT_TYPES:
             raise ValueError(f"virt_type {virt_type!r} is not one of {sorted(VIRT_TYPES)}")
@@ -92,6 +95,7 @@ class LibvirtDriver(resize.LibvirtResize, migration.LibvirtLiveMigration):
             hostname=hostname or socket.gethostname(),
             network=network,
             graphics=graphics,
+            starting_guests_first=starting_guests_first,
         )
         self.instances_path = pathlib.Path(
             instances_path or os.environ.get("KUBENOVA_INSTANCES_PATH", DEFAULT_INSTANCES_PATH)
