@@ -211,12 +211,20 @@ cmd_start() {
 
   # Hosts that a running process serves stay with it.
   local -A served=()
-  local index pid line next=1
+  local index pid line file next=1
   while read -r index pid; do
+    ((index < next)) || next=$((index + 1))
+    file=$(hosts_file "$prefix" "$index")
+    if [[ ! -r $file ]]; then
+      # Removed by hand: which hosts it serves is not known; the new process numbers go on
+      # after it, and a host of it started again would have two agents, so say so.
+      kn_log "warning: process $index of $prefix (pid $pid) runs without its hosts file" \
+        "$file; hosts it serves may be started twice (stop it first: $0 stop --prefix $prefix)"
+      continue
+    fi
     while read -r line; do
       [[ -z $line || $line == \#* ]] || served[${line%% *}]=$index
-    done <"$(hosts_file "$prefix" "$index")"
-    ((index < next)) || next=$((index + 1))
+    done <"$file"
   done < <(process_pids "$prefix")
 
   local -a chunks=()

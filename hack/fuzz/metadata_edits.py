@@ -67,7 +67,9 @@ def metadata_abuse(kind: Kind) -> list[Edit]:
         set_to(
             "metadata.creationTimestamp",
             ["$(reboot)", "9999-99-99T99:99:99Z"],
-            aliases=("creationTimestamp",),
+            # The decoder's refusal: 'parsing time "9999-99-99T99:99:99Z": month out of range'
+            # (the only time a manifest may carry).
+            aliases=("creationTimestamp", "parsing time"),
         ),
         set_to(
             "metadata.managedFields",

@@ -6,6 +6,10 @@ its causes, each with a ``field`` (``spec.vcpus``). The field counts as named wh
 holds its path, written as the apiserver writes paths: with ``[0]`` for an item of a list (a
 path ``.0`` is accepted too), or one of the mutation's other names for it (``API version``
 for ``apiVersion``).
+
+A manifest the apiserver cannot even decode is refused by its JSON decoder, which names Go's
+struct fields: ``cannot unmarshal number into Go struct field ObjectMeta.name of type string``.
+``ObjectMeta.name`` is how that decoder spells ``metadata.name``, so it counts as naming it.
 """
 
 from __future__ import annotations
@@ -16,6 +20,9 @@ from collections.abc import Iterable
 
 # An index of a list, as the apiserver writes it: spec.sshAuthorizedKeys[0].
 _INDEX = re.compile(r"\[(\d+)\]")
+# The Go type of every object's metadata, in the decoder's messages.
+_METADATA = "metadata."
+_GO_METADATA = "ObjectMeta."
 
 
 def refusal_text(body: str | bytes | None) -> str:
@@ -40,12 +47,14 @@ def refusal_text(body: str | bytes | None) -> str:
 
 
 def spellings(field: str, aliases: Iterable[str] = ()) -> list[str]:
-    """Every way a refusal may name ``field``: as written, with ``[0]`` as ``.0``, and the
-    aliases."""
+    """Every way a refusal may name ``field``: as written, with ``[0]`` as ``.0``, a
+    ``metadata.`` field as the Go decoder's ``ObjectMeta.``, and the aliases."""
     found = [field]
     dotted = _INDEX.sub(r".\1", field)
     if dotted != field:
         found.append(dotted)
+    if field.startswith(_METADATA):
+        found.append(_GO_METADATA + field.removeprefix(_METADATA))
     found.extend(aliases)
     return found
 

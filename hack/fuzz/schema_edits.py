@@ -222,8 +222,10 @@ def api_version_kind(kind: Kind) -> list[Edit]:
         "COMPUTE.KUBENOVA.IO/v1alpha1",
     ]
     kinds = [*others, kind.name.lower(), "Pod", "", f"{kind.name} ", "</kind>"]
-    # "the API version in the data (v1) does not match ...", "Object 'Kind' is missing in ..."
-    api_version, kind_ = ("API version", "apiVersion"), ("Kind",)
+    # "the API version in the data (v1) does not match ...", "Object 'Kind' is missing in ...",
+    # and for a version of the group that is not served, the decoder's 'Instance in version
+    # "v1beta1" cannot be handled as a Instance'.
+    api_version, kind_ = ("API version", "apiVersion", "in version"), ("Kind",)
     return [
         set_to("apiVersion", api_versions, aliases=api_version),
         set_to("kind", kinds, aliases=kind_),

@@ -11,7 +11,9 @@ signs what the request asks for, once the operator has checked that the node may
 
 The files go where libvirt's qemu.conf points (``vnc_tls_x509_cert_dir`` and
 ``spice_tls_x509_cert_dir``) with the names libvirt expects: ``ca-cert.pem``,
-``server-cert.pem`` and ``server-key.pem``. A certificate and its key must change together
+``server-cert.pem`` and ``server-key.pem``, with ``dh-params.pem`` (RFC 7919's ffdhe2048,
+:mod:`kubenova.certs.dh_params`), without which each QEMU makes parameters of its own at
+start. A certificate and its key must change together
 (QEMU reads both when a guest starts), so each issue is written into a directory of its own
 and ``KUBENOVA_HOST_CERTIFICATE_DIR`` is a symbolic link that is swapped to it in one rename,
 as the kubelet does for the files of a Secret volume. The previous issue's directory stays
@@ -43,6 +45,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from kubenova.certs import dh_params
 from kubenova_agent import credentials
 
 LOG = logging.getLogger(__name__)
@@ -167,7 +170,16 @@ class HostCertificate:
         key = serialization.load_pem_private_key(key_pem, password=None)
         if certificate.public_key() != key.public_key():
             raise credentials.CredentialsError(f"{self._url}: the certificate is not our key's")
-        write_generation(self.directory, {CA_FILE: trust, CERT_FILE: cert_pem, KEY_FILE: key_pem})
+        write_generation(
+            self.directory,
+            {
+                CA_FILE: trust,
+                CERT_FILE: cert_pem,
+                KEY_FILE: key_pem,
+                # Without it every QEMU that starts generates parameters of its own.
+                dh_params.DH_PARAMS_FILE: dh_params.FFDHE2048_PEM,
+            },
+        )
         self.issued = Issued(
             str(body.get("node", self._node)), certificate.not_valid_after_utc, renew_after, trust
         )

@@ -325,3 +325,14 @@ def test_a_file_is_scanned_from_the_offset_and_again_whole_once_rotated(tmp_path
     path.write_text(record("ERROR", "r", exception="E") + "\n")  # shorter than the offset
     assert log_scan.scan_file(path, offset).exceptions == 1
     assert log_scan.scan_file(tmp_path / "missing.log", 0).lines == 0
+
+
+def test_the_go_decoders_names_of_metadata_fields_count() -> None:
+    text = (
+        'BadRequest\nFlavor in version "v1alpha1" cannot be handled as a Flavor: json: cannot '
+        "unmarshal number into Go struct field ObjectMeta.name of type string"
+    )
+    assert refusals.names_field(text, "metadata.name")
+    assert not refusals.names_field(text, "metadata.labels")
+    # Only metadata is spelled that way.
+    assert not refusals.names_field("Go struct field ObjectMeta.vcpus", "spec.vcpus")

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from kubenova.certs import authority
+from kubenova.certs import authority, dh_params
 
 # The names libvirt and QEMU look for in their x509 directory.
 CA_FILE = "ca-cert.pem"
@@ -112,12 +112,13 @@ def issue_proxy_client_cert(
 
 
 def host_files(host_cert: authority.KeyPair, trust_bundle: bytes) -> dict[str, bytes]:
-    """A host's x509 directory: the CAs it trusts for proxies' client certificates, and its
-    own certificate and key."""
+    """A host's x509 directory: the CAs it trusts for proxies' client certificates, its own
+    certificate and key, and the Diffie-Hellman group QEMU is to use (:mod:`dh_params`)."""
     return {
         CA_FILE: trust_bundle,
         SERVER_CERT_FILE: host_cert.cert_pem(),
         SERVER_KEY_FILE: host_cert.key_pem(),
+        dh_params.DH_PARAMS_FILE: dh_params.FFDHE2048_PEM,
     }
 
 

@@ -16,7 +16,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from kubenova.certs import authority
+from kubenova.certs import authority, dh_params
 from kubenova_agent import credentials, host_certificate
 from tests.unit.agent_credentials.endpoint import Endpoint, running_endpoint, write_token
 
@@ -69,6 +69,8 @@ def test_the_files_libvirt_names_are_written_for_the_nodes_own_key(
     assert (directory / "ca-cert.pem").read_bytes() == endpoint.ca.cert_pem()
     assert stat.S_IMODE(os.stat(directory / "server-key.pem").st_mode) == 0o640
     assert stat.S_IMODE(os.stat(directory / "server-cert.pem").st_mode) == 0o644
+    # QEMU's Diffie-Hellman group, so that it does not make one at each guest's start.
+    assert (directory / "dh-params.pem").read_bytes() == dh_params.FFDHE2048_PEM
     assert issued.node == "node-a"
     assert issued.not_after == cert.not_valid_after_utc
     # What a TLS server of this host loads (the serial console server does).
@@ -180,7 +182,7 @@ def test_every_directory_and_file_gets_the_parents_group(
     parent.chmod(0o750)  # no set-group-ID bit: the group is set explicitly
     certificate.obtain(deadline_s=5)
     assert certificate.directory.resolve().stat().st_gid == group
-    for name in ("ca-cert.pem", "server-cert.pem", "server-key.pem"):
+    for name in ("ca-cert.pem", "server-cert.pem", "server-key.pem", "dh-params.pem"):
         assert os.stat(certificate.directory / name).st_gid == group, name
 
 

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509 import verification
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from kubenova.certs import authority, console
+from kubenova.certs import authority, console, dh_params
 
 NOW = datetime.datetime(2031, 5, 1, tzinfo=datetime.UTC)
 
@@ -154,6 +154,7 @@ def test_the_hosts_files_are_those_libvirt_reads_for_x509_vnc(host: authority.Ke
         "ca-cert.pem": b"BUNDLE",
         "server-cert.pem": host.cert_pem(),
         "server-key.pem": host.key_pem(),
+        "dh-params.pem": dh_params.FFDHE2048_PEM,
     }
     assert authority.KeyPair.from_pem(files["server-cert.pem"], files["server-key.pem"])
 
