@@ -39,9 +39,11 @@ import uuid
 from collections.abc import Collection
 from typing import Any
 
+import bench_creates
+import bench_deletes
 import benchlib
 import density_machine as machine
-import scheduler_bench
+import instance_watch
 from benchlib import BenchError, log
 
 #: Each ratio of ``spec.allocationRatios``: the Hypervisor status figures it governs, the
@@ -140,7 +142,7 @@ def per_vm(total_mib: float, guests: int) -> float | None:
     return round(total_mib / guests, 1) if guests > 0 else None
 
 
-class GuestCreator(scheduler_bench.Creator):
+class GuestCreator(bench_creates.Creator):
     """Creates Instances forced onto one host (their uids name their directories, and
     console logs, on the host)."""
 
@@ -179,7 +181,7 @@ def wait_ratios(custom: Any, host: str, wanted: dict[str, float], timeout: float
 
 
 def wait_guests(
-    watch: scheduler_bench.InstanceWatch,
+    watch: instance_watch.InstanceWatch,
     poller: machine.ReadyPoller,
     sent: dict[str, float],
     timeout: float,
@@ -242,7 +244,7 @@ class Measured:
 def measure(
     args: argparse.Namespace,
     creator: GuestCreator,
-    watch: scheduler_bench.InstanceWatch,
+    watch: instance_watch.InstanceWatch,
     poller: machine.ReadyPoller,
     sampler: machine.MemorySampler,
     control_plane: list[int],
@@ -256,7 +258,7 @@ def measure(
     poller.start()
     names = [f"density-{index:03d}" for index in range(1, args.guests + 1)]
     log(f"creating {args.guests} guests every {args.interval:g}s on {args.host}")
-    scheduler_bench.run_creates(creator, names, "paced", args.workers, args.interval)
+    bench_creates.run_creates(creator, names, "paced", args.workers, args.interval)
     if creator.failed:
         failures.append(f"{len(creator.failed)} create calls failed")
         log(f"create failures: {list(creator.failed.items())[:3]}")
@@ -343,7 +345,7 @@ def main(argv: list[str] | None = None) -> int:
     previous = (hypervisor.get("spec") or {}).get("allocationRatios")
     flavor = namespace = f"density-{uuid.uuid4().hex[:6]}"
     creator = GuestCreator(custom, namespace, flavor, args.host)
-    watch = scheduler_bench.InstanceWatch(custom, namespace)
+    watch = instance_watch.InstanceWatch(custom, namespace)
     poller = machine.ReadyPoller(creator.created)
     sampler = machine.MemorySampler(lambda: machine.processes_rss_mib(control_plane))
     failures: list[str] = []
@@ -373,12 +375,12 @@ def main(argv: list[str] | None = None) -> int:
         try:
             if namespace_made:
                 log(f"deleting the instances of {namespace}")
-                if not scheduler_bench.cleanup(custom, core, namespace, args.delete_timeout):
+                if not bench_deletes.cleanup(custom, core, namespace, args.delete_timeout):
                     failures.append("instances were not deleted")
                 elif left := machine.wait_qemu_gone(creator.created().values(), QEMU_EXIT_S):
                     failures.append(f"QEMU of {len(left)} deleted guests still runs: {left[:3]}")
             if flavor_made:
-                scheduler_bench.cleanup_flavor(custom, flavor)
+                bench_deletes.cleanup_flavor(custom, flavor)
         finally:
             if patched:
                 log(f"Hypervisor {args.host}: spec.allocationRatios back to {previous}")

@@ -55,8 +55,11 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
+import bench_creates
+import bench_deletes
 import benchlib
-import scheduler_bench
+import host_usage
+import instance_watch
 from benchlib import BenchError, log
 
 PREFIX = "ec2b"
@@ -178,7 +181,7 @@ class Bench:
         self.args = args
         self.custom = custom
         self.engine = engine
-        self.hosts = scheduler_bench.host_names(PREFIX, args.hosts)
+        self.hosts = host_usage.host_names(PREFIX, args.hosts)
         self.run_id = uuid.uuid4().hex[:8]
         self.flavor = f"ec2-bench-{self.run_id}"
         self.namespaces = {path: f"ec2-bench-{self.run_id}-{path}" for path in PATHS}
@@ -212,7 +215,7 @@ class Bench:
 
     def run_path(self, path: str, run: int) -> dict[str, Any]:
         namespace = self.namespaces[path]
-        watch = scheduler_bench.InstanceWatch(self.custom, namespace)
+        watch = instance_watch.InstanceWatch(self.custom, namespace)
         watch.start()
         watch.listed.wait(30)
         cpu_before = benchlib.process_cpu_s(self.operator_pid)
@@ -222,7 +225,7 @@ class Bench:
             (self.launch_ec2 if path == "ec2" else self.launch_kubectl)(run)
             submitted = time.monotonic() - started
             # wait_running counts the instances seen; the EC2 path's names are the API's own.
-            misplaced = scheduler_bench.wait_running(
+            misplaced = bench_creates.wait_running(
                 watch, [""] * self.args.instances, set(self.hosts), self.args.timeout,
                 self.operator_pid,
             )  # fmt: skip
@@ -264,7 +267,7 @@ class Bench:
             if time.monotonic() > deadline:
                 raise BenchError(f"{path}: instances still there after {self.args.timeout:.0f}s")
             time.sleep(1)
-        held = scheduler_bench.wait_hosts_free(self.engine, self.hosts, before, 120)
+        held = host_usage.wait_hosts_free(self.engine, self.hosts, before, 120)
         if held:
             raise BenchError(f"{path}: hosts still hold usage after the deletes: {held[:5]}")
 
@@ -289,8 +292,8 @@ def main(argv: list[str] | None = None) -> int:
         started_hosts = True
         benchlib.sim_hosts("start", str(args.hosts), "--prefix", PREFIX, "--zones", ZONE,
                            "--log-level", "WARNING")  # fmt: skip
-        scheduler_bench.wait_for_hosts(custom, bench.hosts, since, 300)
-        before = scheduler_bench.node_usage(bench.engine, bench.hosts)
+        host_usage.wait_for_hosts(custom, bench.hosts, since, 300)
+        before = host_usage.node_usage(bench.engine, bench.hosts)
         custom.create_cluster_custom_object(
             benchlib.GROUP, benchlib.VERSION, "flavors",
             {"apiVersion": benchlib.API_VERSION, "kind": "Flavor",
@@ -312,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
                     bench.delete_all(path, before)
                 runs.append(figures)
     finally:
-        scheduler_bench.cleanup_flavor(custom, bench.flavor)
+        bench_deletes.cleanup_flavor(custom, bench.flavor)
         for namespace in bench.namespaces.values():
             with contextlib.suppress(Exception):
                 core.delete_namespace(namespace)

@@ -69,25 +69,30 @@ or its allocations were not freed (a run that fails ends the series).
 from __future__ import annotations
 
 import argparse
-import concurrent.futures
 import csv
 import dataclasses
 import json
 import math
 import pathlib
 import sys
-import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
 from typing import Any, TextIO
 
 import benchlib
+from bench_creates import (
+    MIN_FLAVOR_MEMORY_MIB,
+    Creator,
+    create_flavor,
+    flavor_memory_mib,
+    image_min_memory_mib,
+    run_creates,
+    wait_running,
+)
+from bench_deletes import cleanup, cleanup_flavor, timed_delete
+from bench_report import print_aggregate, report, write_timeline
 from benchlib import BenchError, log
 from host_usage import (
-    MEMORY,
-    RESOURCES,
-    NodeUsage,
     fill,
     fill_ratio,
     host_names,
@@ -98,238 +103,6 @@ from host_usage import (
     wait_hosts_free,
 )
 from instance_watch import InstanceWatch
-
-#: The benchmark's Flavor but its memory, which sizes the flavor to fill the hosts.
-FLAVOR_VCPUS = 1
-FLAVOR_DISK_GIB = 1
-#: The smallest memory a Flavor may have (its CRD's minimum; the image may want more).
-MIN_FLAVOR_MEMORY_MIB = 64
-#: Under this fill of the fullest resource, the run hardly tests the overcommit check.
-FULL = 0.95
-PREFIX_LABEL = "kubenova.io/sim-prefix"
-
-
-def flavor_memory_mib(
-    nodes: Sequence[NodeUsage], instances: int, minimum: int = MIN_FLAVOR_MEMORY_MIB
-) -> int:
-    """The memory that makes ``instances`` fill the hosts: ceil(instances / hosts) on each,
-    the least free memory of any host divided by that, rounded down to a MiB.
-
-    BenchError when the hosts cannot hold as many instances: the memory would be under
-    ``minimum`` (a Flavor's, or the image's), or their vCPUs or disk would run out first.
-    """
-    if not nodes:
-        raise BenchError("none of the benchmark's hosts has a compute node in MariaDB")
-    per_host = math.ceil(instances / len(nodes))
-    free = [node.free() for node in nodes]
-    memory = int(min(f[MEMORY] for f in free) // per_host)
-    if memory < minimum:
-        raise BenchError(
-            f"{per_host} instances a host would get {memory} MiB each, under the {minimum} "
-            "the Flavor and image need: give the hosts more memory (--host-memory-mib)"
-        )
-    for index, need, option in (
-        (RESOURCES.index("VCPU"), FLAVOR_VCPUS, "--host-vcpus"),
-        (RESOURCES.index("DISK_GB"), FLAVOR_DISK_GIB, "--host-disk-gib"),
-    ):
-        short = [n.host for n, f in zip(nodes, free, strict=True) if f[index] < need * per_host]
-        if short:
-            raise BenchError(
-                f"{len(short)} hosts ({short[0]}, ...) have no room for {per_host} instances "
-                f"of {need} {RESOURCES[index]}: give them more ({option}) or run fewer instances"
-            )
-    return memory
-
-
-def instance_body(name: str, namespace: str, flavor: str, prefix: str) -> dict[str, Any]:
-    return {
-        "apiVersion": benchlib.API_VERSION,
-        "kind": "Instance",
-        "metadata": {"name": name, "namespace": namespace},
-        # The selector keeps the instances on this run's simulated hosts, never a real one.
-        "spec": {
-            "flavor": flavor,
-            "image": benchlib.TINY_IMAGE,
-            "nodeSelector": {PREFIX_LABEL: prefix},
-        },
-    }
-
-
-class Creator:
-    """Creates instances and records, per name, when the create call was sent and returned,
-    and the uid it made."""
-
-    def __init__(self, custom: Any, namespace: str, flavor: str, prefix: str) -> None:
-        self._custom = custom
-        self._namespace = namespace
-        self._flavor = flavor
-        self._prefix = prefix
-        self._lock = threading.Lock()
-        self.sent_at: dict[str, float] = {}
-        self.created_at: dict[str, float] = {}
-        self.failed: dict[str, str] = {}
-        self.uids: dict[str, str] = {}
-
-    def body(self, name: str) -> dict[str, Any]:
-        """The Instance to create as ``name``."""
-        return instance_body(name, self._namespace, self._flavor, self._prefix)
-
-    def create(self, name: str) -> None:
-        body = self.body(name)
-        sent = time.monotonic()
-        try:
-            created = self._custom.create_namespaced_custom_object(
-                benchlib.GROUP, benchlib.VERSION, self._namespace, "instances", body
-            )
-        except Exception as exc:
-            with self._lock:
-                self.failed[name] = repr(exc)
-            return
-        done = time.monotonic()
-        with self._lock:
-            self.sent_at[name] = sent
-            self.created_at[name] = done
-            self.uids[name] = created["metadata"]["uid"]
-
-    def created(self) -> dict[str, str]:
-        """name -> uid of every Instance created so far."""
-        with self._lock:
-            return dict(self.uids)
-
-
-def run_creates(
-    creator: Creator, names: list[str], mode: str, workers: int, interval: float
-) -> None:
-    with concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="create") as pool:
-        if mode == "burst":
-            list(pool.map(creator.create, names))
-            return
-        start = time.monotonic()
-        futures = []
-        for index, name in enumerate(names):
-            # Fixed ticks: a slow create call does not push the later ones back.
-            delay = start + index * interval - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-            futures.append(pool.submit(creator.create, name))
-        for future in futures:
-            future.result()
-
-
-def wait_running(
-    watch: InstanceWatch, names: list[str], hosts: set[str], timeout: float, operator_pid: int
-) -> dict[str, str]:
-    """Until every instance is Running or in Error; returns misplaced instances (name: host)."""
-    deadline = time.monotonic() + timeout
-    last_report = 0.0
-    while time.monotonic() < deadline:
-        if not benchlib.process_alive(operator_pid):
-            # Its CPU time and counters start again from zero: the figures would mean nothing.
-            raise BenchError(f"the operator (pid {operator_pid}) exited during the run")
-        running, placed, errors, _ = watch.snapshot()
-        misplaced = {n: h for n, h in placed.items() if h not in hosts}
-        if misplaced:
-            log(f"instances landed on hosts that are not the benchmark's: {misplaced}")
-            return misplaced
-        if len(running) + len(errors) >= len(names):
-            return {}
-        if time.monotonic() - last_report > 10:
-            log(f"{len(running)}/{len(names)} Running, {len(errors)} in Error")
-            last_report = time.monotonic()
-        time.sleep(0.2)
-    log(f"timed out after {timeout:.0f}s waiting for instances to run")
-    return {}
-
-
-def delete_each(custom: Any, namespace: str, names: Sequence[str], workers: int) -> None:
-    """Delete ``names`` one call each from ``workers`` threads, as a client deleting them all
-    does (one collection delete of 10,000 outlasts the apiserver's request timeout); a name
-    already gone is fine, another refusal is logged for the cleanup to try again."""
-    from kubernetes.client import exceptions
-
-    def delete(name: str) -> None:
-        try:
-            custom.delete_namespaced_custom_object(
-                benchlib.GROUP, benchlib.VERSION, namespace, "instances", name
-            )
-        except exceptions.ApiException as exc:
-            if exc.status != 404:
-                log(f"deleting {name} failed ({exc.status}); the cleanup tries again")
-
-    with concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="delete") as pool:
-        list(pool.map(delete, names))
-
-
-def timed_delete(
-    custom: Any,
-    watch: InstanceWatch,
-    namespace: str,
-    names: Sequence[str],
-    timeout: float,
-    workers: int,
-) -> tuple[int, float]:
-    """Delete ``names`` (:func:`delete_each`) and wait until the watch has seen them gone:
-    (how many went, seconds from the first call sent to the last one gone, or to the
-    timeout)."""
-    wanted = set(names)
-    sent = time.monotonic()
-    delete_each(custom, namespace, names, workers)
-    deadline = sent + timeout
-    last_report = sent
-    while True:
-        gone = {name: at for name, at in watch.gone().items() if name in wanted}
-        now = time.monotonic()
-        if len(gone) == len(wanted):
-            return len(gone), max(gone.values(), default=sent) - sent
-        if now >= deadline:
-            log(f"{len(wanted) - len(gone)} instances not gone {timeout:.0f}s after the delete")
-            return len(gone), now - sent
-        if now - last_report > 10:
-            log(f"{len(gone)}/{len(wanted)} deleted")
-            last_report = now
-        time.sleep(0.2)
-
-
-def cleanup(custom: Any, core: Any, namespace: str, timeout: float) -> bool:
-    """Delete the namespace's instances (waiting until they are gone), then the namespace."""
-    from kubernetes.client import exceptions
-
-    started = time.monotonic()
-    try:
-        custom.delete_collection_namespaced_custom_object(
-            benchlib.GROUP, benchlib.VERSION, namespace, "instances"
-        )
-    except exceptions.ApiException as exc:
-        if exc.status is None or exc.status < 500:
-            if exc.status != 404:
-                raise
-        else:
-            # Thousands outlast the apiserver's request timeout: one call each instead.
-            log(f"deleting the namespace's instances failed ({exc.status}); one by one")
-            names = [
-                item["metadata"]["name"]
-                for item in custom.list_namespaced_custom_object(
-                    benchlib.GROUP, benchlib.VERSION, namespace, "instances"
-                ).get("items", [])
-            ]
-            delete_each(custom, namespace, names, 16)
-    deadline = started + timeout
-    left: list[Any] = []
-    while time.monotonic() < deadline:
-        left = custom.list_namespaced_custom_object(
-            benchlib.GROUP, benchlib.VERSION, namespace, "instances"
-        ).get("items", [])
-        if not left:
-            break
-        time.sleep(1)
-    if left:
-        log(f"{len(left)} instances are still there after {timeout:.0f}s")
-        return False
-    log(f"instances deleted in {time.monotonic() - started:.1f}s")
-    # Without a namespace controller the namespace stays Terminating, empty; deleting it
-    # still keeps it from being reused.
-    core.delete_namespace(namespace)
-    return True
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -406,21 +179,6 @@ class Bench:
     names: list[str]
     #: The --timeline CSV writer, or None.
     timeline: Any = None
-
-
-def write_timeline(
-    rows: Any, run: int, creator: Creator, running: dict[str, float], origin: float
-) -> None:
-    """run,name,sent,created,running per instance, in the order the create calls returned."""
-    for name in sorted(creator.created_at, key=creator.created_at.__getitem__):
-        seen = running.get(name)
-        rows.writerow([
-            run,
-            name,
-            f"{creator.sent_at[name] - origin:.3f}",
-            f"{creator.created_at[name] - origin:.3f}",
-            "" if seen is None else f"{seen - origin:.3f}",
-        ])  # fmt: skip
 
 
 def run_once(bench: Bench, run: int, namespace: str) -> tuple[dict[str, Any] | None, list[str]]:
@@ -557,110 +315,6 @@ def run_once(bench: Bench, run: int, namespace: str) -> tuple[dict[str, Any] | N
     return result, failures
 
 
-#: The figures of a run, and for each how its worst run is chosen: the lowest (``min``) or
-#: the highest (``max``). ``stack_cpu_s`` is a mapping, aggregated per process kind (highest).
-WORST: dict[str, Callable[[Sequence[float]], float]] = {
-    "throughput_per_s": min,
-    "p50_s": max,
-    "p95_s": max,
-    "p99_s": max,
-    "overcommitted_hosts": max,
-    "fill_ratio": min,
-    "db_queries_per_instance": max,
-    "messages_per_instance": max,
-    "operator_cpu_s": max,
-    "stack_cpu_s": max,
-    "submitted_in_s": max,
-    "delete_throughput_per_s": min,
-    "agent_rss_mib": max,
-}
-#: Figures reported as their worst run, not their median, outside ``worst`` too: counts of
-#: errors, which one bad run must show.
-WORST_ONLY = frozenset({"overcommitted_hosts"})
-#: Decimals a median keeps, as a run's figure has them (``benchlib.rounded``'s 3 otherwise).
-DIGITS = {
-    "fill_ratio": 4,
-    "db_queries_per_instance": 1,
-    "messages_per_instance": 2,
-    "operator_cpu_s": 2,
-    "stack_cpu_s": 2,
-    "submitted_in_s": 2,
-    "agent_rss_mib": 0,
-}
-
-
-def _median_and_worst(
-    values: Sequence[float | None], worst: Callable[[Sequence[float]], float], digits: int
-) -> tuple[float | None, float | None]:
-    known = [v for v in values if v is not None]
-    if not known:
-        return None, None
-    middle = benchlib.median(known)
-    if all(isinstance(v, int) for v in known) and middle == int(middle):
-        middle = int(middle)
-    else:
-        middle = round(middle, digits)
-    return middle, worst(known)
-
-
-def aggregate(runs: Sequence[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(the median of each figure over ``runs``, the worst of each), figure by figure: a
-    figure missing in a run (null) is left out; null when no run has it. ``stack_cpu_s`` is
-    aggregated per process kind. See :data:`WORST` and :data:`WORST_ONLY`."""
-    middle: dict[str, Any] = {}
-    worst: dict[str, Any] = {}
-    for field, pick in WORST.items():
-        digits = DIGITS.get(field, 3)
-        if field == "stack_cpu_s":
-            kinds = list(dict.fromkeys(k for run in runs for k in run.get(field) or {}))
-            middle[field], worst[field] = {}, {}
-            for kind in kinds:
-                middle[field][kind], worst[field][kind] = _median_and_worst(
-                    [(run.get(field) or {}).get(kind) for run in runs], pick, digits
-                )
-            continue
-        middle[field], worst[field] = _median_and_worst(
-            [run.get(field) for run in runs], pick, digits
-        )
-        if field in WORST_ONLY:
-            middle[field] = worst[field]
-    return middle, worst
-
-
-def print_aggregate(args: argparse.Namespace, runs: Sequence[dict[str, Any]]) -> None:
-    """Each figure's median, worst and every run's value, one line per figure."""
-    middle, worst = aggregate(runs)
-    print(f"scheduler benchmark: {args.instances} instances over {args.hosts} hosts, "
-          f"{args.mode}, {len(runs)} of {args.runs} runs")  # fmt: skip
-    print(f"  {'':<28}{'median':>10}{'worst':>10}   each run")
-    for field in WORST:
-        if field == "stack_cpu_s":
-            continue
-        label = f"{field} (most)" if field in WORST_ONLY else field
-        each = " ".join(str(run.get(field)) for run in runs)
-        print(f"  {label:<28}{middle[field]!s:>10}{worst[field]!s:>10}   {each}")
-    for kind in middle["stack_cpu_s"]:
-        each = " ".join(str((run.get("stack_cpu_s") or {}).get(kind)) for run in runs)
-        label = f"stack_cpu_s {kind}"
-        print(f"  {label:<28}{middle['stack_cpu_s'][kind]!s:>10}"
-              f"{worst['stack_cpu_s'][kind]!s:>10}   {each}")  # fmt: skip
-
-
-def report(args: argparse.Namespace, runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """The JSON line: what ran, the medians under the figures' own names (the worst run's
-    for :data:`WORST_ONLY`), ``worst`` and ``runs``."""
-    middle, worst = aggregate(runs)
-    return {
-        "instances": args.instances,
-        "hosts": args.hosts,
-        "mode": args.mode,
-        "interval_s": args.interval if args.mode == "paced" else None,
-        **middle,
-        "worst": worst,
-        "runs": list(runs),
-    }
-
-
 def namespace_of(base: str, run: int) -> str:
     """Run 1's namespace is ``base``, run K's ``base-K``."""
     return base if run == 1 else f"{base}-{run}"
@@ -670,11 +324,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     pid = benchlib.operator_pid(args.operator_pid)
     custom, core = benchlib.kube_api(pool_size=args.workers + 4)
-    image = benchlib.get_cluster_object(custom, "images", benchlib.TINY_IMAGE)
-    if image is None:
-        raise BenchError(f"the Image {benchlib.TINY_IMAGE} is missing: hack/register-image.sh")
-    # The flavor sized to fill the hosts must still be one the image boots with.
-    min_memory = max(MIN_FLAVOR_MEMORY_MIB, int(image["spec"].get("minMemoryMiB") or 0))
+    min_memory = image_min_memory_mib(custom)
     if benchlib.rpc_messages(args.metrics_url) is None:
         log(f"no metrics at {args.metrics_url}: messages_per_instance will be null")
     engine = benchlib.db_engine()
@@ -716,23 +366,7 @@ def main(argv: list[str] | None = None) -> int:
             missing = sorted(set(hosts) - {node.host for node in before})
             raise BenchError(f"hosts without a compute node in MariaDB: {missing[:5]}")
         memory = args.flavor_memory_mib or flavor_memory_mib(before, args.instances, min_memory)
-        added = (FLAVOR_VCPUS, memory, FLAVOR_DISK_GIB)
-        planned = fill_ratio(fill(before, tuple(args.instances * n for n in added)))
-        log(f"flavor {flavor}: {FLAVOR_VCPUS} vCPU, {memory} MiB, {FLAVOR_DISK_GIB} GiB; "
-            f"{args.instances} instances will fill the hosts to {100 * planned:.1f} %")  # fmt: skip
-        if not planned >= FULL:
-            log(
-                f"under {100 * FULL:.0f} %: overcommitted_hosts is a weak check in this run "
-                "(give --instances a multiple of --hosts, leave --flavor-memory-mib out)"
-            )
-        custom.create_cluster_custom_object(
-            benchlib.GROUP,
-            benchlib.VERSION,
-            "flavors",
-            {"apiVersion": benchlib.API_VERSION, "kind": "Flavor", "metadata": {"name": flavor},
-             "spec": {"vcpus": FLAVOR_VCPUS, "memoryMiB": memory, "diskGiB": FLAVOR_DISK_GIB,
-                      "description": "benchmark"}},
-        )  # fmt: skip
+        create_flavor(custom, flavor, memory, before, args.instances)
         flavor_created = True
         if args.timeline is not None:
             timeline = args.timeline.open("w", encoding="utf-8", newline="")
@@ -771,16 +405,6 @@ def main(argv: list[str] | None = None) -> int:
     if runs:
         print(json.dumps(report(args, runs)))
     return 1 if failures else 0
-
-
-def cleanup_flavor(custom: Any, flavor: str) -> None:
-    from kubernetes.client import exceptions
-
-    try:
-        custom.delete_cluster_custom_object(benchlib.GROUP, benchlib.VERSION, "flavors", flavor)
-    except exceptions.ApiException as exc:
-        if exc.status != 404:
-            raise
 
 
 if __name__ == "__main__":

@@ -12,12 +12,14 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import bench_creates
+import bench_deletes
 import benchlib
 import converge
 import faults
+import host_usage
 import observe
 import result
-import scheduler_bench
 from benchlib import log
 
 
@@ -47,7 +49,7 @@ class Burst:
     guests: str
     namespace: str
     names: list[str]
-    make_creator: Callable[[str], scheduler_bench.Creator]
+    make_creator: Callable[[str], bench_creates.Creator]
     scope: observe.Scope
     free_hosts: list[str]
     hold_s: float
@@ -60,9 +62,7 @@ def run(ctx: Context, fault: faults.Fault, burst: Burst) -> dict[str, Any]:
         log(f"{burst.fault}: skipped: {reason}")
         return result.skipped(burst.fault, reason)
     ctx.core.create_namespace({"metadata": {"name": burst.namespace}})
-    usage_before = (
-        scheduler_bench.node_usage(ctx.engine, burst.free_hosts) if burst.free_hosts else []
-    )
+    usage_before = host_usage.node_usage(ctx.engine, burst.free_hosts) if burst.free_hosts else []
     domains_before = observe.running_domains(ctx.custom, burst.free_hosts)
     creator = burst.make_creator(burst.namespace)
     outcome: converge.Outcome | None = None
@@ -93,11 +93,11 @@ def run(ctx: Context, fault: faults.Fault, burst: Burst) -> dict[str, Any]:
 
 
 def _break_mid_burst(
-    ctx: Context, fault: faults.Fault, burst: Burst, creator: scheduler_bench.Creator
+    ctx: Context, fault: faults.Fault, burst: Burst, creator: bench_creates.Creator
 ) -> tuple[float, float]:
     """Create the burst, the fault injected halfway; (injected at, recovered at)."""
     creates = threading.Thread(
-        target=scheduler_bench.run_creates,
+        target=bench_creates.run_creates,
         args=(creator, burst.names, "burst", ctx.workers, 0.0),
         name="chaos-burst",
         daemon=True,
@@ -126,7 +126,7 @@ def _break_mid_burst(
 
 
 def _create_refused(
-    ctx: Context, creator: scheduler_bench.Creator, burst: Burst, deadline: float
+    ctx: Context, creator: bench_creates.Creator, burst: Burst, deadline: float
 ) -> None:
     """Send again each create the fault refused (a client retries), until ``deadline``. An
     answer of 409 means the first call did create it before its answer was lost."""
@@ -162,7 +162,7 @@ def _delete(
     ctx: Context,
     burst: Burst,
     outcome: converge.Outcome | None,
-    usage_before: list[scheduler_bench.NodeUsage],
+    usage_before: list[host_usage.NodeUsage],
     domains_before: dict[str, int | None],
 ) -> result.Cleanup:
     """Delete the burst; what it left behind ``free_timeout`` seconds after."""
@@ -177,7 +177,7 @@ def _delete(
         uuids = {o.uid for o in seen.objects} | {r.uuid for r in seen.records}
     cleanup = result.Cleanup()
     try:
-        cleanup.deleted = scheduler_bench.cleanup(
+        cleanup.deleted = bench_deletes.cleanup(
             ctx.custom, ctx.core, burst.namespace, max(300.0, float(len(burst.names)))
         )
     except Exception as exc:
@@ -186,7 +186,7 @@ def _delete(
     deadline = time.monotonic() + ctx.free_timeout
     if burst.free_hosts:
         try:
-            held = scheduler_bench.wait_hosts_free(
+            held = host_usage.wait_hosts_free(
                 ctx.engine, burst.free_hosts, usage_before, ctx.free_timeout
             )
         except Exception as exc:

@@ -27,15 +27,17 @@ from typing import Any
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "bench"))
 
+import bench_creates
+import bench_deletes
 import benchlib
 import burst
 import density_bench
 import faults
+import host_usage
 import observe
 import plan
 import processes
 import result
-import scheduler_bench
 import topology
 from benchlib import BenchError, log
 
@@ -82,7 +84,7 @@ def simulated_burst(
         guests="simulated",
         namespace=namespace,
         names=[f"chaos-{index:04d}" for index in range(1, args.instances + 1)],
-        make_creator=lambda ns: scheduler_bench.Creator(custom, ns, flavor, hosts.prefix),
+        make_creator=lambda ns: bench_creates.Creator(custom, ns, flavor, hosts.prefix),
         scope=observe.Scope(namespace=namespace, hosts=hosts.names, exclusive=hosts.names),
         free_hosts=hosts.names,
         hold_s=hold,
@@ -160,7 +162,7 @@ def run(args: Any, settings: plan.StackSettings) -> int:
             since = time.time()
             started = True
             hosts.start()
-            scheduler_bench.wait_for_hosts(custom, hosts.names, since, HOSTS_TIMEOUT_S)
+            host_usage.wait_for_hosts(custom, hosts.names, since, HOSTS_TIMEOUT_S)
             flavors.append(f"chaos-{run_id}")
             create_flavor(custom, flavors[-1], max(FLAVOR_MEMORY_MIB, min_memory))
         for name in args.faults:
@@ -178,7 +180,7 @@ def run(args: Any, settings: plan.StackSettings) -> int:
                 spec = real_burst(custom, name, run_id, flavor, args, hold)
             else:
                 # A fault before may have left hosts down; the next one starts from all up.
-                scheduler_bench.wait_for_hosts(custom, hosts.names, None, HOSTS_TIMEOUT_S)
+                host_usage.wait_for_hosts(custom, hosts.names, None, HOSTS_TIMEOUT_S)
                 spec = simulated_burst(custom, name, run_id, flavors[0], hosts, args, hold)
             line = burst.run(ctx, faults.build(name, hosts, core), spec)
             print(json.dumps(line), flush=True)
@@ -189,7 +191,7 @@ def run(args: Any, settings: plan.StackSettings) -> int:
     finally:
         for flavor in flavors:
             try:
-                scheduler_bench.cleanup_flavor(custom, flavor)
+                bench_deletes.cleanup_flavor(custom, flavor)
             except Exception as exc:
                 log(f"could not delete the Flavor {flavor}: {exc!r}")
         if started:

@@ -20,10 +20,11 @@ import signal
 import subprocess
 import urllib.parse
 
+import bench_creates
 import benchlib
+import host_usage
 import plan
 import processes
-import scheduler_bench
 import tcpproxy
 from benchlib import BenchError, log
 
@@ -74,7 +75,7 @@ class ChaosHosts:
     def __init__(self, sim_count: int, process_count: int, prefix: str = plan.PREFIX) -> None:
         self.prefix = prefix
         self.process_count = process_count
-        self.sim = scheduler_bench.host_names(prefix, sim_count)
+        self.sim = host_usage.host_names(prefix, sim_count)
         self.net_host = plan.NET_HOST
         self.proxy: tcpproxy.TcpProxy | None = None
         self._net_agent: subprocess.Popen[bytes] | None = None
@@ -146,7 +147,7 @@ class ChaosHosts:
         with open(NET_LOG, "ab") as output:
             self._net_agent = subprocess.Popen(
                 ["bash", "-c", script, "chaos-net", str(benchlib.ROOT),
-                 f"{scheduler_bench.PREFIX_LABEL}={self.prefix}", str(hosts_file)],
+                 f"{bench_creates.PREFIX_LABEL}={self.prefix}", str(hosts_file)],
                 stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT,
                 start_new_session=True,
             )  # fmt: skip

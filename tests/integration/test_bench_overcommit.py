@@ -14,11 +14,12 @@ import sqlalchemy as sa
 
 from kubenova.db import engine as db_engine
 from kubenova.db import models
-from tests.support.bench import scheduler_bench
+from tests.support.bench import bench_module
 
 pytestmark = pytest.mark.integration
 
-bench = scheduler_bench()
+host_usage = bench_module("host_usage")
+bench_creates = bench_module("bench_creates")
 
 #: A default benchmark host: 4 vCPUs (x 4.0), 2048 MiB, 20 GiB.
 HOST = {"vcpus": 4, "memory_mib": 2048, "local_gb": 20}
@@ -48,7 +49,7 @@ def add_node(
         node.deleted = node.id
     for _ in range(instances):
         instance = str(uuidlib.uuid4())
-        for resource_class, amount in zip(bench.RESOURCES, flavor, strict=True):
+        for resource_class, amount in zip(host_usage.RESOURCES, flavor, strict=True):
             session.add(
                 models.Allocation(
                     instance_uuid=instance,
@@ -89,14 +90,14 @@ def test_overcommitted_nodes_are_found_and_full_ones_are_not(
         add_node(session, "other-001", 12)  # not one of the benchmark's hosts
 
     hosts = [f"bench-{index:03d}" for index in range(1, 10)]
-    nodes = bench.node_usage(engine, hosts)
+    nodes = host_usage.node_usage(engine, hosts)
 
     assert [n.host for n in nodes] == [f"bench-{index:03d}" for index in range(1, 9)]
     over = ["bench-002", "bench-003", "bench-004", "bench-005", "bench-006"]
-    assert bench.overcommitted(nodes) == over
+    assert host_usage.overcommitted(nodes) == over
     # bench-003's *_used differ from its allocations; bench-004 and -005 have usage but no
     # allocations.
-    assert bench.mismatched(nodes) == ["bench-003", "bench-004", "bench-005"]
+    assert host_usage.mismatched(nodes) == ["bench-003", "bench-004", "bench-005"]
     by_host = {n.host: n for n in nodes}
     assert by_host["bench-004"].capacity == (16.0, 1536.0, 20.0)
     assert by_host["bench-006"].capacity == (4.0, 2048.0, 20.0)
@@ -109,10 +110,10 @@ def test_fill_is_read_from_the_allocations(
     with db_engine.transaction(db_session_factory) as session:
         for index in range(1, 4):
             add_node(session, f"bench-{index:03d}", 10)
-    nodes = bench.node_usage(engine, ["bench-001", "bench-002", "bench-003"])
-    fills = bench.fill(nodes)
+    nodes = host_usage.node_usage(engine, ["bench-001", "bench-002", "bench-003"])
+    fills = host_usage.fill(nodes)
     assert fills["MEMORY_MB"] == pytest.approx(2040 / 2048)
     assert fills["VCPU"] == pytest.approx(10 / 16)
     assert fills["DISK_GB"] == pytest.approx(10 / 20)
-    assert bench.fill_ratio(fills) >= bench.FULL
-    assert bench.overcommitted(nodes) == []
+    assert host_usage.fill_ratio(fills) >= bench_creates.FULL
+    assert host_usage.overcommitted(nodes) == []

@@ -1,6 +1,6 @@
-"""The scheduler benchmark's module (hack/bench/scheduler_bench.py), for tests of its pure
-parts. hack/bench is a directory of scripts, not a package: its modules import each other
-(``import benchlib``) as the script's directory allows, so it goes on ``sys.path``."""
+"""The benchmarks' modules (hack/bench/), for tests of their pure parts. hack/bench is a
+directory of scripts, not a package: its modules import each other (``import benchlib``) as the
+script's directory allows, so it goes on ``sys.path``."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from types import ModuleType
 BENCH_DIR = pathlib.Path(__file__).resolve().parents[2] / "hack" / "bench"
 
 
-def scheduler_bench() -> ModuleType:
+def bench_module(name: str) -> ModuleType:
+    """The module ``name`` of hack/bench (``scheduler_bench``, ``bench_creates``, ...)."""
     if str(BENCH_DIR) not in sys.path:
         sys.path.append(str(BENCH_DIR))
-    return importlib.import_module("scheduler_bench")
+    return importlib.import_module(name)

@@ -3,18 +3,14 @@ process, from two snapshots of /proc."""
 
 from __future__ import annotations
 
-import importlib
 import os
-import sys
 from types import ModuleType
 
-from tests.support.bench import BENCH_DIR, scheduler_bench
+from tests.support.bench import bench_module
 
 
 def benchlib() -> ModuleType:
-    scheduler_bench()  # puts hack/bench on sys.path
-    assert str(BENCH_DIR) in sys.path
-    return importlib.import_module("benchlib")
+    return bench_module("benchlib")
 
 
 def test_a_process_that_ended_during_the_run_costs_its_kind_nothing() -> None:

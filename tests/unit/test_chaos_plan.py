@@ -253,7 +253,7 @@ def burst_of(names, creator):
 
 
 def test_the_fault_comes_when_half_the_creates_are_answered_and_the_rest_follow():
-    creator = chaos_module("scheduler_bench").Creator(SlowApi(), "ns", "f", "chaos")
+    creator = chaos_module("bench_creates").Creator(SlowApi(), "ns", "f", "chaos")
     names = [f"i-{n}" for n in range(40)]
     fault = RecordingFault(creator)
     burst, ctx, spec = burst_of(names, creator)
@@ -266,7 +266,7 @@ def test_the_fault_comes_when_half_the_creates_are_answered_and_the_rest_follow(
 
 
 def test_a_failed_injection_is_still_recovered_and_reported():
-    creator = chaos_module("scheduler_bench").Creator(SlowApi(), "ns", "f", "chaos")
+    creator = chaos_module("bench_creates").Creator(SlowApi(), "ns", "f", "chaos")
     fault = RecordingFault(creator, fails=True)
     burst, ctx, spec = burst_of([f"i-{n}" for n in range(4)], creator)
     with pytest.raises(RuntimeError, match="could not stop it"):
