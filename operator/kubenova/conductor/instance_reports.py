@@ -87,7 +87,7 @@ class InstanceReports:
                     f"which is assigned to {record.host!r}"
                 )
             built: ActionView | None = None
-            stopped_by_guest = False
+            stopped_by_guest = unchanged = False
             # The guest an evacuation built (checked with no query: the task state says it).
             rebuilt = record.task_state == states.REBUILD_SPAWNING and not deleted
             if rebuilt and (ports := console_ports.values(update)):
@@ -120,10 +120,17 @@ class InstanceReports:
                     # Nova resets a host's build failure count on a successful build.
                     db_api.compute_node_clear_build_failures(session, update.host)
                 if all(getattr(record, key) == value for key, value in values.items()):
-                    return  # what the record already says (the agent's "spawning", say)
-                db_api.instance_set(session, record, **values)
-                if "launched_at" in values:
-                    built = self._finish_create(session, record, update)
+                    # What the record already says: the agent's "spawning", say, or a report
+                    # handled again because its first handling failed once it had committed
+                    # (a database restarting under the commit), before the status was written.
+                    unchanged = True
+                else:
+                    db_api.instance_set(session, record, **values)
+                    if "launched_at" in values:
+                        built = self._finish_create(session, record, update)
+        if unchanged:
+            self.projector.project_if_remembered(update.instance_uuid, record=record, host_up=True)
+            return
         if rebuilt and self.evacuations is not None:
             self.evacuations.build_reported(update)
             return

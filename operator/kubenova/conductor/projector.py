@@ -120,6 +120,21 @@ class InstanceProjector:
                 Projection(record.uuid, record.namespace, record.name, status), defer=defer
             )
 
+    def project_if_remembered(
+        self, instance_uuid: str, *, record: models.Instance, host_up: bool
+    ) -> None:
+        """:meth:`project`, where this process remembers the status it last wrote.
+
+        For a report that changes nothing in the record: the object may still lack what the
+        record says (the status of an earlier handling that failed before writing it), and
+        the status remembered tells at no cost; with nothing remembered the only check is a
+        GET, which such reports (one per build, and every host's after a restart) must not
+        cost. An operator that starts again writes each Instance's status from its create
+        handler instead.
+        """
+        if self._last_written.get(instance_uuid) is not None:
+            self.project(instance_uuid, record=record, host_up=host_up)
+
     def project_host(self, host: str) -> None:
         """Project every instance on ``host`` again (its up/down state changed)."""
         with db_engine.transaction(self._session_factory) as session:

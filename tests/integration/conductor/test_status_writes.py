@@ -243,6 +243,36 @@ def test_a_report_identical_to_the_record_writes_nothing_and_patches_nothing(
     assert kube.status_of(instance_name(uuid)) == {"phase": "Running"}
 
 
+def test_a_report_the_record_already_holds_still_reaches_a_status_remembered_as_older(
+    db_session_factory: db_engine.SessionFactory,
+    kube: RecordingKube,
+    conductor: Conductor,
+    statements: list[str],
+    h1: str,
+) -> None:
+    # The status written while the instance was building is remembered; the host's report
+    # that it runs was committed, but its handling failed before the status was written (the
+    # database went away under the commit), so the report comes again.
+    uuid = running_instance(db_session_factory, kube)
+    _set(db_session_factory, uuid, vm_state="building", task_state="spawning")
+    _project(conductor, uuid)
+    assert kube.status_of(instance_name(uuid))["phase"] == "Building"
+    _set(db_session_factory, uuid, vm_state="active", task_state=None)
+    kube.calls.clear()
+    statements.clear()
+
+    conductor.instances.instance_update(_report(uuid))
+    conductor.projector.stop()  # waits for the queued write
+
+    assert kube.status_of(instance_name(uuid))["phase"] == "Running"
+    assert kube.calls == {"patch_instance_status": 1}
+    assert not {"UPDATE", "INSERT", "DELETE"} & set(statements), statements
+
+    # Once written, the same report again writes nothing.
+    conductor.instances.instance_update(_report(uuid))
+    assert kube.calls == {"patch_instance_status": 1}
+
+
 def test_a_changed_report_is_recorded_and_patched_once(
     db_session_factory: db_engine.SessionFactory,
     kube: RecordingKube,
