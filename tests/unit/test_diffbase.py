@@ -432,17 +432,6 @@ def test_startup_installs_the_derived_diff_base_over_kopfs_progress_storage(
     assert LAST_HANDLED in patch["metadata"]["annotations"]
 
 
-def test_startup_keeps_the_resources_found_at_start(monkeypatch: pytest.MonkeyPatch) -> None:
-    # A CRD event while the apiserver starts again must not make kopf drop the Instances.
-    monkeypatch.setattr(handlers, "Runtime", _StubRuntime)
-    settings = kopf.OperatorSettings()
-    assert settings.scanning.disabled is False
-
-    handlers.startup(settings=settings, memo=kopf.Memo())
-
-    assert settings.scanning.disabled is True
-
-
 # -- build, with the fields a handler watches ----------------------------------------------
 
 

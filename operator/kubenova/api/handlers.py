@@ -118,12 +118,6 @@ def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     # kopf would post an Event for every retry; the handlers post one per new explanation.
     settings.posting.level = logging.CRITICAL
     settings.watching.server_timeout = 300
-    # The resources are the ones found at start. With scanning on, kopf scans the group again
-    # at every event of a CustomResourceDefinition, and a kube-apiserver that is starting again
-    # (which touches each CRD's status) may list the group without its resources: kopf then
-    # stops watching them, and nothing starts the watch again. CRDs change with a release,
-    # which restarts the operator (the chart installs CRDs first).
-    settings.scanning.disabled = True
     runtime = Runtime.from_env()
     settings.execution.max_workers = runtime.settings.api_workers
     runtime.start()
