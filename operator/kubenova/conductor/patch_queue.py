@@ -15,6 +15,12 @@ projection that is not deferred is written at once, in the caller's thread, as b
 drops the held projection of its instance, if any.
 
 With ``delay_s`` 0 nothing is held and no thread is needed: every write is immediate.
+
+A write that fails (the apiserver restarting, say) is held and tried again after
+:data:`RETRY_DELAYS_S`, unless a newer projection of the instance replaces it meanwhile; the
+thread starts for it if need be. The caller is not told: what the status should say is
+already decided, and failing the caller (a report from a host, whose records are already
+committed) would only have it project again from records that may then look unchanged.
 """
 
 from __future__ import annotations
@@ -29,6 +35,10 @@ from typing import Generic, Protocol, TypeVar
 
 LOG = logging.getLogger(__name__)
 
+#: Seconds before each new try of a failed write: about three minutes in all, then the
+#: projection is given up (logged), and the instance's next projection writes it afresh.
+RETRY_DELAYS_S = (1.0, 2.0, 4.0, 8.0, 15.0, 30.0, 30.0, 30.0, 30.0, 30.0)
+
 
 class _Keyed(Protocol):
     @property
@@ -42,14 +52,16 @@ P = TypeVar("P", bound=_Keyed)
 class _Slot(Generic[P]):
     due: float
     projection: P
+    #: Failed writes of this projection so far.
+    failures: int = 0
 
 
 class PatchQueue(Generic[P]):
     """Per-instance ordered status writes, with optional deferral (see the module doc).
 
-    ``write`` patches one projection (and records the outcome); it must not raise for an
-    ordinary failure. ``start``/``stop`` run the thread that writes held projections;
-    ``stop`` writes whatever is still held.
+    ``write`` patches one projection (and records the outcome); when it raises, the
+    projection is tried again later (see the module doc). ``start``/``stop`` run the thread
+    that writes held projections; ``stop`` writes whatever is still held, once.
     """
 
     def __init__(
@@ -58,11 +70,13 @@ class PatchQueue(Generic[P]):
         *,
         delay_s: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
+        retry_delays_s: tuple[float, ...] = RETRY_DELAYS_S,
     ) -> None:
         if not math.isfinite(delay_s) or delay_s < 0:
             raise ValueError(f"delay_s must be a finite number of seconds >= 0, not {delay_s}")
         self._write = write
         self.delay_s = delay_s
+        self._retry_delays_s = retry_delays_s
         self._clock = clock
         self._cond = threading.Condition()
         self._held: dict[str, _Slot[P]] = {}
@@ -81,7 +95,7 @@ class PatchQueue(Generic[P]):
                 if slot is None:
                     self._held[uid] = _Slot(self._clock() + self.delay_s, projection)
                 else:
-                    slot.projection = projection
+                    slot.projection, slot.failures = projection, 0
                 self._cond.notify_all()
                 return
             if uid in self._in_flight:
@@ -89,16 +103,13 @@ class PatchQueue(Generic[P]):
                 if slot is None:
                     self._held[uid] = _Slot(self._clock(), projection)
                 else:
-                    slot.projection, slot.due = projection, self._clock()
+                    slot.projection, slot.due, slot.failures = projection, self._clock(), 0
                 self._cond.notify_all()
                 return
             if slot is not None:
                 del self._held[uid]  # replaced by this newer one, written now
             self._in_flight.add(uid)
-        try:
-            self._write(projection)
-        finally:
-            self._write_successors(uid)
+        self._write_then_successors(uid, projection, 0)
 
     def held(self) -> int:
         """How many projections are waiting to be written."""
@@ -131,34 +142,63 @@ class PatchQueue(Generic[P]):
             self._thread.join(timeout_s)
             self._thread = None
 
-    def _finish(self, uid: str) -> P | None:
+    def _finish(self, uid: str) -> tuple[P, int] | None:
         """A write of ``uid`` ended: hand over the projection submitted meanwhile, if any
         (``uid`` then stays in flight), so a hand-over never waits for the thread."""
         with self._cond:
             slot = self._held.get(uid)
             if slot is not None and slot.due <= self._clock():
                 del self._held[uid]
-                return slot.projection
+                return slot.projection, slot.failures
             self._in_flight.discard(uid)
             if slot is not None:
                 self._cond.notify_all()
             return None
 
-    def _write_successors(self, uid: str) -> None:
-        while (successor := self._finish(uid)) is not None:
+    def _write_then_successors(self, uid: str, projection: P, failures: int) -> None:
+        """Write ``projection`` of ``uid`` (in flight), then whatever was submitted meanwhile."""
+        while True:
             try:
-                self._write(successor)
-            except Exception:
-                LOG.exception("writing the status of instance %s failed", uid)
+                self._write(projection)
+            except Exception as exc:
+                self._failed(uid, projection, failures + 1, exc)
+            successor = self._finish(uid)
+            if successor is None:
+                return
+            projection, failures = successor
 
-    def _next_due(self) -> tuple[str, P] | None:
+    def _failed(self, uid: str, projection: P, failures: int, exc: Exception) -> None:
+        """Hold a projection whose write failed for a new try, unless a newer one is held."""
+        with self._cond:
+            if uid in self._held:
+                LOG.warning("writing the status of instance %s failed (%s); a newer one follows",
+                            uid, exc)  # fmt: skip
+                return
+            if self._stopping or failures > len(self._retry_delays_s):
+                LOG.error(
+                    "writing the status of instance %s failed %d times; given up: %s",
+                    uid,
+                    failures,
+                    exc,
+                )
+                return
+            delay = self._retry_delays_s[failures - 1]
+            self._held[uid] = _Slot(self._clock() + delay, projection, failures)
+            if self._thread is None:
+                self._start_locked()
+            self._cond.notify_all()
+        LOG.warning(
+            "writing the status of instance %s failed (%s); trying again in %gs", uid, exc, delay
+        )
+
+    def _next_due(self) -> tuple[str, P, int] | None:
         """Pop a held projection that is due and whose instance has nothing in flight."""
         now = self._clock()
         for uid, slot in self._held.items():
             if slot.due <= now and uid not in self._in_flight:
                 del self._held[uid]
                 self._in_flight.add(uid)
-                return uid, slot.projection
+                return uid, slot.projection, slot.failures
         return None
 
     def _wait_s(self) -> float | None:
@@ -166,14 +206,6 @@ class PatchQueue(Generic[P]):
         if not ready:
             return None
         return max(0.0, min(ready) - self._clock())
-
-    def _write_held(self, uid: str, projection: P) -> None:
-        try:
-            self._write(projection)
-        except Exception:
-            LOG.exception("writing the status of instance %s failed", uid)
-        finally:
-            self._write_successors(uid)
 
     def _run(self) -> None:
         while True:
@@ -184,4 +216,4 @@ class PatchQueue(Generic[P]):
                         return
                     self._cond.wait(self._wait_s())
                     item = self._next_due()
-            self._write_held(*item)
+            self._write_then_successors(*item)

@@ -29,6 +29,8 @@ PATIENCE_S = 2.0
 # How long a test watches for something that must not happen (several polling periods).
 QUIET_S = 0.1
 WRITER_THREAD = "status-writer"
+# The waits before new tries of a failed write, in fake seconds, as short as the deferral.
+RETRIES = (DELAY, DELAY * 2)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -127,8 +129,12 @@ def make_writer(clock: FakeClock, recorder: Recorder) -> Iterator[Callable[..., 
     """Builds writers over ``recorder`` and ``clock``, and stops them after the test."""
     writers: list[PatchQueue[Proj]] = []
 
-    def make(delay_s: float = DELAY, *, start: bool = True) -> PatchQueue[Proj]:
-        writer: PatchQueue[Proj] = PatchQueue(recorder, delay_s=delay_s, clock=clock)
+    def make(
+        delay_s: float = DELAY, *, start: bool = True, retry_delays_s: tuple[float, ...] = RETRIES
+    ) -> PatchQueue[Proj]:
+        writer: PatchQueue[Proj] = PatchQueue(
+            recorder, delay_s=delay_s, clock=clock, retry_delays_s=retry_delays_s
+        )
         writers.append(writer)
         if start:
             writer.start()
@@ -299,7 +305,68 @@ def test_only_the_last_projection_submitted_during_a_write_follows_it(
     assert writer.held() == 0
 
 
-def test_a_failed_write_in_the_thread_is_logged_and_the_thread_goes_on(
+def test_a_failed_write_in_the_thread_is_tried_again_and_the_thread_goes_on(
+    make_writer: Callable[..., PatchQueue[Proj]],
+    recorder: Recorder,
+    clock: FakeClock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="kubenova.conductor.patch_queue")
+    writer = make_writer()
+    recorder.fail.add("a-building")
+    writer.submit(Proj("a", "a-building"), defer=True)
+    writer.submit(Proj("b", "b-building"), defer=True)
+    clock.advance(DELAY * 2)
+    eventually(
+        lambda: any("instance a failed" in r.getMessage() for r in caplog.records),
+        "the failure logged",
+    )
+    assert recorder.wait_for(1)[0].label == "b-building"  # the other instance is written
+    assert writer.held() == 1  # "a" waits for its next try
+
+    recorder.fail.clear()  # the apiserver is back
+    clock.advance(RETRIES[0])
+    recorder.wait_for(2)
+    assert recorder.labels() == ["b-building", "a-building"]
+    assert all(w.thread.name == WRITER_THREAD for w in recorder.writes)
+    assert writer.held() == 0
+
+
+def test_a_failed_write_in_the_callers_thread_is_not_raised_there_but_tried_again(
+    make_writer: Callable[..., PatchQueue[Proj]], recorder: Recorder, clock: FakeClock
+) -> None:
+    # No thread runs (no deferral): the failure starts it.
+    writer = make_writer(0.0, start=False)
+    recorder.fail.add("a-1")
+    writer.submit(Proj("a", "a-1"))  # does not raise
+    assert writer.held() == 1
+    assert recorder.writes == []
+
+    recorder.fail.clear()
+    clock.advance(RETRIES[0])
+    (write,) = recorder.wait_for(1)
+    assert (write.label, write.thread.name) == ("a-1", WRITER_THREAD)
+    assert writer.held() == 0
+
+
+def test_a_newer_projection_replaces_a_failed_one_waiting_for_its_next_try(
+    make_writer: Callable[..., PatchQueue[Proj]], recorder: Recorder, clock: FakeClock
+) -> None:
+    writer = make_writer()
+    recorder.fail.add("a-1")
+    writer.submit(Proj("a", "a-1"))
+    assert writer.held() == 1
+
+    writer.submit(Proj("a", "a-2"))  # nothing of "a" in flight: written at once
+    assert recorder.labels() == ["a-2"]
+    recorder.fail.clear()
+    clock.advance(sum(RETRIES) * 2)
+    time.sleep(QUIET_S)
+    assert recorder.labels() == ["a-2"]  # the older one is never written after it
+    assert writer.held() == 0
+
+
+def test_a_write_that_keeps_failing_is_given_up_after_its_tries(
     make_writer: Callable[..., PatchQueue[Proj]],
     recorder: Recorder,
     clock: FakeClock,
@@ -307,38 +374,17 @@ def test_a_failed_write_in_the_thread_is_logged_and_the_thread_goes_on(
 ) -> None:
     caplog.set_level(logging.ERROR, logger="kubenova.conductor.patch_queue")
     writer = make_writer()
-    recorder.fail.add("a-building")
-    writer.submit(Proj("a", "a-building"), defer=True)
-    clock.advance(DELAY * 2)
-    eventually(
-        lambda: any("instance a failed" in r.getMessage() for r in caplog.records),
-        "the failure logged",
-    )
-    (record,) = caplog.records
-    assert record.exc_info is not None
-    assert isinstance(record.exc_info[1], RuntimeError)
-
-    # The thread still writes held projections, of the same instance too.
-    writer.submit(Proj("b", "b-building"), defer=True)
-    writer.submit(Proj("a", "a-building-2"), defer=True)
-    clock.advance(DELAY * 2)
-    recorder.wait_for(2)
-    assert sorted(recorder.labels()) == ["a-building-2", "b-building"]
-    assert all(w.thread.name == WRITER_THREAD for w in recorder.writes)
-
-
-def test_a_failed_write_in_the_callers_thread_raises_there_and_frees_the_instance(
-    make_writer: Callable[..., PatchQueue[Proj]], recorder: Recorder
-) -> None:
-    writer = make_writer()
     recorder.fail.add("a-1")
-    with pytest.raises(RuntimeError, match="refused a-1"):
-        writer.submit(Proj("a", "a-1"))
+    writer.submit(Proj("a", "a-1"))
+    for delay in RETRIES:
+        clock.advance(delay)
+        time.sleep(QUIET_S)
+    eventually(
+        lambda: any("failed 3 times; given up" in r.getMessage() for r in caplog.records),
+        "given up",
+    )
     assert writer.held() == 0
-
-    # Nothing of "a" is in flight any more: the next projection is written synchronously.
-    writer.submit(Proj("a", "a-2"))
-    assert recorder.writes == [Write("a", "a-2", threading.current_thread())]
+    assert recorder.writes == []
 
 
 def test_stop_writes_what_is_held_and_later_submits_are_written_at_once(
