@@ -171,12 +171,13 @@ class PatchQueue(Generic[P]):
         """Hold a projection whose write failed for a new try, unless a newer one is held."""
         with self._cond:
             if uid in self._held:
-                LOG.warning("writing the status of instance %s failed (%s); a newer one follows",
-                            uid, exc)  # fmt: skip
+                LOG.warning(
+                    "writing the status of instance %s failed (%s); a newer one follows", uid, exc
+                )
                 return
             if self._stopping or failures > len(self._retry_delays_s):
                 LOG.error(
-                    "writing the status of instance %s failed %d times; given up: %s",
+                    "writing the status of instance %s failed (try %d); given up: %s",
                     uid,
                     failures,
                     exc,

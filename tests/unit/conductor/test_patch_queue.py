@@ -380,7 +380,7 @@ def test_a_write_that_keeps_failing_is_given_up_after_its_tries(
         clock.advance(delay)
         time.sleep(QUIET_S)
     eventually(
-        lambda: any("failed 3 times; given up" in r.getMessage() for r in caplog.records),
+        lambda: any("failed (try 3); given up" in r.getMessage() for r in caplog.records),
         "given up",
     )
     assert writer.held() == 0
