@@ -51,6 +51,16 @@ class LastWritten:
             while len(self._entries) > self._capacity:
                 self._entries.popitem(last=False)
 
+    def mark_stale(self, key: str) -> None:
+        """A write to the object failed: what its status shows is not known, only that it may
+        lack what was projected. An empty entry makes the next projection write in full
+        (every field differs from nothing) without reading the object first."""
+        with self._lock:
+            self._entries.pop(key, None)
+            self._entries[key] = {}
+            while len(self._entries) > self._capacity:
+                self._entries.popitem(last=False)
+
     def forget(self, key: str) -> None:
         """The object's status is no longer known here (someone else wrote it, or it is gone)."""
         with self._lock:

@@ -96,7 +96,9 @@ class InstanceProjector:
                         migration_type = migration.migration_type
                     if record.vm_state == states.RESIZED:
                         resize = _resize_view(migration, self._confirm_window_s)
-        previous = self._last_written.get(record.uuid) or current_status
+        previous = self._last_written.get(record.uuid)
+        if previous is None:
+            previous = current_status
         if previous is None:
             current = self._kube.get_instance(record.namespace, record.name)
             if current is None:
@@ -211,9 +213,10 @@ class InstanceProjector:
                 projection.namespace, projection.name, projection.status
             )
         except Exception:
-            # Not written after all: the retry (or the next projection) must not take the
-            # remembered status for the object's.
-            self._last_written.forget(projection.uid)
+            # Not written after all: the retry, and any newer projection (a report handled
+            # again finds its record unchanged), must not take the remembered status for the
+            # object's, nor need a read of an apiserver that may still be away.
+            self._last_written.mark_stale(projection.uid)
             raise
         if not written:
             self._last_written.forget(projection.uid)

@@ -222,12 +222,12 @@ def test_a_patch_of_an_object_that_is_gone_is_forgotten(
     assert _remembered(projector) is None
 
 
-def test_a_patch_that_raises_is_forgotten_and_written_again_by_the_queue(
+def test_a_patch_that_raises_is_marked_stale_and_written_again_by_the_queue(
     projector: InstanceProjector, kube: FakeKube
 ) -> None:
     kube.error = RuntimeError("apiserver unavailable")
     _project(projector, RUNNING)  # the caller is not failed for it
-    assert _remembered(projector) is None
+    assert _remembered(projector) == {}  # nothing known: the next projection writes in full
 
     # The apiserver is back: the queue's thread writes it on its next try (after a second).
     kube.error = None
@@ -239,7 +239,7 @@ def test_a_patch_that_raises_is_forgotten_and_written_again_by_the_queue(
     assert kube.patches[-1][3] is not threading.current_thread()
 
 
-def test_a_deferred_patch_that_raises_is_forgotten_and_logged(
+def test_a_deferred_patch_that_raises_is_marked_stale_and_logged(
     projector: InstanceProjector, kube: FakeKube, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.ERROR, logger="kubenova.conductor.patch_queue")
@@ -250,8 +250,23 @@ def test_a_deferred_patch_that_raises_is_forgotten_and_logged(
     projector.stop()
     assert len(kube.patches) == 1
     assert kube.patches[0][3] is not threading.current_thread()
-    assert _remembered(projector) is None
+    assert _remembered(projector) == {}
     assert any(f"instance {UUID} failed" in r.getMessage() for r in caplog.records)
+
+
+def test_after_a_failed_patch_the_next_projection_writes_without_a_read(
+    projector: InstanceProjector, kube: FakeKube
+) -> None:
+    kube.error = RuntimeError("apiserver unavailable")
+    _project(projector, RUNNING)
+    projector.stop()  # the held retry is given up
+    kube.error = None
+    reads = kube.reads
+
+    _project(projector, RUNNING)  # the same status, which the object may lack
+
+    assert kube.phases()[-1] == "Running"
+    assert kube.reads == reads
 
 
 def test_a_deferred_patch_of_an_object_that_is_gone_is_forgotten(
