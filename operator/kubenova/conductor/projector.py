@@ -134,7 +134,7 @@ class InstanceProjector:
         cost. An operator that starts again writes each Instance's status from its create
         handler instead.
         """
-        if self._last_written.get(instance_uuid) is not None:
+        if instance_uuid in self._last_written:
             self.project(instance_uuid, record=record, host_up=host_up)
 
     def project_host(self, host: str) -> None:
