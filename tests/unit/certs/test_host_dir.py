@@ -9,7 +9,7 @@ import stat
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from kubenova.certs import console, host_dir
+from kubenova.certs import console, dh_params, host_dir
 from kubenova.cmd import manage
 
 
@@ -26,8 +26,10 @@ def test_the_command_writes_the_files_libvirt_names_signed_by_the_ca(tmp_path, c
     assert status == manage.EXIT_OK
     assert "host h1" in capsys.readouterr().out
     assert sorted(p.name for p in out.iterdir()) == [
-        console.CA_FILE, console.SERVER_CERT_FILE, console.SERVER_KEY_FILE
+        console.CA_FILE, dh_params.DH_PARAMS_FILE, console.SERVER_CERT_FILE,
+        console.SERVER_KEY_FILE,
     ]  # fmt: skip
+    assert (out / dh_params.DH_PARAMS_FILE).read_bytes() == dh_params.FFDHE2048_PEM
     assert _mode(out / console.SERVER_KEY_FILE) == 0o600
     assert _mode(ca_dir / host_dir.CA_KEY_FILE) == 0o600
     ca = host_dir.load_or_create_ca(ca_dir)
