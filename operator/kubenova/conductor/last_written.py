@@ -47,9 +47,7 @@ class LastWritten:
         with self._lock:
             merged = self._entries.pop(key, {})
             merged.update(copy.deepcopy(status))
-            self._entries[key] = merged
-            while len(self._entries) > self._capacity:
-                self._entries.popitem(last=False)
+            self._put_locked(key, merged)
 
     def mark_stale(self, key: str) -> None:
         """A write to the object failed: what its status shows is not known, only that it may
@@ -57,14 +55,18 @@ class LastWritten:
         (every field differs from nothing) without reading the object first."""
         with self._lock:
             self._entries.pop(key, None)
-            self._entries[key] = {}
-            while len(self._entries) > self._capacity:
-                self._entries.popitem(last=False)
+            self._put_locked(key, {})
 
     def forget(self, key: str) -> None:
         """The object's status is no longer known here (someone else wrote it, or it is gone)."""
         with self._lock:
             self._entries.pop(key, None)
+
+    def _put_locked(self, key: str, entry: dict[str, Any]) -> None:
+        """Store ``entry`` as the newest, evicting the oldest beyond the capacity."""
+        self._entries[key] = entry
+        while len(self._entries) > self._capacity:
+            self._entries.popitem(last=False)
 
     def __contains__(self, key: object) -> bool:
         with self._lock:
