@@ -8,11 +8,10 @@ import pathlib
 
 import pytest
 
-from kubenova.config import MessagingSettings
-from kubenova_agent import cmd, exceptions
+from kubenova_agent import exceptions
 from kubenova_agent.settings import AgentSettings
-from kubenova_agent.virt.libvirt import driver as libvirt_driver
 from kubenova_agent.virt.libvirt import start_priority
+from tests.unit.agent.libvirt_builds import make_libvirt_driver
 
 VARIABLE = "KUBENOVA_STARTING_GUESTS_FIRST"
 
@@ -41,17 +40,7 @@ def test_a_bad_value_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None
 def test_the_agent_hands_the_setting_to_the_libvirt_driver(
     tmp_path: pathlib.Path, enabled: bool
 ) -> None:
-    settings = AgentSettings(
-        host="node-a",
-        messaging=MessagingSettings(),
-        instances_path=str(tmp_path / "instances"),
-        image_cache_path=str(tmp_path / "_base"),
-        libvirt_uri="test:///default",
-        virt_type="qemu",
-        starting_guests_first=enabled,
-    )
-    built = cmd.make_driver(cmd.build_parser().parse_args([]), settings)
-    assert isinstance(built, libvirt_driver.LibvirtDriver)
+    built = make_libvirt_driver(tmp_path, virt_type="qemu", starting_guests_first=enabled)
     assert built._start_priority.enabled is enabled
 
 

@@ -8,11 +8,11 @@ import re
 
 import pytest
 
-from kubenova.config import MessagingSettings
 from kubenova_agent import cmd
 from kubenova_agent.settings import VIRT_TYPES, AgentSettings
 from kubenova_agent.virt.libvirt import driver as libvirt_driver
 from kubenova_agent.virt.libvirt import probe
+from tests.unit.agent.libvirt_builds import make_libvirt_driver
 
 VARIABLE = "KUBENOVA_VIRT_TYPE"
 
@@ -63,21 +63,6 @@ def test_the_agent_stops_at_start_on_a_bad_virt_type(monkeypatch: pytest.MonkeyP
     )
 
 
-def make_libvirt_driver(tmp_path: pathlib.Path, virt_type: str) -> libvirt_driver.LibvirtDriver:
-    """The driver as the agent builds it; its libvirt connection is opened only on first use."""
-    settings = AgentSettings(
-        host="node-a",
-        messaging=MessagingSettings(),
-        instances_path=str(tmp_path / "instances"),
-        image_cache_path=str(tmp_path / "_base"),
-        libvirt_uri="test:///default",
-        virt_type=virt_type,
-    )
-    built = cmd.make_driver(cmd.build_parser().parse_args([]), settings)
-    assert isinstance(built, libvirt_driver.LibvirtDriver)
-    return built
-
-
 @pytest.mark.parametrize("virt_type", ["kvm", "qemu"])
 def test_a_forced_virt_type_skips_the_probe(
     monkeypatch: pytest.MonkeyPatch, tmp_path: pathlib.Path, virt_type: str
@@ -86,7 +71,7 @@ def test_a_forced_virt_type_skips_the_probe(
         raise AssertionError("probed although the virt type was forced")
 
     monkeypatch.setattr(probe, "probe_virt_type", no_probe)
-    built = make_libvirt_driver(tmp_path, virt_type)
+    built = make_libvirt_driver(tmp_path, virt_type=virt_type)
     try:
         built.init_host()  # where "auto" would probe
         assert built.get_host_info().virt_type == virt_type
@@ -106,7 +91,7 @@ def test_auto_probes_once_with_the_drivers_libvirtd_and_instances_path(
         return "qemu"
 
     monkeypatch.setattr(probe, "probe_virt_type", fake_probe)
-    built = make_libvirt_driver(tmp_path, "auto")
+    built = make_libvirt_driver(tmp_path, virt_type="auto")
     assert (built.virt_type, built.virt_type) == ("qemu", "qemu")
     assert len(calls) == 1
     assert calls[0][2] is built._connection
