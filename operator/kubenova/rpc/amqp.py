@@ -38,6 +38,7 @@ from typing import Any
 import pika
 import pika.exceptions
 import pydantic
+from pika.adapters.utils import connection_workflow
 
 from kubenova import log
 from kubenova.config import MessagingSettings
@@ -62,11 +63,21 @@ def user_from_url(url: str) -> str | None:
 
 
 def connect(settings: MessagingSettings) -> pika.BlockingConnection:
+    """A connection to the broker; every failure to make one is an ``AMQPConnectionError``.
+
+    pika raises some failures of its connection workflow (a handshake the broker did not
+    finish within ``stack_timeout``, say) as they are, outside its ``AMQPError`` family:
+    escaping the handlers that reconnect, one ended a simulated host's consumer for good
+    under load, and its queue was never read again.
+    """
     params = pika.URLParameters(settings.url)
     params.heartbeat = settings.heartbeat_s
     params.blocked_connection_timeout = 30
     params.connection_attempts = 1
-    return pika.BlockingConnection(params)
+    try:
+        return pika.BlockingConnection(params)
+    except connection_workflow.AMQPConnectorException as exc:
+        raise pika.exceptions.AMQPConnectionError(f"{type(exc).__name__}: {exc}") from exc
 
 
 def declare_topology(settings: MessagingSettings) -> None:
