@@ -28,8 +28,21 @@ LOG = logging.getLogger(__name__)
 # database current (a safety net for a missed watch event; as often as the kubelet writes
 # an unchanged Node status).
 HYPERVISOR_RESYNC_S = 300.0
-# How often a heartbeat that changed nothing else refreshes status.lastHeartbeat.
+# How often a heartbeat that changed nothing else refreshes status.lastHeartbeat, on a fleet
+# small enough to stay within the budget below.
 HEARTBEAT_STATUS_INTERVAL_S = 30.0
+# The refreshes of every Hypervisor's status together stay near this many apiserver writes a
+# second: each is also a watch event for every client watching Hypervisors. A thousand idle
+# hosts refreshed every 30 s cost the apiserver about half a core (docs/benchmarks.md).
+HEARTBEAT_STATUS_WRITES_PER_S = 10.0
+
+
+def heartbeat_status_interval_s(hosts: int) -> float:
+    """How often a heartbeat that changed nothing else refreshes a Hypervisor's status on a
+    fleet of ``hosts``: every ``HEARTBEAT_STATUS_INTERVAL_S``, or, once that would write more
+    than ``HEARTBEAT_STATUS_WRITES_PER_S`` a second, as often as the budget allows (100 s for
+    1000 hosts), as the kubelet reports an unchanged Node status only every few minutes."""
+    return max(HEARTBEAT_STATUS_INTERVAL_S, hosts / HEARTBEAT_STATUS_WRITES_PER_S)
 
 
 class _HandledChange(NamedTuple):
@@ -110,7 +123,7 @@ class Hypervisors:
             not resync
             and prior_state == "up"
             and self._recorded_inventory.get(report.host) == inventory
-            and hypervisor_status.heartbeat_written_within(remembered, HEARTBEAT_STATUS_INTERVAL_S)
+            and hypervisor_status.heartbeat_written_within(remembered, self._refresh_interval_s())
         ):
             # Nothing to record but liveness, and nothing the status would show before its
             # refresh is due (usage is the periodic check's): one statement, not three.
@@ -171,6 +184,10 @@ class Hypervisors:
             LOG.warning("hypervisor %s is up", report.host)
             self.projector.project_host(report.host)
 
+    def _refresh_interval_s(self) -> float:
+        """How often an unchanged status is refreshed, for the hosts this process records."""
+        return heartbeat_status_interval_s(len(self._recorded_inventory))
+
     def _latest_change_number(self, host: str) -> int | None:
         handled = self._latest_change.get(host)
         return handled.number if handled is not None else None
@@ -198,15 +215,15 @@ class Hypervisors:
     ) -> None:
         """Patch the status if it changed from ``previous`` (what this process last wrote, if
         anything). A heartbeat that changed only ``lastHeartbeat``, usage or the running
-        count refreshes the status only every ``HEARTBEAT_STATUS_INTERVAL_S``, as the
-        kubelet does for a Node's status: liveness itself is in the database at every
-        heartbeat, and the periodic check writes usage changes every few seconds, so a host
-        taking builds is not written twice per interval."""
+        count refreshes the status only every ``heartbeat_status_interval_s`` (30 s, longer
+        on a large fleet), as the kubelet does for a Node's status: liveness itself is in the
+        database at every heartbeat, and the periodic check writes usage changes every few
+        seconds, so a host taking builds is not written twice per interval."""
         changes = last_written.changed_fields(previous, status)
         if (
             previous is not None
             and hypervisor_status.only_refreshed(previous, changes)
-            and hypervisor_status.heartbeat_written_within(previous, HEARTBEAT_STATUS_INTERVAL_S)
+            and hypervisor_status.heartbeat_written_within(previous, self._refresh_interval_s())
         ):
             return
         if not changes:

@@ -4,8 +4,9 @@ An Instance's status is projected from the status this process last wrote (no GE
 unchanged projection is not written, and an agent report that changes nothing writes
 nothing. A heartbeat reads its Hypervisor object only on the host's first report and then
 every ``HYPERVISOR_RESYNC_S``, and rewrites a status whose only changes are
-``lastHeartbeat``, usage or the running count only every ``HEARTBEAT_STATUS_INTERVAL_S``
-(the periodic check writes usage changes and the placed count, ``instances``).
+``lastHeartbeat``, usage or the running count only every ``HEARTBEAT_STATUS_INTERVAL_S``, or
+longer on a fleet of more than 300 hosts (the periodic check writes usage changes and the
+placed count, ``instances``).
 
 The Kubernetes side is a recording fake holding the objects in memory and applying status
 patches as JSON merge patches.
@@ -534,6 +535,30 @@ def test_heartbeats_that_only_move_last_heartbeat_patch_once_per_interval(
     clock.advance(1)
     conductor.hypervisors.compute_node_report(node_report())
     assert kube.calls["patch_hypervisor_status"] == 2
+
+
+def test_a_large_fleet_refreshes_unchanged_status_less_often(
+    kube: RecordingKube, conductor: Conductor, clock: FakeClock
+) -> None:
+    # 400 hosts: refreshed every 40 s, so the fleet's refreshes stay at 10 writes a second.
+    for number in range(400):
+        conductor.hypervisors.compute_node_report(node_report(f"h{number}"))
+    written = kube.calls["patch_hypervisor_status"]
+    assert written == 400
+
+    clock.advance(30)
+    conductor.hypervisors.compute_node_report(node_report("h7"))
+    assert kube.calls["patch_hypervisor_status"] == written
+
+    clock.advance(10)
+    conductor.hypervisors.compute_node_report(node_report("h7"))
+    assert kube.calls["patch_hypervisor_status"] == written + 1
+    assert kube.hypervisors["h7"]["status"]["lastHeartbeat"] == "2026-06-01T08:00:40Z"
+
+    # A change is still written at once.
+    clock.advance(1)
+    conductor.hypervisors.compute_node_report(node_report("h8", qemu_version="9.9.9"))
+    assert kube.calls["patch_hypervisor_status"] == written + 2
 
 
 def test_a_usage_change_is_patched_by_the_check_and_refreshed_by_the_heartbeat_interval(
