@@ -8,11 +8,12 @@ import datetime as dt
 import threading
 
 import pytest
+import sqlalchemy as sa
 
 from kubenova.db import api, models
 from kubenova.db import engine as db_engine
 from kubenova.scheduler import host_state
-from kubenova.scheduler.host_manager import load_host_states
+from kubenova.scheduler.host_manager import DatabaseHosts, load_host_states
 from tests.integration.db.helpers import make_host, make_instance, node
 
 pytestmark = pytest.mark.integration
@@ -186,6 +187,48 @@ def test_capacities_say_what_the_node_list_says_as_plain_rows(db_session_factory
     assert (c.virt_type, c.cpu_arch, c.hypervisor_type) == ("kvm", "aarch64", "QEMU")
     assert (d.node_disabled, d.disabled_reason, d.disabled) == (True, "maintenance", True)
     assert (d.service_disabled, d.last_seen_up, d.labels, d.failed_builds) == (None, None, None, 2)
+
+
+def test_one_hosts_capacity_is_what_the_list_says_of_it(db_session_factory):
+    _hosts_of_every_kind(db_session_factory)
+
+    with db_engine.transaction(db_session_factory) as session:
+        capacities = {c.host: c for c in api.compute_node_capacities(session)}
+        for host, capacity in capacities.items():
+            assert api.compute_node_capacity(session, host) == capacity
+        assert api.compute_node_capacity(session, "nowhere") is None
+
+
+def test_rows_with_the_same_labels_share_one_decoded_dict(db_session_factory):
+    for host in ("h1", "h2"):
+        make_host(
+            db_session_factory, host, vcpus=4, memory_mib=4096, local_gb=40, labels={"a": "b"}
+        )
+    with db_engine.transaction(db_session_factory) as session:
+        h1, h2 = api.compute_node_capacities(session)
+    assert h1.labels == {"a": "b"}
+    assert h1.labels is h2.labels
+
+
+def test_database_hosts_read_again_build_only_the_changed_host(db_session_factory):
+    for host in ("h1", "h2"):
+        make_host(db_session_factory, host, vcpus=4, memory_mib=4096, local_gb=40)
+    reader = DatabaseHosts(db_session_factory)
+    first = {s.host: s for s in reader.all()}
+    with db_engine.transaction(db_session_factory) as session:
+        session.execute(
+            sa.update(models.ComputeNode)
+            .where(models.ComputeNode.host == "h2")
+            .values(vcpus_used=1)
+        )
+
+    second = {s.host: s for s in reader.all()}
+
+    assert second["h1"] is first["h1"]
+    assert (second["h2"].vcpus_used, first["h2"].vcpus_used) == (1, 0)
+    one = reader.one("h2")
+    assert one is not None
+    assert one == second["h2"]
 
 
 def test_capacities_of_no_hosts_are_empty(db_session_factory):
