@@ -23,6 +23,9 @@ DEFAULT_AMQP_URL = "amqp://127.0.0.1:5672/kubenova"
 
 # Nova's consoleauth token_ttl: how long a console URL may wait before it is opened.
 DEFAULT_CONSOLE_TOKEN_TTL_S = 600
+#: Nova's max_placement_results defaults to 1000; a fleet of this many hosts or fewer is
+#: weighed whole (see kubenova.scheduler.candidates).
+DEFAULT_SCHEDULER_MAX_CANDIDATES = 200
 
 _Number = TypeVar("_Number", int, float)
 
@@ -39,6 +42,14 @@ def _env_number(name: str, default: _Number, parse: type[_Number], what: str) ->
 
 def env_int(name: str, default: int) -> int:
     return _env_number(name, default, int, "an integer")
+
+
+def env_count(name: str, default: int) -> int:
+    """A whole number >= 0 from ``name``."""
+    value = _env_number(name, default, int, "a whole number >= 0")
+    if value < 0:
+        raise ValueError(f"environment variable {name} must be a whole number >= 0, got {value!r}")
+    return value
 
 
 def env_positive(name: str, default: _Number, parse: type[_Number]) -> _Number:
@@ -118,6 +129,10 @@ class OperatorSettings:
     # weighers.DEFAULT_WEIGHERS, Nova's set and order).
     enabled_filters: tuple[str, ...] | None = None
     weighers: tuple[str, ...] | None = None
+    # Nova's max_placement_results: past this many hosts, a request is filtered and weighed
+    # against this many hosts with room, chosen at random (kubenova.scheduler.candidates);
+    # 0 weighs every host.
+    scheduler_max_candidates: int = DEFAULT_SCHEDULER_MAX_CANDIDATES
     # Weigher class name -> multiplier, over the scheduler's DEFAULT_MULTIPLIERS.
     weigher_multipliers: dict[str, float] = dataclasses.field(default_factory=dict)
     # Threads that run the api handlers (kopf's executor) at once.
@@ -167,6 +182,9 @@ class OperatorSettings:
             max_attempts=env_int("KUBENOVA_SCHEDULER_MAX_ATTEMPTS", 3),
             enabled_filters=tuple(_split(filters)) if filters else None,
             weighers=tuple(_split(weighers)) if weighers else None,
+            scheduler_max_candidates=env_count(
+                "KUBENOVA_SCHEDULER_MAX_CANDIDATES", DEFAULT_SCHEDULER_MAX_CANDIDATES
+            ),
             weigher_multipliers=_multipliers(os.environ.get("KUBENOVA_WEIGHER_MULTIPLIERS", "")),
             api_workers=env_positive("KUBENOVA_API_WORKERS", 16, int),
             conductor_workers=env_int("KUBENOVA_CONDUCTOR_WORKERS", 32),

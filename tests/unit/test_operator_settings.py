@@ -121,3 +121,23 @@ def test_the_operator_exits_at_once_without_a_database_url(
     with caplog.at_level(logging.ERROR):
         assert operator_cmd.main([]) == operator_cmd.EXIT_CONFIG_ERROR == 2
     assert "no database URL: set KUBENOVA_DB_URL" in caplog.text
+
+
+def test_the_scheduler_candidate_bound_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("KUBENOVA_SCHEDULER_MAX_CANDIDATES", raising=False)
+    assert OperatorSettings.from_env().scheduler_max_candidates == 200
+    monkeypatch.setenv("KUBENOVA_SCHEDULER_MAX_CANDIDATES", "0")
+    assert OperatorSettings.from_env().scheduler_max_candidates == 0
+    monkeypatch.setenv("KUBENOVA_SCHEDULER_MAX_CANDIDATES", "50")
+    assert OperatorSettings.from_env().scheduler_max_candidates == 50
+
+
+@pytest.mark.parametrize("value", ["-1", "2.5", "all"])
+def test_a_bad_scheduler_candidate_bound_names_the_variable(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv("KUBENOVA_SCHEDULER_MAX_CANDIDATES", value)
+    with pytest.raises(
+        ValueError, match="KUBENOVA_SCHEDULER_MAX_CANDIDATES must be a whole number >= 0, got"
+    ):
+        OperatorSettings.from_env()

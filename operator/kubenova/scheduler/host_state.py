@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import functools
 from collections.abc import Mapping
 from typing import Final
 
@@ -125,23 +126,34 @@ class HostState:
     #: successful build.
     failed_builds: int = 0
 
-    @property
+    # Worked out once per state (a state never changes; a claim makes a new one): every
+    # request's filters and weighers read them for every host.
+    @functools.cached_property
     def free_vcpus(self) -> float:
         return placement.allocatable(self.vcpus, 0, self.cpu_allocation_ratio) - self.vcpus_used
 
-    @property
+    @functools.cached_property
     def free_memory_mib(self) -> float:
         allocatable = placement.allocatable(
             self.memory_mib, self.reserved_host_memory_mib, self.ram_allocation_ratio
         )
         return allocatable - self.memory_mib_used
 
-    @property
+    @functools.cached_property
     def free_disk_gib(self) -> float:
         allocatable = placement.allocatable(
             self.disk_gib, self.reserved_host_disk_gib, self.disk_allocation_ratio
         )
         return allocatable - self.disk_gib_used
+
+    def has_room_for(self, spec: RequestSpec) -> bool:
+        """Whether the request's vCPUs, memory and disk fit in what is free (as the claim
+        checks it, and the ResourceFilter)."""
+        return (
+            self.free_memory_mib >= spec.memory_mib
+            and self.free_vcpus >= spec.vcpus
+            and self.free_disk_gib >= spec.disk_gib
+        )
 
     @property
     def availability_zone(self) -> str:

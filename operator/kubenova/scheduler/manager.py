@@ -11,6 +11,7 @@ from __future__ import annotations
 import collections
 import datetime
 import logging
+import random
 import time
 from collections.abc import Callable, Sequence
 
@@ -19,6 +20,7 @@ from kubenova.db import api as db_api
 from kubenova.scheduler import filters as filters_mod
 from kubenova.scheduler import metrics
 from kubenova.scheduler import weighers as weighers_mod
+from kubenova.scheduler.candidates import select_candidates
 from kubenova.scheduler.host_manager import HostManager
 from kubenova.scheduler.host_state import HostState, RequestSpec
 
@@ -135,8 +137,12 @@ class SchedulerManager:
         service_down_time_s: int = 60,
         clock: Callable[[], datetime.datetime] | None = None,
         on_claimed: Callable[[RequestSpec, str], None] | None = None,
-        on_refused: Callable[[], None] | None = None,
+        on_refused: Callable[[str], None] | None = None,
+        max_candidates: int = 0,
+        rng: random.Random | None = None,
     ) -> None:
+        self._max_candidates = max_candidates
+        self._rng = rng or random.Random()
         self._on_claimed = on_claimed
         self._on_refused = on_refused
         self._host_states = host_states
@@ -150,7 +156,7 @@ class SchedulerManager:
         cls, settings: OperatorSettings, host_manager: HostManager
     ) -> SchedulerManager:
         """The configured filters and weighers over ``host_manager``'s view of the hosts, which
-        each claim updates (or, refused, marks stale)."""
+        each claim updates (or, refused, has read again)."""
         return cls(
             host_manager.host_states,
             filters=filters_mod.load_filters(
@@ -161,7 +167,8 @@ class SchedulerManager:
             ),
             service_down_time_s=settings.service_down_time_s,
             on_claimed=host_manager.consume,
-            on_refused=host_manager.mark_stale,
+            on_refused=host_manager.refresh_host,
+            max_candidates=settings.scheduler_max_candidates,
         )
 
     def schedule(self, spec: RequestSpec, claim: ClaimFn) -> str:
@@ -185,7 +192,12 @@ class SchedulerManager:
         context = filters_mod.FilterContext(
             now=self._clock(), service_down_time_s=self._service_down_time_s
         )
-        passing, rejections = filter_hosts(spec, hosts, self._filters, context)
+        candidates = select_candidates(spec, hosts, self._max_candidates, self._rng)
+        passing, rejections = filter_hosts(spec, candidates, self._filters, context)
+        if not passing and candidates is not hosts:
+            # None of the sample: every host, so that a refusal is the whole view's, and its
+            # explanation counts every host.
+            passing, rejections = filter_hosts(spec, hosts, self._filters, context)
         if not passing:
             raise NoValidHost(explain(len(hosts), rejections), dict(rejections))
         ordered = weigh_hosts(spec, passing, self._weighers)
@@ -204,5 +216,5 @@ class SchedulerManager:
             rejections[refusal] += 1
             metrics.claim_refused(refusal)
             if self._on_refused is not None:
-                self._on_refused()
+                self._on_refused(host.host)
         raise NoValidHost(explain(len(hosts), rejections), dict(rejections))
