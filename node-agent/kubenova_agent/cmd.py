@@ -241,6 +241,7 @@ def run_fleet(args: argparse.Namespace) -> int:
             "kubenova-agent: --hosts-file names each host and its URL file; "
             "leave out --host and --amqp-url-file"
         )
+    sys.setswitchinterval(fleet.SWITCH_INTERVAL_S)
     with tempfile.TemporaryDirectory(prefix="kubenova-agent-") as directory:
         hosts = fleet.Fleet(_fleet_services(args, directory))
 

@@ -30,6 +30,13 @@ from kubenova_agent import service
 
 LOG = logging.getLogger(__name__)
 
+#: The interpreter's switch interval in a process of many hosts (Python's default: 5 ms). A
+#: thread waiting for the GIL wakes every interval to ask for it; with a thousand hosts under a
+#: burst of builds, hundreds of threads waited at once, and the process spent its CPU on those
+#: wake-ups rather than on the hosts' work (docs/benchmarks.md). Each host's threads block on
+#: I/O far more often than every 50 ms, which hands the GIL over anyway.
+SWITCH_INTERVAL_S = 0.05
+
 #: Hosts start this far apart, so that a thousand of them neither open their connections to
 #: RabbitMQ at one instant nor heartbeat in step afterwards.
 DEFAULT_START_INTERVAL_S = 0.01
