@@ -265,7 +265,9 @@ class ComputeTaskManager:
 
         A host that is down does not block a delete: the record is deleted here and the
         terminate stays in the host's durable queue, so its agent reaps the domain when
-        it comes back.
+        it comes back. Asked again while the host is up (the caller waited and the record is
+        still there), the terminate is cast again: the first, or the host's report of it, may
+        have been lost, and a terminate done twice only reports again.
         """
         with db_engine.transaction(self.session_factory) as session:
             record = db_api.instance_get(session, instance_uuid)
@@ -292,6 +294,8 @@ class ComputeTaskManager:
                 # The other host of a resize under way keeps a copy of the guest.
                 self.compute.terminate_instance(elsewhere, instance_uuid, request_id)
             self.projector.project(instance_uuid)
+        elif host is not None and host_up:
+            self.compute.terminate_instance(host, instance_uuid, request_id)
         if host is not None and host_up:
             return False  # the conductor finishes the delete when the agent reports back
         LOG.info("deleting instance %s locally (host %s is down or none)", instance_uuid, host)
