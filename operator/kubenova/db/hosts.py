@@ -329,9 +329,6 @@ def _capacities_statement() -> sa.Select[Any]:
 _CAPACITIES: Final = _capacities_statement()
 
 
-_CAPACITY_OF_HOST: Final = _CAPACITIES.where(_NODES.c.host == sa.bindparam("b_host"))
-
-
 @functools.lru_cache(maxsize=4096)
 def _labels_of(text: str | None) -> dict[str, str] | None:
     """The labels stored as ``text``, decoded once for every row that stores the same: the
@@ -354,9 +351,3 @@ def compute_node_capacities(session: orm.Session) -> list[HostCapacity]:
     cheaper again. Rows with the same labels share one (unchangeable) dict of them.
     """
     return [_capacity_of(row) for row in session.connection().execute(_CAPACITIES)]
-
-
-def compute_node_capacity(session: orm.Session, host: str) -> HostCapacity | None:
-    """What :func:`compute_node_capacities` says of ``host``, or None when it has no live node."""
-    row = session.connection().execute(_CAPACITY_OF_HOST, {"b_host": host}).first()
-    return _capacity_of(row) if row is not None else None

@@ -4,7 +4,7 @@ Reading every compute node for every request was the scheduler's largest cost un
 load (profiling a 1000-instance burst put it at a third of the operator's time). The
 view is reloaded at most every ``refresh_s`` and, between reloads, each successful claim
 is subtracted locally, as Nova's ``consume_from_request`` does. A stale view is safe:
-the claim re-checks room in the database, and a refused claim reads that host again.
+the claim re-checks room in the database, and a refused claim marks the view stale.
 
 A reload builds a :class:`HostState` only for a host whose row changed since the last one:
 with a thousand hosts, building them all every second was a tenth of the operator's time in
@@ -32,10 +32,8 @@ class HostManager:
         *,
         refresh_s: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
-        host_loader: Callable[[str], HostState | None] | None = None,
     ) -> None:
         self._loader = loader
-        self._host_loader = host_loader
         self._refresh_s = refresh_s
         self._clock = clock
         self._lock = threading.Lock()
@@ -45,8 +43,7 @@ class HostManager:
     @classmethod
     def over_database(cls, session_factory: db_engine.SessionFactory) -> HostManager:
         """The view of the hosts recorded in the database."""
-        reader = DatabaseHosts(session_factory)
-        return cls(reader.all, host_loader=reader.one)
+        return cls(DatabaseHosts(session_factory).all)
 
     def host_states(self) -> list[HostState]:
         """The current view; reloaded from the database when older than refresh_s."""
@@ -72,29 +69,16 @@ class HostManager:
             )
 
     def mark_stale(self) -> None:
-        """Reload on the next read (the hosts changed)."""
+        """Reload on the next read (a claim found the view wrong, or the hosts changed)."""
         with self._lock:
             self._loaded_at = None
-
-    def refresh_host(self, host: str) -> None:
-        """Read ``host`` again (a claim on it was refused, so its view was wrong); the whole
-        view when there is no way to read one host."""
-        if self._host_loader is None:
-            self.mark_stale()
-            return
-        state = self._host_loader(host)
-        with self._lock:
-            if state is None:
-                self._states.pop(host, None)
-            elif host in self._states:
-                self._states[host] = state
 
 
 class DatabaseHosts:
     """Host states read from the database, each built again only when its row changed.
 
     :meth:`all` is not safe to call from two threads at once (the :class:`HostManager` calls
-    it under its lock); :meth:`one` is.
+    it under its lock).
     """
 
     def __init__(self, session_factory: db_engine.SessionFactory) -> None:
@@ -114,12 +98,6 @@ class DatabaseHosts:
             states.append(state)
         self._known = fresh
         return states
-
-    def one(self, host: str) -> HostState | None:
-        """``host``'s state, or None when it has no live compute node."""
-        with db_engine.transaction(self._session_factory) as session:
-            row = db_api.compute_node_capacity(session, host)
-        return host_state_of(row) if row is not None else None
 
 
 def load_host_states(session_factory: db_engine.SessionFactory) -> list[HostState]:

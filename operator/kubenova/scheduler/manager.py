@@ -137,7 +137,7 @@ class SchedulerManager:
         service_down_time_s: int = 60,
         clock: Callable[[], datetime.datetime] | None = None,
         on_claimed: Callable[[RequestSpec, str], None] | None = None,
-        on_refused: Callable[[str], None] | None = None,
+        on_refused: Callable[[], None] | None = None,
         max_candidates: int = 0,
         rng: random.Random | None = None,
     ) -> None:
@@ -156,7 +156,7 @@ class SchedulerManager:
         cls, settings: OperatorSettings, host_manager: HostManager
     ) -> SchedulerManager:
         """The configured filters and weighers over ``host_manager``'s view of the hosts, which
-        each claim updates (or, refused, has read again)."""
+        each claim updates (or, refused, marks stale)."""
         return cls(
             host_manager.host_states,
             filters=filters_mod.load_filters(
@@ -167,7 +167,7 @@ class SchedulerManager:
             ),
             service_down_time_s=settings.service_down_time_s,
             on_claimed=host_manager.consume,
-            on_refused=host_manager.refresh_host,
+            on_refused=host_manager.mark_stale,
             max_candidates=settings.scheduler_max_candidates,
         )
 
@@ -216,5 +216,5 @@ class SchedulerManager:
             rejections[refusal] += 1
             metrics.claim_refused(refusal)
             if self._on_refused is not None:
-                self._on_refused(host.host)
+                self._on_refused()
         raise NoValidHost(explain(len(hosts), rejections), dict(rejections))

@@ -189,16 +189,6 @@ def test_capacities_say_what_the_node_list_says_as_plain_rows(db_session_factory
     assert (d.service_disabled, d.last_seen_up, d.labels, d.failed_builds) == (None, None, None, 2)
 
 
-def test_one_hosts_capacity_is_what_the_list_says_of_it(db_session_factory):
-    _hosts_of_every_kind(db_session_factory)
-
-    with db_engine.transaction(db_session_factory) as session:
-        capacities = {c.host: c for c in api.compute_node_capacities(session)}
-        for host, capacity in capacities.items():
-            assert api.compute_node_capacity(session, host) == capacity
-        assert api.compute_node_capacity(session, "nowhere") is None
-
-
 def test_rows_with_the_same_labels_share_one_decoded_dict(db_session_factory):
     for host in ("h1", "h2"):
         make_host(
@@ -226,9 +216,6 @@ def test_database_hosts_read_again_build_only_the_changed_host(db_session_factor
 
     assert second["h1"] is first["h1"]
     assert (second["h2"].vcpus_used, first["h2"].vcpus_used) == (1, 0)
-    one = reader.one("h2")
-    assert one is not None
-    assert one == second["h2"]
 
 
 def test_capacities_of_no_hosts_are_empty(db_session_factory):

@@ -87,52 +87,6 @@ def test_a_scheduler_from_settings_reads_the_view_again_after_a_refused_claim():
     assert loader.calls == 2
 
 
-def test_a_refused_claim_reads_only_that_host_again_when_the_view_can():
-    loader, clock = _up_hosts(), FakeClock()
-    now = datetime.datetime.now(datetime.UTC)
-    read: list[str] = []
-
-    def read_host(host):
-        read.append(host)
-        return make_host(host, memory_mib_used=8192, last_seen_up=now)
-
-    manager = HostManager(loader, refresh_s=60.0, clock=clock, host_loader=read_host)
-    scheduler = SchedulerManager.from_settings(OperatorSettings(), manager)
-    outcomes = iter([ClaimResult("insufficient memory"), CLAIMED])
-
-    second = scheduler.schedule(make_spec(), lambda spec, host: next(outcomes))
-
-    assert loader.calls == 1
-    [first] = read
-    assert second != first
-    states = {state.host: state for state in manager.host_states()}
-    assert states[first].memory_mib_used == 8192
-    assert states[second].num_instances == 1
-    assert loader.calls == 1
-
-
-def test_a_host_read_again_and_gone_leaves_the_view():
-    loader, clock = Loader(), FakeClock()
-    manager = HostManager(loader, refresh_s=60.0, clock=clock, host_loader=lambda host: None)
-    manager.host_states()
-
-    manager.refresh_host("h1")
-
-    assert [state.host for state in manager.host_states()] == ["h2"]
-
-
-def test_a_host_read_again_that_the_view_never_had_is_left_to_the_next_reload():
-    loader, clock = Loader(), FakeClock()
-    manager = HostManager(
-        loader, refresh_s=60.0, clock=clock, host_loader=lambda host: make_host(host)
-    )
-    manager.host_states()
-
-    manager.refresh_host("h3")
-
-    assert [state.host for state in manager.host_states()] == ["h1", "h2"]
-
-
 def _node(**extra):
     values = {
         "host": "h1",
@@ -218,17 +172,3 @@ def test_database_hosts_forget_a_host_whose_row_is_gone(monkeypatch):
     assert [state.host for state in reader.all()] == ["h2"]
     rows.rows = [_node(host="h1"), _node(host="h2")]
     assert [state.host for state in reader.all()] == ["h1", "h2"]
-
-
-def test_database_hosts_read_one_host(monkeypatch):
-    monkeypatch.setattr(
-        host_manager.db_api,
-        "compute_node_capacity",
-        lambda session, host: _node(host=host, vcpus_used=5) if host == "h1" else None,
-    )
-    reader = host_manager.DatabaseHosts(mock.MagicMock())
-
-    state = reader.one("h1")
-    assert state is not None
-    assert (state.host, state.vcpus_used) == ("h1", 5)
-    assert reader.one("gone") is None

@@ -105,7 +105,7 @@ def test_schedule_tells_the_host_view_of_each_claim_and_of_each_refusal():
     scheduler = _scheduler(
         hosts,
         on_claimed=lambda spec, host: claimed.append((spec.instance_uuid, host)),
-        on_refused=refused.append,
+        on_refused=lambda: refused.append(True),
     )
 
     scheduler.schedule(
@@ -113,7 +113,7 @@ def test_schedule_tells_the_host_view_of_each_claim_and_of_each_refusal():
     )
 
     assert claimed == [(UUID, "second")]
-    assert refused == ["first"]
+    assert refused == [True]
 
 
 def test_refused_claims_are_counted_with_the_filters_rejections():
