@@ -241,9 +241,9 @@ def run_fleet(args: argparse.Namespace) -> int:
             "kubenova-agent: --hosts-file names each host and its URL file; "
             "leave out --host and --amqp-url-file"
         )
-    sys.setswitchinterval(fleet.SWITCH_INTERVAL_S)
     with tempfile.TemporaryDirectory(prefix="kubenova-agent-") as directory:
         hosts = fleet.Fleet(_fleet_services(args, directory))
+        sys.setswitchinterval(fleet.switch_interval_s(len(hosts.services)))
 
         def _terminate(signum: int, frame: types.FrameType | None) -> None:
             del frame

@@ -7,8 +7,9 @@ is subtracted locally, as Nova's ``consume_from_request`` does. A stale view is 
 the claim re-checks room in the database, and a refused claim marks the view stale.
 
 A reload builds a :class:`HostState` only for a host whose row changed since the last one:
-with a thousand hosts, building them all every second was a tenth of the operator's time in
-a burst, and between two reloads most rows differ by nothing (docs/benchmarks.md).
+with a thousand hosts, reading the view was a tenth of the operator's time in a burst, half of
+it building states and decoding labels, and between two reloads most rows differ by nothing
+(docs/benchmarks.md).
 """
 
 from __future__ import annotations

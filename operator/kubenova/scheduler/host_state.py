@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import functools
 from collections.abc import Mapping
 from typing import Final
 
@@ -126,20 +125,18 @@ class HostState:
     #: successful build.
     failed_builds: int = 0
 
-    # Worked out once per state (a state never changes; a claim makes a new one): every
-    # request's filters and weighers read them for every host.
-    @functools.cached_property
+    @property
     def free_vcpus(self) -> float:
         return placement.allocatable(self.vcpus, 0, self.cpu_allocation_ratio) - self.vcpus_used
 
-    @functools.cached_property
+    @property
     def free_memory_mib(self) -> float:
         allocatable = placement.allocatable(
             self.memory_mib, self.reserved_host_memory_mib, self.ram_allocation_ratio
         )
         return allocatable - self.memory_mib_used
 
-    @functools.cached_property
+    @property
     def free_disk_gib(self) -> float:
         allocatable = placement.allocatable(
             self.disk_gib, self.reserved_host_disk_gib, self.disk_allocation_ratio

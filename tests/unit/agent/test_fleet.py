@@ -286,9 +286,17 @@ def test_a_lone_simulated_host_takes_the_named_test_hypervisor_too():
         )
 
 
+@pytest.mark.parametrize(
+    ("hosts", "interval_s"),
+    [(1, 0.005), (100, 0.005), (200, 0.01), (500, 0.025), (1000, 0.05), (5000, 0.05)],
+)
+def test_the_switch_interval_grows_with_the_hosts_of_a_process(hosts, interval_s):
+    assert fleet.switch_interval_s(hosts) == pytest.approx(interval_s)
+
+
 def test_a_process_of_many_hosts_switches_threads_less_often(monkeypatch, tmp_path):
-    """Hundreds of host threads waiting for the GIL each woke every 5 ms to ask for it; the
-    fleet's process asks every SWITCH_INTERVAL_S instead."""
+    """Hundreds of host threads waiting for the GIL each woke every 5 ms to ask for it; a
+    process of 1000 hosts asks every 50 ms instead."""
     intervals: list[float] = []
     ran: list[int] = []
 
@@ -303,19 +311,14 @@ def test_a_process_of_many_hosts_switches_threads_less_often(monkeypatch, tmp_pa
             pass
 
     monkeypatch.setattr(cmd.sys, "setswitchinterval", intervals.append)
-    monkeypatch.setattr(cmd, "_fleet_services", lambda args, directory: [])
+    monkeypatch.setattr(cmd, "_fleet_services", lambda args, directory: [object()] * 1000)
     monkeypatch.setattr(fleet, "Fleet", _Fleet)
     monkeypatch.setattr(cmd.signal, "signal", lambda signum, handler: None)
     hosts_file = tmp_path / "sim.hosts"
     hosts_file.write_text(f"s-1 {tmp_path}/s-1.url\n")
 
-    assert (
-        cmd.run_fleet(
-            cmd.build_parser().parse_args(["--driver=test", f"--hosts-file={hosts_file}"])
-        )
-        == 0
-    )
+    args = cmd.build_parser().parse_args(["--driver=test", f"--hosts-file={hosts_file}"])
+    assert cmd.run_fleet(args) == 0
 
-    assert intervals == [fleet.SWITCH_INTERVAL_S]
-    assert fleet.SWITCH_INTERVAL_S > 0.005
-    assert ran == [0]
+    assert intervals == [0.05]
+    assert ran == [1000]
