@@ -42,8 +42,9 @@ def switch_interval_s(hosts: int) -> float:
     A thread waiting for the GIL wakes every interval to ask for it. With a thousand hosts
     under a burst of builds, hundreds of threads waited at once, and the process spent its CPU
     on those wake-ups rather than on the hosts' work (docs/benchmarks.md); keeping the
-    wake-ups per second about constant as hosts are added keeps that cost down. With a hundred
-    hosts, 50 ms made every host answer later: a 1000-instance burst ran 10-20 % slower.
+    wake-ups per second about constant as hosts are added keeps that cost down. A process of a
+    hundred hosts has few threads waiting at once, so it keeps Python's interval, under which
+    each thread that wants the GIL gets it sooner.
     """
     scaled = DEFAULT_SWITCH_INTERVAL_S * hosts / 100
     return min(MAX_SWITCH_INTERVAL_S, max(DEFAULT_SWITCH_INTERVAL_S, scaled))
