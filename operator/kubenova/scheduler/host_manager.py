@@ -102,10 +102,9 @@ class DatabaseHosts:
 
 
 def load_host_states(session_factory: db_engine.SessionFactory) -> list[HostState]:
-    """Every live compute node with its agent's heartbeat, read in one transaction."""
-    with db_engine.transaction(session_factory) as session:
-        rows = db_api.compute_node_capacities(session)
-    return [host_state_of(row) for row in rows]
+    """Every live compute node with its agent's heartbeat, read in one transaction (once, with
+    nothing remembered for the next read)."""
+    return DatabaseHosts(session_factory).all()
 
 
 def host_state_of(row: db_api.HostCapacity) -> HostState:
